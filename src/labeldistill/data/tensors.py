@@ -1,0 +1,73 @@
+"""The loaded datasets the rest of the package sees: normalised tensors on the device."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .preprocess import Preprocessing
+
+
+@dataclass
+class LabelledTensors:
+    """Images and labels of one split, resident on a device.
+
+    Attributes:
+        x: float32 ``N×C×H×W``, normalised.
+        y: int64 ``N`` class labels, on the same device.
+        index: int64 ``N`` positions in the dataset's pooled raw array (official train part
+            followed by the official test part), for provenance.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    index: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+
+@dataclass
+class TargetData:
+    """A target dataset split into train / validation / test.
+
+    Attributes:
+        name: canonical dataset argument ("mnist", "npz:/abs/file.npz", "folder:/abs/dir", ...).
+        class_names: one name per class.
+        train, val, test: the three splits.
+        preprocessing: how raw images were turned into ``x`` (apply it to source images too).
+        split_record: JSON-able record of the split (seed, sizes, files, index lists, sha256).
+        licence: short licence / provenance note.
+    """
+
+    name: str
+    class_names: list[str]
+    train: LabelledTensors
+    val: LabelledTensors
+    test: LabelledTensors
+    preprocessing: Preprocessing
+    split_record: dict
+    licence: str
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+@dataclass
+class SourceData:
+    """A pool of base-image candidates from another dataset (cross-dataset distillation).
+
+    Attributes:
+        name: canonical dataset argument.
+        images: the source's training part, preprocessed like the target; ``y`` are source labels.
+        class_names: the source's class names.
+        licence: short licence / provenance note.
+    """
+
+    name: str
+    images: LabelledTensors
+    class_names: list[str]
+    licence: str

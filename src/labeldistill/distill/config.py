@@ -1,0 +1,85 @@
+"""Settings of a distillation run, with the paper's values as defaults.
+
+``None`` means "the paper's per-setting default" (epochs, inner batch size, reset window,
+architecture), resolved by :meth:`DistillConfig.resolve` once the target is known.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+
+from .. import protocol
+from ..errors import UserError
+
+
+@dataclass
+class DistillConfig:
+    # The problem
+    target: str = "mnist"  # dataset argument (catalog name, npz:FILE, folder:DIR)
+    source: str | None = None  # base images from another dataset (cross-dataset); None: within-dataset
+    base: int = 100  # N, number of base examples
+    target_size: int | None = None  # keep only M target training examples (paper Table 8)
+    split: tuple[float, float, float] | None = None  # fractions for datasets without official splits
+    seed: int = 0
+    # The method
+    method: str = "second-order"  # "second-order" or "ridge"
+    arch: str | None = None  # None: lenet for greyscale, alexnet for colour
+    epochs: int | None = None  # None: 400 (800 when N > 100 or CIFAR-100; K-49 100 / 200)
+    target_batch: int = 1024  # N_o
+    inner_batch: int | None = None  # N_i; None: 10 / 10 / 25 / 50 (100 for CIFAR-100), at most N
+    label_lr: float = 1e-3  # beta for the labels (Adam)
+    model_lr: float = 1e-3  # beta for the persistent model (Adam)
+    inner_lr: float = 0.01  # alpha, the virtual inner step (second order)
+    meta_gradient: str = "jvp"  # "jvp" (exact, fast) or "double-backward" (reference form)
+    ridge_lambda: float = 1.0
+    ridge_step: float = 0.01  # pseudo-gradient step size
+    scale_lr: float = 0.01  # Adam lr of the RR calibration scale
+    reset_window: int | None = None  # None: 50 (100 CIFAR-100 / K-49, 200 when N > 100)
+    # Validation, test and bookkeeping
+    val_every: int = 5  # epochs between label-selection validations
+    val_group: int = 4  # snapshots whose validation models train at once
+    test_models: int = 20
+    checkpoint_minutes: float = 3.0  # a checkpoint at least this often (and at each validation)
+    grad_var_every: int = 50  # record Var[label meta-gradient] every this many steps (0: never)
+    device: str = "auto"
+
+    def resolve(self, target_name: str, channels: int) -> DistillConfig:
+        """A copy with every ``None`` default filled in for this target."""
+        c = dataclasses.replace(self)
+        c.arch = c.arch or protocol.default_arch(target_name, channels)
+        c.epochs = c.epochs if c.epochs is not None else protocol.epochs(c.base, target_name)
+        c.inner_batch = c.inner_batch or protocol.inner_batch_size(c.base, target_name)
+        c.reset_window = c.reset_window or protocol.reset_window(c.base, target_name)
+        c.validate()
+        return c
+
+    def validate(self) -> None:
+        checks = [
+            (self.base >= 1, f"--base must be at least 1 (got {self.base})"),
+            (self.inner_batch is None or 1 <= self.inner_batch <= self.base,
+             f"inner batch {self.inner_batch} must be between 1 and the number of base examples ({self.base})"),
+            (self.epochs is None or self.epochs >= 1, f"--epochs must be at least 1 (got {self.epochs})"),
+            (self.target_batch >= 1, "target batch must be at least 1"),
+            (self.val_every >= 1 and self.val_group >= 1, "val_every and val_group must be at least 1"),
+            (self.test_models >= 1, "test_models must be at least 1"),
+            (self.meta_gradient in ("jvp", "double-backward"), f"meta_gradient must be 'jvp' or 'double-backward', got {self.meta_gradient!r}"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise UserError(msg)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> DistillConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise UserError(f"Unknown setting(s) {', '.join(unknown)}. Known: {', '.join(sorted(known))}.")
+        d = dict(d)
+        if d.get("split") is not None:
+            d["split"] = tuple(d["split"])
+        return cls(**d)
+
+

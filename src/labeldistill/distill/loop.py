@@ -1,0 +1,264 @@
+"""The one online loop shared by every meta-gradient strategy (paper Algorithm 1).
+
+Per step: a target minibatch (N_o) and an inner minibatch of base examples (N_i); the
+strategy's label meta-gradient and an Adam step on the labels (then clamp + renormalise);
+an Adam step of the persistent model on the base minibatch; the reset monitor on the
+target error (reset the model on over-fitting, recording T_i). After every ``val_every``
+epochs a label snapshot is queued for validation (label selection, batched). Training
+always runs all epochs. Every piece of state lives in :meth:`state_dict`, so a run
+resumed from any checkpoint continues exactly as if it had never stopped.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..engine import HeadConfig, Learner, make_learner
+from ..errors import UserError
+from ..problem import Problem
+from ..runs import MetricsLog, load_state, save_state
+from ..seeding import draw_seed, torch_generator
+from .config import DistillConfig
+from .labels import Labels
+from .reset import ResetMonitor
+from .strategies import STRATEGIES
+from .validation import LabelSelector, Snapshot
+
+CHECKPOINT = "checkpoint.safetensors"
+
+
+class NonFiniteError(UserError):
+    """Labels or losses became NaN / inf; the last good checkpoint is kept."""
+
+
+class Interrupted(UserError):
+    """Stopped by the user (Ctrl-C) after writing a checkpoint."""
+
+    exit_code = 130
+
+
+@dataclass
+class LoopResult:
+    labels: torch.Tensor  # the selected labels
+    steps: int  # their T
+    selected: Snapshot
+    seconds: float  # wall time of the loop (validations included)
+    seconds_per_step: float  # loop steps only
+    resets: int
+    t_list: list[int]
+
+
+class Distiller:
+    """Runs the online loop for one resolved :class:`DistillConfig` on one :class:`Problem`.
+
+    Args:
+        cfg: a resolved config (``cfg.resolve(...)``).
+        problem: target data and base images, on the training device.
+        model_factory: optional user module factory (features + head); default ``cfg.arch``.
+        run_dir: where checkpoints and the metrics log go (None: keep nothing on disk).
+        progress: show a progress bar.
+    """
+
+    def __init__(self, cfg: DistillConfig, problem: Problem, *, model_factory: Callable[[], nn.Module] | None = None,
+                 run_dir: str | Path | None = None, progress: bool = True) -> None:
+        self.cfg, self.problem = cfg, problem
+        t = problem.target
+        strategy_cls = STRATEGIES.get(cfg.method)
+        self.strategy = strategy_cls(inner_lr=cfg.inner_lr, meta_gradient=cfg.meta_gradient)
+        c, size = int(problem.base_x.shape[1]), int(problem.base_x.shape[-1])
+        head_cfg = HeadConfig(cfg.ridge_lambda, cfg.ridge_step, cfg.scale_lr)
+        self.learner: Learner = make_learner(model_factory or cfg.arch, c, size, t.num_classes, head=self.strategy.head, head_config=head_cfg)
+        self.device = problem.base_x.device
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.progress = progress
+        self.n_train = len(t.train)
+        self.steps_per_epoch = math.ceil(self.n_train / cfg.target_batch)
+        self.total_steps = cfg.epochs * self.steps_per_epoch
+        # Independent streams: changing one purpose's draws never shifts another's.
+        self.g_target = torch_generator(cfg.seed, "target-batches")
+        self.g_inner = torch_generator(cfg.seed, "inner-batches")
+        self.g_init = torch_generator(cfg.seed, "model-init")
+        self.labels = Labels(problem.n_base, t.num_classes, lr=cfg.label_lr, device=self.device)
+        self.model = self.learner.init([draw_seed(self.g_init)], device=self.device)
+        self.model_opt = self.learner.optimizer(self.model, cfg.model_lr)
+        self.monitor = ResetMonitor(cfg.reset_window)
+        self.selector = LabelSelector(cfg.seed)
+        self.epoch = 0  # completed epochs
+        self.pos = 0  # steps done in the current epoch
+        self.step = 0  # steps done in all
+        self.perm: torch.Tensor | None = None  # the current epoch's order of target examples
+        self.loop_seconds = 0.0
+        self.total_seconds = 0.0
+        self.last_val: float | None = None
+        self.log: MetricsLog | None = None
+        self._stop_requested = False
+
+    # -- one step ---------------------------------------------------------------------
+    def _one_step(self) -> dict:
+        cfg, p = self.cfg, self.problem
+        assert self.perm is not None
+        rows = self.perm[self.pos * cfg.target_batch : (self.pos + 1) * cfg.target_batch].to(self.device)
+        xt, yt = p.target.train.x[rows], p.target.train.y[rows]
+        inner = torch.randperm(p.n_base, generator=self.g_inner)[: cfg.inner_batch].to(self.device)
+        xb, yb = p.base_x[inner], self.labels.value.detach()[inner]
+        self.model_opt.zero_grad(set_to_none=True)
+        out = self.strategy.step(self.learner, self.model, xb, yb, xt, yt)
+        self.labels.step(inner, out.label_grad)
+        self.model_opt.step()
+        error, loss = 100.0 * float(out.error), float(out.loss)
+        rec: dict = {"kind": "step", "step": self.step + 1, "epoch": self.epoch + 1, "error": round(error, 4), "loss": round(loss, 6)}
+        if not (math.isfinite(loss) and bool(torch.isfinite(out.label_grad).all())):
+            raise NonFiniteError(
+                f"Non-finite loss or label gradient at step {self.step + 1}; stopped without saving it. "
+                "The last good checkpoint is kept: lower --label-lr / --model-lr, then resume."
+            )
+        if cfg.grad_var_every and (self.step + 1) % cfg.grad_var_every == 0:
+            rec["grad_var"] = float(out.label_grad.var())
+        if self.monitor.update(error):
+            rec["reset"], rec["T_i"] = True, self.monitor.t_list[-1]
+            self.learner.reset_(self.model, draw_seed(self.g_init))
+            self.model_opt = self.learner.optimizer(self.model, cfg.model_lr)
+        return rec
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self) -> LoopResult:
+        cfg = self.cfg
+        t_start = time.perf_counter()
+        last_ckpt = time.monotonic()
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, desc=f"distill {cfg.method}", unit="step", dynamic_ncols=True)
+        old_handler = signal.getsignal(signal.SIGINT)
+        if _in_main_thread():
+            signal.signal(signal.SIGINT, self._request_stop)
+        try:
+            while self.epoch < cfg.epochs:
+                if self.perm is None:
+                    self.perm = torch.randperm(self.n_train, generator=self.g_target)
+                while self.pos < self.steps_per_epoch:
+                    t0 = time.perf_counter()
+                    rec = self._one_step()
+                    self.pos += 1
+                    self.step += 1
+                    self.loop_seconds += time.perf_counter() - t0
+                    self._write(rec)
+                    bar.update(1)
+                    if self.step % 20 == 0 or rec.get("reset"):
+                        self._postfix(bar)
+                    if self._stop_requested:
+                        self.checkpoint(time.perf_counter() - t_start)
+                        raise Interrupted(f"Stopped at step {self.step}; checkpoint written. Resume with: labeldistill distill --resume {self.run_dir}")
+                    if self.run_dir is not None and time.monotonic() - last_ckpt > 60 * cfg.checkpoint_minutes:
+                        self.checkpoint(time.perf_counter() - t_start)
+                        last_ckpt = time.monotonic()
+                self.epoch += 1
+                self.pos, self.perm = 0, None
+                if self.epoch % cfg.val_every == 0:
+                    self.selector.add(self.epoch, self.step, self.monitor.estimate_steps(), self.labels.value)
+                    if len(self.selector.pending) >= cfg.val_group:
+                        self._validate()
+                    self.checkpoint(time.perf_counter() - t_start)
+                    last_ckpt = time.monotonic()
+            if self.selector.best is None and not self.selector.pending:  # fewer epochs than val_every
+                self.selector.add(self.epoch, self.step, self.monitor.estimate_steps(), self.labels.value)
+            self._validate()
+            self._postfix(bar)
+            self.checkpoint(time.perf_counter() - t_start)
+        finally:
+            bar.close()
+            if _in_main_thread():
+                signal.signal(signal.SIGINT, old_handler)
+        best = self.selector.best
+        assert best is not None
+        return LoopResult(best.labels, best.steps_t, best, self.total_seconds, self.loop_seconds / max(1, self.step),
+                          self.monitor.resets, list(self.monitor.t_list))
+
+    def _validate(self) -> None:
+        p, cfg = self.problem, self.cfg
+        for rec in self.selector.flush(self.learner, p.base_x, p.target.val.x, p.target.val.y, batch_size=cfg.inner_batch, lr=cfg.model_lr):
+            self.last_val = rec["val_accuracy"]
+            self._write(rec)
+
+    def _postfix(self, bar: tqdm) -> None:
+        ma = self.monitor.moving_average
+        bar.set_postfix(
+            acc=f"{100 - ma:.1f}" if ma is not None else "-", resets=self.monitor.resets,
+            val=f"{self.last_val:.1f}" if self.last_val is not None else "-", refresh=False,
+        )
+
+    def _write(self, rec: dict) -> None:
+        if self.log is not None:
+            self.log.write(rec)
+
+    def _request_stop(self, signum: int, frame: object) -> None:
+        if self._stop_requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self._stop_requested = True
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "format_version": 1,
+            "labels": self.labels.value.detach(), "labels_opt": self.labels.opt.state_dict(),
+            "model": {"params": self.model.params, "buffers": self.model.buffers, "head": self.model.head},
+            "model_opt": self.model_opt.state_dict(),
+            "generators": {"target": self.g_target.get_state(), "inner": self.g_inner.get_state(), "init": self.g_init.get_state()},
+            "perm": self.perm, "epoch": self.epoch, "pos": self.pos, "step": self.step,
+            "monitor": self.monitor.state_dict(), "selector": self.selector.state_dict(),
+            "loop_seconds": self.loop_seconds, "total_seconds": self.total_seconds, "last_val": self.last_val,
+        }
+
+    def load_state_dict(self, s: dict) -> None:
+        with torch.no_grad():
+            self.labels.value.copy_(s["labels"])
+            for part in ("params", "buffers", "head"):
+                for name, t in getattr(self.model, part).items():
+                    t.copy_(s["model"][part][name])
+        self.labels.opt.load_state_dict(s["labels_opt"])
+        self.model_opt = self.learner.optimizer(self.model, self.cfg.model_lr)
+        self.model_opt.load_state_dict(s["model_opt"])
+        for name, g in (("target", self.g_target), ("inner", self.g_inner), ("init", self.g_init)):
+            g.set_state(s["generators"][name].to(torch.uint8).cpu())
+        self.perm = s["perm"].cpu() if s["perm"] is not None else None
+        self.epoch, self.pos, self.step = int(s["epoch"]), int(s["pos"]), int(s["step"])
+        self.monitor = ResetMonitor.from_state(s["monitor"])
+        self.selector = LabelSelector.from_state(s["selector"], self.device)
+        self.loop_seconds, self.total_seconds, self.last_val = s["loop_seconds"], s["total_seconds"], s["last_val"]
+
+    def checkpoint(self, session_seconds: float) -> None:
+        if self.run_dir is None:
+            self.total_seconds = self._base_seconds + session_seconds
+            return
+        self.total_seconds = self._base_seconds + session_seconds
+        state = self.state_dict()
+        state["metrics_offset"] = self.log.flush() if self.log is not None else 0
+        save_state(self.run_dir / CHECKPOINT, state)
+
+    _base_seconds = 0.0
+
+    def open_log(self, resume: bool) -> None:
+        """Open the metrics log; on resume, restore the checkpoint and truncate the log to it."""
+        assert self.run_dir is not None
+        offset = None
+        if resume:
+            s = load_state(self.run_dir / CHECKPOINT, device=self.device)
+            self.load_state_dict(s)
+            offset = int(s["metrics_offset"])
+            self._base_seconds = self.total_seconds
+        self.log = MetricsLog(self.run_dir / "metrics.jsonl", resume_offset=offset)
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+
+
+def _in_main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()

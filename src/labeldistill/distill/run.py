@@ -1,0 +1,153 @@
+"""``distill()``: load the data, run the loop in a run directory, test, save the distilled set."""
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from torch import nn
+
+from ..artifact import FILE_NAME, DistilledSet
+from ..data import load_source, load_target
+from ..engine import evaluate_labels
+from ..errors import UserError
+from ..problem import Problem, build_problem
+from ..runs import RunLock, atomic_write_json, read_json
+from ..runs.provenance import resolve_device, versions
+from .config import DistillConfig
+from .loop import CHECKPOINT, Distiller
+
+
+def prepare(cfg: DistillConfig, *, data_root: str | Path | None = None, download: bool = False) -> tuple[DistillConfig, Problem, str]:
+    """Resolve the device, load the target (and source) and pick the base set."""
+    device = resolve_device(cfg.device)
+    arch_size = 32 if cfg.arch == "alexnet" else None
+    target = load_target(cfg.target, data_root=data_root, seed=cfg.seed, split=cfg.split, device=device,
+                         download=download, image_size=arch_size, target_size=cfg.target_size)
+    source = None
+    if cfg.source is not None:
+        source = load_source(cfg.source, preprocessing=target.preprocessing, data_root=data_root, seed=cfg.seed, device=device, download=download)
+    resolved = cfg.resolve(target.name, target.preprocessing.channels)
+    n_pool = len(source.images) if source is not None else len(target.train)
+    if resolved.base > n_pool:
+        raise UserError(f"--base {resolved.base} is more than the {n_pool} images available for the base set.")
+    return resolved, build_problem(target, resolved.base, resolved.seed, source), device
+
+
+def distill(
+    target: str = "mnist",
+    *,
+    source: str | None = None,
+    base: int = 100,
+    method: str = "second-order",
+    config: DistillConfig | None = None,
+    model: Callable[[], nn.Module] | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    data_root: str | Path | None = None,
+    download: bool = False,
+    progress: bool = True,
+    **settings: object,
+) -> DistilledSet:
+    """Learn soft labels for ``base`` images so that models trained on them do well on ``target``.
+
+    Args:
+        target: the target dataset (catalog name, ``npz:FILE``, ``folder:DIR``).
+        source: take the base images from this dataset instead (cross-dataset).
+        base: number of base examples N.
+        method: ``"second-order"`` or ``"ridge"``.
+        config: a full :class:`DistillConfig` (then target/source/base/method are ignored).
+        model: your own module factory (returns an ``nn.Module`` with ``features`` and ``head``).
+        out: run directory (checkpoints, metrics, result.json, the distilled set); None keeps
+            nothing on disk.
+        resume: continue the run in ``out`` from its last checkpoint.
+        settings: any other :class:`DistillConfig` field, e.g. ``epochs=40, seed=1``.
+    Returns:
+        The :class:`~labeldistill.DistilledSet`; its ``evaluation`` holds the test result.
+    Example:
+        >>> ds = labeldistill.distill("mnist", base=100, method="ridge", data_root="data", epochs=40)
+        >>> ds.evaluation["accuracy_mean"]
+    """
+    if resume:
+        if out is None:
+            raise UserError("resume needs the run directory (out=...).")
+        cfg = DistillConfig.from_dict(read_json(Path(out) / "config.json")["config"])
+    else:
+        cfg = config or DistillConfig(target=target, source=source, base=base, method=method)
+        cfg = dataclasses.replace(cfg, **settings) if settings else cfg
+    return run_distillation(cfg, model=model, out=out, resume=resume, data_root=data_root, download=download, progress=progress)
+
+
+def run_distillation(cfg: DistillConfig, *, model=None, out=None, resume=False, data_root=None, download=False, progress=True) -> DistilledSet:
+    cfg.validate()
+    run_dir = Path(out) if out is not None else None
+    lock = None
+    if run_dir is not None:
+        if not resume and (run_dir / CHECKPOINT).exists():
+            raise UserError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out.")
+        if resume and not (run_dir / CHECKPOINT).exists():
+            raise UserError(f"{run_dir} has no checkpoint to resume from.")
+        lock = RunLock(run_dir).acquire()
+    try:
+        resolved, problem, device = prepare(cfg, data_root=data_root, download=download)
+        distiller = Distiller(resolved, problem, model_factory=model, run_dir=run_dir, progress=progress)
+        if run_dir is not None:
+            record = _config_record(resolved, cfg, problem, device, data_root, model)
+            if resume:
+                old = read_json(run_dir / "config.json")
+                if old.get("split_sha256") != record["split_sha256"] or old["problem"]["base_indices"] != record["problem"]["base_indices"]:
+                    raise UserError(f"The data found now differ from the data {run_dir} was started on; resume with the same --data-root.")
+            else:
+                atomic_write_json(run_dir / "config.json", record)
+            distiller.open_log(resume)
+        try:
+            loop = distiller.run()
+        finally:
+            distiller.close()
+        t0 = time.perf_counter()
+        test = problem.target.test
+        ev = evaluate_labels(distiller.learner, problem.base_x, loop.labels, test.x, test.y, steps=loop.steps,
+                             models=resolved.test_models, seed=resolved.seed, batch_size=resolved.inner_batch, lr=resolved.model_lr)
+        result = ev.to_dict()
+        result.update(
+            T=loop.steps, selected_epoch=loop.selected.epoch, resets=loop.resets, T_list=loop.t_list,
+            distill_seconds=round(loop.seconds, 2), test_seconds=round(time.perf_counter() - t0, 2),
+            seconds=round(loop.seconds + time.perf_counter() - t0, 2), seconds_per_step=round(loop.seconds_per_step, 5),
+            method=resolved.method, arch=resolved.arch, head=distiller.strategy.head, base=resolved.base,
+            target=problem.target.name, source=resolved.source, seed=resolved.seed, epochs=resolved.epochs, device=device,
+        )
+        ds = DistilledSet(
+            images=problem.base_x.detach().cpu(), labels=loop.labels.detach().cpu(), steps=loop.steps,
+            preprocessing=problem.target.preprocessing, class_names=list(problem.target.class_names),
+            recipe={"optimizer": "adam", "lr": resolved.model_lr, "batch_size": resolved.inner_batch, "arch": resolved.arch,
+                    "head": distiller.strategy.head, "ridge_lambda": resolved.ridge_lambda, "ridge_step": resolved.ridge_step,
+                    "scale_lr": resolved.scale_lr, "method": resolved.method},
+            provenance={**problem.provenance(), "target": problem.target.name, "base_classes": problem.base_class_names,
+                        "base_labels": [int(v) for v in problem.base_y.cpu()], "seed": resolved.seed},
+        )
+        ds.evaluation = result
+        if run_dir is not None:
+            ds.save(run_dir / FILE_NAME)
+            atomic_write_json(run_dir / "result.json", {**result, "config": resolved.to_dict()})
+        return ds
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _config_record(resolved: DistillConfig, given: DistillConfig, problem: Problem, device: str, data_root, model) -> dict:
+    split = problem.target.split_record
+    return {
+        "config": resolved.to_dict(),
+        "given": given.to_dict(),
+        "device": device,
+        "data_root": str(data_root) if data_root is not None else None,
+        "custom_model": None if model is None else getattr(model, "__qualname__", repr(model)),
+        "versions": versions(),
+        "problem": {**problem.provenance(), "target": problem.target.name, "class_names": problem.target.class_names,
+                    "sizes": {"train": len(problem.target.train), "val": len(problem.target.val), "test": len(problem.target.test)}},
+        "preprocessing": problem.target.preprocessing.to_dict(),
+        "split_sha256": split.get("sha256"),
+        "split": split,
+    }

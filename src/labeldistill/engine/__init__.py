@@ -1,0 +1,6 @@
+"""Train and evaluate fresh models on a small labelled set, many models at once."""
+from .learner import HEADS, HeadConfig, Learner, ModelState, soft_cross_entropy
+from .evaluate import Evaluation, evaluate_labels, make_learner, model_seeds
+from .train import accuracy, draw_batches, predict, train_models
+
+__all__ = ["Evaluation", "evaluate_labels", "make_learner", "model_seeds", "HEADS", "HeadConfig", "Learner", "ModelState", "soft_cross_entropy", "accuracy", "draw_batches", "predict", "train_models"]

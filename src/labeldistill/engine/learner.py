@@ -1,0 +1,163 @@
+"""A model architecture + head as pure functions of stacked parameters.
+
+Everything that trains models (the evaluation engine, the baselines, the distillation
+loop's persistent model) goes through :class:`Learner`: it turns a module factory into
+per-model functions ``logits(params, head, x)`` and ``train_loss(params, head, x, y)``
+that ``torch.func.vmap`` maps over K stacked models, so K models train in one batched
+forward and backward pass.
+
+Two heads:
+- ``linear``: the module's own ``head`` (standard model).
+- ``ridge``: the module's ``features`` followed by the ridge-regression head (global
+  weights W from the pseudo-gradient, calibration scale s); the linear head is unused.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, replace_all_batch_norm_modules_, stack_module_state
+
+from ..errors import check_choice
+from ..models import check_surface, pseudo_gradient_step, ridge_logits, ridge_solve, with_bias
+from ..seeding import isolated_torch_seed
+
+HEADS = ("linear", "ridge")
+Params = dict[str, torch.Tensor]
+
+
+def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """``mean_i sum_c -y_ic log softmax(z_i)_c`` for soft (probability) targets."""
+    return -(target * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """Settings of the ridge-regression head (ignored by the linear head). Paper values."""
+
+    ridge_lambda: float = 1.0  # lambda, the RR regulariser
+    ridge_step: float = 0.01  # alpha, the pseudo-gradient step size
+    scale_lr: float = 0.01  # Adam learning rate of the calibration scale s
+
+
+@dataclass
+class ModelState:
+    """K models stacked along dim 0 (K may be 1)."""
+
+    params: Params  # leaves with requires_grad, each K x ...
+    buffers: Params
+    head: Params  # ridge: {"w": K x (F+1) x C, "s": K}; linear: {}
+
+    @property
+    def k(self) -> int:
+        return next(iter(self.params.values())).shape[0]
+
+    def select(self, idx: torch.Tensor | slice) -> ModelState:
+        """A detached copy of some of the models."""
+        pick = lambda d: {n: t[idx].detach().clone() for n, t in d.items()}  # noqa: E731
+        return ModelState(pick(self.params), pick(self.buffers), pick(self.head))
+
+    def state_tensors(self) -> dict[str, torch.Tensor]:
+        """Flat name -> tensor map (for checkpoints)."""
+        out = {f"params.{n}": t.detach() for n, t in self.params.items()}
+        out.update({f"buffers.{n}": t for n, t in self.buffers.items()})
+        out.update({f"head.{n}": t.detach() for n, t in self.head.items()})
+        return out
+
+
+class Learner:
+    """An architecture (a factory of fresh modules) with a head, as pure functions.
+
+    Args:
+        factory: returns a fresh ``nn.Module`` with ``features`` and ``head`` (default init).
+        head: ``"linear"`` or ``"ridge"``.
+        head_config: ridge settings.
+    Example:
+        >>> learner = Learner(lambda: build_model("lenet", 1, 28, 10), head="ridge")
+        >>> state = learner.init([0, 1, 2])   # three models, seeds 0..2
+    """
+
+    def __init__(self, factory: Callable[[], nn.Module], head: str = "linear", head_config: HeadConfig | None = None) -> None:
+        self.factory = factory
+        self.head_kind = check_choice("head", head, HEADS)
+        self.cfg = head_config or HeadConfig()
+        template = factory()
+        check_surface(template)
+        # Batch norm must not update running statistics inside vmap: use batch statistics.
+        replace_all_batch_norm_modules_(template)
+        self.template = template
+        self.num_features = template.head.in_features
+        self.num_classes = template.head.out_features
+        self._body = template if self.head_kind == "linear" else template.features
+
+    @property
+    def is_ridge(self) -> bool:
+        return self.head_kind == "ridge"
+
+    # -- initialisation -------------------------------------------------------------
+    def fresh_module(self, seed: int) -> nn.Module:
+        with isolated_torch_seed(seed):
+            m = self.factory()
+        replace_all_batch_norm_modules_(m)
+        return m if self.head_kind == "linear" else m.features
+
+    def init(self, seeds: Sequence[int], device: str | torch.device = "cpu") -> ModelState:
+        """K fresh models, model k initialised under ``seeds[k]`` (default PyTorch init)."""
+        mods = [self.fresh_module(int(s)).to(device) for s in seeds]
+        params, buffers = stack_module_state(mods)
+        head: Params = {}
+        if self.is_ridge:
+            k = len(mods)
+            head = {
+                "w": torch.zeros(k, self.num_features + 1, self.num_classes, device=device),
+                "s": torch.ones(k, device=device, requires_grad=True),
+            }
+        return ModelState(params, buffers, head)
+
+    def reset_(self, state: ModelState, seed: int) -> None:
+        """Re-initialise model 0 of ``state`` in place (the loop's reset on over-fitting)."""
+        fresh = self.init([seed], device=next(iter(state.params.values())).device)
+        with torch.no_grad():
+            for d, f in ((state.params, fresh.params), (state.buffers, fresh.buffers), (state.head, fresh.head)):
+                for n, t in d.items():
+                    t.copy_(f[n])
+
+    # -- per-model pure functions (vmap maps them over K) ------------------------------
+    def body(self, params: Params, buffers: Params, x: torch.Tensor) -> torch.Tensor:
+        return functional_call(self._body, (params, buffers), (x,))
+
+    def logits(self, params: Params, buffers: Params, head: Params, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(params, buffers, x)
+        return ridge_logits(out, head["w"], head["s"]) if self.is_ridge else out
+
+    def train_loss(self, params: Params, buffers: Params, head: Params, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, Params]:
+        """Soft cross-entropy on a labelled minibatch, and the head's updated tensors.
+
+        Ridge: W_l from the minibatch, W <- (1-a) W + a W_l, logits [f(x),1] @ (s W); the
+        loss reaches the features through both the logits and W_l (DESIGN.md).
+        """
+        out = self.body(params, buffers, x)
+        if not self.is_ridge:
+            return soft_cross_entropy(out, y), {}
+        z = with_bias(out)
+        w = self.ridge_update(z, y, head["w"])
+        loss = soft_cross_entropy(z @ (head["s"] * w), y)
+        return loss, {"w": w.detach()}
+
+    def ridge_update(self, z: torch.Tensor, y: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """Global weights after one pseudo-gradient step towards the minibatch solution W_l(z, y)."""
+        return pseudo_gradient_step(w, ridge_solve(z, y, self.cfg.ridge_lambda), self.cfg.ridge_step)
+
+    def single(self, state: ModelState) -> tuple[Params, Params, Params]:
+        """Views of model 0 of a stacked state (gradients flow back to the stacked leaves)."""
+        pick = lambda d: {n: t[0] for n, t in d.items()}  # noqa: E731
+        return pick(state.params), pick(state.buffers), pick(state.head)
+
+    def optimizer(self, state: ModelState, lr: float) -> torch.optim.Adam:
+        groups: list[dict] = [{"params": list(state.params.values()), "lr": lr}]
+        if self.is_ridge:
+            groups.append({"params": [state.head["s"]], "lr": self.cfg.scale_lr})
+        return torch.optim.Adam(groups)

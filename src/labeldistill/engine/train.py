@@ -1,0 +1,135 @@
+"""Train K fresh models at once on a small labelled set (the paper's way).
+
+Adam (lr 1e-3), T steps, each on a random minibatch of N_i base examples drawn without
+replacement, soft cross-entropy. All K models advance together, one step at a time, with
+one backward pass and one optimiser step per step: on a GPU the K forward passes are one
+batched pass (``torch.func.vmap``); on a CPU a lockstep loop is faster (see
+:mod:`.batching`). Model k's initialisation and minibatches come only from ``seeds[k]``,
+so training it alone gives the same model.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ..errors import UserError
+from ..seeding import derive_seed
+from .batching import map_models, resolve_mode
+from .learner import Learner, ModelState
+
+
+def draw_batches(generator: torch.Generator, steps: int, n: int, batch: int) -> torch.Tensor:
+    """``steps x batch`` indices into ``range(n)``: each row a random subset (no repeats)."""
+    return torch.rand(steps, n, generator=generator, device=generator.device).argsort(dim=1)[:, :batch]
+
+
+def batch_generator(seed: int) -> torch.Generator:
+    """The minibatch stream of the model initialised with ``seed``."""
+    g = torch.Generator()
+    g.manual_seed(derive_seed(seed, "minibatches"))
+    return g
+
+
+def check_batch(n: int, batch: int) -> None:
+    if batch < 1 or batch > n:
+        raise UserError(f"Inner batch size {batch} must be between 1 and the number of base examples ({n}).")
+
+
+def train_models(
+    learner: Learner,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int | Sequence[int],
+    seeds: Sequence[int],
+    *,
+    batch_size: int = 50,
+    lr: float = 1e-3,
+    observe_at: Sequence[int] = (),
+    observer: Callable[[int, ModelState], None] | None = None,
+    mode: str = "auto",
+) -> ModelState:
+    """Train ``len(seeds)`` fresh models at once and return them.
+
+    Args:
+        learner: architecture + head.
+        images: N x C x H x W base images (normalised, on the training device).
+        labels: N x C label distributions shared by all models, or K x N x C (one set per
+            model, e.g. several label snapshots validated at once).
+        steps: T for all models, or one T per model (a model stops at its own T).
+        seeds: one seed per model; it fixes the model's initialisation and minibatches.
+        batch_size: N_i, the minibatch size (at most N).
+        lr: Adam learning rate.
+        observe_at: steps after which ``observer(step, state)`` is called (e.g. to measure
+            validation accuracy during the baselines' step search).
+        mode: ``"vmap"``, ``"loop"`` or ``"auto"`` (see :mod:`.batching`); same result.
+    Example:
+        >>> state = train_models(learner, x, y, steps=300, seeds=range(20))
+    """
+    k, n = len(seeds), images.shape[0]
+    check_batch(n, batch_size)
+    per_model_steps = [int(steps)] * k if isinstance(steps, int) else [int(t) for t in steps]
+    if len(per_model_steps) != k:
+        raise ValueError("one step count per model expected")
+    if labels.dim() == 3 and labels.shape[0] != k:
+        raise ValueError("per-model labels need one label set per model")
+    total = max(per_model_steps, default=0)
+    device = images.device
+    state = learner.init(seeds, device=device)
+    opt = learner.optimizer(state, lr)
+    idx = torch.stack([draw_batches(batch_generator(s), total, n, batch_size) for s in seeds]).to(device)  # K x T x b
+    rows = torch.arange(k, device=device)[:, None]
+    step_fn = map_models(learner.train_loss, (0, 0, 0, 0, 0), resolve_mode(mode, device))
+    finished = {t: [i for i, ti in enumerate(per_model_steps) if ti == t] for t in set(per_model_steps)}
+    result: ModelState | None = None if len(finished) <= 1 else state.select(slice(None))
+    observe = set(observe_at)
+    for t in range(total):
+        b = idx[:, t]
+        xb = images[b]
+        yb = labels[b] if labels.dim() == 2 else labels[rows, b]
+        losses, aux = step_fn(state.params, state.buffers, state.head, xb, yb)
+        opt.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        opt.step()
+        if aux:
+            state.head["w"] = aux["w"]
+        done = t + 1
+        if result is not None and done in finished:
+            _copy_models(result, state, finished[done])
+        if observer is not None and done in observe:
+            observer(done, state)
+    if result is None:
+        return ModelState(
+            {n_: p.detach() for n_, p in state.params.items()}, state.buffers, {n_: h.detach() for n_, h in state.head.items()}
+        )
+    return result  # models asked for zero steps kept their initialisation
+
+
+def _copy_models(dst: ModelState, src: ModelState, which: list[int]) -> None:
+    ix = torch.tensor(which, device=next(iter(src.params.values())).device)
+    with torch.no_grad():
+        for d, s in ((dst.params, src.params), (dst.buffers, src.buffers), (dst.head, src.head)):
+            for name, t in d.items():
+                t[ix] = s[name][ix].detach()
+
+
+@torch.no_grad()
+def predict(learner: Learner, state: ModelState, x: torch.Tensor, chunk: int | None = None, mode: str = "auto") -> torch.Tensor:
+    """Logits of all K models on shared inputs: K x B x C, computed in chunks."""
+    k, mode = state.k, resolve_mode(mode, x.device)
+    chunk = chunk or (max(32, 4096 // k) if mode == "vmap" else 2048)
+    fn = map_models(learner.logits, (0, 0, 0, None), mode)
+    outs = [fn(state.params, state.buffers, state.head, x[i : i + chunk]) for i in range(0, x.shape[0], chunk)]
+    return torch.cat(outs, dim=1)
+
+
+@torch.no_grad()
+def accuracy(learner: Learner, state: ModelState, x: torch.Tensor, y: torch.Tensor, chunk: int | None = None, mode: str = "auto") -> torch.Tensor:
+    """Fraction correct of each of the K models on (x, y): a K-vector (stays on the device)."""
+    k, mode = state.k, resolve_mode(mode, x.device)
+    chunk = chunk or (max(32, 4096 // k) if mode == "vmap" else 2048)
+    fn = map_models(learner.logits, (0, 0, 0, None), mode)
+    correct = torch.zeros(k, device=x.device)
+    for i in range(0, x.shape[0], chunk):
+        correct += (fn(state.params, state.buffers, state.head, x[i : i + chunk]).argmax(-1) == y[i : i + chunk]).sum(-1)
+    return correct / max(1, x.shape[0])

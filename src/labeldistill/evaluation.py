@@ -1,0 +1,69 @@
+"""Evaluate a distilled set: fresh models (any architecture, either head, T or T +- delta steps)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .artifact import load
+from .data import load_target
+from .engine import evaluate_labels, make_learner
+from .errors import UserError
+from .runs import atomic_write_json, read_json
+from .runs.provenance import resolve_device
+
+
+def parse_steps(value: str | int | None, default: int) -> int:
+    """An absolute T (``300``) or a signed change of the distilled T (``+50``, ``-20``)."""
+    if value is None:
+        return default
+    text = str(value).strip()
+    try:
+        steps = default + int(text) if text[:1] in "+-" else int(text)
+    except ValueError:
+        raise UserError(f"--steps takes a number of steps (300) or a change of T (+50, -20), got '{value}'.") from None
+    if steps < 1:
+        raise UserError(f"--steps {value} gives {steps} training steps; it must be at least 1.")
+    return steps
+
+
+def evaluate(
+    path: str | Path, *, arch: str | None = None, head: str | None = None, models: int = 20, steps: str | int | None = None,
+    target: str | None = None, data_root: str | Path | None = None, device: str = "auto", seed: int | None = None, save: bool = True,
+) -> dict:
+    """Train ``models`` fresh models on a distilled set and report test accuracy (%).
+
+    Args:
+        path: a run directory or a distilled-set file.
+        arch, head: architecture and head of the fresh models (default: the recipe's).
+        steps: absolute T or a change such as ``"+50"`` (default: the distilled T).
+        target: the test data; a run directory knows its own, an exported file needs it.
+        save: for a run directory, write the result to ``RUN_DIR/evaluations/``.
+    Example:
+        >>> labeldistill.evaluate("runs/mnist-ld", arch="alexnet", steps="+50")["accuracy_mean"]
+    """
+    path = Path(path)
+    dev = resolve_device(device)
+    ds = load(path, device=dev)
+    run_dir = path if path.is_dir() else None
+    run_cfg = read_json(run_dir / "config.json")["config"] if run_dir and (run_dir / "config.json").exists() else {}
+    target = target or run_cfg.get("target")
+    if target is None:
+        raise UserError(f"{path} does not say which data to test on: pass --target (and --data-root).")
+    if data_root is None and run_dir is not None:
+        data_root = read_json(run_dir / "config.json").get("data_root")
+    seed = seed if seed is not None else run_cfg.get("seed", 0)
+    arch = arch or ds.recipe.get("arch", "lenet")
+    head = head or ds.recipe.get("head", "linear")
+    t = parse_steps(steps, ds.steps)
+    size = int(ds.images.shape[-1])
+    data = load_target(target, data_root=data_root, seed=seed, split=tuple(run_cfg["split"]) if run_cfg.get("split") else None,
+                       device=dev, image_size=size)
+    if data.num_classes != ds.num_classes:
+        raise UserError(f"{target} has {data.num_classes} classes but the distilled labels have {ds.num_classes}.")
+    learner = make_learner(arch, int(ds.images.shape[1]), size, ds.num_classes, head=head)
+    ev = evaluate_labels(learner, ds.images, ds.labels, data.test.x, data.test.y, steps=t, models=models, seed=seed,
+                         batch_size=int(ds.recipe.get("batch_size", min(50, len(ds)))), lr=float(ds.recipe.get("lr", 1e-3)))
+    result = {**ev.to_dict(), "arch": arch, "head": head, "steps_delta": t - ds.steps, "distilled_steps": ds.steps,
+              "target": data.name, "seed": seed, "source": str(path)}
+    if save and run_dir is not None:
+        atomic_write_json(run_dir / "evaluations" / f"{arch}-{head}-T{t}-K{models}.json", result)
+    return result

@@ -1,0 +1,46 @@
+"""The append-only JSON-lines metrics log of a run.
+
+Lines are buffered and flushed at checkpoints; the checkpoint records the byte offset,
+and a resumed run truncates the log back to it, so after a resume the log has no
+duplicated and no missing steps.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+class MetricsLog:
+    def __init__(self, path: str | Path, *, resume_offset: int | None = None) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_offset is None:
+            self.path.write_bytes(b"")
+        else:
+            with open(self.path, "r+b" if self.path.exists() else "w+b") as f:
+                f.truncate(resume_offset)
+        self._f = open(self.path, "ab")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._f.write((json.dumps(record, separators=(",", ":")) + "\n").encode())
+
+    def flush(self) -> int:
+        """Flush to disk; returns the byte offset a checkpoint should record."""
+        self._f.flush()
+        os.fsync(self._f.fileno())
+        return self._f.tell()
+
+    def close(self) -> None:
+        if not self._f.closed:
+            self._f.flush()
+            self._f.close()
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    out = []
+    for line in Path(path).read_text().splitlines():
+        if line.strip():
+            out.append(json.loads(line))
+    return out

@@ -1,0 +1,88 @@
+"""Nested state (dicts, lists, tensors, scalars) <-> safetensors + JSON, never pickle.
+
+Optimiser state dicts and generator states are nested Python structures holding
+tensors. ``flatten`` moves every tensor into a flat name -> tensor map (saved with
+safetensors) and leaves a ``{"__tensor__": name}`` placeholder in the JSON part.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from ..errors import ArtifactError
+from .files import atomic_write_bytes
+
+
+def flatten(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "t") -> Any:
+    if isinstance(obj, torch.Tensor):
+        name = f"{prefix}"
+        tensors[name] = obj.detach().cpu().contiguous()
+        return {"__tensor__": name}
+    if isinstance(obj, dict):
+        return {"__dict__": [[_key(k), flatten(v, tensors, f"{prefix}.{k}")] for k, v in obj.items()]}
+    if isinstance(obj, (list, tuple)):
+        return [flatten(v, tensors, f"{prefix}.{i}") for i, v in enumerate(obj)]
+    return obj
+
+
+def unflatten(obj: Any, tensors: dict[str, torch.Tensor], device: str | torch.device | None = None) -> Any:
+    if isinstance(obj, dict) and "__tensor__" in obj:
+        t = tensors[obj["__tensor__"]]
+        return t.to(device) if device is not None else t
+    if isinstance(obj, dict) and "__dict__" in obj:
+        return {_unkey(k): unflatten(v, tensors, device) for k, v in obj["__dict__"]}
+    if isinstance(obj, list):
+        return [unflatten(v, tensors, device) for v in obj]
+    return obj
+
+
+def _key(k: Any) -> Any:
+    return {"int": k} if isinstance(k, int) else k
+
+
+def _unkey(k: Any) -> Any:
+    return k["int"] if isinstance(k, dict) else k
+
+
+def save_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Write nested ``state`` as one safetensors file (its JSON part in the header metadata)."""
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = flatten(state, tensors)
+    meta = json.dumps(skeleton, sort_keys=True)
+    digest = hashlib.sha256(meta.encode() + b"".join(_tensor_bytes(tensors))).hexdigest()
+    atomic_write_bytes(path, st_save(tensors, metadata={"state": meta, "sha256": digest}))
+
+
+def load_state(path: str | Path, device: str | torch.device | None = None) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+        tensors = st_load(raw)
+        header_len = int.from_bytes(raw[:8], "little")
+        header = json.loads(raw[8 : 8 + header_len])
+        meta = header.get("__metadata__", {})
+        skeleton_json = meta["state"]
+    except FileNotFoundError:
+        raise ArtifactError(f"{path} not found.") from None
+    except (SafetensorError, KeyError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{path} is not a readable labeldistill state file ({type(e).__name__}).") from None
+    digest = hashlib.sha256(skeleton_json.encode() + b"".join(_tensor_bytes(tensors))).hexdigest()
+    if digest != meta.get("sha256"):
+        raise ArtifactError(f"{path} does not match its recorded hash: it is corrupt or was modified.")
+    return unflatten(json.loads(skeleton_json), tensors, device)
+
+
+def _tensor_bytes(tensors: dict[str, torch.Tensor]) -> list[bytes]:
+    out = []
+    for name in sorted(tensors):
+        t = tensors[name]
+        out.append(name.encode() + str(t.dtype).encode() + str(tuple(t.shape)).encode())
+        out.append(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return out
