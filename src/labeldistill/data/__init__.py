@@ -10,7 +10,7 @@ Public API::
 
 from .catalog import list_datasets
 from .preprocess import Preprocessing
-from .resolve import dataset_status, load_source, load_target, resolve_data_root
+from .resolve import dataset_status, load_for_arch, load_source, load_target, resolve_data_root
 from .selection import select_base
 from .tensors import LabelledTensors, SourceData, TargetData
 
@@ -21,6 +21,7 @@ __all__ = [
     "TargetData",
     "dataset_status",
     "list_datasets",
+    "load_for_arch",
     "load_source",
     "load_target",
     "resolve_data_root",

@@ -353,3 +353,17 @@ def dataset_status(data_root: str | os.PathLike | None = None) -> list[dict]:
     """
     root = resolve_data_root(data_root)
     return [_status_row(name, root) for name in list_datasets()]
+
+
+def load_for_arch(spec: str, arch: str | None, **kwargs) -> TargetData:
+    """``load_target`` at the input size an architecture needs (AlexCifarNet: 32 px; LeNet: at
+    least 28 px, so 8x8 digits are resized); ``arch=None`` means the dataset's default model."""
+    from ..models import input_size_for
+    from ..protocol import default_arch
+
+    target = load_target(spec, image_size=input_size_for(arch, None) if arch else None, **kwargs)
+    name = arch or default_arch(target.name, target.preprocessing.channels)
+    size = input_size_for(name, target.preprocessing.size)
+    if size is not None and size != target.preprocessing.size:
+        target = load_target(spec, image_size=size, **kwargs)
+    return target

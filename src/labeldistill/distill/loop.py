@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -133,7 +134,8 @@ class Distiller:
         cfg = self.cfg
         t_start = time.perf_counter()
         last_ckpt = time.monotonic()
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, desc=f"distill {cfg.method}", unit="step", dynamic_ncols=True)
+        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, desc=f"distill {cfg.method}", unit="step", dynamic_ncols=True,
+                   mininterval=0.1 if sys.stderr.isatty() else 30.0)
         old_handler = signal.getsignal(signal.SIGINT)
         if _in_main_thread():
             signal.signal(signal.SIGINT, self._request_stop)

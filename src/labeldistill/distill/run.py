@@ -9,7 +9,7 @@ from pathlib import Path
 from torch import nn
 
 from ..artifact import FILE_NAME, DistilledSet
-from ..data import load_source, load_target
+from ..data import load_source, load_for_arch
 from ..engine import evaluate_labels
 from ..errors import UserError
 from ..problem import Problem, build_problem
@@ -22,9 +22,8 @@ from .loop import CHECKPOINT, Distiller
 def prepare(cfg: DistillConfig, *, data_root: str | Path | None = None, download: bool = False) -> tuple[DistillConfig, Problem, str]:
     """Resolve the device, load the target (and source) and pick the base set."""
     device = resolve_device(cfg.device)
-    arch_size = 32 if cfg.arch == "alexnet" else None
-    target = load_target(cfg.target, data_root=data_root, seed=cfg.seed, split=cfg.split, device=device,
-                         download=download, image_size=arch_size, target_size=cfg.target_size)
+    target = load_for_arch(cfg.target, cfg.arch, data_root=data_root, seed=cfg.seed, split=cfg.split, device=device,
+                           download=download, target_size=cfg.target_size)
     source = None
     if cfg.source is not None:
         source = load_source(cfg.source, preprocessing=target.preprocessing, data_root=data_root, seed=cfg.seed, device=device, download=download)

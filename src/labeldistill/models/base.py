@@ -41,16 +41,17 @@ class ModelInfo:
     build: Callable[[int, int, int], nn.Module]  # (in_channels, image_size, num_classes) -> module
     required_size: int | None  # input side the architecture was designed for (None: any)
     description: str
+    min_size: int = 1  # smaller images are resized up to this side (e.g. 8x8 digits for LeNet)
 
 
 MODELS: Registry[ModelInfo] = Registry("model")
 
 
-def register_model(name: str, *, required_size: int | None = None, aliases: tuple[str, ...] = (), description: str = ""):
+def register_model(name: str, *, required_size: int | None = None, min_size: int = 1, aliases: tuple[str, ...] = (), description: str = ""):
     """Decorator for a factory ``(in_channels, image_size, num_classes) -> nn.Module``."""
 
     def deco(fn: Callable[[int, int, int], nn.Module]) -> Callable[[int, int, int], nn.Module]:
-        MODELS.register(name, aliases=aliases)(ModelInfo(name, fn, required_size, description or (fn.__doc__ or "").strip()))
+        MODELS.register(name, aliases=aliases)(ModelInfo(name, fn, required_size, description or (fn.__doc__ or "").strip(), min_size))
         return fn
 
     return deco
@@ -62,6 +63,16 @@ def list_models() -> list[str]:
 
 def get_model_info(name: str) -> ModelInfo:
     return MODELS.get(name)
+
+
+def input_size_for(name: str, stored_size: int | None) -> int | None:
+    """The side images must be resized to for this architecture (None: keep ``stored_size``)."""
+    info = MODELS.get(name)
+    if info.required_size is not None:
+        return info.required_size
+    if stored_size is not None and stored_size < info.min_size:
+        return info.min_size
+    return None
 
 
 def build_model(name: str, in_channels: int, image_size: int, num_classes: int) -> nn.Module:

@@ -21,6 +21,6 @@ class LeNet(Classifier):
         super().__init__(features, 84, num_classes)
 
 
-@register_model("lenet", description="LeNet-5 (conv5-6, conv5-16, fc120, fc84); 28 or 32 px")
+@register_model("lenet", min_size=28, description="LeNet-5 (conv5-6, conv5-16, fc120, fc84); 28 or 32 px")
 def lenet(in_channels: int, image_size: int, num_classes: int) -> nn.Module:
     return LeNet(in_channels, image_size, num_classes)

@@ -1,0 +1,44 @@
+"""The ``labeldistill`` command: one module per sub-command, each with ``add(subparsers)``."""
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from ..errors import UserError
+from . import baseline, datasets, demo, distill, evaluate, export, report, reproduce
+
+COMMANDS = (demo, datasets, distill, evaluate, baseline, export, reproduce, report)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="labeldistill",
+        description="Learn soft labels for a few fixed images so that models trained on them do well on a target task.",
+    )
+    parser.add_argument("--version", action="version", version=f"labeldistill {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for module in COMMANDS:
+        module.add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("default", category=UserWarning, module="labeldistill")
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        lines = str(e).strip().splitlines() or [type(e).__name__]
+        print("labeldistill: error: " + "\n".join(lines[:3]), file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("labeldistill: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""``labeldistill distill``: learn labels, select them on validation, test 20 fresh models."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..distill import DistillConfig, list_methods, run_distillation
+from ..runs import read_json
+from ..errors import UserError
+from .common import add_common, emit, fmt_acc, merge, parse_split, read_toml
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("distill", help="learn soft labels for base images (second-order or ridge regression)")
+    p.add_argument("--target", default=None, help="target dataset: catalog name, npz:FILE, folder:DIR (default mnist)")
+    p.add_argument("--source", default=None, help="take the base images from this dataset (cross-dataset)")
+    p.add_argument("--base", type=int, default=None, help="number of base examples N (default 100)")
+    p.add_argument("--method", default=None, choices=list_methods() + ["ld", "rr", "ld-rr"], help="meta-gradient (default second-order)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs over the target training split (paper: 400 / 800)")
+    p.add_argument("--target-size", type=int, default=None, help="use only M target training examples")
+    p.add_argument("--split", default=None, help="TRAIN,VAL,TEST fractions for data without official splits (default 0.8,0.1,0.1)")
+    p.add_argument("--inner-batch", type=int, default=None, help="N_i, base examples per step (paper rule by N)")
+    p.add_argument("--target-batch", type=int, default=None, help="N_o, target examples per step (1024)")
+    p.add_argument("--label-lr", type=float, default=None, help="Adam lr of the labels (1e-3)")
+    p.add_argument("--model-lr", type=float, default=None, help="Adam lr of the model (1e-3)")
+    p.add_argument("--inner-lr", type=float, default=None, help="alpha of the virtual inner step (0.01)")
+    p.add_argument("--meta-gradient", default=None, choices=["jvp", "double-backward"], help="second-order gradient form (jvp)")
+    p.add_argument("--reset-window", type=int, default=None, help="moving-average window = patience (50 / 100 / 200)")
+    p.add_argument("--val-every", type=int, default=None, help="epochs between label-selection validations (5)")
+    p.add_argument("--test-models", type=int, default=None, help="fresh test models (20)")
+    p.add_argument("--out", default=None, help="run directory (required unless --resume)")
+    p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    p.add_argument("--download", action="store_true", help="fetch missing datasets with torchvision")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_common(p)
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> DistillConfig:
+    flags = {k: v for k, v in vars(args).items()}
+    flags["split"] = parse_split(args.split)
+    return merge(DistillConfig, read_toml(args.config), flags)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.resume:
+        out = Path(args.resume)
+        if not (out / "config.json").exists():
+            raise UserError(f"{out} is not a run directory (no config.json); nothing to resume.")
+        cfg = DistillConfig.from_dict(read_json(out / "config.json")["config"])
+        data_root = args.data_root or read_json(out / "config.json").get("data_root")
+        resume = True
+    else:
+        if not args.out:
+            raise UserError("distill needs --out DIR (the run directory), or --resume DIR.")
+        out, cfg, data_root, resume = Path(args.out), config_from_args(args), args.data_root, False
+    ds = run_distillation(cfg, out=out, resume=resume, data_root=data_root, download=args.download, progress=not args.no_progress)
+    r = ds.evaluation or {}
+    text = (f"{r['method']} on {r['target']} with {r['base']} base examples: test accuracy {fmt_acc(r)} "
+            f"({r['models']} models, T={r['T']}, {r['seconds']:.0f} s). Run directory: {out}")
+    emit({**r, "run_dir": str(out)}, args.json, text)
+    return 0
