@@ -6,15 +6,22 @@ best; then K test models are trained for that many steps (section 4.2).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from . import protocol
-from .engine import Learner, ModelState, accuracy, evaluate_labels, model_seeds, train_models
-from .problem import Problem
+from .data import load_for_arch
+from .engine import Learner, ModelState, accuracy, evaluate_labels, make_learner, model_seeds, train_models
+from .errors import UserError
+from .problem import Problem, build_problem
+from .protocol import default_arch
+from .runs import RunLock, atomic_write_json
+from .runs.provenance import resolve_device, versions
 
 
 @dataclass(frozen=True)
@@ -65,3 +72,44 @@ def run_baseline(learner: Learner, problem: Problem, cfg: BaselineConfig = Basel
         config=asdict(cfg),
     )
     return out
+
+
+@dataclasses.dataclass
+class BaselineSettings:
+    target: str = "mnist"
+    base: int = 100
+    smoothing: float = 0.0
+    head: str = "linear"
+    arch: str | None = None
+    models: int = 20
+    seed: int = 0
+    batch_size: int | None = None
+    split: tuple[float, float, float] | None = None
+    device: str = "auto"
+
+
+def baseline(s: BaselineSettings, *, data_root=None, out=None) -> dict:
+    """Run one baseline end to end (load data, same base set as ``distill`` with the same seed).
+
+    Example:
+        >>> baseline(BaselineSettings(target="mnist", base=100, smoothing=0.1), data_root="data")["accuracy_mean"]
+    """
+    device = resolve_device(s.device)
+    lock = RunLock(out).acquire() if out else None
+    try:
+        target = load_for_arch(s.target, s.arch, data_root=data_root, seed=s.seed, split=s.split, device=device)
+        arch = s.arch or default_arch(target.name, target.preprocessing.channels)
+        if s.base > len(target.train):
+            raise UserError(f"--base {s.base} is more than the {len(target.train)} training images of {target.name}.")
+        problem = build_problem(target, s.base, s.seed)
+        learner = make_learner(arch, int(problem.base_x.shape[1]), int(problem.base_x.shape[-1]), target.num_classes, head=s.head)
+        cfg = BaselineConfig(smoothing=s.smoothing, models=s.models, batch_size=s.batch_size, seed=s.seed)
+        result = run_baseline(learner, problem, cfg)
+        result.update(target=target.name, base=s.base, arch=arch, head=s.head, smoothing=s.smoothing, device=device,
+                      settings=dataclasses.asdict(s), versions=versions(), base_indices=[int(i) for i in problem.base_index])
+        if out:
+            atomic_write_json(Path(out) / "result.json", result)
+        return result
+    finally:
+        if lock is not None:
+            lock.release()

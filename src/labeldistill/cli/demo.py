@@ -9,7 +9,7 @@ import argparse
 import time
 
 from ..distill import DistillConfig, run_distillation
-from .baseline import BaselineSettings, baseline
+from ..baselines import BaselineSettings, baseline
 from .common import emit
 
 
