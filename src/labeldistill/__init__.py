@@ -11,7 +11,8 @@ __version__ = "0.1.0"
 from .artifact import DistilledSet, load  # noqa: E402
 from .data import list_datasets  # noqa: E402
 from .distill import DistillConfig, distill, list_methods  # noqa: E402
+from .engine import train_on  # noqa: E402
 from .evaluation import evaluate  # noqa: E402
 from .models import list_models  # noqa: E402
 
-__all__ = ["DistilledSet", "DistillConfig", "distill", "evaluate", "list_datasets", "list_methods", "list_models", "load", "__version__"]
+__all__ = ["DistilledSet", "DistillConfig", "distill", "evaluate", "list_datasets", "list_methods", "list_models", "load", "train_on", "__version__"]

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 
 from . import protocol
 from .data import load_for_arch
-from .engine import Learner, ModelState, accuracy, evaluate_labels, make_learner, model_seeds, train_models
-from .errors import UserError
+from .engine import HEADS, Learner, ModelState, accuracy, evaluate_labels, make_learner, model_seeds, train_models
+from .errors import UserError, check_choice
+from .models import MODELS
 from .problem import Problem, build_problem
 from .protocol import default_arch
 from .runs import RunLock, atomic_write_json
@@ -95,6 +96,9 @@ def baseline(s: BaselineSettings, *, data_root=None, out=None) -> dict:
         >>> baseline(BaselineSettings(target="mnist", base=100, smoothing=0.1), data_root="data")["accuracy_mean"]
     """
     device = resolve_device(s.device)
+    check_choice("head", s.head, HEADS)
+    if s.arch is not None:
+        s = dataclasses.replace(s, arch=MODELS.canonical(s.arch))
     lock = RunLock(out).acquire() if out else None
     try:
         target = load_for_arch(s.target, s.arch, data_root=data_root, seed=s.seed, split=s.split, device=device)

@@ -11,15 +11,22 @@ from . import baseline, datasets, demo, distill, evaluate, export, report, repro
 COMMANDS = (demo, datasets, distill, evaluate, baseline, export, reproduce, report)
 
 
+class Parser(argparse.ArgumentParser):
+    """Argument errors in one line (not the full usage text), exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .. import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="labeldistill",
         description="Learn soft labels for a few fixed images so that models trained on them do well on a target task.",
     )
     parser.add_argument("--version", action="version", version=f"labeldistill {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=Parser)
     for module in COMMANDS:
         module.add(sub)
     return parser

@@ -23,7 +23,7 @@ def add_common(p: argparse.ArgumentParser, *, seed: bool = True, arch: bool = Tr
     if seed:
         p.add_argument("--seed", type=int, default=None, help="run seed; every random choice derives from it")
     if arch:
-        p.add_argument("--arch", default=None, choices=list_models() + ["resnet18", "alexcifarnet"], help="architecture (default by dataset, as in the paper)")
+        p.add_argument("--arch", default=None, help=f"architecture: {', '.join(list_models())} (default by dataset, as in the paper)")
     p.add_argument("--config", default=None, metavar="FILE", help="TOML file with any setting; flags override it")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line of output")
 

@@ -15,7 +15,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", default=None, help="target dataset: catalog name, npz:FILE, folder:DIR (default mnist)")
     p.add_argument("--source", default=None, help="take the base images from this dataset (cross-dataset)")
     p.add_argument("--base", type=int, default=None, help="number of base examples N (default 100)")
-    p.add_argument("--method", default=None, choices=list_methods() + ["ld", "rr", "ld-rr"], help="meta-gradient (default second-order)")
+    p.add_argument("--method", default=None, help=f"meta-gradient: {', '.join(list_methods())} (default second-order)")
     p.add_argument("--epochs", type=int, default=None, help="epochs over the target training split (paper: 400 / 800)")
     p.add_argument("--target-size", type=int, default=None, help="use only M target training examples")
     p.add_argument("--split", default=None, help="TRAIN,VAL,TEST fractions for data without official splits (default 0.8,0.1,0.1)")

@@ -11,7 +11,7 @@ from .common import add_common, emit, fmt_acc, read_toml
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="train fresh models on a distilled set and test them")
     p.add_argument("path", metavar="RUN_DIR_OR_FILE")
-    p.add_argument("--head", default=None, choices=list(HEADS), help="linear or ridge (default: as distilled)")
+    p.add_argument("--head", default=None, help=f"{' or '.join(HEADS)} (default: as distilled)")
     p.add_argument("--models", type=int, default=None, help="number of fresh models (20)")
     p.add_argument("--steps", default=None, help="T (e.g. 300) or a change of the distilled T (+50, -20)")
     p.add_argument("--target", default=None, help="test data (needed for exported files)")

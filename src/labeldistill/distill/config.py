@@ -67,6 +67,12 @@ class DistillConfig:
         for ok, msg in checks:
             if not ok:
                 raise UserError(msg)
+        from ..models import MODELS
+        from .strategies import STRATEGIES
+
+        self.method = STRATEGIES.canonical(self.method)
+        if self.arch is not None:
+            self.arch = MODELS.canonical(self.arch)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -1,6 +1,7 @@
 """Train and evaluate fresh models on a small labelled set, many models at once."""
 from .learner import HEADS, HeadConfig, Learner, ModelState, soft_cross_entropy
+from .api import module_factory, to_modules, train_on
 from .evaluate import Evaluation, evaluate_labels, make_learner, model_seeds
 from .train import accuracy, draw_batches, predict, train_models
 
-__all__ = ["Evaluation", "evaluate_labels", "make_learner", "model_seeds", "HEADS", "HeadConfig", "Learner", "ModelState", "soft_cross_entropy", "accuracy", "draw_batches", "predict", "train_models"]
+__all__ = ["module_factory", "to_modules", "train_on", "Evaluation", "evaluate_labels", "make_learner", "model_seeds", "HEADS", "HeadConfig", "Learner", "ModelState", "soft_cross_entropy", "accuracy", "draw_batches", "predict", "train_models"]

@@ -111,9 +111,11 @@ class Learner:
         head: Params = {}
         if self.is_ridge:
             k = len(mods)
+            # The head follows the model's floating dtype (a float64 model gets a float64 W and s).
+            dtype = next((t.dtype for t in params.values() if t.is_floating_point()), torch.get_default_dtype())
             head = {
-                "w": torch.zeros(k, self.num_features + 1, self.num_classes, device=device),
-                "s": torch.ones(k, device=device, requires_grad=True),
+                "w": torch.zeros(k, self.num_features + 1, self.num_classes, device=device, dtype=dtype),
+                "s": torch.ones(k, device=device, dtype=dtype, requires_grad=True),
             }
         return ModelState(params, buffers, head)
 

@@ -49,3 +49,16 @@ def pseudo_gradient_step(w: torch.Tensor, w_local: torch.Tensor, step: float = 0
 def ridge_logits(z: torch.Tensor, w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """Logits ``[z, 1] @ (s W)`` for features ``z`` (without the bias column)."""
     return with_bias(z) @ (scale * w)
+
+
+class RidgeClassifier(torch.nn.Module):
+    """A trained RR model as a plain module: ``[features(x), 1] @ (s W)``."""
+
+    def __init__(self, features: torch.nn.Module, w: torch.Tensor, scale: torch.Tensor) -> None:
+        super().__init__()
+        self.features = features
+        self.register_buffer("w", w.detach().clone())
+        self.scale = torch.nn.Parameter(scale.detach().clone().reshape(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ridge_logits(self.features(x), self.w, self.scale)

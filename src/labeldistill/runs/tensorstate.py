@@ -22,7 +22,8 @@ from .files import atomic_write_bytes
 
 def flatten(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "t") -> Any:
     if isinstance(obj, torch.Tensor):
-        name = f"{prefix}"
+        # The running number keeps names unique: dotted paths alone collide ("a.b" vs {"a": {"b"}}, 1 vs "1").
+        name = f"{prefix}#{len(tensors)}"
         tensors[name] = obj.detach().cpu().contiguous()
         return {"__tensor__": name}
     if isinstance(obj, dict):

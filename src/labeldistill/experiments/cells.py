@@ -1,0 +1,208 @@
+"""Cell names: one table entry = one run (or one evaluation of a run).
+
+Grammar::
+
+    [SOURCE:]TARGET/METHOD/N[@KEY=VALUE]...
+
+* ``TARGET`` / ``SOURCE``: catalog dataset names (``mnist``, ``kmnist``, ``emnist-letters``,
+  ``kuzushiji-49``, ``cifar10``, ``cifar100``, ``cub``, ``digits``; aliases are accepted and
+  written back in canonical form). ``SOURCE:`` makes a cross-dataset cell.
+* ``METHOD``: ``ld`` (second-order), ``ld-rr`` (ridge regression), ``baseline``,
+  ``baseline-ls`` (label smoothing 0.1), ``baseline-rr`` (ridge head), ``baseline-rr-ls``.
+* ``N``: number of base examples.
+* ``@KEY=VALUE``: the setting a supplementary table varies:
+  ``seed=K`` (run seed), ``target-size=M|all`` (Table 8), ``arch=NAME`` (test architecture,
+  Tables 13/14; for baselines the trained architecture), ``head=linear|ridge`` (Table 16),
+  ``steps=+D|-D|T`` (Table 9: a change of the distilled T, or an absolute T).
+
+``arch``, ``head`` and ``steps`` on a distillation cell are *evaluations* of the distilled
+run named by the rest of the cell; they never distil again.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from ..errors import UserError
+
+METHODS: dict[str, dict] = {
+    "ld": {"kind": "distill", "method": "second-order", "paper": "LD"},
+    "ld-rr": {"kind": "distill", "method": "ridge", "paper": "LD RR"},
+    "baseline": {"kind": "baseline", "smoothing": 0.0, "head": "linear", "paper": "Baseline"},
+    "baseline-ls": {"kind": "baseline", "smoothing": 0.1, "head": "linear", "paper": "Baseline LS"},
+    "baseline-rr": {"kind": "baseline", "smoothing": 0.0, "head": "ridge", "paper": "Baseline RR"},
+    "baseline-rr-ls": {"kind": "baseline", "smoothing": 0.1, "head": "ridge", "paper": "Baseline RR LS"},
+}
+KEYS = ("seed", "target-size", "arch", "head", "steps")  # canonical order in a cell name
+EVAL_KEYS = ("arch", "head", "steps")  # keys that make a distillation cell an evaluation
+
+_FORM = "[SOURCE:]TARGET/METHOD/N[@KEY=VALUE], e.g. mnist/ld-rr/100 or emnist-letters:mnist/ld/100@target-size=5000"
+_NAME = re.compile(r"^(?:(?P<source>[^:/@\s]+):)?(?P<target>[^:/@\s]+)/(?P<method>[^:/@\s]+)/(?P<n>[^:/@\s]+)(?P<rest>(?:@[^@\s]*)*)$")
+
+
+def _bad(text: str, why: str) -> UserError:
+    return UserError(f"Bad cell name '{text}': {why}. Expected {_FORM}.")
+
+
+def _dataset(name: str, text: str) -> str:
+    from ..data.catalog import CATALOG, list_datasets
+
+    key = name.lower()
+    if key not in CATALOG:
+        raise UserError(f"Unknown dataset '{name}' in cell '{text}'. Known: {', '.join(list_datasets())}.")
+    return CATALOG.canonical(key)
+
+
+def _value(key: str, value: str, text: str) -> str:
+    if key == "seed":
+        if not value.isdigit():
+            raise _bad(text, f"seed takes a whole number >= 0, got '{value}'")
+        return str(int(value))
+    if key == "target-size":
+        if value.lower() == "all":
+            return "all"
+        if not value.isdigit() or int(value) < 1:
+            raise _bad(text, f"target-size takes a number of target examples >= 1 or 'all', got '{value}'")
+        return str(int(value))
+    if key == "arch":
+        from ..models import MODELS, list_models
+
+        if value.lower() not in MODELS:
+            raise UserError(f"Unknown architecture '{value}' in cell '{text}'. Known: {', '.join(list_models())}.")
+        return MODELS.canonical(value.lower())
+    if key == "head":
+        if value not in ("linear", "ridge"):
+            raise _bad(text, f"head is 'linear' or 'ridge', got '{value}'")
+        return value
+    if key == "steps":
+        if not re.fullmatch(r"[+-]?\d+", value):
+            raise _bad(text, f"steps takes a change of T such as +50 or -20 (or an absolute T), got '{value}'")
+        return f"{int(value):+d}" if value[0] in "+-" else str(int(value))
+    raise _bad(text, f"unknown key '{key}' (known: {', '.join(KEYS)})")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A parsed cell name; :attr:`name` is its canonical spelling."""
+
+    target: str
+    method: str
+    base: int
+    source: str | None = None
+    settings: tuple[tuple[str, str], ...] = ()  # (key, value) in KEYS order
+
+    # ---- the varied settings
+    def get(self, key: str) -> str | None:
+        return dict(self.settings).get(key)
+
+    @property
+    def seed(self) -> int:
+        return int(self.get("seed") or 0)
+
+    @property
+    def target_size(self) -> int | None:
+        v = self.get("target-size")
+        return None if v in (None, "all") else int(v)
+
+    @property
+    def arch(self) -> str | None:
+        return self.get("arch")
+
+    @property
+    def head(self) -> str | None:
+        return self.get("head")
+
+    @property
+    def steps(self) -> str | None:
+        return self.get("steps")
+
+    @property
+    def kind(self) -> str:
+        return METHODS[self.method]["kind"]
+
+    @property
+    def is_evaluation(self) -> bool:
+        """A distillation cell that only re-tests a distilled run (other arch / head / steps)."""
+        return self.kind == "distill" and any(self.get(k) is not None for k in EVAL_KEYS)
+
+    # ---- names
+    @property
+    def name(self) -> str:
+        head = f"{self.source}:" if self.source else ""
+        tail = "".join(f"@{k}={v}" for k, v in self.settings)
+        return f"{head}{self.target}/{self.method}/{self.base}{tail}"
+
+    @property
+    def slug(self) -> str:
+        """File-system name: ``emnist-letters_to_mnist_ld_100__target-size=5000``."""
+        return self.name.replace(":", "_to_").replace("/", "_").replace("@", "__")
+
+    def with_settings(self, **changes: str | None) -> Cell:
+        d = dict(self.settings)
+        for k, v in changes.items():
+            k = k.replace("_", "-")
+            if v is None:
+                d.pop(k, None)
+            else:
+                d[k] = v
+        return Cell(self.target, self.method, self.base, self.source, tuple((k, d[k]) for k in KEYS if k in d))
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def parse_cell(text: str) -> Cell:
+    """Parse a cell name; raises a one-line :class:`UserError` for a bad one."""
+    if not isinstance(text, str):
+        raise UserError(f"A cell name must be a string, got {text!r}.")
+    raw = text.strip()
+    m = _NAME.match(raw)
+    if m is None:
+        raise _bad(raw, "it does not have the form TARGET/METHOD/N")
+    method = m["method"].lower()
+    if method not in METHODS:
+        raise _bad(raw, f"unknown method '{m['method']}' (known: {', '.join(METHODS)})")
+    if not m["n"].isdigit() or int(m["n"]) < 1:
+        raise _bad(raw, f"N must be a whole number >= 1, got '{m['n']}'")
+    target = _dataset(m["target"], raw)
+    source = _dataset(m["source"], raw) if m["source"] else None
+    settings: dict[str, str] = {}
+    for part in filter(None, (m["rest"] or "").split("@")):
+        key, eq, value = part.partition("=")
+        key = key.lower().replace("_", "-")
+        if not eq or not value:
+            raise _bad(raw, f"'@{part}' is not KEY=VALUE")
+        if key in settings:
+            raise _bad(raw, f"'{key}' is given twice")
+        settings[key] = _value(key, value, raw)
+    kind = METHODS[method]["kind"]
+    if kind == "baseline":
+        if source is not None:
+            raise _bad(raw, "baselines use the base images' true labels, so they cannot be cross-dataset (use ld or ld-rr)")
+        extra = sorted(set(settings) - {"seed", "arch"})
+        if extra:
+            raise _bad(raw, f"a baseline takes only @seed and @arch, not @{extra[0]} (use baseline-rr for a ridge head)")
+    return Cell(target, method, int(m["n"]), source, tuple((k, settings[k]) for k in KEYS if k in settings))
+
+
+def match_cells(names: list[str], patterns: list[str]) -> list[str]:
+    """The names selected by ``--only`` patterns: an exact (canonical) name, a prefix, or a glob."""
+    from fnmatch import fnmatchcase
+
+    chosen: set[str] = set()
+    for pat in patterns:
+        pat = pat.strip()
+        hits: list[str]
+        if any(c in pat for c in "*?["):
+            hits = [n for n in names if fnmatchcase(n, pat)]
+        else:
+            exact = pat
+            try:
+                exact = parse_cell(pat).name
+            except UserError:
+                pass
+            hits = [n for n in names if n == exact] or [n for n in names if n.startswith(pat)]
+        if not hits:
+            raise UserError(f"--only '{pat}' matches no cell of this table; see the cell names with --list.")
+        chosen.update(hits)
+    return [n for n in names if n in chosen]

@@ -1,0 +1,232 @@
+"""From a cell to the run that computes it: configuration, run directory, data, stand-ins, cost.
+
+A cell maps to exactly one run: ``ld`` / ``ld-rr`` -> a distillation (second-order / ridge),
+the baselines -> :func:`labeldistill.baselines.baseline`. ``@arch`` / ``@head`` / ``@steps`` on a
+distillation cell add an evaluation of that run. Runs live in ``OUT/runs/<run slug>/`` and
+are shared by every cell that needs them (a Table 9 cell and a Table 1 cell use the same run).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import protocol
+from ..baselines import BaselineSettings
+from ..data import dataset_status, resolve_data_root
+from ..data.catalog import CATALOG
+from ..distill import DistillConfig
+from .cells import METHODS, Cell
+
+QUICK_EPOCHS = 40  # --quick: the reduced protocol's epochs (the paper: 400 / 800)
+TEST_MODELS = 20  # fresh test models per cell (the paper's 20)
+STAND_IN_SPLIT = (0.8, 0.1, 0.1)
+REDUCED = f"REDUCED protocol (--quick): {QUICK_EPOCHS} epochs instead of 400 / 800, everything else as in the paper"
+REDUCED_ROW = f"REDUCED ({QUICK_EPOCHS} epochs, --quick)"
+IGNORED_KEYS = ("device", "checkpoint_minutes")  # settings that do not change a run's result
+
+# ---- the time model (estimates, calibrated on this project's 2-core CPU machine)
+STEP_SECONDS = {"ridge": 0.06, "second-order": 0.2}  # one meta-step, LeNet on MNIST, target batch 1024
+VALIDATION_OVERHEAD = 1.25  # label-selection validations every 5 epochs (measured: ridge ~0.075 s/step all in)
+ARCH_FACTOR = {"lenet": 1.0, "alexnet": 70.0, "resnet14": 24.0}  # forward+backward cost relative to LeNet (measured)
+TEST_SECONDS = 30.0  # 20 fresh LeNets for ~300 steps, then the test set
+BASELINE_SECONDS = 45.0  # one validation model up to 1,000 steps, then 20 test models (LeNet)
+_OFFICIAL_TRAIN = {"mnist": 60_000, "kmnist": 60_000, "kuzushiji-49": 232_365, "cifar10": 50_000, "cifar100": 50_000,
+                   "digits": 1_797, "emnist-letters": 124_800, "cub": 5_994}
+
+
+class DataView:
+    """What is under the data root (one ``dataset_status`` call), and the stand-ins available."""
+
+    def __init__(self, data_root: str | Path | None = None) -> None:
+        self.root = resolve_data_root(data_root)
+        self.rows = {r["name"]: r for r in dataset_status(data_root)}
+
+    def present(self, name: str) -> bool:
+        if name.startswith("npz:"):
+            return Path(name[4:]).is_file()
+        row = self.rows.get(name)
+        return bool(row and row["present"])
+
+    def how_to_get(self, name: str) -> str:
+        if name.startswith("npz:"):
+            return f"put the file {name[4:]} in place"
+        row = self.rows.get(name) or {}
+        return row.get("problem") or row.get("how_to_get") or "see 'labeldistill datasets'"
+
+    def kmnist_stand_in(self) -> Path | None:
+        path = self.root / "kmnist_test.npz"
+        return path if path.is_file() else None
+
+    def train_size(self, name: str) -> int:
+        """Training-split size (after the validation part is set aside), for time estimates."""
+        if name.startswith("npz:"):
+            try:
+                import numpy as np
+
+                with np.load(name[4:]) as z:
+                    return int(len(z["y"]) * STAND_IN_SPLIT[0])
+            except Exception:  # noqa: BLE001  (only an estimate)
+                return 8_000
+        row = self.rows.get(name) or {}
+        n = ((row.get("sizes") or {}).get("train")) or _OFFICIAL_TRAIN.get(name, 50_000)
+        val = CATALOG.get(name).val_size if name in CATALOG else None
+        if val is None:
+            return int(n * STAND_IN_SPLIT[0])
+        return int(n - val) if val >= 1 else int(n * (1 - val))
+
+
+@dataclass
+class Options:
+    out: Path = Path("reproduce")
+    quick: bool = False
+    stand_in: bool = False
+    data_root: str | None = None
+    device: str | None = None
+    progress: bool = False
+
+    @property
+    def protocol(self) -> str:
+        return "quick" if self.quick else "full"
+
+
+@dataclass
+class Plan:
+    cell: Cell
+    kind: str  # "distill" or "baseline"
+    config: DistillConfig | BaselineSettings
+    run_cell: Cell  # the cell that names the run (no evaluation keys, no defaults)
+    run_slug: str
+    cell_slug: str
+    evaluation: dict | None  # {"arch", "head", "steps"} for evaluation cells
+    channels: int
+    reduced: bool
+    stand_in: tuple[str, ...] = ()
+    missing: tuple[dict, ...] = ()  # {"dataset", "how_to_get"}
+    needs: tuple[str, ...] = field(default=())
+
+    def run_dir(self, out: Path) -> Path:
+        return Path(out) / "runs" / self.run_slug
+
+    def cell_file(self, out: Path) -> Path:
+        return Path(out) / "cells" / f"{self.cell_slug}.json"
+
+    def expected_config(self) -> dict:
+        """The resolved configuration a finished run must have to be reused for this cell."""
+        if self.kind == "distill":
+            cfg = self.config.resolve(self.config.target, self.channels)  # type: ignore[union-attr]
+            return normalise_distill(cfg.to_dict())
+        s = dataclasses.asdict(self.config)
+        s["arch"] = s["arch"] or protocol.default_arch(self.config.target, self.channels)
+        return normalise_baseline(s)
+
+
+def _canonical_dataset(name: str | None) -> str | None:
+    if name is None or name.startswith(("npz:", "folder:")):
+        return name
+    return CATALOG.canonical(name.lower()) if name.lower() in CATALOG else name
+
+
+def _jsonish(d: dict) -> dict:
+    return json.loads(json.dumps(d, default=str))
+
+
+def normalise_distill(d: dict) -> dict:
+    d = {k: v for k, v in _jsonish(d).items() if k not in IGNORED_KEYS}
+    d["target"] = _canonical_dataset(d.get("target"))
+    d["source"] = _canonical_dataset(d.get("source"))
+    return d
+
+
+def normalise_baseline(d: dict) -> dict:
+    d = {k: v for k, v in _jsonish(d).items() if k not in IGNORED_KEYS}
+    d["target"] = _canonical_dataset(d.get("target"))
+    return d
+
+
+def config_diff(expected: dict, stored: dict) -> list[str]:
+    keys = sorted(set(expected) | set(stored))
+    return [f"{k}: {stored.get(k)!r} (wanted {expected.get(k)!r})" for k in keys if expected.get(k) != stored.get(k)]
+
+
+def plan_cell(cell: Cell, opts: Options, data: DataView) -> Plan:
+    info = METHODS[cell.method]
+    channels = CATALOG.get(cell.target).channels
+    target, source, split = cell.target, cell.source, None
+    notes: list[str] = []
+    if opts.stand_in and source == "emnist-letters" and not data.present("emnist-letters") and data.present("mnist"):
+        source = "mnist"
+        notes.append("stand-in: MNIST digits as the base set instead of EMNIST letters "
+                     "(random images of MNIST's train part, their labels ignored)")
+    if opts.stand_in and target == "kmnist" and not data.present("kmnist") and data.kmnist_stand_in() is not None:
+        target, split = f"npz:{data.kmnist_stand_in()}", STAND_IN_SPLIT
+        notes.append(f"stand-in: KMNIST target = {target} (the 10,000 official test images) split 80/10/10")
+    needs = tuple(n for n in (target, source) if n is not None)
+    missing = tuple({"dataset": n, "how_to_get": data.how_to_get(n)} for n in dict.fromkeys(needs) if not data.present(n))
+    device = opts.device or "auto"
+    seed = cell.seed
+    drop = {"seed": None} if seed == 0 else {}
+    if info["kind"] == "distill":
+        config: DistillConfig | BaselineSettings = DistillConfig(
+            target=target, source=source, base=cell.base, method=info["method"], seed=seed, target_size=cell.target_size,
+            epochs=QUICK_EPOCHS if opts.quick else None, test_models=TEST_MODELS, split=split, device=device)
+        run_cell = cell.with_settings(arch=None, head=None, steps=None, **drop)
+        if cell.get("target-size") == "all":
+            run_cell = run_cell.with_settings(target_size=None)
+        evaluation = None
+        if cell.is_evaluation:
+            evaluation = {"arch": cell.arch, "head": cell.head, "steps": cell.steps}
+    else:
+        default = protocol.default_arch(cell.target, channels)
+        arch = cell.arch if cell.arch not in (None, default) else None
+        config = BaselineSettings(target=target, base=cell.base, smoothing=info["smoothing"], head=info["head"], arch=arch,
+                                  models=TEST_MODELS, seed=seed, split=split, device=device)
+        run_cell = cell.with_settings(arch=arch, **drop)
+        evaluation = None
+    suffix = "-stand-in" if notes else ""
+    quick_run = opts.quick and info["kind"] == "distill"  # --quick does not change a baseline: share its run
+    return Plan(cell=cell, kind=info["kind"], config=config, run_cell=run_cell,
+                run_slug=run_cell.slug + suffix + ("-quick" if quick_run else ""),
+                cell_slug=cell.slug + suffix + ("-quick" if opts.quick else ""),
+                evaluation=evaluation, channels=channels, reduced=opts.quick, stand_in=tuple(notes), missing=missing, needs=needs)
+
+
+# ---- time estimates -----------------------------------------------------------------------------
+
+def distill_steps(plan: Plan, data: DataView) -> tuple[int, int]:
+    """(epochs, meta-steps) of a distillation: steps = epochs * ceil(train size / target batch)."""
+    cfg = plan.config.resolve(plan.config.target, plan.channels)  # type: ignore[union-attr]
+    n = data.train_size(cfg.target)
+    if cfg.target_size:
+        n = min(n, cfg.target_size)
+    return int(cfg.epochs), int(cfg.epochs * math.ceil(n / cfg.target_batch))
+
+
+def run_seconds(plan: Plan, data: DataView) -> float:
+    """Estimated seconds of the plan's run (distillation + its 20-model test, or the baseline)."""
+    if plan.kind == "distill":
+        cfg = plan.config.resolve(plan.config.target, plan.channels)  # type: ignore[union-attr]
+        factor = ARCH_FACTOR.get(cfg.arch or "lenet", 1.0)
+        _, steps = distill_steps(plan, data)
+        return steps * STEP_SECONDS.get(cfg.method, 0.2) * VALIDATION_OVERHEAD * factor + TEST_SECONDS * factor
+    arch = plan.config.arch or protocol.default_arch(plan.config.target, plan.channels)  # type: ignore[union-attr]
+    return BASELINE_SECONDS * ARCH_FACTOR.get(arch, 1.0)
+
+
+def evaluation_seconds(plan: Plan) -> float:
+    if not plan.evaluation:
+        return 0.0
+    arch = plan.evaluation.get("arch") or protocol.default_arch(plan.cell.target, plan.channels)
+    return TEST_SECONDS * ARCH_FACTOR.get(arch, 1.0)
+
+
+def fmt_seconds(s: float) -> str:
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    if s < 3 * 86400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} days"

@@ -1,0 +1,233 @@
+"""Compute cells: reuse finished runs, resume interrupted ones, store one JSON per finished cell.
+
+State on disk (``OUT`` = ``--out``)::
+
+    OUT/runs/<run slug>/     a ``distill`` or ``baseline`` run directory (config.json, result.json, ...)
+    OUT/cells/<cell slug>.json   one finished cell: its run directory, configuration and result
+
+A cell whose JSON is present (and matches what the cell would run now) is never recomputed.
+A run directory with ``result.json`` and the same resolved configuration is reused, whoever
+made it (``reproduce``, ``labeldistill distill --out ...`` or ``labeldistill baseline --out ...``);
+one with a checkpoint but no result is resumed. A run directory holding another configuration
+is left alone and the cell is reported as a conflict.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__
+from ..baselines import baseline
+from ..distill import run_distillation
+from ..distill.loop import CHECKPOINT
+from ..errors import ArtifactError, UserError
+from ..evaluation import evaluate, parse_steps
+from ..runs import atomic_write_json, read_json
+from .cells import parse_cell
+from . import plan as _plan
+from .plan import REDUCED, DataView, Options, Plan, config_diff, normalise_baseline, normalise_distill, plan_cell
+
+RESULT_KEYS = ("accuracy_mean", "accuracy_std", "accuracies", "models", "steps", "T", "seconds", "arch", "head",
+               "steps_delta", "distilled_steps", "target", "method", "base", "source", "seed", "epochs", "smoothing")
+
+
+class RunConflict(UserError):
+    """A run directory holds a run with another configuration."""
+
+
+@dataclass
+class Outcome:
+    cell: str
+    status: str  # "done" | "missing" | "failed" | "conflict" | "not run"
+    action: str = ""  # "stored cell" | "reused run" | "resumed run" | "ran" (+ ", evaluated")
+    record: dict | None = None  # the cell JSON when done
+    message: str = ""
+    plan: Plan | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status == "done"
+
+
+# ---- reading what is on disk -------------------------------------------------------------------
+
+def _read(path: Path) -> dict | None:
+    try:
+        obj = read_json(path)
+    except ArtifactError:
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def stored_config(plan: Plan, run_dir: Path) -> dict | None:
+    """The normalised resolved configuration stored in a run directory (None if none)."""
+    if plan.kind == "distill":
+        rec = _read(run_dir / "config.json") or _read(run_dir / "result.json") or {}
+        cfg = rec.get("config")
+        return normalise_distill(cfg) if isinstance(cfg, dict) else None
+    res = _read(run_dir / "result.json") or {}
+    settings = res.get("settings")
+    if not isinstance(settings, dict):
+        return None
+    return normalise_baseline({**settings, "arch": res.get("arch") or settings.get("arch")})
+
+
+def run_state(plan: Plan, out: Path) -> tuple[str, str]:
+    """("finished" | "resume" | "new" | "conflict", detail) of the plan's run directory."""
+    run_dir = plan.run_dir(out)
+    if not run_dir.exists() or not any(p.name != ".lock" for p in run_dir.iterdir()):
+        return "new", ""
+    stored = stored_config(plan, run_dir)
+    has_result = (run_dir / "result.json").exists()
+    if stored is None:
+        if plan.kind == "baseline" and not has_result:
+            return "new", ""  # a baseline interrupted before it wrote anything: start again
+        return "conflict", f"{run_dir} is not a run directory of this kind (no readable configuration)"
+    diff = config_diff(plan.expected_config(), stored)
+    if diff:
+        return "conflict", f"{run_dir} holds a run with another configuration ({'; '.join(diff[:3])})"
+    if has_result:
+        return "finished", ""
+    if plan.kind == "distill" and (run_dir / CHECKPOINT).exists():
+        return "resume", ""
+    return "new", ""
+
+
+def load_cell_record(plan: Plan, out: Path) -> dict | None:
+    """The stored cell JSON if it is finished and matches what this cell would run now."""
+    rec = _read(plan.cell_file(out))
+    if not rec or rec.get("cell") != plan.cell.name or not isinstance(rec.get("result"), dict):
+        return None
+    same = (rec.get("reduced") == plan.reduced and rec.get("run_config") == plan.expected_config()
+            and rec.get("evaluation") == plan.evaluation and list(rec.get("stand_in") or []) == list(plan.stand_in))
+    return rec if same else None
+
+
+# ---- computing ----------------------------------------------------------------------------------
+
+def ensure_run(plan: Plan, opts: Options) -> tuple[dict, str]:
+    """Make sure the plan's run is finished; returns (its result.json, what was done)."""
+    run_dir = plan.run_dir(opts.out)
+    state, detail = run_state(plan, opts.out)
+    if state == "conflict":
+        raise RunConflict(f"{detail}; move it away or use another --out.")
+    if state == "new" or state == "resume":
+        if plan.kind == "distill":
+            run_distillation(plan.config, out=run_dir, resume=state == "resume", data_root=opts.data_root, progress=opts.progress)
+        else:
+            baseline(plan.config, data_root=opts.data_root, out=run_dir)
+    result = _read(run_dir / "result.json")
+    if result is None:
+        raise UserError(f"{run_dir} finished without a readable result.json.")
+    return result, {"finished": "reused run", "resume": "resumed run", "new": "ran"}[state]
+
+
+def ensure_evaluation(plan: Plan, opts: Options, run_result: dict) -> tuple[dict, str]:
+    """Evaluate the distilled run with the cell's arch / head / steps (reusing a stored evaluation)."""
+    ev = plan.evaluation or {}
+    run_dir = plan.run_dir(opts.out)
+    arch = ev.get("arch") or run_result.get("arch")
+    head = ev.get("head") or run_result.get("head")
+    if run_result.get("T") is not None and arch and head:
+        t = parse_steps(ev.get("steps"), int(run_result["T"]))
+        stored = _read(run_dir / "evaluations" / f"{arch}-{head}-T{t}-K{_plan.TEST_MODELS}.json")
+        if stored is not None and "accuracy_mean" in stored:
+            return stored, "reused evaluation"
+    result = evaluate(run_dir, arch=ev.get("arch"), head=ev.get("head"), steps=ev.get("steps"), models=_plan.TEST_MODELS,
+                      data_root=opts.data_root, device=opts.device or "auto")
+    return result, "evaluated"
+
+
+def summary(result: dict) -> dict:
+    return {k: result[k] for k in RESULT_KEYS if k in result}
+
+
+def compute_cell(plan: Plan, opts: Options) -> tuple[dict, str]:
+    t0 = time.perf_counter()
+    run_result, action = ensure_run(plan, opts)
+    result = run_result
+    if plan.evaluation:
+        result, eaction = ensure_evaluation(plan, opts, run_result)
+        action = f"{action}, {eaction}"
+    record = {
+        "cell": plan.cell.name,
+        "kind": "evaluation" if plan.evaluation else plan.kind,
+        "protocol": "quick" if plan.reduced else "full",
+        "reduced": plan.reduced,
+        "protocol_note": REDUCED if plan.reduced else "full protocol (the paper's settings)",
+        "stand_in": list(plan.stand_in),
+        "run_dir": str(plan.run_dir(opts.out).absolute()),
+        "run_slug": plan.run_slug,
+        "run_config": plan.expected_config(),
+        "evaluation": plan.evaluation,
+        "result": summary(result),
+        "run_result": summary(run_result) if plan.evaluation else None,
+        "action": action,
+        "cell_seconds": round(time.perf_counter() - t0, 2),
+        "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "labeldistill_version": __version__,
+    }
+    atomic_write_json(plan.cell_file(opts.out), record)
+    return record, action
+
+
+def run_cells(names: list[str], opts: Options, data: DataView | None = None,
+              log: Callable[[str], None] | None = None) -> list[Outcome]:
+    """Compute the named cells in order; a cell that fails is reported and the others go on.
+
+    ``KeyboardInterrupt`` stops at once; run it again and it resumes where it stopped.
+    """
+    data = data or DataView(opts.data_root)
+    log = log or (lambda _msg: None)
+    outcomes: list[Outcome] = []
+    for i, name in enumerate(names, 1):
+        plan = plan_cell(parse_cell(name), opts, data)
+        tag = f"[{i}/{len(names)}] {name}"
+        if plan.missing:
+            msg = "; ".join(f"{m['dataset']} missing: {m['how_to_get']}" for m in plan.missing)
+            outcomes.append(Outcome(name, "missing", message=msg, plan=plan))
+            log(f"{tag}: MISSING DATA ({msg})")
+            continue
+        rec = load_cell_record(plan, opts.out)
+        if rec is not None:
+            outcomes.append(Outcome(name, "done", "stored cell", rec, plan=plan))
+            log(f"{tag}: stored ({fmt_result(rec['result'])})")
+            continue
+        log(f"{tag}: {describe_action(plan, opts)} ...")
+        try:
+            rec, action = compute_cell(plan, opts)
+        except RunConflict as e:
+            outcomes.append(Outcome(name, "conflict", message=str(e), plan=plan))
+            log(f"{tag}: CONFLICT: {e}")
+            continue
+        except Exception as e:  # noqa: BLE001  (one failed cell must not stop a long batch)
+            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            if not isinstance(e, UserError):
+                msg = f"{type(e).__name__}: {msg}"
+                traceback.print_exc(file=sys.stderr)
+            outcomes.append(Outcome(name, "failed", message=msg, plan=plan))
+            log(f"{tag}: FAILED: {msg}")
+            continue
+        outcomes.append(Outcome(name, "done", action, rec, plan=plan))
+        log(f"{tag}: {action}: {fmt_result(rec['result'])}")
+    return outcomes
+
+
+def describe_action(plan: Plan, opts: Options) -> str:
+    state, detail = run_state(plan, opts.out)
+    where = plan.run_dir(opts.out)
+    what = {"finished": f"reuse finished run {where}", "resume": f"resume {plan.kind} run {where}",
+            "new": f"{'distil' if plan.kind == 'distill' else 'baseline'} into {where}", "conflict": f"conflict: {detail}"}[state]
+    if plan.evaluation:
+        ev = ", ".join(f"{k}={v}" for k, v in plan.evaluation.items() if v is not None)
+        what += f", then evaluate ({ev})"
+    return what
+
+
+def fmt_result(result: dict) -> str:
+    return f"{result['accuracy_mean']:.2f} +- {result['accuracy_std']:.2f} %"

@@ -1,0 +1,105 @@
+"""Declarative table specs: which cells a paper table has, and the paper's number for each.
+
+A :class:`TableSpec` is plain data; the modules under :mod:`labeldistill.experiments.tables`
+build one per table and register it in :data:`TABLES`. Adding a table is one more module
+(or one more ``register_table`` call); nothing else changes.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ..errors import UserError
+from ..registry import Registry
+from .cells import Cell, parse_cell
+
+
+@dataclass(frozen=True)
+class PaperCell:
+    """One reproducible entry: our cell name, the paper's row / column labels and its numbers."""
+
+    cell: str
+    mean: float
+    std: float
+    row: str  # e.g. "MNIST LD RR"
+    column: str  # e.g. "N=100", "Trial 2", "+50"
+
+    @property
+    def parsed(self) -> Cell:
+        return parse_cell(self.cell)
+
+    @property
+    def label(self) -> str:
+        return f"{self.row}, {self.column}"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A paper entry we do not reproduce (another method, e.g. DD / SLDD), shown for context."""
+
+    row: str
+    column: str
+    mean: float
+    std: float
+    why: str
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    number: int
+    title: str
+    cells: tuple[PaperCell, ...]
+    notes: tuple[str, ...] = ()  # how the paper's setting maps to cells (seeds, heads, ...)
+    references: tuple[Reference, ...] = field(default=())
+
+    @property
+    def key(self) -> str:
+        return f"T{self.number}"
+
+    def names(self) -> list[str]:
+        return [c.cell for c in self.cells]
+
+    def paper(self, name: str) -> PaperCell:
+        for c in self.cells:
+            if c.cell == name:
+                return c
+        raise KeyError(name)
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for c in self.cells:
+            canonical = parse_cell(c.cell).name
+            if canonical != c.cell:
+                raise ValueError(f"table {self.number}: cell {c.cell!r} is not canonical ({canonical!r})")
+            if c.cell in seen:
+                raise ValueError(f"table {self.number}: duplicate cell {c.cell!r}")
+            seen.add(c.cell)
+
+
+TABLES: Registry[TableSpec] = Registry("table")
+
+
+def register_table(spec: TableSpec) -> TableSpec:
+    TABLES.register(spec.key)(spec)
+    return spec
+
+
+def _load() -> None:
+    from . import tables  # noqa: F401  (fills TABLES)
+
+
+def list_tables() -> list[TableSpec]:
+    _load()
+    return sorted((TABLES.get(n) for n in TABLES.names()), key=lambda t: t.number)
+
+
+def get_table(name: str | int) -> TableSpec:
+    """``1``, ``T1``, ``t1``, ``table1``, ``Table 1`` -> the spec of Table 1."""
+    _load()
+    text = str(name).strip()
+    m = re.fullmatch(r"(?:t|table)?\s*(\d+)", text, flags=re.IGNORECASE)
+    key = f"T{int(m[1])}" if m else text
+    if m is None or key not in TABLES:
+        known = ", ".join(str(t.number) for t in list_tables())
+        raise UserError(f"Unknown table '{text}'. Reproducible tables: {known} (write 1, T1 or table1).")
+    return TABLES.get(key)

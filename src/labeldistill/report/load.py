@@ -1,0 +1,138 @@
+"""Read a run directory (made by ``labeldistill distill``) into plain Python and numpy values.
+
+Only ``config.json`` and ``metrics.jsonl`` are required, so a run still in progress can be
+reported on (curves only); the distilled set, ``result.json`` and ``evaluations/*.json``
+are used when present.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..artifact import FILE_NAME, DistilledSet, load
+from ..errors import UserError
+
+DEFAULT_WINDOW = 50
+
+
+@dataclass
+class Run:
+    """Everything a report needs from one run directory."""
+
+    path: Path
+    config: dict[str, Any]  # the resolved DistillConfig
+    problem: dict[str, Any]
+    steps: list[dict[str, Any]]  # "step" records, in order
+    validations: list[dict[str, Any]]  # "validation" records, in order
+    result: dict[str, Any] | None = None
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+    distilled: DistilledSet | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.resolve().name
+
+    @property
+    def window(self) -> int:
+        return int(self.config.get("reset_window") or DEFAULT_WINDOW)
+
+    @property
+    def cross_dataset(self) -> bool:
+        if self.distilled is not None and "cross_dataset" in self.distilled.provenance:
+            return bool(self.distilled.provenance["cross_dataset"])
+        return bool(self.problem.get("cross_dataset", self.config.get("source") is not None))
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A setting from result.json, else the config, else ``default``."""
+        if self.result is not None and self.result.get(key) is not None:
+            return self.result[key]
+        return self.config.get(key, default)
+
+    # -- the metrics log as arrays ---------------------------------------------------
+    def step_array(self) -> np.ndarray:
+        return np.array([int(r["step"]) for r in self.steps], dtype=np.int64)
+
+    def error_array(self) -> np.ndarray:
+        return np.array([float(r["error"]) for r in self.steps], dtype=np.float64)
+
+    def resets(self) -> tuple[np.ndarray, np.ndarray]:
+        """Steps at which the model was reset, and the T_i recorded there."""
+        recs = [r for r in self.steps if r.get("reset")]
+        return (np.array([int(r["step"]) for r in recs], dtype=np.int64),
+                np.array([int(r.get("T_i", 0)) for r in recs], dtype=np.int64))
+
+    def grad_var(self) -> tuple[np.ndarray, np.ndarray]:
+        recs = [r for r in self.steps if r.get("grad_var") is not None]
+        return (np.array([int(r["step"]) for r in recs], dtype=np.int64),
+                np.array([float(r["grad_var"]) for r in recs], dtype=np.float64))
+
+
+def _read_json(path: Path, run_dir: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{path} is not valid JSON ({type(e).__name__}): {run_dir} is damaged.") from None
+    except OSError as e:
+        raise UserError(f"Cannot read {path}: {e.strerror or e}.") from None
+
+
+def read_metrics_file(path: Path) -> tuple[list[dict], list[dict]]:
+    """The step and validation records of ``metrics.jsonl``; a torn last line (a run being written) is skipped."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"Cannot read {path} ({type(e).__name__}).") from None
+    steps, vals = [], []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            kind = rec.get("kind")
+            if kind == "step":
+                int(rec["step"]), float(rec["error"])
+                steps.append(rec)
+            elif kind == "validation":
+                int(rec["step"]), float(rec["val_accuracy"])
+                vals.append(rec)
+        except (json.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
+            if i == len(lines):  # the run may be appending this line right now
+                break
+            raise UserError(f"{path} line {i} is not a valid metrics record: the log is damaged.") from None
+    return steps, vals
+
+
+def load_run(run_dir: str | Path, *, distilled: bool = True) -> Run:
+    """Read ``run_dir``; a one-line :class:`UserError` when it is not a run directory."""
+    path = Path(run_dir)
+    if not path.exists():
+        raise UserError(f"{path} is not a run directory (it does not exist).")
+    if not path.is_dir():
+        raise UserError(f"{path} is not a run directory (it is a file).")
+    if not (path / "metrics.jsonl").is_file():
+        raise UserError(f"{path} is not a run directory (no metrics.jsonl).")
+    if not (path / "config.json").is_file():
+        raise UserError(f"{path} is not a run directory (no config.json).")
+    record = _read_json(path / "config.json", path)
+    if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
+        raise UserError(f"{path / 'config.json'} has no 'config' section: {path} was not made by 'labeldistill distill'.")
+    steps, vals = read_metrics_file(path / "metrics.jsonl")
+    result = _read_json(path / "result.json", path) if (path / "result.json").is_file() else None
+    evals = []
+    for f in sorted((path / "evaluations").glob("*.json")) if (path / "evaluations").is_dir() else []:
+        e = _read_json(f, path)
+        if isinstance(e, dict) and {"accuracy_mean", "steps"} <= set(e):
+            evals.append({**e, "file": f.name})
+    ds = load(path / FILE_NAME) if distilled and (path / FILE_NAME).is_file() else None
+    return Run(path=path, config=record["config"], problem=dict(record.get("problem") or {}), steps=steps, validations=vals,
+               result=result if isinstance(result, dict) else None, evaluations=evals, distilled=ds)
+
+
+def base_images(ds: DistilledSet) -> np.ndarray:
+    """The base images in [0, 1] as ``N x H x W x C`` numpy (for plotting)."""
+    x = ds.preprocessing.denormalise(ds.images.detach().float().cpu())
+    return x.permute(0, 2, 3, 1).numpy()

@@ -1,0 +1,38 @@
+"""Shared fixtures: the real data folder CI also has (../shared/data from the repo root)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (device runs are logged in docs/benchmarks.md)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (SHARED_DATA / "mnist_test.npz").exists():
+        raise FileNotFoundError(f"the real datasets are expected at {SHARED_DATA} (../shared/data from the repository root)")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def mnist_small(tmp_path_factory, shared_data) -> Path:
+    """A 3,000-image MNIST subset (real images) as one npz file: fast end-to-end runs."""
+    d = np.load(shared_data / "mnist_test.npz")
+    rng = np.random.default_rng(0)
+    idx = np.sort(rng.choice(len(d["y"]), 3000, replace=False))
+    path = tmp_path_factory.mktemp("mnist") / "mnist3k.npz"
+    np.savez(path, x=d["x"][idx], y=d["y"][idx])
+    return path

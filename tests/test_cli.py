@@ -1,0 +1,147 @@
+"""The command-line contract: bad input gives at most three clear lines, no traceback, exit != 0."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from labeldistill.cli import main
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    """Run the command in-process (fast) and capture what a terminal would show."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse
+            code = e.code if isinstance(e.code, int) else 1
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
+
+
+@pytest.fixture(autouse=True)
+def _no_default_data(monkeypatch):
+    monkeypatch.setenv("LABELDISTILL_DATA", "/nonexistent-data-root")
+
+
+def test_real_entry_point_exits_cleanly(tmp_path):
+    """The installed command itself (a subprocess): one-line error, exit status 2."""
+    p = subprocess.run([sys.executable, "-m", "labeldistill", "distill", "--target", "nope", "--out", str(tmp_path / "r")],
+                       capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert p.returncode == 2
+    assert_clean_error(p, "Unknown dataset 'nope'")
+
+
+def assert_clean_error(p: subprocess.CompletedProcess, *needles: str) -> None:
+    assert p.returncode != 0
+    lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+    assert 1 <= len(lines) <= 3, p.stderr
+    assert "Traceback" not in p.stderr
+    for n in needles:
+        assert n in p.stderr, p.stderr
+
+
+@pytest.fixture
+def bad_files(tmp_path):
+    rng = np.random.default_rng(0)
+    ok_x = rng.integers(0, 255, (60, 28, 28), dtype=np.uint8)
+    files = {
+        "float": dict(x=rng.random((60, 28, 28)), y=np.arange(60) % 3),
+        "shape": dict(x=rng.integers(0, 255, (60, 28), dtype=np.uint8), y=np.arange(60) % 3),
+        "labels": dict(x=ok_x, y=np.arange(60) % 3 - 1),
+        "mismatch": dict(x=ok_x, y=np.arange(59) % 3),
+        "ok": dict(x=ok_x, y=np.arange(60) % 3),
+    }
+    out = {}
+    for name, arrays in files.items():
+        out[name] = tmp_path / f"{name}.npz"
+        np.savez(out[name], **arrays)
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(out["ok"].read_bytes()[:500])
+    out["truncated"] = truncated
+    return out
+
+
+def test_unknown_dataset_lists_known_names(tmp_path):
+    p = run_cli("distill", "--target", "nope", "--out", str(tmp_path / "r"))
+    assert_clean_error(p, "Unknown dataset 'nope'", "mnist", "cifar10")
+
+
+def test_missing_catalog_files_name_the_fix(tmp_path):
+    p = run_cli("baseline", "--target", "mnist", "--data-root", str(tmp_path))
+    assert_clean_error(p, "mnist", "--download")
+
+
+def test_missing_npz_file(tmp_path):
+    p = run_cli("baseline", "--target", f"npz:{tmp_path}/none.npz")
+    assert_clean_error(p, "none.npz")
+
+
+@pytest.mark.parametrize("kind,needle", [("float", "uint8"), ("shape", "x"), ("labels", "range"), ("mismatch", "y"), ("truncated", "truncated.npz")])
+def test_bad_array_files(bad_files, kind, needle):
+    p = run_cli("baseline", "--target", f"npz:{bad_files[kind]}", "--base", "3")
+    assert_clean_error(p, needle)
+
+
+def test_more_base_examples_than_images(bad_files):
+    p = run_cli("baseline", "--target", f"npz:{bad_files['ok']}", "--base", "500")
+    assert_clean_error(p, "500")
+
+
+def test_inner_batch_larger_than_base_set(bad_files, tmp_path):
+    p = run_cli("distill", "--target", f"npz:{bad_files['ok']}", "--base", "6", "--inner-batch", "10", "--out", str(tmp_path / "r"))
+    assert_clean_error(p, "inner batch 10")
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--arch", "vgg"], "Unknown model 'vgg'"),
+    (["--method", "magic"], "Unknown method 'magic'"),
+    (["--base", "abc"], "invalid int value"),
+    (["--config", "/nonexistent.toml"], "not found"),
+])
+def test_bad_options(bad_files, tmp_path, args, needle):
+    p = run_cli("distill", "--target", f"npz:{bad_files['ok']}", "--out", str(tmp_path / "r"), *args)
+    assert_clean_error(p, needle)
+
+
+def test_unknown_setting_in_config_file(bad_files, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("epochs = 2\nbogus_setting = 1\n")
+    p = run_cli("distill", "--target", f"npz:{bad_files['ok']}", "--config", str(cfg), "--out", str(tmp_path / "r"))
+    assert_clean_error(p, "bogus_setting")
+
+
+def test_evaluate_missing_run():
+    assert_clean_error(run_cli("evaluate", "/nonexistent/run"), "not found")
+
+
+def test_help_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for cmd in ("demo", "datasets", "distill", "evaluate", "baseline", "export", "reproduce", "report"):
+        assert cmd in out
+
+
+def test_datasets_command_reports_shared_data(shared_data, capsys):
+    assert main(["datasets", "--data-root", str(shared_data), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    present = {r["name"]: r["present"] for r in rows}
+    assert present["mnist"] and present["cifar10"] and not present["kmnist"] and present["digits"]
+
+
+def test_config_file_and_flags_merge(bad_files, tmp_path):
+    """Flags override the TOML file, which overrides the defaults; the run records the result."""
+    from labeldistill.cli.common import merge, read_toml
+    from labeldistill.distill import DistillConfig
+
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('epochs = 7\nmethod = "ridge"\nbase = 12\n')
+    c = merge(DistillConfig, read_toml(str(cfg)), {"base": 30, "epochs": None})
+    assert (c.epochs, c.method, c.base, c.target_batch) == (7, "ridge", 30, 1024)

@@ -1,0 +1,192 @@
+"""The online loop end to end on generated data, label selection, and the paper's defaults."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from labeldistill.data import Preprocessing
+from labeldistill.data.tensors import LabelledTensors, TargetData
+from labeldistill.distill import DistillConfig, Distiller, ResetMonitor
+from labeldistill.distill import validation as validation_mod
+from labeldistill.distill.validation import LabelSelector
+from labeldistill.engine import accuracy, train_models
+from labeldistill.errors import UserError
+from labeldistill.problem import Problem
+from labeldistill.runs import read_metrics
+from labeldistill.seeding import derive_seed
+
+SIDE = 6
+
+
+class TinyNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Flatten(), nn.Linear(SIDE * SIDE, 8), nn.ReLU())
+        self.head = nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def _split(n: int, g: torch.Generator) -> LabelledTensors:
+    y = torch.arange(n) % 2
+    centre = torch.where(y == 1, 1.5, -1.5)[:, None, None, None]
+    x = centre + torch.randn(n, 1, SIDE, SIDE, generator=g)
+    return LabelledTensors(x, y, np.arange(n))
+
+
+def blob_problem(n_base: int = 6) -> Problem:
+    g = torch.Generator().manual_seed(0)
+    train, val, test = _split(64, g), _split(32, g), _split(32, g)
+    target = TargetData("blobs", ["neg", "pos"], train, val, test, Preprocessing(1, SIDE, (0.5,), (0.5,)), {}, "generated")
+    return Problem(target, train.x[:n_base].clone(), train.y[:n_base].clone(), np.arange(n_base), "blobs", ["neg", "pos"], "generated")
+
+
+def _config(method: str, **kw) -> DistillConfig:
+    base = dict(target="blobs", base=6, method=method, epochs=6, target_batch=16, inner_batch=4, reset_window=2,
+                val_every=2, val_group=2, grad_var_every=3, device="cpu", seed=3)
+    base.update(kw)
+    return DistillConfig(**base)
+
+
+@pytest.mark.parametrize("method", ["second-order", "ridge"])
+def test_distiller_end_to_end(tmp_path, method):
+    cfg = _config(method)
+    problem = blob_problem()
+    d = Distiller(cfg, problem, model_factory=TinyNet, run_dir=tmp_path, progress=False)
+    snapshots: dict[int, torch.Tensor] = {}
+    orig_add = d.selector.add
+
+    def add(epoch, step, steps_t, labels):
+        snapshots[epoch] = labels.detach().clone()
+        orig_add(epoch, step, steps_t, labels)
+
+    d.selector.add = add
+    d.open_log(resume=False)
+    try:
+        result = d.run()
+    finally:
+        d.close()
+
+    steps_per_epoch = 4  # ceil(64 / 16)
+    total = cfg.epochs * steps_per_epoch
+    # Labels remain distributions, and they moved away from uniform.
+    lab = d.labels.value.detach()
+    assert torch.all(lab >= 0) and torch.all(lab <= 1)
+    torch.testing.assert_close(lab.sum(-1), torch.ones(6))
+    assert not torch.allclose(lab, torch.full_like(lab, 0.5))
+    torch.testing.assert_close(result.labels.sum(-1), torch.ones(6))
+
+    recs = read_metrics(tmp_path / "metrics.jsonl")
+    steps = [r for r in recs if r["kind"] == "step"]
+    assert [r["step"] for r in steps] == list(range(1, total + 1))
+    assert [r["epoch"] for r in steps] == [1 + i // steps_per_epoch for i in range(total)]
+    assert all(0 <= r["error"] <= 100 for r in steps)
+    assert [r["step"] for r in steps if "grad_var" in r] == list(range(3, total + 1, 3))
+
+    # Resets: the tiny window makes them happen; replaying the logged errors through a fresh
+    # monitor gives the same reset steps and T_i.
+    mon = ResetMonitor(2)
+    replay = [(r["step"], mon.t_list[-1]) for r in steps if mon.update(r["error"])]
+    logged = [(r["step"], r["T_i"]) for r in steps if r.get("reset")]
+    assert logged == replay
+    assert len(logged) >= 1 and logged[0][0] >= 5  # earliest on step 2w + 1
+    assert result.resets == len(logged) and result.t_list == [t for _, t in logged]
+
+    # Validation records: one per val_every epochs, with the T estimate at that moment.
+    vals = [r for r in recs if r["kind"] == "validation"]
+    assert [v["epoch"] for v in vals] == [2, 4, 6]
+    for v in vals:
+        mon = ResetMonitor(2)
+        for r in steps[: v["epoch"] * steps_per_epoch]:
+            mon.update(r["error"])
+        assert v["T"] == mon.estimate_steps()
+        assert v["step"] == v["epoch"] * steps_per_epoch
+
+    # Each snapshot's validation accuracy, recomputed alone, matches the grouped one.
+    for number, v in enumerate(vals):
+        st = train_models(d.learner, problem.base_x, snapshots[v["epoch"]], v["T"], [derive_seed(cfg.seed, "validation-models", number)],
+                          batch_size=cfg.inner_batch, lr=cfg.model_lr)
+        acc = accuracy(d.learner, st, problem.target.val.x, problem.target.val.y)
+        assert 100 * acc.item() == pytest.approx(v["val_accuracy"], abs=1e-3)
+
+    # Selection: the best validation accuracy, ties to the later snapshot.
+    best = max(v["val_accuracy"] for v in vals)
+    chosen = [v for v in vals if v["val_accuracy"] == best][-1]
+    assert result.selected.epoch == chosen["epoch"]
+    assert result.steps == chosen["T"]
+    assert torch.equal(result.labels, snapshots[chosen["epoch"]])
+    running, flags = -1.0, []
+    for v in vals:
+        flags.append(v["val_accuracy"] >= running)
+        running = max(running, v["val_accuracy"])
+    assert [v["selected"] for v in vals] == flags
+    assert (tmp_path / "checkpoint.safetensors").exists()
+
+
+def test_distiller_without_run_dir_and_fewer_epochs_than_val_every():
+    cfg = _config("ridge", epochs=1, val_every=5)
+    d = Distiller(cfg, blob_problem(), model_factory=TinyNet, progress=False)
+    result = d.run()
+    assert d.step == 4
+    assert result.selected.epoch == 1 and result.steps >= 1  # the final labels are validated
+
+
+def test_label_selector_ties_go_to_later(monkeypatch):
+    scripted = iter([[0.5, 0.7], [0.7, 0.6]])
+    monkeypatch.setattr(validation_mod, "train_models", lambda *a, **k: None)
+    monkeypatch.setattr(validation_mod, "accuracy", lambda *a, **k: torch.tensor(next(scripted)))
+    sel = LabelSelector(seed=0)
+    labels = [torch.full((3, 2), float(i)) for i in range(4)]
+    recs = []
+    for i, epoch in enumerate((5, 10)):
+        sel.add(epoch, 10 * epoch, 7 + i, labels[i])
+    recs += sel.flush(None, None, None, None, batch_size=1, lr=0.1)
+    for i, epoch in enumerate((15, 20), 2):
+        sel.add(epoch, 10 * epoch, 7 + i, labels[i])
+    recs += sel.flush(None, None, None, None, batch_size=1, lr=0.1)
+    assert [r["selected"] for r in recs] == [True, True, True, False]
+    assert sel.best.epoch == 15 and sel.best.steps_t == 9 and sel.best.number == 2
+    assert torch.equal(sel.best.labels, labels[2])
+    assert sel.best_error == pytest.approx(30.0)
+    # Snapshots are copies.
+    labels[2].fill_(-1)
+    assert torch.all(sel.best.labels == 2)
+
+
+@pytest.mark.parametrize(
+    "base,target,channels,inner,epochs,window,arch",
+    [
+        (10, "mnist", 1, 10, 400, 50, "lenet"),
+        (20, "mnist", 1, 10, 400, 50, "lenet"),
+        (50, "cifar10", 3, 25, 400, 50, "alexnet"),
+        (100, "mnist", 1, 50, 400, 50, "lenet"),
+        (200, "cifar10", 3, 50, 800, 200, "alexnet"),
+        (5, "mnist", 1, 5, 400, 50, "lenet"),  # never more than N
+        (100, "cifar100", 3, 100, 800, 100, "alexnet"),
+        (100, "kuzushiji-49", 1, 50, 100, 100, "lenet"),
+        (200, "kuzushiji-49", 1, 50, 200, 200, "lenet"),
+    ],
+)
+def test_config_resolve_paper_defaults(base, target, channels, inner, epochs, window, arch):
+    cfg = DistillConfig(target=target, base=base)
+    r = cfg.resolve(target, channels)
+    assert (r.inner_batch, r.epochs, r.reset_window, r.arch) == (inner, epochs, window, arch)
+    assert cfg.inner_batch is None and cfg.epochs is None and cfg.reset_window is None  # a copy
+    # The paper's fixed values.
+    assert (r.target_batch, r.label_lr, r.model_lr, r.inner_lr, r.ridge_lambda, r.ridge_step, r.val_every) == (1024, 1e-3, 1e-3, 0.01, 1.0, 0.01, 5)
+
+
+def test_config_resolve_keeps_explicit_values_and_validates():
+    r = DistillConfig(base=30, inner_batch=7, epochs=3, reset_window=9, arch="resnet14").resolve("mnist", 1)
+    assert (r.inner_batch, r.epochs, r.reset_window, r.arch) == (7, 3, 9, "resnet14")
+    with pytest.raises(UserError):
+        DistillConfig(base=5, inner_batch=6).resolve("mnist", 1)
+    with pytest.raises(UserError):
+        DistillConfig(base=5, epochs=0).resolve("mnist", 1)
+    d = DistillConfig(base=12, seed=4).to_dict()
+    assert DistillConfig.from_dict(d) == DistillConfig(base=12, seed=4)
+    with pytest.raises(UserError):
+        DistillConfig.from_dict({**d, "bogus": 1})
