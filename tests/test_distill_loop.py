@@ -190,3 +190,30 @@ def test_config_resolve_keeps_explicit_values_and_validates():
     assert DistillConfig.from_dict(d) == DistillConfig(base=12, seed=4)
     with pytest.raises(UserError):
         DistillConfig.from_dict({**d, "bogus": 1})
+
+
+@pytest.mark.parametrize("method", ["second-order", "ridge"])
+def test_resume_from_checkpoint_continues_identically(tmp_path, method):
+    """A run stopped after 2 epochs (its checkpoint) and resumed to 4 equals a straight 4-epoch run."""
+    problem = blob_problem()
+    straight = Distiller(_config(method, epochs=4), problem, model_factory=TinyNet, run_dir=tmp_path / "a", progress=False)
+    straight.open_log(resume=False)
+    res_a = straight.run()
+    straight.close()
+
+    first = Distiller(_config(method, epochs=2), problem, model_factory=TinyNet, run_dir=tmp_path / "b", progress=False)
+    first.open_log(resume=False)
+    first.run()
+    first.close()
+    second = Distiller(_config(method, epochs=4), problem, model_factory=TinyNet, run_dir=tmp_path / "b", progress=False)
+    second.open_log(resume=True)
+    assert second.step == 8
+    res_b = second.run()
+    second.close()
+
+    steps = lambda d: [r for r in read_metrics(d / "metrics.jsonl") if r["kind"] == "step"]  # noqa: E731
+    assert steps(tmp_path / "a") == steps(tmp_path / "b")
+    assert torch.equal(straight.labels.value, second.labels.value)
+    for n, p in straight.model.params.items():
+        assert torch.equal(p, second.model.params[n]), n
+    assert torch.equal(res_a.labels, res_b.labels) and res_a.steps == res_b.steps and res_a.t_list == res_b.t_list

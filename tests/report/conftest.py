@@ -75,7 +75,7 @@ def make_run(path: Path, *, cross: bool = False, n: int = 20, steps: int = 300, 
     source, base_classes = ("emnist", LETTERS) if cross else (None, DIGITS)
     own = rng.integers(0, len(base_classes), n) if cross else np.arange(n) % 10
     window = 50
-    cfg = {"target": target, "source": source, "base": n, "method": method, "arch": "lenet", "epochs": 6, "seed": seed,
+    cfg = {"target": target, "source": source, "base": n, "method": method, "arch": "lenet", "epochs": -(-steps // 50), "seed": seed,
            "reset_window": window, "grad_var_every": grad_var_every, "val_every": 1, "test_models": 2}
     problem = {"base_dataset": source or target, "base_indices": [int(i) for i in rng.permutation(1000)[:n]], "cross_dataset": cross,
                "target": target, "class_names": target_classes}

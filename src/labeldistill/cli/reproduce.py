@@ -96,7 +96,7 @@ def _list(spec, names: list[str], opts, data, as_json: bool) -> int:
 
 def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
     from ..experiments import parse_cell, plan_cell
-    from ..experiments.plan import REDUCED, distill_steps, evaluation_seconds, fmt_seconds, run_seconds
+    from ..experiments.plan import distill_steps, evaluation_seconds, fmt_seconds, reduced_note, run_seconds
     from ..experiments.runner import load_cell_record, run_state
 
     counted: set[str] = set()
@@ -104,7 +104,7 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
     rows = []
     counts = {"stored": 0, "missing": 0, "distill": 0, "resume": 0, "baseline": 0, "reuse": 0, "evaluate": 0, "conflict": 0}
     width = max(len(n) for n in names) + 2
-    head = f"Table {spec.number}, dry run ({'REDUCED: ' + REDUCED if opts.quick else 'full protocol'}); nothing is run."
+    head = f"Table {spec.number}, dry run ({reduced_note() if opts.quick else 'full protocol'}); nothing is run."
     lines = [head, f"{'cell':<{width}}{'est.':>9}  action"]
     for name in names:
         plan = plan_cell(parse_cell(name), opts, data)
@@ -161,11 +161,11 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
 
 def _reproduce(spec, names: list[str], opts, data, as_json: bool) -> int:
     from ..experiments import run_cells
-    from ..experiments.plan import REDUCED
+    from ..experiments.plan import reduced_note
     from ..experiments.report import collect, table_rows, write_report
 
     t0 = time.perf_counter()
-    banner = f"Table {spec.number}: {spec.title} — {len(names)} cells, {'REDUCED: ' + REDUCED if opts.quick else 'full protocol'}"
+    banner = f"Table {spec.number}: {spec.title} — {len(names)} cells, {reduced_note() if opts.quick else 'full protocol'}"
     print(banner, flush=True)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if as_json else (lambda msg: print(msg, flush=True))
     outcomes = run_cells(names, opts, data, log=log)
@@ -176,7 +176,7 @@ def _reproduce(spec, names: list[str], opts, data, as_json: bool) -> int:
     md_path = obj["markdown"]
     problems = [o for o in outcomes if not o.done]
     tail = [f"Wrote {md_path} and {Path(md_path).with_suffix('.json')}.",
-            f"Wall time: {wall:.0f} s" + (f" ({REDUCED})" if opts.quick else "") + "."]
+            f"Wall time: {wall:.0f} s" + (f" ({reduced_note()})" if opts.quick else "") + "."]
     if problems:
         kinds = sorted({o.status for o in problems})
         tail.append(f"{len(problems)} of {len(outcomes)} selected cells not computed ({', '.join(kinds)}); see the notes.")

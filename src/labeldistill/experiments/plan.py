@@ -23,8 +23,17 @@ from .cells import METHODS, Cell
 QUICK_EPOCHS = 40  # --quick: the reduced protocol's epochs (the paper: 400 / 800)
 TEST_MODELS = 20  # fresh test models per cell (the paper's 20)
 STAND_IN_SPLIT = (0.8, 0.1, 0.1)
-REDUCED = f"REDUCED protocol (--quick): {QUICK_EPOCHS} epochs instead of 400 / 800, everything else as in the paper"
-REDUCED_ROW = f"REDUCED ({QUICK_EPOCHS} epochs, --quick)"
+
+
+def reduced_note() -> str:
+    """The label of the reduced protocol, for headers, cell JSONs and messages."""
+    return f"REDUCED protocol (--quick): {QUICK_EPOCHS} epochs instead of 400 / 800, everything else as in the paper"
+
+
+def reduced_row() -> str:
+    """The label of the reduced protocol on each table row."""
+    return f"REDUCED ({QUICK_EPOCHS} epochs, --quick)"
+
 IGNORED_KEYS = ("device", "checkpoint_minutes")  # settings that do not change a run's result
 
 # ---- the time model (estimates, calibrated on this project's 2-core CPU machine)
@@ -75,7 +84,8 @@ class DataView:
         val = CATALOG.get(name).val_size if name in CATALOG else None
         if val is None:
             return int(n * STAND_IN_SPLIT[0])
-        return int(n - val) if val >= 1 else int(n * (1 - val))
+        val = val if val >= 1 else n * val
+        return max(1, int(n - val) if val < n else int(n * 0.9))
 
 
 @dataclass

@@ -7,12 +7,12 @@ from pathlib import Path
 
 from ..runs import atomic_write_json
 from .cells import parse_cell
-from .plan import REDUCED, REDUCED_ROW, DataView, Options, plan_cell
+from .plan import DataView, Options, plan_cell, reduced_note, reduced_row
 from .runner import Outcome, load_cell_record
 from .spec import TableSpec
 
 FLAG_RULE = ("flag '>2σ' where |ours − paper| > 2·sqrt(σ_paper² + σ_ours²): σ_paper and σ_ours are the standard "
-             "deviations over the test models (20 fresh models each), combined in quadrature")
+             "deviations over the fresh test models, combined in quadrature")
 
 
 def flag(ours_mean: float, ours_std: float, paper_mean: float, paper_std: float) -> bool:
@@ -47,7 +47,7 @@ def table_rows(spec: TableSpec, opts: Options, rows: list[Outcome]) -> list[dict
                      "reduced": opts.quick, "stand_in": list(o.plan.stand_in) if o.plan else [], "note": ""}
         notes = []
         if opts.quick:
-            notes.append(REDUCED_ROW)
+            notes.append(reduced_row())
         if o.done and o.record:
             r = o.record["result"]
             row.update(ours_mean=r["accuracy_mean"], ours_std=r["accuracy_std"], diff=r["accuracy_mean"] - p.mean,
@@ -68,7 +68,7 @@ def _pm(mean: float | None, std: float | None) -> str:
 def markdown(spec: TableSpec, opts: Options, rows: list[dict]) -> str:
     lines = [f"# Table {spec.number}: {spec.title}", ""]
     if opts.quick:
-        lines += [f"**{REDUCED}. Ours are NOT comparable to the paper's numbers.**", ""]
+        lines += [f"**{reduced_note()}. Ours are NOT comparable to the paper's numbers.**", ""]
     else:
         lines += ["Protocol: full (the paper's settings).", ""]
     lines += [f"Ours and paper: test accuracy (%), mean ± std over the fresh test models. Δ = ours − paper; {FLAG_RULE}.", ""]
@@ -101,7 +101,7 @@ def write_report(spec: TableSpec, opts: Options, rows: list[dict], extra: dict |
     text = markdown(spec, opts, rows)
     md_path, json_path = report_paths(spec, opts)
     obj = {"table": spec.number, "title": spec.title, "protocol": opts.protocol, "reduced": opts.quick,
-           "protocol_note": REDUCED if opts.quick else "full protocol (the paper's settings)", "flag_rule": FLAG_RULE,
+           "protocol_note": reduced_note() if opts.quick else "full protocol (the paper's settings)", "flag_rule": FLAG_RULE,
            "rows": rows, "markdown": str(md_path), **(extra or {})}
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(text)

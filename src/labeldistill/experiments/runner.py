@@ -30,7 +30,7 @@ from ..evaluation import evaluate, parse_steps
 from ..runs import atomic_write_json, read_json
 from .cells import parse_cell
 from . import plan as _plan
-from .plan import REDUCED, DataView, Options, Plan, config_diff, normalise_baseline, normalise_distill, plan_cell
+from .plan import DataView, Options, Plan, config_diff, normalise_baseline, normalise_distill, plan_cell
 
 RESULT_KEYS = ("accuracy_mean", "accuracy_std", "accuracies", "models", "steps", "T", "seconds", "arch", "head",
                "steps_delta", "distilled_steps", "target", "method", "base", "source", "seed", "epochs", "smoothing")
@@ -159,7 +159,7 @@ def compute_cell(plan: Plan, opts: Options) -> tuple[dict, str]:
         "kind": "evaluation" if plan.evaluation else plan.kind,
         "protocol": "quick" if plan.reduced else "full",
         "reduced": plan.reduced,
-        "protocol_note": REDUCED if plan.reduced else "full protocol (the paper's settings)",
+        "protocol_note": _plan.reduced_note() if plan.reduced else "full protocol (the paper's settings)",
         "stand_in": list(plan.stand_in),
         "run_dir": str(plan.run_dir(opts.out).absolute()),
         "run_slug": plan.run_slug,

@@ -1,7 +1,6 @@
 """``make_report`` (one run) and ``compare_runs`` (several runs side by side)."""
 from __future__ import annotations
 
-
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -114,7 +113,7 @@ def make_report(run_dir: str | Path, out: str | Path | None = None, *, max_image
     out = _prepare_out(Path(out) if out is not None else run.path / "report", RUN_FIGURES)
     doc = Document(f"Label distillation report: {run.name}")
     doc.para(_describe(run) + ".")
-    doc.table(["", ""], _summary_rows(run))
+    doc.table(["setting", "value"], _summary_rows(run))
     ds = run.distilled
 
     doc.heading("Learned labels")

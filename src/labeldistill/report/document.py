@@ -51,7 +51,7 @@ class Document:
                 out += ["| " + " | ".join(cell(c) for c in row) + " |" for row in b[2]]
                 out.append("")
             elif kind == "img":
-                out += [f"![{b[2]}]({_rel(b[1], base)})", "", f"*{b[2]}*", ""]
+                out += [f"![{_alt(b[1])}]({_rel(b[1], base)})", "", f"*{b[2]}*", ""]
         return "\n".join(out).rstrip() + "\n"
 
     def html(self) -> str:
@@ -75,7 +75,7 @@ class Document:
                 out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
             elif kind == "img":
                 data = base64.b64encode(Path(b[1]).read_bytes()).decode("ascii")
-                out.append(f'<figure><img alt="{e(b[2])}" src="data:image/png;base64,{data}">'
+                out.append(f'<figure><img alt="{e(_alt(b[1]))}" src="data:image/png;base64,{data}">'
                            f"<figcaption>{e(b[2])}</figcaption></figure>")
         out.append("</body></html>")
         return "\n".join(out) + "\n"
@@ -94,7 +94,18 @@ def _rel(path: Path, base: Path) -> str:
         return Path(path).resolve().as_posix()
 
 
+def _alt(path: Path) -> str:
+    return Path(path).stem.replace("_", " ")
+
+
 def _inline(text: str) -> str:
-    """Escape, then render markdown's `code` spans (the only inline markup the report uses)."""
+    """Escape, then render markdown's `code` and **bold** spans (the only inline markup the report uses)."""
     parts = html.escape(text).split("`")
-    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+    out = []
+    for i, p in enumerate(parts):
+        if i % 2:
+            out.append(f"<code>{p}</code>")
+        else:
+            bold = p.split("**")
+            out.append("".join(f"<strong>{q}</strong>" if j % 2 else q for j, q in enumerate(bold)))
+    return "".join(out)

@@ -26,10 +26,11 @@ def _figure(width: float, height: float) -> Figure:
     return fig
 
 
-def _save(fig: Figure, path: str | Path) -> Path:
+def _save(fig: Figure, path: str | Path, *, tight: bool = True) -> Path:
+    """Write a PNG; ``tight`` trims the margins (one more draw: not for the big grid, laid out exactly)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, facecolor="white", bbox_inches="tight", pad_inches=0.15)
+    fig.savefig(path, dpi=DPI, facecolor="white", **({"bbox_inches": "tight", "pad_inches": 0.15} if tight else {}))
     fig.clear()  # free the artists; the figure was never registered with pyplot
     return path
 
@@ -117,7 +118,7 @@ def label_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str
     cell_h, top_in, bottom_in = img_h + lab_h + 0.55, _header_inches(lines) + 0.25, 0.15
     fig = _figure(ncols * 1.7, nrows * cell_h + top_in + bottom_in)
     height = fig.get_figheight()
-    outer = fig.add_gridspec(nrows, ncols, hspace=0.12, wspace=0.25, left=0.03, right=0.98,
+    outer = fig.add_gridspec(nrows, ncols, hspace=0.2, wspace=0.25, left=0.03, right=0.98,
                              top=1 - top_in / height, bottom=bottom_in / height)
     names = [str(c) for c in class_names]
     for i in range(n):
@@ -155,7 +156,7 @@ def label_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str
             lx.text(0.5, 1.0, "\n".join(f"{_short(names[j], 12):<12} {labels[i, j]:.2f}" for j in order),
                     ha="center", va="top", fontsize=6, family="monospace", transform=lx.transAxes)
     _header(fig, title or "Learned labels of the base images", lines)
-    return _save(fig, path)
+    return _save(fig, path, tight=False)
 
 
 # -- Figures 6 and 7: mean learned label per original class -------------------------------
@@ -203,7 +204,7 @@ def label_heatmap(labels: np.ndarray, base_labels: np.ndarray, base_class_names:
     ax.set_xticklabels([_short(c, 14) for c in class_names], rotation=90 if max(len(str(c)) for c in class_names) > 2 or nc > 15 else 0,
                        fontsize=tick_fs)
     ax.set_yticks(np.arange(nr))
-    ax.set_yticklabels([f"{_short(base_class_names[r], 16)} (n={n})" for r, n in zip(rows, counts)], fontsize=8 if nr <= 40 else 4)
+    ax.set_yticklabels([f"{_short(base_class_names[r], 24)} (n={n})" for r, n in zip(rows, counts)], fontsize=8 if nr <= 40 else 4)
     ax.set_xlabel("target class (entry of the learned label)")
     ax.set_ylabel("original class of the base image")
     cax = fig.add_axes([1 - 1.05 / fig.get_figwidth(), 1.6 / fig.get_figheight(), 0.2 / fig.get_figwidth(),

@@ -1,0 +1,103 @@
+"""Fixtures for the ``reproduce`` tests: a tiny data root, and fast fakes of the run functions
+that write the same files as the real ones (config.json, checkpoint, result.json)."""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from labeldistill.data.catalog import CATALOG
+from labeldistill.experiments import runner
+from labeldistill.protocol import default_arch
+from labeldistill.runs import atomic_write_json, read_json
+
+PAPER = Path(__file__).parent / "paper"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path_factory, monkeypatch):
+    """Never read the user's data root or write the user's cache."""
+    monkeypatch.delenv("LABELDISTILL_DATA", raising=False)
+    monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path_factory.mktemp("decoded-cache")))
+
+
+def _pair(path: Path, n: int, classes: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    np.savez(path, x=rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8), y=(np.arange(n) % classes).astype(np.int64))
+
+
+@pytest.fixture
+def data_root(tmp_path) -> Path:
+    """MNIST as a tiny npz pair, and KMNIST's test file alone (the --stand-in case)."""
+    root = tmp_path / "data"
+    root.mkdir()
+    _pair(root / "mnist_train.npz", 60, 10, 1)
+    _pair(root / "mnist_test.npz", 20, 10, 2)
+    _pair(root / "kmnist_test.npz", 40, 10, 3)
+    return root
+
+
+def _channels(target: str) -> int:
+    return CATALOG.get(target).channels if target in CATALOG else 1
+
+
+class Fakes:
+    """Stand-ins for run_distillation / baseline / evaluate that record their calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+        self.accuracy: dict[str, tuple[float, float]] = {}  # target/method -> (mean, std)
+        self.interrupt: set[str] = set()  # targets whose next distillation stops after its checkpoint
+
+    def _acc(self, key: str) -> tuple[float, float]:
+        return self.accuracy.get(key, (50.0, 1.0))
+
+    def distill(self, cfg, *, out, resume=False, data_root=None, progress=True, **_):
+        out = Path(out)
+        self.calls.append(("distill", str(out.name), resume))
+        resolved = cfg.resolve(cfg.target, _channels(cfg.target))
+        if not resume:
+            assert not (out / "checkpoint.safetensors").exists(), "a fresh run over a checkpoint"
+            atomic_write_json(out / "config.json", {"config": resolved.to_dict(), "data_root": str(data_root)})
+        (out / "checkpoint.safetensors").write_bytes(b"ckpt")
+        if cfg.target in self.interrupt:
+            self.interrupt.discard(cfg.target)
+            raise KeyboardInterrupt  # stopped midway: checkpoint written, no result
+        mean, std = self._acc(f"{cfg.target}/{cfg.method}")
+        result = {"accuracy_mean": mean, "accuracy_std": std, "accuracies": [mean - std, mean + std], "models": cfg.test_models,
+                  "steps": 300, "T": 300, "seconds": 1.0, "method": resolved.method, "arch": resolved.arch,
+                  "head": "ridge" if resolved.method == "ridge" else "linear", "base": cfg.base, "target": cfg.target,
+                  "seed": cfg.seed, "epochs": resolved.epochs}
+        atomic_write_json(out / "result.json", {**result, "config": resolved.to_dict()})
+        return SimpleNamespace(evaluation=result)
+
+    def baseline(self, s, *, data_root=None, out=None):
+        self.calls.append(("baseline", Path(out).name))
+        arch = s.arch or default_arch(s.target, _channels(s.target))
+        mean, std = self._acc(f"{s.target}/baseline")
+        result = {"accuracy_mean": mean, "accuracy_std": std, "accuracies": [mean], "models": s.models, "steps": 200,
+                  "arch": arch, "head": s.head, "smoothing": s.smoothing, "settings": dataclasses.asdict(s)}
+        atomic_write_json(Path(out) / "result.json", result)
+        return result
+
+    def evaluate(self, run_dir, *, arch=None, head=None, steps=None, models=20, data_root=None, device="auto", **_):
+        self.calls.append(("evaluate", Path(run_dir).name, arch, head, steps))
+        res = read_json(Path(run_dir) / "result.json")
+        delta = int(steps) if steps and steps[0] in "+-" else 0
+        return {"accuracy_mean": res["accuracy_mean"] + delta / 100, "accuracy_std": 0.5, "accuracies": [], "models": models,
+                "steps": res["T"] + delta, "arch": arch or res["arch"], "head": head or res["head"], "steps_delta": delta}
+
+    def count(self, kind: str) -> int:
+        return sum(c[0] == kind for c in self.calls)
+
+
+@pytest.fixture
+def fakes(monkeypatch) -> Fakes:
+    f = Fakes()
+    monkeypatch.setattr(runner, "run_distillation", f.distill)
+    monkeypatch.setattr(runner, "baseline", f.baseline)
+    monkeypatch.setattr(runner, "evaluate", f.evaluate)
+    return f

@@ -1,0 +1,81 @@
+import pytest
+
+from labeldistill.errors import UserError
+from labeldistill.experiments import parse_cell
+from labeldistill.experiments.cells import match_cells
+
+
+@pytest.mark.parametrize("text, target, source, method, base, settings", [
+    ("mnist/ld-rr/100", "mnist", None, "ld-rr", 100, ()),
+    ("mnist/ld/10", "mnist", None, "ld", 10, ()),
+    ("cifar10/baseline-rr-ls/500", "cifar10", None, "baseline-rr-ls", 500, ()),
+    ("emnist-letters:mnist/ld/100@target-size=5000", "mnist", "emnist-letters", "ld", 100, (("target-size", "5000"),)),
+    ("emnist-letters:mnist/ld-rr/100@target-size=all", "mnist", "emnist-letters", "ld-rr", 100, (("target-size", "all"),)),
+    ("cifar10/ld/50@arch=lenet", "cifar10", None, "ld", 50, (("arch", "lenet"),)),
+    ("mnist/ld/100@steps=+50", "mnist", None, "ld", 100, (("steps", "+50"),)),
+    ("mnist/ld/100@steps=-20", "mnist", None, "ld", 100, (("steps", "-20"),)),
+    ("mnist/ld-rr/100@head=linear", "mnist", None, "ld-rr", 100, (("head", "linear"),)),
+    ("mnist/ld/100@seed=2", "mnist", None, "ld", 100, (("seed", "2"),)),
+    ("cub:cifar10/ld-rr/10@arch=resnet14", "cifar10", "cub", "ld-rr", 10, (("arch", "resnet14"),)),
+    ("emnist-letters:kuzushiji-49/ld/20", "kuzushiji-49", "emnist-letters", "ld", 20, ()),
+    ("cifar10/baseline/10@arch=alexnet", "cifar10", None, "baseline", 10, (("arch", "alexnet"),)),
+])
+def test_parse_all_forms(text, target, source, method, base, settings):
+    c = parse_cell(text)
+    assert (c.target, c.source, c.method, c.base, c.settings) == (target, source, method, base, settings)
+    assert c.name == text and parse_cell(c.name) == c
+
+
+def test_canonical_spelling_and_properties():
+    c = parse_cell(" EMNIST:MNIST/LD/100@steps=50@seed=3@arch=ResNet18 ")
+    assert c.name == "emnist-letters:mnist/ld/100@seed=3@arch=resnet14@steps=50"  # aliases, KEYS order
+    assert c.seed == 3 and c.arch == "resnet14" and c.steps == "50" and c.is_evaluation
+    assert parse_cell("mnist/ld/100@steps=+0").steps == "+0"
+    assert parse_cell("mnist/ld/100@target-size=all").target_size is None
+    assert parse_cell("mnist/ld/100@target-size=500").target_size == 500
+    assert not parse_cell("mnist/ld/100@seed=1").is_evaluation
+    assert not parse_cell("cifar10/baseline/10@arch=lenet").is_evaluation
+    assert parse_cell("emnist-letters:mnist/ld/100@target-size=5000").slug == "emnist-letters_to_mnist_ld_100__target-size=5000"
+    assert parse_cell("mnist/ld/100@steps=-50").slug == "mnist_ld_100__steps=-50"
+
+
+@pytest.mark.parametrize("text, words", [
+    ("mnist", "form"),
+    ("mnist/ld", "form"),
+    ("mnist/ld/100/5", "form"),
+    ("mnist/dd/100", "unknown method"),
+    ("mnist/ld/0", "N must be"),
+    ("mnist/ld/ten", "N must be"),
+    ("svhn/ld/10", "Unknown dataset 'svhn'"),
+    ("svhn:mnist/ld/10", "Unknown dataset 'svhn'"),
+    ("mnist/ld/10@arch=vgg", "Unknown architecture 'vgg'"),
+    ("mnist/ld/10@head=cosine", "head is"),
+    ("mnist/ld/10@steps=plenty", "steps takes"),
+    ("mnist/ld/10@seed=-1", "seed takes"),
+    ("mnist/ld/10@target-size=0", "target-size"),
+    ("mnist/ld/10@colour=red", "unknown key"),
+    ("mnist/ld/10@seed", "KEY=VALUE"),
+    ("mnist/ld/10@seed=1@seed=2", "twice"),
+    ("emnist-letters:mnist/baseline/10", "cannot be cross-dataset"),
+    ("mnist/baseline/10@steps=+5", "only @seed and @arch"),
+    ("mnist/baseline-ls/10@head=ridge", "only @seed and @arch"),
+])
+def test_bad_names_give_one_line_user_errors(text, words):
+    with pytest.raises(UserError) as e:
+        parse_cell(text)
+    msg = str(e.value)
+    assert words in msg and "\n" not in msg
+
+
+NAMES = ["mnist/ld/10", "mnist/ld/100", "mnist/baseline/100", "cifar10/ld/100", "emnist-letters:mnist/ld/100",
+         "mnist/ld/100@steps=+50"]
+
+
+def test_only_exact_prefix_and_glob():
+    assert match_cells(NAMES, ["mnist/ld/100"]) == ["mnist/ld/100"]  # exact wins over prefix
+    assert match_cells(NAMES, ["MNIST/LD/10"]) == ["mnist/ld/10"]  # canonicalised
+    assert match_cells(NAMES, ["mnist/ld/"]) == ["mnist/ld/10", "mnist/ld/100", "mnist/ld/100@steps=+50"]
+    assert match_cells(NAMES, ["mnist/*/100"]) == ["mnist/ld/100", "mnist/baseline/100"]
+    assert match_cells(NAMES, ["emnist-letters:*", "cifar10"]) == ["cifar10/ld/100", "emnist-letters:mnist/ld/100"]
+    with pytest.raises(UserError, match="matches no cell"):
+        match_cells(NAMES, ["kmnist/*"])

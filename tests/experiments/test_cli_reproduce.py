@@ -1,0 +1,95 @@
+"""``labeldistill reproduce`` on the command line (runs faked; see conftest)."""
+import json
+
+import pytest
+
+from labeldistill.cli import main
+
+
+def last_json(out: str) -> dict:
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_list_marks_missing_datasets(capsys, data_root, tmp_path):
+    assert main(["reproduce", "T3", "--list", "--data-root", str(data_root), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines() if "/" in "".join(line.split()[:1])}
+    assert "MISSING kmnist, emnist-letters (stand-in available: --stand-in)" in lines["emnist-letters:kmnist/ld/10"]
+    assert "MISSING cifar10, cub" in lines["cub:cifar10/ld-rr/500"] and "stand-in" not in lines["cub:cifar10/ld-rr/500"]
+    assert "MISSING kuzushiji-49" in lines["emnist-letters:kuzushiji-49/ld/10"]
+    assert "Missing datasets" in out and "cub: download CUB_200_2011.tgz" in out
+    assert len(lines) == 48
+
+
+def test_list_json_and_stand_in(capsys, data_root, tmp_path):
+    rc = main(["reproduce", "table3", "--list", "--stand-in", "--only", "emnist-letters:mnist/*", "--json",
+               "--data-root", str(data_root), "--out", str(tmp_path / "o")])
+    obj = last_json(capsys.readouterr().out)
+    assert rc == 0 and len(obj["cells"]) == 12
+    assert all(c["present"] and c["stand_in"] and "MNIST digits" in c["stand_in"][0] for c in obj["cells"])
+
+
+def test_list_present(capsys, data_root, tmp_path):
+    main(["reproduce", "1", "--list", "--only", "mnist/ld/10", "--data-root", str(data_root), "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if l.startswith("mnist/ld/10 "))
+    assert line.split()[1:] == ["60.89", "±", "3.20", "present"]
+
+
+def test_dry_run_lists_runs_without_running(capsys, monkeypatch, data_root, tmp_path):
+    from labeldistill.experiments import runner
+
+    def boom(*a, **k):
+        raise AssertionError("--dry-run must not run anything")
+
+    for name in ("run_distillation", "baseline", "evaluate"):
+        monkeypatch.setattr(runner, name, boom)
+    out_dir = tmp_path / "o"
+    rc = main(["reproduce", "9", "--dry-run", "--only", "mnist/*", "--data-root", str(data_root), "--out", str(out_dir), "--json"])
+    text = capsys.readouterr().out
+    obj = last_json(text)
+    assert rc == 0 and not out_dir.exists()
+    assert obj["counts"]["distill"] == 2 and obj["counts"]["evaluate"] == 16 and obj["estimate_seconds"] > 0
+    assert "distil second-order/lenet, 400 epochs = 400 steps" in text  # tiny data root: one batch per epoch
+    assert "uses the run above" in text and "ESTIMATE" in text and "Estimated time on this machine" in text
+
+
+def test_dry_run_quick_and_missing(capsys, data_root, tmp_path):
+    rc = main(["reproduce", "1", "--dry-run", "--quick", "--only", "cifar10/ld/10", "mnist/ld/10", "--data-root", str(data_root),
+               "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0 and "REDUCED" in out and "40 epochs" in out and "MISSING DATA: cifar10" in out
+
+
+def test_reproduce_writes_the_table(capsys, fakes, data_root, tmp_path):
+    out_dir = tmp_path / "o"
+    args = ["reproduce", "1", "--only", "mnist/*/10", "--data-root", str(data_root), "--out", str(out_dir)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "| `mnist/ld-rr/10` | MNIST LD RR, N=10 | 50.00 ± 1.00 | 64.57 ± 2.67 | -14.57 | >2σ |" in text
+    assert "6 of 72 cells computed" in text and "Wall time" in text
+    assert (out_dir / "table1.md").exists() and json.loads((out_dir / "table1.json").read_text())["table"] == 1
+    assert len(list((out_dir / "cells").iterdir())) == 6 and fakes.count("distill") == 2 and fakes.count("baseline") == 4
+    fakes.calls.clear()
+    assert main(args + ["--json"]) == 0
+    obj = last_json(capsys.readouterr().out)
+    assert fakes.calls == [] and set(obj["selected"].values()) == {"done"}
+
+
+def test_reproduce_quick_and_incomplete_exit_status(capsys, fakes, data_root, tmp_path):
+    rc = main(["reproduce", "1", "--quick", "--only", "mnist/ld/10", "cifar10/ld/10", "--data-root", str(data_root),
+               "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 1  # a selected cell lacks data
+    assert "REDUCED protocol" in out and "Wall time" in out and "(REDUCED" in out
+    assert (tmp_path / "table1-quick.md").exists() and not (tmp_path / "table1.md").exists()
+    assert "MISSING: cifar10 missing" in (tmp_path / "table1-quick.md").read_text()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["reproduce", "4"], "Unknown table '4'"),
+    (["reproduce", "1", "--only", "svhn/*"], "matches no cell"),
+])
+def test_user_errors(capsys, tmp_path, args, words):
+    assert main(args + ["--out", str(tmp_path), "--data-root", str(tmp_path)]) == 2
+    assert words in capsys.readouterr().err

@@ -1,0 +1,87 @@
+"""Cells -> runs: configurations, shared run directories, --quick, --stand-in, time estimates."""
+import pytest
+
+from labeldistill.experiments import DataView, Options, parse_cell, plan_cell
+from labeldistill.experiments.plan import distill_steps, run_seconds
+
+
+@pytest.fixture
+def data(data_root):
+    return DataView(data_root)
+
+
+def plan(name, data, **kw):
+    return plan_cell(parse_cell(name), Options(**kw), data)
+
+
+def test_methods_map_to_runs(data):
+    p = plan("mnist/ld/100", data)
+    assert p.kind == "distill" and p.config.method == "second-order" and p.config.epochs is None and not p.missing
+    assert plan("mnist/ld-rr/100", data).config.method == "ridge"
+    for name, smoothing, head in [("baseline", 0.0, "linear"), ("baseline-ls", 0.1, "linear"), ("baseline-rr", 0.0, "ridge"),
+                                  ("baseline-rr-ls", 0.1, "ridge")]:
+        b = plan(f"mnist/{name}/20", data)
+        assert b.kind == "baseline" and (b.config.smoothing, b.config.head, b.config.base) == (smoothing, head, 20)
+    exp = plan("mnist/ld/100", data).expected_config()
+    assert (exp["epochs"], exp["arch"], exp["inner_batch"], exp["reset_window"]) == (400, "lenet", 50, 50)  # paper defaults
+    assert plan("cifar10/ld-rr/500", data).expected_config()["epochs"] == 800
+
+
+def test_evaluation_cells_share_the_distilled_run(data):
+    base = plan("mnist/ld/100", data)
+    for name in ("mnist/ld/100@steps=+50", "mnist/ld/100@steps=-20", "mnist/ld/100@head=ridge", "mnist/ld/100@seed=0"):
+        p = plan(name, data)
+        assert p.run_slug == base.run_slug == "mnist_ld_100" and p.expected_config() == base.expected_config()
+        assert p.cell_slug != base.cell_slug
+    assert plan("mnist/ld/100@steps=+50", data).evaluation == {"arch": None, "head": None, "steps": "+50"}
+    t13 = plan("cifar10/ld/10@arch=lenet", data)
+    assert t13.run_slug == "cifar10_ld_10" and t13.evaluation["arch"] == "lenet" and t13.expected_config()["arch"] == "alexnet"
+    assert plan("mnist/ld/100@seed=2", data).run_slug == "mnist_ld_100__seed=2"
+    assert plan("mnist/ld/100@seed=2", data).config.seed == 2
+    t8 = plan("emnist-letters:mnist/ld/100@target-size=5000", data)
+    assert t8.config.target_size == 5000 and t8.config.source == "emnist-letters" and t8.evaluation is None
+    assert plan("emnist-letters:mnist/ld/100@target-size=all", data).run_slug == plan("emnist-letters:mnist/ld/100", data).run_slug
+
+
+def test_baseline_arch_cells(data):
+    default = plan("cifar10/baseline/10@arch=alexnet", data)
+    assert default.run_slug == plan("cifar10/baseline/10", data).run_slug and default.config.arch is None
+    lenet = plan("cifar10/baseline-rr/10@arch=lenet", data)
+    assert lenet.config.arch == "lenet" and lenet.config.head == "ridge" and lenet.run_slug == "cifar10_baseline-rr_10__arch=lenet"
+
+
+def test_quick_is_labelled_and_kept_apart(data):
+    q = plan("mnist/ld/100@steps=+10", data, quick=True)
+    assert q.config.epochs == 40 and q.reduced and q.run_slug == "mnist_ld_100-quick" and q.cell_slug.endswith("-quick")
+    b = plan("mnist/baseline/100", data, quick=True)  # --quick does not change a baseline: same run, labelled cell
+    assert b.run_slug == "mnist_baseline_100" and b.cell_slug == "mnist_baseline_100-quick" and b.reduced
+
+
+def test_missing_without_stand_in(data, data_root):
+    p = plan("emnist-letters:kmnist/ld/100", data)
+    assert {m["dataset"] for m in p.missing} == {"emnist-letters", "kmnist"} and not p.stand_in
+    assert all(m["how_to_get"] for m in p.missing)
+    assert plan("cifar10/ld/10", data).missing[0]["dataset"] == "cifar10"
+
+
+def test_stand_in_substitutes_available_data(data, data_root):
+    p = plan("emnist-letters:kmnist/ld-rr/100", data, stand_in=True)
+    assert not p.missing and len(p.stand_in) == 2
+    assert p.config.source == "mnist"
+    assert p.config.target == f"npz:{data_root / 'kmnist_test.npz'}" and p.config.split == (0.8, 0.1, 0.1)
+    assert p.run_slug == "emnist-letters_to_kmnist_ld-rr_100-stand-in" and "stand-in" in p.cell_slug
+    m = plan("emnist-letters:mnist/ld/100", data, stand_in=True)
+    assert m.config.source == "mnist" and m.config.target == "mnist" and "MNIST digits" in m.stand_in[0]
+    k49 = plan("emnist-letters:kuzushiji-49/ld/10", data, stand_in=True)  # no stand-in for K-49: still missing
+    assert [x["dataset"] for x in k49.missing] == ["kuzushiji-49"]
+    assert plan("mnist/ld/100", data, stand_in=True).stand_in == ()  # present data are never substituted
+
+
+def test_time_model(tmp_path):
+    data = DataView(tmp_path / "empty")  # official sizes
+    p = plan("mnist/ld-rr/100", data)
+    assert distill_steps(p, data) == (400, 400 * 49)  # 60,000 - 10,000 validation, batches of 1,024
+    assert distill_steps(plan("mnist/ld/100", data, quick=True), data) == (40, 40 * 49)
+    assert distill_steps(plan("emnist-letters:mnist/ld/100@target-size=500", data), data)[1] == 400
+    assert run_seconds(plan("mnist/ld/100", data), data) > run_seconds(p, data) > 0
+    assert run_seconds(plan("cifar10/ld-rr/100", data), data) > run_seconds(p, data)

@@ -1,0 +1,152 @@
+"""The runner with fast fakes of run_distillation / baseline / evaluate (they write the same files)."""
+import json
+
+import pytest
+
+from labeldistill.experiments import DataView, Options, PaperCell, TableSpec, run_cells
+from labeldistill.experiments.report import collect, markdown, table_rows, write_report
+from labeldistill.runs import atomic_write_json, read_json
+
+
+@pytest.fixture
+def opts(tmp_path, data_root):
+    return Options(out=tmp_path / "out", data_root=str(data_root))
+
+
+def statuses(outcomes):
+    return {o.cell: (o.status, o.action) for o in outcomes}
+
+
+def test_cells_are_stored_and_never_recomputed(fakes, opts):
+    names = ["mnist/ld/10", "mnist/baseline-ls/10", "mnist/ld-rr/10"]
+    first = run_cells(names, opts)
+    assert [o.status for o in first] == ["done"] * 3 and fakes.count("distill") == 2 and fakes.count("baseline") == 1
+    rec = read_json(opts.out / "cells" / "mnist_ld_10.json")
+    assert rec["cell"] == "mnist/ld/10" and rec["run_dir"] == str((opts.out / "runs" / "mnist_ld_10").absolute())
+    assert rec["result"]["accuracy_mean"] == 50.0 and rec["reduced"] is False and rec["run_config"]["method"] == "second-order"
+    assert read_json(opts.out / "cells" / "mnist_baseline-ls_10.json")["run_config"]["smoothing"] == 0.1
+    again = run_cells(names, opts)
+    assert all(o.action == "stored cell" for o in again) and len(fakes.calls) == 3
+
+
+def test_finished_runs_are_reused(fakes, opts):
+    run_cells(["mnist/ld/10", "mnist/baseline/10"], opts)
+    for f in (opts.out / "cells").iterdir():
+        f.unlink()  # lose the cells, keep the runs
+    out = run_cells(["mnist/ld/10", "mnist/baseline/10"], opts)
+    assert [o.action for o in out] == ["reused run", "reused run"] and len(fakes.calls) == 2
+
+
+def test_runs_made_by_distill_and_baseline_commands_are_reused(fakes, opts):
+    from labeldistill.baselines import BaselineSettings
+    from labeldistill.distill import DistillConfig
+
+    # as if the user had run `labeldistill distill --out OUT/runs/mnist_ld-rr_20 --method ridge --base 20 --device cpu`
+    fakes.distill(DistillConfig(target="mnist", base=20, method="ridge", device="cpu"), out=opts.out / "runs" / "mnist_ld-rr_20")
+    fakes.baseline(BaselineSettings(target="mnist", base=20, head="ridge"), out=opts.out / "runs" / "mnist_baseline-rr_20")
+    fakes.calls.clear()
+    out = run_cells(["mnist/ld-rr/20", "mnist/baseline-rr/20"], opts)
+    assert [o.action for o in out] == ["reused run", "reused run"] and fakes.calls == []
+
+
+def test_a_run_with_another_configuration_is_a_conflict(fakes, opts):
+    from labeldistill.distill import DistillConfig
+
+    run_dir = opts.out / "runs" / "mnist_ld_50"
+    fakes.distill(DistillConfig(target="mnist", base=50, epochs=7), out=run_dir)
+    before = (run_dir / "result.json").read_text()
+    out = run_cells(["mnist/ld/50", "mnist/ld/10"], opts)
+    assert out[0].status == "conflict" and "epochs: 7 (wanted 400)" in out[0].message and out[1].status == "done"
+    assert (run_dir / "result.json").read_text() == before  # left alone
+    assert not (opts.out / "cells" / "mnist_ld_50.json").exists()
+
+
+def test_interrupted_reproduce_resumes_where_it_stopped(fakes, opts):
+    names = ["mnist/baseline/10", "mnist/ld/10", "mnist/ld/10@steps=+50", "mnist/ld-rr/10"]
+    fakes.interrupt.add("mnist")  # the first distillation stops after writing its checkpoint
+    with pytest.raises(KeyboardInterrupt):
+        run_cells(names, opts)
+    assert (opts.out / "cells" / "mnist_baseline_10.json").exists()
+    assert (opts.out / "runs" / "mnist_ld_10" / "checkpoint.safetensors").exists()
+    assert not (opts.out / "runs" / "mnist_ld_10" / "result.json").exists()
+    fakes.calls.clear()
+    out = run_cells(names, opts)
+    assert [o.status for o in out] == ["done"] * 4
+    assert out[0].action == "stored cell"  # finished before the interruption: not recomputed
+    assert out[1].action == "resumed run" and ("distill", "mnist_ld_10", True) in fakes.calls
+    assert out[2].action == "reused run, evaluated"
+    assert fakes.count("baseline") == 0 and fakes.count("distill") == 2  # the resume + ld-rr
+
+
+def test_evaluation_cells_evaluate_the_shared_run(fakes, opts):
+    names = ["mnist/ld/100@steps=-50", "mnist/ld/100@steps=+50", "mnist/ld-rr/100@head=linear", "mnist/ld-rr/100@head=ridge"]
+    out = run_cells(names, opts)
+    assert fakes.count("distill") == 2 and fakes.count("evaluate") == 4
+    assert ("evaluate", "mnist_ld-rr_100", None, "linear", None) in fakes.calls
+    assert out[1].record["result"]["accuracy_mean"] == pytest.approx(50.5) and out[1].record["kind"] == "evaluation"
+    assert out[1].record["run_result"]["accuracy_mean"] == 50.0
+
+
+def test_missing_data_is_reported_not_dropped(fakes, opts):
+    out = run_cells(["cifar10/ld/10", "mnist/ld/10", "emnist-letters:kmnist/ld/10"], opts)
+    assert [o.status for o in out] == ["missing", "done", "missing"]
+    assert "cifar10 missing" in out[0].message and "kmnist" in out[2].message
+    assert fakes.count("distill") == 1
+
+
+def test_stand_in_runs_are_labelled(fakes, opts, data_root):
+    opts.stand_in = True
+    out = run_cells(["emnist-letters:kmnist/ld/10"], opts)
+    rec = out[0].record
+    assert out[0].status == "done" and len(rec["stand_in"]) == 2 and rec["run_slug"].endswith("-stand-in")
+    assert rec["run_config"]["source"] == "mnist" and rec["run_config"]["target"].endswith("kmnist_test.npz")
+
+
+SPEC = TableSpec(99, "test table", (
+    PaperCell("mnist/ld/10", 60.89, 3.20, "MNIST LD", "N=10"),
+    PaperCell("mnist/baseline/10", 48.35, 3.03, "MNIST Baseline", "N=10"),
+    PaperCell("mnist/ld/20", 74.37, 1.27, "MNIST LD", "N=20"),
+    PaperCell("cifar10/ld/10", 25.69, 0.72, "CIFAR-10 LD", "N=10"),
+))
+
+
+def test_markdown_ours_beside_paper_with_difference_and_flag(fakes, opts):
+    fakes.accuracy = {"mnist/second-order": (60.0, 1.0), "mnist/baseline": (30.0, 2.0)}
+    outcomes = run_cells(["mnist/ld/10", "mnist/baseline/10"], opts)
+    data = DataView(opts.data_root)
+    rows = table_rows(SPEC, opts, collect(SPEC, opts, outcomes, data))
+    text, obj = write_report(SPEC, opts, rows)
+    assert "| `mnist/ld/10` | MNIST LD, N=10 | 60.00 ± 1.00 | 60.89 ± 3.20 | -0.89 |  |" in text
+    assert "| `mnist/baseline/10` | MNIST Baseline, N=10 | 30.00 ± 2.00 | 48.35 ± 3.03 | -18.35 | >2σ |" in text
+    assert "| `mnist/ld/20` | MNIST LD, N=20 | — | 74.37 ± 1.27 | — |  | NOT RUN" in text
+    assert "cifar10 missing" in text and "sqrt(σ_paper² + σ_ours²)" in text
+    assert (opts.out / "table99.md").read_text() == text
+    saved = json.loads((opts.out / "table99.json").read_text())
+    assert saved["rows"][1]["flag"] is True and saved["rows"][0]["diff"] == pytest.approx(-0.89)
+
+
+def test_quick_is_labelled_everywhere(fakes, opts):
+    opts.quick = True
+    outcomes = run_cells(["mnist/ld/10", "mnist/baseline/10"], opts)
+    rec = read_json(opts.out / "cells" / "mnist_ld_10-quick.json")
+    assert rec["reduced"] is True and rec["protocol"] == "quick" and "REDUCED" in rec["protocol_note"]
+    assert read_json(opts.out / "runs" / "mnist_ld_10-quick" / "config.json")["config"]["epochs"] == 40
+    assert read_json(opts.out / "cells" / "mnist_baseline_10-quick.json")["reduced"] is True
+    rows = table_rows(SPEC, opts, collect(SPEC, opts, outcomes, DataView(opts.data_root)))
+    text = markdown(SPEC, opts, rows)
+    assert text.splitlines()[2].startswith("**REDUCED protocol (--quick): 40 epochs instead of 400 / 800")
+    table = [line for line in text.splitlines() if line.startswith("| `")]
+    assert len(table) == 4 and all("REDUCED (40 epochs, --quick)" in line for line in table)
+    # a full-protocol reproduce does not pick up the quick cells
+    opts.quick = False
+    assert collect(SPEC, opts, [], DataView(opts.data_root))[0].status == "not run"
+
+
+def test_stale_cell_json_is_not_trusted(fakes, opts):
+    run_cells(["mnist/ld/10"], opts)
+    path = opts.out / "cells" / "mnist_ld_10.json"
+    rec = read_json(path)
+    rec["run_config"]["epochs"] = 3
+    atomic_write_json(path, rec)
+    out = run_cells(["mnist/ld/10"], opts)
+    assert out[0].action == "reused run" and read_json(path)["run_config"]["epochs"] == 400
