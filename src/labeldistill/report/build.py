@@ -123,7 +123,8 @@ def make_report(run_dir: str | Path, out: str | Path | None = None, *, max_image
         prov = ds.provenance
         images, labels = base_images(ds), ds.labels.detach().float().cpu().numpy()
         base_classes, base_labels = prov.get("base_classes"), prov.get("base_labels")
-        has_base = isinstance(base_classes, list) and isinstance(base_labels, list) and len(base_labels) == len(ds)
+        has_base = (isinstance(base_classes, list) and isinstance(base_labels, list) and len(base_labels) == len(ds)
+                    and any(0 <= int(v) < len(base_classes) for v in base_labels))
         names = [str(base_classes[i]) if 0 <= int(i) < len(base_classes) else "?" for i in base_labels] if has_base else None
         p = F.label_grid(images, labels, ds.class_names, out / "labels_grid.png", base_names=names, same_classes=not run.cross_dataset,
                          max_images=max_images, context=_describe(run))

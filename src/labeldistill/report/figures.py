@@ -103,13 +103,14 @@ def label_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str
     """
     images, labels = np.asarray(images), np.asarray(labels, dtype=np.float64)
     n, k = min(len(images), max_images), labels.shape[1]
+    ymax = float(min(1.0, max(0.2, math.ceil(10 * float(labels[:n].max()) - 1e-9) / 10)))  # one scale for all the bar charts
     ncols = min(10, n)
     nrows = math.ceil(n / ncols)
     bars = k <= 20
     ticks = k <= 10
     img_h, lab_h = 1.35, ((0.95 if ticks else 0.6) if bars else 0.6)
     shown = f"first {n} of {len(images)} base images (capped at {max_images})" if n < len(images) else f"all {n} base images"
-    how = ("bars: the learned label over the target classes, largest in red" + (", true class outlined" if same_classes and base_names is not None else "")
+    how = (f"bars: the learned label over the target classes (0 to {ymax:g}), largest in red" + (", true class outlined" if same_classes and base_names is not None else "")
            if bars else "the three largest entries of the learned label")
     own_kind = "true" if same_classes else "own (source)"
     lines = _notes(f"{context} · {shown}" if context else shown,
@@ -137,9 +138,10 @@ def label_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str
             own_idx = names.index(str(base_names[i])) if same_classes and base_names is not None and str(base_names[i]) in names else None
             if own_idx is not None:  # outline the true class's bar
                 lx.bar([own_idx], [labels[i, own_idx]], width=0.8, fill=False, edgecolor="black", linewidth=0.8)
-            lx.set_ylim(0, 1)
+            lx.set_ylim(0, ymax)
             lx.set_xlim(-0.6, k - 0.4)
-            lx.set_yticks([0, 0.5, 1])
+            lx.set_yticks([0, ymax / 2, ymax])
+            lx.set_yticklabels(["0", f"{ymax / 2:g}", f"{ymax:g}"])
             lx.tick_params(axis="y", labelsize=5, length=2, pad=1)
             if c:
                 lx.set_yticklabels([])
@@ -156,7 +158,7 @@ def label_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str
             lx.text(0.5, 1.0, "\n".join(f"{_short(names[j], 12):<12} {labels[i, j]:.2f}" for j in order),
                     ha="center", va="top", fontsize=6, family="monospace", transform=lx.transAxes)
     _header(fig, title or "Learned labels of the base images", lines)
-    return _save(fig, path, tight=False)
+    return _save(fig, path, tight=ncols < 10)  # a narrow grid: let the header widen the picture
 
 
 # -- Figures 6 and 7: mean learned label per original class -------------------------------
@@ -272,6 +274,17 @@ def prototype_figure(images: np.ndarray, labels: np.ndarray, class_names: Sequen
 
 # -- training curves ----------------------------------------------------------------------
 
+def _legend_on_top(ax, ncol: int = 3) -> None:
+    """A one-row legend in head-room added above the data, so it never hides a curve."""
+    handles, _ = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    lo, hi = ax.get_ylim()
+    rows = math.ceil(len(handles) / ncol)
+    ax.set_ylim(lo, hi + (0.14 + 0.1 * rows) * (hi - lo))
+    ax.legend(loc="upper left", ncol=ncol, fontsize=8, framealpha=0.9)
+
+
 def _no_data(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, color="0.4", transform=ax.transAxes)
 
@@ -296,7 +309,8 @@ def training_curves(steps: np.ndarray, errors: np.ndarray, path: str | Path, *, 
         ax.plot(steps, ma, color="tab:blue", lw=1.6, label=f"moving average ({window} steps)")
         for i, s in enumerate(reset_steps):
             ax.axvline(s, color="tab:red", lw=0.8, ls="--", alpha=0.7, label="model reset" if i == 0 else None)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.set_yticks(np.arange(0, 101, 20))
+        _legend_on_top(ax)
         ax.set_xlim(steps.min(), steps.max() + 1)
     else:
         _no_data(ax, "no step records yet")
@@ -315,7 +329,7 @@ def training_curves(steps: np.ndarray, errors: np.ndarray, path: str | Path, *, 
             s = sel[-1]
             ax.plot([int(s["step"])], [float(s["val_accuracy"])], marker="*", ms=16, color="tab:red", ls="none",
                     label=f"selected: epoch {s.get('epoch', '?')}, T={s.get('T', '?')}, {float(s['val_accuracy']):.1f} %")
-        ax.legend(fontsize=8, loc="lower right")
+        _legend_on_top(ax)
         if len(steps):
             ax.set_xlim(axes[0].get_xlim())
     else:
@@ -330,7 +344,7 @@ def training_curves(steps: np.ndarray, errors: np.ndarray, path: str | Path, *, 
         ax.plot(reset_steps, t_i, "s-", color="tab:purple", ms=4, lw=1, label="T_i (best step of the model's life)")
         if final_t is not None:
             ax.axhline(final_t, color="0.3", ls=":", lw=1.2, label=f"selected T = {final_t}")
-        ax.legend(fontsize=8, loc="best")
+        _legend_on_top(ax)
         if len(steps):
             ax.set_xlim(axes[0].get_xlim())
     else:
@@ -394,7 +408,7 @@ def compare_curves(runs: Sequence[dict], path: str | Path, *, title: str | None 
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8, loc="lower right")
+            _legend_on_top(ax, ncol=2)
         else:
             _no_data(ax, "no records")
     _header(fig, title or "Training curves of the compared runs", lines)

@@ -1,0 +1,108 @@
+"""Interrupted runs: SIGKILL at an arbitrary moment or Ctrl-C, then --resume, ends bit-identical
+to an uninterrupted run with the same seed (CPU), with a metrics log that has every step once."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import labeldistill
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "labeldistill", *args], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def config(mnist_small, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "run.toml"
+    path.write_text(
+        f'target = "npz:{mnist_small}"\nbase = 20\nmethod = "ridge"\nepochs = 12\nval_every = 2\nval_group = 2\n'
+        "test_models = 2\nreset_window = 4\ncheckpoint_minutes = 0.004\ndevice = \"cpu\"\nseed = 3\n"
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def straight(config, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("straight") / "run"
+    p = cli("distill", "--config", str(config), "--out", str(out), "--no-progress")
+    _, err = p.communicate(timeout=600)
+    assert p.returncode == 0, err
+    return out
+
+
+def steps_of(run: Path) -> list[dict]:
+    recs = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in recs if r["kind"] == "step"]
+
+
+def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    t0 = time.time()
+    while not path.exists():
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else "finished early"
+        assert time.time() - t0 < timeout
+        time.sleep(0.02)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_then_resumed_equals_straight_run(config, straight, tmp_path, sig):
+    out = tmp_path / "run"
+    p = cli("distill", "--config", str(config), "--out", str(out), "--no-progress")
+    wait_for(out / "checkpoint.safetensors", p)
+    time.sleep(random.Random(int(sig)).uniform(0.05, 0.6))  # an arbitrary moment, usually between checkpoints
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=300)
+    if p.returncode == 0:
+        pytest.fail("the run finished before it could be interrupted; make it longer")
+    if sig == signal.SIGINT:
+        assert p.returncode == 130 and f"--resume {out}" in err, err
+    assert not (out / "result.json").exists()
+    r = cli("distill", "--resume", str(out), "--no-progress", "--json")
+    stdout, err = r.communicate(timeout=600)
+    assert r.returncode == 0, err
+    a, b = labeldistill.load(straight), labeldistill.load(out)
+    assert torch.equal(a.labels, b.labels) and a.steps == b.steps
+    ra, rb = (json.loads((d / "result.json").read_text()) for d in (straight, out))
+    assert ra["accuracies"] == rb["accuracies"]
+    sa, sb = steps_of(straight), steps_of(out)
+    assert [s["step"] for s in sb] == list(range(1, len(sa) + 1))  # no duplicated, no missing steps
+    assert [(s["error"], s["loss"]) for s in sa] == [(s["error"], s["loss"]) for s in sb]
+
+
+def test_second_run_on_same_directory_is_refused(config, tmp_path):
+    out = tmp_path / "run"
+    p = cli("distill", "--config", str(config), "--out", str(out), "--no-progress")
+    try:
+        wait_for(out / ".lock", p)
+        time.sleep(0.3)
+        q = cli("distill", "--resume", str(out), "--no-progress")
+        _, err = q.communicate(timeout=300)
+        assert q.returncode != 0 and ("in use" in err or "no checkpoint" in err), err
+    finally:
+        p.kill()
+        p.communicate()
+
+
+def test_same_seed_same_labels_and_accuracies(mnist_small, tmp_path):
+    """Determinism on the CPU, in process, and independence of the validation frequency:
+    validating more often never changes the training trajectory."""
+    kw = dict(base=10, method="second-order", epochs=4, test_models=2, seed=5, progress=False, device="cpu", reset_window=3)
+    a = labeldistill.distill(f"npz:{mnist_small}", val_every=2, out=tmp_path / "a", **kw)
+    b = labeldistill.distill(f"npz:{mnist_small}", val_every=2, out=tmp_path / "b", **kw)
+    assert torch.equal(a.labels, b.labels) and a.evaluation["accuracies"] == b.evaluation["accuracies"]
+    c = labeldistill.distill(f"npz:{mnist_small}", val_every=1, out=tmp_path / "c", **kw)
+    trajectory = lambda run: [(s["error"], s["loss"], s.get("reset")) for s in steps_of(run)]  # noqa: E731
+    assert trajectory(tmp_path / "a") == trajectory(tmp_path / "c")
+    assert a.evaluation["T_list"] == c.evaluation["T_list"]
