@@ -145,3 +145,25 @@ def test_config_file_and_flags_merge(bad_files, tmp_path):
     cfg.write_text('epochs = 7\nmethod = "ridge"\nbase = 12\n')
     c = merge(DistillConfig, read_toml(str(cfg)), {"base": 30, "epochs": None})
     assert (c.epochs, c.method, c.base, c.target_batch) == (7, "ridge", 30, 1024)
+
+
+def test_export_strips_target_paths_and_metrics(tmp_path):
+    """A shareable file keeps images, labels, T and the recipe, and nothing about the target side."""
+    import torch
+
+    from labeldistill.artifact import DistilledSet, load
+    from labeldistill.data import Preprocessing
+
+    run = tmp_path / "run"
+    ds = DistilledSet(torch.randn(4, 1, 28, 28), torch.softmax(torch.randn(4, 3), -1), 77,
+                      Preprocessing(channels=1, size=28, mean=(0.1,), std=(0.3,)), ["a", "b", "c"],
+                      recipe={"arch": "lenet", "head": "linear", "lr": 1e-3, "batch_size": 4, "secret_path": "/private/x"},
+                      provenance={"base_dataset": "npz:/private/data/mine.npz", "base_indices": [1, 2, 3, 4],
+                                  "target": "npz:/private/data/mine.npz", "base_labels": [0, 1, 2, 0]})
+    ds.save(run / "distilled.safetensors")
+    p = run_cli("export", str(run), "--out", str(tmp_path / "share.safetensors"))
+    assert p.returncode == 0, p.stderr
+    raw = (tmp_path / "share.safetensors").read_bytes()
+    assert b"/private" not in raw and b"secret_path" not in raw and b"base_labels" not in raw
+    back = load(tmp_path / "share.safetensors")
+    assert torch.equal(back.labels, ds.labels) and back.steps == 77 and back.provenance["base_dataset"] == "mine.npz"

@@ -9,7 +9,6 @@ than this library.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from torch.utils.data import TensorDataset
 from .data import Preprocessing
 from .errors import ArtifactError
 from .runs.files import atomic_write_bytes
+from .runs.tensorstate import content_digest
 
 FORMAT = "labeldistill.distilled-set"
 FORMAT_VERSION = 1
@@ -81,18 +81,9 @@ class DistilledSet:
         path = Path(path)
         tensors = {"images": self.images.detach().float().cpu().contiguous(), "labels": self.labels.detach().float().cpu().contiguous()}
         doc = json.dumps(self._document(), sort_keys=True)
-        meta = {"labeldistill": doc, "sha256": _digest(doc, tensors)}
+        meta = {"labeldistill": doc, "sha256": content_digest(doc, tensors)}
         atomic_write_bytes(path, st_save(tensors, metadata=meta))
         return path
-
-
-def _digest(doc: str, tensors: dict[str, torch.Tensor]) -> str:
-    h = hashlib.sha256(doc.encode())
-    for name in sorted(tensors):
-        t = tensors[name]
-        h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> DistilledSet:
@@ -124,7 +115,7 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> DistilledSet:
         raise ArtifactError(f"{path} is not a labeldistill distilled-set file (format {doc.get('format')!r}).")
     if version > FORMAT_VERSION:
         raise ArtifactError(f"{path} has format version {version}, newer than this library reads ({FORMAT_VERSION}): upgrade labeldistill.")
-    if set(tensors) != {"images", "labels"} or _digest(doc_json, tensors) != meta.get("sha256"):
+    if set(tensors) != {"images", "labels"} or content_digest(doc_json, tensors) != meta.get("sha256"):
         raise ArtifactError(f"{path} does not match its recorded hash: it is corrupt or was modified.")
     images, labels = tensors["images"], tensors["labels"]
     if images.dim() != 4 or labels.dim() != 2 or images.shape[0] != labels.shape[0]:

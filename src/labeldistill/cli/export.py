@@ -4,7 +4,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..artifact import load
+from ..artifact import DistilledSet, load
+
+# What may leave the private side: the base images' public provenance, not the target's
+# data, paths or results (the privacy use in the paper's Broader Impact section).
+SHAREABLE = ("base_dataset", "base_indices", "base_licence", "cross_dataset", "base_classes")
+RECIPE = ("optimizer", "lr", "batch_size", "arch", "head", "ridge_lambda", "ridge_step", "scale_lr", "method")
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -14,14 +19,18 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def shareable(ds: DistilledSet) -> DistilledSet:
+    """A copy without target paths, target-side provenance or metrics."""
+    prov = {k: v for k, v in ds.provenance.items() if k in SHAREABLE}
+    name = str(prov.get("base_dataset", ""))
+    if ":" in name or "/" in name:  # npz:/private/path.npz -> path.npz
+        prov["base_dataset"] = Path(name.split(":", 1)[-1]).name
+    recipe = {k: v for k, v in ds.recipe.items() if k in RECIPE}
+    return DistilledSet(ds.images, ds.labels, ds.steps, ds.preprocessing, list(ds.class_names), recipe, prov)
+
+
 def run(args: argparse.Namespace) -> int:
-    ds = load(args.run_dir)
-    ds.provenance = {k: v for k, v in ds.provenance.items() if k in SHAREABLE}
-    ds.recipe = {k: v for k, v in ds.recipe.items() if k != "method"} | {"method": ds.recipe.get("method")}
+    ds = shareable(load(args.run_dir))
     path = ds.save(Path(args.out))
-    print(f"wrote {path}: {len(ds)} images, {ds.num_classes} classes, T={ds.steps}")
+    print(f"wrote {path}: {len(ds)} images, {ds.num_classes} classes, T={ds.steps} (no target paths or metrics)")
     return 0
-
-
-# What may leave the private side: the base images' public provenance, not the target's paths.
-SHAREABLE = ("base_dataset", "base_indices", "base_licence", "cross_dataset", "base_classes")

@@ -57,7 +57,7 @@ def save_state(path: str | Path, state: dict[str, Any]) -> None:
     tensors: dict[str, torch.Tensor] = {}
     skeleton = flatten(state, tensors)
     meta = json.dumps(skeleton, sort_keys=True)
-    digest = hashlib.sha256(meta.encode() + b"".join(_tensor_bytes(tensors))).hexdigest()
+    digest = content_digest(meta, tensors)
     atomic_write_bytes(path, st_save(tensors, metadata={"state": meta, "sha256": digest}))
 
 
@@ -74,16 +74,17 @@ def load_state(path: str | Path, device: str | torch.device | None = None) -> di
         raise ArtifactError(f"{path} not found.") from None
     except (SafetensorError, KeyError, ValueError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ArtifactError(f"{path} is not a readable labeldistill state file ({type(e).__name__}).") from None
-    digest = hashlib.sha256(skeleton_json.encode() + b"".join(_tensor_bytes(tensors))).hexdigest()
+    digest = content_digest(skeleton_json, tensors)
     if digest != meta.get("sha256"):
         raise ArtifactError(f"{path} does not match its recorded hash: it is corrupt or was modified.")
     return unflatten(json.loads(skeleton_json), tensors, device)
 
 
-def _tensor_bytes(tensors: dict[str, torch.Tensor]) -> list[bytes]:
-    out = []
+def content_digest(doc: str, tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over a JSON document and every tensor's name, dtype, shape and bytes."""
+    h = hashlib.sha256(doc.encode())
     for name in sorted(tensors):
         t = tensors[name]
-        out.append(name.encode() + str(t.dtype).encode() + str(tuple(t.shape)).encode())
-        out.append(t.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    return out
+        h.update(f"{name}{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
