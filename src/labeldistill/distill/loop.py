@@ -99,6 +99,7 @@ class Distiller:
         self.loop_seconds = 0.0
         self.total_seconds = 0.0
         self.last_val: float | None = None
+        self._base_seconds = 0.0  # wall time of earlier sessions of a resumed run
         self.log: MetricsLog | None = None
         self._stop_requested = False
 
@@ -234,15 +235,13 @@ class Distiller:
         self.loop_seconds, self.total_seconds, self.last_val = s["loop_seconds"], s["total_seconds"], s["last_val"]
 
     def checkpoint(self, session_seconds: float) -> None:
-        if self.run_dir is None:
-            self.total_seconds = self._base_seconds + session_seconds
-            return
+        """Record the wall time so far and, with a run directory, write the checkpoint atomically."""
         self.total_seconds = self._base_seconds + session_seconds
+        if self.run_dir is None:
+            return
         state = self.state_dict()
         state["metrics_offset"] = self.log.flush() if self.log is not None else 0
         save_state(self.run_dir / CHECKPOINT, state)
-
-    _base_seconds = 0.0
 
     def open_log(self, resume: bool) -> None:
         """Open the metrics log; on resume, restore the checkpoint and truncate the log to it."""
