@@ -217,3 +217,27 @@ def test_resume_from_checkpoint_continues_identically(tmp_path, method):
     for n, p in straight.model.params.items():
         assert torch.equal(p, second.model.params[n]), n
     assert torch.equal(res_a.labels, res_b.labels) and res_a.steps == res_b.steps and res_a.t_list == res_b.t_list
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    """A blow-up stops the run with a message naming the step; the checkpoint on disk is the
+    last good one (finite, earlier step) and nothing is overwritten."""
+    from labeldistill.distill import NonFiniteError
+    from labeldistill.distill.loop import CHECKPOINT
+    from labeldistill.runs import load_state
+
+    cfg = _config("second-order", epochs=4)
+    d = Distiller(cfg, blob_problem(), model_factory=TinyNet, run_dir=tmp_path, progress=False)
+    d.open_log(resume=False)
+    cfg_good = d.cfg
+    d.cfg = DistillConfig(**{**cfg_good.to_dict(), "epochs": 2})
+    d.run()  # two good epochs, checkpointed at the validation of epoch 2
+    good = load_state(tmp_path / CHECKPOINT)
+    d.cfg = cfg_good
+    d.strategy.inner_lr = 1e30  # the virtual step explodes: the target loss is not finite
+    with pytest.raises(NonFiniteError, match=f"step {good['step'] + 1}"):
+        d.run()
+    d.close()
+    after = load_state(tmp_path / CHECKPOINT)
+    assert after["step"] == good["step"] and torch.equal(after["labels"], good["labels"])
+    assert torch.isfinite(after["labels"]).all()
