@@ -16,7 +16,7 @@ from ..problem import Problem, build_problem
 from ..runs import RunLock, atomic_write_json, read_json
 from ..runs.provenance import resolve_device, versions
 from .config import DistillConfig
-from .loop import CHECKPOINT, Distiller
+from .loop import CHECKPOINT, Distiller, Interrupted
 
 
 def prepare(cfg: DistillConfig, *, data_root: str | Path | None = None, download: bool = False) -> tuple[DistillConfig, Problem, str]:
@@ -106,8 +106,12 @@ def run_distillation(cfg: DistillConfig, *, model=None, out=None, resume=False, 
             distiller.close()
         t0 = time.perf_counter()
         test = problem.target.test
-        ev = evaluate_labels(distiller.learner, problem.base_x, loop.labels, test.x, test.y, steps=loop.steps,
-                             models=resolved.test_models, seed=resolved.seed, batch_size=resolved.inner_batch, lr=resolved.model_lr)
+        try:
+            ev = evaluate_labels(distiller.learner, problem.base_x, loop.labels, test.x, test.y, steps=loop.steps,
+                                 models=resolved.test_models, seed=resolved.seed, batch_size=resolved.inner_batch, lr=resolved.model_lr)
+        except KeyboardInterrupt:
+            hint = f" Resume with: labeldistill distill --resume {run_dir}" if run_dir is not None else ""
+            raise Interrupted(f"Stopped while testing the selected labels; the loop's final checkpoint is kept.{hint}") from None
         result = ev.to_dict()
         result.update(
             T=loop.steps, selected_epoch=loop.selected.epoch, resets=loop.resets, T_list=loop.t_list,
