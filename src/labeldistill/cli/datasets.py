@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
         sizes = r.get("sizes") or {}
         train = sizes.get("train")
         test = sizes.get("test")
-        where = r["where"] if r["present"] else (r.get("problem") or r["how_to_get"])
+        where = (r["where"] or "built in (ships with scikit-learn)") if r["present"] else (r.get("problem") or r["how_to_get"])
         print(f"{r['name']:<16}{'yes' if r['present'] else 'no':<9}{train if train is not None else '-':>9}{test if test is not None else '-':>8}  {where}")
     print("Also: npz:FILE (arrays x, y), folder:DIR (one sub-folder per class), or any <name>_train.npz / <name>_test.npz pair in the data root.")
     if args.json:
