@@ -44,12 +44,13 @@ def evaluate(
     dev = resolve_device(device)
     ds = load(path, device=dev)
     run_dir = path if path.is_dir() else None
-    run_cfg = read_json(run_dir / "config.json")["config"] if run_dir and (run_dir / "config.json").exists() else {}
+    record = read_json(run_dir / "config.json") if run_dir and (run_dir / "config.json").exists() else {}
+    run_cfg = record.get("config", {})
     target = target or run_cfg.get("target")
     if target is None:
         raise UserError(f"{path} does not say which data to test on: pass --target (and --data-root).")
-    if data_root is None and run_dir is not None:
-        data_root = read_json(run_dir / "config.json").get("data_root")
+    if data_root is None:
+        data_root = record.get("data_root")
     seed = seed if seed is not None else run_cfg.get("seed", 0)
     arch = arch or ds.recipe.get("arch", "lenet")
     head = head or ds.recipe.get("head", "linear")

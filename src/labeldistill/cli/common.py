@@ -5,7 +5,6 @@ import argparse
 import dataclasses
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
@@ -76,6 +75,3 @@ def emit(obj: dict[str, Any], as_json: bool, text: str) -> None:
 def fmt_acc(result: dict[str, Any]) -> str:
     return f"{result['accuracy_mean']:.2f} +- {result['accuracy_std']:.2f} %"
 
-
-def ensure_dir_arg(path: str) -> Path:
-    return Path(path)

@@ -47,8 +47,9 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.resume)
         if not (out / "config.json").exists():
             raise UserError(f"{out} is not a run directory (no config.json); nothing to resume.")
-        cfg = DistillConfig.from_dict(read_json(out / "config.json")["config"])
-        data_root = args.data_root or read_json(out / "config.json").get("data_root")
+        record = read_json(out / "config.json")
+        cfg = DistillConfig.from_dict(record["config"])
+        data_root = args.data_root or record.get("data_root")
         resume = True
     else:
         if not args.out:

@@ -60,12 +60,6 @@ class ModelState:
         pick = lambda d: {n: t[idx].detach().clone() for n, t in d.items()}  # noqa: E731
         return ModelState(pick(self.params), pick(self.buffers), pick(self.head))
 
-    def state_tensors(self) -> dict[str, torch.Tensor]:
-        """Flat name -> tensor map (for checkpoints)."""
-        out = {f"params.{n}": t.detach() for n, t in self.params.items()}
-        out.update({f"buffers.{n}": t for n, t in self.buffers.items()})
-        out.update({f"head.{n}": t.detach() for n, t in self.head.items()})
-        return out
 
 
 class Learner:
