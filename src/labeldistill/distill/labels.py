@@ -25,7 +25,8 @@ class Labels:
 
     def __init__(self, n: int, num_classes: int, *, lr: float = 1e-3, device: str | torch.device = "cpu") -> None:
         self.value = torch.full((n, num_classes), 1.0 / num_classes, device=device, requires_grad=True)
-        self.opt = torch.optim.Adam([self.value], lr=lr)
+        # Capturable on CUDA: the step count stays on the device (no host read; graph-capturable).
+        self.opt = torch.optim.Adam([self.value], lr=lr, capturable=torch.device(device).type == "cuda")
 
     def step(self, rows: torch.Tensor, grad: torch.Tensor) -> None:
         """Adam step with ``grad`` (len(rows) x C) for the given rows (zero elsewhere), then normalise."""

@@ -1,12 +1,15 @@
 """The one online loop shared by every meta-gradient strategy (paper Algorithm 1).
 
-Per step: a target minibatch (N_o) and an inner minibatch of base examples (N_i); the
-strategy's label meta-gradient and an Adam step on the labels (then clamp + renormalise);
-an Adam step of the persistent model on the base minibatch; the reset monitor on the
-target error (reset the model on over-fitting, recording T_i). After every ``val_every``
-epochs a label snapshot is queued for validation (label selection, batched). Training
-always runs all epochs. Every piece of state lives in :meth:`state_dict`, so a run
-resumed from any checkpoint continues exactly as if it had never stopped.
+Per step (:mod:`.step`, device work only): a target minibatch (N_o) and an inner minibatch
+of base examples (N_i); the strategy's label meta-gradient and an Adam step on the labels
+(then clamp + renormalise); an Adam step of the persistent model on the base minibatch;
+the reset monitor on the target error (reset the model on over-fitting, recording T_i).
+The host reads the steps' records in chunks (one synchronisation per chunk, not per
+step), replays them through the reference monitor as a check, logs them and keeps a
+fresh model ready for the next reset. After every ``val_every`` epochs a label snapshot
+is queued for validation (label selection, batched). Training always runs all epochs.
+Every piece of state lives in :meth:`state_dict`, so a run resumed from any checkpoint
+continues exactly as if it had never stopped.
 """
 from __future__ import annotations
 
@@ -29,11 +32,13 @@ from ..runs import MetricsLog, load_state, save_state
 from ..seeding import draw_seed, torch_generator
 from .config import DistillConfig
 from .labels import Labels
-from .reset import ResetMonitor
+from .reset import DeviceResetMonitor, ResetMonitor
+from .step import RECORD_FIELDS, MetaStep
 from .strategies import STRATEGIES
 from .validation import LabelSelector, Snapshot
 
 CHECKPOINT = "checkpoint.safetensors"
+MAX_CHUNK = 25  # steps between host reads of the step records
 
 
 class NonFiniteError(UserError):
@@ -89,13 +94,23 @@ class Distiller:
         self.g_init = torch_generator(cfg.seed, "model-init")
         self.labels = Labels(problem.n_base, t.num_classes, lr=cfg.label_lr, device=self.device)
         self.model = self.learner.init([draw_seed(self.g_init)], device=self.device)
-        self.model_opt = self.learner.optimizer(self.model, cfg.model_lr)
+        self.model_opt = self.learner.optimizer(self.model, cfg.model_lr, capturable=self.device.type == "cuda")
+        # The model the next reset switches to, drawn ahead (same seed order as drawing at the reset).
+        self.fresh_seed = draw_seed(self.g_init)
         self.monitor = ResetMonitor(cfg.reset_window)
+        # A reset is at least 2w + 1 steps after the last one: reading records at least that
+        # often leaves time to refill the fresh model before it can be needed again.
+        self.chunk = max(1, min(MAX_CHUNK, 2 * cfg.reset_window + 1))
+        self.val_group = cfg.val_group or (16 if self.device.type == "cuda" else 4)
         self.selector = LabelSelector(cfg.seed)
         self.epoch = 0  # completed epochs
         self.pos = 0  # steps done in the current epoch
         self.step = 0  # steps done in all
         self.perm: torch.Tensor | None = None  # the current epoch's order of target examples
+        self.inner_rows: torch.Tensor | None = None  # the current epoch's inner minibatches (steps x N_i)
+        self._epoch_on_device: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._pending: list[tuple[int, int, torch.Tensor]] = []  # (step, epoch, record) not yet read
+        self._stepper: MetaStep | None = None
         self.loop_seconds = 0.0
         self.total_seconds = 0.0
         self.last_val: float | None = None
@@ -103,32 +118,57 @@ class Distiller:
         self.log: MetricsLog | None = None
         self._stop_requested = False
 
-    # -- one step ---------------------------------------------------------------------
-    def _one_step(self) -> dict:
-        cfg, p = self.cfg, self.problem
-        assert self.perm is not None
-        rows = self.perm[self.pos * cfg.target_batch : (self.pos + 1) * cfg.target_batch].to(self.device)
-        xt, yt = p.target.train.x[rows], p.target.train.y[rows]
-        inner = torch.randperm(p.n_base, generator=self.g_inner)[: cfg.inner_batch].to(self.device)
-        xb, yb = p.base_x[inner], self.labels.value.detach()[inner]
-        self.model_opt.zero_grad(set_to_none=True)
-        out = self.strategy.step(self.learner, self.model, xb, yb, xt, yt)
-        self.labels.step(inner, out.label_grad)
-        self.model_opt.step()
-        error, loss = 100.0 * float(out.error), float(out.loss)
-        rec: dict = {"kind": "step", "step": self.step + 1, "epoch": self.epoch + 1, "error": round(error, 4), "loss": round(loss, 6)}
-        if not (math.isfinite(loss) and bool(torch.isfinite(out.label_grad).all())):
-            raise NonFiniteError(
-                f"Non-finite loss or label gradient at step {self.step + 1}; stopped without saving it. "
-                "The last good checkpoint is kept: lower --label-lr / --model-lr, then resume."
-            )
-        if cfg.grad_var_every and (self.step + 1) % cfg.grad_var_every == 0:
-            rec["grad_var"] = float(out.label_grad.var())
-        if self.monitor.update(error):
-            rec["reset"], rec["T_i"] = True, self.monitor.t_list[-1]
-            self.learner.reset_(self.model, draw_seed(self.g_init))
-            self.model_opt = self.learner.optimizer(self.model, cfg.model_lr)
-        return rec
+    # -- steps ---------------------------------------------------------------------------
+    def _start_epoch(self) -> None:
+        """Draw the epoch's target order and inner minibatches (the same streams as drawing per step)."""
+        cfg, n_base = self.cfg, self.problem.n_base
+        self.perm = torch.randperm(self.n_train, generator=self.g_target)
+        self.inner_rows = torch.stack([torch.randperm(n_base, generator=self.g_inner)[: cfg.inner_batch] for _ in range(self.steps_per_epoch)])
+        self._epoch_on_device = None
+
+    def _build_stepper(self) -> MetaStep:
+        fresh = self.learner.init([self.fresh_seed], device=self.device)
+        monitor = DeviceResetMonitor(self.cfg.reset_window, self.device)
+        monitor.load(self.monitor)
+        return MetaStep(strategy=self.strategy, learner=self.learner, model=self.model, model_opt=self.model_opt, labels=self.labels,
+                        monitor=monitor, fresh=fresh, problem=self.problem, full_batch=self.cfg.target_batch,
+                        cuda_graph=self.cfg.cuda_graph)
+
+    def _one_step(self) -> None:
+        cfg = self.cfg
+        assert self.perm is not None and self.inner_rows is not None and self._stepper is not None
+        if self._epoch_on_device is None:
+            self._epoch_on_device = (self.perm.to(self.device), self.inner_rows.to(self.device))
+        perm, inner = self._epoch_on_device
+        rows = perm[self.pos * cfg.target_batch : (self.pos + 1) * cfg.target_batch]
+        self._pending.append((self.step + 1, self.epoch + 1, self._stepper(rows, inner[self.pos])))
+
+    def _flush(self) -> None:
+        """Read the queued step records (one host synchronisation), check and log them."""
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        values = torch.stack([r for _, _, r in pending]).tolist()
+        f = {name: i for i, name in enumerate(RECORD_FIELDS)}
+        for (step, epoch, _), v in zip(pending, values):
+            if not v[f["finite"]]:
+                raise NonFiniteError(
+                    f"Non-finite loss or label gradient at step {step}; stopped without saving it. "
+                    "The last good checkpoint is kept: lower --label-lr / --model-lr, then resume."
+                )
+            error, loss = v[f["error"]], v[f["loss"]]
+            rec: dict = {"kind": "step", "step": step, "epoch": epoch, "error": round(error, 4), "loss": round(loss, 6)}
+            if self.cfg.grad_var_every and step % self.cfg.grad_var_every == 0:
+                rec["grad_var"] = v[f["grad_var"]]
+            reset = self.monitor.update(error)
+            if reset != bool(v[f["reset"]]) or (reset and self.monitor.t_list[-1] != int(v[f["T_i"]])):
+                raise RuntimeError(f"internal error: device and host reset monitors disagree at step {step}")
+            if reset:
+                rec["reset"], rec["T_i"] = True, self.monitor.t_list[-1]
+                self.fresh_seed = draw_seed(self.g_init)
+                assert self._stepper is not None
+                self._stepper.refill(self.learner.init([self.fresh_seed], device=self.device))
+            self._write(rec)
 
     # -- the loop -----------------------------------------------------------------------
     def run(self) -> LoopResult:
@@ -141,30 +181,33 @@ class Distiller:
         if _in_main_thread():
             signal.signal(signal.SIGINT, self._request_stop)
         try:
+            self._stepper = self._build_stepper()
             while self.epoch < cfg.epochs:
-                if self.perm is None:
-                    self.perm = torch.randperm(self.n_train, generator=self.g_target)
+                if self.perm is None or self.inner_rows is None:
+                    self._start_epoch()
                 while self.pos < self.steps_per_epoch:
                     t0 = time.perf_counter()
-                    rec = self._one_step()
+                    self._one_step()
                     self.pos += 1
                     self.step += 1
-                    self.loop_seconds += time.perf_counter() - t0
-                    self._write(rec)
-                    bar.update(1)
-                    if self.step % 20 == 0 or rec.get("reset"):
+                    if len(self._pending) >= self.chunk or self.pos == self.steps_per_epoch:
+                        self._flush()
                         self._postfix(bar)
+                    self.loop_seconds += time.perf_counter() - t0
+                    bar.update(1)
                     if self._stop_requested:
+                        self._flush()
                         self.checkpoint(time.perf_counter() - t_start)
                         raise Interrupted(f"Stopped at step {self.step}; checkpoint written. Resume with: labeldistill distill --resume {self.run_dir}")
                     if self.run_dir is not None and time.monotonic() - last_ckpt > 60 * cfg.checkpoint_minutes:
+                        self._flush()
                         self.checkpoint(time.perf_counter() - t_start)
                         last_ckpt = time.monotonic()
                 self.epoch += 1
-                self.pos, self.perm = 0, None
+                self.pos, self.perm, self.inner_rows = 0, None, None
                 if self.epoch % cfg.val_every == 0:
                     self.selector.add(self.epoch, self.step, self.monitor.estimate_steps(), self.labels.value)
-                    if len(self.selector.pending) >= cfg.val_group:
+                    if len(self.selector.pending) >= self.val_group:
                         self._validate()
                     self.checkpoint(time.perf_counter() - t_start)
                     last_ckpt = time.monotonic()
@@ -212,7 +255,7 @@ class Distiller:
             "model": {"params": self.model.params, "buffers": self.model.buffers, "head": self.model.head},
             "model_opt": self.model_opt.state_dict(),
             "generators": {"target": self.g_target.get_state(), "inner": self.g_inner.get_state(), "init": self.g_init.get_state()},
-            "perm": self.perm, "epoch": self.epoch, "pos": self.pos, "step": self.step,
+            "perm": self.perm, "inner_rows": self.inner_rows, "fresh_seed": self.fresh_seed, "epoch": self.epoch, "pos": self.pos, "step": self.step,
             "monitor": self.monitor.state_dict(), "selector": self.selector.state_dict(),
             "loop_seconds": self.loop_seconds, "total_seconds": self.total_seconds, "last_val": self.last_val,
         }
@@ -224,12 +267,20 @@ class Distiller:
                 for name, t in getattr(self.model, part).items():
                     t.copy_(s["model"][part][name])
         self.labels.opt.load_state_dict(s["labels_opt"])
-        self.model_opt = self.learner.optimizer(self.model, self.cfg.model_lr)
+        self.model_opt = self.learner.optimizer(self.model, self.cfg.model_lr, capturable=self.device.type == "cuda")
         self.model_opt.load_state_dict(s["model_opt"])
         for name, g in (("target", self.g_target), ("inner", self.g_inner), ("init", self.g_init)):
             g.set_state(s["generators"][name].to(torch.uint8).cpu())
         self.perm = s["perm"].cpu() if s["perm"] is not None else None
         self.epoch, self.pos, self.step = int(s["epoch"]), int(s["pos"]), int(s["step"])
+        # Checkpoints of format 1 drew inner minibatches and the next reset's seed lazily;
+        # drawing them now from the restored generators gives the same values.
+        self.fresh_seed = int(s["fresh_seed"]) if s.get("fresh_seed") is not None else draw_seed(self.g_init)
+        if s.get("inner_rows") is not None:
+            self.inner_rows = s["inner_rows"].cpu()
+        elif self.perm is not None:
+            rest = [torch.randperm(self.problem.n_base, generator=self.g_inner)[: self.cfg.inner_batch] for _ in range(self.steps_per_epoch - self.pos)]
+            self.inner_rows = torch.cat([torch.zeros(self.pos, self.cfg.inner_batch, dtype=torch.long), torch.stack(rest)])
         self.monitor = ResetMonitor.from_state(s["monitor"])
         self.selector = LabelSelector.from_state(s["selector"], self.device)
         self.loop_seconds, self.total_seconds, self.last_val = s["loop_seconds"], s["total_seconds"], s["last_val"]

@@ -11,6 +11,8 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+import torch
+
 
 @dataclass
 class ResetMonitor:
@@ -71,3 +73,56 @@ class ResetMonitor:
             window=d["window"], values=deque(d["values"]), steps=d["steps"],
             best=math.inf if d["best"] is None else d["best"], since_best=d["since_best"], t_list=list(d["t_list"]),
         )
+
+
+class DeviceResetMonitor:
+    """The same rule as :class:`ResetMonitor`, as tensor operations on the training device.
+
+    The loop uses it to decide each step's reset without reading anything back to the
+    host (a read per step would stall a GPU). The host replays the same errors through
+    the reference :class:`ResetMonitor` in chunks and checks that both agree; the host
+    copy is what checkpoints hold.
+
+    Errors are float32 percentages (0, or at least 100 / batch size), so every window sum
+    is exact in float64 whatever the order of summation: device and host decide alike.
+    """
+
+    def __init__(self, window: int, device: torch.device | str) -> None:
+        self.window = w = int(window)
+        z = lambda dtype: torch.zeros((), dtype=dtype, device=device)  # noqa: E731
+        self.values = torch.zeros(w, dtype=torch.float64, device=device)  # a ring; empty slots hold 0
+        self.pos, self.steps, self.since_best = z(torch.long), z(torch.long), z(torch.long)
+        self.best = torch.full((), math.inf, dtype=torch.float64, device=device)
+
+    def update(self, error: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Feed one step's error (0-dim, %); returns (reset?, T_i) as 0-dim tensors (T_i = -1 without reset)."""
+        w = self.window
+        self.values.index_put_((self.pos.view(1),), error.to(torch.float64).view(1))
+        self.pos.add_(1).remainder_(w)
+        self.steps.add_(1)
+        total = self.values.sum()
+        warm = self.steps <= w
+        first_full = self.steps == w
+        improved = ~warm & (total < self.best)
+        patient = ~warm & ~improved & (self.since_best < w)
+        reset = ~warm & ~improved & ~patient
+        t_i = torch.where(reset, self.steps - self.since_best - 1, torch.full_like(self.steps, -1))
+        self.best.copy_(torch.where(reset, torch.full_like(self.best, math.inf), torch.where(first_full | improved, total, self.best)))
+        self.since_best.copy_(torch.where(first_full | improved | reset, torch.zeros_like(self.since_best), self.since_best + patient.long()))
+        self.values.mul_(~reset)
+        self.steps.mul_(~reset)
+        return reset, t_i
+
+    def load(self, ref: ResetMonitor) -> None:
+        """Take the state of a host monitor (after a resume)."""
+        if ref.window != self.window:
+            raise ValueError("window mismatch")
+        vals = list(ref.values)
+        with torch.no_grad():
+            self.values.zero_()
+            if vals:
+                self.values[: len(vals)] = torch.tensor(vals, dtype=torch.float64)
+            self.pos.fill_(len(vals) % self.window)
+            self.steps.fill_(ref.steps)
+            self.since_best.fill_(ref.since_best)
+            self.best.fill_(ref.best)

@@ -152,8 +152,10 @@ class Learner:
         pick = lambda d: {n: t[0] for n, t in d.items()}  # noqa: E731
         return pick(state.params), pick(state.buffers), pick(state.head)
 
-    def optimizer(self, state: ModelState, lr: float) -> torch.optim.Adam:
+    def optimizer(self, state: ModelState, lr: float, capturable: bool = False) -> torch.optim.Adam:
+        """Adam over the stacked parameters (and the RR scale). ``capturable`` keeps its step
+        counts on the device (CUDA only): no host reads, and CUDA-graph capture works."""
         groups: list[dict] = [{"params": list(state.params.values()), "lr": lr}]
         if self.is_ridge:
             groups.append({"params": [state.head["s"]], "lr": self.cfg.scale_lr})
-        return torch.optim.Adam(groups)
+        return torch.optim.Adam(groups, capturable=capturable)

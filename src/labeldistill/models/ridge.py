@@ -31,7 +31,9 @@ def ridge_solve(z: torch.Tensor, y: torch.Tensor, lam: float = 1.0) -> torch.Ten
     gram = z @ z.transpose(-1, -2) + lam * torch.eye(n, dtype=z.dtype, device=z.device)
     # cholesky_ex: no host synchronisation for the error check (the matrix is SPD by construction).
     chol, _ = torch.linalg.cholesky_ex(gram)
-    return z.transpose(-1, -2) @ torch.cholesky_solve(y, chol)
+    # Two triangular solves (what cholesky_solve does), as plain BLAS calls: capturable in a CUDA graph.
+    u = torch.linalg.solve_triangular(chol, y, upper=False)
+    return z.transpose(-1, -2) @ torch.linalg.solve_triangular(chol.transpose(-1, -2), u, upper=True)
 
 
 def ridge_solve_primal(z: torch.Tensor, y: torch.Tensor, lam: float = 1.0) -> torch.Tensor:

@@ -1,0 +1,136 @@
+"""One step of the online loop as device work only, optionally replayed as a CUDA graph.
+
+A step never reads a value back to the host: the reset decision is taken on the device
+(:class:`DeviceResetMonitor`) and applied as a masked blend with a fresh model that is
+initialised ahead of time, and the step's record (error, loss, reset, T_i, label-gradient
+variance, finiteness) comes back as one small tensor that the loop reads in chunks. On a
+GPU the CPU can therefore queue steps ahead of the device, and the whole step (strategy,
+both Adam updates, monitor, reset) can be captured once and replayed as one CUDA graph.
+"""
+from __future__ import annotations
+
+import warnings
+
+import torch
+
+from ..engine import Learner, ModelState
+from ..problem import Problem
+from .labels import Labels
+from .reset import DeviceResetMonitor
+from .strategies import Strategy
+
+RECORD_FIELDS = ("error", "loss", "reset", "T_i", "grad_var", "finite")
+GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before capture (PyTorch's recipe)
+
+
+class MetaStep:
+    """Callable ``step(rows, inner) -> record`` (a float64 tensor laid out as RECORD_FIELDS).
+
+    Args:
+        rows: indices of the target minibatch into the target's training split (on the device).
+        inner: indices of the inner minibatch into the base set (on the device).
+    The graph is used for full-size minibatches only; a smaller last minibatch of an epoch
+    runs eagerly on the same state. A failed capture falls back to eager steps with a warning.
+    """
+
+    def __init__(self, *, strategy: Strategy, learner: Learner, model: ModelState, model_opt: torch.optim.Optimizer,
+                 labels: Labels, monitor: DeviceResetMonitor, fresh: ModelState, problem: Problem,
+                 full_batch: int, cuda_graph: bool = False) -> None:
+        self.strategy, self.learner, self.model, self.model_opt = strategy, learner, model, model_opt
+        self.labels, self.monitor, self.fresh, self.problem = labels, monitor, fresh, problem
+        self.full_batch = full_batch  # the graph serves full target minibatches only
+        self.use_graph = cuda_graph and problem.base_x.device.type == "cuda"
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._warmups = 0
+        self._static: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._opt_tensors: list[torch.Tensor] | None = None
+
+    # -- the step itself ----------------------------------------------------------------
+    def _compute(self, rows: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
+        p = self.problem
+        xt, yt = p.target.train.x[rows], p.target.train.y[rows]
+        xb, yb = p.base_x[inner], self.labels.value.detach()[inner]
+        self.model_opt.zero_grad(set_to_none=True)
+        out = self.strategy.step(self.learner, self.model, xb, yb, xt, yt)
+        self.labels.step(inner, out.label_grad)
+        self.model_opt.step()
+        # A float32 percentage: window sums of such values are exact in float64 (see DeviceResetMonitor).
+        error = out.error.float() * 100.0
+        reset, t_i = self.monitor.update(error)
+        self._masked_reset(reset)
+        finite = torch.isfinite(out.loss) & torch.isfinite(out.label_grad).all()
+        grad_var = out.label_grad.var() if out.label_grad.numel() > 1 else out.label_grad.new_zeros(())
+        return torch.stack([t.to(torch.float64) for t in (error, out.loss, reset, t_i, grad_var, finite)])
+
+    @torch.no_grad()
+    def _masked_reset(self, reset: torch.Tensor) -> None:
+        """Where ``reset``: model <- fresh model, optimiser moments and step counts <- 0 (= a new Adam)."""
+        pairs = [(d[n], f[n]) for d, f in ((self.model.params, self.fresh.params), (self.model.buffers, self.fresh.buffers),
+                                            (self.model.head, self.fresh.head)) for n in d]
+        floats = [(m, f) for m, f in pairs if m.is_floating_point()]
+        if floats:
+            on, off = reset.to(floats[0][0].dtype), (~reset).to(floats[0][0].dtype)
+            mine = [m for m, _ in floats]
+            # m * 1 + f * 0 == m and m * 0 + f * 1 == f exactly: a select, as two fused list ops.
+            torch._foreach_mul_(mine, off)
+            torch._foreach_add_(mine, torch._foreach_mul([f for _, f in floats], on))
+        for m, f in pairs:
+            if not m.is_floating_point():
+                m.copy_(torch.where(reset, f, m))
+        if self._opt_tensors is None:
+            self._opt_tensors = [t for st in self.model_opt.state.values() for k in ("exp_avg", "exp_avg_sq", "step") for t in (st[k],)]
+        keep = (~reset).to(torch.float32)
+        for t in self._opt_tensors:
+            t.mul_(keep if t.device == keep.device else keep.to(t.device))
+
+    def refill(self, fresh: ModelState) -> None:
+        """Copy a newly initialised model into the fresh-model tensors (in place: a graph keeps reading them)."""
+        with torch.no_grad():
+            for d, f in ((self.fresh.params, fresh.params), (self.fresh.buffers, fresh.buffers), (self.fresh.head, fresh.head)):
+                for n, t in d.items():
+                    t.copy_(f[n])
+
+    def optimizer_state_changed(self) -> None:
+        """Call after loading optimiser state: the moment tensors were replaced."""
+        self._opt_tensors = None
+        if self._graph is not None:
+            self._graph, self._warmups = None, 0
+
+    # -- dispatch ---------------------------------------------------------------------------
+    def __call__(self, rows: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
+        if not self.use_graph or rows.shape[0] != self.full_batch:
+            return self._compute(rows, inner)
+        if self._graph is None:
+            if self._warmups < GRAPH_WARMUP_STEPS:
+                self._warmups += 1
+                return self._side_stream(rows, inner)
+            try:
+                self._capture(rows, inner)
+            except Exception as e:  # capture is an optimisation: never lose the run over it
+                warnings.warn(f"CUDA graph capture failed ({type(e).__name__}: {e}); continuing without graphs.", stacklevel=2)
+                self.use_graph, self._graph = False, None
+                torch.cuda.synchronize()
+                return self._compute(rows, inner)
+        assert self._static is not None and self._graph is not None
+        s_rows, s_inner, s_out = self._static
+        s_rows.copy_(rows)
+        s_inner.copy_(inner)
+        self._graph.replay()
+        return s_out.clone()
+
+    def _side_stream(self, rows: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            out = self._compute(rows, inner)
+        torch.cuda.current_stream().wait_stream(side)
+        return out
+
+    def _capture(self, rows: torch.Tensor, inner: torch.Tensor) -> None:
+        s_rows, s_inner = rows.clone(), inner.clone()
+        self._opt_tensors = None
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            s_out = self._compute(s_rows, s_inner)
+        self._graph, self._static = graph, (s_rows, s_inner, s_out)
