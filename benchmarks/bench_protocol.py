@@ -46,15 +46,22 @@ def timed(fn, device: str, repeat: int = 1) -> float:
     return (time.perf_counter() - t0) / repeat
 
 
-def loop_step_time(problem, method: str, meta_gradient: str, device: str, steps: int) -> float:
-    cfg = DistillConfig(target="mnist", base=100, method=method, meta_gradient=meta_gradient, epochs=1, device=device).resolve("mnist", 1)
+def loop_step_time(problem, method: str, meta_gradient: str, device: str, steps: int, *, graph: bool, sync_each: bool) -> float:
+    """Seconds per loop step (records read every chunk, or every step for the plain configuration)."""
+    cfg = DistillConfig(target="mnist", base=100, method=method, meta_gradient=meta_gradient, epochs=1, device=device,
+                        cuda_graph=graph).resolve("mnist", 1)
     d = Distiller(cfg, problem, progress=False)
-    d.perm = torch.randperm(len(problem.target.train), generator=d.g_target)
+    d._start_epoch()
+    d._stepper = d._build_stepper()
 
     def run() -> None:
         for _ in range(steps):
-            d.pos = (d.pos + 1) % (d.steps_per_epoch - 1)
+            d.pos = (d.pos + 1) % (d.steps_per_epoch - 1)  # full minibatches only
             d._one_step()
+            d.step += 1
+            if sync_each or len(d._pending) >= d.chunk:
+                d._flush()
+        d._flush()
 
     return timed(run, device) / steps
 
@@ -91,11 +98,15 @@ def main() -> None:
     rows: list[tuple[str, float, float]] = []
 
     step = {}
+    cuda = dev.startswith("cuda")
     for method in ("ridge", "second-order"):
-        fast = loop_step_time(problem, method, "jvp", dev, args.step_samples)
-        plain = loop_step_time(problem, method, "double-backward", dev, args.step_samples)
+        fast = loop_step_time(problem, method, "jvp", dev, args.step_samples, graph=True, sync_each=False)
+        plain = loop_step_time(problem, method, "double-backward", dev, args.step_samples, graph=False, sync_each=True)
         step[method] = fast
         rows.append((f"{method} loop step", fast, plain))
+        if cuda:  # what the CUDA graph alone brings
+            eager = loop_step_time(problem, method, "jvp", dev, args.step_samples, graph=False, sync_each=False)
+            rows.append((f"{method} loop step, no CUDA graph", eager, plain))
 
     k, t = 20, 300
     modes = ["vmap", "loop"] if dev.startswith("cuda") else ["loop", "vmap"]
@@ -104,8 +115,10 @@ def main() -> None:
     seq = eval_time(problem, k, t, "sequential", dev)
     for m in modes:
         rows.append((f"20 LeNets x {t} steps + test (10k), {m}", at_once[m], seq))
-    # one validation = one model, T ~ 250 steps, + 10k validation images; 80 of them (every 5 of 400 epochs)
-    val_fast = eval_time(problem, 4, 250, best, dev) / 4
+    # one validation = one model, T ~ 250 steps, + 10k validation images; 80 of them (every 5 of 400 epochs),
+    # trained in groups (the loop's val_group default: 16 on a GPU, 4 on a CPU)
+    group = 16 if cuda else 4
+    val_fast = eval_time(problem, group, 250, best, dev) / group
     val_plain = eval_time(problem, 1, 250, "loop", dev)
     for method in ("ridge", "second-order"):
         plain_step = next(p for n, _, p in rows if n == f"{method} loop step")

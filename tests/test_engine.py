@@ -61,6 +61,23 @@ def test_k_at_once_equals_each_alone_and_vmap_equals_loop(data, head):
     _assert_models_differ(together["loop"], init, 0, 0)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize("head", ["linear", "ridge"])
+def test_k_at_once_on_cuda_equals_each_alone_and_the_cpu(data, head):
+    """On a GPU (``auto`` = vmap there): K at once == each alone, and == the CPU in float64."""
+    x, y, xt, yt = (t.to("cuda") for t in data)
+    learner = Learner(lenet64, head=head)
+    seeds = [3, 11, 29]
+    together = train_models(learner, x, y, 4, seeds, batch_size=5)
+    on_cpu = train_models(learner, *(t.cpu() for t in (x, y)), 4, seeds, batch_size=5)
+    for i, s in enumerate(seeds):
+        _assert_models_equal(together, train_models(learner, x, y, 4, [s], batch_size=5), i, 0)
+        for part in ("params", "head"):
+            for n, t in getattr(together, part).items():
+                torch.testing.assert_close(t[i].cpu(), getattr(on_cpu, part)[n][i], rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(accuracy(learner, together, xt, yt).cpu(), accuracy(learner, on_cpu, xt.cpu(), yt.cpu()))
+
+
 @pytest.mark.parametrize("head", ["linear", "ridge"])
 def test_per_model_step_counts(data, head):
     x, y, _, _ = data
