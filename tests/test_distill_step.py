@@ -126,3 +126,22 @@ def test_cuda_graph_step_equals_eager(method):
     (eager, t_eager), (graphed, t_graphed) = results
     assert t_eager == t_graphed and len(t_eager) >= 2
     torch.testing.assert_close(graphed, eager, rtol=0, atol=1e-6)
+
+
+def test_checkpoint_from_a_gpu_resumes_on_a_cpu():
+    """Adam state saved on a GPU carries capturable=True; a CPU resume must not keep it."""
+    cfg = _config("second-order", epochs=2)
+    problem = blob_problem()
+    d = Distiller(cfg, problem, model_factory=TinyNet, progress=False)
+    d.run()
+    state = d.state_dict()
+    for key in ("labels_opt", "model_opt"):
+        for group in state[key]["param_groups"]:
+            group["capturable"] = True  # as written on a GPU
+    e = Distiller(cfg, problem, model_factory=TinyNet, progress=False)
+    e.load_state_dict(state)
+    assert not any(g["capturable"] for opt in (e.labels.opt, e.model_opt) for g in opt.param_groups)
+    e._start_epoch()
+    e._stepper = e._build_stepper()
+    e._one_step()
+    e._flush()

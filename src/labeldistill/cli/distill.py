@@ -24,7 +24,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-lr", type=float, default=None, help="Adam lr of the labels (1e-3)")
     p.add_argument("--model-lr", type=float, default=None, help="Adam lr of the model (1e-3)")
     p.add_argument("--inner-lr", type=float, default=None, help="alpha of the virtual inner step (0.01)")
-    p.add_argument("--meta-gradient", default=None, choices=["jvp", "double-backward"], help="second-order gradient form (jvp)")
+    p.add_argument("--meta-gradient", default=None, choices=["auto", "jvp", "double-backward"],
+                   help="second-order gradient form, both exact (auto: jvp on a GPU, double-backward on a CPU)")
     p.add_argument("--reset-window", type=int, default=None, help="moving-average window = patience (50 / 100 / 200)")
     p.add_argument("--val-every", type=int, default=None, help="epochs between label-selection validations (5)")
     p.add_argument("--test-models", type=int, default=None, help="fresh test models (20)")
@@ -49,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"{out} is not a run directory (no config.json); nothing to resume.")
         record = read_json(out / "config.json")
         cfg = DistillConfig.from_dict(record["config"])
+        if args.device is not None:  # a run may move between machines (e.g. started on a GPU, finished on a CPU)
+            cfg.device = args.device
         data_root = args.data_root or record.get("data_root")
         resume = True
     else:

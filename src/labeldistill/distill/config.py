@@ -12,6 +12,16 @@ from .. import protocol
 from ..errors import UserError
 
 
+META_GRADIENTS = ("auto", "jvp", "double-backward")
+
+
+def resolve_meta_gradient(choice: str, device: str | object) -> str:
+    """The second-order gradient form for a device ("auto": the faster one measured there)."""
+    if choice != "auto":
+        return choice
+    return "jvp" if str(device).startswith("cuda") else "double-backward"
+
+
 @dataclass
 class DistillConfig:
     # The problem
@@ -30,7 +40,9 @@ class DistillConfig:
     label_lr: float = 1e-3  # beta for the labels (Adam)
     model_lr: float = 1e-3  # beta for the persistent model (Adam)
     inner_lr: float = 0.01  # alpha, the virtual inner step (second order)
-    meta_gradient: str = "jvp"  # "jvp" (exact, fast) or "double-backward" (reference form)
+    # Second order: "jvp" (one forward-mode product) or "double-backward"; both exact (tested equal).
+    # "auto": jvp on a GPU, double backward on a CPU, where oneDNN runs it faster (docs/benchmarks.md).
+    meta_gradient: str = "auto"
     ridge_lambda: float = 1.0
     ridge_step: float = 0.01  # pseudo-gradient step size
     scale_lr: float = 0.01  # Adam lr of the RR calibration scale
@@ -63,7 +75,7 @@ class DistillConfig:
             (self.target_batch >= 1, "target batch must be at least 1"),
             (self.val_every >= 1 and (self.val_group is None or self.val_group >= 1), "val_every and val_group must be at least 1"),
             (self.test_models >= 1, "test_models must be at least 1"),
-            (self.meta_gradient in ("jvp", "double-backward"), f"meta_gradient must be 'jvp' or 'double-backward', got {self.meta_gradient!r}"),
+            (self.meta_gradient in META_GRADIENTS, f"meta_gradient must be one of {', '.join(META_GRADIENTS)}, got {self.meta_gradient!r}"),
         ]
         for ok, msg in checks:
             if not ok:

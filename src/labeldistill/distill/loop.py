@@ -30,7 +30,7 @@ from ..errors import UserError
 from ..problem import Problem
 from ..runs import MetricsLog, load_state, save_state
 from ..seeding import draw_seed, torch_generator
-from .config import DistillConfig
+from .config import DistillConfig, resolve_meta_gradient
 from .labels import Labels
 from .reset import DeviceResetMonitor, ResetMonitor
 from .step import RECORD_FIELDS, MetaStep
@@ -78,7 +78,7 @@ class Distiller:
         self.cfg, self.problem = cfg, problem
         t = problem.target
         strategy_cls = STRATEGIES.get(cfg.method)
-        self.strategy = strategy_cls(inner_lr=cfg.inner_lr, meta_gradient=cfg.meta_gradient)
+        self.strategy = strategy_cls(inner_lr=cfg.inner_lr, meta_gradient=resolve_meta_gradient(cfg.meta_gradient, problem.base_x.device))
         c, size = int(problem.base_x.shape[1]), int(problem.base_x.shape[-1])
         head_cfg = HeadConfig(cfg.ridge_lambda, cfg.ridge_step, cfg.scale_lr)
         self.learner: Learner = make_learner(model_factory or cfg.arch, c, size, t.num_classes, head=self.strategy.head, head_config=head_cfg)
@@ -269,6 +269,11 @@ class Distiller:
         self.labels.opt.load_state_dict(s["labels_opt"])
         self.model_opt = self.learner.optimizer(self.model, self.cfg.model_lr, capturable=self.device.type == "cuda")
         self.model_opt.load_state_dict(s["model_opt"])
+        # load_state_dict restores the saving machine's options: a run started on a GPU and resumed on
+        # a CPU (or back) needs this machine's capturable setting.
+        for opt in (self.labels.opt, self.model_opt):
+            for group in opt.param_groups:
+                group["capturable"] = self.device.type == "cuda"
         for name, g in (("target", self.g_target), ("inner", self.g_inner), ("init", self.g_init)):
             g.set_state(s["generators"][name].to(torch.uint8).cpu())
         self.perm = s["perm"].cpu() if s["perm"] is not None else None

@@ -119,6 +119,7 @@ def run_distillation(cfg: DistillConfig, *, model=None, out=None, resume=False, 
             seconds=round(loop.seconds + time.perf_counter() - t0, 2), seconds_per_step=round(loop.seconds_per_step, 5),
             method=resolved.method, arch=resolved.arch, head=distiller.strategy.head, base=resolved.base,
             target=problem.target.name, source=resolved.source, seed=resolved.seed, epochs=resolved.epochs, device=device,
+            meta_gradient=distiller.strategy.meta_gradient if resolved.method == "second-order" else None,
         )
         ds = DistilledSet(
             images=problem.base_x.detach().cpu(), labels=loop.labels.detach().cpu(), steps=loop.steps,

