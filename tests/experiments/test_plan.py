@@ -85,3 +85,17 @@ def test_time_model(tmp_path):
     assert distill_steps(plan("emnist-letters:mnist/ld/100@target-size=500", data), data)[1] == 400
     assert run_seconds(plan("mnist/ld/100", data), data) > run_seconds(p, data) > 0
     assert run_seconds(plan("cifar10/ld-rr/100", data), data) > run_seconds(p, data)
+
+
+def test_file_targets_match_by_real_path_and_default_split(tmp_path, monkeypatch):
+    """A run started with a relative npz path and no split matches the stand-in's absolute path and 80/10/10."""
+    from labeldistill.experiments.plan import config_diff, normalise_distill
+
+    (tmp_path / "d").mkdir()
+    monkeypatch.chdir(tmp_path / "d")
+    base = {"method": "ridge", "base": 100}
+    stored = normalise_distill({**base, "target": "npz:../d/k.npz", "split": None})
+    wanted = normalise_distill({**base, "target": f"npz:{tmp_path}/d/./k.npz", "split": [0.8, 0.1, 0.1]})
+    assert config_diff(wanted, stored) == []
+    other = normalise_distill({**base, "target": f"npz:{tmp_path}/d/k.npz", "split": [0.7, 0.2, 0.1]})
+    assert config_diff(other, stored) != []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from .. import protocol
 from ..baselines import BaselineSettings
 from ..data import dataset_status, resolve_data_root
 from ..data.catalog import CATALOG
+from ..data.splits import DEFAULT_FRACTIONS
 from ..distill import DistillConfig
 from .cells import METHODS, Cell
 
@@ -135,8 +137,13 @@ class Plan:
 
 
 def _canonical_dataset(name: str | None) -> str | None:
-    if name is None or name.startswith(("npz:", "folder:")):
-        return name
+    """Catalog aliases to one name; file and folder datasets to their real absolute path
+    (``npz:../d/k.npz`` and ``npz:/abs/d/k.npz`` name the same data)."""
+    if name is None:
+        return None
+    for prefix in ("npz:", "folder:"):
+        if name.startswith(prefix):
+            return prefix + os.path.realpath(os.path.expanduser(name[len(prefix):]))
     return CATALOG.canonical(name.lower()) if name.lower() in CATALOG else name
 
 
@@ -144,17 +151,21 @@ def _jsonish(d: dict) -> dict:
     return json.loads(json.dumps(d, default=str))
 
 
-def normalise_distill(d: dict) -> dict:
+def _normalise(d: dict, keys: tuple[str, ...]) -> dict:
     d = {k: v for k, v in _jsonish(d).items() if k not in IGNORED_KEYS}
-    d["target"] = _canonical_dataset(d.get("target"))
-    d["source"] = _canonical_dataset(d.get("source"))
+    for k in keys:
+        d[k] = _canonical_dataset(d.get(k))
+    if d.get("split") is None and str(d["target"]).startswith("npz:"):  # a single file: the default fractions apply
+        d["split"] = list(DEFAULT_FRACTIONS)
     return d
+
+
+def normalise_distill(d: dict) -> dict:
+    return _normalise(d, ("target", "source"))
 
 
 def normalise_baseline(d: dict) -> dict:
-    d = {k: v for k, v in _jsonish(d).items() if k not in IGNORED_KEYS}
-    d["target"] = _canonical_dataset(d.get("target"))
-    return d
+    return _normalise(d, ("target",))
 
 
 def config_diff(expected: dict, stored: dict) -> list[str]:
