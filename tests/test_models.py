@@ -198,3 +198,23 @@ def test_with_bias_and_logits():
     s = torch.tensor(2.0, dtype=torch.float64)
     expected = np.hstack([z.numpy(), np.ones((2, 1))]) @ (2.0 * w.numpy())
     np.testing.assert_allclose(ridge_logits(z, w, s).numpy(), expected)
+
+
+@pytest.mark.parametrize("shape", [(3, 2, 6, 6), (2, 3, 5, 7), (4, 16, 10, 10), (2, 1, 3, 3)])
+def test_fast_max_pool_equals_max_pool2d(shape):
+    """The CPU inference path of LeNet's pooling gives max_pool2d's values exactly (ties, NaN, odd sizes)."""
+    from labeldistill.models.pooling import MaxPool2x2
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.relu(torch.randint(-2, 3, shape, generator=g).double())  # many ties
+    x.view(-1)[0] = float("nan")
+    pool = MaxPool2x2()
+    with torch.no_grad():
+        torch.testing.assert_close(pool(x), torch.nn.functional.max_pool2d(x, 2), equal_nan=True, rtol=0, atol=0)
+        batched = torch.func.vmap(pool)(torch.stack([x, 2 * x]))
+        torch.testing.assert_close(batched[1], torch.nn.functional.max_pool2d(2 * x, 2), equal_nan=True, rtol=0, atol=0)
+    # With gradients it is the library kernel itself.
+    xg = x.nan_to_num().requires_grad_()
+    (ga,) = torch.autograd.grad(pool(xg).sum(), xg)
+    (gb,) = torch.autograd.grad(torch.nn.functional.max_pool2d(xg, 2).sum(), xg)
+    assert torch.equal(ga, gb)

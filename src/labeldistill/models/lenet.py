@@ -4,6 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from .base import Classifier, register_model
+from .pooling import MaxPool2x2
 
 
 class LeNet(Classifier):
@@ -11,8 +12,8 @@ class LeNet(Classifier):
         # Padding 2 on 28 px input makes the flattened size 16x5x5, as for 32 px input.
         pad = 2 if image_size == 28 else 0
         conv = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+            nn.Conv2d(in_channels, 6, 5, padding=pad), nn.ReLU(), MaxPool2x2(),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), MaxPool2x2(), nn.Flatten(),
         )
         side = ((image_size + 2 * pad - 4) // 2 - 4) // 2
         if side < 1:
