@@ -162,7 +162,7 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
 def _reproduce(spec, names: list[str], opts, data, as_json: bool) -> int:
     from ..experiments import run_cells
     from ..experiments.plan import reduced_note
-    from ..experiments.report import collect, table_rows, write_report
+    from ..experiments.report import collect, markdown, table_rows, write_report
 
     t0 = time.perf_counter()
     banner = f"Table {spec.number}: {spec.title} — {len(names)} cells, {reduced_note() if opts.quick else 'full protocol'}"
@@ -180,5 +180,8 @@ def _reproduce(spec, names: list[str], opts, data, as_json: bool) -> int:
     if problems:
         kinds = sorted({o.status for o in problems})
         tail.append(f"{len(problems)} of {len(outcomes)} selected cells not computed ({', '.join(kinds)}); see the notes.")
+    if len(selected) < len(rows):  # --only: print the cells asked for; the file keeps the whole table
+        text = markdown(spec, opts, [r for r in rows if r["cell"] in selected])
+        tail.insert(1, f"(The printed table shows the {len(selected)} selected cells; {md_path} has all {len(rows)}.)")
     emit(obj, as_json, "\n" + text + "\n" + "\n".join(tail))
     return 1 if problems else 0
