@@ -92,12 +92,16 @@ def test_loop_equals_plain_formulation(method):
         assert torch.equal(d.model.params[name].detach(), p.detach()), name
 
 
-def test_masked_reset_restores_fresh_model_and_optimiser():
-    cfg = _config("ridge", epochs=1)
-    problem = blob_problem()
-    d = Distiller(cfg, problem, model_factory=TinyNet, progress=False)
+def _ready(d: Distiller) -> Distiller:
+    """A distiller set up to take single steps (epoch drawn, stepper built), as ``run`` does."""
     d._start_epoch()
-    stepper = d._build_stepper()
+    d._stepper = d._build_stepper()
+    return d
+
+
+def test_masked_reset_restores_fresh_model_and_optimiser():
+    d = _ready(Distiller(_config("ridge", epochs=1), blob_problem(), model_factory=TinyNet, progress=False))
+    stepper = d._stepper
     stepper(torch.arange(16), torch.arange(4))  # one step: the optimiser has state now
     stepper._masked_reset(torch.tensor(True))
     fresh = d.learner.init([d.fresh_seed])
@@ -141,7 +145,5 @@ def test_checkpoint_from_a_gpu_resumes_on_a_cpu():
     e = Distiller(cfg, problem, model_factory=TinyNet, progress=False)
     e.load_state_dict(state)
     assert not any(g["capturable"] for opt in (e.labels.opt, e.model_opt) for g in opt.param_groups)
-    e._start_epoch()
-    e._stepper = e._build_stepper()
-    e._one_step()
+    _ready(e)._one_step()
     e._flush()

@@ -43,7 +43,11 @@ class MetaStep:
         self._graph: torch.cuda.CUDAGraph | None = None
         self._warmups = 0
         self._static: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
-        self._opt_tensors: list[torch.Tensor] | None = None
+        # (model tensor, fresh-model tensor) pairs: both are updated in place only, so listed once.
+        pairs = [(d[n], f[n]) for d, f in ((model.params, fresh.params), (model.buffers, fresh.buffers), (model.head, fresh.head)) for n in d]
+        self._float_pairs = [(m, f) for m, f in pairs if m.is_floating_point()]
+        self._other_pairs = [(m, f) for m, f in pairs if not m.is_floating_point()]
+        self._opt_tensors: list[torch.Tensor] | None = None  # Adam's state exists after its first step
 
     # -- the step itself ----------------------------------------------------------------
     def _compute(self, rows: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
@@ -65,20 +69,17 @@ class MetaStep:
     @torch.no_grad()
     def _masked_reset(self, reset: torch.Tensor) -> None:
         """Where ``reset``: model <- fresh model, optimiser moments and step counts <- 0 (= a new Adam)."""
-        pairs = [(d[n], f[n]) for d, f in ((self.model.params, self.fresh.params), (self.model.buffers, self.fresh.buffers),
-                                            (self.model.head, self.fresh.head)) for n in d]
-        floats = [(m, f) for m, f in pairs if m.is_floating_point()]
+        floats = self._float_pairs
         if floats:
             on, off = reset.to(floats[0][0].dtype), (~reset).to(floats[0][0].dtype)
             mine = [m for m, _ in floats]
             # m * 1 + f * 0 == m and m * 0 + f * 1 == f exactly: a select, as two fused list ops.
             torch._foreach_mul_(mine, off)
             torch._foreach_add_(mine, torch._foreach_mul([f for _, f in floats], on))
-        for m, f in pairs:
-            if not m.is_floating_point():
-                m.copy_(torch.where(reset, f, m))
+        for m, f in self._other_pairs:
+            m.copy_(torch.where(reset, f, m))
         if self._opt_tensors is None:
-            self._opt_tensors = [t for st in self.model_opt.state.values() for k in ("exp_avg", "exp_avg_sq", "step") for t in (st[k],)]
+            self._opt_tensors = [st[k] for st in self.model_opt.state.values() for k in ("exp_avg", "exp_avg_sq", "step")]
         keep = (~reset).to(torch.float32)
         for t in self._opt_tensors:
             t.mul_(keep if t.device == keep.device else keep.to(t.device))
@@ -89,12 +90,6 @@ class MetaStep:
             for d, f in ((self.fresh.params, fresh.params), (self.fresh.buffers, fresh.buffers), (self.fresh.head, fresh.head)):
                 for n, t in d.items():
                     t.copy_(f[n])
-
-    def optimizer_state_changed(self) -> None:
-        """Call after loading optimiser state: the moment tensors were replaced."""
-        self._opt_tensors = None
-        if self._graph is not None:
-            self._graph, self._warmups = None, 0
 
     # -- dispatch ---------------------------------------------------------------------------
     def __call__(self, rows: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
@@ -128,7 +123,6 @@ class MetaStep:
 
     def _capture(self, rows: torch.Tensor, inner: torch.Tensor) -> None:
         s_rows, s_inner = rows.clone(), inner.clone()
-        self._opt_tensors = None
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
