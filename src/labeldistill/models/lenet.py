@@ -4,6 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from .base import Classifier, register_model
+from .conv import Conv2d
 from .pooling import MaxPool2x2
 
 
@@ -12,8 +13,8 @@ class LeNet(Classifier):
         # Padding 2 on 28 px input makes the flattened size 16x5x5, as for 32 px input.
         pad = 2 if image_size == 28 else 0
         conv = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5, padding=pad), nn.ReLU(), MaxPool2x2(),
-            nn.Conv2d(6, 16, 5), nn.ReLU(), MaxPool2x2(), nn.Flatten(),
+            Conv2d(in_channels, 6, 5, padding=pad), MaxPool2x2(), nn.ReLU(),
+            Conv2d(6, 16, 5), MaxPool2x2(), nn.ReLU(), nn.Flatten(),
         )
         side = ((image_size + 2 * pad - 4) // 2 - 4) // 2
         if side < 1:
