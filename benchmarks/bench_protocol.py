@@ -1,13 +1,17 @@
 """Time the paper's protocol pieces, fast configuration against a plain one, in one invocation.
 
 Usage:
-    python benchmarks/bench_protocol.py --data-root ../shared/data [--device cpu|cuda] [--epochs-sample 2]
+    python benchmarks/bench_protocol.py --data-root ../shared/data [--device cpu|cuda] [--rounds 8] [--step-samples 10]
 
 Prints a table: one loop step of each method, the 20-model evaluation (at once, lockstep
 loop, one after another), and the full MNIST 100-base protocol (400 epochs + validations +
-20 test models) extrapolated in the open from a sample of epochs. Each figure is also
-given for a plain configuration of the same code (one model at a time, double-backward
-meta-gradient, a host synchronisation every step) and as a ratio.
+20 test models) extrapolated in the open from the measured step and validation times.
+Each figure is also given for a plain configuration of the same code (one model at a time,
+double-backward meta-gradient, a host synchronisation every step) and as a ratio; the rows
+"vs library LeNet layers" compare the fast step with the same step on PyTorch's own LeNet
+layers (conv -> ReLU -> max_pool2d) instead. The loop-step configurations are timed
+interleaved, in shuffled order round after round, so that a machine whose speed drifts
+slows them alike.
 """
 from __future__ import annotations
 
@@ -15,14 +19,19 @@ import argparse
 import json
 import math
 import platform
+import random
+import statistics
 import time
+from collections.abc import Callable
 
 import torch
+from torch import nn
 
 import labeldistill
 from labeldistill.data import load_target
 from labeldistill.distill import DistillConfig, Distiller
 from labeldistill.engine import accuracy, make_learner, model_seeds, train_models
+from labeldistill.models import Classifier
 from labeldistill.problem import build_problem
 
 REFERENCE = {  # the authors' code and plain PyTorch, as measured by the issue's author (seconds)
@@ -46,15 +55,25 @@ def timed(fn, device: str, repeat: int = 1) -> float:
     return (time.perf_counter() - t0) / repeat
 
 
-def loop_step_time(problem, method: str, meta_gradient: str, device: str, steps: int, *, graph: bool, sync_each: bool) -> float:
-    """Seconds per loop step (records read every chunk, or every step for the plain configuration)."""
+def plain_lenet() -> nn.Module:
+    """LeNet with PyTorch's own layers in the paper's order (conv -> ReLU -> max_pool2d): the
+    same parameters, names and initialisation as ``build_model("lenet")``, without its CPU paths."""
+    conv = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
+    features = nn.Sequential(conv, nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU())
+    return Classifier(features, 84, 10)
+
+
+def step_runner(problem, method: str, meta_gradient: str, device: str, *, graph: bool, sync_each: bool,
+                plain_layers: bool = False) -> Callable[[int], None]:
+    """``run(n)``: n loop steps (records read every chunk, or every step for the plain configuration)."""
     cfg = DistillConfig(target="mnist", base=100, method=method, meta_gradient=meta_gradient, epochs=1, device=device,
                         cuda_graph=graph).resolve("mnist", 1)
-    d = Distiller(cfg, problem, progress=False)
+    d = Distiller(cfg, problem, progress=False, model_factory=plain_lenet if plain_layers else None)
     d._start_epoch()
     d._stepper = d._build_stepper()
 
-    def run() -> None:
+    def run(steps: int) -> None:
         for _ in range(steps):
             d.pos = (d.pos + 1) % (d.steps_per_epoch - 1)  # full minibatches only
             d._one_step()
@@ -62,8 +81,26 @@ def loop_step_time(problem, method: str, meta_gradient: str, device: str, steps:
             if sync_each or len(d._pending) >= d.chunk:
                 d._flush()
         d._flush()
+        sync(device)
 
-    return timed(run, device) / steps
+    return run
+
+
+def interleaved_step_times(runners: dict[str, Callable[[int], None]], steps: int, rounds: int) -> dict[str, float]:
+    """Median seconds per step of each configuration, timed in shuffled order round after round
+    (a machine whose speed drifts slows every configuration alike)."""
+    for run in runners.values():
+        run(3)  # warm-up (and CUDA-graph capture)
+    times: dict[str, list[float]] = {k: [] for k in runners}
+    rng = random.Random(0)
+    for _ in range(rounds):
+        order = list(runners)
+        rng.shuffle(order)
+        for k in order:
+            t0 = time.perf_counter()
+            runners[k](steps)
+            times[k].append((time.perf_counter() - t0) / steps)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def eval_time(problem, k: int, steps: int, mode: str, device: str) -> float:
@@ -88,7 +125,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", default="../shared/data")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--step-samples", type=int, default=30, help="loop steps timed per method")
+    ap.add_argument("--step-samples", type=int, default=10, help="loop steps per configuration and round")
+    ap.add_argument("--rounds", type=int, default=8, help="rounds of the interleaved step timings")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     dev = args.device
@@ -97,20 +135,28 @@ def main() -> None:
     spe = math.ceil(len(target.train) / 1024)
     rows: list[tuple[str, float, float]] = []
 
-    step = {}
     cuda = dev.startswith("cuda")
+    other = "double-backward" if cuda else "jvp"  # the second-order form "auto" did not pick on this device
+    runners: dict[str, Callable[[int], None]] = {}
     for method in ("ridge", "second-order"):
-        fast = loop_step_time(problem, method, "auto", dev, args.step_samples, graph=True, sync_each=False)
-        plain = loop_step_time(problem, method, "double-backward", dev, args.step_samples, graph=False, sync_each=True)
+        runners[f"{method} fast"] = step_runner(problem, method, "auto", dev, graph=True, sync_each=False)
+        runners[f"{method} plain"] = step_runner(problem, method, "double-backward", dev, graph=False, sync_each=True)
+        runners[f"{method} library layers"] = step_runner(problem, method, "auto", dev, graph=True, sync_each=False, plain_layers=True)
+        if cuda:  # what the CUDA graph alone brings
+            runners[f"{method} eager"] = step_runner(problem, method, "auto", dev, graph=False, sync_each=False)
+    runners["second-order alt"] = step_runner(problem, "second-order", other, dev, graph=True, sync_each=False)
+    st = interleaved_step_times(runners, args.step_samples, args.rounds)
+    step = {}
+    for method in ("ridge", "second-order"):
+        fast, plain = st[f"{method} fast"], st[f"{method} plain"]
         step[method] = fast
         rows.append((f"{method} loop step", fast, plain))
-        if cuda:  # what the CUDA graph alone brings
-            eager = loop_step_time(problem, method, "auto", dev, args.step_samples, graph=False, sync_each=False)
-            rows.append((f"{method} loop step, no CUDA graph", eager, plain))
-        if method == "second-order":  # the form "auto" did not pick on this device
-            other = "double-backward" if cuda else "jvp"
-            alt = loop_step_time(problem, method, other, dev, args.step_samples, graph=True, sync_each=False)
-            rows.append((f"second-order loop step, {other}", alt, plain))
+        if cuda:
+            rows.append((f"{method} loop step, no CUDA graph", st[f"{method} eager"], plain))
+        # Here the "plain" column is the same fast step with PyTorch's own LeNet layers.
+        rows.append((f"{method} loop step vs library LeNet layers", fast, st[f"{method} library layers"]))
+        if method == "second-order":
+            rows.append((f"second-order loop step, {other}", st["second-order alt"], plain))
 
     k, t = 20, 300
     modes = ["vmap", "loop"] if dev.startswith("cuda") else ["loop", "vmap"]
