@@ -15,14 +15,15 @@ batches with gradients on a CPU this layer computes the same function another wa
   ``x^T`` (C x N x H x W: the batch as channels) by ``g^T`` (the output gradient as the
   kernel).
 
-Measured on this project's 2-core CPU (1,024 MNIST images, LeNet forward + backward
-through all layers): 104 -> 94 ms median against conv -> pool with the weight-gradient
-convolution alone, and 34 -> 14 ms for that weight gradient against oneDNN's kernel
-(docs/benchmarks.md). Values agree with ``conv2d`` + ``max_pool2d`` up to float32
-summation order; second derivatives, forward mode (``jvp``) and ``vmap`` work (the
-backward is written with differentiable library operations). Everywhere else (a GPU,
-no gradients, small batches, several input channels, strided or grouped convolutions)
-the layer is exactly ``nn.Conv2d`` followed by ``F.max_pool2d(., 2)``.
+Measured on this project's 2-core CPU, interleaved (docs/benchmarks.md): LeNet's forward +
+backward on 1,024 images 81.5 ms against 97.6 ms with PyTorch's layers
+(``benchmarks/bench_lenet_layers.py``), and the whole second-order loop step 1.42x as fast
+(``benchmarks/bench_protocol.py``); oneDNN's weight gradient alone took 34 ms for this
+layer, the convolution over the batch 14 ms. Values agree with ``conv2d`` + ``max_pool2d``
+up to float32 summation order; second derivatives, forward mode (``jvp``) and ``vmap``
+work (the backward is written with differentiable library operations). Everywhere else
+(a GPU, no gradients, small batches, several input channels, strided or grouped
+convolutions) the layer is ``nn.Conv2d`` followed by :class:`.pooling.MaxPool2x2`.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from torch import nn
 
 from .pooling import MaxPool2x2
 
-# Below this batch size the library's kernels are as fast (measured: equal at 100 images).
+# Below this batch size the library's kernels are as fast (the weight gradient measured equal at 100 images).
 MIN_BATCH = 256
 
 
