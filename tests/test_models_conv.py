@@ -66,6 +66,25 @@ def test_pooling_by_phases_is_conv_then_max_pool(size, pad):
         torch.testing.assert_close(a, r, rtol=1e-10, atol=1e-10)
 
 
+def test_pooling_by_phases_breaks_ties_as_max_pool2d():
+    """Windows whose maximum sits at (0, 1) and (1, 0) at once: max_pool2d takes (0, 1), the first in
+    its scan order, and so must the phases (the gradients differ with the position taken)."""
+    g = torch.Generator().manual_seed(7)
+    w = torch.zeros(2, 1, 5, 5, dtype=torch.float64)
+    w[:, 0, 2, 2] = torch.tensor([1.0, 0.5])  # centre taps: the conv output is the image, scaled
+    w.requires_grad_()
+    x = torch.rand(3, 1, 8, 8, generator=g, dtype=torch.float64)
+    x[..., 0::2, 1::2] = 2.0
+    x[..., 1::2, 0::2] = 2.0
+    x.requires_grad_()
+    ref_out = F.max_pool2d(F.conv2d(x, w, padding=2), 2)
+    out = conv_max_pool_by_phases(x, w, None, (2, 2))
+    assert torch.equal(out, ref_out)
+    go = torch.rand(out.shape, generator=g, dtype=torch.float64)
+    for a, r in zip(torch.autograd.grad(out, (x, w), go), torch.autograd.grad(ref_out, (x, w), go)):
+        torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-12)
+
+
 def _pair(seed: int = 0, cin: int = 1, pad: int = 2) -> tuple[nn.Sequential, Conv2dMaxPool]:
     torch.manual_seed(seed)
     conv = nn.Conv2d(cin, 6, 5, padding=pad)
