@@ -26,17 +26,16 @@ import torch.nn.functional as F
 from torch import nn
 
 import labeldistill
-from labeldistill.models import build_model
+from labeldistill.models import Classifier, build_model
 
 
-def plain_lenet(model: nn.Module, pool_first: bool) -> nn.Sequential:
-    """The paper's LeNet with library layers and ``model``'s weights."""
-    convs = [model.features[0][0], model.features[0][3]]
-    c1, c2 = nn.Conv2d(1, 6, 5, padding=2), nn.Conv2d(6, 16, 5)
-    c1.load_state_dict(convs[0].state_dict())
-    c2.load_state_dict(convs[1].state_dict())
+def plain_lenet(pool_first: bool = False) -> Classifier:
+    """LeNet with PyTorch's own layers, conv -> ReLU -> max_pool2d (or pool first): the same
+    parameters, names and initialisation as ``build_model("lenet")``, without its CPU paths."""
     block = (lambda c: [c, nn.MaxPool2d(2), nn.ReLU()]) if pool_first else (lambda c: [c, nn.ReLU(), nn.MaxPool2d(2)])
-    return nn.Sequential(*block(c1), *block(c2), nn.Flatten(), model.features[1:], model.head)
+    conv = nn.Sequential(*block(nn.Conv2d(1, 6, 5, padding=2)), *block(nn.Conv2d(6, 16, 5)), nn.Flatten())
+    features = nn.Sequential(conv, nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU())
+    return Classifier(features, 84, 10)
 
 
 def main() -> None:
@@ -47,7 +46,10 @@ def main() -> None:
     args = ap.parse_args()
     torch.manual_seed(0)
     ours = build_model("lenet", 1, 28, 10).to(args.device)
-    nets = {"plain": plain_lenet(ours, False), "pool-first": plain_lenet(ours, True), "labeldistill": ours}
+    nets = {"plain": plain_lenet(), "pool-first": plain_lenet(pool_first=True), "labeldistill": ours}
+    for net in nets.values():
+        net.load_state_dict(ours.state_dict())
+        net.to(args.device)
     g = torch.Generator().manual_seed(1)
     x = torch.zeros(args.batch, 1, 28, 28)
     x[:, :, 6:22, 6:22] = torch.rand(args.batch, 1, 16, 16, generator=g)  # digits on a flat background

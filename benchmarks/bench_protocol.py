@@ -25,14 +25,14 @@ import time
 from collections.abc import Callable
 
 import torch
-from torch import nn
 
 import labeldistill
 from labeldistill.data import load_target
 from labeldistill.distill import DistillConfig, Distiller
 from labeldistill.engine import accuracy, make_learner, model_seeds, train_models
-from labeldistill.models import Classifier
 from labeldistill.problem import build_problem
+
+from bench_lenet_layers import plain_lenet  # benchmarks/ is the script's folder
 
 REFERENCE = {  # the authors' code and plain PyTorch, as measured by the issue's author (seconds)
     "cpu": {"ridge step": 0.066, "second-order step": 0.160, "ridge epoch (authors)": 20.0, "second-order epoch (authors)": 44.0},
@@ -53,15 +53,6 @@ def timed(fn, device: str, repeat: int = 1) -> float:
         fn()
     sync(device)
     return (time.perf_counter() - t0) / repeat
-
-
-def plain_lenet() -> nn.Module:
-    """LeNet with PyTorch's own layers in the paper's order (conv -> ReLU -> max_pool2d): the
-    same parameters, names and initialisation as ``build_model("lenet")``, without its CPU paths."""
-    conv = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                         nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten())
-    features = nn.Sequential(conv, nn.Linear(400, 120), nn.ReLU(), nn.Linear(120, 84), nn.ReLU())
-    return Classifier(features, 84, 10)
 
 
 def step_runner(problem, method: str, meta_gradient: str, device: str, *, graph: bool, sync_each: bool,
