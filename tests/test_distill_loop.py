@@ -134,6 +134,19 @@ def test_distiller_without_run_dir_and_fewer_epochs_than_val_every():
     assert result.selected.epoch == 1 and result.steps >= 1  # the final labels are validated
 
 
+def test_on_epoch_sees_each_epochs_state():
+    cfg = _config("second-order", epochs=3, val_every=2)
+    seen: list[tuple[int, int, int, torch.Tensor]] = []
+    d = Distiller(cfg, blob_problem(), model_factory=TinyNet, progress=False)
+    snapshots: dict[int, torch.Tensor] = {}
+    orig_add = d.selector.add
+    d.selector.add = lambda epoch, step, t, labels: (snapshots.__setitem__(epoch, labels.detach().clone()), orig_add(epoch, step, t, labels))
+    d.run(on_epoch=lambda dd: seen.append((dd.epoch, dd.step, dd.pos, dd.labels.value.detach().clone())))
+    assert [(e, s, p) for e, s, p, _ in seen] == [(1, 4, 0), (2, 8, 0), (3, 12, 0)]
+    assert torch.equal(seen[1][3], snapshots[2])  # the labels the validation took
+    assert not torch.equal(seen[0][3], seen[2][3])
+
+
 def test_label_selector_ties_go_to_later(monkeypatch):
     scripted = iter([[0.5, 0.7], [0.7, 0.6]])
     monkeypatch.setattr(validation_mod, "train_models", lambda *a, **k: None)

@@ -171,7 +171,13 @@ class Distiller:
             self._write(rec)
 
     # -- the loop -----------------------------------------------------------------------
-    def run(self) -> LoopResult:
+    def run(self, on_epoch: Callable[[Distiller], None] | None = None) -> LoopResult:
+        """Run the remaining epochs, validate, and return the selected labels.
+
+        Args:
+            on_epoch: called with this distiller after each epoch (its records read, any
+                validation and checkpoint done), e.g. to record the labels' trajectory.
+        """
         cfg = self.cfg
         t_start = time.perf_counter()
         last_ckpt = time.monotonic()
@@ -211,6 +217,8 @@ class Distiller:
                         self._validate()
                     self.checkpoint(time.perf_counter() - t_start)
                     last_ckpt = time.monotonic()
+                if on_epoch is not None:
+                    on_epoch(self)
             if self.selector.best is None and not self.selector.pending:  # fewer epochs than val_every
                 self.selector.add(self.epoch, self.step, self.monitor.estimate_steps(), self.labels.value)
             self._validate()
