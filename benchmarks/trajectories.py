@@ -58,6 +58,27 @@ def first_difference(a: list[int], b: list[int]) -> int | None:
     return None if len(a) == len(b) else min(len(a), len(b)) + 1
 
 
+def plot(rows: list[dict], names: list[str], meta: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.6))
+    epochs = [r["epoch"] for r in rows]
+    for name in names:
+        label = f"{name} ({meta['meta_gradient']['other meta-gradient']})" if name == "other meta-gradient" else name
+        ax.semilogy(epochs, [r[name]["max_abs_label_diff"] for r in rows], marker="o", ms=3, label=label)
+    ax.set_xlabel("epoch (49 loop steps each)")
+    ax.set_ylabel("largest |label - reference label|")
+    ax.set_title(f"{meta['method']}, MNIST-100, seed {meta['seed']}: distance from the reference run", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-root", default="../shared/data")
@@ -66,6 +87,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--plot", metavar="FILE", help="also draw the label distance from the reference per epoch (PNG)")
     args = ap.parse_args()
     # val_every past the end: no label-selection validations on the way (one at the end).
     cfg = DistillConfig(target="mnist", base=100, method=args.method, seed=args.seed, epochs=args.epochs,
@@ -94,6 +116,8 @@ def main() -> None:
     meta = {"machine": platform.processor() or platform.machine(), "device": device, "torch": torch.__version__,
             "labeldistill": labeldistill.__version__, "threads": torch.get_num_threads(), "seed": args.seed,
             "method": args.method, "meta_gradient": {"reference": auto, "other meta-gradient": other}, "seconds": seconds}
+    if args.plot:
+        plot(rows, list(variants)[1:], meta, args.plot)
     if args.json:
         print(json.dumps({"meta": meta, "rows": rows}, indent=1))
         return
