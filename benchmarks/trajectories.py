@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import platform
 import time
 from collections.abc import Callable
@@ -44,7 +43,7 @@ def trajectory(cfg: DistillConfig, problem, model_factory: Callable | None) -> l
     out: list[dict] = []
 
     def record(d: Distiller) -> None:
-        out.append({"epoch": d.epoch, "labels": d.labels.value.detach().cpu().clone(), "t_list": list(d.monitor.t_list)})
+        out.append({"epoch": d.epoch, "step": d.step, "labels": d.labels.value.detach().cpu().clone(), "t_list": list(d.monitor.t_list)})
 
     Distiller(cfg, problem, model_factory=model_factory, progress=False).run(on_epoch=record)
     return out
@@ -104,11 +103,11 @@ def main() -> None:
         runs[name] = trajectory(dataclasses.replace(cfg, meta_gradient=form), problem, factory)
         seconds[name] = round(time.perf_counter() - t0, 1)
 
-    ref = runs["reference"]
+    others = list(variants)[1:]
     rows = []
-    for e, r in enumerate(ref):
-        row = {"epoch": r["epoch"], "step": r["epoch"] * math.ceil(len(problem.target.train) / cfg.target_batch), "resets": {"reference": len(r["t_list"])}}
-        for name in list(variants)[1:]:
+    for e, r in enumerate(runs["reference"]):
+        row = {"epoch": r["epoch"], "step": r["step"], "resets": {"reference": len(r["t_list"])}}
+        for name in others:
             o = runs[name][e]
             row[name] = {"max_abs_label_diff": float((o["labels"] - r["labels"]).abs().max()), "resets": len(o["t_list"]),
                          "first_differing_reset": first_difference(r["t_list"], o["t_list"])}
@@ -117,11 +116,10 @@ def main() -> None:
             "labeldistill": labeldistill.__version__, "threads": torch.get_num_threads(), "seed": args.seed,
             "method": args.method, "meta_gradient": {"reference": auto, "other meta-gradient": other}, "seconds": seconds}
     if args.plot:
-        plot(rows, list(variants)[1:], meta, args.plot)
+        plot(rows, others, meta, args.plot)
     if args.json:
         print(json.dumps({"meta": meta, "rows": rows}, indent=1))
         return
-    others = list(variants)[1:]
     print(f"# {args.method}, MNIST-100, seed {args.seed}, {device}, torch {torch.__version__}; reference meta-gradient: {auto}")
     head = "| epoch | resets (ref) | " + " | ".join(f"{n}: max abs label diff | resets | first differing reset" for n in others) + " |"
     print(head)

@@ -44,6 +44,19 @@ def blob_problem(n_base: int = 6) -> Problem:
     return Problem(target, train.x[:n_base].clone(), train.y[:n_base].clone(), np.arange(n_base), "blobs", ["neg", "pos"], "generated")
 
 
+def _capture_snapshots(d: Distiller) -> dict[int, torch.Tensor]:
+    """The labels each validation snapshot takes, by epoch (filled as the loop runs)."""
+    snapshots: dict[int, torch.Tensor] = {}
+    orig_add = d.selector.add
+
+    def add(epoch, step, steps_t, labels):
+        snapshots[epoch] = labels.detach().clone()
+        orig_add(epoch, step, steps_t, labels)
+
+    d.selector.add = add
+    return snapshots
+
+
 def _config(method: str, **kw) -> DistillConfig:
     base = dict(target="blobs", base=6, method=method, epochs=6, target_batch=16, inner_batch=4, reset_window=2,
                 val_every=2, val_group=2, grad_var_every=3, device="cpu", seed=3)
@@ -56,14 +69,7 @@ def test_distiller_end_to_end(tmp_path, method):
     cfg = _config(method)
     problem = blob_problem()
     d = Distiller(cfg, problem, model_factory=TinyNet, run_dir=tmp_path, progress=False)
-    snapshots: dict[int, torch.Tensor] = {}
-    orig_add = d.selector.add
-
-    def add(epoch, step, steps_t, labels):
-        snapshots[epoch] = labels.detach().clone()
-        orig_add(epoch, step, steps_t, labels)
-
-    d.selector.add = add
+    snapshots = _capture_snapshots(d)
     d.open_log(resume=False)
     try:
         result = d.run()
@@ -138,9 +144,7 @@ def test_on_epoch_sees_each_epochs_state():
     cfg = _config("second-order", epochs=3, val_every=2)
     seen: list[tuple[int, int, int, torch.Tensor]] = []
     d = Distiller(cfg, blob_problem(), model_factory=TinyNet, progress=False)
-    snapshots: dict[int, torch.Tensor] = {}
-    orig_add = d.selector.add
-    d.selector.add = lambda epoch, step, t, labels: (snapshots.__setitem__(epoch, labels.detach().clone()), orig_add(epoch, step, t, labels))
+    snapshots = _capture_snapshots(d)
     d.run(on_epoch=lambda dd: seen.append((dd.epoch, dd.step, dd.pos, dd.labels.value.detach().clone())))
     assert [(e, s, p) for e, s, p, _ in seen] == [(1, 4, 0), (2, 8, 0), (3, 12, 0)]
     assert torch.equal(seen[1][3], snapshots[2])  # the labels the validation took
