@@ -22,6 +22,7 @@ from .models import MODELS
 from .problem import Problem, build_problem
 from .protocol import default_arch
 from .runs import RunLock, atomic_write_json
+from .numerics import float32_precision
 from .runs.provenance import resolve_device, versions
 
 
@@ -87,6 +88,7 @@ class BaselineSettings:
     batch_size: int | None = None
     split: tuple[float, float, float] | None = None
     device: str = "auto"
+    allow_tf32: bool = False  # TF32 convolutions / matmuls on a GPU (see numerics.py)
 
 
 def baseline(s: BaselineSettings, *, data_root=None, out=None) -> dict:
@@ -101,19 +103,25 @@ def baseline(s: BaselineSettings, *, data_root=None, out=None) -> dict:
         s = dataclasses.replace(s, arch=MODELS.canonical(s.arch))
     lock = RunLock(out).acquire() if out else None
     try:
-        target = load_for_arch(s.target, s.arch, data_root=data_root, seed=s.seed, split=s.split, device=device)
-        arch = s.arch or default_arch(target.name, target.preprocessing.channels)
-        if s.base > len(target.train):
-            raise UserError(f"--base {s.base} is more than the {len(target.train)} training images of {target.name}.")
-        problem = build_problem(target, s.base, s.seed)
-        learner = make_learner(arch, int(problem.base_x.shape[1]), int(problem.base_x.shape[-1]), target.num_classes, head=s.head)
-        cfg = BaselineConfig(smoothing=s.smoothing, models=s.models, batch_size=s.batch_size, seed=s.seed)
-        result = run_baseline(learner, problem, cfg)
-        result.update(target=target.name, base=s.base, arch=arch, head=s.head, smoothing=s.smoothing, device=device,
-                      settings=dataclasses.asdict(s), versions=versions(), base_indices=[int(i) for i in problem.base_index])
+        with float32_precision(s.allow_tf32) as floats:
+            result = _baseline(s, device, data_root, floats)
         if out:
             atomic_write_json(Path(out) / "result.json", result)
         return result
     finally:
         if lock is not None:
             lock.release()
+
+
+def _baseline(s: BaselineSettings, device: str, data_root, floats: dict) -> dict:
+    target = load_for_arch(s.target, s.arch, data_root=data_root, seed=s.seed, split=s.split, device=device)
+    arch = s.arch or default_arch(target.name, target.preprocessing.channels)
+    if s.base > len(target.train):
+        raise UserError(f"--base {s.base} is more than the {len(target.train)} training images of {target.name}.")
+    problem = build_problem(target, s.base, s.seed)
+    learner = make_learner(arch, int(problem.base_x.shape[1]), int(problem.base_x.shape[-1]), target.num_classes, head=s.head)
+    cfg = BaselineConfig(smoothing=s.smoothing, models=s.models, batch_size=s.batch_size, seed=s.seed)
+    result = run_baseline(learner, problem, cfg)
+    result.update(target=target.name, base=s.base, arch=arch, head=s.head, smoothing=s.smoothing, device=device,
+                  settings=dataclasses.asdict(s), versions=versions(), float_settings=floats, base_indices=[int(i) for i in problem.base_index])
+    return result

@@ -8,7 +8,8 @@ from .data import load_target
 from .engine import evaluate_labels, make_learner
 from .errors import UserError
 from .runs import atomic_write_json, read_json
-from .runs.provenance import resolve_device
+from .numerics import float32_precision
+from .runs.provenance import resolve_device, versions
 
 
 def parse_steps(value: str | int | None, default: int) -> int:
@@ -61,10 +62,11 @@ def evaluate(
     if data.num_classes != ds.num_classes:
         raise UserError(f"{target} has {data.num_classes} classes but the distilled labels have {ds.num_classes}.")
     learner = make_learner(arch, int(ds.images.shape[1]), size, ds.num_classes, head=head)
-    ev = evaluate_labels(learner, ds.images, ds.labels, data.test.x, data.test.y, steps=t, models=models, seed=seed,
-                         batch_size=int(ds.recipe.get("batch_size", min(50, len(ds)))), lr=float(ds.recipe.get("lr", 1e-3)))
+    with float32_precision(bool(run_cfg.get("allow_tf32", False))) as floats:
+        ev = evaluate_labels(learner, ds.images, ds.labels, data.test.x, data.test.y, steps=t, models=models, seed=seed,
+                             batch_size=int(ds.recipe.get("batch_size", min(50, len(ds)))), lr=float(ds.recipe.get("lr", 1e-3)))
     result = {**ev.to_dict(), "arch": arch, "head": head, "steps_delta": t - ds.steps, "distilled_steps": ds.steps,
-              "target": data.name, "seed": seed, "source": str(path)}
+              "target": data.name, "seed": seed, "source": str(path), "device": dev, "versions": versions(), "float_settings": floats}
     if save and run_dir is not None:
         atomic_write_json(run_dir / "evaluations" / f"{arch}-{head}-T{t}-K{models}.json", result)
     return result

@@ -13,6 +13,7 @@ from labeldistill.data.catalog import CATALOG
 from labeldistill.experiments import runner
 from labeldistill.protocol import default_arch
 from labeldistill.runs import atomic_write_json, read_json
+from labeldistill.runs.provenance import versions
 
 PAPER = Path(__file__).parent / "paper"
 
@@ -61,7 +62,7 @@ class Fakes:
         resolved = cfg.resolve(cfg.target, _channels(cfg.target))
         if not resume:
             assert not (out / "checkpoint.safetensors").exists(), "a fresh run over a checkpoint"
-            atomic_write_json(out / "config.json", {"config": resolved.to_dict(), "data_root": str(data_root)})
+            atomic_write_json(out / "config.json", {"config": resolved.to_dict(), "data_root": str(data_root), "versions": versions()})
         (out / "checkpoint.safetensors").write_bytes(b"ckpt")
         if cfg.target in self.interrupt:
             self.interrupt.discard(cfg.target)
@@ -79,7 +80,7 @@ class Fakes:
         arch = s.arch or default_arch(s.target, _channels(s.target))
         mean, std = self._acc(f"{s.target}/baseline")
         result = {"accuracy_mean": mean, "accuracy_std": std, "accuracies": [mean], "models": s.models, "steps": 200,
-                  "arch": arch, "head": s.head, "smoothing": s.smoothing, "settings": dataclasses.asdict(s)}
+                  "arch": arch, "head": s.head, "smoothing": s.smoothing, "settings": dataclasses.asdict(s), "versions": versions()}
         atomic_write_json(Path(out) / "result.json", result)
         return result
 
@@ -88,7 +89,8 @@ class Fakes:
         res = read_json(Path(run_dir) / "result.json")
         delta = int(steps) if steps and steps[0] in "+-" else 0
         return {"accuracy_mean": res["accuracy_mean"] + delta / 100, "accuracy_std": 0.5, "accuracies": [], "models": models,
-                "steps": res["T"] + delta, "arch": arch or res["arch"], "head": head or res["head"], "steps_delta": delta}
+                "steps": res["T"] + delta, "arch": arch or res["arch"], "head": head or res["head"], "steps_delta": delta,
+                "versions": versions()}
 
     def count(self, kind: str) -> int:
         return sum(c[0] == kind for c in self.calls)

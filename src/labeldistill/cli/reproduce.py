@@ -29,6 +29,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stand-in", action="store_true",
                    help="substitute available data: MNIST as the base set for EMNIST letters, <data root>/kmnist_test.npz "
                         "(split 80/10/10) for the KMNIST target; such cells are labelled stand-in")
+    p.add_argument("--reuse-any-version", action="store_true",
+                   help="also reuse finished runs and cells made with another numerics version (marked in the table); "
+                        "by default such runs are set aside and run again")
     p.add_argument("--data-root", default=None, help="folder with dataset files (else $LABELDISTILL_DATA, else the cache folder)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--out", default="reproduce", help="folder for runs, cells and the table (default: ./reproduce)")
@@ -49,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
     spec = get_table(args.table)
     names = _select(spec, args.only)
     opts = Options(out=Path(args.out), quick=args.quick, stand_in=args.stand_in, data_root=args.data_root,
-                   device=args.device, progress=not args.json and sys.stderr.isatty())
+                   device=args.device, progress=not args.json and sys.stderr.isatty(),
+                   reuse_any_version=args.reuse_any_version)
     data = DataView(args.data_root)
     if args.list:
         return _list(spec, names, opts, data, args.json)
@@ -79,7 +83,7 @@ def _list(spec, names: list[str], opts, data, as_json: bool) -> int:
                 status += " (stand-in available: --stand-in)"
         else:
             status = "present" + (" (stand-in)" if plan.stand_in else "")
-        rec = load_cell_record(plan, opts.out)
+        rec = load_cell_record(plan, opts.out, opts.reuse_any_version)
         if rec is not None:
             status += f"; stored {rec['result']['accuracy_mean']:.2f} ± {rec['result']['accuracy_std']:.2f}"
         rows.append({"cell": name, "setting": p.label, "paper_mean": p.mean, "paper_std": p.std, "present": not plan.missing,
@@ -112,11 +116,11 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
         if plan.missing:
             action = "MISSING DATA: " + "; ".join(f"{m['dataset']} ({m['how_to_get']})" for m in plan.missing)
             counts["missing"] += 1
-        elif load_cell_record(plan, opts.out) is not None:
+        elif load_cell_record(plan, opts.out, opts.reuse_any_version) is not None:
             action = f"stored in {plan.cell_file(opts.out)}"
             counts["stored"] += 1
         else:
-            state, detail = run_state(plan, opts.out)
+            state, detail = run_state(plan, opts.out, opts.reuse_any_version)
             run_dir = plan.run_dir(opts.out)
             if state == "conflict":
                 action = f"CONFLICT: {detail}"

@@ -12,9 +12,10 @@ from ..artifact import FILE_NAME, DistilledSet
 from ..data import load_source, load_for_arch
 from ..engine import evaluate_labels
 from ..errors import UserError
+from ..numerics import float32_precision, float_settings
 from ..problem import Problem, build_problem
 from ..runs import RunLock, atomic_write_json, read_json
-from ..runs.provenance import resolve_device, versions
+from ..runs.provenance import numerics_of, resolve_device, versions
 from .config import DistillConfig
 from .loop import CHECKPOINT, Distiller, Interrupted
 
@@ -80,6 +81,11 @@ def distill(
 
 def run_distillation(cfg: DistillConfig, *, model=None, out=None, resume=False, data_root=None, download=False, progress=True) -> DistilledSet:
     cfg.validate()
+    with float32_precision(cfg.allow_tf32):
+        return _run(cfg, model=model, out=out, resume=resume, data_root=data_root, download=download, progress=progress)
+
+
+def _run(cfg: DistillConfig, *, model, out, resume, data_root, download, progress) -> DistilledSet:
     run_dir = Path(out) if out is not None else None
     lock = None
     if run_dir is not None:
@@ -97,6 +103,11 @@ def run_distillation(cfg: DistillConfig, *, model=None, out=None, resume=False, 
                 old = read_json(run_dir / "config.json")
                 if old.get("split_sha256") != record["split_sha256"] or old["problem"]["base_indices"] != record["problem"]["base_indices"]:
                     raise UserError(f"The data found now differ from the data {run_dir} was started on; resume with the same --data-root.")
+                _check_same_numerics(old, record, run_dir)
+                # Each resume is recorded: a run finished on another machine or commit says so.
+                old["resumes"] = [*old.get("resumes", []), {"device": device, "versions": record["versions"],
+                                                            "float_settings": record["float_settings"]}]
+                atomic_write_json(run_dir / "config.json", old)
             else:
                 atomic_write_json(run_dir / "config.json", record)
             distiller.open_log(resume)
@@ -120,6 +131,7 @@ def run_distillation(cfg: DistillConfig, *, model=None, out=None, resume=False, 
             method=resolved.method, arch=resolved.arch, head=distiller.strategy.head, base=resolved.base,
             target=problem.target.name, source=resolved.source, seed=resolved.seed, epochs=resolved.epochs, device=device,
             meta_gradient=distiller.strategy.meta_gradient if resolved.method == "second-order" else None,
+            versions=versions(), float_settings=float_settings(),
         )
         ds = DistilledSet(
             images=problem.base_x.detach().cpu(), labels=loop.labels.detach().cpu(), steps=loop.steps,
@@ -140,6 +152,15 @@ def run_distillation(cfg: DistillConfig, *, model=None, out=None, resume=False, 
             lock.release()
 
 
+def _check_same_numerics(old: dict, new: dict, run_dir: Path) -> None:
+    """A run continues only with the arithmetic it started with (else its result is no one's)."""
+    was, now = numerics_of(old), numerics_of(new)
+    if was != now:
+        commit = (old.get("versions") or {}).get("git_commit") or "an older commit"
+        raise UserError(f"{run_dir} was started with numerics version {was} and this code has {now}: finish it with "
+                        f"the code it started on ({commit}) or start it again.")
+
+
 def _config_record(resolved: DistillConfig, given: DistillConfig, problem: Problem, device: str, data_root, model) -> dict:
     split = problem.target.split_record
     return {
@@ -149,6 +170,7 @@ def _config_record(resolved: DistillConfig, given: DistillConfig, problem: Probl
         "data_root": str(data_root) if data_root is not None else None,
         "custom_model": None if model is None else getattr(model, "__qualname__", repr(model)),
         "versions": versions(),
+        "float_settings": float_settings(),
         "problem": {**problem.provenance(), "target": problem.target.name, "class_names": problem.target.class_names,
                     "sizes": {"train": len(problem.target.train), "val": len(problem.target.val), "test": len(problem.target.test)}},
         "preprocessing": problem.target.preprocessing.to_dict(),

@@ -99,6 +99,7 @@ class Options:
     data_root: str | None = None
     device: str | None = None
     progress: bool = False
+    reuse_any_version: bool = False  # reuse finished runs / cells of other numerics versions (marked)
 
     @property
     def protocol(self) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from ..numerics import NUMERICS_VERSION
 from ..runs import atomic_write_json
 from .cells import parse_cell
 from .plan import DataView, Options, plan_cell, reduced_note, reduced_row
@@ -28,7 +29,7 @@ def collect(spec: TableSpec, opts: Options, outcomes: list[Outcome], data: DataV
             rows.append(by_name[name])
             continue
         plan = plan_cell(parse_cell(name), opts, data)
-        rec = load_cell_record(plan, opts.out)
+        rec = load_cell_record(plan, opts.out, opts.reuse_any_version)
         if rec is not None:
             rows.append(Outcome(name, "done", "stored cell", rec, plan=plan))
         elif plan.missing:
@@ -51,7 +52,12 @@ def table_rows(spec: TableSpec, opts: Options, rows: list[Outcome]) -> list[dict
         if o.done and o.record:
             r = o.record["result"]
             row.update(ours_mean=r["accuracy_mean"], ours_std=r["accuracy_std"], diff=r["accuracy_mean"] - p.mean,
-                       flag=flag(r["accuracy_mean"], r["accuracy_std"], p.mean, p.std), run_dir=o.record.get("run_dir"))
+                       flag=flag(r["accuracy_mean"], r["accuracy_std"], p.mean, p.std), run_dir=o.record.get("run_dir"),
+                       numerics_version=o.record.get("numerics_version"), git_commit=o.record.get("git_commit"))
+            if o.record.get("numerics_version") != NUMERICS_VERSION:
+                commit = (o.record.get("git_commit") or "unknown commit")[:10]
+                notes.append(f"OTHER CODE: numerics version {o.record.get('numerics_version')} ({commit}), "
+                             f"not the current {NUMERICS_VERSION}")
         else:
             row.update(ours_mean=None, ours_std=None, diff=None, flag=False)
             notes.append(f"{o.status.upper()}: {o.message}" if o.message else o.status.upper())

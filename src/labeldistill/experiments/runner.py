@@ -6,9 +6,11 @@ State on disk (``OUT`` = ``--out``)::
     OUT/cells/<cell slug>.json   one finished cell: its run directory, configuration and result
 
 A cell whose JSON is present (and matches what the cell would run now) is never recomputed.
-A run directory with ``result.json`` and the same resolved configuration is reused, whoever
-made it (``reproduce``, ``labeldistill distill --out ...`` or ``labeldistill baseline --out ...``);
-one with a checkpoint but no result is resumed. A run directory holding another configuration
+A run directory with ``result.json``, the same resolved configuration and the current numerics
+version (:mod:`labeldistill.numerics`) is reused, whoever made it (``reproduce``, ``labeldistill
+distill --out ...`` or ``labeldistill baseline --out ...``); one with a checkpoint but no result is
+resumed. A run of another numerics version is moved aside (``<dir>.numerics-<v>``) and run again,
+unless ``--reuse-any-version`` lets a finished one count (its cells are then marked). A run directory holding another configuration
 is left alone and the cell is reported as a conflict.
 """
 from __future__ import annotations
@@ -26,8 +28,10 @@ from ..baselines import baseline
 from ..distill import run_distillation
 from ..distill.loop import CHECKPOINT
 from ..errors import ArtifactError, UserError
+from ..numerics import NUMERICS_VERSION
 from ..evaluation import evaluate, parse_steps
 from ..runs import atomic_write_json, read_json
+from ..runs.provenance import numerics_of
 from .cells import parse_cell
 from . import plan as _plan
 from .plan import DataView, Options, Plan, config_diff, normalise_baseline, normalise_distill, plan_cell
@@ -77,8 +81,18 @@ def stored_config(plan: Plan, run_dir: Path) -> dict | None:
     return normalise_baseline({**settings, "arch": res.get("arch") or settings.get("arch")})
 
 
-def run_state(plan: Plan, out: Path) -> tuple[str, str]:
-    """("finished" | "resume" | "new" | "conflict", detail) of the plan's run directory."""
+def run_record(plan: Plan, run_dir: Path) -> dict:
+    """The record that says which code made a run: config.json (distill) or result.json (baseline)."""
+    if plan.kind == "distill":
+        return _read(run_dir / "config.json") or {}
+    return _read(run_dir / "result.json") or {}
+
+
+def run_state(plan: Plan, out: Path, reuse_any_version: bool = False) -> tuple[str, str]:
+    """("finished" | "resume" | "new" | "stale" | "conflict", detail) of the plan's run directory.
+
+    "stale": the run (finished or not) was made with another numerics version; it is not reused
+    (unless ``reuse_any_version`` and it is finished) but moved aside and the cell is run again."""
     run_dir = plan.run_dir(out)
     if not run_dir.exists() or not any(p.name != ".lock" for p in run_dir.iterdir()):
         return "new", ""
@@ -91,6 +105,9 @@ def run_state(plan: Plan, out: Path) -> tuple[str, str]:
     diff = config_diff(plan.expected_config(), stored)
     if diff:
         return "conflict", f"{run_dir} holds a run with another configuration ({'; '.join(diff[:3])})"
+    version = numerics_of(run_record(plan, run_dir))
+    if version != NUMERICS_VERSION and not (reuse_any_version and has_result):
+        return "stale", f"made with numerics version {version} (this code: {NUMERICS_VERSION})"
     if has_result:
         return "finished", ""
     if plan.kind == "distill" and (run_dir / CHECKPOINT).exists():
@@ -98,14 +115,27 @@ def run_state(plan: Plan, out: Path) -> tuple[str, str]:
     return "new", ""
 
 
-def load_cell_record(plan: Plan, out: Path) -> dict | None:
-    """The stored cell JSON if it is finished and matches what this cell would run now."""
+def set_aside(run_dir: Path, version: int | None) -> Path:
+    """Move a run of another numerics version out of the way (nothing is deleted)."""
+    base = run_dir.with_name(f"{run_dir.name}.numerics-{version if version is not None else 'unversioned'}")
+    dest, i = base, 1
+    while dest.exists():
+        i += 1
+        dest = base.with_name(f"{base.name}-{i}")
+    run_dir.rename(dest)
+    return dest
+
+
+def load_cell_record(plan: Plan, out: Path, reuse_any_version: bool = False) -> dict | None:
+    """The stored cell JSON if it is finished, matches what this cell would run now and was made
+    with the current numerics version (any version with ``reuse_any_version``)."""
     rec = _read(plan.cell_file(out))
     if not rec or rec.get("cell") != plan.cell.name or not isinstance(rec.get("result"), dict):
         return None
     same = (rec.get("reduced") == plan.reduced and rec.get("run_config") == plan.expected_config()
             and rec.get("evaluation") == plan.evaluation and list(rec.get("stand_in") or []) == list(plan.stand_in))
-    return rec if same else None
+    current = rec.get("numerics_version") == NUMERICS_VERSION
+    return rec if same and (current or reuse_any_version) else None
 
 
 # ---- computing ----------------------------------------------------------------------------------
@@ -113,9 +143,12 @@ def load_cell_record(plan: Plan, out: Path) -> dict | None:
 def ensure_run(plan: Plan, opts: Options) -> tuple[dict, str]:
     """Make sure the plan's run is finished; returns (its result.json, what was done)."""
     run_dir = plan.run_dir(opts.out)
-    state, detail = run_state(plan, opts.out)
+    state, detail = run_state(plan, opts.out, opts.reuse_any_version)
     if state == "conflict":
         raise RunConflict(f"{detail}; move it away or use another --out.")
+    if state == "stale":
+        set_aside(run_dir, numerics_of(run_record(plan, run_dir)))
+        state = "new"
     if state == "new" or state == "resume":
         if plan.kind == "distill":
             run_distillation(plan.config, out=run_dir, resume=state == "resume", data_root=opts.data_root, progress=opts.progress)
@@ -136,11 +169,24 @@ def ensure_evaluation(plan: Plan, opts: Options, run_result: dict) -> tuple[dict
     if run_result.get("T") is not None and arch and head:
         t = parse_steps(ev.get("steps"), int(run_result["T"]))
         stored = _read(run_dir / "evaluations" / f"{arch}-{head}-T{t}-K{_plan.TEST_MODELS}.json")
-        if stored is not None and "accuracy_mean" in stored:
+        same_code = stored is not None and (numerics_of(stored) == NUMERICS_VERSION or opts.reuse_any_version)
+        if stored is not None and "accuracy_mean" in stored and same_code:
             return stored, "reused evaluation"
     result = evaluate(run_dir, arch=ev.get("arch"), head=ev.get("head"), steps=ev.get("steps"), models=_plan.TEST_MODELS,
                       data_root=opts.data_root, device=opts.device or "auto")
     return result, "evaluated"
+
+
+def made_by(plan: Plan, opts: Options, result: dict) -> dict:
+    """Which code made a cell: the numerics version and commit of its run (and evaluation)."""
+    run_versions = run_record(plan, plan.run_dir(opts.out)).get("versions") or {}
+    versions = (result.get("versions") or {}) if plan.evaluation else run_versions
+    run_v = numerics_of({"versions": run_versions})
+    eval_v = numerics_of({"versions": versions})
+    # A cell counts as current only when every part of it is.
+    version = run_v if run_v == eval_v else None
+    return {"numerics_version": version, "git_commit": versions.get("git_commit"), "git_dirty": versions.get("git_dirty"),
+            "run_numerics_version": run_v}
 
 
 def summary(result: dict) -> dict:
@@ -171,6 +217,7 @@ def compute_cell(plan: Plan, opts: Options) -> tuple[dict, str]:
         "cell_seconds": round(time.perf_counter() - t0, 2),
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "labeldistill_version": __version__,
+        **made_by(plan, opts, result),
     }
     atomic_write_json(plan.cell_file(opts.out), record)
     return record, action
@@ -193,7 +240,7 @@ def run_cells(names: list[str], opts: Options, data: DataView | None = None,
             outcomes.append(Outcome(name, "missing", message=msg, plan=plan))
             log(f"{tag}: MISSING DATA ({msg})")
             continue
-        rec = load_cell_record(plan, opts.out)
+        rec = load_cell_record(plan, opts.out, opts.reuse_any_version)
         if rec is not None:
             outcomes.append(Outcome(name, "done", "stored cell", rec, plan=plan))
             log(f"{tag}: stored ({fmt_result(rec['result'])})")
@@ -219,10 +266,11 @@ def run_cells(names: list[str], opts: Options, data: DataView | None = None,
 
 
 def describe_action(plan: Plan, opts: Options) -> str:
-    state, detail = run_state(plan, opts.out)
+    state, detail = run_state(plan, opts.out, opts.reuse_any_version)
     where = plan.run_dir(opts.out)
-    what = {"finished": f"reuse finished run {where}", "resume": f"resume {plan.kind} run {where}",
-            "new": f"{'distil' if plan.kind == 'distill' else 'baseline'} into {where}", "conflict": f"conflict: {detail}"}[state]
+    fresh = f"{'distil' if plan.kind == 'distill' else 'baseline'} into {where}"
+    what = {"finished": f"reuse finished run {where}", "resume": f"resume {plan.kind} run {where}", "new": fresh,
+            "stale": f"set aside the run {detail}, {fresh}", "conflict": f"conflict: {detail}"}[state]
     if plan.evaluation:
         ev = ", ".join(f"{k}={v}" for k, v in plan.evaluation.items() if v is not None)
         what += f", then evaluate ({ev})"
