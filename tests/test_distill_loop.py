@@ -184,7 +184,16 @@ def test_label_selector_ties_go_to_later(monkeypatch):
         (5, "mnist", 1, 5, 400, 50, "lenet"),  # never more than N
         (100, "cifar100", 3, 100, 800, 100, "alexnet"),
         (100, "kuzushiji-49", 1, 50, 100, 100, "lenet"),
-        (200, "kuzushiji-49", 1, 50, 200, 200, "lenet"),
+        # "100 for CIFAR-100 and Kuzushiji-49, and 200 for other larger-scale experiments":
+        # the two keep 100 whatever N is; other targets get 200 when N > 100.
+        (200, "kuzushiji-49", 1, 50, 200, 100, "lenet"),
+        (200, "cifar100", 3, 100, 800, 100, "alexnet"),
+        (10, "cifar100", 3, 10, 800, 100, "alexnet"),
+        (500, "mnist", 1, 50, 800, 200, "lenet"),
+        (101, "cifar10", 3, 50, 800, 200, "alexnet"),
+        # The CIFAR-100 stand-in takes CIFAR-100's settings in full.
+        (100, "cifar100-test-stand-in", 3, 100, 800, 100, "alexnet"),
+        (200, "cifar100-test-stand-in", 3, 100, 800, 100, "alexnet"),
     ],
 )
 def test_config_resolve_paper_defaults(base, target, channels, inner, epochs, window, arch):
@@ -194,6 +203,25 @@ def test_config_resolve_paper_defaults(base, target, channels, inner, epochs, wi
     assert cfg.inner_batch is None and cfg.epochs is None and cfg.reset_window is None  # a copy
     # The paper's fixed values.
     assert (r.target_batch, r.label_lr, r.model_lr, r.inner_lr, r.ridge_lambda, r.ridge_step, r.val_every) == (1024, 1e-3, 1e-3, 0.01, 1.0, 0.01, 5)
+
+
+@pytest.mark.parametrize("base", [5, 10, 20, 50, 100, 101, 200, 500])
+def test_cifar100_stand_in_takes_cifar100s_settings(base):
+    """Every protocol function gives the stand-in exactly CIFAR-100's value (and they differ
+    from an unrelated target's where the paper singles CIFAR-100 out)."""
+    from labeldistill import protocol
+
+    for fn in (protocol.reset_window, protocol.inner_batch_size, protocol.epochs):
+        assert fn(base, "cifar100-test-stand-in") == fn(base, "cifar100"), fn.__name__
+    for channels in (1, 3):
+        assert protocol.default_arch("cifar100-test-stand-in", channels) == protocol.default_arch("cifar100", channels)
+    assert protocol.settings_name("cifar100-test-stand-in") == "cifar100" and protocol.settings_name("mnist") == "mnist"
+    assert protocol.reset_window(base, "cifar100-test-stand-in") == 100
+    if base <= 100:
+        assert protocol.epochs(base, "cifar100-test-stand-in") == 800 != protocol.epochs(base, "cifar10")
+    resolved = [DistillConfig(target=t, base=base).resolve(t, 3) for t in ("cifar100-test-stand-in", "cifar100")]
+    assert [(r.inner_batch, r.epochs, r.reset_window, r.arch) for r in resolved][0] == \
+        [(r.inner_batch, r.epochs, r.reset_window, r.arch) for r in resolved][1]
 
 
 def test_config_resolve_keeps_explicit_values_and_validates():

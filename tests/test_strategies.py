@@ -3,7 +3,8 @@
 Second order: theta' = theta - alpha * grad L_inner(theta; xb, yb), target loss
 CE(f_theta'(xt), yt), differentiated w.r.t. yb. Checked: JVP form == double-backward form;
 both == central finite differences of the loss recomputed by hand; the closed form for a
-linear two-class softmax model (Appendix B of the paper, rederived below).
+linear two-class softmax model (Appendix B of the paper, rederived below); the paper's
+one-layer sigmoid formula, through the strategy.
 Ridge: the gradient through W_l (Woodbury) == finite differences of the loss recomputed by hand.
 """
 from __future__ import annotations
@@ -187,23 +188,43 @@ def test_second_order_two_class_closed_form(bias):
     assert out.loss.item() == pytest.approx(loss, rel=1e-10)
 
 
-def test_sigmoid_unit_meta_gradient_formula():
-    """grad_{y~} L(sigma(theta'^T x), y) = alpha (sigma(theta'^T x) - y) x^T x~ (binary CE)."""
+@pytest.mark.parametrize("kind", ["jvp", "double-backward"])
+def test_second_order_one_layer_sigmoid_formula(kind):
+    """The paper's one-layer case through the project's strategy (section 3.2 / Appendix B):
+    for a sigmoid unit with binary CE and inner step theta' = theta - alpha grad L_inner,
+        dL/dy~ = alpha (sigma(theta'^T x) - y) x^T x~.
+
+    A bias-free 2-logit softmax head W is that unit with theta = w_1 - w_0 (p_1 = sigma(theta^T x))
+    and label (1 - y~, y~); its inner step moves both rows, so theta moves twice as far: the
+    strategy with inner_lr = alpha / 2 makes exactly the paper's step, and the derivative along
+    y~ is the difference of the two label-gradient entries. One base and one target example, float64.
+    """
     g = torch.Generator().manual_seed(0)
-    for trial in range(3):
-        theta = torch.randn(5, dtype=torch.float64, generator=g)
-        x_b = torch.randn(5, dtype=torch.float64, generator=g)
-        x = torch.randn(5, dtype=torch.float64, generator=g)
-        y = float(trial % 2)
-        y_b = torch.tensor(0.3 + 0.2 * trial, dtype=torch.float64, requires_grad=True)
-        th = theta.clone().requires_grad_()
-        inner = F.binary_cross_entropy(torch.sigmoid(th @ x_b), y_b)
-        (gth,) = torch.autograd.grad(inner, th, create_graph=True)
-        theta1 = th - ALPHA * gth
-        outer = F.binary_cross_entropy(torch.sigmoid(theta1 @ x), torch.tensor(y, dtype=torch.float64))
-        (got,) = torch.autograd.grad(outer, y_b)
-        expected = ALPHA * (torch.sigmoid(theta1 @ x).item() - y) * (x @ x_b).item()
-        assert got.item() == pytest.approx(expected, rel=1e-10)
+    d = 4
+    learner = Learner(lambda: LinearSoftmax(d, bias=False).double())
+    strat = STRATEGIES.get("second-order")(inner_lr=ALPHA / 2, meta_gradient=kind)
+    for trial in range(4):
+        state = learner.init([trial])
+        w0 = torch.randn(d, dtype=torch.float64, generator=g)  # any w_0: only the difference matters
+        theta = torch.randn(d, dtype=torch.float64, generator=g)
+        with torch.no_grad():
+            state.params["head.weight"][0].copy_(torch.stack([w0, w0 + theta]))
+        x_b = torch.randn(d, dtype=torch.float64, generator=g)
+        x = torch.randn(d, dtype=torch.float64, generator=g)
+        y, y_b = trial % 2, 0.2 + 0.2 * trial
+        out = strat.step(learner, state, x_b.reshape(1, 1, 2, 2), torch.tensor([[1 - y_b, y_b]], dtype=torch.float64),
+                         x.reshape(1, 1, 2, 2), torch.tensor([y]))
+
+        # The closed form, from theta alone.
+        theta1 = theta - ALPHA * (torch.sigmoid(theta @ x_b) - y_b) * x_b
+        p = torch.sigmoid(theta1 @ x).item()
+        expected = ALPHA * (p - y) * (x @ x_b).item()
+        got = out.label_grad[0, 1] - out.label_grad[0, 0]
+        assert abs(expected) > 1e-6  # a meaningful comparison
+        assert got.item() == pytest.approx(expected, rel=1e-10, abs=1e-16)
+        # The target loss is the unit's binary CE at theta'; its error is the thresholded prediction's.
+        assert out.loss.item() == pytest.approx(-(y * np.log(p) + (1 - y) * np.log(1 - p)), rel=1e-10)
+        assert out.error.item() == float((p > 0.5) != bool(y))
 
 
 # -- ridge regression ---------------------------------------------------------------------------

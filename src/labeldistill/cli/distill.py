@@ -28,6 +28,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="second-order gradient form, both exact (auto: jvp on a GPU, double-backward on a CPU)")
     p.add_argument("--reset-window", type=int, default=None, help="moving-average window = patience (50 / 100 / 200)")
     p.add_argument("--val-every", type=int, default=None, help="epochs between label-selection validations (5)")
+    p.add_argument("--validation-models", type=int, default=None, metavar="M",
+                   help="fresh models per label-selection validation; selection on their mean accuracy (1, the paper's)")
     p.add_argument("--test-models", type=int, default=None, help="fresh test models (20)")
     p.add_argument("--out", default=None, help="run directory (required unless --resume)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its last checkpoint")

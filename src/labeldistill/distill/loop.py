@@ -7,7 +7,7 @@ the reset monitor on the target error (reset the model on over-fitting, recordin
 The host reads the steps' records in chunks (one synchronisation per chunk, not per
 step), replays them through the reference monitor as a check, logs them and keeps a
 fresh model ready for the next reset. After every ``val_every`` epochs a label snapshot
-is queued for validation (label selection, batched). Training always runs all epochs.
+is queued for validation (label selection on ``validation_models`` fresh models each, batched). Training always runs all epochs.
 Every piece of state lives in :meth:`state_dict`, so a run resumed from any checkpoint
 continues exactly as if it had never stopped.
 """
@@ -35,7 +35,7 @@ from .labels import Labels
 from .reset import DeviceResetMonitor, ResetMonitor
 from .step import RECORD_FIELDS, MetaStep
 from .strategies import STRATEGIES
-from .validation import LabelSelector, Snapshot
+from .validation import LabelSelector, Snapshot, save_snapshot
 
 CHECKPOINT = "checkpoint.safetensors"
 MAX_CHUNK = 25  # steps between host reads of the step records
@@ -102,7 +102,7 @@ class Distiller:
         # often leaves time to refill the fresh model before it can be needed again.
         self.chunk = max(1, min(MAX_CHUNK, 2 * cfg.reset_window + 1))
         self.val_group = cfg.val_group or (16 if self.device.type == "cuda" else 4)
-        self.selector = LabelSelector(cfg.seed)
+        self.selector = LabelSelector(cfg.seed, models=cfg.validation_models)
         self.epoch = 0  # completed epochs
         self.pos = 0  # steps done in the current epoch
         self.step = 0  # steps done in all
@@ -235,6 +235,9 @@ class Distiller:
 
     def _validate(self) -> None:
         p, cfg = self.problem, self.cfg
+        if self.run_dir is not None:  # every validated snapshot, for later study (re-selection, trajectories)
+            for snap in self.selector.pending:
+                save_snapshot(self.run_dir, snap)
         for rec in self.selector.flush(self.learner, p.base_x, p.target.val.x, p.target.val.y, batch_size=cfg.inner_batch, lr=cfg.model_lr):
             self.last_val = rec["val_accuracy"]
             self._write(rec)
@@ -296,6 +299,9 @@ class Distiller:
             self.inner_rows = torch.cat([torch.zeros(self.pos, self.cfg.inner_batch, dtype=torch.long), torch.stack(rest)])
         self.monitor = ResetMonitor.from_state(s["monitor"])
         self.selector = LabelSelector.from_state(s["selector"], self.device)
+        if self.selector.models != self.cfg.validation_models:
+            raise UserError(f"The checkpoint validates each label snapshot with {self.selector.models} model(s), the config with "
+                            f"{self.cfg.validation_models}; resume with the run's own config (validation_models = {self.selector.models}).")
         self.loop_seconds, self.total_seconds, self.last_val = s["loop_seconds"], s["total_seconds"], s["last_val"]
 
     def checkpoint(self, session_seconds: float) -> None:
