@@ -8,8 +8,9 @@ import torch
 from torch import nn
 
 from ..models import RidgeClassifier
+from ..models.norm import export_batch_norm_
 from .evaluate import model_seeds
-from .learner import HeadConfig, Learner, ModelState
+from .learner import HeadConfig, Learner, ModelState, missing_reference
 from .train import train_models
 
 
@@ -35,11 +36,22 @@ def module_factory(model: str | nn.Module | Callable[[], nn.Module], in_channels
 
 
 def to_modules(learner: Learner, state: ModelState, seeds: Sequence[int]) -> list[nn.Module]:
-    """Plain ``nn.Module`` copies of K trained models (ridge: a :class:`RidgeClassifier`)."""
+    """Plain ``nn.Module`` copies of K trained models (ridge: a :class:`RidgeClassifier`).
+
+    Models with batch norm come back with standard ``nn.BatchNorm*d`` layers in eval mode whose
+    ``running_mean`` / ``running_var`` are the statistics of the training images
+    (``state.reference``) under the final weights, so ``module.eval()(x)`` gives the engine's
+    ``predict``; in train mode they would use (and update) batch statistics instead.
+    """
     out = []
+    if learner.has_batch_norm and state.reference is None:
+        raise missing_reference()
     for k, seed in enumerate(seeds):
         body = learner.fresh_module(seed).to(next(iter(state.params.values())).device)
-        body.load_state_dict({**{n: p[k] for n, p in state.params.items()}, **{n: b[k] for n, b in state.buffers.items()}}, strict=False)
+        params, buffers = {n: p[k] for n, p in state.params.items()}, {n: b[k] for n, b in state.buffers.items()}
+        body.load_state_dict({**params, **buffers}, strict=False)
+        if learner.has_batch_norm:
+            export_batch_norm_(body, learner.population_stats(params, buffers, state.reference))
         out.append(RidgeClassifier(body, state.head["w"][k], state.head["s"][k]) if learner.is_ridge else body)
     return out
 

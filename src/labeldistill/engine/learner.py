@@ -6,6 +6,12 @@ per-model functions ``logits(params, head, x)`` and ``train_loss(params, head, x
 that ``torch.func.vmap`` maps over K stacked models, so K models train in one batched
 forward and backward pass.
 
+Batch norm: every ``nn.BatchNorm*d`` becomes a :class:`~labeldistill.models.norm.BatchStatNorm`
+(same parameters, no buffers). Training and every other use normalise with the statistics
+of the current batch; evaluation (:meth:`Learner.eval_logits`, used by ``predict`` and
+``accuracy``) normalises with the statistics of the model's training images
+(``ModelState.reference``), so scores do not depend on how test examples are batched.
+
 Two heads:
 - ``linear``: the module's own ``head`` (standard model).
 - ``ridge``: the module's ``features`` followed by the ridge-regression head (global
@@ -13,16 +19,18 @@ Two heads:
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call, replace_all_batch_norm_modules_, stack_module_state
+from torch.func import functional_call, stack_module_state
 
 from ..errors import check_choice
 from ..models import check_surface, pseudo_gradient_step, ridge_logits, ridge_solve, with_bias
+from ..models.norm import convert_batch_norm_, norm_layers
 from ..seeding import isolated_torch_seed
 
 HEADS = ("linear", "ridge")
@@ -50,6 +58,9 @@ class ModelState:
     params: Params  # leaves with requires_grad, each K x ...
     buffers: Params
     head: Params  # ridge: {"w": K x (F+1) x C, "s": K}; linear: {}
+    # The N x C x H x W images all K models were trained on (set by train_models): models with
+    # batch norm are evaluated with these images' statistics. Shared by the K models, not copied.
+    reference: torch.Tensor | None = None
 
     @property
     def k(self) -> int:
@@ -58,8 +69,14 @@ class ModelState:
     def select(self, idx: torch.Tensor | slice) -> ModelState:
         """A detached copy of some of the models."""
         pick = lambda d: {n: t[idx].detach().clone() for n, t in d.items()}  # noqa: E731
-        return ModelState(pick(self.params), pick(self.buffers), pick(self.head))
+        return ModelState(pick(self.params), pick(self.buffers), pick(self.head), self.reference)
 
+
+def missing_reference() -> ValueError:
+    return ValueError(
+        "This model has batch norm: scoring it needs the images it was trained on (ModelState.reference, "
+        "set by train_models). Set state.reference to those images."
+    )
 
 
 class Learner:
@@ -80,9 +97,11 @@ class Learner:
         self.cfg = head_config or HeadConfig()
         template = factory()
         check_surface(template)
-        # Batch norm must not update running statistics inside vmap: use batch statistics.
-        replace_all_batch_norm_modules_(template)
+        # Batch norm must not update running statistics inside vmap: batch statistics when
+        # training, the training set's statistics when evaluating (models/norm.py).
+        convert_batch_norm_(template)
         self.template = template
+        self._norms = list(norm_layers(template).values())
         self.num_features = template.head.in_features
         self.num_classes = template.head.out_features
         self._body = template if self.head_kind == "linear" else template.features
@@ -91,11 +110,16 @@ class Learner:
     def is_ridge(self) -> bool:
         return self.head_kind == "ridge"
 
+    @property
+    def has_batch_norm(self) -> bool:
+        """Whether the model normalises by batch: evaluation then needs ``ModelState.reference``."""
+        return bool(self._norms)
+
     # -- initialisation -------------------------------------------------------------
     def fresh_module(self, seed: int) -> nn.Module:
         with isolated_torch_seed(seed):
             m = self.factory()
-        replace_all_batch_norm_modules_(m)
+        convert_batch_norm_(m)
         return m if self.head_kind == "linear" else m.features
 
     def init(self, seeds: Sequence[int], device: str | torch.device = "cpu") -> ModelState:
@@ -128,6 +152,49 @@ class Learner:
     def logits(self, params: Params, buffers: Params, head: Params, x: torch.Tensor) -> torch.Tensor:
         out = self.body(params, buffers, x)
         return ridge_logits(out, head["w"], head["s"]) if self.is_ridge else out
+
+    @contextmanager
+    def evaluating(self, reference_rows: int) -> Iterator[None]:
+        """Within the block, the model's batch-norm layers take the statistics of the first
+        ``reference_rows`` rows of their input (0: of the whole batch, the default)."""
+        before = [m.reference_rows for m in self._norms]
+        try:
+            for m in self._norms:
+                m.reference_rows = int(reference_rows)
+            yield
+        finally:
+            for m, r in zip(self._norms, before):
+                m.reference_rows = r
+
+    def eval_logits(self, params: Params, buffers: Params, head: Params, reference: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+        """Logits for scoring: each row of ``x`` independent of the other rows.
+
+        With batch norm, ``[reference ; x]`` goes through the model with the reference's
+        statistics and only the rows of ``x`` are returned; without, this is ``logits``.
+        """
+        if not self.has_batch_norm:
+            return self.logits(params, buffers, head, x)
+        if reference is None:
+            raise missing_reference()
+        r = reference.shape[0]
+        with self.evaluating(r):
+            return self.logits(params, buffers, head, torch.cat([reference.to(x.device, x.dtype), x]))[r:]
+
+    def population_stats(self, params: Params, buffers: Params, reference: torch.Tensor) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Mean and biased variance of each batch-norm layer's input over ``reference`` (one
+        model), as evaluation uses them; keyed by the layer's name in the body."""
+        stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+        hooks = [
+            m.register_forward_pre_hook(lambda mod, args, name=name: stats.__setitem__(name, mod.reference_stats(args[0])))
+            for name, m in norm_layers(self._body).items()
+        ]
+        try:
+            with torch.no_grad(), self.evaluating(reference.shape[0]):
+                self.body(params, buffers, reference)
+        finally:
+            for h in hooks:
+                h.remove()
+        return stats
 
     def train_loss(self, params: Params, buffers: Params, head: Params, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, Params]:
         """Soft cross-entropy on a labelled minibatch, and the head's updated tensors.

@@ -16,7 +16,7 @@ import torch
 from ..errors import UserError
 from ..seeding import derive_seed
 from .batching import map_models, resolve_mode
-from .learner import Learner, ModelState
+from .learner import Learner, ModelState, missing_reference
 
 
 def draw_batches(generator: torch.Generator, steps: int, n: int, batch: int) -> torch.Tensor:
@@ -76,6 +76,7 @@ def train_models(
     total = max(per_model_steps, default=0)
     device = images.device
     state = learner.init(seeds, device=device)
+    state.reference = images.detach()  # evaluation of batch-norm models normalises with these (observer included)
     opt = learner.optimizer(state, lr)
     idx = torch.stack([draw_batches(batch_generator(s), total, n, batch_size) for s in seeds]).to(device)  # K x T x b
     rows = torch.arange(k, device=device)[:, None]
@@ -100,7 +101,8 @@ def train_models(
             observer(done, state)
     if result is None:
         return ModelState(
-            {n_: p.detach() for n_, p in state.params.items()}, state.buffers, {n_: h.detach() for n_, h in state.head.items()}
+            {n_: p.detach() for n_, p in state.params.items()}, state.buffers, {n_: h.detach() for n_, h in state.head.items()},
+            state.reference,
         )
     return result  # models asked for zero steps kept their initialisation
 
@@ -113,23 +115,46 @@ def _copy_models(dst: ModelState, src: ModelState, which: list[int]) -> None:
                 t[ix] = s[name][ix].detach()
 
 
+def _scoring(learner: Learner, state: ModelState, x: torch.Tensor, chunk: int | None, mode: str) -> tuple[Callable[..., torch.Tensor], int]:
+    """The per-chunk scoring function (K x b x C logits of a chunk of b rows) and the chunk size.
+
+    Without batch norm: the models' logits on the chunk, in chunks of 2,048 rows on a CPU
+    (``4096 // K`` under vmap). With batch norm: each chunk is scored after the training
+    images (``state.reference``), whose statistics normalise it (``Learner.eval_logits``), so
+    every row's logits are independent of the chunk size and of the order of ``x``; the
+    default chunk is then at least the reference's size (at most twice the rows per pass).
+    """
+    k, mode = state.k, resolve_mode(mode, x.device)
+    default = max(32, 4096 // k) if mode == "vmap" else 2048
+    if not learner.has_batch_norm:
+        fn = map_models(learner.logits, (0, 0, 0, None), mode)
+        return (lambda xc: fn(state.params, state.buffers, state.head, xc)), chunk or default
+    fn = map_models(learner.eval_logits, (0, 0, 0, None, None), mode)
+    ref = state.reference
+    if ref is None:
+        raise missing_reference()
+    return (lambda xc: fn(state.params, state.buffers, state.head, ref, xc)), chunk or max(default, ref.shape[0])
+
+
 @torch.no_grad()
 def predict(learner: Learner, state: ModelState, x: torch.Tensor, chunk: int | None = None, mode: str = "auto") -> torch.Tensor:
-    """Logits of all K models on shared inputs: K x B x C, computed in chunks."""
-    k, mode = state.k, resolve_mode(mode, x.device)
-    chunk = chunk or (max(32, 4096 // k) if mode == "vmap" else 2048)
-    fn = map_models(learner.logits, (0, 0, 0, None), mode)
-    outs = [fn(state.params, state.buffers, state.head, x[i : i + chunk]) for i in range(0, x.shape[0], chunk)]
-    return torch.cat(outs, dim=1)
+    """Logits of all K models on shared inputs: K x B x C, computed in chunks.
+
+    Each row's logits depend only on that row (batch-norm models use the statistics of
+    ``state.reference``, their training images), not on ``chunk`` or the order of ``x``.
+    """
+    score, chunk = _scoring(learner, state, x, chunk, mode)
+    return torch.cat([score(x[i : i + chunk]) for i in range(0, x.shape[0], chunk)], dim=1)
 
 
 @torch.no_grad()
 def accuracy(learner: Learner, state: ModelState, x: torch.Tensor, y: torch.Tensor, chunk: int | None = None, mode: str = "auto") -> torch.Tensor:
-    """Fraction correct of each of the K models on (x, y): a K-vector (stays on the device)."""
-    k, mode = state.k, resolve_mode(mode, x.device)
-    chunk = chunk or (max(32, 4096 // k) if mode == "vmap" else 2048)
-    fn = map_models(learner.logits, (0, 0, 0, None), mode)
-    correct = torch.zeros(k, device=x.device)
+    """Fraction correct of each of the K models on (x, y): a K-vector (stays on the device).
+
+    Independent of ``chunk`` and of the order of the examples (see :func:`predict`).
+    """
+    score, chunk = _scoring(learner, state, x, chunk, mode)
+    correct = torch.zeros(state.k, device=x.device)
     for i in range(0, x.shape[0], chunk):
-        correct += (fn(state.params, state.buffers, state.head, x[i : i + chunk]).argmax(-1) == y[i : i + chunk]).sum(-1)
+        correct += (score(x[i : i + chunk]).argmax(-1) == y[i : i + chunk]).sum(-1)
     return correct / max(1, x.shape[0])

@@ -3,10 +3,14 @@
 Two basic blocks per stage at widths 16/32/64, global average pooling, 64 features,
 He-normal (fan-out) initialisation of the convolutions, about 0.17M parameters.
 
-Batch norm always uses the statistics of the current batch (no running averages), at
-training and at test time, as the reference code's second-order version does. It keeps
-the models pure functions of their parameters, which is what training many models at
-once with ``torch.func.vmap`` needs; evaluate it on large batches (the engine uses 2,048).
+Batch norm keeps no running averages (the layers are pure functions of their parameters,
+which training many models at once with ``torch.func.vmap`` needs). In training it uses the
+statistics of the current minibatch, as the reference code's second-order version does.
+In evaluation the engine normalises with the statistics of the model's own training
+images under its final weights (population statistics, "PreciseBN"; models/norm.py), so
+test accuracy does not depend on the order or the batching of the test examples.
+``labeldistill.train_on`` returns it with standard ``nn.BatchNorm2d`` layers in eval mode
+holding those statistics.
 """
 from __future__ import annotations
 
