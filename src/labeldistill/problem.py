@@ -11,6 +11,8 @@ import numpy as np
 import torch
 
 from .data import SourceData, TargetData, select_base
+from .data.overlap import own_train_mask, shared_files
+from .errors import UserError
 from .seeding import numpy_generator
 
 
@@ -23,6 +25,7 @@ class Problem:
     base_dataset: str  # where the base images come from
     base_class_names: list[str]
     base_licence: str
+    base_pool: dict | None = None  # cross-dataset: the candidate pool, and what was excluded from it
 
     @property
     def cross_dataset(self) -> bool:
@@ -33,24 +36,51 @@ class Problem:
         return int(self.base_x.shape[0])
 
     def provenance(self) -> dict:
-        return {
+        out = {
             "base_dataset": self.base_dataset,
             "base_indices": [int(i) for i in self.base_index],
             "base_licence": self.base_licence,
             "cross_dataset": self.cross_dataset,
         }
+        if self.base_pool is not None:
+            out["base_pool"] = dict(self.base_pool)
+        return out
 
 
 def build_problem(target: TargetData, n_base: int, seed: int, source: SourceData | None = None) -> Problem:
     """Pick the base set: class-balanced from the target's training split (within-dataset),
-    or at random from the source, its classes ignored (cross-dataset)."""
+    or at random from the source, its classes ignored (cross-dataset).
+
+    A source that reads some of the target's own files (``--source mnist --target mnist``, or an
+    ``npz:`` copy of them) gives from those files only images of the target's training split:
+    its validation and test images are never base images. The draw is otherwise the same (one
+    uniform draw from the remaining candidates, same seed stream), and ``base_pool`` in the
+    provenance records the shared files and how many candidates were left out.
+    """
     g = numpy_generator(seed, "base")
+    pool_record = None
     if source is None:
         sel = select_base(target.train.y, n_base, num_classes=target.num_classes, generator=g)
         pool, names, licence, name = target.train, target.class_names, target.licence, target.name
     else:
-        sel = select_base(source.images.y, n_base, num_classes=None, generator=g)
         pool, names, licence, name = source.images, source.class_names, source.licence, source.name
+        shared = shared_files(target, source)
+        candidates = np.flatnonzero(own_train_mask(target, source)) if shared else np.arange(len(pool))
+        if shared and isinstance(n_base, (int, np.integer)) and len(candidates) < n_base:
+            raise UserError(
+                f"Asked for {n_base} base examples from '{source.name}', but only {len(candidates)} of its {len(pool)} "
+                f"images may be used: those it shares with the target '{target.name}' count only if in its training split")
+        if shared:
+            y = pool.y[torch.as_tensor(candidates, device=pool.y.device)]
+            sel = candidates[select_base(y, n_base, num_classes=None, generator=g)]
+        else:  # exactly the draw of a source with no file in common with the target
+            sel = select_base(pool.y, n_base, num_classes=None, generator=g)
+        pool_record = {
+            "candidates": len(pool),
+            "excluded": len(pool) - len(candidates),
+            "shared_files": shared,
+            "rule": "images from files the target also reads are used only if in the target's training split",
+        }
     sel_t = torch.as_tensor(sel, device=pool.x.device)
     return Problem(
         target=target,
@@ -60,4 +90,5 @@ def build_problem(target: TargetData, n_base: int, seed: int, source: SourceData
         base_dataset=name,
         base_class_names=list(names),
         base_licence=licence,
+        base_pool=pool_record,
     )

@@ -18,7 +18,7 @@ def raises_one_line(exc, fn, *args, match=None, **kwargs):
 
 def test_unknown_name_lists_known(tmp_path):
     msg = raises_one_line(UserError, load_target, "imagenet", data_root=tmp_path)
-    assert msg.startswith("Unknown dataset 'imagenet'. Known: cifar10, cifar100, cub, digits, emnist-letters")
+    assert msg.startswith("Unknown dataset 'imagenet'. Known: cifar10, cifar100, cifar100-test-stand-in, cub, digits, emnist-letters")
     assert "npz:FILE, folder:DIR" in msg
 
 

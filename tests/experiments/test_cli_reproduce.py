@@ -26,7 +26,7 @@ def test_list_json_and_stand_in(capsys, data_root, tmp_path):
                "--data-root", str(data_root), "--out", str(tmp_path / "o")])
     obj = last_json(capsys.readouterr().out)
     assert rc == 0 and len(obj["cells"]) == 12
-    assert all(c["present"] and c["stand_in"] and "MNIST digits" in c["stand_in"][0] for c in obj["cells"])
+    assert all(c["present"] and c["stand_in"] and "KMNIST characters" in c["stand_in"][0] for c in obj["cells"])
 
 
 def test_list_present(capsys, data_root, tmp_path):

@@ -71,7 +71,9 @@ def test_stand_in_substitutes_available_data(data, data_root):
     assert p.config.target == f"npz:{data_root / 'kmnist_test.npz'}" and p.config.split == (0.8, 0.1, 0.1)
     assert p.run_slug == "emnist-letters_to_kmnist_ld-rr_100-stand-in" and "stand-in" in p.cell_slug
     m = plan("emnist-letters:mnist/ld/100", data, stand_in=True)
-    assert m.config.source == "mnist" and m.config.target == "mnist" and "MNIST digits" in m.stand_in[0]
+    # never MNIST itself for an MNIST target: KMNIST images (here its test file's training part) instead
+    assert m.config.source == f"npz:{data_root / 'kmnist_test.npz'}" and m.config.target == "mnist"
+    assert "KMNIST characters" in m.stand_in[0] and "instead of EMNIST letters" in m.stand_in[0]
     k49 = plan("emnist-letters:kuzushiji-49/ld/10", data, stand_in=True)  # no stand-in for K-49: still missing
     assert [x["dataset"] for x in k49.missing] == ["kuzushiji-49"]
     assert plan("mnist/ld/100", data, stand_in=True).stand_in == ()  # present data are never substituted

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..data import dataset_status, resolve_data_root
+from ..data.catalog import TEST_IMAGE_STAND_INS
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -18,13 +19,19 @@ def run(args: argparse.Namespace) -> int:
 
     rows = dataset_status(args.data_root)
     print(f"data root: {resolve_data_root(args.data_root)}")
-    print(f"{'name':<16}{'present':<9}{'train':>9}{'test':>8}  where / how to get")
+    width = max([16, *(len(r["name"]) + 2 for r in rows)])
+    print(f"{'name':<{width}}{'present':<9}{'train':>9}{'test':>8}  where / how to get")
+    present = {r["name"] for r in rows if r["present"]}
     for r in rows:
         sizes = r.get("sizes") or {}
         train = sizes.get("train")
         test = sizes.get("test")
         where = (r["where"] or "built in (ships with scikit-learn)") if r["present"] else (r.get("problem") or r["how_to_get"])
-        print(f"{r['name']:<16}{'yes' if r['present'] else 'no':<9}{train if train is not None else '-':>9}{test if test is not None else '-':>8}  {where}")
+        print(f"{r['name']:<{width}}{'yes' if r['present'] else 'no':<9}{train if train is not None else '-':>9}{test if test is not None else '-':>8}  {where}")
+    for real, stand_in in TEST_IMAGE_STAND_INS.items():
+        if stand_in in present and real not in present:
+            print(f"Stand-in: {stand_in} is {real}'s official test images alone, split 80/10/10 into train / validation / "
+                  f"test (not the paper's data); 'reproduce --stand-in' uses it for {real} cells.")
     print("Also: npz:FILE (arrays x, y), folder:DIR (one sub-folder per class), or any <name>_train.npz / <name>_test.npz pair in the data root.")
     if args.json:
         print(json.dumps(rows, default=str))

@@ -27,8 +27,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list", action="store_true", help="list the table's cells, the paper's numbers and whether their data are present")
     p.add_argument("--dry-run", action="store_true", help="show the runs it would make and an estimate of their time; run nothing")
     p.add_argument("--stand-in", action="store_true",
-                   help="substitute available data: MNIST as the base set for EMNIST letters, <data root>/kmnist_test.npz "
-                        "(split 80/10/10) for the KMNIST target; such cells are labelled stand-in")
+                   help="substitute available data, always a different dataset from the target: KMNIST (MNIST for KMNIST "
+                        "targets) as the base set for EMNIST letters, <data root>/kmnist_test.npz split 80/10/10 when KMNIST's "
+                        "training file is missing, cifar100-test-stand-in (CIFAR-100's test images split 80/10/10) for "
+                        "CIFAR-100; such cells are labelled stand-in")
     p.add_argument("--reuse-any-version", action="store_true",
                    help="also reuse finished runs and cells made with another numerics version (marked in the table); "
                         "by default such runs are set aside and run again")

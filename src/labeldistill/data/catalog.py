@@ -12,7 +12,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..registry import Registry
-from .layouts import Finder, arr0_layout, cifar_layout, cub_layout, idx_layout, pair_layout
+from .layouts import Finder, arr0_layout, cifar_layout, cub_layout, idx_layout, pair_layout, test_part_layout
 from .preprocess import COLOUR_MEAN, COLOUR_STD, GREY_MEAN, GREY_STD
 from .raw import RawDataset
 from .readers.digits import read_digits
@@ -131,7 +131,8 @@ _register(
         licence=_KUZUSHIJI_LICENCE,
         how_to_get=(
             f"{_DOWNLOAD}, or put kmnist-{{train,test}}-{{imgs,labels}}.npz "
-            "from https://github.com/rois-codh/kmnist in the data root"
+            "from https://github.com/rois-codh/kmnist, or kmnist_train.npz + kmnist_test.npz (arrays x, y), "
+            "in the data root"
         ),
         layouts=(
             idx_layout(("KMNIST/raw", "kmnist"), "train", "t10k"),
@@ -220,6 +221,32 @@ _register(
         torchvision=("CIFAR100", ()),
     ),
     aliases=("cifar-100",),
+)
+# The name protocol.py maps to CIFAR-100's paper settings (reset window 100, inner batch 100, 800 epochs).
+CIFAR100_STAND_IN = "cifar100-test-stand-in"
+# dataset -> the catalog stand-in made of its official test images (``reproduce --stand-in`` uses it
+# when the dataset's training split is missing).
+TEST_IMAGE_STAND_INS = {"cifar100": CIFAR100_STAND_IN}
+_register(
+    DatasetEntry(
+        name=CIFAR100_STAND_IN,
+        kind="colour",
+        size=32,
+        mean=COLOUR_MEAN,  # CIFAR normalisation, as the cifar100 entry
+        std=COLOUR_STD,
+        # No official test part: the test images are one pool, split 80/10/10 (stratified, seeded).
+        val_size=None,
+        class_names=tuple(_CIFAR100_NAMES),
+        licence=(
+            "STAND-IN for CIFAR-100: only CIFAR-100's official test images, split into train / validation / test; "
+            "CIFAR-100 " + _CIFAR_LICENCE
+        ),
+        how_to_get=(
+            "put cifar100_test.npz (arrays x uint8 N×32×32×3, y 0-99) or cifar-100-python/test in the data root "
+            "(a stand-in for when CIFAR-100's training split is missing)"
+        ),
+        layouts=(test_part_layout("cifar100", "cifar-100-python", "fine_labels"),),
+    ),
 )
 _register(
     DatasetEntry(

@@ -216,6 +216,43 @@ def cub_layout(default_size: int) -> Finder:
     return find
 
 
+def test_part_layout(npz_stem: str, cifar_folder: str, label_key: str) -> Finder:
+    """A dataset of which only the official *test* images are here, read as one pool (no test part):
+    ``<npz_stem>_test.npz`` (arrays ``x``, ``y``; other arrays such as ``names`` are ignored) in the
+    root, else the test batch of the python CIFAR folder (``<cifar_folder>/test``).
+
+    The pool is then split by fractions like any single file, so its "test" split is a part of
+    the official test images. Used for stand-ins (``cifar100-test-stand-in``).
+
+    Args:
+        npz_stem: file stem of the npz pair ("cifar100" -> ``cifar100_test.npz``).
+        cifar_folder: the python batches folder ("cifar-100-python").
+        label_key: "labels" or "fine_labels" for the batch file.
+    """
+
+    def find(root: Path, name: str) -> Located | None:
+        npz = root / f"{npz_stem}_test.npz"
+        if npz.is_file():
+
+            def read(_size: int | None, npz=npz) -> RawDataset:
+                x, y, _names = read_xy_npz(npz)
+                return RawDataset(x, y, files={"train": str(npz)})
+
+            return Located(npz, read, lambda npz=npz: {"train": len(read_npz_labels(npz)), "test": None}, (), (npz,))
+        for batch in (root / cifar_folder / "test", root / name / cifar_folder / "test"):
+            if batch.is_file():
+
+                def read_batch(_size: int | None, batch=batch) -> RawDataset:
+                    x, y = read_cifar_batch(batch, label_key)
+                    return RawDataset(x, y, files={"train": str(batch)})
+
+                count = lambda batch=batch: {"train": count_cifar_batch(batch, label_key), "test": None}  # noqa: E731
+                return Located(batch, read_batch, count, (), (batch,))
+        return None
+
+    return find
+
+
 def pair_layout(root: Path, name: str) -> Located | None:
     """``<name>_train.npz`` (+ optional ``<name>_test.npz``) in the root, ``-`` also written ``_``."""
     for stem in file_stems(name):

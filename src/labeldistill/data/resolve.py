@@ -289,7 +289,9 @@ def load_source(
 
     The training part is the official train part when there is an official test part, else the
     training split of the default 80/10/10 split (seeded like :func:`load_target`), so a source's
-    test images are never used.
+    test images are never used. The result records the files it read: when they are the target's
+    own (``--source mnist --target mnist``), :func:`labeldistill.problem.build_problem` takes base
+    images from them only if they are in the target's training split.
 
     Args:
         spec: any dataset argument accepted by :func:`load_target`.
@@ -310,7 +312,8 @@ def load_source(
     else:
         index = split_by_fractions(raw.train_y, DEFAULT_FRACTIONS, numpy_generator(seed, "split"), res.name)[0]
     images = _tensors(raw, raw.pooled_y, index, preprocessing, dev)
-    return SourceData(res.name, images, class_names, res.licence)
+    pool_sizes = {"train": raw.n_train, "test": raw.n_test}
+    return SourceData(res.name, images, class_names, res.licence, files=dict(raw.files), pool_sizes=pool_sizes)
 
 
 def _status_row(name: str, root: Path) -> dict:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -65,9 +65,15 @@ class SourceData:
         images: the source's training part, preprocessed like the target; ``y`` are source labels.
         class_names: the source's class names.
         licence: short licence / provenance note.
+        files: part ("train" / "test") -> the file or folder it was read from, as in
+            :attr:`TargetData.split_record` ``["files"]``; lets :func:`labeldistill.problem.build_problem`
+            see when a source and its target read the same files.
+        pool_sizes: {"train": n, "test": n} of the pooled raw array that ``images.index`` points into.
     """
 
     name: str
     images: LabelledTensors
     class_names: list[str]
     licence: str
+    files: dict[str, str] = field(default_factory=dict)
+    pool_sizes: dict[str, int] = field(default_factory=dict)

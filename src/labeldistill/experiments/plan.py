@@ -17,10 +17,11 @@ from pathlib import Path
 from .. import protocol
 from ..baselines import BaselineSettings
 from ..data import dataset_status, resolve_data_root
-from ..data.catalog import CATALOG
+from ..data.catalog import CATALOG, TEST_IMAGE_STAND_INS
 from ..data.splits import DEFAULT_FRACTIONS
 from ..distill import DistillConfig
 from .cells import METHODS, Cell
+from .tables._common import NAMES
 
 QUICK_EPOCHS = 40  # --quick: the reduced protocol's epochs (the paper: 400 / 800)
 TEST_MODELS = 20  # fresh test models per cell (the paper's 20)
@@ -46,7 +47,18 @@ ARCH_FACTOR = {"lenet": 1.0, "alexnet": 70.0, "resnet14": 24.0}  # forward+backw
 TEST_SECONDS = 30.0  # 20 fresh LeNets for ~300 steps, then the test set
 BASELINE_SECONDS = 45.0  # one validation model up to 1,000 steps, then 20 test models (LeNet)
 _OFFICIAL_TRAIN = {"mnist": 60_000, "kmnist": 60_000, "kuzushiji-49": 232_365, "cifar10": 50_000, "cifar100": 50_000,
-                   "digits": 1_797, "emnist-letters": 124_800, "cub": 5_994}
+                   "digits": 1_797, "emnist-letters": 124_800, "cub": 5_994, "cifar100-test-stand-in": 9_999}
+
+# Stand-ins for a missing base-image source, in order of preference. A stand-in is never the
+# target's own dataset nor one that shares images with it (KMNIST's characters are Kuzushiji-49's).
+_SOURCE_STAND_INS = {"emnist-letters": ("mnist", "kmnist", "kmnist-test-file")}
+_RELATED = {"kmnist": {"kmnist", "kuzushiji-49"}, "kuzushiji-49": {"kmnist", "kuzushiji-49"},
+            "cifar100": {"cifar100", "cifar100-test-stand-in"}}
+_STAND_IN_DESCRIPTION = {  # (what, where from)
+    "mnist": ("MNIST digits", "random images of MNIST's official train part"),
+    "kmnist": ("KMNIST characters", "random images of KMNIST's official train part"),
+    "kmnist-test-file": ("KMNIST characters", "random images of the 80% training part of KMNIST's official test images"),
+}
 
 
 class DataView:
@@ -71,6 +83,21 @@ class DataView:
     def kmnist_stand_in(self) -> Path | None:
         path = self.root / "kmnist_test.npz"
         return path if path.is_file() else None
+
+    def source_stand_in(self, source: str, target: str) -> tuple[str, tuple[str, str]] | None:
+        """(dataset argument, (what, where from)) of the first available stand-in for a missing
+        ``source`` that is a different dataset from ``target`` (and shares no images with it)."""
+        related = _RELATED.get(target, {target})
+        for name in _SOURCE_STAND_INS.get(source, ()):
+            family = "kmnist" if name == "kmnist-test-file" else name
+            if family in related:
+                continue
+            if name == "kmnist-test-file":
+                if not self.present("kmnist") and self.kmnist_stand_in() is not None:
+                    return f"npz:{self.kmnist_stand_in()}", _STAND_IN_DESCRIPTION[name]
+            elif self.present(name):
+                return name, _STAND_IN_DESCRIPTION[name]
+        return None
 
     def train_size(self, name: str) -> int:
         """Training-split size (after the validation part is set aside), for time estimates."""
@@ -161,12 +188,17 @@ def _normalise(d: dict, keys: tuple[str, ...]) -> dict:
     return d
 
 
+def _with_defaults(d: dict, cls: type) -> dict:
+    """Settings added after a run was made take their default (the value that run had)."""
+    return {**{f.name: f.default for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING}, **d}
+
+
 def normalise_distill(d: dict) -> dict:
-    return _normalise(d, ("target", "source"))
+    return _normalise(_with_defaults(d, DistillConfig), ("target", "source"))
 
 
 def normalise_baseline(d: dict) -> dict:
-    return _normalise(d, ("target",))
+    return _normalise(_with_defaults(d, BaselineSettings), ("target",))
 
 
 def config_diff(expected: dict, stored: dict) -> list[str]:
@@ -179,13 +211,23 @@ def plan_cell(cell: Cell, opts: Options, data: DataView) -> Plan:
     channels = CATALOG.get(cell.target).channels
     target, source, split = cell.target, cell.source, None
     notes: list[str] = []
-    if opts.stand_in and source == "emnist-letters" and not data.present("emnist-letters") and data.present("mnist"):
-        source = "mnist"
-        notes.append("stand-in: MNIST digits as the base set instead of EMNIST letters "
-                     "(random images of MNIST's train part, their labels ignored)")
+    if opts.stand_in and source is not None and not data.present(source):
+        found = data.source_stand_in(source, cell.target)
+        if found is not None:
+            source, (what, where) = found
+            notes.append(f"stand-in: {what} as the base set instead of {NAMES.get(cell.source, cell.source)} ({where}, "
+                         f"their labels ignored; a different dataset from the {NAMES.get(cell.target, cell.target)} target)")
     if opts.stand_in and target == "kmnist" and not data.present("kmnist") and data.kmnist_stand_in() is not None:
         target, split = f"npz:{data.kmnist_stand_in()}", STAND_IN_SPLIT
-        notes.append(f"stand-in: KMNIST target = {target} (the 10,000 official test images) split 80/10/10")
+        notes.append(f"stand-in: KMNIST target = {target} (the 10,000 official test images; kmnist_train.npz is "
+                     "missing) split 80/10/10")
+    stand_in_target = TEST_IMAGE_STAND_INS.get(target)
+    if opts.stand_in and stand_in_target and not data.present(target) and data.present(stand_in_target):
+        target = stand_in_target
+        name = NAMES.get(cell.target, cell.target)
+        notes.append(f"stand-in: {name} target = {stand_in_target} ({name}'s official test images alone, as its training "
+                     "split is missing; split 80/10/10 into train / validation / test, stratified and seeded; "
+                     "not the paper's data)")
     needs = tuple(n for n in (target, source) if n is not None)
     missing = tuple({"dataset": n, "how_to_get": data.how_to_get(n)} for n in dict.fromkeys(needs) if not data.present(n))
     device = opts.device or "auto"
