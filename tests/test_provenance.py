@@ -69,3 +69,17 @@ def test_a_run_records_code_and_floats_and_resumes_only_on_the_same_numerics(mni
     atomic_write_json(out / "config.json", cfg)
     with pytest.raises(UserError, match=f"numerics version {NUMERICS_VERSION - 1} and this code has {NUMERICS_VERSION}"):
         labeldistill.distill(out=out, resume=True, progress=False)
+
+
+def test_baseline_cli_records_the_tf32_choice(mnist_small, tmp_path, capsys):
+    import json
+
+    from labeldistill.cli import main
+
+    out = tmp_path / "bl"
+    assert main(["baseline", "--target", f"npz:{mnist_small}", "--base", "10", "--models", "2", "--allow-tf32", "--device", "cpu",
+                 "--out", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["settings"]["allow_tf32"] is True and res["float_settings"]["cudnn_allow_tf32"] is True
+    assert res["versions"]["numerics_version"] == NUMERICS_VERSION
+    assert read_json(out / "result.json")["float_settings"]["cuda_matmul_allow_tf32"] is True

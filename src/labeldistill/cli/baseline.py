@@ -17,6 +17,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", type=int, default=None, help="fresh test models (20)")
     p.add_argument("--batch-size", type=int, default=None, help="N_i (paper rule by N)")
     p.add_argument("--split", default=None, help="TRAIN,VAL,TEST fractions for data without official splits")
+    p.add_argument("--allow-tf32", action="store_true", default=None,
+                   help="let a GPU use TF32 for convolutions and matmuls (default off: float32 as on a CPU; recorded)")
     p.add_argument("--out", default=None, help="run directory for result.json (optional)")
     add_common(p)
     p.set_defaults(func=run)
