@@ -1,0 +1,151 @@
+"""The step schedule of a DD set as data, and the paper's test-time edits of it (Tables 10-12).
+
+A :class:`Schedule` says, for each plain-SGD step of a fresh network, which distilled images it
+trains on (indices into the flat set: image ``i`` of step-tensor ``b`` is ``b * batch + i``) and
+with which learning rate. The learned schedule of DD visits the step-tensors in order,
+``epochs`` times; the variants below only edit a schedule, never the images.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Which images and which learning rate at each inner step.
+
+    Attributes:
+        steps: one tuple of flat image indices per step (all steps the same size).
+        lrs: one learning rate per step (0: the step changes nothing).
+        epoch_length: steps per pass over the distilled set (DD: ``distill_steps``).
+    """
+
+    steps: tuple[tuple[int, ...], ...]
+    lrs: tuple[float, ...]
+    epoch_length: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "steps", tuple(tuple(int(i) for i in s) for s in self.steps))
+        object.__setattr__(self, "lrs", tuple(float(v) for v in self.lrs))
+        if len(self.steps) != len(self.lrs):
+            raise UserError(f"A schedule needs one learning rate per step: {len(self.steps)} steps, {len(self.lrs)} lrs.")
+        if len({len(s) for s in self.steps}) > 1 or any(len(s) == 0 for s in self.steps):
+            raise UserError("Every step of a schedule must use the same, non-zero number of images.")
+        if self.epoch_length < 1:
+            raise UserError(f"epoch_length must be at least 1, got {self.epoch_length}.")
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @property
+    def batch_size(self) -> int:
+        return len(self.steps[0]) if self.steps else 0
+
+    @property
+    def order(self) -> tuple[int, ...] | None:
+        """The step-tensor of each step when every step is one whole step-tensor, else None."""
+        b = self.batch_size
+        out = []
+        for s in self.steps:
+            if s[0] % b or s != tuple(range(s[0], s[0] + b)):
+                return None
+            out.append(s[0] // b)
+        return tuple(out)
+
+    def index(self, device: str | torch.device = "cpu") -> torch.Tensor:
+        """T x B int64 image indices."""
+        return torch.tensor(self.steps, dtype=torch.int64, device=device).reshape(len(self.steps), self.batch_size)
+
+    def to_dict(self) -> dict:
+        """``{"kind": "dd", "lrs": [...], "order": [...]}`` (plus ``"steps"`` when steps are not whole step-tensors)."""
+        d: dict = {"kind": "dd", "lrs": list(self.lrs), "order": None, "epoch_length": self.epoch_length, "batch": self.batch_size}
+        order = self.order
+        if order is None:
+            d["steps"] = [list(s) for s in self.steps]
+        else:
+            d["order"] = list(order)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Schedule:
+        if d.get("kind") != "dd":
+            raise UserError(f"Not a DD schedule (kind {d.get('kind')!r}); expected kind 'dd'.")
+        if d.get("steps") is not None:
+            return cls(tuple(map(tuple, d["steps"])), tuple(d["lrs"]), int(d["epoch_length"]))
+        b = int(d["batch"])
+        return cls(tuple(tuple(range(o * b, (o + 1) * b)) for o in d["order"]), tuple(d["lrs"]), int(d["epoch_length"]))
+
+
+def learned_schedule(lrs: Sequence[float], num_batches: int, batch_size: int) -> Schedule:
+    """DD's own schedule: step t trains on step-tensor ``t mod num_batches`` with ``lrs[t]``.
+
+    Example:
+        >>> learned_schedule([0.1, 0.2, 0.3, 0.4], 2, 3).steps
+        ((0, 1, 2), (3, 4, 5), (0, 1, 2), (3, 4, 5))
+    """
+    if num_batches < 1 or batch_size < 1:
+        raise UserError(f"num_batches and batch_size must be at least 1, got {num_batches}, {batch_size}.")
+    steps = tuple(tuple(range((t % num_batches) * batch_size, (t % num_batches + 1) * batch_size)) for t in range(len(lrs)))
+    return Schedule(steps, tuple(lrs), num_batches)
+
+
+def first_steps(schedule: Schedule, n: int) -> Schedule:
+    """Table 10: keep the lrs of the first ``n`` steps (counted across epochs), set the rest to 0."""
+    if not 0 <= n <= len(schedule):
+        raise UserError(f"n must be between 0 and the schedule's {len(schedule)} steps, got {n}.")
+    return replace(schedule, lrs=schedule.lrs[:n] + (0.0,) * (len(schedule) - n))
+
+
+def extended(schedule: Schedule, extra: int = 5) -> Schedule:
+    """Table 10's "35": the schedule, then ``extra`` steps at the mean lr continuing the image
+    order (step-tensors 1..extra), then lr-0 steps to the end of that epoch (the reference ran 4
+    epochs, 40 steps, of which 35 move the weights)."""
+    if not 0 <= extra:
+        raise UserError(f"extra must be non-negative, got {extra}.")
+    _check_nonempty(schedule)
+    t, length = len(schedule), schedule.epoch_length
+    total = -(-(t + extra) // length) * length if extra else t
+    more = tuple(schedule.steps[i % length] for i in range(t, total))
+    mean = sum(schedule.lrs) / len(schedule.lrs)
+    return replace(schedule, steps=schedule.steps + more, lrs=schedule.lrs + (mean,) * extra + (0.0,) * (total - t - extra))
+
+
+def average_lr(schedule: Schedule) -> Schedule:
+    """Table 11: the mean of the schedule's lrs at every step, same images and order."""
+    _check_nonempty(schedule)
+    mean = sum(schedule.lrs) / len(schedule.lrs)
+    return replace(schedule, lrs=(mean,) * len(schedule))
+
+
+def _check_nonempty(schedule: Schedule) -> None:
+    if not len(schedule):
+        raise UserError("The schedule has no steps.")
+
+
+def _rechunk(steps: Sequence[tuple[int, ...]], generator: torch.Generator) -> tuple[tuple[int, ...], ...]:
+    pool = torch.tensor([i for s in steps for i in s], dtype=torch.int64)
+    pool = pool[torch.randperm(len(pool), generator=generator)].tolist()
+    b = len(steps[0])
+    return tuple(tuple(pool[k * b : (k + 1) * b]) for k in range(len(steps)))
+
+
+def shuffled_within_epochs(schedule: Schedule, generator: torch.Generator) -> Schedule:
+    """Table 12: per epoch, pool the images its steps use, permute them (one permutation per
+    epoch) and re-chunk into steps of the same size; lrs stay with the step positions, so a step
+    is no longer class-balanced. Draw once per test run: every test network shares the result."""
+    length = schedule.epoch_length
+    out: tuple[tuple[int, ...], ...] = ()
+    for start in range(0, len(schedule), length):
+        out += _rechunk(schedule.steps[start : start + length], generator)
+    return replace(schedule, steps=out)
+
+
+def shuffled_across_epochs(schedule: Schedule, generator: torch.Generator) -> Schedule:
+    """Table 12: pool every image use of every step, permute once, re-chunk; lrs by position."""
+    _check_nonempty(schedule)
+    return replace(schedule, steps=_rechunk(schedule.steps, generator))
