@@ -28,6 +28,25 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session")
+def image_hashes():
+    """``hashes(files, pool_sizes, indices) -> list[str]``: sha256 of the raw uint8 images at those
+    positions of a dataset's pooled files (train part, then test part), as provenance indices count."""
+    import hashlib
+
+    cache: dict[tuple, np.ndarray] = {}
+
+    def hashes(files: dict, sizes: dict, indices) -> list[str]:
+        key = (files["train"], files.get("test") if sizes.get("test") else None)
+        if key not in cache:
+            parts = [np.load(files["train"])["x"]] + ([np.load(files["test"])["x"]] if sizes.get("test") else [])
+            cache[key] = np.concatenate(parts)
+        pool = cache[key]
+        return [hashlib.sha256(np.ascontiguousarray(pool[int(i)]).tobytes()).hexdigest() for i in indices]
+
+    return hashes
+
+
+@pytest.fixture(scope="session")
 def mnist_small(tmp_path_factory, shared_data) -> Path:
     """A 3,000-image MNIST subset (real images) as one npz file: fast end-to-end runs."""
     d = np.load(shared_data / "mnist_test.npz")

@@ -7,7 +7,6 @@ from the target's validation split, because the source's pool is the whole offic
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -19,45 +18,25 @@ from labeldistill.errors import UserError
 from labeldistill.problem import build_problem
 from labeldistill.seeding import numpy_generator
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
-
-def sha(img: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()
-
-
-def raw_pool(files: dict, sizes: dict) -> np.ndarray:
-    """The pooled raw uint8 images (train part, then test part) that provenance indices point into."""
-    parts = [np.load(files["train"])["x"]]
-    if sizes.get("test"):
-        parts.append(np.load(files["test"])["x"])
-    return np.concatenate(parts)
-
-
-def held_out_hashes(target) -> set[str]:
-    pool = raw_pool(target.split_record["files"], target.split_record["pool_sizes"])
-    return {sha(pool[i]) for i in np.concatenate([target.val.index, target.test.index])}
-
-
-@pytest.fixture(scope="module")
-def mnist_root() -> Path:
-    if not (SHARED / "mnist_train.npz").exists():
-        raise FileNotFoundError(f"the real datasets are expected at {SHARED} (../shared/data from the repository root)")
-    return SHARED.resolve()
+def held_out_hashes(target, image_hashes) -> set[str]:
+    rec = target.split_record
+    return set(image_hashes(rec["files"], rec["pool_sizes"], np.concatenate([target.val.index, target.test.index])))
 
 
 @pytest.mark.parametrize("source", ["mnist", "MNIST", "npz:{root}/mnist_train.npz"])
-def test_same_dataset_base_images_are_not_in_target_val_or_test(mnist_root, source):
+def test_same_dataset_base_images_are_not_in_target_val_or_test(shared_data, image_hashes, source):
     """The acceptance test: no base image (by content) is one of the target's val/test images."""
+    mnist_root = shared_data
     source = source.format(root=mnist_root)
     for seed in range(3):
         target = load_target("mnist", data_root=mnist_root, seed=seed)
         src = load_source(source, preprocessing=target.preprocessing, data_root=mnist_root, seed=seed)
         problem = build_problem(target, 100, seed, src)
-        held_out = held_out_hashes(target)
+        held_out = held_out_hashes(target, image_hashes)
         # every source here indexes MNIST's train file (then its test file), as the target does
-        pool = raw_pool(target.split_record["files"], target.split_record["pool_sizes"])
-        base = [sha(pool[i]) for i in problem.base_index]
+        rec = target.split_record
+        base = image_hashes(rec["files"], rec["pool_sizes"], problem.base_index)
+        pool = np.concatenate([np.load(rec["files"]["train"])["x"], np.load(rec["files"]["test"])["x"]])
         leaked = sum(h in held_out for h in base)
         assert leaked == 0, f"seed {seed}: {leaked} of 100 base images are target validation/test images"
         assert len(set(base)) == 100
@@ -69,9 +48,9 @@ def test_same_dataset_base_images_are_not_in_target_val_or_test(mnist_root, sour
         assert torch.equal(problem.base_x, expected)
 
 
-def test_same_catalog_source_excludes_exactly_the_validation_split(mnist_root):
-    target = load_target("mnist", data_root=mnist_root, seed=0)
-    src = load_source("mnist", preprocessing=target.preprocessing, data_root=mnist_root, seed=0)
+def test_same_catalog_source_excludes_exactly_the_validation_split(shared_data):
+    target = load_target("mnist", data_root=shared_data, seed=0)
+    src = load_source("mnist", preprocessing=target.preprocessing, data_root=shared_data, seed=0)
     prov = build_problem(target, 10, 0, src).provenance()["base_pool"]
     assert (prov["candidates"], prov["excluded"]) == (60_000, 10_000)
 

@@ -27,6 +27,14 @@ def _age(out, version):
         atomic_write_json(path, rec)
 
 
+def _made_then_aged(data_root, out, fakes, capsys, version):
+    """A table made, then every run and cell of it made to look older; the fakes' calls cleared."""
+    assert _reproduce(data_root, out) == 0
+    _age(out, version)
+    fakes.calls.clear()
+    capsys.readouterr()
+
+
 def test_cells_record_the_code_that_made_them(capsys, fakes, data_root, tmp_path):
     out = tmp_path / "o"
     assert _reproduce(data_root, out) == 0
@@ -38,10 +46,7 @@ def test_cells_record_the_code_that_made_them(capsys, fakes, data_root, tmp_path
 
 def test_runs_of_another_numerics_version_are_set_aside_and_run_again(capsys, fakes, data_root, tmp_path):
     out = tmp_path / "o"
-    assert _reproduce(data_root, out) == 0
-    _age(out, NUMERICS_VERSION - 1)
-    fakes.calls.clear()
-    capsys.readouterr()
+    _made_then_aged(data_root, out, fakes, capsys, NUMERICS_VERSION - 1)
     assert _reproduce(data_root, out) == 0
     assert fakes.count("distill") == 1 and fakes.count("baseline") == 1  # nothing of the old version was reused
     aside = sorted(p.name for p in (out / "runs").iterdir() if ".numerics-" in p.name)
@@ -52,10 +57,7 @@ def test_runs_of_another_numerics_version_are_set_aside_and_run_again(capsys, fa
 
 def test_reuse_any_version_reuses_and_marks_the_cells(capsys, fakes, data_root, tmp_path):
     out = tmp_path / "o"
-    assert _reproduce(data_root, out) == 0
-    _age(out, NUMERICS_VERSION - 1)
-    fakes.calls.clear()
-    capsys.readouterr()
+    _made_then_aged(data_root, out, fakes, capsys, NUMERICS_VERSION - 1)
     assert _reproduce(data_root, out, "--reuse-any-version") == 0
     obj = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert fakes.calls == []

@@ -11,7 +11,6 @@ The acceptance test (``test_stand_in_base_images_are_not_target_images``) uses t
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,6 @@ from labeldistill.experiments import DataView, Options, get_table, list_tables, 
 from labeldistill.problem import build_problem
 
 CIFAR100_STAND_IN = "cifar100-test-stand-in"  # the name protocol.py gives CIFAR-100's settings
-SHARED = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
 _FAMILY = {"kuzushiji-49": "kuzushiji", "kmnist": "kuzushiji", CIFAR100_STAND_IN: "cifar100"}
 
 
@@ -131,30 +129,13 @@ def test_table2_runs_on_the_cifar100_stand_in(tmp_path):
     assert plan("cifar100/baseline/100", data, stand_in=True).expected_config()["arch"] == "alexnet"
 
 
-def _sha(img: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()
-
-
-def _raw_pool(files: dict, sizes: dict) -> np.ndarray:
-    parts = [np.load(files["train"])["x"]]
-    if sizes.get("test"):
-        parts.append(np.load(files["test"])["x"])
-    return np.concatenate(parts)
-
-
-@pytest.fixture(scope="module")
-def shared() -> Path:
-    if not (SHARED / "mnist_train.npz").exists():
-        raise FileNotFoundError(f"the real datasets are expected at {SHARED} (../shared/data from the repository root)")
-    return SHARED
-
-
 @pytest.mark.parametrize("table", [3, 2])
-def test_stand_in_base_images_are_not_target_images(shared, table):
+def test_stand_in_base_images_are_not_target_images(shared_data, image_hashes, table):
     """The acceptance test: resolve every stand-in cell of Tables 3 and 2 on the real data, draw its
     base set as a run would, and check (by sha256 of the raw uint8 image) that no base image is
     one of the target's validation or test images, and that a base set of another dataset is
     another dataset than the target."""
+    shared = shared_data
     data = DataView(shared)
     plans = [p for p in (plan(n, data, stand_in=True) for n in get_table(table).names()) if p.stand_in and not p.missing]
     assert plans, f"Table {table} has no stand-in cell on {shared}"
@@ -167,15 +148,15 @@ def test_stand_in_base_images_are_not_target_images(shared, table):
         groups.setdefault(key, set()).add(cfg.base)
     for (target_spec, source_spec, split, seed, target_size), bases in groups.items():
         target = load_for_arch(target_spec, None, data_root=shared, seed=seed, split=split, target_size=target_size)
-        held_out_pool = _raw_pool(target.split_record["files"], target.split_record["pool_sizes"])
-        held_out = {_sha(held_out_pool[i]) for i in np.concatenate([target.val.index, target.test.index])}
+        rec = target.split_record
+        held_out = set(image_hashes(rec["files"], rec["pool_sizes"], np.concatenate([target.val.index, target.test.index])))
         source = None
-        base_pool = held_out_pool
+        base_files = (rec["files"], rec["pool_sizes"])
         if source_spec is not None:
             source = load_source(source_spec, preprocessing=target.preprocessing, data_root=shared, seed=seed)
-            base_pool = _raw_pool(source.files, source.pool_sizes)
+            base_files = (source.files, source.pool_sizes)
             assert source.name != target.name
         for n in sorted(bases):
             problem = build_problem(target, n, seed, source)
-            leaked = [int(i) for i in problem.base_index if _sha(base_pool[i]) in held_out]
+            leaked = [int(i) for i, h in zip(problem.base_index, image_hashes(*base_files, problem.base_index)) if h in held_out]
             assert not leaked, f"{target_spec} <- {source_spec} N={n}: base images {leaked[:5]} are target val/test images"

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from ..errors import UserError, check_choice
+from ..settings import from_dict
 
 METHODS = ("dd", "sldd")
 INITS = ("xavier",)
@@ -95,14 +96,7 @@ class UnrolledConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> UnrolledConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise UserError(f"Unknown unrolled setting(s) {', '.join(unknown)}. Known: {', '.join(sorted(known))}.")
-        d = dict(d)
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
-        return cls(**d)
+        return from_dict(cls, d, what="unrolled setting", tuples=("betas",))
 
 
 # Per-dataset values of the reference code (docs/DD-REFERENCE.md): CIFAR-10 starts its lrs at
