@@ -126,7 +126,7 @@ def test_newer_format_version_says_upgrade(tmp_path):
     tensors = {"images": ds.images.contiguous(), "labels": ds.labels.contiguous()}
     doc = json.dumps({"format": FORMAT, "format_version": FORMAT_VERSION + 1, "steps": 5,
                       "preprocessing": ds.preprocessing.to_dict(), "class_names": ds.class_names,
-                      "recipe": {}, "provenance": {}}, sort_keys=True)
+                      "recipe": {}, "provenance": {}, "learned": "labels", "image_init": None, "schedule": None}, sort_keys=True)
     path = tmp_path / "new.safetensors"
     path.write_bytes(st_save(tensors, metadata={"labeldistill": doc, "sha256": _digest(doc, tensors)}))
     with pytest.raises(ArtifactError, match="upgrade"):
@@ -152,3 +152,101 @@ def test_foreign_safetensors_files(tmp_path):
     junk.write_bytes(b"hello, not a tensor file at all")
     with pytest.raises(ArtifactError):
         load(junk)
+
+
+# -- format version 2: what was learned, initial images, a per-step schedule ------------------
+from labeldistill.artifact import Schedule  # noqa: E402
+from labeldistill.errors import UserError  # noqa: E402
+
+
+def make_image_set(n=6) -> DistilledSet:
+    ds = make_set(n)
+    g = torch.Generator().manual_seed(1)
+    return DistilledSet(ds.images, torch.eye(3)[torch.arange(n) % 3], 4, ds.preprocessing, ds.class_names, ds.recipe,
+                        {**ds.provenance, "base_indices": None, "learned": "images", "image_init": "uniform"},
+                        learned="images", image_init="uniform", initial_images=torch.randn(n, 1, 28, 28, generator=g),
+                        schedule=Schedule("per-step", [0.02, 0.01, 0.01, 0.005], [[0, 1], [2, 3], [4, 5], [0, 5]], epoch_length=2))
+
+
+def test_version_2_round_trip(tmp_path):
+    ds = make_image_set()
+    raw = ds.save(tmp_path / "s.safetensors").read_bytes()
+    back = load(tmp_path / "s.safetensors")
+    assert torch.equal(back.images, ds.images) and torch.equal(back.labels, ds.labels)
+    assert torch.equal(back.initial_images, ds.initial_images)
+    assert (back.learned, back.image_init, back.schedule) == ("images", "uniform", ds.schedule)
+    assert back.schedule.order == ((0, 1), (2, 3), (4, 5), (0, 5)) and back.provenance["base_indices"] is None
+    _, header = _split(raw)
+    doc = json.loads(header["__metadata__"]["labeldistill"])
+    assert doc["format_version"] == 2 and doc["learned"] == "images" and doc["image_init"] == "uniform"
+    assert doc["schedule"] == {"kind": "per-step", "lrs": [0.02, 0.01, 0.01, 0.005], "order": [[0, 1], [2, 3], [4, 5], [0, 5]],
+                               "epoch_length": 2}
+    assert header["__metadata__"]["sha256"] == _digest(header["__metadata__"]["labeldistill"],
+                                                       {"images": ds.images, "labels": ds.labels, "initial_images": ds.initial_images})
+    plain = load(make_set().save(tmp_path / "p.safetensors"))  # a label set: nothing optional stored
+    assert (plain.learned, plain.image_init, plain.initial_images, plain.schedule) == ("labels", None, None, None)
+    moved = back.to("cpu")
+    assert torch.equal(moved.initial_images, ds.initial_images) and moved.schedule == ds.schedule
+
+
+def test_tampered_initial_images(tmp_path):
+    path = make_image_set().save(tmp_path / "s.safetensors")
+    raw = bytearray(path.read_bytes())
+    n, header = _split(bytes(raw))
+    start, _ = header["initial_images"]["data_offsets"]
+    raw[8 + n + start + 3] ^= 0x01
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ArtifactError, match="hash"):
+        load(path)
+
+
+def _write_v1(path, ds: DistilledSet, extra: dict[str, torch.Tensor] | None = None) -> None:
+    """A file as version 1 of the library wrote it (no learned / image_init / schedule fields)."""
+    tensors = {"images": ds.images.contiguous(), "labels": ds.labels.contiguous(), **(extra or {})}
+    doc = json.dumps({"format": FORMAT, "format_version": 1, "steps": ds.steps, "preprocessing": ds.preprocessing.to_dict(),
+                      "class_names": ds.class_names, "recipe": ds.recipe, "provenance": ds.provenance}, sort_keys=True)
+    path.write_bytes(st_save(tensors, metadata={"labeldistill": doc, "sha256": _digest(doc, tensors)}))
+
+
+def test_version_1_files_still_load(tmp_path):
+    ds = make_set()
+    _write_v1(tmp_path / "v1.safetensors", ds)
+    back = load(tmp_path / "v1.safetensors")
+    assert torch.equal(back.images, ds.images) and torch.equal(back.labels, ds.labels) and back.steps == 137
+    assert (back.learned, back.image_init, back.initial_images, back.schedule) == ("labels", None, None, None)
+    assert back.provenance == ds.provenance and back.recipe == ds.recipe
+    _write_v1(tmp_path / "odd.safetensors", ds, {"initial_images": ds.images.clone()})  # version 1 had no such tensor
+    with pytest.raises(ArtifactError):
+        load(tmp_path / "odd.safetensors")
+
+
+@pytest.mark.parametrize("kind,lrs,order,match", [
+    ("cyclic", [0.1], None, "Unknown schedule kind"),
+    ("per-step", [], None, "non-empty"),
+    ("per-step", [0.1, float("nan")], None, "finite"),
+    ("per-step", [0.1, -0.1], None, ">= 0"),
+    ("per-step", [0.1, 0.1], [[0]], "one non-empty list of rows per step"),
+    ("per-step", [0.1], [[0.5]], "index lists"),
+    ("per-step", [0.1], None, "epoch_length"),
+])
+def test_schedule_validation(kind, lrs, order, match):
+    with pytest.raises(UserError, match=match):
+        Schedule(kind, lrs, order, epoch_length=2 if match == "epoch_length" else None)
+
+
+def test_schedule_must_fit_the_set(tmp_path):
+    ds = make_image_set()
+    with pytest.raises(UserError, match="T = 4"):
+        DistilledSet(ds.images, ds.labels, 4, ds.preprocessing, ds.class_names, schedule=Schedule("per-step", [0.1] * 3))
+    with pytest.raises(UserError, match="outside"):
+        DistilledSet(ds.images, ds.labels, 1, ds.preprocessing, ds.class_names, schedule=Schedule("per-step", [0.1], [[6]]))
+    with pytest.raises(UserError, match="Unknown learned"):
+        DistilledSet(ds.images, ds.labels, 1, ds.preprocessing, ds.class_names, learned="pixels")
+    # A hand-edited schedule in a file is refused as an invalid field, not a crash.
+    tensors = {"images": ds.images.contiguous(), "labels": ds.labels.contiguous()}
+    doc = json.dumps({"format": FORMAT, "format_version": 2, "steps": 4, "preprocessing": ds.preprocessing.to_dict(),
+                      "class_names": ds.class_names, "recipe": {}, "provenance": {}, "learned": "images", "image_init": "real",
+                      "schedule": {"kind": "per-step", "lrs": [1e999] * 4}}, sort_keys=True)
+    (tmp_path / "bad.safetensors").write_bytes(st_save(tensors, metadata={"labeldistill": doc, "sha256": _digest(doc, tensors)}))
+    with pytest.raises(ArtifactError, match="invalid field"):
+        load(tmp_path / "bad.safetensors")

@@ -49,9 +49,9 @@ def _capture_snapshots(d: Distiller) -> dict[int, torch.Tensor]:
     snapshots: dict[int, torch.Tensor] = {}
     orig_add = d.selector.add
 
-    def add(epoch, step, steps_t, labels):
+    def add(epoch, step, steps_t, labels, images=None):
         snapshots[epoch] = labels.detach().clone()
-        orig_add(epoch, step, steps_t, labels)
+        orig_add(epoch, step, steps_t, labels, images=images)
 
     d.selector.add = add
     return snapshots

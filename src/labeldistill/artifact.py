@@ -1,15 +1,25 @@
-"""The distilled set: base images + learned labels + how to train on them, in one safe file.
+"""The distilled set: images + labels + how to train on them, in one safe file.
 
-Format: one safetensors file (tensors ``images`` N x C x H x W normalised float32 and
-``labels`` N x C) whose header metadata holds a JSON document with the format version,
-the number of training steps T, the preprocessing, class names, the recommended
-training recipe and provenance, and a SHA-256 over all of it. Nothing is pickled;
-``load`` refuses a file whose contents do not match its hash or whose format is newer
-than this library.
+Format (version 2): one safetensors file whose tensors are
+
+* ``images``: N x C x H x W float32, normalised with ``preprocessing`` (what models see);
+* ``labels``: N x C float32 probabilities;
+* ``initial_images`` (optional): N x C x H x W, normalised likewise: learned images before
+  learning (a report shows learned against initial);
+
+and whose header metadata holds a JSON document with the format version, the number of
+training steps T, the preprocessing, class names, the recommended training recipe,
+provenance, what was learned (``learned``: "labels", "images" or "images+labels"), how learned
+images started (``image_init``: null, "uniform" or "real") and an optional per-step training
+``schedule`` (:class:`Schedule`), plus a SHA-256 over all of it. Nothing is pickled; ``load``
+refuses a file whose contents do not match its hash or whose format is newer than this
+library, and reads version-1 files (labels for base images: ``learned = "labels"``).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,25 +31,104 @@ from safetensors.torch import save as st_save
 from torch.utils.data import TensorDataset
 
 from .data import Preprocessing
-from .errors import ArtifactError
+from .errors import ArtifactError, UserError
 from .runs.files import atomic_write_bytes
 from .runs.tensorstate import content_digest
 
 FORMAT = "labeldistill.distilled-set"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FILE_NAME = "distilled.safetensors"
+RESULT_FILE = "result.json"
+LEARNED = ("labels", "images", "images+labels")
+IMAGE_INITS = ("uniform", "real")
+SCHEDULE_KINDS = ("per-step",)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A fixed per-step training schedule (the original DD trains with learned per-step
+    learning rates on its images in a fixed order; LD sets have none).
+
+    Args:
+        kind: ``"per-step"``: step t uses learning rate ``lrs[t]``.
+        lrs: one learning rate per training step (finite, at least 0); T = len(lrs).
+        order: None (random minibatches as usual) or, per step, the rows of the set it trains on
+            (``labeldistill.unrolled.Schedule.steps``).
+        epoch_length: steps per pass over the set, if the schedule repeats one (DD: its distill steps).
+    Example:
+        >>> Schedule("per-step", lrs=[0.01] * 30, order=[[i % 10] for i in range(30)])
+    """
+
+    kind: str
+    lrs: tuple[float, ...]
+    order: tuple[tuple[int, ...], ...] | None = None
+    epoch_length: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in SCHEDULE_KINDS:
+            raise UserError(f"Unknown schedule kind {self.kind!r}. Known: {', '.join(SCHEDULE_KINDS)}.")
+        try:
+            lrs = tuple(float(v) for v in self.lrs)
+            order = None if self.order is None else tuple(tuple(_index(i) for i in rows) for rows in self.order)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise UserError(f"A schedule needs a list of numbers 'lrs' and a list of index lists 'order' ({e}).") from None
+        if not lrs or not all(math.isfinite(v) and v >= 0 for v in lrs):
+            raise UserError(f"Schedule learning rates must be a non-empty list of finite numbers >= 0, got {list(self.lrs)!r}.")
+        if order is not None and (len(order) != len(lrs) or not all(order)):
+            raise UserError(f"A schedule's order needs one non-empty list of rows per step ({len(lrs)} steps), got {len(order)}.")
+        if self.epoch_length is not None and (isinstance(self.epoch_length, bool) or not isinstance(self.epoch_length, int)
+                                              or not 1 <= self.epoch_length <= len(lrs)):
+            raise UserError(f"A schedule's epoch_length must be an integer from 1 to its {len(lrs)} steps, got {self.epoch_length!r}.")
+        object.__setattr__(self, "lrs", lrs)
+        object.__setattr__(self, "order", order)
+
+    @property
+    def steps(self) -> int:
+        return len(self.lrs)
+
+    def check(self, n: int, steps: int) -> None:
+        """Raise unless the schedule fits a set of ``n`` examples trained for ``steps`` steps."""
+        if self.steps != steps:
+            raise UserError(f"The schedule has {self.steps} steps but the set says T = {steps}.")
+        if self.order is not None and any(not 0 <= i < n for rows in self.order for i in rows):
+            raise UserError(f"A schedule's order names rows outside the set's {n} examples.")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "lrs": list(self.lrs), "order": None if self.order is None else [list(r) for r in self.order],
+                "epoch_length": self.epoch_length}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Schedule:
+        if not isinstance(d, dict) or set(d) - {"kind", "lrs", "order", "epoch_length"} or "kind" not in d or "lrs" not in d:
+            raise UserError(f"A schedule is an object with 'kind', 'lrs' and optionally 'order' and 'epoch_length', got {d!r}.")
+        if not isinstance(d["lrs"], list) or (d.get("order") is not None and not all(isinstance(r, list) for r in d["order"])):
+            raise UserError("A schedule's 'lrs' is a list of numbers and its 'order' a list of lists of rows.")
+        return cls(d["kind"], d["lrs"], d.get("order"), d.get("epoch_length"))
+
+
+def _index(i: Any) -> int:
+    if isinstance(i, bool) or not isinstance(i, int):
+        raise ValueError(f"row {i!r} is not an integer")
+    return i
 
 
 @dataclass
 class DistilledSet:
-    """N base images with learned soft labels.
+    """N images with labels: real base images with learned soft labels (LD), or learned images.
 
     Attributes:
         images: N x C x H x W, normalised with ``preprocessing``.
         labels: N x C probabilities over ``class_names``.
-        steps: T, the number of training steps the labels were selected for.
+        steps: T, the number of training steps the set was selected for.
         recipe: how the paper trains on them (optimizer, lr, batch size, arch, head).
-        provenance: where the base images come from (dataset, indices, licence note).
+        provenance: where the images come from (dataset, indices, licence note; indices are
+            None for images learned from uniform noise), and what was learned.
+        learned: "labels" (the base images are real), "images" or "images+labels".
+        image_init: how learned images started ("uniform" noise or "real" base images), else None.
+        initial_images: learned images before learning (normalised), if kept.
+        schedule: a fixed per-step training schedule (:class:`Schedule`), if the method has one.
+        evaluation: the test result (``distill``'s return, or ``load(RUN_DIR)`` from the run's
+            result.json); never saved in the file.
     Example:
         >>> ds = labeldistill.load("runs/mnist-rr")
         >>> loader = torch.utils.data.DataLoader(ds.to_dataset(), batch_size=50, shuffle=True)
@@ -53,6 +142,20 @@ class DistilledSet:
     recipe: dict[str, Any] = field(default_factory=dict)
     provenance: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] | None = field(default=None, repr=False, compare=False)  # test result; never saved
+    learned: str = "labels"
+    image_init: str | None = None
+    initial_images: torch.Tensor | None = field(default=None, repr=False)
+    schedule: Schedule | None = None
+
+    def __post_init__(self) -> None:
+        if self.learned not in LEARNED:
+            raise UserError(f"Unknown learned {self.learned!r}. Known: {', '.join(LEARNED)}.")
+        if self.image_init is not None and self.image_init not in IMAGE_INITS:
+            raise UserError(f"Unknown image_init {self.image_init!r}. Known: {', '.join(IMAGE_INITS)} (or None).")
+        if self.initial_images is not None and tuple(self.initial_images.shape) != tuple(self.images.shape):
+            raise UserError(f"initial_images {tuple(self.initial_images.shape)} must have the images' shape {tuple(self.images.shape)}.")
+        if self.schedule is not None:
+            self.schedule.check(len(self), int(self.steps))
 
     @property
     def num_classes(self) -> int:
@@ -66,8 +169,9 @@ class DistilledSet:
         return TensorDataset(self.images, self.labels)
 
     def to(self, device: str | torch.device) -> DistilledSet:
-        return DistilledSet(self.images.to(device), self.labels.to(device), self.steps, self.preprocessing,
-                            list(self.class_names), dict(self.recipe), dict(self.provenance))
+        initial = None if self.initial_images is None else self.initial_images.to(device)
+        return dataclasses.replace(self, images=self.images.to(device), labels=self.labels.to(device), initial_images=initial,
+                                   class_names=list(self.class_names), recipe=dict(self.recipe), provenance=dict(self.provenance))
 
     # -- file format ------------------------------------------------------------------
     def _document(self) -> dict[str, Any]:
@@ -75,11 +179,19 @@ class DistilledSet:
             "format": FORMAT, "format_version": FORMAT_VERSION, "steps": int(self.steps),
             "preprocessing": self.preprocessing.to_dict(), "class_names": list(self.class_names),
             "recipe": self.recipe, "provenance": self.provenance,
+            "learned": self.learned, "image_init": self.image_init,
+            "schedule": None if self.schedule is None else self.schedule.to_dict(),
         }
+
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        out = {"images": self.images, "labels": self.labels}
+        if self.initial_images is not None:
+            out["initial_images"] = self.initial_images
+        return {k: t.detach().float().cpu().contiguous() for k, t in out.items()}
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        tensors = {"images": self.images.detach().float().cpu().contiguous(), "labels": self.labels.detach().float().cpu().contiguous()}
+        tensors = self._tensors()
         doc = json.dumps(self._document(), sort_keys=True)
         meta = {"labeldistill": doc, "sha256": content_digest(doc, tensors)}
         atomic_write_bytes(path, st_save(tensors, metadata=meta))
@@ -89,12 +201,16 @@ class DistilledSet:
 def load(path: str | Path, device: str | torch.device = "cpu") -> DistilledSet:
     """Read a distilled set from a run directory or a ``.safetensors`` file, verifying it.
 
+    From a run directory, ``evaluation`` holds the run's test result (its ``result.json``,
+    without the config), as ``distill`` returned it.
+
     Example:
         >>> ds = labeldistill.load("runs/mnist-ld")
-        >>> ds.images.shape, ds.labels.shape, ds.steps
+        >>> ds.images.shape, ds.labels.shape, ds.steps, ds.learned, ds.evaluation["accuracy_mean"]
     """
     path = Path(path)
-    if path.is_dir():
+    run_dir = path if path.is_dir() else None
+    if run_dir is not None:
         path = path / FILE_NAME
     try:
         raw = path.read_bytes()
@@ -115,14 +231,37 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> DistilledSet:
         raise ArtifactError(f"{path} is not a labeldistill distilled-set file (format {doc.get('format')!r}).")
     if version > FORMAT_VERSION:
         raise ArtifactError(f"{path} has format version {version}, newer than this library reads ({FORMAT_VERSION}): upgrade labeldistill.")
-    if set(tensors) != {"images", "labels"} or content_digest(doc_json, tensors) != meta.get("sha256"):
+    allowed = {"images", "labels"} | ({"initial_images"} if version >= 2 else set())
+    if not {"images", "labels"} <= set(tensors) <= allowed or content_digest(doc_json, tensors) != meta.get("sha256"):
         raise ArtifactError(f"{path} does not match its recorded hash: it is corrupt or was modified.")
     images, labels = tensors["images"], tensors["labels"]
     if images.dim() != 4 or labels.dim() != 2 or images.shape[0] != labels.shape[0]:
         raise ArtifactError(f"{path} holds images {tuple(images.shape)} and labels {tuple(labels.shape)} that do not match.")
+    initial = tensors.get("initial_images")
     try:
         pre = Preprocessing.from_dict(doc["preprocessing"])
-        return DistilledSet(images.to(device), labels.to(device), int(doc["steps"]), pre, list(doc["class_names"]),
-                            dict(doc.get("recipe", {})), dict(doc.get("provenance", {})))
-    except (KeyError, TypeError, ValueError) as e:
+        # Version 1 knew only labels learned for real base images.
+        learned, image_init = (doc["learned"], doc["image_init"]) if version >= 2 else ("labels", None)
+        schedule = Schedule.from_dict(doc["schedule"]) if version >= 2 and doc["schedule"] is not None else None
+        ds = DistilledSet(images.to(device), labels.to(device), int(doc["steps"]), pre, list(doc["class_names"]),
+                          dict(doc.get("recipe", {})), dict(doc.get("provenance", {})), learned=learned, image_init=image_init,
+                          initial_images=None if initial is None else initial.to(device), schedule=schedule)
+    except (KeyError, TypeError, ValueError, UserError) as e:
         raise ArtifactError(f"{path} has an invalid field ({e}).") from None
+    if run_dir is not None:
+        ds.evaluation = _run_result(run_dir)
+    return ds
+
+
+def _run_result(run_dir: Path) -> dict[str, Any] | None:
+    """The run's test result (result.json without its config), or None for a run without one."""
+    try:
+        result = json.loads((run_dir / RESULT_FILE).read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{run_dir / RESULT_FILE} is unreadable ({type(e).__name__}).") from None
+    if not isinstance(result, dict):
+        raise ArtifactError(f"{run_dir / RESULT_FILE} is not a JSON object.")
+    result.pop("config", None)
+    return result

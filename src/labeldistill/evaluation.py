@@ -32,6 +32,9 @@ def evaluate(
 ) -> dict:
     """Train ``models`` fresh models on a distilled set and report test accuracy (%).
 
+    Works on every kind of set (learned labels, learned images or both): the models train on
+    the file's images (normalised as stored) with its labels.
+
     Args:
         path: a run directory or a distilled-set file.
         arch, head: architecture and head of the fresh models (default: the recipe's).
@@ -65,7 +68,7 @@ def evaluate(
     with float32_precision(bool(run_cfg.get("allow_tf32", False))) as floats:
         ev = evaluate_labels(learner, ds.images, ds.labels, data.test.x, data.test.y, steps=t, models=models, seed=seed,
                              batch_size=int(ds.recipe.get("batch_size", min(50, len(ds)))), lr=float(ds.recipe.get("lr", 1e-3)))
-    result = {**ev.to_dict(), "arch": arch, "head": head, "steps_delta": t - ds.steps, "distilled_steps": ds.steps,
+    result = {**ev.to_dict(), "arch": arch, "head": head, "learned": ds.learned, "steps_delta": t - ds.steps, "distilled_steps": ds.steps,
               "target": data.name, "seed": seed, "source": str(path), "device": dev, "versions": versions(), "float_settings": floats}
     if save and run_dir is not None:
         atomic_write_json(run_dir / "evaluations" / f"{arch}-{head}-T{t}-K{models}.json", result)

@@ -4,18 +4,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..distill import DistillConfig, list_methods, run_distillation
+from ..distill import DistillConfig, list_learn, list_methods, run_distillation
+from ..distill.learned import IMAGE_INITS
 from ..runs import read_json
 from ..errors import UserError
 from .common import add_common, emit, fmt_acc, merge, parse_split, read_toml
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("distill", help="learn soft labels for base images (second-order or ridge regression)")
+    p = sub.add_parser("distill", help="learn soft labels for base images, or images (second-order or ridge regression)")
     p.add_argument("--target", default=None, help="target dataset: catalog name, npz:FILE, folder:DIR (default mnist)")
     p.add_argument("--source", default=None, help="take the base images from this dataset (cross-dataset)")
     p.add_argument("--base", type=int, default=None, help="number of base examples N (default 100)")
     p.add_argument("--method", default=None, help=f"meta-gradient: {', '.join(list_methods())} (default second-order)")
+    p.add_argument("--learn", default=None, choices=list_learn(),
+                   help="what is learned: labels (LD, default), images (the paper's 'our DD': fixed one-hot labels) or images+labels")
+    p.add_argument("--image-init", default=None, choices=list(IMAGE_INITS),
+                   help="start of learned images: uniform noise in [0, 1] or the real base images (default uniform for images, "
+                        "real for images+labels)")
+    p.add_argument("--image-lr", type=float, default=None, help="Adam lr of learned images, pixel space (1e-3)")
     p.add_argument("--epochs", type=int, default=None, help="epochs over the target training split (paper: 400 / 800)")
     p.add_argument("--target-size", type=int, default=None, help="use only M target training examples")
     p.add_argument("--split", default=None, help="TRAIN,VAL,TEST fractions for data without official splits (default 0.8,0.1,0.1)")
@@ -26,11 +33,13 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inner-lr", type=float, default=None, help="alpha of the virtual inner step (0.01)")
     p.add_argument("--meta-gradient", default=None, choices=["auto", "jvp", "double-backward"],
                    help="second-order gradient form, both exact (auto: jvp on a GPU, double-backward on a CPU)")
-    p.add_argument("--reset-window", type=int, default=None, help="moving-average window = patience (50 / 100 / 200)")
+    p.add_argument("--reset-window", type=int, default=None, help="moving-average window = patience (50 / 100 / 200; 50 when images are learned)")
     p.add_argument("--val-every", type=int, default=None, help="epochs between label-selection validations (5)")
     p.add_argument("--validation-models", type=int, default=None, metavar="M",
                    help="fresh models per label-selection validation; selection on their mean accuracy (1, the paper's)")
     p.add_argument("--test-models", type=int, default=None, help="fresh test models (20)")
+    p.add_argument("--allow-tf32", action="store_true", default=None,
+                   help="let a GPU use TF32 for convolutions and matmuls (default off: float32 as on a CPU; recorded)")
     p.add_argument("--out", default=None, help="run directory (required unless --resume)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its last checkpoint")
     p.add_argument("--download", action="store_true", help="fetch missing datasets with torchvision")
@@ -62,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
         out, cfg, data_root, resume = Path(args.out), config_from_args(args), args.data_root, False
     ds = run_distillation(cfg, out=out, resume=resume, data_root=data_root, download=args.download, progress=not args.no_progress)
     r = ds.evaluation or {}
-    text = (f"{r['method']} on {r['target']} with {r['base']} base examples: test accuracy {fmt_acc(r)} "
+    learned = "" if r.get("learned", "labels") == "labels" else f", learning {r['learned']}"
+    text = (f"{r['method']}{learned} on {r['target']} with {r['base']} base examples: test accuracy {fmt_acc(r)} "
             f"({r['models']} models, T={r['T']}, {r['seconds']:.0f} s). Run directory: {out}")
     emit({**r, "run_dir": str(out)}, args.json, text)
     return 0

@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from ..artifact import DistilledSet, load
 
 # What may leave the private side: the base images' public provenance, not the target's
 # data, paths or results (the privacy use in the paper's Broader Impact section).
-SHAREABLE = ("base_dataset", "base_indices", "base_licence", "cross_dataset", "base_classes")
-RECIPE = ("optimizer", "lr", "batch_size", "arch", "head", "ridge_lambda", "ridge_step", "scale_lr", "method")
+# Learned images are the product itself, so they stay, with what was learned and how it started.
+SHAREABLE = ("base_dataset", "base_indices", "base_licence", "cross_dataset", "base_classes", "learned", "image_init")
+RECIPE = ("optimizer", "lr", "batch_size", "arch", "head", "ridge_lambda", "ridge_step", "scale_lr", "method", "learned")
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -26,11 +28,12 @@ def shareable(ds: DistilledSet) -> DistilledSet:
     if ":" in name or "/" in name:  # npz:/private/path.npz -> path.npz
         prov["base_dataset"] = Path(name.split(":", 1)[-1]).name
     recipe = {k: v for k, v in ds.recipe.items() if k in RECIPE}
-    return DistilledSet(ds.images, ds.labels, ds.steps, ds.preprocessing, list(ds.class_names), recipe, prov)
+    return dataclasses.replace(ds, class_names=list(ds.class_names), recipe=recipe, provenance=prov, evaluation=None)
 
 
 def run(args: argparse.Namespace) -> int:
     ds = shareable(load(args.run_dir))
     path = ds.save(Path(args.out))
-    print(f"wrote {path}: {len(ds)} images, {ds.num_classes} classes, T={ds.steps} (no target paths or metrics)")
+    what = "learned labels" if ds.learned == "labels" else f"learned {ds.learned}"
+    print(f"wrote {path}: {len(ds)} images, {ds.num_classes} classes, {what}, T={ds.steps} (no target paths or metrics)")
     return 0

@@ -6,10 +6,11 @@ architecture), resolved by :meth:`DistillConfig.resolve` once the target is know
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 from .. import protocol
 from ..errors import UserError
+from ..settings import from_dict
 
 
 META_GRADIENTS = ("auto", "jvp", "double-backward")
@@ -33,6 +34,11 @@ class DistillConfig:
     seed: int = 0
     # The method
     method: str = "second-order"  # "second-order" or "ridge"
+    # What is learned (distill/learned.py): "labels" (LD, the paper's method), "images" (its "our DD":
+    # learned pixels, fixed one-hot labels) or "images+labels".
+    learn: str = "labels"
+    image_init: str | None = None  # "uniform" or "real"; None: uniform for images, real for images+labels
+    image_lr: float = 1e-3  # Adam lr of learned images (pixel space)
     arch: str | None = None  # None: lenet for greyscale, alexnet for colour
     epochs: int | None = None  # None: 400 (800 when N > 100 or CIFAR-100; K-49 100 / 200)
     target_batch: int = 1024  # N_o
@@ -69,7 +75,14 @@ class DistillConfig:
         c.arch = c.arch or protocol.default_arch(target_name, channels)
         c.epochs = c.epochs if c.epochs is not None else protocol.epochs(c.base, target_name)
         c.inner_batch = c.inner_batch or protocol.inner_batch_size(c.base, target_name)
-        c.reset_window = c.reset_window or protocol.reset_window(c.base, target_name)
+        from .learned import IMAGE_RESET_WINDOW, LEARN
+
+        spec = LEARN.get(c.learn)
+        if spec.images:  # the paper's image distillation: window 50 whatever the dataset and N
+            c.image_init = c.image_init or spec.default_image_init
+            c.reset_window = c.reset_window or IMAGE_RESET_WINDOW
+        else:
+            c.reset_window = c.reset_window or protocol.reset_window(c.base, target_name)
         c.validate()
         return c
 
@@ -84,6 +97,7 @@ class DistillConfig:
             (self.test_models >= 1, "test_models must be at least 1"),
             (isinstance(self.validation_models, int) and not isinstance(self.validation_models, bool) and self.validation_models >= 1,
              f"--validation-models must be an integer of at least 1 (got {self.validation_models!r})"),
+            (self.image_lr > 0, f"--image-lr must be positive (got {self.image_lr})"),
             (self.meta_gradient in META_GRADIENTS, f"meta_gradient must be one of {', '.join(META_GRADIENTS)}, got {self.meta_gradient!r}"),
         ]
         for ok, msg in checks:
@@ -93,6 +107,14 @@ class DistillConfig:
         from .strategies import STRATEGIES
 
         self.method = STRATEGIES.canonical(self.method)
+        from .learned import IMAGE_INITS, LEARN
+
+        self.learn = LEARN.canonical(self.learn)
+        if self.image_init is not None:
+            if self.image_init not in IMAGE_INITS:
+                raise UserError(f"Unknown image init '{self.image_init}'. Known: {', '.join(IMAGE_INITS)}.")
+            if not LEARN.get(self.learn).images:
+                raise UserError(f"--image-init {self.image_init} needs learned images: add --learn images or --learn images+labels.")
         if self.arch is not None:
             self.arch = MODELS.canonical(self.arch)
 
@@ -101,13 +123,6 @@ class DistillConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> DistillConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise UserError(f"Unknown setting(s) {', '.join(unknown)}. Known: {', '.join(sorted(known))}.")
-        d = dict(d)
-        if d.get("split") is not None:
-            d["split"] = tuple(d["split"])
-        return cls(**d)
+        return from_dict(cls, d, tuples=("split",))
 
 

@@ -1,13 +1,19 @@
-"""The learned labels: one probability vector per base example, optimised with Adam.
+"""The labels of the synthetic set: learned soft labels (optimised with Adam), or fixed one-hot.
 
-After every update the labels are clamped to [0, 1] and each row divided by its sum
+After every update the learned labels are clamped to [0, 1] and each row divided by its sum
 (the paper: labels stay valid distributions, which makes them interpretable and trains
-better). A row that clamps to all zeros becomes uniform (the reference code would
-divide by zero there).
+better). A row that clamps to all zeros becomes uniform (the reference code would divide by
+zero there). When images are learned instead (the paper's "our DD"), the labels are fixed
+one-hot vectors (:class:`FixedLabels`).
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+import torch.nn.functional as F
+
+from .quantity import Quantity
 
 
 def normalise_(y: torch.Tensor) -> torch.Tensor:
@@ -20,15 +26,24 @@ def normalise_(y: torch.Tensor) -> torch.Tensor:
     return y
 
 
-class Labels:
+class Labels(Quantity):
     """Soft labels ``N x C`` (uniform 1/C at the start) and their Adam optimiser."""
+
+    key = "labels"
+    learned = True
 
     def __init__(self, n: int, num_classes: int, *, lr: float = 1e-3, device: str | torch.device = "cpu") -> None:
         self.value = torch.full((n, num_classes), 1.0 / num_classes, device=device, requires_grad=True)
         # Capturable on CUDA: the step count stays on the device (no host read; graph-capturable).
         self.opt = torch.optim.Adam([self.value], lr=lr, capturable=torch.device(device).type == "cuda")
 
-    def step(self, rows: torch.Tensor, grad: torch.Tensor) -> None:
+    def batch(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.value.detach()[rows]
+
+    def seen(self) -> torch.Tensor:
+        return self.snapshot()
+
+    def step(self, rows: torch.Tensor, grad: torch.Tensor | None) -> None:
         """Adam step with ``grad`` (len(rows) x C) for the given rows (zero elsewhere), then normalise."""
         full = torch.zeros_like(self.value)
         full.index_put_((rows,), grad, accumulate=True)
@@ -38,3 +53,36 @@ class Labels:
 
     def snapshot(self) -> torch.Tensor:
         return self.value.detach().clone()
+
+    def optimizers(self) -> list[torch.optim.Optimizer]:
+        return [self.opt]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"labels": self.value.detach(), "labels_opt": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.value.copy_(state["labels"])
+        self.opt.load_state_dict(state["labels_opt"])
+
+
+class FixedLabels(Quantity):
+    """One-hot labels that never change: image i has class ``classes[i]``."""
+
+    key = "labels"
+    learned = False
+
+    def __init__(self, classes: torch.Tensor, num_classes: int, *, device: str | torch.device = "cpu") -> None:
+        # The default float dtype (float32 in runs), as learned labels have.
+        self.value = F.one_hot(classes.to(device, torch.long), num_classes).to(torch.get_default_dtype())
+
+    @staticmethod
+    def balanced(n: int, num_classes: int) -> torch.Tensor:
+        """Classes in turn (image i has class i % C): N / C images per class, as the original DD."""
+        return torch.arange(n) % num_classes
+
+    def batch(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.value[rows]
+
+    def seen(self) -> torch.Tensor:
+        return self.value.clone()

@@ -1,13 +1,14 @@
 """The one online loop shared by every meta-gradient strategy (paper Algorithm 1).
 
 Per step (:mod:`.step`, device work only): a target minibatch (N_o) and an inner minibatch
-of base examples (N_i); the strategy's label meta-gradient and an Adam step on the labels
-(then clamp + renormalise); an Adam step of the persistent model on the base minibatch;
+of base examples (N_i); the strategy's meta-gradient and an Adam step on what is learned
+(``--learn``, :mod:`.learned`: the labels, then clamp + renormalise; or the images, then
+clamp to [0, 1]; or both); an Adam step of the persistent model on the base minibatch;
 the reset monitor on the target error (reset the model on over-fitting, recording T_i).
 The host reads the steps' records in chunks (one synchronisation per chunk, not per
 step), replays them through the reference monitor as a check, logs them and keeps a
-fresh model ready for the next reset. After every ``val_every`` epochs a label snapshot
-is queued for validation (label selection on ``validation_models`` fresh models each, batched). Training always runs all epochs.
+fresh model ready for the next reset. After every ``val_every`` epochs a snapshot (labels,
+and images when learned) is queued for validation (label selection on ``validation_models`` fresh models each, batched). Training always runs all epochs.
 Every piece of state lives in :meth:`state_dict`, so a run resumed from any checkpoint
 continues exactly as if it had never stopped.
 """
@@ -31,7 +32,8 @@ from ..problem import Problem
 from ..runs import MetricsLog, load_state, save_state
 from ..seeding import draw_seed, torch_generator
 from .config import DistillConfig, resolve_meta_gradient
-from .labels import Labels
+from .labels import FixedLabels, Labels
+from .learned import SyntheticSet, build_synthetic
 from .reset import DeviceResetMonitor, ResetMonitor
 from .step import RECORD_FIELDS, MetaStep
 from .strategies import STRATEGIES
@@ -54,6 +56,7 @@ class Interrupted(UserError):
 @dataclass
 class LoopResult:
     labels: torch.Tensor  # the selected labels
+    images: torch.Tensor | None  # the selected images (normalised) when images are learned, else None
     steps: int  # their T
     selected: Snapshot
     seconds: float  # wall time of the loop (validations included)
@@ -92,7 +95,8 @@ class Distiller:
         self.g_target = torch_generator(cfg.seed, "target-batches")
         self.g_inner = torch_generator(cfg.seed, "inner-batches")
         self.g_init = torch_generator(cfg.seed, "model-init")
-        self.labels = Labels(problem.n_base, t.num_classes, lr=cfg.label_lr, device=self.device)
+        self.synthetic: SyntheticSet = build_synthetic(cfg.learn, problem, seed=cfg.seed, image_init=cfg.image_init,
+                                                       label_lr=cfg.label_lr, image_lr=cfg.image_lr, device=self.device)
         self.model = self.learner.init([draw_seed(self.g_init)], device=self.device)
         self.model_opt = self.learner.optimizer(self.model, cfg.model_lr, capturable=self.device.type == "cuda")
         # The model the next reset switches to, drawn ahead (same seed order as drawing at the reset).
@@ -118,6 +122,11 @@ class Distiller:
         self.log: MetricsLog | None = None
         self._stop_requested = False
 
+    @property
+    def labels(self) -> Labels | FixedLabels:
+        """The labels of the synthetic set (learned :class:`Labels`, or fixed one-hot ones when images are learned)."""
+        return self.synthetic.labels  # type: ignore[return-value]
+
     # -- steps ---------------------------------------------------------------------------
     def _start_epoch(self) -> None:
         """Draw the epoch's target order and inner minibatches (the same streams as drawing per step)."""
@@ -130,7 +139,7 @@ class Distiller:
         fresh = self.learner.init([self.fresh_seed], device=self.device)
         monitor = DeviceResetMonitor(self.cfg.reset_window, self.device)
         monitor.load(self.monitor)
-        return MetaStep(strategy=self.strategy, learner=self.learner, model=self.model, model_opt=self.model_opt, labels=self.labels,
+        return MetaStep(strategy=self.strategy, learner=self.learner, model=self.model, model_opt=self.model_opt, synthetic=self.synthetic,
                         monitor=monitor, fresh=fresh, problem=self.problem, full_batch=self.cfg.target_batch,
                         cuda_graph=self.cfg.cuda_graph)
 
@@ -212,7 +221,7 @@ class Distiller:
                 self.epoch += 1
                 self.pos, self.perm, self.inner_rows = 0, None, None
                 if self.epoch % cfg.val_every == 0:
-                    self.selector.add(self.epoch, self.step, self.monitor.estimate_steps(), self.labels.value)
+                    self._snapshot()
                     if len(self.selector.pending) >= self.val_group:
                         self._validate()
                     self.checkpoint(time.perf_counter() - t_start)
@@ -220,7 +229,7 @@ class Distiller:
                 if on_epoch is not None:
                     on_epoch(self)
             if self.selector.best is None and not self.selector.pending:  # fewer epochs than val_every
-                self.selector.add(self.epoch, self.step, self.monitor.estimate_steps(), self.labels.value)
+                self._snapshot()
             self._validate()
             self._postfix(bar)
             self.checkpoint(time.perf_counter() - t_start)
@@ -230,8 +239,13 @@ class Distiller:
                 signal.signal(signal.SIGINT, old_handler)
         best = self.selector.best
         assert best is not None
-        return LoopResult(best.labels, best.steps_t, best, self.total_seconds, self.loop_seconds / max(1, self.step),
+        return LoopResult(best.labels, best.images, best.steps_t, best, self.total_seconds, self.loop_seconds / max(1, self.step),
                           self.monitor.resets, list(self.monitor.t_list))
+
+    def _snapshot(self) -> None:
+        """Queue the current labels (and images, when learned) with the current T for validation."""
+        syn = self.synthetic
+        self.selector.add(self.epoch, self.step, self.monitor.estimate_steps(), syn.labels.seen(), images=syn.images.snapshot())
 
     def _validate(self) -> None:
         p, cfg = self.problem, self.cfg
@@ -262,7 +276,7 @@ class Distiller:
     def state_dict(self) -> dict:
         return {
             "format_version": 1,
-            "labels": self.labels.value.detach(), "labels_opt": self.labels.opt.state_dict(),
+            **self.synthetic.state_dict(),  # labels (and their Adam) and / or images (and theirs), as learned
             "model": {"params": self.model.params, "buffers": self.model.buffers, "head": self.model.head},
             "model_opt": self.model_opt.state_dict(),
             "generators": {"target": self.g_target.get_state(), "inner": self.g_inner.get_state(), "init": self.g_init.get_state()},
@@ -272,17 +286,16 @@ class Distiller:
         }
 
     def load_state_dict(self, s: dict) -> None:
+        self.synthetic.load_state_dict(s)
         with torch.no_grad():
-            self.labels.value.copy_(s["labels"])
             for part in ("params", "buffers", "head"):
                 for name, t in getattr(self.model, part).items():
                     t.copy_(s["model"][part][name])
-        self.labels.opt.load_state_dict(s["labels_opt"])
         self.model_opt = self.learner.optimizer(self.model, self.cfg.model_lr, capturable=self.device.type == "cuda")
         self.model_opt.load_state_dict(s["model_opt"])
         # load_state_dict restores the saving machine's options: a run started on a GPU and resumed on
         # a CPU (or back) needs this machine's capturable setting.
-        for opt in (self.labels.opt, self.model_opt):
+        for opt in (*self.synthetic.optimizers(), self.model_opt):
             for group in opt.param_groups:
                 group["capturable"] = self.device.type == "cuda"
         for name, g in (("target", self.g_target), ("inner", self.g_inner), ("init", self.g_init)):

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import torch
 
-from ..engine import accuracy, train_models
 from ..runs import read_json
 from .config import DistillConfig
 from .loop import Distiller
 from .run import prepare
-from .validation import Snapshot, load_snapshots, validation_seed
+from .validation import Snapshot, load_snapshots, snapshot_accuracies
 
 
 @dataclass
@@ -35,11 +34,9 @@ def validation_accuracies(distiller: Distiller, snapshots: list[Snapshot], model
     rows = []
     for i in range(0, len(snapshots), group):  # grouping never changes a result (tested for the loop)
         snaps = snapshots[i : i + group]
-        seeds = [validation_seed(cfg.seed, s.number, j) for s in snaps for j in range(models)]
-        labels = torch.stack([s.labels for s in snaps for _ in range(models)])
-        steps = [s.steps_t for s in snaps for _ in range(models)]
-        state = train_models(distiller.learner, p.base_x, labels, steps, seeds, batch_size=cfg.inner_batch, lr=cfg.model_lr)
-        rows.append(accuracy(distiller.learner, state, p.target.val.x, p.target.val.y).cpu().double().view(len(snaps), models))
+        acc = snapshot_accuracies(distiller.learner, p.base_x, snaps, models, cfg.seed, p.target.val.x, p.target.val.y,
+                                  batch_size=cfg.inner_batch, lr=cfg.model_lr)
+        rows.append(acc.cpu().double().view(len(snaps), models))
     return torch.cat(rows)
 
 

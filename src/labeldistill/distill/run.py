@@ -50,7 +50,8 @@ def distill(
     progress: bool = True,
     **settings: object,
 ) -> DistilledSet:
-    """Learn soft labels for ``base`` images so that models trained on them do well on ``target``.
+    """Learn soft labels for ``base`` images (or the images themselves: ``learn="images"``) so
+    that models trained on them do well on ``target``.
 
     Args:
         target: the target dataset (catalog name, ``npz:FILE``, ``folder:DIR``).
@@ -62,7 +63,8 @@ def distill(
         out: run directory (checkpoints, metrics, result.json, the distilled set); None keeps
             nothing on disk.
         resume: continue the run in ``out`` from its last checkpoint.
-        settings: any other :class:`DistillConfig` field, e.g. ``epochs=40, seed=1``.
+        settings: any other :class:`DistillConfig` field, e.g. ``epochs=40, seed=1``, or
+            ``learn="images"`` / ``"images+labels"`` (the paper's image distillation, Appendix C).
     Returns:
         The :class:`~labeldistill.DistilledSet`; its ``evaluation`` holds the test result.
     Example:
@@ -117,8 +119,10 @@ def _run(cfg: DistillConfig, *, model, out, resume, data_root, download, progres
             distiller.close()
         t0 = time.perf_counter()
         test = problem.target.test
+        # Test models train on the selected snapshot's images when images were learned.
+        images = loop.images if loop.images is not None else problem.base_x
         try:
-            ev = evaluate_labels(distiller.learner, problem.base_x, loop.labels, test.x, test.y, steps=loop.steps,
+            ev = evaluate_labels(distiller.learner, images, loop.labels, test.x, test.y, steps=loop.steps,
                                  models=resolved.test_models, seed=resolved.seed, batch_size=resolved.inner_batch, lr=resolved.model_lr)
         except KeyboardInterrupt:
             hint = f" Resume with: labeldistill distill --resume {run_dir}" if run_dir is not None else ""
@@ -131,16 +135,19 @@ def _run(cfg: DistillConfig, *, model, out, resume, data_root, download, progres
             method=resolved.method, arch=resolved.arch, head=distiller.strategy.head, base=resolved.base,
             target=problem.target.name, source=resolved.source, seed=resolved.seed, epochs=resolved.epochs, device=device,
             meta_gradient=distiller.strategy.meta_gradient if resolved.method == "second-order" else None,
+            learned=resolved.learn, image_init=resolved.image_init,
             versions=versions(), float_settings=float_settings(),
         )
+        initial = distiller.synthetic.initial_images()
         ds = DistilledSet(
-            images=problem.base_x.detach().cpu(), labels=loop.labels.detach().cpu(), steps=loop.steps,
+            images=images.detach().cpu(), labels=loop.labels.detach().cpu(), steps=loop.steps,
             preprocessing=problem.target.preprocessing, class_names=list(problem.target.class_names),
             recipe={"optimizer": "adam", "lr": resolved.model_lr, "batch_size": resolved.inner_batch, "arch": resolved.arch,
                     "head": distiller.strategy.head, "ridge_lambda": resolved.ridge_lambda, "ridge_step": resolved.ridge_step,
-                    "scale_lr": resolved.scale_lr, "method": resolved.method},
-            provenance={**problem.provenance(), "target": problem.target.name, "base_classes": problem.base_class_names,
-                        "base_labels": [int(v) for v in problem.base_y.cpu()], "seed": resolved.seed},
+                    "scale_lr": resolved.scale_lr, "method": resolved.method, "learned": resolved.learn},
+            provenance=_provenance(problem, distiller, resolved.seed),
+            learned=resolved.learn, image_init=resolved.image_init,
+            initial_images=None if initial is None else initial.detach().cpu(),
         )
         ds.evaluation = result
         if run_dir is not None:
@@ -150,6 +157,16 @@ def _run(cfg: DistillConfig, *, model, out, resume, data_root, download, progres
     finally:
         if lock is not None:
             lock.release()
+
+
+def _provenance(problem: Problem, distiller: Distiller, seed: int) -> dict:
+    """Where the set comes from. Images learned from uniform noise come from no base image:
+    their base indices and labels are None (the run still draws its base set, unused)."""
+    prov = {**problem.provenance(), "target": problem.target.name, "base_classes": problem.base_class_names,
+            "base_labels": [int(v) for v in problem.base_y.cpu()], "seed": seed, **distiller.synthetic.provenance()}
+    if distiller.synthetic.image_init == "uniform":
+        prov.update(base_indices=None, base_labels=None)
+    return prov
 
 
 def _check_same_numerics(old: dict, new: dict, run_dir: Path) -> None:

@@ -2,10 +2,14 @@
 
 A step never reads a value back to the host: the reset decision is taken on the device
 (:class:`DeviceResetMonitor`) and applied as a masked blend with a fresh model that is
-initialised ahead of time, and the step's record (error, loss, reset, T_i, label-gradient
+initialised ahead of time, and the step's record (error, loss, reset, T_i, meta-gradient
 variance, finiteness) comes back as one small tensor that the loop reads in chunks. On a
 GPU the CPU can therefore queue steps ahead of the device, and the whole step (strategy,
 both Adam updates, monitor, reset) can be captured once and replayed as one CUDA graph.
+What is learned (labels, images or both; :mod:`.learned`) changes nothing here: the synthetic
+set gives the inner minibatch and takes the meta-gradients back, on the device (learned
+images are normalised with tensors built ahead of the step and clamped in place), so image
+steps are captured in the graph as label steps are.
 """
 from __future__ import annotations
 
@@ -15,7 +19,7 @@ import torch
 
 from ..engine import Learner, ModelState
 from ..problem import Problem
-from .labels import Labels
+from .learned import SyntheticSet
 from .reset import DeviceResetMonitor
 from .strategies import Strategy
 
@@ -34,10 +38,10 @@ class MetaStep:
     """
 
     def __init__(self, *, strategy: Strategy, learner: Learner, model: ModelState, model_opt: torch.optim.Optimizer,
-                 labels: Labels, monitor: DeviceResetMonitor, fresh: ModelState, problem: Problem,
+                 synthetic: SyntheticSet, monitor: DeviceResetMonitor, fresh: ModelState, problem: Problem,
                  full_batch: int, cuda_graph: bool = False) -> None:
         self.strategy, self.learner, self.model, self.model_opt = strategy, learner, model, model_opt
-        self.labels, self.monitor, self.fresh, self.problem = labels, monitor, fresh, problem
+        self.synthetic, self.monitor, self.fresh, self.problem = synthetic, monitor, fresh, problem
         self.full_batch = full_batch  # the graph serves full target minibatches only
         self.use_graph = cuda_graph and problem.base_x.device.type == "cuda"
         self._graph: torch.cuda.CUDAGraph | None = None
@@ -53,17 +57,20 @@ class MetaStep:
     def _compute(self, rows: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
         p = self.problem
         xt, yt = p.target.train.x[rows], p.target.train.y[rows]
-        xb, yb = p.base_x[inner], self.labels.value.detach()[inner]
+        xb, yb = self.synthetic.batch(inner)
         self.model_opt.zero_grad(set_to_none=True)
-        out = self.strategy.step(self.learner, self.model, xb, yb, xt, yt)
-        self.labels.step(inner, out.label_grad)
+        out = self.strategy.step(self.learner, self.model, xb, yb, xt, yt, self.synthetic.wrt)
+        self.synthetic.step(inner, out)
         self.model_opt.step()
         # A float32 percentage: window sums of such values are exact in float64 (see DeviceResetMonitor).
         error = out.error.float() * 100.0
         reset, t_i = self.monitor.update(error)
         self._masked_reset(reset)
-        finite = torch.isfinite(out.loss) & torch.isfinite(out.label_grad).all()
-        grad_var = out.label_grad.var() if out.label_grad.numel() > 1 else out.label_grad.new_zeros(())
+        finite = torch.isfinite(out.loss)
+        for g in out.grads():
+            finite = finite & torch.isfinite(g).all()
+        monitored = self.synthetic.monitored_grad(out)
+        grad_var = monitored.var() if monitored.numel() > 1 else monitored.new_zeros(())
         return torch.stack([t.to(torch.float64) for t in (error, out.loss, reset, t_i, grad_var, finite)])
 
     @torch.no_grad()

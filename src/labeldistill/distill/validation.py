@@ -8,6 +8,11 @@ back into the loop, so the validation models of several snapshots are trained to
 once, with the engine. Model j of snapshot k has a seed that depends only on (run seed, k, j)
 -- model 0 keeps the one-model protocol's seed ``derive_seed(seed, "validation-models", k)``,
 so ``models=1`` is exactly the paper's selection -- and grouping never changes a result.
+
+When images are learned, a snapshot also holds its images (normalised, as models see them)
+and its validation models train on those instead of the base images. The engine trains K
+models on one shared image set, so such snapshots are validated one at a time (M models
+each); a model's result depends only on its seed and its data, so this changes no result.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ class Snapshot:
     step: int
     steps_t: int  # T at the time of the snapshot
     labels: torch.Tensor
+    images: torch.Tensor | None = None  # learned images (normalised); None: the run's fixed base images
 
 
 def validation_seed(run_seed: int, number: int, model: int = 0) -> int:
@@ -41,6 +47,25 @@ def validation_seed(run_seed: int, number: int, model: int = 0) -> int:
     if model == 0:
         return derive_seed(run_seed, "validation-models", number)
     return derive_seed(run_seed, "validation-models", number, model)
+
+
+def snapshot_accuracies(learner: Learner, base_x: torch.Tensor, snaps: list[Snapshot], models: int, seed: int,
+                        val_x: torch.Tensor, val_y: torch.Tensor, *, batch_size: int, lr: float) -> torch.Tensor:
+    """Validation accuracy (fraction) of model j of each snapshot, flat: row ``i * models + j``.
+
+    Snapshots of fixed base images are trained together in one engine call (labels stacked per
+    model); snapshots with their own images one call each, since the engine shares one image set.
+    """
+    def train(group: list[Snapshot], images: torch.Tensor) -> torch.Tensor:
+        seeds = [validation_seed(seed, s.number, j) for s in group for j in range(models)]
+        labels = torch.stack([s.labels for s in group for _ in range(models)])
+        steps = [s.steps_t for s in group for _ in range(models)]
+        state = train_models(learner, images, labels, steps, seeds, batch_size=batch_size, lr=lr)
+        return accuracy(learner, state, val_x, val_y)
+
+    if all(s.images is None for s in snaps):
+        return train(snaps, base_x)
+    return torch.cat([train([s], base_x if s.images is None else s.images) for s in snaps])
 
 
 @dataclass
@@ -58,8 +83,9 @@ class LabelSelector:
             raise ValueError(f"validation models must be at least 1 (got {self.models})")
         self.models = int(self.models)
 
-    def add(self, epoch: int, step: int, steps_t: int, labels: torch.Tensor) -> None:
-        self.pending.append(Snapshot(self.taken, epoch, step, steps_t, labels.detach().clone()))
+    def add(self, epoch: int, step: int, steps_t: int, labels: torch.Tensor, images: torch.Tensor | None = None) -> None:
+        kept = None if images is None else images.detach().clone()
+        self.pending.append(Snapshot(self.taken, epoch, step, steps_t, labels.detach().clone(), kept))
         self.taken += 1
 
     def flush(self, learner: Learner, base_x: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor, *, batch_size: int, lr: float) -> list[dict]:
@@ -68,12 +94,7 @@ class LabelSelector:
             return []
         snaps, self.pending = self.pending, []
         m = self.models
-        # Model j of snapshot i is row i * m + j.
-        seeds = [validation_seed(self.seed, s.number, j) for s in snaps for j in range(m)]
-        labels = torch.stack([s.labels for s in snaps for _ in range(m)])
-        steps = [s.steps_t for s in snaps for _ in range(m)]
-        state = train_models(learner, base_x, labels, steps, seeds, batch_size=batch_size, lr=lr)
-        acc = accuracy(learner, state, val_x, val_y).cpu().tolist()
+        acc = snapshot_accuracies(learner, base_x, snaps, m, self.seed, val_x, val_y, batch_size=batch_size, lr=lr).cpu().tolist()
         records = []
         for i, s in enumerate(snaps):
             accs = acc[i * m : (i + 1) * m]
@@ -93,14 +114,14 @@ class LabelSelector:
 
     # -- checkpointing ------------------------------------------------------------------
     def state_dict(self) -> dict:
-        snap = lambda s: None if s is None else {"number": s.number, "epoch": s.epoch, "step": s.step, "steps_t": s.steps_t, "labels": s.labels}  # noqa: E731
+        snap = lambda s: None if s is None else _snapshot_record(s)  # noqa: E731
         return {"seed": self.seed, "models": self.models, "pending": [snap(s) for s in self.pending], "taken": self.taken,
                 "best_error": None if self.best is None else self.best_error, "best": snap(self.best), "history": self.history}
 
     @classmethod
     def from_state(cls, d: dict, device: str | torch.device) -> LabelSelector:
         """Restore a selector; checkpoints from before ``validation_models`` had one model."""
-        snap = lambda s: None if s is None else Snapshot(s["number"], s["epoch"], s["step"], s["steps_t"], s["labels"].to(device))  # noqa: E731
+        snap = lambda s: None if s is None else _snapshot_from(s, device)  # noqa: E731
         return cls(seed=d["seed"], pending=[snap(s) for s in d["pending"]], taken=d["taken"],
                    best_error=float("inf") if d["best_error"] is None else d["best_error"], best=snap(d["best"]), history=list(d["history"]),
                    models=int(d.get("models", 1)))
@@ -110,8 +131,21 @@ class LabelSelector:
 SNAPSHOT_DIR = "snapshots"
 
 
+def _snapshot_record(s: Snapshot) -> dict:
+    rec = {"number": s.number, "epoch": s.epoch, "step": s.step, "steps_t": s.steps_t, "labels": s.labels}
+    if s.images is not None:  # label-only snapshots keep their earlier layout
+        rec["images"] = s.images
+    return rec
+
+
+def _snapshot_from(d: dict, device: str | torch.device) -> Snapshot:
+    images = d.get("images")
+    return Snapshot(int(d["number"]), int(d["epoch"]), int(d["step"]), int(d["steps_t"]), d["labels"].to(device),
+                    None if images is None else images.to(device))
+
+
 def save_snapshot(run_dir: str | Path, snap: Snapshot) -> Path:
-    """Write one validated snapshot (labels, T, epoch, step) to ``RUN_DIR/snapshots/NNNN.safetensors``.
+    """Write one validated snapshot (labels, learned images if any, T, epoch, step) to ``RUN_DIR/snapshots/NNNN.safetensors``.
 
     Selection never feeds back into the loop, so these files are all it takes to ask later
     which snapshot another selection rule (e.g. more validation models) would have picked."""
@@ -119,7 +153,7 @@ def save_snapshot(run_dir: str | Path, snap: Snapshot) -> Path:
 
     path = Path(run_dir) / SNAPSHOT_DIR / f"{snap.number:04d}.safetensors"
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_state(path, {"number": snap.number, "epoch": snap.epoch, "step": snap.step, "steps_t": snap.steps_t, "labels": snap.labels})
+    save_state(path, _snapshot_record(snap))
     return path
 
 
@@ -129,6 +163,5 @@ def load_snapshots(run_dir: str | Path, device: str | torch.device = "cpu") -> l
 
     out = []
     for path in sorted((Path(run_dir) / SNAPSHOT_DIR).glob("*.safetensors")):
-        d = load_state(path)
-        out.append(Snapshot(int(d["number"]), int(d["epoch"]), int(d["step"]), int(d["steps_t"]), d["labels"].to(device)))
+        out.append(_snapshot_from(load_state(path), device))
     return out

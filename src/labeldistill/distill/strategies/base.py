@@ -1,9 +1,10 @@
 """The interface between the one online loop and a meta-gradient strategy.
 
-A strategy computes, for one step, the meta-gradient of the target loss with respect
-to the labels of the inner minibatch, and leaves the persistent model's gradients in
-its parameters' ``.grad`` (the loop then steps the optimisers, watches for over-fitting
-and resets). Adding a method is one new file with ``@register_strategy``.
+A strategy computes, for one step, the meta-gradient of the target loss with respect to
+what is learned about the inner minibatch (its labels, its images, or both: ``wrt``), and
+leaves the persistent model's gradients in its parameters' ``.grad`` (the loop then steps
+the optimisers, watches for over-fitting and resets). Adding a method is one new file with
+``@register_strategy``; what is learned is a separate choice (:mod:`..learned`).
 """
 from __future__ import annotations
 
@@ -17,11 +18,45 @@ from ...engine import Learner, ModelState
 from ...registry import Registry
 
 
+@dataclass(frozen=True)
+class Wrt:
+    """Which inputs of the inner minibatch the meta-gradient is taken with respect to."""
+
+    images: bool = False  # the (normalised) images the model sees
+    labels: bool = True
+
+    def pick(self, labels: torch.Tensor, images: torch.Tensor) -> list[torch.Tensor]:
+        """The tensors to differentiate with respect to, labels first (the order :func:`split_grads` reads)."""
+        return [t for t, on in ((labels, self.labels), (images, self.images)) if on]
+
+
+LABELS = Wrt(images=False, labels=True)
+
+
 @dataclass
 class StepOutput:
-    label_grad: torch.Tensor  # n_i x C: d(target loss) / d(labels of the inner minibatch)
+    label_grad: torch.Tensor | None  # n_i x C: d(target loss) / d(labels of the inner minibatch); None unless wrt.labels
     error: torch.Tensor  # 0-dim: fraction of the target minibatch the current model gets wrong
     loss: torch.Tensor  # 0-dim: the target loss
+    # n_i x C x H x W: d(target loss) / d(normalised images of the inner minibatch); None unless wrt.images
+    image_grad: torch.Tensor | None = None
+
+    def grads(self) -> list[torch.Tensor]:
+        """The meta-gradients computed (labels first)."""
+        return [g for g in (self.label_grad, self.image_grad) if g is not None]
+
+
+def leaf(t: torch.Tensor, wanted: bool) -> torch.Tensor:
+    """``t`` as a fresh leaf that autograd differentiates with respect to, when wanted."""
+    return t.detach().clone().requires_grad_() if wanted else t
+
+
+def split_grads(grads: tuple[torch.Tensor, ...], wrt: Wrt) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(label gradient, image gradient) from gradients taken w.r.t. [labels?, images?] in that order."""
+    it = iter(grads)
+    label_grad = next(it) if wrt.labels else None
+    image_grad = next(it) if wrt.images else None
+    return label_grad, image_grad
 
 
 class Strategy(ABC):
@@ -33,8 +68,9 @@ class Strategy(ABC):
         self.meta_gradient = meta_gradient
 
     @abstractmethod
-    def step(self, learner: Learner, model: ModelState, xb: torch.Tensor, yb: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor) -> StepOutput:
-        """One step: (xb, yb) the inner minibatch and its current labels, (xt, yt) a target minibatch."""
+    def step(self, learner: Learner, model: ModelState, xb: torch.Tensor, yb: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor,
+             wrt: Wrt = LABELS) -> StepOutput:
+        """One step: (xb, yb) the inner minibatch as the model sees it, (xt, yt) a target minibatch."""
 
 
 STRATEGIES: Registry[type[Strategy]] = Registry("method")

@@ -1,14 +1,22 @@
 """The second-order method (paper section 3, "vanilla second-order version").
 
 A virtual inner step ``theta' = theta - alpha grad L_inner(theta; X~, Y~)``, the target
-cross-entropy of ``f_theta'``, and its gradient with respect to the labels Y~.
+cross-entropy of ``f_theta'``, and its gradient with respect to what is learned: the labels
+Y~, the images X~ (the paper's "our DD", Appendix C), or both.
 
-Because ``L_inner = -(1/n) sum_ic Y_ic log softmax(f_theta(x_i))_c`` is linear in Y~,
-the meta-gradient is exactly
+Labels: because ``L_inner = -(1/n) sum_ic Y_ic log softmax(f_theta(x_i))_c`` is linear in
+Y~, the meta-gradient is exactly
 ``dL/dY_ic = (alpha / n) <grad_theta log softmax(f_theta(x_i))_c, v>``, with
 ``v = grad_theta' L_target``: one Jacobian-vector product (forward mode) on the inner
-minibatch instead of a backward pass through the backward pass. The plain double-backward
-form is kept as the reference (``meta_gradient="double-backward"``); tests check they agree.
+minibatch instead of a backward pass through the backward pass.
+
+Images: L_inner is not linear in X~, so that shortcut does not apply. In general
+``dL/dX~ = -alpha d/dX~ <grad_theta L_inner(theta; X~, Y~), v> = -alpha grad_X~ D_v L_inner``:
+the directional derivative of L_inner along v in theta (one forward-mode JVP) differentiated
+in reverse mode with respect to the images ("reverse over forward"). That is the JVP form for
+images (and for images and labels together); the plain double-backward form is the reference
+(``meta_gradient="double-backward"``). Tests check that all forms agree and match central
+finite differences in float64.
 """
 from __future__ import annotations
 
@@ -17,21 +25,21 @@ import torch.nn.functional as F
 from torch.func import jvp
 
 from ...engine import Learner, ModelState, soft_cross_entropy
-from .base import StepOutput, Strategy, register_strategy
+from .base import LABELS, StepOutput, Strategy, Wrt, leaf, register_strategy, split_grads
 
 
 @register_strategy("second-order", aliases=("ld", "second_order"))
 class SecondOrder(Strategy):
     head = "linear"
 
-    def step(self, learner, model, xb, yb, xt, yt) -> StepOutput:
+    def step(self, learner, model, xb, yb, xt, yt, wrt: Wrt = LABELS) -> StepOutput:
         if self.meta_gradient == "double-backward":
-            return self._double_backward(learner, model, xb, yb, xt, yt)
+            return self._double_backward(learner, model, xb, yb, xt, yt, wrt)
         params, buffers, _ = learner.single(model)
         names = list(params)
         inner = soft_cross_entropy(learner.logits(params, buffers, {}, xb), yb)
         grads = torch.autograd.grad(inner, list(params.values()))
-        # The persistent model's own Adam step uses this same inner gradient (labels before the update).
+        # The persistent model's own Adam step uses this same inner gradient (labels and images before the update).
         for p, g in zip(model.params.values(), grads):
             p.grad = g.unsqueeze(0)
         theta0 = {n: params[n].detach() for n in names}
@@ -39,23 +47,35 @@ class SecondOrder(Strategy):
         out = learner.logits(theta1, buffers, {}, xt)
         loss = F.cross_entropy(out, yt)
         v = torch.autograd.grad(loss, list(theta1.values()))
+        error = (out.argmax(-1) != yt).float().mean()
+        if wrt.images:
+            label_grad, image_grad = self._reverse_over_forward(learner, buffers, theta0, dict(zip(names, v)), xb, yb, wrt)
+            return StepOutput(label_grad, error, loss.detach(), image_grad)
         _, tangent = jvp(
             lambda p: F.log_softmax(learner.logits(p, buffers, {}, xb), dim=-1), (theta0,), (dict(zip(names, v)),)
         )
         label_grad = tangent * (self.inner_lr / xb.shape[0])
-        return StepOutput(label_grad, (out.argmax(-1) != yt).float().mean(), loss.detach())
+        return StepOutput(label_grad, error, loss.detach())
 
-    def _double_backward(self, learner: Learner, model: ModelState, xb, yb, xt, yt) -> StepOutput:
+    def _reverse_over_forward(self, learner: Learner, buffers, theta0, v, xb, yb, wrt: Wrt):
+        """``-alpha grad_{Y~, X~} D_v L_inner(theta0; X~, Y~)``: one JVP, then one backward pass."""
+        x, y = leaf(xb, wrt.images), leaf(yb, wrt.labels)
+        _, directional = jvp(lambda p: soft_cross_entropy(learner.logits(p, buffers, {}, x), y), (theta0,), (v,))
+        wanted = wrt.pick(y, x)
+        return split_grads(tuple(-self.inner_lr * g for g in torch.autograd.grad(directional, wanted)), wrt)
+
+    def _double_backward(self, learner: Learner, model: ModelState, xb, yb, xt, yt, wrt: Wrt = LABELS) -> StepOutput:
         params, buffers, _ = learner.single(model)
         names = list(params)
         theta0 = {n: params[n].detach().requires_grad_() for n in names}
-        y = yb.detach().clone().requires_grad_()
-        inner = soft_cross_entropy(learner.logits(theta0, buffers, {}, xb), y)
+        x, y = leaf(xb, wrt.images), leaf(yb, wrt.labels)
+        inner = soft_cross_entropy(learner.logits(theta0, buffers, {}, x), y)
         grads = torch.autograd.grad(inner, list(theta0.values()), create_graph=True)
         for p, g in zip(model.params.values(), grads):
             p.grad = g.detach().unsqueeze(0)
         theta1 = {n: theta0[n] - self.inner_lr * g for n, g in zip(names, grads)}
         out = learner.logits(theta1, buffers, {}, xt)
         loss = F.cross_entropy(out, yt)
-        (label_grad,) = torch.autograd.grad(loss, y)
-        return StepOutput(label_grad, (out.argmax(-1) != yt).float().mean().detach(), loss.detach())
+        wanted = wrt.pick(y, x)
+        label_grad, image_grad = split_grads(torch.autograd.grad(loss, wanted), wrt)
+        return StepOutput(label_grad, (out.argmax(-1) != yt).float().mean().detach(), loss.detach(), image_grad)
