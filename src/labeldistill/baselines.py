@@ -24,6 +24,7 @@ from .protocol import default_arch
 from .runs import RunLock, atomic_write_json
 from .numerics import float32_precision
 from .runs.provenance import resolve_device, versions
+from .selectors import canonical_selector
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class BaselineSettings:
     split: tuple[float, float, float] | None = None
     device: str = "auto"
     allow_tf32: bool = False  # TF32 convolutions / matmuls on a GPU (see numerics.py)
+    base_select: str = "random"  # base-set selector (labeldistill.selectors.list_selectors())
 
 
 def baseline(s: BaselineSettings, *, data_root=None, out=None) -> dict:
@@ -99,6 +101,7 @@ def baseline(s: BaselineSettings, *, data_root=None, out=None) -> dict:
     """
     device = resolve_device(s.device)
     check_choice("head", s.head, HEADS)
+    s = dataclasses.replace(s, base_select=canonical_selector(s.base_select))
     if s.arch is not None:
         s = dataclasses.replace(s, arch=MODELS.canonical(s.arch))
     lock = RunLock(out).acquire() if out else None
@@ -118,10 +121,11 @@ def _baseline(s: BaselineSettings, device: str, data_root, floats: dict) -> dict
     arch = s.arch or default_arch(target.name, target.preprocessing.channels)
     if s.base > len(target.train):
         raise UserError(f"--base {s.base} is more than the {len(target.train)} training images of {target.name}.")
-    problem = build_problem(target, s.base, s.seed)
+    problem = build_problem(target, s.base, s.seed, select=s.base_select)
     learner = make_learner(arch, int(problem.base_x.shape[1]), int(problem.base_x.shape[-1]), target.num_classes, head=s.head)
     cfg = BaselineConfig(smoothing=s.smoothing, models=s.models, batch_size=s.batch_size, seed=s.seed)
     result = run_baseline(learner, problem, cfg)
     result.update(target=target.name, base=s.base, arch=arch, head=s.head, smoothing=s.smoothing, device=device,
-                  settings=dataclasses.asdict(s), versions=versions(), float_settings=floats, base_indices=[int(i) for i in problem.base_index])
+                  settings=dataclasses.asdict(s), versions=versions(), float_settings=floats, base_indices=[int(i) for i in problem.base_index],
+                  base_select=problem.base_select, base_sha256=problem.base_sha256)
     return result

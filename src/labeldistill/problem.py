@@ -5,6 +5,7 @@ the same split and base set (the paper's fair comparison).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,10 @@ from .data import SourceData, TargetData, select_base
 from .data.overlap import own_train_mask, shared_files
 from .errors import UserError
 from .seeding import numpy_generator
+from .selectors._base import Selector
+from .selectors._choose import content_sha256
+
+_DEFAULT_CACHE = object()
 
 
 @dataclass
@@ -26,6 +31,8 @@ class Problem:
     base_class_names: list[str]
     base_licence: str
     base_pool: dict | None = None  # cross-dataset: the candidate pool, and what was excluded from it
+    base_select: dict | None = None  # how the base set was chosen: selector, settings, what it saw and measured
+    base_sha256: str | None = None  # content hash of the base set (images as preprocessed, then labels)
 
     @property
     def cross_dataset(self) -> bool:
@@ -44,12 +51,24 @@ class Problem:
         }
         if self.base_pool is not None:
             out["base_pool"] = dict(self.base_pool)
+        if self.base_select is not None:
+            out["base_select"] = dict(self.base_select)
+        if self.base_sha256 is not None:
+            out["base_sha256"] = self.base_sha256
         return out
 
 
-def build_problem(target: TargetData, n_base: int, seed: int, source: SourceData | None = None) -> Problem:
+def build_problem(target: TargetData, n_base: int, seed: int, source: SourceData | None = None, *,
+                  select: str | Selector = "random", select_cache: str | os.PathLike | None | object = _DEFAULT_CACHE) -> Problem:
     """Pick the base set: class-balanced from the target's training split (within-dataset),
     or at random from the source, its classes ignored (cross-dataset).
+
+    Within a dataset, ``select`` names the base selector (``labeldistill.selectors.list_selectors()``):
+    ``"random"`` is the seeded balanced draw (bit for bit that of earlier versions), others choose
+    from the training split (and, for ``"paper-table7"``, score on the validation split). Selectors
+    that train models keep their choice in ``select_cache`` (default:
+    :func:`labeldistill.selectors.default_cache_dir`; None: no cache), so every method of one seed
+    reuses it. The choice is recorded in :meth:`Problem.provenance` (``base_select``, ``base_sha256``).
 
     A source that reads some of the target's own files (``--source mnist --target mnist``, or an
     ``npz:`` copy of them) gives from those files only images of the target's training split:
@@ -57,12 +76,25 @@ def build_problem(target: TargetData, n_base: int, seed: int, source: SourceData
     uniform draw from the remaining candidates, same seed stream), and ``base_pool`` in the
     provenance records the shared files and how many candidates were left out.
     """
+    from .selectors import canonical_selector, choose_base  # noqa: I001  (selectors import the engine: only when used)
+
+    select = canonical_selector(select) if isinstance(select, str) else select
+    chosen_by = select if isinstance(select, str) else select.name
     g = numpy_generator(seed, "base")
     pool_record = None
+    select_record: dict = {"name": chosen_by}
     if source is None:
-        sel = select_base(target.train.y, n_base, num_classes=target.num_classes, generator=g)
+        if select == "random":  # the draw of earlier versions, inline (no selector machinery in between)
+            sel = select_base(target.train.y, n_base, num_classes=target.num_classes, generator=g)
+            select_record.update(sees="train labels")
+        else:
+            kwargs = {} if select_cache is _DEFAULT_CACHE else {"cache_dir": select_cache}
+            sel, select_record = choose_base(target, n_base, seed, select, **kwargs)
         pool, names, licence, name = target.train, target.class_names, target.licence, target.name
     else:
+        if chosen_by != "random":
+            raise UserError(f"--base-select {chosen_by} chooses among the target's own training images; a cross-dataset base set "
+                            f"(--source {source.name}) is drawn at random. Drop --base-select or the source.")
         pool, names, licence, name = source.images, source.class_names, source.licence, source.name
         shared = shared_files(target, source)
         candidates = np.flatnonzero(own_train_mask(target, source)) if shared else np.arange(len(pool))
@@ -82,13 +114,16 @@ def build_problem(target: TargetData, n_base: int, seed: int, source: SourceData
             "rule": "images from files the target also reads are used only if in the target's training split",
         }
     sel_t = torch.as_tensor(sel, device=pool.x.device)
+    base_x, base_y = pool.x[sel_t].contiguous(), pool.y[sel_t].contiguous()
     return Problem(
         target=target,
-        base_x=pool.x[sel_t].contiguous(),
-        base_y=pool.y[sel_t].contiguous(),
+        base_x=base_x,
+        base_y=base_y,
         base_index=np.asarray(pool.index)[sel],
         base_dataset=name,
         base_class_names=list(names),
         base_licence=licence,
         base_pool=pool_record,
+        base_select=select_record,
+        base_sha256=content_sha256(base_x, base_y),
     )

@@ -57,8 +57,10 @@ def test_canonical_spelling_and_properties():
     ("mnist/ld/10@seed", "KEY=VALUE"),
     ("mnist/ld/10@seed=1@seed=2", "twice"),
     ("emnist-letters:mnist/baseline/10", "cannot be cross-dataset"),
-    ("mnist/baseline/10@steps=+5", "only @seed and @arch"),
-    ("mnist/baseline-ls/10@head=ridge", "only @seed and @arch"),
+    ("mnist/baseline/10@steps=+5", "only @seed, @arch and @select"),
+    ("mnist/baseline-ls/10@head=ridge", "only @seed, @arch and @select"),
+    ("mnist/ld/10@select=nope", "Unknown base selector 'nope' in cell 'mnist/ld/10@select=nope'. Known: herding, kcenter"),
+    ("emnist-letters:mnist/ld/10@select=kcenter", "drawn at random from the source"),
 ])
 def test_bad_names_give_one_line_user_errors(text, words):
     with pytest.raises(UserError) as e:

@@ -79,7 +79,7 @@ def test_rerun_removes_figures_that_no_longer_apply(tmp_path):
 
 def test_compare_runs(runs, tmp_path):
     md = compare_runs([runs["within"], runs["cross"]], tmp_path / "cmp")
-    assert _pngs(md) == ["compare_curves.png", "grad_variance.png"]
+    assert _pngs(md) == ["base_sets.png", "compare_curves.png", "grad_variance.png"]
     text = _check_documents(md)
     assert "mnist-rr" in text and "emnist-kmnist-so" in text and "85.10 ± 1.20 %" in text
 

@@ -5,6 +5,7 @@ import argparse
 
 from ..baselines import BaselineSettings, baseline
 from ..errors import UserError
+from ..selectors import list_selectors
 from .common import add_common, emit, fmt_acc, parse_split, read_toml
 
 
@@ -19,6 +20,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default=None, help="TRAIN,VAL,TEST fractions for data without official splits")
     p.add_argument("--allow-tf32", action="store_true", default=None,
                    help="let a GPU use TF32 for convolutions and matmuls (default off: float32 as on a CPU; recorded)")
+    p.add_argument("--base-select", default=None, metavar="NAME",
+                   help=f"how the base images are chosen: {', '.join(list_selectors())} (default random, as in the paper's "
+                        "main tables; paper-table7: the paper's optimised base sets, Table 7)")
     p.add_argument("--out", default=None, help="run directory for result.json (optional)")
     add_common(p)
     p.set_defaults(func=run)
@@ -34,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--smoothing must be in [0, 1), got {s.smoothing}.")
     result = baseline(s, data_root=args.data_root, out=args.out)
     name = "Baseline" + (" RR" if s.head == "ridge" else "") + (" LS" if s.smoothing else "")
+    chosen = "" if s.base_select == "random" else f", base set chosen by {s.base_select}"
     emit(result, args.json, f"{name} on {result['target']} with {s.base} base examples: test accuracy {fmt_acc(result)} "
-                            f"({result['models']} models, T={result['steps']} chosen on validation)")
+                            f"({result['models']} models, T={result['steps']} chosen on validation{chosen})")
     return 0

@@ -11,16 +11,17 @@ import sys
 import time
 from pathlib import Path
 
+from ..selectors import list_selectors
 from .common import emit
 
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "reproduce", help="recompute a table of the paper (1, 2, 3, 5, 6, 8, 9, 13, 14, 16) beside the paper's numbers",
+        "reproduce", help="recompute a table of the paper (1, 2, 3, 5, 6, 7, 8, 9, 13, 14, 16) beside the paper's numbers",
         description="Recompute a table of the paper cell by cell (one run per cell, reused and resumed across "
                     "invocations) and print it beside the paper's numbers. Exit status 1 when some selected cell "
                     "could not be computed (missing data, failure, conflicting run directory).")
-    p.add_argument("table", metavar="TABLE", help="table number: 1, T1 or table1 (1, 2, 3, 5, 6, 8, 9, 13, 14, 16)")
+    p.add_argument("table", metavar="TABLE", help="table number: 1, T1 or table1 (1, 2, 3, 5, 6, 7, 8, 9, 13, 14, 16)")
     p.add_argument("--quick", action="store_true", help="REDUCED protocol: 40 epochs instead of 400 / 800 (labelled as such)")
     p.add_argument("--only", nargs="+", metavar="CELL", default=None,
                    help="only these cells: exact names (mnist/ld-rr/100), prefixes (mnist/ld/) or globs ('mnist/*/100')")
@@ -34,6 +35,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reuse-any-version", action="store_true",
                    help="also reuse finished runs and cells made with another numerics version (marked in the table); "
                         "by default such runs are set aside and run again")
+    p.add_argument("--base-select", default=None, metavar="NAME",
+                   help=f"choose the base sets of cells that do not name a selector with NAME: {', '.join(list_selectors())} "
+                        "(default random, the paper's draw); such runs, cells and tables are kept apart from the random "
+                        "ones. Table 7's cells name paper-table7 themselves")
     p.add_argument("--data-root", default=None, help="folder with dataset files (else $LABELDISTILL_DATA, else the cache folder)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--out", default="reproduce", help="folder for runs, cells and the table (default: ./reproduce)")
@@ -48,6 +53,22 @@ def _select(spec, only: list[str] | None) -> list[str]:
     return match_cells(names, only) if only else names
 
 
+def _base_select(spec, name: str | None) -> str | None:
+    """The canonical ``--base-select`` (None for random); refused where the table's cells name their own."""
+    from ..errors import UserError
+    from ..experiments import parse_cell
+    from ..selectors import canonical_selector
+
+    if name is None:
+        return None
+    name = canonical_selector(name)
+    own = sorted({parse_cell(n).select for n in spec.names()} - {None})
+    if own and own != [name]:
+        raise UserError(f"Table {spec.number}'s cells choose their base sets with {', '.join(own)}; --base-select {name} "
+                        f"applies to tables whose cells do not (e.g. reproduce 1 --base-select {name}).")
+    return None if name == "random" or own else name
+
+
 def run(args: argparse.Namespace) -> int:
     from ..experiments import DataView, Options, get_table
 
@@ -55,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     names = _select(spec, args.only)
     opts = Options(out=Path(args.out), quick=args.quick, stand_in=args.stand_in, data_root=args.data_root,
                    device=args.device, progress=not args.json and sys.stderr.isatty(),
-                   reuse_any_version=args.reuse_any_version)
+                   reuse_any_version=args.reuse_any_version, base_select=_base_select(spec, args.base_select))
     data = DataView(args.data_root)
     if args.list:
         return _list(spec, names, opts, data, args.json)
@@ -102,10 +123,12 @@ def _list(spec, names: list[str], opts, data, as_json: bool) -> int:
 
 def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
     from ..experiments import parse_cell, plan_cell
-    from ..experiments.plan import distill_steps, evaluation_seconds, fmt_seconds, reduced_note, run_seconds
+    from ..experiments.plan import distill_steps, evaluation_seconds, fmt_seconds, reduced_note, run_seconds, selection_seconds
+    from ..experiments.runner import selections_dir
     from ..experiments.runner import load_cell_record, run_state
 
     counted: set[str] = set()
+    selections: set[tuple] = set()
     total = 0.0
     rows = []
     counts = {"stored": 0, "missing": 0, "distill": 0, "resume": 0, "baseline": 0, "reuse": 0, "evaluate": 0, "conflict": 0}
@@ -134,14 +157,21 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
                 counts["reuse"] += 1
             else:
                 seconds = run_seconds(plan, data)
+                key = (plan.cell.target, plan.cell.base, plan.cell.seed, plan.select)
+                if plan.select != "random" and key not in selections:
+                    selections.add(key)
+                    seconds += selection_seconds(plan)
+                    action = f"choose the base set with {plan.select} (kept in {selections_dir(opts)}), then "
+                else:
+                    action = ""
                 if plan.kind == "distill":
                     epochs, steps = distill_steps(plan, data)
                     cfg = plan.config.resolve(plan.config.target, plan.channels)
                     verb = "resume (at most)" if state == "resume" else "distil"
-                    action = f"{verb} {cfg.method}/{cfg.arch}, {epochs} epochs = {steps} steps, into {run_dir}"
+                    action += f"{verb} {cfg.method}/{cfg.arch}, {epochs} epochs = {steps} steps, into {run_dir}"
                     counts["resume" if state == "resume" else "distill"] += 1
                 else:
-                    action = f"baseline ({plan.config.head} head, smoothing {plan.config.smoothing}) into {run_dir}"
+                    action += f"baseline ({plan.config.head} head, smoothing {plan.config.smoothing}) into {run_dir}"
                     counts["baseline"] += 1
             counted.add(plan.run_slug)
             if plan.evaluation and state != "conflict":

@@ -32,24 +32,66 @@ def select_base(
         ...             generator=np.random.default_rng(0)).shape
         (100,)
     """
+    labels = _check(y, n, num_classes)
+    n = int(n)
+    if num_classes is None:
+        return generator.choice(len(labels), size=n, replace=False).astype(np.int64)
+    counts, take = _quota(labels, n, num_classes, generator)
+    # One permutation of the pool, then a stable sort by class: each class's images in random
+    # order, so taking the first k of each class is a draw without replacement.
+    perm = generator.permutation(len(labels))
+    by_class = perm[np.argsort(labels[perm], kind="stable")]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.arange(len(labels)) - np.repeat(starts, counts)
+    chosen = by_class[rank < np.repeat(take, counts)]
+    return chosen.astype(np.int64)
+
+
+def class_quota(y: np.ndarray | torch.Tensor, n: int, *, num_classes: int, generator: np.random.Generator) -> np.ndarray:
+    """How many base examples each class gets in a balanced set of ``n``: ``n // C`` each, and
+    the remaining ``n % C`` one each to distinct classes drawn from ``generator`` (the same
+    draw, from the same stream position, as :func:`select_base` makes).
+
+    Args:
+        y: labels of the pool; n: how many base examples; num_classes: C.
+        generator: the selector's stream.
+
+    Returns:
+        int64 ``C`` counts summing to ``n``.
+
+    Example:
+        >>> class_quota(np.repeat(np.arange(10), 20), 25, num_classes=10, generator=np.random.default_rng(0)).sum()
+        25
+    """
+    if num_classes is None:
+        raise UserError("class_quota needs the number of classes (a within-dataset, class-balanced base set)")
+    labels = _check(y, n, num_classes)
+    return _quota(labels, int(n), num_classes, generator)[1]
+
+
+def _check(y: np.ndarray | torch.Tensor, n: int, num_classes: int | None) -> np.ndarray:
+    """The labels as numpy, after checking ``n`` and (when balanced) ``num_classes``."""
     labels = y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
     if labels.ndim != 1:
         raise UserError(f"select_base needs a 1-D label vector, got shape {labels.shape}")
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
         raise UserError(f"The number of base examples must be an integer, got {n!r}")
-    n = int(n)
     if n < 1:
         raise UserError(f"Asked for {n} base examples; need at least 1")
     if n > len(labels):
         raise UserError(f"Asked for {n} base examples but the pool has only {len(labels)} images")
     if num_classes is None:
-        return generator.choice(len(labels), size=n, replace=False).astype(np.int64)
-
+        return labels
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 1:
         raise UserError(f"num_classes must be a positive integer or None, got {num_classes!r}")
     labels = labels.astype(np.int64)
     if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
         raise UserError(f"Labels span {labels.min()}..{labels.max()}, outside 0..{num_classes - 1}")
+    return labels
+
+
+def _quota(labels: np.ndarray, n: int, num_classes: int, generator: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(pool count per class, base examples per class); draws the classes that get one more."""
     counts = np.bincount(labels, minlength=num_classes)
     per_class = n // num_classes
     short = np.flatnonzero(counts < per_class)
@@ -68,12 +110,4 @@ def select_base(
                 f"Asked for {n} base examples but only {len(spare)} classes have more than {per_class} images"
             )
         extra[generator.choice(spare, size=remainder, replace=False)] = 1
-    # One permutation of the pool, then a stable sort by class: each class's images in random
-    # order, so taking the first k of each class is a draw without replacement.
-    perm = generator.permutation(len(labels))
-    by_class = perm[np.argsort(labels[perm], kind="stable")]
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    take = per_class + extra
-    rank = np.arange(len(labels)) - np.repeat(starts, counts)
-    chosen = by_class[rank < np.repeat(take, counts)]
-    return chosen.astype(np.int64)
+    return counts, per_class + extra

@@ -32,6 +32,7 @@ class DistillConfig:
     target_size: int | None = None  # keep only M target training examples (paper Table 8)
     split: tuple[float, float, float] | None = None  # fractions for datasets without official splits
     seed: int = 0
+    base_select: str = "random"  # how the base set is chosen (labeldistill.selectors.list_selectors())
     # The method
     method: str = "second-order"  # "second-order" or "ridge"
     # What is learned (distill/learned.py): "labels" (LD, the paper's method), "images" (its "our DD":
@@ -117,6 +118,11 @@ class DistillConfig:
                 raise UserError(f"--image-init {self.image_init} needs learned images: add --learn images or --learn images+labels.")
         if self.arch is not None:
             self.arch = MODELS.canonical(self.arch)
+        from ..selectors import canonical_selector
+
+        self.base_select = canonical_selector(self.base_select)
+        if self.base_select != "random" and self.source is not None:
+            raise UserError(f"--base-select {self.base_select} chooses among the target's training images; drop it or --source.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -32,7 +32,7 @@ def prepare(cfg: DistillConfig, *, data_root: str | Path | None = None, download
     n_pool = len(source.images) if source is not None else len(target.train)
     if resolved.base > n_pool:
         raise UserError(f"--base {resolved.base} is more than the {n_pool} images available for the base set.")
-    return resolved, build_problem(target, resolved.base, resolved.seed, source), device
+    return resolved, build_problem(target, resolved.base, resolved.seed, source, select=resolved.base_select), device
 
 
 def distill(

@@ -13,7 +13,9 @@ Grammar::
 * ``@KEY=VALUE``: the setting a supplementary table varies:
   ``seed=K`` (run seed), ``target-size=M|all`` (Table 8), ``arch=NAME`` (test architecture,
   Tables 13/14; for baselines the trained architecture), ``head=linear|ridge`` (Table 16),
-  ``steps=+D|-D|T`` (Table 9: a change of the distilled T, or an absolute T).
+  ``steps=+D|-D|T`` (Table 9: a change of the distilled T, or an absolute T),
+  ``select=NAME`` (how the base set is chosen, Table 7: ``paper-table7``; see
+  ``labeldistill.selectors.list_selectors()``; absent: the seeded random draw).
 
 ``arch``, ``head`` and ``steps`` on a distillation cell are *evaluations* of the distilled
 run named by the rest of the cell; they never distil again.
@@ -33,7 +35,7 @@ METHODS: dict[str, dict] = {
     "baseline-rr": {"kind": "baseline", "smoothing": 0.0, "head": "ridge", "paper": "Baseline RR"},
     "baseline-rr-ls": {"kind": "baseline", "smoothing": 0.1, "head": "ridge", "paper": "Baseline RR LS"},
 }
-KEYS = ("seed", "target-size", "arch", "head", "steps")  # canonical order in a cell name
+KEYS = ("seed", "target-size", "arch", "head", "steps", "select")  # canonical order in a cell name
 EVAL_KEYS = ("arch", "head", "steps")  # keys that make a distillation cell an evaluation
 
 _FORM = "[SOURCE:]TARGET/METHOD/N[@KEY=VALUE], e.g. mnist/ld-rr/100 or emnist-letters:mnist/ld/100@target-size=5000"
@@ -74,6 +76,13 @@ def _value(key: str, value: str, text: str) -> str:
         if value not in ("linear", "ridge"):
             raise _bad(text, f"head is 'linear' or 'ridge', got '{value}'")
         return value
+    if key == "select":
+        from ..selectors import SELECTORS, list_selectors
+
+        known = list_selectors()
+        if value not in SELECTORS:
+            raise UserError(f"Unknown base selector '{value}' in cell '{text}'. Known: {', '.join(known)}.")
+        return SELECTORS.canonical(value)
     if key == "steps":
         if not re.fullmatch(r"[+-]?\d+", value):
             raise _bad(text, f"steps takes a change of T such as +50 or -20 (or an absolute T), got '{value}'")
@@ -115,6 +124,10 @@ class Cell:
     @property
     def steps(self) -> str | None:
         return self.get("steps")
+
+    @property
+    def select(self) -> str | None:
+        return self.get("select")
 
     @property
     def kind(self) -> str:
@@ -175,13 +188,17 @@ def parse_cell(text: str) -> Cell:
         if key in settings:
             raise _bad(raw, f"'{key}' is given twice")
         settings[key] = _value(key, value, raw)
+    if settings.get("select") == "random":  # the default draw: the same cell as without @select
+        del settings["select"]
     kind = METHODS[method]["kind"]
+    if source is not None and settings.get("select", "random") != "random":
+        raise _bad(raw, "a cross-dataset base set is drawn at random from the source: @select applies within a dataset")
     if kind == "baseline":
         if source is not None:
             raise _bad(raw, "baselines use the base images' true labels, so they cannot be cross-dataset (use ld or ld-rr)")
-        extra = sorted(set(settings) - {"seed", "arch"})
+        extra = sorted(set(settings) - {"seed", "arch", "select"})
         if extra:
-            raise _bad(raw, f"a baseline takes only @seed and @arch, not @{extra[0]} (use baseline-rr for a ridge head)")
+            raise _bad(raw, f"a baseline takes only @seed, @arch and @select, not @{extra[0]} (use baseline-rr for a ridge head)")
     return Cell(target, method, int(m["n"]), source, tuple((k, settings[k]) for k in KEYS if k in settings))
 
 

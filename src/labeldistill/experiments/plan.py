@@ -46,6 +46,9 @@ VALIDATION_OVERHEAD = 1.25  # label-selection validations every 5 epochs (measur
 ARCH_FACTOR = {"lenet": 1.0, "alexnet": 70.0, "resnet14": 24.0}  # forward+backward cost relative to LeNet (measured)
 TEST_SECONDS = 30.0  # 20 fresh LeNets for ~300 steps, then the test set
 BASELINE_SECONDS = 45.0  # one validation model up to 1,000 steps, then 20 test models (LeNet)
+# paper-table7: 150 LeNets x 1,000 steps + 20 validations of 150 models (a rough guess, not measured);
+# the feature selectors: one LeNet for 2,000 steps of 256, then the features of the training split.
+SELECT_SECONDS = {"paper-table7": 900.0, "other": 120.0}
 _OFFICIAL_TRAIN = {"mnist": 60_000, "kmnist": 60_000, "kuzushiji-49": 232_365, "cifar10": 50_000, "cifar100": 50_000,
                    "digits": 1_797, "emnist-letters": 124_800, "cub": 5_994, "cifar100-test-stand-in": 9_999}
 
@@ -127,6 +130,7 @@ class Options:
     device: str | None = None
     progress: bool = False
     reuse_any_version: bool = False  # reuse finished runs / cells of other numerics versions (marked)
+    base_select: str | None = None  # base selector for cells that do not name one (None: random)
 
     @property
     def protocol(self) -> str:
@@ -147,6 +151,7 @@ class Plan:
     stand_in: tuple[str, ...] = ()
     missing: tuple[dict, ...] = ()  # {"dataset", "how_to_get"}
     needs: tuple[str, ...] = field(default=())
+    select: str = "random"  # the base selector of the run
 
     def run_dir(self, out: Path) -> Path:
         return Path(out) / "runs" / self.run_slug
@@ -232,12 +237,16 @@ def plan_cell(cell: Cell, opts: Options, data: DataView) -> Plan:
     missing = tuple({"dataset": n, "how_to_get": data.how_to_get(n)} for n in dict.fromkeys(needs) if not data.present(n))
     device = opts.device or "auto"
     seed = cell.seed
+    select = cell.select or opts.base_select or "random"
+    named = {"select": select if select != "random" else None}  # a run's name says how its base set was chosen
     drop = {"seed": None} if seed == 0 else {}
     if info["kind"] == "distill":
         config: DistillConfig | BaselineSettings = DistillConfig(
             target=target, source=source, base=cell.base, method=info["method"], seed=seed, target_size=cell.target_size,
             epochs=QUICK_EPOCHS if opts.quick else None, test_models=TEST_MODELS, split=split, device=device)
-        run_cell = cell.with_settings(arch=None, head=None, steps=None, **drop)
+        if select != "random" and distill_takes_select():
+            config = dataclasses.replace(config, base_select=select)
+        run_cell = cell.with_settings(arch=None, head=None, steps=None, **drop, **named)
         if cell.get("target-size") == "all":
             run_cell = run_cell.with_settings(target_size=None)
         evaluation = None
@@ -247,15 +256,21 @@ def plan_cell(cell: Cell, opts: Options, data: DataView) -> Plan:
         default = protocol.default_arch(cell.target, channels)
         arch = cell.arch if cell.arch not in (None, default) else None
         config = BaselineSettings(target=target, base=cell.base, smoothing=info["smoothing"], head=info["head"], arch=arch,
-                                  models=TEST_MODELS, seed=seed, split=split, device=device)
-        run_cell = cell.with_settings(arch=arch, **drop)
+                                  models=TEST_MODELS, seed=seed, split=split, device=device, base_select=select)
+        run_cell = cell.with_settings(arch=arch, **drop, **named)
         evaluation = None
     suffix = "-stand-in" if notes else ""
     quick_run = opts.quick and info["kind"] == "distill"  # --quick does not change a baseline: share its run
     return Plan(cell=cell, kind=info["kind"], config=config, run_cell=run_cell,
                 run_slug=run_cell.slug + suffix + ("-quick" if quick_run else ""),
-                cell_slug=cell.slug + suffix + ("-quick" if opts.quick else ""),
-                evaluation=evaluation, channels=channels, reduced=opts.quick, stand_in=tuple(notes), missing=missing, needs=needs)
+                cell_slug=cell.with_settings(**named).slug + suffix + ("-quick" if opts.quick else ""),
+                evaluation=evaluation, channels=channels, reduced=opts.quick, stand_in=tuple(notes), missing=missing, needs=needs,
+                select=select)
+
+
+def distill_takes_select() -> bool:
+    """Whether :class:`DistillConfig` has ``base_select`` (distillation with a base selector)."""
+    return "base_select" in {f.name for f in dataclasses.fields(DistillConfig)}
 
 
 # ---- time estimates -----------------------------------------------------------------------------
@@ -278,6 +293,15 @@ def run_seconds(plan: Plan, data: DataView) -> float:
         return steps * STEP_SECONDS.get(cfg.method, 0.2) * VALIDATION_OVERHEAD * factor + TEST_SECONDS * factor
     arch = plan.config.arch or protocol.default_arch(plan.config.target, plan.channels)  # type: ignore[union-attr]
     return BASELINE_SECONDS * ARCH_FACTOR.get(arch, 1.0)
+
+
+def selection_seconds(plan: Plan) -> float:
+    """Estimated seconds to choose the plan's base set (paid once per target, N, seed and selector:
+    the choice is cached in OUT/selections and shared by every method)."""
+    if plan.select == "random":
+        return 0.0
+    arch = protocol.default_arch(plan.cell.target, plan.channels)
+    return SELECT_SECONDS.get(plan.select, SELECT_SECONDS["other"]) * (1.7 if plan.cell.base > 100 else 1.0) * ARCH_FACTOR.get(arch, 1.0)
 
 
 def evaluation_seconds(plan: Plan) -> float:

@@ -77,6 +77,8 @@ def markdown(spec: TableSpec, opts: Options, rows: list[dict]) -> str:
         lines += [f"**{reduced_note()}. Ours are NOT comparable to the paper's numbers.**", ""]
     else:
         lines += ["Protocol: full (the paper's settings).", ""]
+    if opts.base_select:
+        lines += [f"**Base sets chosen by `{opts.base_select}` (--base-select), not the paper's random draw for this table.**", ""]
     lines += [f"Ours and paper: test accuracy (%), mean ± std over the fresh test models. Δ = ours − paper; {FLAG_RULE}.", ""]
     lines += ["| Cell | Paper setting | Ours | Paper | Δ | Flag | Note |", "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -99,7 +101,7 @@ def markdown(spec: TableSpec, opts: Options, rows: list[dict]) -> str:
 
 
 def report_paths(spec: TableSpec, opts: Options) -> tuple[Path, Path]:
-    stem = f"table{spec.number}" + ("-quick" if opts.quick else "")
+    stem = f"table{spec.number}" + (f"-select-{opts.base_select}" if opts.base_select else "") + ("-quick" if opts.quick else "")
     return Path(opts.out) / f"{stem}.md", Path(opts.out) / f"{stem}.json"
 
 
@@ -108,7 +110,7 @@ def write_report(spec: TableSpec, opts: Options, rows: list[dict], extra: dict |
     md_path, json_path = report_paths(spec, opts)
     obj = {"table": spec.number, "title": spec.title, "protocol": opts.protocol, "reduced": opts.quick,
            "protocol_note": reduced_note() if opts.quick else "full protocol (the paper's settings)", "flag_rule": FLAG_RULE,
-           "rows": rows, "markdown": str(md_path), **(extra or {})}
+           "rows": rows, "markdown": str(md_path), "base_select": opts.base_select or "random", **(extra or {})}
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(text)
     atomic_write_json(json_path, obj)

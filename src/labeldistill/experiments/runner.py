@@ -32,6 +32,7 @@ from ..numerics import NUMERICS_VERSION
 from ..evaluation import evaluate, parse_steps
 from ..runs import atomic_write_json, read_json
 from ..runs.provenance import numerics_of
+from ..selectors import selection_cache
 from .cells import parse_cell
 from . import plan as _plan
 from .plan import DataView, Options, Plan, config_diff, normalise_baseline, normalise_distill, plan_cell
@@ -143,6 +144,9 @@ def load_cell_record(plan: Plan, out: Path, reuse_any_version: bool = False) -> 
 def ensure_run(plan: Plan, opts: Options) -> tuple[dict, str]:
     """Make sure the plan's run is finished; returns (its result.json, what was done)."""
     run_dir = plan.run_dir(opts.out)
+    if plan.kind == "distill" and plan.select != "random" and not _plan.distill_takes_select():
+        raise UserError(f"This version cannot distil with --base-select {plan.select} (DistillConfig has no base_select "
+                        "setting yet); the baseline cells run.")
     state, detail = run_state(plan, opts.out, opts.reuse_any_version)
     if state == "conflict":
         raise RunConflict(f"{detail}; move it away or use another --out.")
@@ -193,13 +197,19 @@ def summary(result: dict) -> dict:
     return {k: result[k] for k in RESULT_KEYS if k in result}
 
 
+def selections_dir(opts: Options) -> Path:
+    """Where ``reproduce`` keeps chosen base sets: one per (target, N, seed, selector), shared by every method."""
+    return Path(opts.out) / "selections"
+
+
 def compute_cell(plan: Plan, opts: Options) -> tuple[dict, str]:
     t0 = time.perf_counter()
-    run_result, action = ensure_run(plan, opts)
-    result = run_result
-    if plan.evaluation:
-        result, eaction = ensure_evaluation(plan, opts, run_result)
-        action = f"{action}, {eaction}"
+    with selection_cache(selections_dir(opts)):
+        run_result, action = ensure_run(plan, opts)
+        result = run_result
+        if plan.evaluation:
+            result, eaction = ensure_evaluation(plan, opts, run_result)
+            action = f"{action}, {eaction}"
     record = {
         "cell": plan.cell.name,
         "kind": "evaluation" if plan.evaluation else plan.kind,
@@ -211,6 +221,7 @@ def compute_cell(plan: Plan, opts: Options) -> tuple[dict, str]:
         "run_slug": plan.run_slug,
         "run_config": plan.expected_config(),
         "evaluation": plan.evaluation,
+        "base_select": plan.select,
         "result": summary(result),
         "run_result": summary(run_result) if plan.evaluation else None,
         "action": action,

@@ -9,10 +9,10 @@ import numpy as np
 from ..errors import UserError
 from . import figures as F
 from .document import Document
-from .load import Run, base_images, load_run
+from .load import Run, base_images, load_run, selected_base
 
 RUN_FIGURES = ("labels_grid.png", "label_heatmap.png", "prototypes.png", "training_curves.png", "steps_accuracy.png", "grad_variance.png")
-COMPARE_FIGURES = ("compare_curves.png", "grad_variance.png")
+COMPARE_FIGURES = ("compare_curves.png", "grad_variance.png", "base_sets.png")
 
 
 def _fmt_acc(mean: float | None, std: float | None) -> str:
@@ -239,8 +239,29 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
                       + (f"; not recorded by {', '.join(missing)}." if missing else "."))
     else:
         doc.para("None of the runs recorded the label meta-gradient variance (`grad_var_every` was 0).")
+    _compare_base_sets(doc, runs, labels, out)
     md, _ = doc.write(out)
     return md
+
+
+def _compare_base_sets(doc: Document, runs: Sequence[Run], labels: Sequence[str], out: Path) -> None:
+    """The selected base images of the runs side by side (from each run's distilled set)."""
+    doc.heading("Base images")
+    sets, missing = [], []
+    for lab, run in zip(labels, runs):
+        b = selected_base(run)
+        if b is None:
+            missing.append(lab)
+        else:
+            sets.append({**b, "label": lab})
+    if not sets:
+        doc.para("No run has its distilled set yet (`distilled.safetensors`): the base images are not shown.")
+        return
+    p = F.base_sets(sets, out / "base_sets.png", context=" vs ".join(s["label"] for s in sets))
+    rows = [[s["label"], str(s["selector"]), str(len(s["images"])), (s["sha256"] or "-")[:16]] for s in sets]
+    doc.table(["run", "base selector", "base images", "base set sha256"], rows)
+    doc.figure(p, "The base images of each run, by class; a green frame marks an image that every other shown run also has."
+                  + (f" Not shown (no distilled set yet): {', '.join(missing)}." if missing else ""))
 
 
 __all__ = ["make_report", "compare_runs", "default_compare_out"]

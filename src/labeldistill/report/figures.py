@@ -439,3 +439,49 @@ def grad_variance(runs: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str 
     else:
         _no_data(ax, "no positive variances recorded")
     return _save(fig, path)
+
+
+def base_sets(runs: Sequence[dict], path: str | Path, *, max_images: int = MAX_GRID_IMAGES, title: str | None = None,
+              context: str | None = None) -> Path:
+    """The base images of several runs side by side, one panel per run, in the runs' order (by class).
+
+    Each run: {"label", "images" (N x H x W x C in [0, 1]), "indices" (dataset indices or None),
+    "classes" (one class name per image, or None), "selector", "sha256"}. Images that every other
+    panel also has (same dataset index) are framed green, the others orange.
+    """
+    shown = [min(len(r["images"]), max_images) for r in runs]
+    ncols = 10
+    rows = [max(1, math.ceil(n / ncols)) for n in shown]
+    index_sets = [set(int(i) for i in r["indices"]) if r.get("indices") is not None else None for r in runs]
+    lines = _notes(context, "Green frame: the image is in every compared base set (same dataset index); orange: only in this one.")
+    panel_w, cell = ncols * 0.78, 0.82
+    height = max(rows) * cell + _header_inches(lines) + 0.9
+    fig = _figure(max(6.0, len(runs) * (panel_w + 0.4)), height)
+    outer = fig.add_gridspec(1, len(runs), wspace=0.08, left=0.02, right=0.98, top=1 - (_header_inches(lines) + 0.45) / height,
+                             bottom=0.1 / height)
+    for k, (r, n, nrows) in enumerate(zip(runs, shown, rows)):
+        others = [s for j, s in enumerate(index_sets) if j != k and s is not None]
+        common = set.intersection(*others) if others and index_sets[k] is not None else set()
+        grid = outer[0, k].subgridspec(max(rows), ncols, hspace=0.35, wspace=0.08)
+        shared = 0
+        for i in range(n):
+            ax = fig.add_subplot(grid[divmod(i, ncols)])
+            _show(ax, r["images"][i])
+            idx = int(r["indices"][i]) if r.get("indices") is not None else None
+            if others and idx is not None:
+                inside = idx in common
+                shared += inside
+                for side in ax.spines.values():
+                    side.set_edgecolor("tab:green" if inside else "tab:orange")
+                    side.set_linewidth(2.0)
+            name = r["classes"][i] if r.get("classes") is not None else None
+            ax.set_title(f"{_short(name, 8)}" if name is not None else f"#{i}", fontsize=6, pad=1)
+        sha = (r.get("sha256") or "")[:12]
+        extra = f", {shared} of {n} shared" if others else ""
+        more = f" (first {n} of {len(r['images'])})" if n < len(r["images"]) else ""
+        ax0 = fig.add_subplot(outer[0, k], frame_on=False)
+        ax0.set_xticks([])
+        ax0.set_yticks([])
+        ax0.set_title(f"{r['label']}\nselector {r.get('selector') or '?'} · sha256 {sha or '?'}{extra}{more}", fontsize=9, pad=14)
+    _header(fig, title or "Selected base images", lines)
+    return _save(fig, path)

@@ -6,6 +6,7 @@ are used when present.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,3 +137,23 @@ def base_images(ds: DistilledSet) -> np.ndarray:
     """The base images in [0, 1] as ``N x H x W x C`` numpy (for plotting)."""
     x = ds.preprocessing.denormalise(ds.images.detach().float().cpu())
     return x.permute(0, 2, 3, 1).numpy()
+
+
+def selected_base(run: Run) -> dict | None:
+    """A run's base images and how they were chosen, for the side-by-side figure; None without a
+    distilled set. Learned images are shown as they started (``initial_images``) when kept."""
+    path = run.path / FILE_NAME
+    ds = run.distilled if run.distilled is not None else (load(path) if path.is_file() else None)
+    if ds is None:
+        return None
+    prov = {**run.problem, **ds.provenance}
+    if ds.learned != "labels" and ds.initial_images is not None:
+        ds = dataclasses.replace(ds, images=ds.initial_images)
+    classes, labels = prov.get("base_classes") or run.problem.get("class_names"), prov.get("base_labels")
+    names = [str(classes[int(v)]) for v in labels] if isinstance(classes, list) and isinstance(labels, list) and len(labels) == len(ds) \
+        and all(0 <= int(v) < len(classes) for v in labels) else None
+    indices = prov.get("base_indices")
+    select = prov.get("base_select") or {}
+    return {"images": base_images(ds), "indices": indices if isinstance(indices, list) and len(indices) == len(ds) else None,
+            "classes": names, "selector": select.get("name", "random" if "base_select" not in prov else "?"),
+            "sha256": prov.get("base_sha256")}
