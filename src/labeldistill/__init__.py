@@ -3,16 +3,48 @@
 Public API::
 
     labeldistill.distill("mnist", base=100, method="ridge")  -> DistilledSet
+    labeldistill.distill("mnist", method="dd")                -> DistilledSet (DD / SLDD: images and a learned step schedule)
     labeldistill.load("runs/x")                               -> DistilledSet
     labeldistill.evaluate("runs/x", arch="lenet")             -> Evaluation
+    labeldistill.evaluate("runs/dd", variant="first-steps:20")  (DD / SLDD sets: the paper's sensitivity variants)
 """
 __version__ = "0.1.0"
 
 from .artifact import DistilledSet, load  # noqa: E402
 from .data import list_datasets  # noqa: E402
-from .distill import DistillConfig, distill, list_methods  # noqa: E402
+from .distill import DistillConfig, list_methods  # noqa: E402
+from .distill import distill as _distill_labels  # noqa: E402
 from .engine import train_on  # noqa: E402
 from .evaluation import evaluate  # noqa: E402
 from .models import list_models  # noqa: E402
+from .unrolled import METHODS as UNROLLED_METHODS  # noqa: E402
+from .unrolled import UnrolledRunConfig, distill_unrolled  # noqa: E402
 
-__all__ = ["DistilledSet", "DistillConfig", "distill", "evaluate", "list_datasets", "list_methods", "list_models", "load", "train_on", "__version__"]
+
+def distill(target: str = "mnist", *, method: str = "second-order", **kwargs) -> DistilledSet:
+    """Distil ``target`` into a small set; see :func:`labeldistill.distill.distill` (label
+    distillation: ``"second-order"``, ``"ridge"``) and :func:`labeldistill.unrolled.distill_unrolled`
+    (``"dd"``: images and per-step lrs; ``"sldd"``: also one label vector per image).
+
+    Example:
+        >>> ds = labeldistill.distill("mnist", method="dd", out="runs/mnist-dd", epochs=10)
+        >>> ds.schedule.lrs, ds.evaluation["accuracy_mean"]
+    """
+    config = kwargs.get("config")
+    if isinstance(config, UnrolledRunConfig):
+        method = config.method
+    elif kwargs.get("resume") and kwargs.get("out") is not None:  # a resumed run keeps its own method
+        from pathlib import Path
+
+        from .runs import read_json
+        from .unrolled import is_unrolled_record
+
+        record_path = Path(kwargs["out"]) / "config.json"
+        if record_path.exists() and is_unrolled_record(read_json(record_path)):
+            method = read_json(record_path)["method"]
+    if method in UNROLLED_METHODS:
+        return distill_unrolled(target, method=method, **kwargs)
+    return _distill_labels(target, method=method, **kwargs)
+
+__all__ = ["DistilledSet", "DistillConfig", "UnrolledRunConfig", "distill", "evaluate", "list_datasets", "list_methods", "list_models",
+           "load", "train_on", "__version__"]

@@ -10,7 +10,7 @@ Format (version 2): one safetensors file whose tensors are
 and whose header metadata holds a JSON document with the format version, the number of
 training steps T, the preprocessing, class names, the recommended training recipe,
 provenance, what was learned (``learned``: "labels", "images" or "images+labels"), how learned
-images started (``image_init``: null, "uniform" or "real") and an optional per-step training
+images started (``image_init``: null, "uniform", "real" or "normal") and an optional per-step training
 ``schedule`` (:class:`Schedule`), plus a SHA-256 over all of it. Nothing is pickled; ``load``
 refuses a file whose contents do not match its hash or whose format is newer than this
 library, and reads version-1 files (labels for base images: ``learned = "labels"``).
@@ -40,7 +40,7 @@ FORMAT_VERSION = 2
 FILE_NAME = "distilled.safetensors"
 RESULT_FILE = "result.json"
 LEARNED = ("labels", "images", "images+labels")
-IMAGE_INITS = ("uniform", "real")
+IMAGE_INITS = ("uniform", "real", "normal")  # normal: N(0, 1) in normalised space (DD / SLDD)
 SCHEDULE_KINDS = ("per-step",)
 
 
@@ -124,7 +124,8 @@ class DistilledSet:
         provenance: where the images come from (dataset, indices, licence note; indices are
             None for images learned from uniform noise), and what was learned.
         learned: "labels" (the base images are real), "images" or "images+labels".
-        image_init: how learned images started ("uniform" noise or "real" base images), else None.
+        image_init: how learned images started ("uniform" noise, "real" base images, or "normal":
+            N(0, 1) in normalised space, as DD / SLDD start), else None.
         initial_images: learned images before learning (normalised), if kept.
         schedule: a fixed per-step training schedule (:class:`Schedule`), if the method has one.
         evaluation: the test result (``distill``'s return, or ``load(RUN_DIR)`` from the run's

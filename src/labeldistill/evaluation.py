@@ -1,4 +1,8 @@
-"""Evaluate a distilled set: fresh models (any architecture, either head, T or T +- delta steps)."""
+"""Evaluate a distilled set: fresh models (any architecture, either head, T or T +- delta steps).
+
+A DD / SLDD set (one with a learned step schedule) trains its own way by default (the schedule's
+steps, lrs and order, plain SGD, DD's 200 networks), or by one of the paper's sensitivity
+variants (``variant=``, :func:`labeldistill.unrolled.evaluate_set`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -27,8 +31,9 @@ def parse_steps(value: str | int | None, default: int) -> int:
 
 
 def evaluate(
-    path: str | Path, *, arch: str | None = None, head: str | None = None, models: int = 20, steps: str | int | None = None,
+    path: str | Path, *, arch: str | None = None, head: str | None = None, models: int | None = None, steps: str | int | None = None,
     target: str | None = None, data_root: str | Path | None = None, device: str = "auto", seed: int | None = None, save: bool = True,
+    variant: str | None = None,
 ) -> dict:
     """Train ``models`` fresh models on a distilled set and report test accuracy (%).
 
@@ -39,14 +44,21 @@ def evaluate(
         path: a run directory or a distilled-set file.
         arch, head: architecture and head of the fresh models (default: the recipe's).
         steps: absolute T or a change such as ``"+50"`` (default: the distilled T).
+        models: fresh models (default 20; a DD / SLDD set: its run's, 200).
         target: the test data; a run directory knows its own, an exported file needs it.
         save: for a run directory, write the result to ``RUN_DIR/evaluations/``.
+        variant: DD / SLDD sets only: ``learned`` (the default), ``first-steps:N``,
+            ``extended:K``, ``average-lr``, ``shuffle-within``, ``shuffle-across`` or ``like-ld``;
+            recorded as ``variant`` in the result.
     Example:
         >>> labeldistill.evaluate("runs/mnist-ld", arch="alexnet", steps="+50")["accuracy_mean"]
+        >>> labeldistill.evaluate("runs/mnist-dd", variant="first-steps:20")["accuracy_mean"]
     """
     path = Path(path)
     dev = resolve_device(device)
     ds = load(path, device=dev)
+    if ds.schedule is None and variant is not None:
+        raise UserError(f"--variant applies only to DD / SLDD sets (a learned step schedule); {path} holds a label set.")
     run_dir = path if path.is_dir() else None
     record = read_json(run_dir / "config.json") if run_dir and (run_dir / "config.json").exists() else {}
     run_cfg = record.get("config", {})
@@ -56,6 +68,10 @@ def evaluate(
     if data_root is None:
         data_root = record.get("data_root")
     seed = seed if seed is not None else run_cfg.get("seed", 0)
+    if ds.schedule is not None:
+        return _evaluate_scheduled(ds, path, run_dir, run_cfg, arch=arch, head=head, models=models, steps=steps, target=target,
+                                   data_root=data_root, device=dev, seed=seed, save=save, variant=variant)
+    models = 20 if models is None else models
     arch = arch or ds.recipe.get("arch", "lenet")
     head = head or ds.recipe.get("head", "linear")
     t = parse_steps(steps, ds.steps)
@@ -72,4 +88,38 @@ def evaluate(
               "target": data.name, "seed": seed, "source": str(path), "device": dev, "versions": versions(), "float_settings": floats}
     if save and run_dir is not None:
         atomic_write_json(run_dir / "evaluations" / f"{arch}-{head}-T{t}-K{models}.json", result)
+    return result
+
+
+def _evaluate_scheduled(ds, path: Path, run_dir: Path | None, run_cfg: dict, *, arch, head, models, steps, target, data_root, device,
+                        seed, save, variant) -> dict:
+    """A DD / SLDD set: its schedule (or a variant of it) on fresh networks (unrolled.evaluate_set)."""
+    from .unrolled import evaluate_set, parse_variant
+    from .unrolled.schedule import variant_name
+
+    name = variant_name(*parse_variant(variant))
+    if head is not None:
+        raise UserError("--head applies to label sets; a DD / SLDD set trains whole networks (like-ld uses the linear head).")
+    if steps is not None and not name.startswith("like-ld"):
+        raise UserError("--steps applies to DD / SLDD sets only with --variant like-ld; use first-steps:N or extended:K.")
+    t = None if steps is None else parse_steps(steps, ds.steps)
+    models = int(ds.recipe.get("test_models", 200)) if models is None else int(models)
+    if models < 1:
+        raise UserError(f"--models must be at least 1, got {models}.")
+    size = int(ds.images.shape[-1])
+    data = load_target(target, data_root=data_root, seed=seed, split=tuple(run_cfg["split"]) if run_cfg.get("split") else None,
+                       device=device, image_size=size)
+    if data.num_classes != ds.num_classes:
+        raise UserError(f"{target} has {data.num_classes} classes but the distilled labels have {ds.num_classes}.")
+    if data.preprocessing.channels != int(ds.images.shape[1]):
+        raise UserError(f"{target} has {data.preprocessing.channels}-channel images but the set's have {int(ds.images.shape[1])}.")
+    with float32_precision(bool(run_cfg.get("allow_tf32", False))) as floats:
+        ev = evaluate_set(ds, data, variant=name, arch=arch, models=models, seed=seed, steps=t,
+                          group=int(run_cfg.get("test_group", 50)))
+    result = {**ev, "method": ds.recipe.get("method"), "learned": ds.learned, "distilled_steps": ds.steps, "target": data.name,
+              "seed": seed, "source": str(path), "device": device, "versions": versions(), "float_settings": floats}
+    if save and run_dir is not None:
+        tag = name.replace(":", "")
+        fixed = f"-T{t}" if t is not None else ""
+        atomic_write_json(run_dir / "evaluations" / f"{ev['arch']}-{tag}{fixed}-K{models}.json", result)
     return result

@@ -1,4 +1,6 @@
-"""``labeldistill distill``: learn labels, select them on validation, test 20 fresh models."""
+"""``labeldistill distill``: learn labels, select them on validation, test 20 fresh models; or,
+with ``--method dd`` / ``sldd``, run the unrolled trainer (images and per-step lrs) and test its
+set on 200 fresh networks by the learned schedule."""
 from __future__ import annotations
 
 import argparse
@@ -8,6 +10,9 @@ from ..distill import DistillConfig, list_learn, list_methods, run_distillation
 from ..distill.learned import IMAGE_INITS
 from ..runs import read_json
 from ..errors import UserError
+from ..selectors import list_selectors
+from ..unrolled import METHODS as UNROLLED_METHODS
+from ..unrolled import UnrolledRunConfig, is_unrolled_record, run_unrolled
 from .common import add_common, emit, fmt_acc, merge, parse_split, read_toml
 
 
@@ -15,15 +20,17 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("distill", help="learn soft labels for base images, or images (second-order or ridge regression)")
     p.add_argument("--target", default=None, help="target dataset: catalog name, npz:FILE, folder:DIR (default mnist)")
     p.add_argument("--source", default=None, help="take the base images from this dataset (cross-dataset)")
-    p.add_argument("--base", type=int, default=None, help="number of base examples N (default 100)")
-    p.add_argument("--method", default=None, help=f"meta-gradient: {', '.join(list_methods())} (default second-order)")
+    p.add_argument("--base", type=int, default=None,
+                   help="number of base examples N (default 100); dd / sldd: distilled images, steps x classes x k (100 = 10 x 10 x 1)")
+    p.add_argument("--method", default=None, help=f"meta-gradient: {', '.join(list_methods())} (default second-order); or {', '.join(UNROLLED_METHODS)}: "
+                        "the original dataset distillation (learned images and per-step lrs; SLDD also learns labels)")
     p.add_argument("--learn", default=None, choices=list_learn(),
                    help="what is learned: labels (LD, default), images (the paper's 'our DD': fixed one-hot labels) or images+labels")
     p.add_argument("--image-init", default=None, choices=list(IMAGE_INITS),
                    help="start of learned images: uniform noise in [0, 1] or the real base images (default uniform for images, "
                         "real for images+labels)")
     p.add_argument("--image-lr", type=float, default=None, help="Adam lr of learned images, pixel space (1e-3)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs over the target training split (paper: 400 / 800)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs over the target training split (paper: 400 / 800; dd 400, sldd 350)")
     p.add_argument("--target-size", type=int, default=None, help="use only M target training examples")
     p.add_argument("--split", default=None, help="TRAIN,VAL,TEST fractions for data without official splits (default 0.8,0.1,0.1)")
     p.add_argument("--inner-batch", type=int, default=None, help="N_i, base examples per step (paper rule by N)")
@@ -37,7 +44,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-every", type=int, default=None, help="epochs between label-selection validations (5)")
     p.add_argument("--validation-models", type=int, default=None, metavar="M",
                    help="fresh models per label-selection validation; selection on their mean accuracy (1, the paper's)")
-    p.add_argument("--test-models", type=int, default=None, help="fresh test models (20)")
+    p.add_argument("--test-models", type=int, default=None, help="fresh test models (20; dd / sldd: 200)")
+    p.add_argument("--base-select", default=None, metavar="NAME",
+                   help="how the base set is chosen: " + ", ".join(list_selectors()) + " (default random, the paper's draw)")
     p.add_argument("--allow-tf32", action="store_true", default=None,
                    help="let a GPU use TF32 for convolutions and matmuls (default off: float32 as on a CPU; recorded)")
     p.add_argument("--out", default=None, help="run directory (required unless --resume)")
@@ -60,12 +69,16 @@ def run(args: argparse.Namespace) -> int:
         if not (out / "config.json").exists():
             raise UserError(f"{out} is not a run directory (no config.json); nothing to resume.")
         record = read_json(out / "config.json")
+        if is_unrolled_record(record):
+            return run_dd(args, record)
         cfg = DistillConfig.from_dict(record["config"])
         if args.device is not None:  # a run may move between machines (e.g. started on a GPU, finished on a CPU)
             cfg.device = args.device
         data_root = args.data_root or record.get("data_root")
         resume = True
     else:
+        if (args.method or read_toml(args.config).get("method")) in UNROLLED_METHODS:
+            return run_dd(args)
         if not args.out:
             raise UserError("distill needs --out DIR (the run directory), or --resume DIR.")
         out, cfg, data_root, resume = Path(args.out), config_from_args(args), args.data_root, False
@@ -74,5 +87,47 @@ def run(args: argparse.Namespace) -> int:
     learned = "" if r.get("learned", "labels") == "labels" else f", learning {r['learned']}"
     text = (f"{r['method']}{learned} on {r['target']} with {r['base']} base examples: test accuracy {fmt_acc(r)} "
             f"({r['models']} models, T={r['T']}, {r['seconds']:.0f} s). Run directory: {out}")
+    emit({**r, "run_dir": str(out)}, args.json, text)
+    return 0
+
+
+# Flags of label distillation that mean nothing to DD / SLDD (dest -> flag).
+NOT_FOR_UNROLLED = {
+    "source": "--source", "learn": "--learn", "image_init": "--image-init", "image_lr": "--image-lr", "target_size": "--target-size",
+    "inner_batch": "--inner-batch", "label_lr": "--label-lr", "model_lr": "--model-lr", "inner_lr": "--inner-lr",
+    "meta_gradient": "--meta-gradient", "reset_window": "--reset-window", "val_every": "--val-every",
+    "validation_models": "--validation-models", "base_select": "--base-select",
+}
+
+
+def run_dd(args: argparse.Namespace, record: dict | None = None) -> int:
+    """``--method dd|sldd``: the unrolled trainer in a run directory (or resume one)."""
+    if record is not None:
+        out, resume = Path(args.resume), True
+        cfg = UnrolledRunConfig.from_dict(record["config"])
+        if args.device is not None:  # a run may move between machines
+            cfg.device = args.device
+        data_root = args.data_root or record.get("data_root")
+    else:
+        toml = read_toml(args.config)
+        method = args.method or toml.get("method")
+        given = [flag for dest, flag in NOT_FOR_UNROLLED.items() if getattr(args, dest, None) is not None or dest in toml]
+        if given:
+            raise UserError(f"{given[0]} does not apply to --method {method} (it learns images and per-step learning rates"
+                            f"{', and labels' if method == 'sldd' else ''}).")
+        if not args.out:
+            raise UserError("distill needs --out DIR (the run directory), or --resume DIR.")
+        flags = {"target": args.target, "base": args.base, "seed": args.seed, "epochs": args.epochs, "device": args.device,
+                 "arch": args.arch, "test_models": args.test_models, "allow_tf32": args.allow_tf32,
+                 "split": parse_split(args.split), "batch_size": args.target_batch}
+        settings = {**{k: v for k, v in toml.items() if k != "method"}, **{k: v for k, v in flags.items() if v is not None}}
+        if isinstance(settings.get("split"), list):
+            settings["split"] = tuple(settings["split"])
+        cfg = UnrolledRunConfig.from_settings(method=method, **settings)
+        out, data_root, resume = Path(args.out), args.data_root, False
+    ds = run_unrolled(cfg, out=out, resume=resume, data_root=data_root, download=args.download, progress=not args.no_progress)
+    r = ds.evaluation or {}
+    text = (f"{r['method']} on {r['target']}: {r['base']} learned images, T={r['T']} learned steps: test accuracy {fmt_acc(r)} "
+            f"({r['models']} networks, {r['seconds']:.0f} s). Run directory: {out}")
     emit({**r, "run_dir": str(out)}, args.json, text)
     return 0

@@ -1,4 +1,5 @@
-"""``labeldistill evaluate``: fresh models on a distilled set (any arch, head, steps)."""
+"""``labeldistill evaluate``: fresh models on a distilled set (any arch, head, steps); a DD / SLDD
+set by its learned schedule or one of the paper's sensitivity variants."""
 from __future__ import annotations
 
 import argparse
@@ -12,9 +13,13 @@ def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="train fresh models on a distilled set and test them")
     p.add_argument("path", metavar="RUN_DIR_OR_FILE")
     p.add_argument("--head", default=None, help=f"{' or '.join(HEADS)} (default: as distilled)")
-    p.add_argument("--models", type=int, default=None, help="number of fresh models (20)")
+    p.add_argument("--models", type=int, default=None, help="number of fresh models (20; DD / SLDD sets: 200)")
     p.add_argument("--steps", default=None, help="T (e.g. 300) or a change of the distilled T (+50, -20)")
     p.add_argument("--target", default=None, help="test data (needed for exported files)")
+    p.add_argument("--variant", default=None, metavar="NAME",
+                   help="DD / SLDD sets: how to train on them: learned (default: the learned schedule), first-steps:N, extended:K "
+                        "(K more steps at the mean lr; 5: the paper's 35), average-lr, shuffle-within, shuffle-across, "
+                        "or like-ld (Adam, minibatches of 10, T chosen on validation)")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -22,7 +27,13 @@ def add(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = read_toml(args.config)
     pick = lambda name, default=None: getattr(args, name) if getattr(args, name) is not None else cfg.get(name, default)  # noqa: E731
-    r = evaluate(args.path, arch=pick("arch"), head=pick("head"), models=int(pick("models", 20)), steps=pick("steps"),
-                 target=pick("target"), data_root=pick("data_root"), device=pick("device") or "auto", seed=pick("seed"))
-    emit(r, args.json, f"{r['arch']} / {r['head']} head, {r['models']} models x {r['steps']} steps: test accuracy {fmt_acc(r)}")
+    models = pick("models")
+    r = evaluate(args.path, arch=pick("arch"), head=pick("head"), models=None if models is None else int(models), steps=pick("steps"),
+                 target=pick("target"), data_root=pick("data_root"), device=pick("device") or "auto", seed=pick("seed"),
+                 variant=pick("variant"))
+    if "variant" in r:
+        text = f"{r['arch']}, variant {r['variant']}: {r['models']} networks x {r['steps']} steps: test accuracy {fmt_acc(r)}"
+    else:
+        text = f"{r['arch']} / {r['head']} head, {r['models']} models x {r['steps']} steps: test accuracy {fmt_acc(r)}"
+    emit(r, args.json, text)
     return 0

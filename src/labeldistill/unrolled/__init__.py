@@ -11,17 +11,24 @@ Example::
     dist = UnrolledDistiller(unrolled_config("mnist", "dd"), data.train.x, data.train.y, net, 10)
     dist.run()
     result = evaluate_schedule(net, *dist.distilled(), dist.schedule(), data.test.x, data.test.y)
+
+    # or as a run (run directory, resume, the saved set with its schedule):
+    ds = labeldistill.distill("mnist", method="dd", out="runs/mnist-dd")
 """
 from .config import METHODS, UnrolledConfig, unrolled_config
-from .evaluate import ScheduleEvaluation, evaluate_schedule, evaluation_seeds, train_on_schedule
+from .evaluate import ScheduleEvaluation, evaluate_schedule, evaluate_set, evaluation_seeds, schedule_labels, train_on_schedule
 from .network import FunctionalNet, inner_loss
-from .schedule import Schedule, average_lr, extended, first_steps, learned_schedule, shuffled_across_epochs, shuffled_within_epochs
+from .schedule import (VARIANTS, Schedule, apply_variant, average_lr, extended, first_steps, from_file_schedule, learned_schedule,
+                       parse_variant, shuffled_across_epochs, shuffled_within_epochs, to_file_schedule)
 from .trainer import UnrolledDistiller, crop_flip, unrolled_loss
+from .run import UnrolledRunConfig, distill_unrolled, is_unrolled_record, run_unrolled
 
 __all__ = [
     "METHODS", "UnrolledConfig", "unrolled_config",
-    "ScheduleEvaluation", "evaluate_schedule", "evaluation_seeds", "train_on_schedule",
+    "ScheduleEvaluation", "evaluate_schedule", "evaluate_set", "evaluation_seeds", "schedule_labels", "train_on_schedule",
     "FunctionalNet", "inner_loss",
-    "Schedule", "average_lr", "extended", "first_steps", "learned_schedule", "shuffled_across_epochs", "shuffled_within_epochs",
+    "VARIANTS", "Schedule", "apply_variant", "average_lr", "extended", "first_steps", "from_file_schedule", "learned_schedule",
+    "parse_variant", "shuffled_across_epochs", "shuffled_within_epochs", "to_file_schedule",
     "UnrolledDistiller", "crop_flip", "unrolled_loss",
+    "UnrolledRunConfig", "distill_unrolled", "is_unrolled_record", "run_unrolled",
 ]

@@ -113,3 +113,99 @@ def evaluate_schedule(net: FunctionalNet, images: torch.Tensor, labels: torch.Te
         buffers = {n: b.expand(len(chunk), *b.shape) for n, b in net.buffers.items()}
         accs += accuracy(learner, ModelState(params, buffers, {}), test_x, test_y, mode=mode).tolist()
     return ScheduleEvaluation(tuple(accs))
+
+
+# -- a saved DD / SLDD set, tested its own way or by one of the paper's variants ------------
+def schedule_labels(ds) -> torch.Tensor:
+    """The labels a schedule trains with: DD's fixed one-hot rows as class indices (the plain
+    cross-entropy DD trains with), SLDD's learned label vectors as they are."""
+    if ds.learned != "images":
+        return ds.labels
+    idx = ds.labels.argmax(1)
+    if not torch.equal(torch.nn.functional.one_hot(idx, ds.num_classes).to(ds.labels.dtype), ds.labels):
+        raise UserError("The set learned only images, but its labels are not one-hot rows.")
+    return idx
+
+
+def test_arch(ds, arch: str | None) -> str:
+    """The architecture to test ``ds`` on (default: the one it was distilled with), checked
+    against the set's image size (Table 15 tests an AlexCifarNet set on LeNet: both take 32 px)."""
+    from ..models import MODELS, input_size_for
+
+    arch = MODELS.canonical(arch or ds.recipe.get("arch", "lenet"))
+    size = int(ds.images.shape[-1])
+    need = input_size_for(arch, size)
+    if need is not None and need != size:
+        raise UserError(f"{arch} needs {need}-pixel images; this set's images are {size} px.")
+    return arch
+
+
+def evaluate_set(ds, data, *, variant: str | None = None, arch: str | None = None, models: int = 200, seed: int = 0,
+                 group: int = 50, steps: int | None = None) -> dict:
+    """Test a DD / SLDD set (:class:`~labeldistill.DistilledSet` with a schedule) on ``data``'s test split.
+
+    Args:
+        ds: the set, on the device of ``data``'s tensors.
+        data: the target (``TargetData``): its test split scores, its validation split chooses
+            the steps of ``like-ld``.
+        variant: ``learned`` (default: DD's own test: the schedule's steps, lrs and order, plain
+            SGD), ``first-steps:N``, ``extended:K``, ``average-lr``, ``shuffle-within``,
+            ``shuffle-across`` (Tables 10-12), or ``like-ld`` (trained as a label set is: Adam lr
+            1e-3, random minibatches of 10, T chosen on validation from the baselines' step grid).
+        arch: test architecture (default: the distilling one; Table 15).
+        models: K test networks; network k's initialisation depends only on (seed, k).
+        steps: ``like-ld`` only: train for this T instead of choosing it on validation.
+    Returns:
+        accuracy_mean / accuracy_std (%, sample std over the K for the schedule variants as DD
+        reports; the engine's population std for ``like-ld``), accuracies, models, steps,
+        seconds, variant, arch, and per variant the schedule's lrs or the chosen T.
+    """
+    import time
+
+    from .schedule import apply_variant, from_file_schedule, parse_variant, variant_name
+
+    if ds.schedule is None:
+        raise UserError("This set has no step schedule (a label set): --variant applies only to DD / SLDD sets.")
+    name, arg = parse_variant(variant)
+    if steps is not None and name != "like-ld":
+        raise UserError("--steps applies to DD / SLDD sets only with --variant like-ld; use first-steps:N or extended:K.")
+    arch = test_arch(ds, arch)
+    size, channels = int(ds.images.shape[-1]), int(ds.images.shape[1])
+    test = data.test
+    t0 = time.perf_counter()
+    out: dict = {"variant": variant_name(name, arg), "arch": arch}
+    if name == "like-ld":
+        out.update(_like_ld(ds, data, arch, models=models, seed=seed, steps=steps))
+    else:
+        schedule = apply_variant(from_file_schedule(ds.schedule), name, arg, seed)
+        net = FunctionalNet.from_arch(arch, channels, size, ds.num_classes, device=ds.images.device)
+        ev = evaluate_schedule(net, ds.images, schedule_labels(ds), schedule, test.x, test.y, models=models, seed=seed,
+                               group=group, gain=float(ds.recipe.get("init_gain", 1.0)))
+        out.update(accuracy_mean=100 * ev.mean, accuracy_std=100 * ev.std, std="sample",
+                   accuracies=[round(100 * a, 4) for a in ev.accuracies], models=models, steps=len(schedule),
+                   moving_steps=sum(lr > 0 for lr in schedule.lrs), lrs=list(schedule.lrs), optimizer="sgd")
+        if schedule.steps != from_file_schedule(ds.schedule).steps:
+            out["order"] = [list(s) for s in schedule.steps]
+    out["seconds"] = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def _like_ld(ds, data, arch: str, *, models: int, seed: int, steps: int | None) -> dict:
+    """Train like a label set: the baselines' step choice on validation, then the engine's test."""
+    from types import SimpleNamespace
+
+    from ..baselines import BaselineConfig, choose_steps
+    from ..engine import evaluate_labels, make_learner
+
+    batch, lr = min(10, len(ds)), 1e-3
+    learner = make_learner(arch, int(ds.images.shape[1]), int(ds.images.shape[-1]), ds.num_classes)
+    labels = ds.labels.to(ds.images.dtype)
+    curve = None
+    if steps is None:
+        problem = SimpleNamespace(base_x=ds.images, target=data, n_base=len(ds))  # what choose_steps reads
+        steps, curve = choose_steps(learner, problem, labels, BaselineConfig(lr=lr, seed=seed), batch)
+    ev = evaluate_labels(learner, ds.images, labels, data.test.x, data.test.y, steps=int(steps), models=models, seed=seed,
+                         batch_size=batch, lr=lr)
+    out = {**ev.to_dict(), "std": "population", "optimizer": "adam", "lr": lr, "batch_size": batch, "head": "linear"}
+    out["validation_curve"] = None if curve is None else {str(k): round(v, 4) for k, v in curve.items()}
+    return out

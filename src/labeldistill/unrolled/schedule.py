@@ -149,3 +149,71 @@ def shuffled_across_epochs(schedule: Schedule, generator: torch.Generator) -> Sc
     """Table 12: pool every image use of every step, permute once, re-chunk; lrs by position."""
     _check_nonempty(schedule)
     return replace(schedule, steps=_rechunk(schedule.steps, generator))
+
+
+# -- the distilled-set file's schedule field ------------------------------------------------
+def to_file_schedule(schedule: Schedule):
+    """The schedule as the distilled-set file stores it (:class:`labeldistill.artifact.Schedule`,
+    kind "per-step": ``order`` holds each step's flat image indices)."""
+    from ..artifact import Schedule as FileSchedule
+
+    return FileSchedule("per-step", schedule.lrs, schedule.steps, schedule.epoch_length)
+
+
+def from_file_schedule(schedule) -> Schedule:
+    """A file's per-step schedule as a :class:`Schedule` (it must say which images each step uses)."""
+    if schedule.order is None:
+        raise UserError("The set's schedule has learning rates but no image order; it cannot be trained step by step.")
+    return Schedule(schedule.order, schedule.lrs, schedule.epoch_length or len(schedule.lrs))
+
+
+# -- the paper's sensitivity variants by name (Tables 10-12, 15) --------------------------
+VARIANTS = ("learned", "first-steps:N", "extended:K", "average-lr", "shuffle-within", "shuffle-across", "like-ld")
+
+
+def parse_variant(text: str | None) -> tuple[str, int | None]:
+    """``"first-steps:20"`` -> ``("first-steps", 20)``; ``None`` is ``"learned"``. One-line errors."""
+    text = "learned" if text is None else str(text).strip()
+    name, _, arg = text.partition(":")
+    takes = {"first-steps": None, "extended": 5}
+    plain = ("learned", "average-lr", "shuffle-within", "shuffle-across", "like-ld")
+    if name in plain and not arg:
+        return name, None
+    if name in takes:
+        if not arg:
+            if takes[name] is None:
+                raise UserError(f"--variant {name} needs a number of steps, e.g. {name}:20.")
+            return name, takes[name]
+        try:
+            n = int(arg)
+        except ValueError:
+            n = -1
+        if n < 0:
+            raise UserError(f"--variant {text}: '{arg}' is not a number of steps (0 or more).")
+        return name, n
+    raise UserError(f"Unknown --variant '{text}'. Known: {', '.join(VARIANTS)}.")
+
+
+def variant_name(name: str, arg: int | None) -> str:
+    return name if arg is None else f"{name}:{arg}"
+
+
+def apply_variant(schedule: Schedule, name: str, arg: int | None, seed: int) -> Schedule:
+    """The schedule a test run of variant ``name`` trains by (not ``like-ld``, which has none).
+
+    The shuffles draw their permutation once per test run from ``(seed, "unrolled-variant-NAME")``:
+    every test network shares it, and the same seed gives the same permutation."""
+    from ..seeding import torch_generator
+
+    if name == "learned":
+        return schedule
+    if name == "first-steps":
+        return first_steps(schedule, int(arg))  # type: ignore[arg-type]
+    if name == "extended":
+        return extended(schedule, int(arg))  # type: ignore[arg-type]
+    if name == "average-lr":
+        return average_lr(schedule)
+    if name in ("shuffle-within", "shuffle-across"):
+        g = torch_generator(seed, f"unrolled-variant-{name}")
+        return (shuffled_within_epochs if name == "shuffle-within" else shuffled_across_epochs)(schedule, g)
+    raise UserError(f"The variant {name!r} does not edit a schedule.")

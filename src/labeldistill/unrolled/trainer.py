@@ -15,6 +15,7 @@ checkpoint replays exactly the draws of an uninterrupted one.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -128,6 +129,7 @@ class UnrolledDistiller:
             leaves.append(self.labels)
         self.optimizer = torch.optim.Adam(leaves, lr=cfg.outer_lr, betas=cfg.betas)
         self.iteration = 0
+        self.seconds = 0.0  # wall time of the outer iterations so far (kept across resumes)
         self.order = [t % cfg.steps for t in range(cfg.inner_steps)]
         self._perm: tuple[int, torch.Tensor] | None = None
 
@@ -186,29 +188,44 @@ class UnrolledDistiller:
         return value
 
     def run(self, until: int | None = None, *, checkpoint: str | Path | None = None, checkpoint_every: int = 0,
-            metrics: MetricsLog | None = None, on_iteration: Callable[[int, float], None] | None = None) -> list[float]:
+            checkpoint_minutes: float | None = None, metrics: MetricsLog | None = None,
+            on_iteration: Callable[[int, float], None] | None = None, stop: Callable[[], bool] | None = None) -> list[float]:
         """Outer iterations up to iteration ``until`` (default: the configured total).
 
         Args:
             until: stop once ``self.iteration == until``.
-            checkpoint: file written every ``checkpoint_every`` iterations and at the end.
+            checkpoint: file written every ``checkpoint_every`` iterations, at least every
+                ``checkpoint_minutes``, when ``stop`` says so, and at the end.
             metrics: one JSON line per iteration; the checkpoint records its offset.
             on_iteration: called as ``on_iteration(iteration_done, loss)``.
+            stop: asked after every iteration; True writes the checkpoint and returns early
+                (``self.iteration < until`` tells the caller), e.g. after a Ctrl-C.
         Returns:
             The outer losses of the iterations run.
         """
         until = self.total_iterations if until is None else int(until)
         losses = []
+        last = time.monotonic()
         while self.iteration < until:
+            t0 = time.perf_counter()
             loss = self.step()
+            self.seconds += time.perf_counter() - t0
             losses.append(loss)
             if metrics is not None:
                 metrics.write({"iteration": self.iteration, "epoch": (self.iteration - 1) // self.iterations_per_epoch,
                                "loss": loss, "outer_lr": self.optimizer.param_groups[0]["lr"]})
             if on_iteration is not None:
                 on_iteration(self.iteration, loss)
-            if checkpoint is not None and checkpoint_every > 0 and self.iteration % checkpoint_every == 0:
+            if stop is not None and stop():
+                if checkpoint is not None:
+                    self.save_checkpoint(checkpoint, metrics)
+                return losses
+            due = checkpoint_every > 0 and self.iteration % checkpoint_every == 0
+            if checkpoint_minutes is not None and time.monotonic() - last > 60 * checkpoint_minutes:
+                due = True
+            if checkpoint is not None and due:
                 self.save_checkpoint(checkpoint, metrics)
+                last = time.monotonic()
         if checkpoint is not None:
             self.save_checkpoint(checkpoint, metrics)
         return losses
@@ -217,6 +234,11 @@ class UnrolledDistiller:
     def schedule(self) -> Schedule:
         """The learned schedule: step t on step-tensor ``t mod steps`` with ``softplus(raw_t)``."""
         return learned_schedule(self.lrs().detach().cpu().tolist(), self.config.steps, self.images.shape[1])
+
+    def initial_images(self) -> torch.Tensor:
+        """The images before learning (S x B x C x H x W), drawn again from the run's stream."""
+        g = torch_generator(self.seed, "unrolled-images", device=self.device)
+        return torch.randn(self.images.shape, generator=g, device=self.device, dtype=self.images.dtype) * self.config.image_std
 
     def distilled(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The flat distilled set: (S*B) x C x H x W images and (S*B) labels (DD: class
@@ -232,6 +254,7 @@ class UnrolledDistiller:
             "config": self.config.to_dict(),
             "seed": self.seed,
             "iteration": self.iteration,
+            "seconds": self.seconds,
             "images": self.images.detach(),
             "raw_lrs": self.raw_lrs.detach(),
             "labels": None if self.labels is None else self.labels.detach(),
@@ -253,6 +276,7 @@ class UnrolledDistiller:
                 self.labels.copy_(state["labels"])
         self.optimizer.load_state_dict(state["optimizer"])  # moves the moments to the leaves' device
         self.iteration = int(state["iteration"])
+        self.seconds = float(state.get("seconds") or 0.0)
         self._perm = None
 
     def save_checkpoint(self, path: str | Path, metrics: MetricsLog | None = None) -> None:

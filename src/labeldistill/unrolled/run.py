@@ -1,0 +1,346 @@
+"""DD / SLDD as a run, shaped like a label-distillation run: the same data loading (outer
+iterations over the target's training split, validation held out), run directory (config.json,
+metrics.jsonl, checkpoint, result.json, distilled.safetensors), lock, float settings, resume and
+Ctrl-C handling as :mod:`labeldistill.distill.run`; the loop is :class:`UnrolledDistiller`.
+
+A finished run tests its set the way it was learned (DD's protocol: 200 fresh Xavier networks,
+the schedule's steps, lrs and order, plain SGD) and saves it as a :class:`DistilledSet` whose
+``schedule`` field holds the learned schedule.
+"""
+from __future__ import annotations
+
+import dataclasses
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .. import protocol
+from ..artifact import FILE_NAME, DistilledSet
+from ..data import TargetData, load_for_arch
+from ..errors import UserError
+from ..numerics import float32_precision, float_settings
+from ..runs import MetricsLog, RunLock, atomic_write_json, read_json
+from ..runs.provenance import resolve_device, versions
+from ..settings import from_dict
+from .config import _DATASET, METHODS, UnrolledConfig, unrolled_config
+from .evaluate import evaluate_set
+from .network import FunctionalNet
+from .schedule import to_file_schedule
+from .trainer import UnrolledDistiller
+
+UNROLLED_FIELDS = frozenset(f.name for f in dataclasses.fields(UnrolledConfig)) - {"method"}
+# Flat names of trainer settings whose own names mean something else at the run level ("epochs" is
+# the outer epochs there, as the CLI's --epochs): the reference's names.
+ALIASES = {"distill_epochs": "epochs", "distill_steps": "steps"}
+
+
+@dataclass
+class UnrolledRunConfig:
+    """One DD / SLDD run: the problem and bookkeeping; ``unrolled`` holds the trainer's settings.
+
+    Args:
+        target: target dataset (catalog name, ``npz:FILE``, ``folder:DIR``).
+        method: ``"dd"`` or ``"sldd"``.
+        base: number of distilled images; must be ``steps x classes x k`` (default 100 = 10
+            steps x 10 classes x 1 image per class).
+        arch: None: LeNet for greyscale, AlexCifarNet for colour targets.
+        epochs: outer epochs over the training split (None: the preset's, DD 400, SLDD 350).
+        test_models: fresh networks of the final test (DD: 200); test_group of them at once
+            (never changes a result).
+        checkpoint_minutes, checkpoint_every: a checkpoint at least this often (and every this
+            many outer iterations if > 0), on Ctrl-C, and at the end.
+        unrolled: :class:`UnrolledConfig` fields overriding the preset of the target
+            (:func:`unrolled_config`); after :meth:`resolve`, all of them.
+    """
+
+    target: str = "mnist"
+    method: str = "dd"
+    base: int = 100
+    arch: str | None = None
+    seed: int = 0
+    epochs: int | None = None
+    split: tuple[float, float, float] | None = None
+    test_models: int = 200
+    test_group: int = 50
+    checkpoint_minutes: float = 3.0
+    checkpoint_every: int = 0
+    device: str = "auto"
+    allow_tf32: bool = False
+    unrolled: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, **settings: object) -> UnrolledRunConfig:
+        """Flat settings: run fields, and any :class:`UnrolledConfig` field (``steps=5``,
+        ``batch_size=256``, ``outer_epochs=...``) into ``unrolled``. Unknown names: one-line error."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"unrolled"}
+        run = {k: v for k, v in settings.items() if k in known}
+        over = dict(settings.get("unrolled") or {})  # type: ignore[arg-type]
+        over.update({k: v for k, v in settings.items() if k in UNROLLED_FIELDS - known})
+        over.update({ALIASES[k]: v for k, v in settings.items() if k in ALIASES})
+        names = known | (UNROLLED_FIELDS - known) | set(ALIASES)
+        unknown = sorted(set(settings) - names - {"unrolled"})
+        if unknown:
+            raise UserError(f"Unknown DD / SLDD setting(s) {', '.join(unknown)}. Known: {', '.join(sorted(names))}.")
+        return cls(**run, unrolled=over)  # type: ignore[arg-type]
+
+    def validate(self) -> None:
+        from ..models import MODELS
+
+        if self.method not in METHODS:
+            raise UserError(f"Unknown unrolled method '{self.method}'. Known: {', '.join(METHODS)}.")
+        ints = {"base": self.base, "test_models": self.test_models, "test_group": self.test_group}
+        if self.epochs is not None:
+            ints["epochs"] = self.epochs
+        for name, v in ints.items():
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise UserError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}.")
+        if isinstance(self.checkpoint_every, bool) or not isinstance(self.checkpoint_every, int) or self.checkpoint_every < 0:
+            raise UserError(f"checkpoint_every must be an integer of at least 0, got {self.checkpoint_every!r}.")
+        if not self.checkpoint_minutes > 0:
+            raise UserError(f"checkpoint_minutes must be positive, got {self.checkpoint_minutes!r}.")
+        bad = sorted(set(self.unrolled) - UNROLLED_FIELDS)
+        if bad:
+            raise UserError(f"Unknown DD / SLDD setting(s) {', '.join(bad)}. Known: {', '.join(sorted(UNROLLED_FIELDS))}.")
+        if self.arch is not None:
+            self.arch = MODELS.canonical(self.arch)
+
+    def resolve(self, target_name: str, num_classes: int, channels: int) -> tuple[UnrolledRunConfig, UnrolledConfig]:
+        """Fill in the arch, the target's preset and the images per class (``base / (steps x classes)``)."""
+        over = dict(self.unrolled)
+        if self.epochs is not None:
+            if over.get("outer_epochs", self.epochs) != self.epochs:
+                raise UserError(f"epochs = {self.epochs} and outer_epochs = {over['outer_epochs']} disagree; give one.")
+            over["outer_epochs"] = self.epochs
+        k_given = over.pop("images_per_class", None)
+        preset = unrolled_config(_preset(target_name), self.method, **over)
+        per = preset.steps * num_classes
+        if self.base % per:
+            raise UserError(f"--base {self.base} is not steps x classes x k: {preset.steps} steps x {num_classes} classes "
+                            f"x k images per class ({per}, {2 * per}, ...).")
+        k = self.base // per
+        if k_given is not None and k_given != k:
+            raise UserError(f"images_per_class = {k_given} disagrees with --base {self.base} ({preset.steps} steps x "
+                            f"{num_classes} classes x {k}).")
+        ucfg = dataclasses.replace(preset, images_per_class=k)
+        arch = self.arch or protocol.default_arch(target_name, channels)
+        unrolled = {k: v for k, v in ucfg.to_dict().items() if k != "method"}  # the method is the run's
+        return dataclasses.replace(self, arch=arch, epochs=ucfg.outer_epochs, unrolled=unrolled), ucfg
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["unrolled"] = {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.unrolled.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> UnrolledRunConfig:
+        cfg = from_dict(cls, d, what="DD / SLDD setting", tuples=("split",))
+        cfg.unrolled = {k: (tuple(v) if k == "betas" and v is not None else v) for k, v in dict(cfg.unrolled).items()}
+        return cfg
+
+
+def _preset(target_name: str) -> str:
+    """Which reference setting a target takes: its own (MNIST, CIFAR-10), else MNIST's."""
+    name = protocol.settings_name(target_name)
+    return name if name in _DATASET else "mnist"
+
+
+def is_unrolled_record(record: dict) -> bool:
+    """Whether a run directory's config.json belongs to a DD / SLDD run."""
+    return record.get("method") in METHODS and "unrolled" in (record.get("config") or {})
+
+
+def distill_unrolled(target: str = "mnist", *, method: str = "dd", base: int = 100, out: str | Path | None = None,
+                     resume: bool = False, data_root: str | Path | None = None, download: bool = False, progress: bool = True,
+                     config: UnrolledRunConfig | None = None, **settings: object) -> DistilledSet:
+    """Learn DD / SLDD images (and SLDD's labels) and per-step lrs; ``labeldistill.distill(..., method="dd")``.
+
+    Args:
+        settings: any :class:`UnrolledRunConfig` field (``seed``, ``epochs``, ``test_models``,
+            ``arch``, ``device``, ...) or :class:`UnrolledConfig` field (``steps``, ``batch_size``, ...;
+            ``epochs`` is the outer epochs here, ``distill_epochs`` / ``distill_steps`` the trainer's).
+    Example:
+        >>> ds = labeldistill.distill("mnist", method="dd", out="runs/mnist-dd")
+        >>> ds.images.shape, ds.schedule.lrs[:3], ds.evaluation["accuracy_mean"]
+    """
+    if resume:
+        if out is None:
+            raise UserError("resume needs the run directory (out=...).")
+        record = read_json(Path(out) / "config.json")
+        if not is_unrolled_record(record):
+            raise UserError(f"{out} is not a DD / SLDD run.")
+        cfg = UnrolledRunConfig.from_dict(record["config"])
+        if "device" in settings:
+            cfg.device = str(settings.pop("device"))
+        if settings:
+            raise UserError(f"A resumed run keeps its settings; only the device may change (got {', '.join(sorted(settings))}).")
+    elif config is not None:
+        cfg = dataclasses.replace(config, **settings) if settings else config
+    else:
+        cfg = UnrolledRunConfig.from_settings(target=target, method=method, base=base, **settings)
+    return run_unrolled(cfg, out=out, resume=resume, data_root=data_root, download=download, progress=progress)
+
+
+def run_unrolled(cfg: UnrolledRunConfig, *, out=None, resume=False, data_root=None, download=False, progress=True) -> DistilledSet:
+    cfg.validate()
+    with float32_precision(cfg.allow_tf32):
+        return _run(cfg, out=out, resume=resume, data_root=data_root, download=download, progress=progress)
+
+
+def _run(cfg: UnrolledRunConfig, *, out, resume, data_root, download, progress) -> DistilledSet:
+    from ..distill.loop import CHECKPOINT, Interrupted, NonFiniteError
+    from ..distill.run import _check_same_numerics
+
+    run_dir = Path(out) if out is not None else None
+    lock = None
+    if run_dir is not None:
+        if not resume and (run_dir / CHECKPOINT).exists():
+            raise UserError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out.")
+        if resume and not (run_dir / CHECKPOINT).exists():
+            raise UserError(f"{run_dir} has no checkpoint to resume from.")
+        lock = RunLock(run_dir).acquire()
+    log: MetricsLog | None = None
+    try:
+        device = resolve_device(cfg.device)
+        data = load_for_arch(cfg.target, cfg.arch, data_root=data_root, seed=cfg.seed, split=cfg.split, device=device, download=download)
+        resolved, ucfg = cfg.resolve(data.name, data.num_classes, data.preprocessing.channels)
+        net = FunctionalNet.from_arch(resolved.arch, data.preprocessing.channels, int(data.train.x.shape[-1]), data.num_classes, device=device)
+        dist = UnrolledDistiller(ucfg, data.train.x, data.train.y, net, data.num_classes, seed=resolved.seed)
+        ckpt = run_dir / CHECKPOINT if run_dir is not None else None
+        if run_dir is not None:
+            record = _config_record(resolved, cfg, data, device, data_root)
+            offset = None
+            if resume:
+                old = read_json(run_dir / "config.json")
+                if old.get("split_sha256") != record["split_sha256"]:
+                    raise UserError(f"The data found now differ from the data {run_dir} was started on; resume with the same --data-root.")
+                _check_same_numerics(old, record, run_dir)
+                old["resumes"] = [*old.get("resumes", []), {"device": device, "versions": record["versions"],
+                                                            "float_settings": record["float_settings"]}]
+                atomic_write_json(run_dir / "config.json", old)
+                offset = dist.load_checkpoint(ckpt)
+                offset = 0 if offset is None else int(offset)
+            else:
+                atomic_write_json(run_dir / "config.json", record)
+            log = MetricsLog(run_dir / "metrics.jsonl", resume_offset=offset)
+
+        stop = _StopFlag()
+        bar = tqdm(total=dist.total_iterations, initial=dist.iteration, disable=not progress, desc=f"distill {resolved.method}",
+                   unit="it", dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30.0)
+
+        def tick(_: int, loss: float) -> None:
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", refresh=False)
+
+        try:
+            with stop:
+                dist.run(checkpoint=ckpt, checkpoint_every=resolved.checkpoint_every, checkpoint_minutes=resolved.checkpoint_minutes,
+                         metrics=log, on_iteration=tick, stop=stop.requested)
+        except FloatingPointError as e:
+            raise NonFiniteError(f"{e} The last checkpoint is kept.") from None
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+        if dist.iteration < dist.total_iterations:
+            hint = f"checkpoint written. Resume with: labeldistill distill --resume {run_dir}" if run_dir is not None else "nothing kept (no run directory)."
+            raise Interrupted(f"Stopped at outer iteration {dist.iteration} of {dist.total_iterations}; {hint}")
+
+        ds = _distilled_set(dist, resolved, ucfg, data)
+        t0 = time.perf_counter()
+        try:
+            ev = evaluate_set(ds.to(device), data, models=resolved.test_models, seed=resolved.seed, group=resolved.test_group)
+        except KeyboardInterrupt:
+            hint = f" Resume with: labeldistill distill --resume {run_dir}" if run_dir is not None else ""
+            raise Interrupted(f"Stopped while testing the distilled set; the loop's final checkpoint is kept.{hint}") from None
+        test_seconds = time.perf_counter() - t0
+        result = {
+            **ev,
+            "T": ucfg.inner_steps, "method": resolved.method, "arch": resolved.arch, "target": data.name, "seed": resolved.seed,
+            "base": resolved.base, "images_per_class": ucfg.images_per_class, "distill_steps": ucfg.steps, "distill_epochs": ucfg.epochs,
+            "outer_epochs": ucfg.outer_epochs, "iterations": dist.iteration, "learned": ds.learned, "image_init": ds.image_init,
+            "distill_seconds": round(dist.seconds, 2), "test_seconds": round(test_seconds, 2),
+            "seconds": round(dist.seconds + test_seconds, 2),
+            "seconds_per_iteration": round(dist.seconds / max(1, dist.iteration), 5),
+            "device": device, "versions": versions(), "float_settings": float_settings(),
+        }
+        ds.evaluation = result
+        if run_dir is not None:
+            ds.save(run_dir / FILE_NAME)
+            atomic_write_json(run_dir / "result.json", {**result, "config": resolved.to_dict()})
+        return ds
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+class _StopFlag:
+    """The first Ctrl-C asks the loop to stop after the current outer iteration (checkpoint, then
+    a one-line message); a second one stops at once."""
+
+    def __init__(self) -> None:
+        self.flag = False
+        self._old = None
+
+    def requested(self) -> bool:
+        return self.flag
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def __enter__(self) -> _StopFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._old = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._old is not None:
+            signal.signal(signal.SIGINT, self._old)
+
+
+def _distilled_set(dist: UnrolledDistiller, cfg: UnrolledRunConfig, ucfg: UnrolledConfig, data: TargetData) -> DistilledSet:
+    images, labels = dist.distilled()
+    if labels.dtype == torch.int64:  # DD: fixed classes -> one-hot rows
+        labels = F.one_hot(labels, data.num_classes).to(images.dtype)
+    learned = "images+labels" if ucfg.learns_labels else "images"
+    recipe = {
+        "optimizer": "sgd", "momentum": 0.0, "schedule": True, "arch": cfg.arch, "method": cfg.method, "learned": learned,
+        "batch_size": int(dist.images.shape[1]), "init": ucfg.init, "init_gain": ucfg.init_gain,
+        "loss": "soft-cross-entropy" if ucfg.learns_labels else "cross-entropy", "test_models": cfg.test_models,
+    }
+    provenance = {
+        "target": data.name, "seed": cfg.seed, "method": cfg.method, "learned": learned, "image_init": "normal",
+        "base_dataset": None, "base_indices": None, "base_labels": None, "cross_dataset": False,
+        "classes_per_step": [int(c) for c in dist.hard_labels[0].cpu()],
+    }
+    return DistilledSet(
+        images=images.cpu(), labels=labels.detach().cpu(), steps=ucfg.inner_steps, preprocessing=data.preprocessing,
+        class_names=list(data.class_names), recipe=recipe, provenance=provenance, learned=learned, image_init="normal",
+        initial_images=dist.initial_images().flatten(0, 1).cpu(), schedule=to_file_schedule(dist.schedule()),
+    )
+
+
+def _config_record(resolved: UnrolledRunConfig, given: UnrolledRunConfig, data: TargetData, device: str, data_root) -> dict:
+    split = data.split_record
+    return {
+        "config": resolved.to_dict(),
+        "given": given.to_dict(),
+        "method": resolved.method,
+        "device": device,
+        "data_root": str(data_root) if data_root is not None else None,
+        "versions": versions(),
+        "float_settings": float_settings(),
+        "problem": {"target": data.name, "class_names": data.class_names,
+                    "sizes": {"train": len(data.train), "val": len(data.val), "test": len(data.test)}},
+        "preprocessing": data.preprocessing.to_dict(),
+        "split_sha256": split.get("sha256"),
+        "split": split,
+    }

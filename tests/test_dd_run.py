@@ -1,0 +1,259 @@
+"""DD / SLDD as runs: ``labeldistill distill --method dd|sldd`` end to end on real MNIST images (a
+tiny outer budget), the saved set and its schedule, ``evaluate`` with the paper's variants,
+Ctrl-C / SIGKILL then --resume (bit for bit on the CPU), and one-line refusals."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import labeldistill
+from labeldistill.artifact import DistilledSet
+from labeldistill.cli import main
+from labeldistill.data import load_for_arch
+from labeldistill.runs import read_metrics
+from labeldistill.unrolled import FunctionalNet, evaluate_schedule, learned_schedule
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def run_main(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_thread_main(argv: list[str]) -> int:
+    """In-process CLI with one intra-op thread, as the subprocesses (bit-for-bit comparisons)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return main(argv)
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def dd_run(mnist_small, tmp_path_factory) -> Path:
+    """The reference DD setting (10 steps x 10 classes x 1 image, 3 epochs: T = 30) for one outer
+    epoch of 1,024-image minibatches over the subset's training split (3 outer iterations)."""
+    out = tmp_path_factory.mktemp("dd") / "run"
+    code = main(["distill", "--method", "dd", "--target", f"npz:{mnist_small}", "--epochs", "1", "--test-models", "4",
+                 "--seed", "2", "--device", "cpu", "--out", str(out), "--no-progress"])
+    assert code == 0
+    return out
+
+
+def test_dd_run_directory_and_distilled_set(dd_run):
+    names = {p.name for p in dd_run.iterdir()}
+    assert {"config.json", "metrics.jsonl", "checkpoint.safetensors", "result.json", "distilled.safetensors"} <= names
+    record = json.loads((dd_run / "config.json").read_text())
+    assert record["method"] == "dd" and record["versions"]["numerics_version"] >= 1 and "float_settings" in record
+    cfg = record["config"]
+    assert cfg["unrolled"]["steps"] == 10 and cfg["unrolled"]["epochs"] == 3 and cfg["unrolled"]["outer_epochs"] == 1
+    assert cfg["arch"] == "lenet" and cfg["seed"] == 2 and record["problem"]["sizes"]["val"] > 0
+    # Outer iterations run over the training split only: ceil(train / 1024) of them.
+    train = record["problem"]["sizes"]["train"]
+    assert [m["iteration"] for m in read_metrics(dd_run / "metrics.jsonl")] == list(range(1, -(-train // 1024) + 1))
+
+    ds = labeldistill.load(dd_run)
+    assert ds.images.shape == (100, 1, 28, 28) and ds.steps == 30 and len(ds.schedule.lrs) == 30
+    assert ds.learned == "images" and ds.image_init == "normal"
+    assert ds.recipe["optimizer"] == "sgd" and ds.recipe["schedule"] is True and ds.recipe["arch"] == "lenet"
+    # One-hot labels, classes 0..9 in every step; the images in step order: step t trains on rows (t mod 10) * 10 + 0..9.
+    assert torch.equal(ds.labels, torch.eye(10).repeat(10, 1))
+    assert ds.schedule.order == tuple(tuple(range((t % 10) * 10, (t % 10) * 10 + 10)) for t in range(30))
+    assert ds.schedule.epoch_length == 10 and all(lr > 0 for lr in ds.schedule.lrs)
+    assert len(set(ds.schedule.lrs)) > 1  # learned, no longer all 0.02
+    assert ds.initial_images is not None and not torch.equal(ds.images, ds.initial_images)
+
+    result = json.loads((dd_run / "result.json").read_text())
+    for key in ("accuracy_mean", "accuracy_std", "accuracies", "models", "seconds", "method", "arch", "target", "seed", "T",
+                "learned", "seconds_per_iteration", "variant"):
+        assert key in result, key
+    assert result["T"] == 30 and result["models"] == 4 and result["method"] == "dd" and result["variant"] == "learned"
+    assert result["lrs"] == list(ds.schedule.lrs) and result["iterations"] == len(read_metrics(dd_run / "metrics.jsonl"))
+    assert ds.evaluation == {k: v for k, v in result.items() if k != "config"}
+
+
+def test_learned_variant_is_evaluate_schedule_of_the_learned_schedule(dd_run, mnist_small, capsys):
+    ds = labeldistill.load(dd_run)
+    code, out, _ = run_main(capsys, "evaluate", str(dd_run), "--models", "4", "--json")
+    assert code == 0
+    r = json.loads(out.strip().splitlines()[-1])
+    assert r["variant"] == "learned" and r["steps"] == 30
+    # The same networks as the run's own test, and the same as the unrolled API on the same data.
+    assert r["accuracies"] == ds.evaluation["accuracies"]
+    data = load_for_arch(f"npz:{mnist_small}", "lenet", seed=2)
+    net = FunctionalNet.from_arch("lenet", 1, 28, 10)
+    schedule = learned_schedule(ds.schedule.lrs, 10, 10)
+    ev = evaluate_schedule(net, ds.images, torch.arange(10).repeat(10), schedule, data.test.x, data.test.y, models=4, seed=2)
+    assert r["accuracy_mean"] == 100 * ev.mean and r["accuracy_std"] == 100 * ev.std
+    saved = json.loads((dd_run / "evaluations" / "lenet-learned-K4.json").read_text())
+    assert saved["variant"] == "learned" and saved["accuracies"] == r["accuracies"]
+
+
+@pytest.mark.parametrize("variant, steps, moving", [
+    ("first-steps:20", 30, 20), ("extended:5", 40, 35), ("average-lr", 30, 30), ("shuffle-within", 30, 30), ("shuffle-across", 30, 30),
+])
+def test_schedule_variants_run_and_record_their_name(dd_run, variant, steps, moving):
+    ds = labeldistill.load(dd_run)
+    r = labeldistill.evaluate(dd_run, variant=variant, models=2)
+    assert r["variant"] == variant and r["steps"] == steps and r["moving_steps"] == moving and r["models"] == 2
+    mean = sum(ds.schedule.lrs) / 30
+    if variant == "first-steps:20":
+        assert r["lrs"] == list(ds.schedule.lrs[:20]) + [0.0] * 10
+    if variant == "extended:5":
+        assert r["lrs"][:30] == list(ds.schedule.lrs) and r["lrs"][30:] == [mean] * 5 + [0.0] * 5
+    if variant == "average-lr":
+        assert r["lrs"] == [mean] * 30
+    if variant.startswith("shuffle"):
+        order = r["order"]
+        assert sorted(i for step in order for i in step) == sorted(i for step in ds.schedule.order for i in step)
+        if variant == "shuffle-within":  # each epoch uses each image once
+            assert all(sorted(i for s in order[e * 10:(e + 1) * 10] for i in s) == list(range(100)) for e in range(3))
+        assert labeldistill.evaluate(dd_run, variant=variant, models=2)["order"] == order  # drawn from the seed
+    saved = json.loads((dd_run / "evaluations" / f"lenet-{variant.replace(':', '')}-K2.json").read_text())
+    assert saved["variant"] == variant and saved["accuracies"] == r["accuracies"]
+
+
+def test_like_ld_chooses_steps_on_validation(dd_run, monkeypatch):
+    from labeldistill import protocol
+
+    monkeypatch.setattr(protocol, "baseline_checkpoints", lambda n: [10, 20, 30])  # the grid, shortened
+    r = labeldistill.evaluate(dd_run, variant="like-ld", models=2)
+    assert r["variant"] == "like-ld" and r["optimizer"] == "adam" and r["batch_size"] == 10 and r["lr"] == 1e-3
+    assert set(r["validation_curve"]) == {"10", "20", "30"}
+    best = max(r["validation_curve"].values())
+    assert r["steps"] == min(int(k) for k, v in r["validation_curve"].items() if v == best)
+    fixed = labeldistill.evaluate(dd_run, variant="like-ld", models=2, steps=15)
+    assert fixed["steps"] == 15 and fixed["validation_curve"] is None
+    assert (dd_run / "evaluations" / "lenet-like-ld-T15-K2.json").exists()
+
+
+def test_refusals_are_one_line(dd_run, mnist_small, tmp_path, capsys):
+    # A variant asked of a label set.
+    ds = labeldistill.load(dd_run)
+    label_set = DistilledSet(ds.images[:20], ds.labels[:20], 50, ds.preprocessing, ds.class_names, recipe={"arch": "lenet"})
+    path = label_set.save(tmp_path / "labels.safetensors")
+    code, _, err = run_main(capsys, "evaluate", str(path), "--target", f"npz:{mnist_small}", "--variant", "average-lr")
+    assert code != 0 and "label set" in err and len(err.strip().splitlines()) == 1
+    # Bad variants, --base not steps x classes x k, flags of label distillation.
+    for argv, text in [
+        (["evaluate", str(dd_run), "--variant", "first-steps"], "needs a number"),
+        (["evaluate", str(dd_run), "--variant", "sideways"], "Unknown --variant"),
+        (["evaluate", str(dd_run), "--variant", "first-steps:31"], "between 0"),
+        (["evaluate", str(dd_run), "--arch", "alexnet"], "32-pixel"),
+        (["distill", "--method", "dd", "--target", f"npz:{mnist_small}", "--base", "55", "--device", "cpu", "--out", str(tmp_path / "b")],
+         "--base 55 is not steps x classes x k"),
+        (["distill", "--method", "sldd", "--learn", "images", "--out", str(tmp_path / "c")], "--learn does not apply"),
+        (["distill", "--method", "dd", "--target", f"npz:{mnist_small}", "--device", "cpu", "--out", str(dd_run)], "already holds a run"),
+    ]:
+        code, _, err = run_main(capsys, *argv)
+        assert code != 0 and text in err and len(err.strip().splitlines()) == 1, (argv, err)
+        assert "Traceback" not in err
+
+
+def test_sldd_learns_labels(mnist_small, tmp_path):
+    out = tmp_path / "sldd"
+    ds = labeldistill.distill(f"npz:{mnist_small}", method="sldd", base=50, distill_steps=5, epochs=1, batch_size=800,
+                              test_models=2, device="cpu", out=out, progress=False)
+    assert ds.learned == "images+labels" and ds.steps == 15 and ds.labels.shape == (50, 10)
+    assert not torch.equal(ds.labels, torch.eye(10).repeat(5, 1))
+    assert ds.recipe["loss"] == "soft-cross-entropy"
+    back = labeldistill.load(out)
+    assert torch.equal(back.labels, ds.labels) and back.evaluation["method"] == "sldd"
+    r = labeldistill.evaluate(out, models=2)  # the learned label vectors, as the run tested them
+    assert r["accuracies"] == ds.evaluation["accuracies"]
+
+
+# -- interrupted runs ----------------------------------------------------------------------
+SMALL = 'distill_steps = 3\ndistill_epochs = 2\nbatch_size = 200\ntest_models = 2\ncheckpoint_every = 2\ndevice = "cpu"\nseed = 4\n'
+
+
+@pytest.fixture(scope="module")
+def small_config(mnist_small, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ddcfg") / "dd.toml"
+    path.write_text(f'target = "npz:{mnist_small}"\nmethod = "sldd"\nbase = 30\nepochs = 2\n' + SMALL)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_straight(small_config, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ddstraight") / "run"
+    assert one_thread_main(["distill", "--config", str(small_config), "--out", str(out), "--no-progress"]) == 0
+    return out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupted_then_resumed_equals_straight_run(small_config, small_straight, tmp_path, sig):
+    out = tmp_path / "run"
+    p = subprocess.Popen([sys.executable, "-m", "labeldistill", "distill", "--config", str(small_config), "--out", str(out), "--no-progress"],
+                         env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not (out / "checkpoint.safetensors").exists():
+        assert p.poll() is None, p.stderr.read() if p.stderr else "finished early"
+        assert time.time() - t0 < 120
+        time.sleep(0.01)
+    time.sleep(random.Random(int(sig)).uniform(0.0, 0.3))
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=120)
+    if p.returncode == 0:
+        pytest.fail("the run finished before it could be interrupted; make it longer")
+    if sig == signal.SIGINT:
+        assert p.returncode == 130 and f"--resume {out}" in err and len(err.strip().splitlines()) == 1, err
+    assert not (out / "result.json").exists()
+    from labeldistill.runs import load_state
+
+    assert load_state(out / "checkpoint.safetensors")["iteration"] < 24  # stopped inside the outer loop
+    assert one_thread_main(["distill", "--resume", str(out), "--no-progress"]) == 0
+    a, b = labeldistill.load(small_straight), labeldistill.load(out)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels) and a.schedule == b.schedule
+    assert a.evaluation["accuracies"] == b.evaluation["accuracies"]
+    assert read_metrics(small_straight / "metrics.jsonl") == read_metrics(out / "metrics.jsonl")
+    record = json.loads((out / "config.json").read_text())
+    assert len(record["resumes"]) == 1
+
+
+def test_resume_refuses_another_numerics_version(small_straight, tmp_path, capsys):
+    import shutil
+
+    out = tmp_path / "old"
+    shutil.copytree(small_straight, out)
+    record = json.loads((out / "config.json").read_text())
+    record["versions"]["numerics_version"] = 0
+    (out / "config.json").write_text(json.dumps(record))
+    code, _, err = run_main(capsys, "distill", "--resume", str(out), "--no-progress")
+    assert code != 0 and "numerics version 0" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture(scope="module")
+def cifar_small(tmp_path_factory, shared_data) -> Path:
+    """600 real CIFAR-10 test images as one npz file (split 80/10/10)."""
+    import numpy as np
+
+    d = np.load(shared_data / "cifar10_test.npz")
+    idx = np.sort(np.random.default_rng(0).choice(len(d["y"]), 600, replace=False))
+    path = tmp_path_factory.mktemp("cifar") / "cifar600.npz"
+    np.savez(path, x=d["x"][idx], y=d["y"][idx])
+    return path
+
+
+def test_alexcifarnet_set_tested_on_lenet(cifar_small, tmp_path):
+    """Table 15: a set distilled with AlexCifarNet (the colour default) trains LeNet by its schedule."""
+    out = tmp_path / "cifar-dd"
+    ds = labeldistill.distill(f"npz:{cifar_small}", method="dd", base=10, distill_steps=1, distill_epochs=2, epochs=1, batch_size=100,
+                              test_models=2, device="cpu", out=out, progress=False)
+    cfg = json.loads((out / "config.json").read_text())["config"]
+    assert cfg["arch"] == "alexnet" and ds.images.shape == (10, 3, 32, 32) and ds.steps == 2
+    r = labeldistill.evaluate(out, arch="lenet", models=2)
+    assert r["arch"] == "lenet" and r["variant"] == "learned" and r["steps"] == 2 and len(r["accuracies"]) == 2
+    assert (out / "evaluations" / "lenet-learned-K2.json").exists()
