@@ -52,6 +52,8 @@ class Fakes:
         self.calls: list[tuple] = []
         self.accuracy: dict[str, tuple[float, float]] = {}  # target/method -> (mean, std)
         self.interrupt: set[str] = set()  # targets whose next distillation stops after its checkpoint
+        self.seconds: dict[str, float] = {}  # target/method/learn (DD: target/dd) -> distill_seconds written
+        self.device = "cpu"  # the device the fake runs say they used
 
     def _acc(self, key: str) -> tuple[float, float]:
         return self.accuracy.get(key, (50.0, 1.0))
@@ -71,7 +73,28 @@ class Fakes:
         result = {"accuracy_mean": mean, "accuracy_std": std, "accuracies": [mean - std, mean + std], "models": cfg.test_models,
                   "steps": 300, "T": 300, "seconds": 1.0, "method": resolved.method, "arch": resolved.arch,
                   "head": "ridge" if resolved.method == "ridge" else "linear", "base": cfg.base, "target": cfg.target,
-                  "seed": cfg.seed, "epochs": resolved.epochs}
+                  "seed": cfg.seed, "epochs": resolved.epochs, "learned": resolved.learn, "image_init": resolved.image_init,
+                  "distill_seconds": self.seconds.get(f"{cfg.target}/{cfg.method}/{resolved.learn}", 60.0),
+                  "device": self.device, "versions": versions()}
+        atomic_write_json(out / "result.json", {**result, "config": resolved.to_dict()})
+        return SimpleNamespace(evaluation=result)
+
+    def unrolled(self, cfg, *, out, resume=False, data_root=None, progress=True, **_):
+        """Like ``run_unrolled``: config.json with ``method`` and the resolved config (its ``unrolled`` section)."""
+        out = Path(out)
+        self.calls.append(("unrolled", str(out.name), resume))
+        num_classes = 10
+        resolved, ucfg = cfg.resolve(cfg.target, num_classes, _channels(cfg.target))
+        if not resume:
+            atomic_write_json(out / "config.json", {"config": resolved.to_dict(), "method": resolved.method,
+                                                    "device": self.device, "versions": versions()})
+        (out / "checkpoint.safetensors").write_bytes(b"ckpt")
+        mean, std = self._acc(f"{cfg.target}/{cfg.method}")
+        result = {"accuracy_mean": mean, "accuracy_std": std, "accuracies": [mean], "models": cfg.test_models, "steps": 30,
+                  "T": ucfg.inner_steps, "method": resolved.method, "arch": resolved.arch, "target": cfg.target, "seed": cfg.seed,
+                  "base": cfg.base, "learned": "images" if cfg.method == "dd" else "images+labels", "image_init": "normal",
+                  "distill_seconds": self.seconds.get(f"{cfg.target}/{cfg.method}", 120.0), "test_seconds": 5.0,
+                  "device": self.device, "versions": versions()}
         atomic_write_json(out / "result.json", {**result, "config": resolved.to_dict()})
         return SimpleNamespace(evaluation=result)
 
@@ -84,9 +107,16 @@ class Fakes:
         atomic_write_json(Path(out) / "result.json", result)
         return result
 
-    def evaluate(self, run_dir, *, arch=None, head=None, steps=None, models=20, data_root=None, device="auto", **_):
-        self.calls.append(("evaluate", Path(run_dir).name, arch, head, steps))
+    def evaluate(self, run_dir, *, arch=None, head=None, steps=None, models=None, data_root=None, device="auto", variant=None, **_):
         res = read_json(Path(run_dir) / "result.json")
+        if res.get("method") in ("dd", "sldd"):  # a DD / SLDD set: its variant, the run's own number of networks
+            self.calls.append(("evaluate", Path(run_dir).name, arch, variant))
+            shift = {"learned": 0.0, "average-lr": -10.0, "like-ld": -5.0}.get(variant or "learned", -20.0)
+            return {"accuracy_mean": res["accuracy_mean"] + shift, "accuracy_std": 3.0, "accuracies": [],
+                    "models": models or res["models"], "steps": 30, "arch": arch or res["arch"], "variant": variant or "learned",
+                    "versions": versions()}
+        self.calls.append(("evaluate", Path(run_dir).name, arch, head, steps))
+        models = 20 if models is None else models
         delta = int(steps) if steps and steps[0] in "+-" else 0
         return {"accuracy_mean": res["accuracy_mean"] + delta / 100, "accuracy_std": 0.5, "accuracies": [], "models": models,
                 "steps": res["T"] + delta, "arch": arch or res["arch"], "head": head or res["head"], "steps_delta": delta,
@@ -100,6 +130,7 @@ class Fakes:
 def fakes(monkeypatch) -> Fakes:
     f = Fakes()
     monkeypatch.setattr(runner, "run_distillation", f.distill)
+    monkeypatch.setattr(runner, "run_unrolled", f.unrolled)
     monkeypatch.setattr(runner, "baseline", f.baseline)
     monkeypatch.setattr(runner, "evaluate", f.evaluate)
     return f

@@ -43,7 +43,7 @@ def test_canonical_spelling_and_properties():
     ("mnist", "form"),
     ("mnist/ld", "form"),
     ("mnist/ld/100/5", "form"),
-    ("mnist/dd/100", "unknown method"),
+    ("mnist/dld/100", "unknown method"),
     ("mnist/ld/0", "N must be"),
     ("mnist/ld/ten", "N must be"),
     ("svhn/ld/10", "Unknown dataset 'svhn'"),

@@ -68,9 +68,9 @@ def test_reproduce_writes_the_table(capsys, fakes, data_root, tmp_path):
     text = capsys.readouterr().out
     assert "| `mnist/ld-rr/10` | MNIST LD RR, N=10 | 50.00 ± 1.00 | 64.57 ± 2.67 | -14.57 | >2σ |" in text
     # The printout shows the selected cells; the file keeps the whole table.
-    assert "6 of 6 cells computed" in text and "has all 72" in text and "Wall time" in text and "`mnist/ld/100`" not in text
+    assert "6 of 6 cells computed" in text and "has all 76" in text and "Wall time" in text and "`mnist/ld/100`" not in text
     whole = (out_dir / "table1.md").read_text()
-    assert "6 of 72 cells computed" in whole and "`mnist/ld/100`" in whole
+    assert "6 of 76 cells computed" in whole and "`mnist/ld/100`" in whole
     assert json.loads((out_dir / "table1.json").read_text())["table"] == 1
     assert len(list((out_dir / "cells").iterdir())) == 6 and fakes.count("distill") == 2 and fakes.count("baseline") == 4
     fakes.calls.clear()
@@ -90,7 +90,7 @@ def test_reproduce_quick_and_incomplete_exit_status(capsys, fakes, data_root, tm
 
 
 @pytest.mark.parametrize("args, words", [
-    (["reproduce", "4"], "Unknown table '4'"),
+    (["reproduce", "18"], "Unknown table '18'"),
     (["reproduce", "1", "--only", "svhn/*"], "matches no cell"),
 ])
 def test_user_errors(capsys, tmp_path, args, words):

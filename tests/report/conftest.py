@@ -113,3 +113,67 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("runs")
     return {"within": make_run(root / "mnist-rr", n=20, method="ridge", seed=1),
             "cross": make_run(root / "emnist-kmnist-so", cross=True, n=30, method="second-order", seed=2)}
+
+
+def make_image_run(path: Path, *, learned: str = "images", n: int = 20, seed: int = 3) -> Path:
+    """A run of the loop with learned images (``--learn images`` from uniform noise, or
+    ``images+labels`` from real images): the usual files, the set with its initial images."""
+    rng = np.random.default_rng(seed)
+    make_run(path, n=n, method="second-order", seed=seed, evaluations=False, distilled=False)
+    cfg_path = path / "config.json"
+    record = json.loads(cfg_path.read_text())
+    init = "uniform" if learned == "images" else "real"
+    record["config"].update(learn=learned, image_init=init)
+    cfg_path.write_text(json.dumps(record))
+    own = np.arange(n) % 10
+    start = rng.random((n, 28, 28)) if init == "uniform" else _images(own, 10, rng)
+    learned_px = np.clip(0.5 * start + 0.5 * _images(own, 10, rng), 0, 1)
+    norm = lambda a: (torch.tensor(a, dtype=torch.float32)[:, None] - PRE.mean[0]) / PRE.std[0]  # noqa: E731
+    labels = torch.nn.functional.one_hot(torch.tensor(own), 10).float() if learned == "images" else \
+        torch.tensor(_labels(n, 10, own, rng), dtype=torch.float32)
+    prov = {"target": "mnist", "base_indices": None, "base_labels": None, "cross_dataset": False, "seed": seed}
+    DistilledSet(norm(learned_px), labels, 100, PRE, DIGITS, {"arch": "lenet", "head": "linear", "learned": learned}, prov,
+                 learned=learned, image_init=init, initial_images=norm(start)).save(path / "distilled.safetensors")
+    return path
+
+
+def make_dd_run(path: Path, *, method: str = "dd", seed: int = 4, iterations: int = 40, steps: int = 10, epochs: int = 3) -> Path:
+    """A DD / SLDD run directory as ``distill --method dd|sldd`` writes it: an unrolled config.json,
+    one metrics line per outer iteration (no ``kind``), result.json, a set with its schedule, and
+    evaluations of two variants."""
+    from labeldistill.artifact import Schedule
+
+    rng = np.random.default_rng(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    n = steps * 10
+    unrolled = {"steps": steps, "epochs": epochs, "images_per_class": 1, "distill_lr": 0.02, "outer_lr": 0.01, "betas": [0.5, 0.999],
+                "decay_epochs": 40, "decay_factor": 0.5, "outer_epochs": 2, "batch_size": 1024, "init": "xavier", "init_gain": 1.0,
+                "image_std": 1.0, "augment": False}
+    cfg = {"target": "mnist", "method": method, "base": n, "arch": "lenet", "seed": seed, "epochs": 2, "split": None, "test_models": 4,
+           "test_group": 50, "checkpoint_minutes": 3.0, "checkpoint_every": 0, "device": "cpu", "allow_tf32": False, "unrolled": unrolled}
+    (path / "config.json").write_text(json.dumps({"config": cfg, "given": cfg, "method": method, "device": "cpu", "versions": {},
+                                                  "problem": {"target": "mnist", "class_names": DIGITS}, "preprocessing": PRE.to_dict()}))
+    (path / "metrics.jsonl").write_text("".join(json.dumps({"iteration": i, "epoch": (i - 1) // 20, "loss": float(2.3 * np.exp(-i / 15) + 0.2),
+                                                            "outer_lr": 0.01}) + "\n" for i in range(1, iterations + 1)))
+    lrs = [float(0.02 + 0.01 * np.sin(t)) ** 2 * 50 for t in range(steps * epochs)]
+    order = [[(t % steps) * 10 + i for i in range(10)] for t in range(steps * epochs)]
+    own = np.arange(n) % 10
+    norm = lambda a: (torch.tensor(a, dtype=torch.float32)[:, None] - PRE.mean[0]) / PRE.std[0]  # noqa: E731
+    initial = torch.tensor(rng.normal(0, 1, (n, 1, 28, 28)), dtype=torch.float32)
+    images = 0.3 * initial + 0.7 * norm(_images(own, 10, rng))
+    learned = "images+labels" if method == "sldd" else "images"
+    labels = torch.nn.functional.one_hot(torch.tensor(own), 10).float() if method == "dd" else \
+        torch.tensor(_labels(n, 10, own, rng), dtype=torch.float32)
+    schedule = Schedule("per-step", lrs, order, steps)
+    DistilledSet(images, labels, steps * epochs, PRE, DIGITS, {"arch": "lenet", "method": method, "schedule": True, "test_models": 4},
+                 {"target": "mnist", "method": method, "learned": learned, "image_init": "normal"}, learned=learned,
+                 image_init="normal", initial_images=initial, schedule=schedule).save(path / "distilled.safetensors")
+    (path / "result.json").write_text(json.dumps({"accuracy_mean": 77.3, "accuracy_std": 5.1, "std": "sample", "models": 4,
+                                                  "T": steps * epochs, "method": method, "arch": "lenet", "target": "mnist",
+                                                  "distill_seconds": 600.0, "device": "cpu", "variant": "learned", "config": cfg}))
+    (path / "evaluations").mkdir(exist_ok=True)
+    for variant, acc in (("first-steps:10", 35.6), ("average-lr", 62.4)):
+        (path / "evaluations" / f"lenet-{variant.replace(':', '')}-K4.json").write_text(json.dumps({
+            "accuracy_mean": acc, "accuracy_std": 11.0, "variant": variant, "arch": "lenet", "models": 4, "steps": steps * epochs,
+            "moving_steps": 10 if variant.startswith("first") else steps * epochs}))
+    return path

@@ -17,11 +17,11 @@ from .common import emit
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "reproduce", help="recompute a table of the paper (1, 2, 3, 5, 6, 7, 8, 9, 13, 14, 16) beside the paper's numbers",
+        "reproduce", help="recompute a table of the paper (1 to 17) beside the paper's numbers",
         description="Recompute a table of the paper cell by cell (one run per cell, reused and resumed across "
                     "invocations) and print it beside the paper's numbers. Exit status 1 when some selected cell "
                     "could not be computed (missing data, failure, conflicting run directory).")
-    p.add_argument("table", metavar="TABLE", help="table number: 1, T1 or table1 (1, 2, 3, 5, 6, 7, 8, 9, 13, 14, 16)")
+    p.add_argument("table", metavar="TABLE", help="table number: 1, T1 or table1 (1 to 17; 4 is training time)")
     p.add_argument("--quick", action="store_true", help="REDUCED protocol: 40 epochs instead of 400 / 800 (labelled as such)")
     p.add_argument("--only", nargs="+", metavar="CELL", default=None,
                    help="only these cells: exact names (mnist/ld-rr/100), prefixes (mnist/ld/) or globs ('mnist/*/100')")
@@ -111,7 +111,13 @@ def _list(spec, names: list[str], opts, data, as_json: bool) -> int:
             status += f"; stored {rec['result']['accuracy_mean']:.2f} ± {rec['result']['accuracy_std']:.2f}"
         rows.append({"cell": name, "setting": p.label, "paper_mean": p.mean, "paper_std": p.std, "present": not plan.missing,
                      "missing": list(plan.missing), "stand_in": list(plan.stand_in), "stored": rec is not None})
-        lines.append(f"{name:<{width}}{p.mean:6.2f} ± {p.std:<5.2f}  {status}")
+        if p.mean is None:
+            paper = f"{'(ours only)':<14}"
+        elif spec.measure == "minutes":
+            paper = f"{p.mean:6.0f} min     "
+        else:
+            paper = f"{p.mean:6.2f} ± {p.std:<5.2f}"
+        lines.append(f"{name:<{width}}{paper}  {status}")
     if missing_sets:
         lines.append("Missing datasets (cells marked MISSING are reported as such, not dropped):")
         lines += [f"  {k}: {v}" for k, v in missing_sets.items()]
@@ -164,11 +170,19 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
                     action = f"choose the base set with {plan.select} (kept in {selections_dir(opts)}), then "
                 else:
                     action = ""
-                if plan.kind == "distill":
+                if plan.kind == "unrolled":
+                    epochs, iterations = distill_steps(plan, data)
+                    resolved, _ = plan.config.resolve(plan.config.target, plan.num_classes, plan.channels)
+                    verb = "resume (at most)" if state == "resume" else "distil"
+                    action += (f"{verb} {resolved.method}/{resolved.arch} (unrolled), {epochs} outer epochs = {iterations} "
+                               f"iterations, then {resolved.test_models} test networks, into {run_dir}")
+                    counts["resume" if state == "resume" else "distill"] += 1
+                elif plan.kind == "distill":
                     epochs, steps = distill_steps(plan, data)
                     cfg = plan.config.resolve(plan.config.target, plan.channels)
                     verb = "resume (at most)" if state == "resume" else "distil"
-                    action += f"{verb} {cfg.method}/{cfg.arch}, {epochs} epochs = {steps} steps, into {run_dir}"
+                    what = f"{cfg.method}/{cfg.arch}" + (f", learning {cfg.learn} from {cfg.image_init}" if cfg.learn != "labels" else "")
+                    action += f"{verb} {what}, {epochs} epochs = {steps} steps, into {run_dir}"
                     counts["resume" if state == "resume" else "distill"] += 1
                 else:
                     action += f"baseline ({plan.config.head} head, smoothing {plan.config.smoothing}) into {run_dir}"
@@ -189,7 +203,8 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
                  f"{counts['missing']} cells lack data; {counts['conflict']} conflicts.")
     lines.append(f"Estimated time on this machine: about {fmt_seconds(total)}. This is an ESTIMATE from a per-step cost "
                  "model (steps = epochs x ceil(train size / 1024); ridge ~0.06 s, second-order ~0.2 s per LeNet/MNIST step "
-                 "on a 2-core CPU, +25% validation, AlexNet x70 and ResNet x24; ~30 s per 20-model test), not a measurement.")
+                 "on a 2-core CPU, +25% validation, AlexNet x70 and ResNet x24; ~30 s per 20-model test; learned images x1.5 and "
+                 "~0.5 s per DD / SLDD outer iteration are guesses), not a measurement.")
     emit({"table": spec.number, "dry_run": True, "protocol": opts.protocol, "cells": rows, "counts": counts,
           "estimate_seconds": round(total, 1)}, as_json, "\n".join(lines))
     return 0
@@ -206,9 +221,18 @@ def _reproduce(spec, names: list[str], opts, data, as_json: bool) -> int:
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if as_json else (lambda msg: print(msg, flush=True))
     outcomes = run_cells(names, opts, data, log=log)
     wall = time.perf_counter() - t0
-    rows = table_rows(spec, opts, collect(spec, opts, outcomes, data))
     selected = {o.cell: o.status for o in outcomes}
-    text, obj = write_report(spec, opts, rows, {"selected": selected, "wall_seconds": round(wall, 1)})
+    extra = {"selected": selected, "wall_seconds": round(wall, 1)}
+    if spec.measure == "minutes":  # Table 4: the runs' own wall times, ratios only within one machine
+        from ..experiments.timing import timing_markdown, timing_rows, write_timing_report
+
+        rows = timing_rows(spec, opts, collect(spec, opts, outcomes, data))
+        text, obj = write_timing_report(spec, opts, rows, extra)
+        render = timing_markdown
+    else:
+        rows = table_rows(spec, opts, collect(spec, opts, outcomes, data))
+        text, obj = write_report(spec, opts, rows, extra)
+        render = markdown
     md_path = obj["markdown"]
     problems = [o for o in outcomes if not o.done]
     tail = [f"Wrote {md_path} and {Path(md_path).with_suffix('.json')}.",
@@ -217,7 +241,7 @@ def _reproduce(spec, names: list[str], opts, data, as_json: bool) -> int:
         kinds = sorted({o.status for o in problems})
         tail.append(f"{len(problems)} of {len(outcomes)} selected cells not computed ({', '.join(kinds)}); see the notes.")
     if len(selected) < len(rows):  # --only: print the cells asked for; the file keeps the whole table
-        text = markdown(spec, opts, [r for r in rows if r["cell"] in selected])
+        text = render(spec, opts, [r for r in rows if r["cell"] in selected])
         tail.insert(1, f"(The printed table shows the {len(selected)} selected cells; {md_path} has all {len(rows)}.)")
     emit(obj, as_json, "\n" + text + "\n" + "\n".join(tail))
     return 1 if problems else 0

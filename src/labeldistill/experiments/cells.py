@@ -8,17 +8,24 @@ Grammar::
   ``kuzushiji-49``, ``cifar10``, ``cifar100``, ``cub``, ``digits``; aliases are accepted and
   written back in canonical form). ``SOURCE:`` makes a cross-dataset cell.
 * ``METHOD``: ``ld`` (second-order), ``ld-rr`` (ridge regression), ``baseline``,
-  ``baseline-ls`` (label smoothing 0.1), ``baseline-rr`` (ridge head), ``baseline-rr-ls``.
+  ``baseline-ls`` (label smoothing 0.1), ``baseline-rr`` (ridge head), ``baseline-rr-ls``;
+  ``dd-ours`` / ``dd-ours-rr`` (the paper's "our DD": the one online loop learning images,
+  ``--learn images``, uniform-noise start, second-order / ridge); ``dd`` / ``sldd`` (the original
+  DD and SLDD: :mod:`labeldistill.unrolled`, 30 unrolled steps with learned lrs).
 * ``N``: number of base examples.
 * ``@KEY=VALUE``: the setting a supplementary table varies:
   ``seed=K`` (run seed), ``target-size=M|all`` (Table 8), ``arch=NAME`` (test architecture,
   Tables 13/14; for baselines the trained architecture), ``head=linear|ridge`` (Table 16),
   ``steps=+D|-D|T`` (Table 9: a change of the distilled T, or an absolute T),
   ``select=NAME`` (how the base set is chosen, Table 7: ``paper-table7``; see
-  ``labeldistill.selectors.list_selectors()``; absent: the seeded random draw).
+  ``labeldistill.selectors.list_selectors()``; absent: the seeded random draw),
+  ``variant=NAME`` (DD / SLDD cells only, Tables 10-12: how the learned schedule is edited at
+  test, ``first-steps:N``, ``extended:K``, ``average-lr``, ``shuffle-within``,
+  ``shuffle-across``, ``like-ld``; see ``labeldistill.unrolled.VARIANTS``).
 
-``arch``, ``head`` and ``steps`` on a distillation cell are *evaluations* of the distilled
-run named by the rest of the cell; they never distil again.
+``arch``, ``head``, ``steps`` and ``variant`` on a distillation cell are *evaluations* of the
+distilled run named by the rest of the cell; they never distil again (one DD run per dataset
+and seed serves every cell of Tables 1, 10, 11, 12 and 15, as in the paper).
 """
 from __future__ import annotations
 
@@ -34,9 +41,17 @@ METHODS: dict[str, dict] = {
     "baseline-ls": {"kind": "baseline", "smoothing": 0.1, "head": "linear", "paper": "Baseline LS"},
     "baseline-rr": {"kind": "baseline", "smoothing": 0.0, "head": "ridge", "paper": "Baseline RR"},
     "baseline-rr-ls": {"kind": "baseline", "smoothing": 0.1, "head": "ridge", "paper": "Baseline RR LS"},
+    # The paper's image distillation in its own loop ("our DD", Appendix C, Tables 4 and 17).
+    "dd-ours": {"kind": "distill", "method": "second-order", "learn": "images", "image_init": "uniform", "paper": "Our DD"},
+    "dd-ours-rr": {"kind": "distill", "method": "ridge", "learn": "images", "image_init": "uniform", "paper": "Our DD RR"},
+    # The original methods the paper compares with (Tables 1, 4, 10-12, 15): the unrolled trainer.
+    "dd": {"kind": "unrolled", "method": "dd", "paper": "DD"},
+    "sldd": {"kind": "unrolled", "method": "sldd", "paper": "SLDD"},
 }
-KEYS = ("seed", "target-size", "arch", "head", "steps", "select")  # canonical order in a cell name
-EVAL_KEYS = ("arch", "head", "steps")  # keys that make a distillation cell an evaluation
+KEYS = ("seed", "target-size", "arch", "head", "steps", "variant", "select")  # canonical order in a cell name
+EVAL_KEYS = ("arch", "head", "steps", "variant")  # keys that make a distillation cell an evaluation
+DISTILL_KINDS = ("distill", "unrolled")  # cells that name a distillation run (the rest: baselines)
+UNROLLED_KEYS = ("seed", "arch", "variant")  # what a DD / SLDD cell may vary
 
 _FORM = "[SOURCE:]TARGET/METHOD/N[@KEY=VALUE], e.g. mnist/ld-rr/100 or emnist-letters:mnist/ld/100@target-size=5000"
 _NAME = re.compile(r"^(?:(?P<source>[^:/@\s]+):)?(?P<target>[^:/@\s]+)/(?P<method>[^:/@\s]+)/(?P<n>[^:/@\s]+)(?P<rest>(?:@[^@\s]*)*)$")
@@ -87,6 +102,13 @@ def _value(key: str, value: str, text: str) -> str:
         if not re.fullmatch(r"[+-]?\d+", value):
             raise _bad(text, f"steps takes a change of T such as +50 or -20 (or an absolute T), got '{value}'")
         return f"{int(value):+d}" if value[0] in "+-" else str(int(value))
+    if key == "variant":
+        from ..unrolled.schedule import parse_variant, variant_name
+
+        try:
+            return variant_name(*parse_variant(value))
+        except UserError as e:
+            raise _bad(text, str(e).rstrip(".")) from None
     raise _bad(text, f"unknown key '{key}' (known: {', '.join(KEYS)})")
 
 
@@ -130,13 +152,17 @@ class Cell:
         return self.get("select")
 
     @property
+    def variant(self) -> str | None:
+        return self.get("variant")
+
+    @property
     def kind(self) -> str:
         return METHODS[self.method]["kind"]
 
     @property
     def is_evaluation(self) -> bool:
-        """A distillation cell that only re-tests a distilled run (other arch / head / steps)."""
-        return self.kind == "distill" and any(self.get(k) is not None for k in EVAL_KEYS)
+        """A distillation cell that only re-tests a distilled run (other arch / head / steps / variant)."""
+        return self.kind in DISTILL_KINDS and any(self.get(k) is not None for k in EVAL_KEYS)
 
     # ---- names
     @property
@@ -147,8 +173,11 @@ class Cell:
 
     @property
     def slug(self) -> str:
-        """File-system name: ``emnist-letters_to_mnist_ld_100__target-size=5000``."""
-        return self.name.replace(":", "_to_").replace("/", "_").replace("@", "__")
+        """File-system name: ``emnist-letters_to_mnist_ld_100__target-size=5000``
+        (``mnist_dd_100__variant=first-steps-10`` for a value with a colon)."""
+        head = f"{self.source}_to_" if self.source else ""
+        tail = "".join(f"__{k}={v.replace(':', '-')}" for k, v in self.settings)
+        return f"{head}{self.target}_{self.method}_{self.base}{tail}"
 
     def with_settings(self, **changes: str | None) -> Cell:
         d = dict(self.settings)
@@ -190,7 +219,22 @@ def parse_cell(text: str) -> Cell:
         settings[key] = _value(key, value, raw)
     if settings.get("select") == "random":  # the default draw: the same cell as without @select
         del settings["select"]
+    if settings.get("variant") == "learned":  # the schedule as learned: the run's own test, the same cell
+        del settings["variant"]
     kind = METHODS[method]["kind"]
+    if "variant" in settings and kind != "unrolled":
+        raise _bad(raw, "@variant edits a DD / SLDD schedule; it applies to the dd and sldd methods only")
+    if kind == "unrolled":
+        if source is not None:
+            raise _bad(raw, "DD / SLDD learn their images from noise: they cannot be cross-dataset")
+        extra = sorted(set(settings) - set(UNROLLED_KEYS))
+        if extra:
+            raise _bad(raw, f"a DD / SLDD cell takes only @seed, @arch and @variant, not @{extra[0]}")
+    if "learn" in METHODS[method]:
+        if source is not None:
+            raise _bad(raw, "image distillation starts from uniform noise: it cannot be cross-dataset")
+        if "select" in settings:
+            raise _bad(raw, "image distillation starts from uniform noise: @select (the base images) does not apply")
     if source is not None and settings.get("select", "random") != "random":
         raise _bad(raw, "a cross-dataset base set is drawn at random from the source: @select applies within a dataset")
     if kind == "baseline":

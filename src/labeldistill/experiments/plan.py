@@ -1,7 +1,9 @@
 """From a cell to the run that computes it: configuration, run directory, data, stand-ins, cost.
 
 A cell maps to exactly one run: ``ld`` / ``ld-rr`` -> a distillation (second-order / ridge),
-the baselines -> :func:`labeldistill.baselines.baseline`. ``@arch`` / ``@head`` / ``@steps`` on a
+``dd-ours`` / ``dd-ours-rr`` -> the same loop learning images (``learn="images"``), ``dd`` /
+``sldd`` -> the unrolled trainer (:func:`labeldistill.unrolled.run_unrolled`), the baselines ->
+:func:`labeldistill.baselines.baseline`. ``@arch`` / ``@head`` / ``@steps`` / ``@variant`` on a
 distillation cell add an evaluation of that run. Runs live in ``OUT/runs/<run slug>/`` and
 are shared by every cell that needs them (a Table 9 cell and a Table 1 cell use the same run).
 """
@@ -20,11 +22,13 @@ from ..data import dataset_status, resolve_data_root
 from ..data.catalog import CATALOG, TEST_IMAGE_STAND_INS
 from ..data.splits import DEFAULT_FRACTIONS
 from ..distill import DistillConfig
+from ..unrolled import UnrolledRunConfig
 from .cells import METHODS, Cell
 from .tables._common import NAMES
 
 QUICK_EPOCHS = 40  # --quick: the reduced protocol's epochs (the paper: 400 / 800)
 TEST_MODELS = 20  # fresh test models per cell (the paper's 20)
+DD_TEST_MODELS = 200  # fresh networks testing a DD / SLDD set (DD's protocol, which the paper's DD numbers follow)
 STAND_IN_SPLIT = (0.8, 0.1, 0.1)
 
 
@@ -38,10 +42,16 @@ def reduced_row() -> str:
     return f"REDUCED ({QUICK_EPOCHS} epochs, --quick)"
 
 # Settings that change how a run computes, not what: same result up to floating-point rounding.
-IGNORED_KEYS = ("device", "checkpoint_minutes", "val_group", "cuda_graph", "meta_gradient")
+IGNORED_KEYS = ("device", "checkpoint_minutes", "val_group", "cuda_graph", "meta_gradient", "checkpoint_every", "test_group")
 
 # ---- the time model (estimates, calibrated on this project's 2-core CPU machine)
 STEP_SECONDS = {"ridge": 0.06, "second-order": 0.2}  # one meta-step, LeNet on MNIST, target batch 1024
+# Learned images add the image meta-gradient to the step (a guess from the step's extra backward pass, not measured).
+IMAGE_STEP_FACTOR = 1.5
+# One DD / SLDD outer iteration (30 unrolled LeNet steps on 10 images, their backward, target batch 1024):
+# a rough guess, not measured; then DD's test of 200 networks.
+UNROLLED_ITERATION_SECONDS = 0.5
+UNROLLED_TEST_SECONDS = 60.0
 VALIDATION_OVERHEAD = 1.25  # label-selection validations every 5 epochs (measured: ridge ~0.075 s/step all in)
 ARCH_FACTOR = {"lenet": 1.0, "alexnet": 70.0, "resnet14": 24.0}  # forward+backward cost relative to LeNet (measured)
 TEST_SECONDS = 30.0  # 20 fresh LeNets for ~300 steps, then the test set
@@ -140,18 +150,19 @@ class Options:
 @dataclass
 class Plan:
     cell: Cell
-    kind: str  # "distill" or "baseline"
-    config: DistillConfig | BaselineSettings
+    kind: str  # "distill", "unrolled" (DD / SLDD) or "baseline"
+    config: DistillConfig | UnrolledRunConfig | BaselineSettings
     run_cell: Cell  # the cell that names the run (no evaluation keys, no defaults)
     run_slug: str
     cell_slug: str
-    evaluation: dict | None  # {"arch", "head", "steps"} for evaluation cells
+    evaluation: dict | None  # {"arch", "head", "steps"} (label sets) or {"arch", "variant"} (DD / SLDD) for evaluation cells
     channels: int
     reduced: bool
     stand_in: tuple[str, ...] = ()
     missing: tuple[dict, ...] = ()  # {"dataset", "how_to_get"}
     needs: tuple[str, ...] = field(default=())
     select: str = "random"  # the base selector of the run
+    num_classes: int = 10  # the target's classes (a DD / SLDD configuration depends on them)
 
     def run_dir(self, out: Path) -> Path:
         return Path(out) / "runs" / self.run_slug
@@ -164,6 +175,9 @@ class Plan:
         if self.kind == "distill":
             cfg = self.config.resolve(self.config.target, self.channels)  # type: ignore[union-attr]
             return normalise_distill(cfg.to_dict())
+        if self.kind == "unrolled":
+            resolved, _ = self.config.resolve(self.config.target, self.num_classes, self.channels)  # type: ignore[union-attr]
+            return normalise_unrolled(resolved.to_dict())
         s = dataclasses.asdict(self.config)
         s["arch"] = s["arch"] or protocol.default_arch(self.config.target, self.channels)
         return normalise_baseline(s)
@@ -200,6 +214,11 @@ def _with_defaults(d: dict, cls: type) -> dict:
 
 def normalise_distill(d: dict) -> dict:
     return _normalise(_with_defaults(d, DistillConfig), ("target", "source"))
+
+
+def normalise_unrolled(d: dict) -> dict:
+    """A DD / SLDD run's resolved configuration (:class:`UnrolledRunConfig`), comparable across writers."""
+    return _normalise(_with_defaults(d, UnrolledRunConfig), ("target",))
 
 
 def normalise_baseline(d: dict) -> dict:
@@ -240,16 +259,27 @@ def plan_cell(cell: Cell, opts: Options, data: DataView) -> Plan:
     select = cell.select or opts.base_select or "random"
     named = {"select": select if select != "random" else None}  # a run's name says how its base set was chosen
     drop = {"seed": None} if seed == 0 else {}
-    if info["kind"] == "distill":
-        config: DistillConfig | BaselineSettings = DistillConfig(
+    evaluation: dict | None = None
+    if info["kind"] == "unrolled":  # DD / SLDD: no base set (images learned from noise), DD's 200 test networks
+        select, named = "random", {"select": None}
+        config: DistillConfig | UnrolledRunConfig | BaselineSettings = UnrolledRunConfig(
+            target=target, method=info["method"], base=cell.base, seed=seed, epochs=QUICK_EPOCHS if opts.quick else None,
+            split=split, device=device, test_models=DD_TEST_MODELS)
+        run_cell = cell.with_settings(arch=None, variant=None, **drop)
+        if cell.is_evaluation:
+            evaluation = {"arch": cell.arch, "variant": cell.variant}
+    elif info["kind"] == "distill":
+        learn = {"learn": info["learn"], "image_init": info["image_init"]} if "learn" in info else {}
+        if learn:  # learned from uniform noise: no base selection applies
+            select, named = "random", {"select": None}
+        config = DistillConfig(
             target=target, source=source, base=cell.base, method=info["method"], seed=seed, target_size=cell.target_size,
-            epochs=QUICK_EPOCHS if opts.quick else None, test_models=TEST_MODELS, split=split, device=device)
+            epochs=QUICK_EPOCHS if opts.quick else None, test_models=TEST_MODELS, split=split, device=device, **learn)
         if select != "random" and distill_takes_select():
             config = dataclasses.replace(config, base_select=select)
         run_cell = cell.with_settings(arch=None, head=None, steps=None, **drop, **named)
         if cell.get("target-size") == "all":
             run_cell = run_cell.with_settings(target_size=None)
-        evaluation = None
         if cell.is_evaluation:
             evaluation = {"arch": cell.arch, "head": cell.head, "steps": cell.steps}
     else:
@@ -258,14 +288,21 @@ def plan_cell(cell: Cell, opts: Options, data: DataView) -> Plan:
         config = BaselineSettings(target=target, base=cell.base, smoothing=info["smoothing"], head=info["head"], arch=arch,
                                   models=TEST_MODELS, seed=seed, split=split, device=device, base_select=select)
         run_cell = cell.with_settings(arch=arch, **drop, **named)
-        evaluation = None
     suffix = "-stand-in" if notes else ""
-    quick_run = opts.quick and info["kind"] == "distill"  # --quick does not change a baseline: share its run
+    quick_run = opts.quick and info["kind"] != "baseline"  # --quick does not change a baseline: share its run
     return Plan(cell=cell, kind=info["kind"], config=config, run_cell=run_cell,
                 run_slug=run_cell.slug + suffix + ("-quick" if quick_run else ""),
                 cell_slug=cell.with_settings(**named).slug + suffix + ("-quick" if opts.quick else ""),
                 evaluation=evaluation, channels=channels, reduced=opts.quick, stand_in=tuple(notes), missing=missing, needs=needs,
-                select=select)
+                select=select, num_classes=_num_classes(cell.target))
+
+
+def _num_classes(target: str) -> int:
+    """The catalog's class count (10 where the names come from the files, as for CUB's 200: only a
+    DD / SLDD plan reads it, and those run on MNIST and CIFAR-10)."""
+    entry = CATALOG.get(target) if target in CATALOG else None
+    names = getattr(entry, "class_names", None)
+    return len(names) if names else 10
 
 
 def distill_takes_select() -> bool:
@@ -276,7 +313,12 @@ def distill_takes_select() -> bool:
 # ---- time estimates -----------------------------------------------------------------------------
 
 def distill_steps(plan: Plan, data: DataView) -> tuple[int, int]:
-    """(epochs, meta-steps) of a distillation: steps = epochs * ceil(train size / target batch)."""
+    """(epochs, meta-steps) of a distillation: steps = epochs * ceil(train size / target batch)
+    (DD / SLDD: outer epochs and outer iterations)."""
+    if plan.kind == "unrolled":
+        resolved, ucfg = plan.config.resolve(plan.config.target, plan.num_classes, plan.channels)  # type: ignore[union-attr]
+        n = data.train_size(resolved.target)
+        return int(ucfg.outer_epochs), int(ucfg.outer_epochs * math.ceil(n / ucfg.batch_size))
     cfg = plan.config.resolve(plan.config.target, plan.channels)  # type: ignore[union-attr]
     n = data.train_size(cfg.target)
     if cfg.target_size:
@@ -286,9 +328,14 @@ def distill_steps(plan: Plan, data: DataView) -> tuple[int, int]:
 
 def run_seconds(plan: Plan, data: DataView) -> float:
     """Estimated seconds of the plan's run (distillation + its 20-model test, or the baseline)."""
+    if plan.kind == "unrolled":
+        resolved, _ = plan.config.resolve(plan.config.target, plan.num_classes, plan.channels)  # type: ignore[union-attr]
+        factor = ARCH_FACTOR.get(resolved.arch or "lenet", 1.0)
+        _, iterations = distill_steps(plan, data)
+        return (iterations * UNROLLED_ITERATION_SECONDS + UNROLLED_TEST_SECONDS) * factor
     if plan.kind == "distill":
         cfg = plan.config.resolve(plan.config.target, plan.channels)  # type: ignore[union-attr]
-        factor = ARCH_FACTOR.get(cfg.arch or "lenet", 1.0)
+        factor = ARCH_FACTOR.get(cfg.arch or "lenet", 1.0) * (IMAGE_STEP_FACTOR if cfg.learn != "labels" else 1.0)
         _, steps = distill_steps(plan, data)
         return steps * STEP_SECONDS.get(cfg.method, 0.2) * VALIDATION_OVERHEAD * factor + TEST_SECONDS * factor
     arch = plan.config.arch or protocol.default_arch(plan.config.target, plan.channels)  # type: ignore[union-attr]
@@ -307,6 +354,8 @@ def selection_seconds(plan: Plan) -> float:
 def evaluation_seconds(plan: Plan) -> float:
     if not plan.evaluation:
         return 0.0
+    if plan.kind == "unrolled":
+        return UNROLLED_TEST_SECONDS
     arch = plan.evaluation.get("arch") or protocol.default_arch(plan.cell.target, plan.channels)
     return TEST_SECONDS * ARCH_FACTOR.get(arch, 1.0)
 

@@ -49,11 +49,16 @@ def table_rows(spec: TableSpec, opts: Options, rows: list[Outcome]) -> list[dict
         notes = []
         if opts.quick:
             notes.append(reduced_row())
+        if p.mean is None:
+            notes.append("not in the paper's table (ours only)")
         if o.done and o.record:
             r = o.record["result"]
-            row.update(ours_mean=r["accuracy_mean"], ours_std=r["accuracy_std"], diff=r["accuracy_mean"] - p.mean,
-                       flag=flag(r["accuracy_mean"], r["accuracy_std"], p.mean, p.std), run_dir=o.record.get("run_dir"),
+            paper = p.mean is not None
+            row.update(ours_mean=r["accuracy_mean"], ours_std=r["accuracy_std"], diff=r["accuracy_mean"] - p.mean if paper else None,
+                       flag=paper and flag(r["accuracy_mean"], r["accuracy_std"], p.mean, p.std or 0.0), run_dir=o.record.get("run_dir"),
                        numerics_version=o.record.get("numerics_version"), git_commit=o.record.get("git_commit"))
+            if r.get("variant"):
+                row["variant"] = r["variant"]
             if o.record.get("numerics_version") != NUMERICS_VERSION:
                 commit = (o.record.get("git_commit") or "unknown commit")[:10]
                 notes.append(f"OTHER CODE: numerics version {o.record.get('numerics_version')} ({commit}), "

@@ -2,7 +2,8 @@
 
 State on disk (``OUT`` = ``--out``)::
 
-    OUT/runs/<run slug>/     a ``distill`` or ``baseline`` run directory (config.json, result.json, ...)
+    OUT/runs/<run slug>/     a ``distill`` (label / image / DD / SLDD) or ``baseline`` run directory
+                             (config.json, result.json, ...; machine.json: the machine(s) reproduce ran it on)
     OUT/cells/<cell slug>.json   one finished cell: its run directory, configuration and result
 
 A cell whose JSON is present (and matches what the cell would run now) is never recomputed.
@@ -15,6 +16,7 @@ is left alone and the cell is reported as a conflict.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import sys
 import time
@@ -33,12 +35,15 @@ from ..evaluation import evaluate, parse_steps
 from ..runs import atomic_write_json, read_json
 from ..runs.provenance import numerics_of
 from ..selectors import selection_cache
+from ..unrolled import is_unrolled_record, run_unrolled
 from .cells import parse_cell
 from . import plan as _plan
-from .plan import DataView, Options, Plan, config_diff, normalise_baseline, normalise_distill, plan_cell
+from .machine import record_machine
+from .plan import DataView, Options, Plan, config_diff, normalise_baseline, normalise_distill, normalise_unrolled, plan_cell
 
 RESULT_KEYS = ("accuracy_mean", "accuracy_std", "accuracies", "models", "steps", "T", "seconds", "arch", "head",
-               "steps_delta", "distilled_steps", "target", "method", "base", "source", "seed", "epochs", "smoothing")
+               "steps_delta", "distilled_steps", "target", "method", "base", "source", "seed", "epochs", "smoothing",
+               "learned", "image_init", "variant", "std", "moving_steps", "lrs", "distill_seconds", "test_seconds", "device")
 
 
 class RunConflict(UserError):
@@ -71,8 +76,17 @@ def _read(path: Path) -> dict | None:
 
 def stored_config(plan: Plan, run_dir: Path) -> dict | None:
     """The normalised resolved configuration stored in a run directory (None if none)."""
+    if plan.kind == "unrolled":  # a DD / SLDD run's config.json is not a DistillConfig: recognise it first
+        for name in ("config.json", "result.json"):
+            rec = _read(run_dir / name)
+            if rec is not None and is_unrolled_record(rec):
+                return normalise_unrolled(rec["config"])
+        return None
     if plan.kind == "distill":
-        rec = _read(run_dir / "config.json") or _read(run_dir / "result.json") or {}
+        rec = _read(run_dir / "config.json") or {}
+        if is_unrolled_record(rec):
+            return {"method": rec.get("method"), "unrolled": "a DD / SLDD run"}  # never equal to a DistillConfig
+        rec = rec or _read(run_dir / "result.json") or {}
         cfg = rec.get("config")
         return normalise_distill(cfg) if isinstance(cfg, dict) else None
     res = _read(run_dir / "result.json") or {}
@@ -83,8 +97,8 @@ def stored_config(plan: Plan, run_dir: Path) -> dict | None:
 
 
 def run_record(plan: Plan, run_dir: Path) -> dict:
-    """The record that says which code made a run: config.json (distill) or result.json (baseline)."""
-    if plan.kind == "distill":
+    """The record that says which code made a run: config.json (distill, DD / SLDD) or result.json (baseline)."""
+    if plan.kind in ("distill", "unrolled"):
         return _read(run_dir / "config.json") or {}
     return _read(run_dir / "result.json") or {}
 
@@ -111,7 +125,7 @@ def run_state(plan: Plan, out: Path, reuse_any_version: bool = False) -> tuple[s
         return "stale", f"made with numerics version {version} (this code: {NUMERICS_VERSION})"
     if has_result:
         return "finished", ""
-    if plan.kind == "distill" and (run_dir / CHECKPOINT).exists():
+    if plan.kind in ("distill", "unrolled") and (run_dir / CHECKPOINT).exists():
         return "resume", ""
     return "new", ""
 
@@ -154,8 +168,12 @@ def ensure_run(plan: Plan, opts: Options) -> tuple[dict, str]:
         set_aside(run_dir, numerics_of(run_record(plan, run_dir)))
         state = "new"
     if state == "new" or state == "resume":
+        record_machine(run_dir, plan.config.device, resumed=state == "resume")  # before: an interrupted session counts too
         if plan.kind == "distill":
             run_distillation(plan.config, out=run_dir, resume=state == "resume", data_root=opts.data_root, progress=opts.progress)
+        elif plan.kind == "unrolled":
+            run_unrolled(dataclasses.replace(plan.config), out=run_dir, resume=state == "resume", data_root=opts.data_root,
+                         progress=opts.progress)
         else:
             baseline(plan.config, data_root=opts.data_root, out=run_dir)
     result = _read(run_dir / "result.json")
@@ -165,9 +183,12 @@ def ensure_run(plan: Plan, opts: Options) -> tuple[dict, str]:
 
 
 def ensure_evaluation(plan: Plan, opts: Options, run_result: dict) -> tuple[dict, str]:
-    """Evaluate the distilled run with the cell's arch / head / steps (reusing a stored evaluation)."""
+    """Evaluate the distilled run with the cell's arch / head / steps, or a DD / SLDD run with the
+    cell's arch / variant (reusing a stored evaluation of the current numerics)."""
     ev = plan.evaluation or {}
     run_dir = plan.run_dir(opts.out)
+    if plan.kind == "unrolled":
+        return _ensure_unrolled_evaluation(plan, opts, run_result)
     arch = ev.get("arch") or run_result.get("arch")
     head = ev.get("head") or run_result.get("head")
     if run_result.get("T") is not None and arch and head:
@@ -178,6 +199,25 @@ def ensure_evaluation(plan: Plan, opts: Options, run_result: dict) -> tuple[dict
             return stored, "reused evaluation"
     result = evaluate(run_dir, arch=ev.get("arch"), head=ev.get("head"), steps=ev.get("steps"), models=_plan.TEST_MODELS,
                       data_root=opts.data_root, device=opts.device or "auto")
+    return result, "evaluated"
+
+
+def _ensure_unrolled_evaluation(plan: Plan, opts: Options, run_result: dict) -> tuple[dict, str]:
+    """A DD / SLDD run tested by a variant of its schedule and / or on another architecture: the
+    run's own number of test networks (DD: 200), the file ``evaluate`` writes reused when current."""
+    from ..unrolled.schedule import parse_variant, variant_name
+
+    ev = plan.evaluation or {}
+    run_dir = plan.run_dir(opts.out)
+    variant = variant_name(*parse_variant(ev.get("variant")))
+    arch = ev.get("arch") or run_result.get("arch")
+    models = run_result.get("models")
+    if arch and models:
+        stored = _read(run_dir / "evaluations" / f"{arch}-{variant.replace(':', '')}-K{models}.json")
+        same_code = stored is not None and (numerics_of(stored) == NUMERICS_VERSION or opts.reuse_any_version)
+        if stored is not None and "accuracy_mean" in stored and stored.get("variant") == variant and same_code:
+            return stored, "reused evaluation"
+    result = evaluate(run_dir, arch=ev.get("arch"), variant=variant, data_root=opts.data_root, device=opts.device or "auto")
     return result, "evaluated"
 
 
@@ -279,7 +319,7 @@ def run_cells(names: list[str], opts: Options, data: DataView | None = None,
 def describe_action(plan: Plan, opts: Options) -> str:
     state, detail = run_state(plan, opts.out, opts.reuse_any_version)
     where = plan.run_dir(opts.out)
-    fresh = f"{'distil' if plan.kind == 'distill' else 'baseline'} into {where}"
+    fresh = f"{'baseline' if plan.kind == 'baseline' else 'distil'} into {where}"
     what = {"finished": f"reuse finished run {where}", "resume": f"resume {plan.kind} run {where}", "new": fresh,
             "stale": f"set aside the run {detail}, {fresh}", "conflict": f"conflict: {detail}"}[state]
     if plan.evaluation:

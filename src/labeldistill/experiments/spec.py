@@ -16,11 +16,15 @@ from .cells import Cell, parse_cell
 
 @dataclass(frozen=True)
 class PaperCell:
-    """One reproducible entry: our cell name, the paper's row / column labels and its numbers."""
+    """One reproducible entry: our cell name, the paper's row / column labels and its numbers.
+
+    ``mean`` / ``std`` are None for an entry the paper's table does not have (ours only, shown
+    beside it, e.g. a DD set trained like an LD set); for a timing table (``measure="minutes"``)
+    ``mean`` is the paper's minutes and ``std`` is 0."""
 
     cell: str
-    mean: float
-    std: float
+    mean: float | None
+    std: float | None
     row: str  # e.g. "MNIST LD RR"
     column: str  # e.g. "N=100", "Trial 2", "+50"
 
@@ -51,6 +55,7 @@ class TableSpec:
     cells: tuple[PaperCell, ...]
     notes: tuple[str, ...] = ()  # how the paper's setting maps to cells (seeds, heads, ...)
     references: tuple[Reference, ...] = field(default=())
+    measure: str = "accuracy"  # "accuracy" (%, mean ± std) or "minutes" (training time: Table 4)
 
     @property
     def key(self) -> str:
@@ -66,6 +71,8 @@ class TableSpec:
         raise KeyError(name)
 
     def __post_init__(self) -> None:
+        if self.measure not in ("accuracy", "minutes"):
+            raise ValueError(f"table {self.number}: unknown measure {self.measure!r}")
         seen: set[str] = set()
         for c in self.cells:
             canonical = parse_cell(c.cell).name

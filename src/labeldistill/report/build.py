@@ -11,7 +11,8 @@ from . import figures as F
 from .document import Document
 from .load import Run, base_images, load_run, selected_base
 
-RUN_FIGURES = ("labels_grid.png", "label_heatmap.png", "prototypes.png", "training_curves.png", "steps_accuracy.png", "grad_variance.png")
+RUN_FIGURES = ("labels_grid.png", "label_heatmap.png", "prototypes.png", "training_curves.png", "steps_accuracy.png", "grad_variance.png",
+               "learned_images.png", "step_images.png", "lr_schedule.png", "outer_loss.png")
 COMPARE_FIGURES = ("compare_curves.png", "grad_variance.png", "base_sets.png")
 
 
@@ -111,7 +112,10 @@ def make_report(run_dir: str | Path, out: str | Path | None = None, *, max_image
         raise UserError(f"max_images must be at least 1 (got {max_images}).")
     run = load_run(run_dir)
     out = _prepare_out(Path(out) if out is not None else run.path / "report", RUN_FIGURES)
-    doc = Document(f"Label distillation report: {run.name}")
+    if run.unrolled:
+        return _unrolled_report(run, out, max_images)
+    what = {"labels": "Label", "images": "Image", "images+labels": "Image and label"}.get(run.learned, "Label")
+    doc = Document(f"{what} distillation report: {run.name}")
     doc.para(_describe(run) + ".")
     doc.table(["setting", "value"], _summary_rows(run))
     ds = run.distilled
@@ -152,6 +156,9 @@ def make_report(run_dir: str | Path, out: str | Path | None = None, *, max_image
                           "label entries as weights, normalised per class, shown contrast-stretched; below, the difference from "
                           "the plain mean of the base images (Figure 9 of the paper).")
 
+    if ds is not None and run.learned != "labels":
+        _learned_images_section(doc, run, ds, out)
+
     doc.heading("Training")
     rs, t_i = run.resets()
     sel = selected_validation(run)
@@ -177,6 +184,95 @@ def make_report(run_dir: str | Path, out: str | Path | None = None, *, max_image
                  str(e.get("models", "-"))] for e in sorted(run.evaluations, key=lambda e: (str(e.get("arch")), str(e.get("head")), int(e["steps"])))]
         if rows:
             doc.table(["evaluation", "arch", "head", "steps", "test accuracy", "models"], rows)
+    md, _ = doc.write(out)
+    return md
+
+
+def _classes(ds) -> np.ndarray:
+    """The class each image of a set stands for: its fixed label, else its learned label's argmax."""
+    return ds.labels.detach().float().cpu().numpy().argmax(1)
+
+
+def _pixels(ds, images) -> np.ndarray:
+    return ds.preprocessing.denormalise(images.detach().float().cpu()).permute(0, 2, 3, 1).numpy()
+
+
+def _learned_images_section(doc: Document, run: Run, ds, out: Path) -> None:
+    """Learned images beside the images they started from, per class (runs with learned images)."""
+    doc.heading("Learned images")
+    if ds.initial_images is None:
+        doc.para("The distilled set does not keep the initial images (`initial_images`): the learned images are shown in "
+                 "the label grid only.")
+        return
+    labels_fixed = run.learned == "images"
+    p = F.learned_vs_initial(_pixels(ds, ds.initial_images), _pixels(ds, ds.images), _classes(ds), ds.class_names,
+                             out / "learned_images.png", context=_describe_any(run), init=ds.image_init)
+    doc.figure(p, f"Each learned image (red frame) beside the image it started from ({ds.image_init or 'initial'}), by the "
+                  + ("class of its fixed one-hot label." if labels_fixed else "argmax of its learned label."))
+    change = (ds.images - ds.initial_images).float()
+    doc.para(f"Mean absolute change per pixel (normalised units): {change.abs().mean().item():.3f}; "
+             f"images {len(ds)}, learned: {ds.learned}, start: {ds.image_init}.")
+
+
+def _describe_any(run: Run) -> str:
+    if run.unrolled:
+        c = run.config
+        return f"{c.get('target')}, {c.get('base')} images, {str(c.get('method')).upper()} ({c.get('arch')})"
+    return _describe(run)
+
+
+def _unrolled_report(run: Run, out: Path, max_images: int) -> Path:
+    """A DD / SLDD run: its images (learned vs initial, in step order), the learned lr schedule,
+    the outer loss, and its test by the schedule's variants (evaluations/)."""
+    c, r, ds = run.config, run.result or {}, run.distilled
+    u = c.get("unrolled") or {}
+    method = str(c.get("method")).upper()
+    doc = Document(f"{method} report: {run.name}")
+    context = _describe_any(run)
+    doc.para(context + ".")
+    its = run.outer[-1]["iteration"] if run.outer else 0
+    rows = [["run directory", str(run.path)], ["target", str(c.get("target"))], ["method", f"{method} (unrolled, labeldistill.unrolled)"],
+            ["architecture", str(c.get("arch"))], ["images", f"{c.get('base')} = {u.get('steps')} steps x classes x "
+                                                             f"{u.get('images_per_class')} per class"],
+            ["inner steps T", f"{(u.get('steps') or 0) * (u.get('epochs') or 0)} ({u.get('steps')} steps x {u.get('epochs')} epochs)"],
+            ["outer iterations", f"{its} (of {c.get('epochs')} outer epochs)"],
+            ["test accuracy", (f"{_fmt_acc(r.get('accuracy_mean'), r.get('accuracy_std'))} ({r.get('models')} networks, "
+                               f"{r.get('std', 'sample')} std)") if r else "- (no result.json yet)"]]
+    if r.get("distill_seconds") is not None:
+        rows.append(["training time", f"{float(r['distill_seconds']) / 60:.1f} min on {r.get('device', '?')}"])
+    doc.table(["setting", "value"], rows)
+    if ds is None:
+        doc.para("`distilled.safetensors` is not there yet (the run has not finished): the image and schedule figures are left out.")
+    else:
+        _learned_images_section(doc, run, ds, out)
+        if ds.schedule is not None and ds.schedule.order is not None:
+            doc.heading("Images in step order and the learned schedule")
+            epoch = ds.schedule.epoch_length or len(ds.schedule.lrs)
+            p = F.step_order_images(_pixels(ds, ds.images), ds.schedule.order, ds.schedule.lrs, epoch, ds.class_names, _classes(ds),
+                                    out / "step_images.png", context=context)
+            doc.figure(p, "The images each inner step trains on, in the order a fresh network sees them (one row per step of an "
+                          "epoch); the row label gives that step's learned lr in every epoch.")
+            p = F.lr_schedule(ds.schedule.lrs, epoch, out / "lr_schedule.png", context=context)
+            doc.figure(p, "The learned learning rate of each of the T inner steps (softplus of the raw lrs), coloured by epoch; "
+                          "the dashed line is their mean, which Table 11's 'average' variant uses at every step.")
+            doc.table(["step", "lr"], [[str(t), f"{lr:.5g}"] for t, lr in enumerate(ds.schedule.lrs)])
+        if ds.learned == "images+labels":
+            images, labels = base_images(ds), ds.labels.detach().float().cpu().numpy()
+            p = F.label_grid(images, labels, ds.class_names, out / "labels_grid.png", max_images=max_images, context=context)
+            doc.figure(p, "SLDD's learned images with their learned soft labels.")
+    doc.heading("Training")
+    if run.outer:
+        p = F.outer_loss(np.array([o["iteration"] for o in run.outer]), np.array([o["loss"] for o in run.outer]),
+                         out / "outer_loss.png", context=context)
+        doc.figure(p, "The target-minibatch loss of a fresh network after the unrolled steps, at each outer iteration.")
+    else:
+        doc.para("No outer iterations logged yet.")
+    evals = [e for e in run.evaluations if e.get("variant") is not None]
+    if evals:
+        doc.heading("Tests by the paper's variants (Tables 10-12, 15)")
+        doc.table(["evaluation", "variant", "arch", "steps (moving)", "test accuracy", "networks"],
+                  [[e["file"], str(e.get("variant")), str(e.get("arch")), f"{e.get('steps', '-')} ({e.get('moving_steps', '-')})",
+                    _fmt_acc(e["accuracy_mean"], e.get("accuracy_std")), str(e.get("models", "-"))] for e in evals])
     md, _ = doc.write(out)
     return md
 

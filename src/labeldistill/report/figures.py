@@ -485,3 +485,114 @@ def base_sets(runs: Sequence[dict], path: str | Path, *, max_images: int = MAX_G
         ax0.set_title(f"{r['label']}\nselector {r.get('selector') or '?'} · sha256 {sha or '?'}{extra}{more}", fontsize=9, pad=14)
     _header(fig, title or "Selected base images", lines)
     return _save(fig, path)
+
+
+# -- learned images (our DD, images+labels, DD / SLDD) --------------------------------------
+
+def _by_class(classes: np.ndarray, num_classes: int, per_class: int) -> list[list[int]]:
+    return [[int(i) for i in np.flatnonzero(classes == c)[:per_class]] for c in range(num_classes)]
+
+
+def learned_vs_initial(initial: np.ndarray, learned: np.ndarray, classes: np.ndarray, class_names: Sequence[str], path: str | Path, *,
+                       per_class: int = 5, max_classes: int = 20, context: str | None = None, init: str | None = None) -> Path:
+    """Per class (rows), each learned image beside the image it started from: pairs (initial | learned).
+
+    ``initial`` / ``learned``: N x H x W x C in pixel space (shown clipped to [0, 1], as a model's
+    input range); ``classes``: the class each image stands for (its fixed label, or its label's argmax)."""
+    classes = np.asarray(classes, dtype=np.int64)
+    k = len(class_names)
+    rows = [(c, idx) for c, idx in enumerate(_by_class(classes, k, per_class)) if idx][:max_classes]
+    per = max((len(idx) for _, idx in rows), default=1)
+    lines = _notes(context, f"Each pair: the image at the start ({init or 'initial'}) | after learning; pixels clipped to [0, 1]; "
+                            f"up to {per_class} images per class" + (f", first {max_classes} classes" if k > max_classes else ""))
+    cell = 0.75
+    height = max(1, len(rows)) * cell + _header_inches(lines) + 0.3
+    fig = _figure(max(5.0, 2 * per * cell + 1.4), height)
+    top = 1 - (_header_inches(lines) + 0.1) / height
+    grid = fig.add_gridspec(max(1, len(rows)), 2 * per, left=1.2 / fig.get_figwidth(), right=0.99, top=top, bottom=0.05 / height,
+                            hspace=0.15, wspace=0.05)
+    for r, (c, idx) in enumerate(rows):
+        for j, i in enumerate(idx):
+            for side, imgs in enumerate((initial, learned)):
+                ax = fig.add_subplot(grid[r, 2 * j + side])
+                _show(ax, imgs[i])
+                if r == 0:
+                    ax.set_title("start" if side == 0 else "learned", fontsize=6, pad=1)
+                if side == 1:
+                    for sp in ax.spines.values():
+                        sp.set_edgecolor("tab:red")
+        fig.text(0.1 / fig.get_figwidth(), 1 - (_header_inches(lines) + 0.1 + (r + 0.5) * cell) / height, _short(class_names[c], 14),
+                 fontsize=8, va="center", ha="left")
+    if not rows:
+        _no_data(fig.add_subplot(grid[0, 0]), "no images")
+    _header(fig, "Learned images beside their initial images, by class", lines)
+    return _save(fig, path)
+
+
+def step_order_images(images: np.ndarray, order: Sequence[Sequence[int]], lrs: Sequence[float], epoch_length: int,
+                      class_names: Sequence[str], classes: np.ndarray, path: str | Path, *, context: str | None = None) -> Path:
+    """DD / SLDD: the images each step trains on, in step order. Row s holds the images of step s of
+    the first epoch (steps s, s + L, s + 2L, ... of later epochs reuse them); its label gives the
+    learned lr of that step in every epoch."""
+    steps = min(epoch_length, len(order))
+    batch = max(len(o) for o in order[:steps])
+    lines = _notes(context, f"{len(lrs)} steps, {epoch_length} per epoch, {batch} images per step; row label: the learned lr of "
+                            "that step in each epoch; pixels clipped to [0, 1]")
+    cell = 0.72
+    height = steps * cell + _header_inches(lines) + 0.3
+    fig = _figure(max(5.0, batch * cell + 2.6), height)
+    grid = fig.add_gridspec(steps, batch, left=2.4 / fig.get_figwidth(), right=0.99, top=1 - (_header_inches(lines) + 0.1) / height,
+                            bottom=0.05 / height, hspace=0.35, wspace=0.05)
+    for s in range(steps):
+        for j, i in enumerate(order[s]):
+            ax = fig.add_subplot(grid[s, j])
+            _show(ax, images[int(i)])
+            ax.set_title(_short(class_names[int(classes[int(i)])], 8), fontsize=5, pad=1)
+        lr_text = " / ".join(f"{lrs[t]:.3g}" for t in range(s, len(lrs), epoch_length))
+        fig.text(0.08 / fig.get_figwidth(), 1 - (_header_inches(lines) + 0.1 + (s + 0.5) * cell) / height, f"step {s}\nlr {lr_text}",
+                 fontsize=7, va="center", ha="left")
+    _header(fig, "Distilled images in step order", lines)
+    return _save(fig, path)
+
+
+def lr_schedule(lrs: Sequence[float], epoch_length: int, path: str | Path, *, context: str | None = None) -> Path:
+    """DD / SLDD: the learned learning rate of every inner step, coloured by epoch, with their mean."""
+    lrs = np.asarray(lrs, dtype=np.float64)
+    fig = _figure(7.5, 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    t = np.arange(len(lrs))
+    ep = t // max(1, epoch_length)
+    for e in np.unique(ep):
+        m = ep == e
+        ax.bar(t[m], lrs[m], color=COLOURS[int(e) % len(COLOURS)], label=f"epoch {int(e) + 1}")
+    ax.axhline(lrs.mean(), color="k", ls="--", lw=1, label=f"mean {lrs.mean():.3g} (Table 11's 'average')")
+    ax.set_xlabel("inner step")
+    ax.set_ylabel("learned learning rate")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    lines = _notes(context)
+    _header(fig, "Learned step schedule (one lr per step)", lines)
+    fig.subplots_adjust(top=1 - (_header_inches(lines) + 0.1) / fig.get_figheight())
+    return _save(fig, path)
+
+
+def outer_loss(iterations: np.ndarray, losses: np.ndarray, path: str | Path, *, per_epoch: int | None = None,
+               context: str | None = None) -> Path:
+    """DD / SLDD: the target loss after the unrolled steps at every outer iteration (and its moving average)."""
+    fig = _figure(7.5, 4.0)
+    ax = fig.add_subplot(1, 1, 1)
+    if len(iterations):
+        ax.plot(iterations, losses, lw=0.6, alpha=0.5, color="tab:blue", label="outer iteration")
+        w = max(1, min(len(losses), per_epoch or 50))
+        ax.plot(iterations, moving_average(np.asarray(losses, dtype=np.float64), w), color="tab:red", lw=1.5,
+                label=f"moving average over {w}")
+        ax.legend(fontsize=8)
+    else:
+        _no_data(ax, "no outer iterations logged yet")
+    ax.set_xlabel("outer iteration")
+    ax.set_ylabel("target loss after the unrolled steps")
+    ax.grid(alpha=0.3)
+    lines = _notes(context)
+    _header(fig, "DD / SLDD training loss", lines)
+    fig.subplots_adjust(top=1 - (_header_inches(lines) + 0.1) / fig.get_figheight())
+    return _save(fig, path)

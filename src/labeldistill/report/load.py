@@ -1,4 +1,5 @@
-"""Read a run directory (made by ``labeldistill distill``) into plain Python and numpy values.
+"""Read a run directory (made by ``labeldistill distill``: labels, images, images+labels, or a DD /
+SLDD run, whose config.json holds an unrolled configuration) into plain Python and numpy values.
 
 Only ``config.json`` and ``metrics.jsonl`` are required, so a run still in progress can be
 reported on (curves only); the distilled set, ``result.json`` and ``evaluations/*.json``
@@ -32,6 +33,23 @@ class Run:
     result: dict[str, Any] | None = None
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     distilled: DistilledSet | None = None
+    outer: list[dict[str, Any]] = field(default_factory=list)  # DD / SLDD: one record per outer iteration
+
+    @property
+    def unrolled(self) -> bool:
+        """A DD / SLDD run (labeldistill.unrolled): no resets, no label selection, a learned schedule."""
+        from ..unrolled import is_unrolled_record
+
+        return is_unrolled_record({"method": self.config.get("method"), "config": self.config})
+
+    @property
+    def learned(self) -> str:
+        """What the run learned: "labels", "images" or "images+labels"."""
+        if self.distilled is not None:
+            return self.distilled.learned
+        if self.unrolled:
+            return "images+labels" if self.config.get("method") == "sldd" else "images"
+        return str(self.config.get("learn") or "labels")
 
     @property
     def name(self) -> str:
@@ -122,15 +140,33 @@ def load_run(run_dir: str | Path, *, distilled: bool = True) -> Run:
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         raise UserError(f"{path / 'config.json'} has no 'config' section: {path} was not made by 'labeldistill distill'.")
     steps, vals = read_metrics_file(path / "metrics.jsonl")
+    outer = read_outer_iterations(path / "metrics.jsonl")
     result = _read_json(path / "result.json", path) if (path / "result.json").is_file() else None
     evals = []
     for f in sorted((path / "evaluations").glob("*.json")) if (path / "evaluations").is_dir() else []:
         e = _read_json(f, path)
-        if isinstance(e, dict) and {"accuracy_mean", "steps"} <= set(e):
+        if isinstance(e, dict) and "accuracy_mean" in e and ("steps" in e or "variant" in e):
             evals.append({**e, "file": f.name})
     ds = load(path / FILE_NAME) if distilled and (path / FILE_NAME).is_file() else None
     return Run(path=path, config=record["config"], problem=dict(record.get("problem") or {}), steps=steps, validations=vals,
-               result=result if isinstance(result, dict) else None, evaluations=evals, distilled=ds)
+               result=result if isinstance(result, dict) else None, evaluations=evals, distilled=ds, outer=outer)
+
+
+def read_outer_iterations(path: Path) -> list[dict]:
+    """DD / SLDD's records (``iteration``, ``loss``); empty for a label-distillation log."""
+    out = []
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return out
+    for line in lines:
+        try:
+            rec = json.loads(line)
+            if isinstance(rec, dict) and "kind" not in rec and "iteration" in rec:
+                out.append({"iteration": int(rec["iteration"]), "loss": float(rec["loss"]), "epoch": rec.get("epoch")})
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+            continue  # a torn last line (read_metrics_file has judged the log already)
+    return out
 
 
 def base_images(ds: DistilledSet) -> np.ndarray:

@@ -1,2 +1,2 @@
 """The paper's tables as data: one module per family, each registers its specs on import."""
-from . import cross, optimised, stability, transfer, within  # noqa: F401
+from . import cross, dd, optimised, stability, timing, transfer, within  # noqa: F401
