@@ -6,6 +6,10 @@ Format (version 2): one safetensors file whose tensors are
 * ``labels``: N x C float32 probabilities;
 * ``initial_images`` (optional): N x C x H x W, normalised likewise: learned images before
   learning (a report shows learned against initial);
+* ``zca_mean`` / ``zca_matrix`` (optional, with a ``zca`` entry in the document): the ZCA
+  whitening the set's evaluation protocol uses (``labeldistill.protocols.ZCA``: fitted on the
+  target's training split), so the set means the same thing wherever it is loaded. A set
+  without one is written exactly as before; readers before this addition refuse a set with one;
 
 and whose header metadata holds a JSON document with the format version, the number of
 training steps T, the preprocessing, class names, the recommended training recipe,
@@ -32,6 +36,7 @@ from torch.utils.data import TensorDataset
 
 from .data import Preprocessing
 from .errors import ArtifactError, UserError
+from .protocols.zca import ZCA
 from .runs.files import atomic_write_bytes
 from .runs.tensorstate import content_digest
 
@@ -128,6 +133,8 @@ class DistilledSet:
             N(0, 1) in normalised space, as DD / SLDD start), else None.
         initial_images: learned images before learning (normalised), if kept.
         schedule: a fixed per-step training schedule (:class:`Schedule`), if the method has one.
+        zca: the ZCA whitening of the set's test protocol (``dc-dsa`` on colour data), if any:
+            its ``applied_to_images`` says whether ``images`` are already whitened.
         evaluation: the test result (``distill``'s return, or ``load(RUN_DIR)`` from the run's
             result.json); never saved in the file.
     Example:
@@ -147,6 +154,7 @@ class DistilledSet:
     image_init: str | None = None
     initial_images: torch.Tensor | None = field(default=None, repr=False)
     schedule: Schedule | None = None
+    zca: ZCA | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.learned not in LEARNED:
@@ -157,6 +165,8 @@ class DistilledSet:
             raise UserError(f"initial_images {tuple(self.initial_images.shape)} must have the images' shape {tuple(self.images.shape)}.")
         if self.schedule is not None:
             self.schedule.check(len(self), int(self.steps))
+        if self.zca is not None and tuple(self.zca.shape) != tuple(self.images.shape[1:]):
+            raise UserError(f"The ZCA whitens {tuple(self.zca.shape)} images but the set's are {tuple(self.images.shape[1:])}.")
 
     @property
     def num_classes(self) -> int:
@@ -172,22 +182,28 @@ class DistilledSet:
     def to(self, device: str | torch.device) -> DistilledSet:
         initial = None if self.initial_images is None else self.initial_images.to(device)
         return dataclasses.replace(self, images=self.images.to(device), labels=self.labels.to(device), initial_images=initial,
-                                   class_names=list(self.class_names), recipe=dict(self.recipe), provenance=dict(self.provenance))
+                                   class_names=list(self.class_names), recipe=dict(self.recipe), provenance=dict(self.provenance),
+                                   zca=None if self.zca is None else self.zca.to(device))
 
     # -- file format ------------------------------------------------------------------
     def _document(self) -> dict[str, Any]:
-        return {
+        doc = {
             "format": FORMAT, "format_version": FORMAT_VERSION, "steps": int(self.steps),
             "preprocessing": self.preprocessing.to_dict(), "class_names": list(self.class_names),
             "recipe": self.recipe, "provenance": self.provenance,
             "learned": self.learned, "image_init": self.image_init,
             "schedule": None if self.schedule is None else self.schedule.to_dict(),
         }
+        if self.zca is not None:  # only then: a set without one is byte for byte what it was
+            doc["zca"] = self.zca.document()
+        return doc
 
     def _tensors(self) -> dict[str, torch.Tensor]:
         out = {"images": self.images, "labels": self.labels}
         if self.initial_images is not None:
             out["initial_images"] = self.initial_images
+        if self.zca is not None:
+            out.update(self.zca.tensors())
         return {k: t.detach().float().cpu().contiguous() for k, t in out.items()}
 
     def save(self, path: str | Path) -> Path:
@@ -233,6 +249,11 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> DistilledSet:
     if version > FORMAT_VERSION:
         raise ArtifactError(f"{path} has format version {version}, newer than this library reads ({FORMAT_VERSION}): upgrade labeldistill.")
     allowed = {"images", "labels"} | ({"initial_images"} if version >= 2 else set())
+    has_zca = version >= 2 and isinstance(doc, dict) and doc.get("zca") is not None
+    if has_zca:
+        allowed |= {"zca_mean", "zca_matrix"}
+    if has_zca != ({"zca_mean", "zca_matrix"} <= set(tensors)):
+        raise ArtifactError(f"{path} does not match its recorded hash: it is corrupt or was modified.")
     if not {"images", "labels"} <= set(tensors) <= allowed or content_digest(doc_json, tensors) != meta.get("sha256"):
         raise ArtifactError(f"{path} does not match its recorded hash: it is corrupt or was modified.")
     images, labels = tensors["images"], tensors["labels"]
@@ -244,9 +265,10 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> DistilledSet:
         # Version 1 knew only labels learned for real base images.
         learned, image_init = (doc["learned"], doc["image_init"]) if version >= 2 else ("labels", None)
         schedule = Schedule.from_dict(doc["schedule"]) if version >= 2 and doc["schedule"] is not None else None
+        zca = ZCA.from_parts(doc["zca"], tensors).to(device) if has_zca else None
         ds = DistilledSet(images.to(device), labels.to(device), int(doc["steps"]), pre, list(doc["class_names"]),
                           dict(doc.get("recipe", {})), dict(doc.get("provenance", {})), learned=learned, image_init=image_init,
-                          initial_images=None if initial is None else initial.to(device), schedule=schedule)
+                          initial_images=None if initial is None else initial.to(device), schedule=schedule, zca=zca)
     except (KeyError, TypeError, ValueError, UserError) as e:
         raise ArtifactError(f"{path} has an invalid field ({e}).") from None
     if run_dir is not None:

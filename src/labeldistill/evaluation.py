@@ -33,7 +33,7 @@ def parse_steps(value: str | int | None, default: int) -> int:
 def evaluate(
     path: str | Path, *, arch: str | None = None, head: str | None = None, models: int | None = None, steps: str | int | None = None,
     target: str | None = None, data_root: str | Path | None = None, device: str = "auto", seed: int | None = None, save: bool = True,
-    variant: str | None = None,
+    variant: str | None = None, protocol: str | None = None,
 ) -> dict:
     """Train ``models`` fresh models on a distilled set and report test accuracy (%).
 
@@ -50,6 +50,9 @@ def evaluate(
         variant: DD / SLDD sets only: ``learned`` (the default), ``first-steps:N``,
             ``extended:K``, ``average-lr``, ``shuffle-within``, ``shuffle-across`` or ``like-ld``;
             recorded as ``variant`` in the result.
+        protocol: how the fresh models train (``labeldistill.protocols``): ``paper`` (the default:
+            Adam, T random minibatches, every number as before), ``dc`` or ``dc-dsa`` (ConvNet-3 unless
+            ``arch``, SGD, fixed epochs, DSA and ZCA; 5 models unless ``models``).
     Example:
         >>> labeldistill.evaluate("runs/mnist-ld", arch="alexnet", steps="+50")["accuracy_mean"]
         >>> labeldistill.evaluate("runs/mnist-dd", variant="first-steps:20")["accuracy_mean"]
@@ -68,6 +71,14 @@ def evaluate(
     if data_root is None:
         data_root = record.get("data_root")
     seed = seed if seed is not None else run_cfg.get("seed", 0)
+    from .protocols import canonical_protocol, get_protocol
+
+    proto = get_protocol(canonical_protocol(protocol))
+    if not proto.is_paper:
+        if ds.schedule is not None:
+            raise UserError(f"--protocol {proto.name} applies to label sets; a DD / SLDD set trains by its schedule (--variant).")
+        return _evaluate_protocol(ds, proto, path, run_dir, run_cfg, arch=arch, head=head, models=models, steps=steps, target=target,
+                                  data_root=data_root, device=dev, seed=seed, save=save)
     if ds.schedule is not None:
         return _evaluate_scheduled(ds, path, run_dir, run_cfg, arch=arch, head=head, models=models, steps=steps, target=target,
                                    data_root=data_root, device=dev, seed=seed, save=save, variant=variant)
@@ -84,10 +95,46 @@ def evaluate(
     with float32_precision(bool(run_cfg.get("allow_tf32", False))) as floats:
         ev = evaluate_labels(learner, ds.images, ds.labels, data.test.x, data.test.y, steps=t, models=models, seed=seed,
                              batch_size=int(ds.recipe.get("batch_size", min(50, len(ds)))), lr=float(ds.recipe.get("lr", 1e-3)))
-    result = {**ev.to_dict(), "arch": arch, "head": head, "learned": ds.learned, "steps_delta": t - ds.steps, "distilled_steps": ds.steps,
+    result = {**ev.to_dict(), "protocol": "paper", "arch": arch, "head": head, "learned": ds.learned, "steps_delta": t - ds.steps, "distilled_steps": ds.steps,
               "target": data.name, "seed": seed, "source": str(path), "device": dev, "versions": versions(), "float_settings": floats}
     if save and run_dir is not None:
         atomic_write_json(run_dir / "evaluations" / f"{arch}-{head}-T{t}-K{models}.json", result)
+    return result
+
+
+def _evaluate_protocol(ds, proto, path: Path, run_dir: Path | None, run_cfg: dict, *, arch, head, models, steps, target, data_root,
+                       device, seed, save) -> dict:
+    """A label set under a non-paper protocol (SGD, epochs, DSA, ZCA: ``labeldistill.protocols``)."""
+    from .models import MODELS, input_size_for
+    from .protocols import evaluate_protocol, target_zca
+
+    if head not in (None, "linear"):
+        raise UserError(f"--protocol {proto.name} trains standard models (the linear head); drop --head {head}.")
+    if proto.needs_kornia and int(ds.images.shape[1]) == 3:
+        from .protocols import require_kornia
+
+        require_kornia(f"--protocol {proto.name}")
+    arch = MODELS.canonical(arch or proto.arch or ds.recipe.get("arch", "lenet"))
+    size = int(ds.images.shape[-1])
+    need = input_size_for(arch, size)
+    if need is not None and need != size:
+        raise UserError(f"{arch} needs {need} px images but the set's are {size} px.")
+    t = parse_steps(steps, ds.steps)
+    data = load_target(target, data_root=data_root, seed=seed, split=tuple(run_cfg["split"]) if run_cfg.get("split") else None,
+                       device=device, image_size=size)
+    if data.num_classes != ds.num_classes:
+        raise UserError(f"{target} has {data.num_classes} classes but the distilled labels have {ds.num_classes}.")
+    learner = make_learner(arch, int(ds.images.shape[1]), size, ds.num_classes, head="linear")
+    with float32_precision(bool(run_cfg.get("allow_tf32", False))) as floats:
+        zca = target_zca(proto, data, int(ds.images.shape[1]), ds.zca)
+        ev = evaluate_protocol(proto, learner, ds.images, ds.labels, data.test.x, data.test.y, steps=t, seed=seed, models=models,
+                               batch_size=int(ds.recipe.get("batch_size", min(50, len(ds)))), lr=float(ds.recipe.get("lr", 1e-3)),
+                               zca=zca)
+    result = {**ev.to_dict(), "arch": arch, "head": "linear", "learned": ds.learned, "distilled_steps": ds.steps, "target": data.name,
+              "seed": seed, "source": str(path), "device": device, "versions": versions(), "float_settings": floats,
+              "zca_source": None if zca is None else ("recorded in the set" if ds.zca is not None else "fitted on the target's training split")}
+    if save and run_dir is not None:
+        atomic_write_json(run_dir / "evaluations" / f"{proto.name}-{arch}-K{result['models']}.json", result)
     return result
 
 

@@ -1,10 +1,12 @@
-"""``labeldistill baseline``: the base images with their true (or smoothed) labels."""
+"""``labeldistill baseline``: the base images with their true (or smoothed) labels, or a teacher's soft labels,
+under the paper's evaluation protocol or another (``--protocol``)."""
 from __future__ import annotations
 
 import argparse
 
 from ..baselines import BaselineSettings, baseline
 from ..errors import UserError
+from ..protocols import get_protocol, list_protocols
 from ..selectors import list_selectors
 from .common import add_common, emit, fmt_acc, parse_split, read_toml
 
@@ -23,6 +25,16 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-select", default=None, metavar="NAME",
                    help=f"how the base images are chosen: {', '.join(list_selectors())} (default random, as in the paper's "
                         "main tables; paper-table7: the paper's optimised base sets, Table 7)")
+    p.add_argument("--protocol", default=None, metavar="NAME",
+                   help=f"how the test models train: {', '.join(list_protocols())} (default paper: T chosen on validation; "
+                        "dc / dc-dsa: ConvNet-3, SGD, fixed epochs, DSA / ZCA, 5 models)")
+    p.add_argument("--labels", default=None, choices=["true", "smooth", "teacher"],
+                   help="true (one-hot), smooth (label smoothing, --smoothing or 0.1) or teacher (softmax of a teacher trained on "
+                        "the training split, early-stopped on validation; cached per target, architecture and seed)")
+    p.add_argument("--temperature", type=float, default=None, help="softmax temperature of teacher labels (1)")
+    p.add_argument("--teacher-arch", default=None, help="the teacher's architecture (default: the dataset's; convnet3 under dc protocols)")
+    p.add_argument("--teacher-epochs", type=int, default=None, help="most epochs the teacher trains (30)")
+    p.add_argument("--teacher-patience", type=int, default=None, help="epochs without a better validation accuracy before it stops (3)")
     p.add_argument("--out", default=None, help="run directory for result.json (optional)")
     add_common(p)
     p.set_defaults(func=run)
@@ -33,12 +45,22 @@ def run(args: argparse.Namespace) -> int:
 
     flags = dict(vars(args))
     flags["split"] = parse_split(args.split)
-    s: BaselineSettings = merge(BaselineSettings, read_toml(args.config), flags)
+    toml = read_toml(args.config)
+    name = flags.get("protocol") or toml.get("protocol")
+    if flags.get("models") is None and "models" not in toml and name is not None:
+        flags["models"] = get_protocol(name).models  # the protocol's number of models (paper 20, dc / dc-dsa 5)
+    s: BaselineSettings = merge(BaselineSettings, toml, flags)
     if not 0.0 <= s.smoothing < 1.0:
         raise UserError(f"--smoothing must be in [0, 1), got {s.smoothing}.")
     result = baseline(s, data_root=args.data_root, out=args.out)
-    name = "Baseline" + (" RR" if s.head == "ridge" else "") + (" LS" if s.smoothing else "")
+    name = "Baseline" + (" RR" if s.head == "ridge" else "") + (" LS" if s.smoothing or s.labels == "smooth" else "")
+    name += " (teacher labels)" if s.labels == "teacher" else ""
     chosen = "" if s.base_select == "random" else f", base set chosen by {s.base_select}"
+    how = f"T={result['steps']} chosen on validation" if result.get("protocol", "paper") == "paper" else \
+        f"protocol {result['protocol']}, {result['steps']} steps"
+    teacher = result.get("teacher")
+    extra = "" if teacher is None else (f"; teacher {teacher['arch']}: validation {teacher['val_accuracy']:.2f} %, "
+                                        f"test {teacher['test_accuracy']:.2f} %{' (cached)' if teacher['cache']['reused'] else ''}")
     emit(result, args.json, f"{name} on {result['target']} with {s.base} base examples: test accuracy {fmt_acc(result)} "
-                            f"({result['models']} models, T={result['steps']} chosen on validation{chosen})")
+                            f"({result['models']} models, {how}{chosen}{extra})")
     return 0

@@ -45,6 +45,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--validation-models", type=int, default=None, metavar="M",
                    help="fresh models per label-selection validation; selection on their mean accuracy (1, the paper's)")
     p.add_argument("--test-models", type=int, default=None, help="fresh test models (20; dd / sldd: 200)")
+    p.add_argument("--test-protocol", default=None, metavar="NAME", help="how the final test trains fresh models: paper (default), dc, dc-dsa (labeldistill.protocols)")
     p.add_argument("--base-select", default=None, metavar="NAME",
                    help="how the base set is chosen: " + ", ".join(list_selectors()) + " (default random, the paper's draw)")
     p.add_argument("--allow-tf32", action="store_true", default=None,

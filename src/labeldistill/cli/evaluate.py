@@ -6,6 +6,7 @@ import argparse
 
 from ..engine import HEADS
 from ..evaluation import evaluate
+from ..protocols import list_protocols
 from .common import add_common, emit, fmt_acc, read_toml
 
 
@@ -20,6 +21,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="DD / SLDD sets: how to train on them: learned (default: the learned schedule), first-steps:N, extended:K "
                         "(K more steps at the mean lr; 5: the paper's 35), average-lr, shuffle-within, shuffle-across, "
                         "or like-ld (Adam, minibatches of 10, T chosen on validation)")
+    p.add_argument("--protocol", default=None, metavar="NAME",
+                   help=f"how the fresh models train: {', '.join(list_protocols())} (default paper: Adam, T random minibatches, "
+                        "20 models; dc / dc-dsa: the DatasetCondensation / DSA / MTT protocol, ConvNet-3, 5 models)")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -30,8 +34,10 @@ def run(args: argparse.Namespace) -> int:
     models = pick("models")
     r = evaluate(args.path, arch=pick("arch"), head=pick("head"), models=None if models is None else int(models), steps=pick("steps"),
                  target=pick("target"), data_root=pick("data_root"), device=pick("device") or "auto", seed=pick("seed"),
-                 variant=pick("variant"))
-    if "variant" in r:
+                 variant=pick("variant"), protocol=pick("protocol"))
+    if r.get("protocol") not in (None, "paper"):
+        text = f"{r['arch']}, protocol {r['protocol']}: {r['models']} models x {r['steps']} steps: test accuracy {fmt_acc(r)}"
+    elif "variant" in r:
         text = f"{r['arch']}, variant {r['variant']}: {r['models']} networks x {r['steps']} steps: test accuracy {fmt_acc(r)}"
     else:
         text = f"{r['arch']} / {r['head']} head, {r['models']} models x {r['steps']} steps: test accuracy {fmt_acc(r)}"

@@ -6,34 +6,56 @@ import dataclasses
 from pathlib import Path
 
 from ..artifact import DistilledSet, load
+from ..errors import UserError
 
 # What may leave the private side: the base images' public provenance, not the target's
 # data, paths or results (the privacy use in the paper's Broader Impact section).
 # Learned images are the product itself, so they stay, with what was learned and how it started.
 SHAREABLE = ("base_dataset", "base_indices", "base_licence", "cross_dataset", "base_classes", "learned", "image_init")
-RECIPE = ("optimizer", "lr", "batch_size", "arch", "head", "ridge_lambda", "ridge_step", "scale_lr", "method", "learned")
+RECIPE = ("optimizer", "lr", "batch_size", "arch", "head", "ridge_lambda", "ridge_step", "scale_lr", "method", "learned", "test_protocol")
+ZCA_NOTE = ("it holds the ZCA whitening its protocol uses, fitted on the target's training split: its mean and {d} x {d} matrix are "
+            "second-order statistics of the target data (--no-zca leaves them out)")
 
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a shareable distilled-set file from a run")
     p.add_argument("run_dir", metavar="RUN_DIR")
     p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--no-zca", action="store_true",
+                   help="leave out the ZCA whitening (fitted on the target's training split: second-order statistics of the "
+                        "target data); whoever evaluates the file then fits one on their copy of the target")
     p.set_defaults(func=run)
 
 
-def shareable(ds: DistilledSet) -> DistilledSet:
-    """A copy without target paths, target-side provenance or metrics."""
+def shareable(ds: DistilledSet, *, zca: bool = True) -> DistilledSet:
+    """A copy without target paths, target-side provenance or metrics (and without the ZCA whitening
+    fitted on the target when ``zca=False``; a set whose images are already whitened keeps it, as its
+    images mean nothing without it)."""
     prov = {k: v for k, v in ds.provenance.items() if k in SHAREABLE}
     name = str(prov.get("base_dataset", ""))
     if ":" in name or "/" in name:  # npz:/private/path.npz -> path.npz
         prov["base_dataset"] = Path(name.split(":", 1)[-1]).name
     recipe = {k: v for k, v in ds.recipe.items() if k in RECIPE}
-    return dataclasses.replace(ds, class_names=list(ds.class_names), recipe=recipe, provenance=prov, evaluation=None)
+    keep = ds.zca
+    if keep is not None:
+        if not zca and keep.applied_to_images:
+            raise UserError("This set's images are stored ZCA-whitened: without the whitening they cannot be used on new data; "
+                            "drop --no-zca.")
+        keep = keep if zca else None
+        if keep is not None:  # what it was fitted on, without paths
+            keep = dataclasses.replace(keep, fitted_on={k: v for k, v in keep.fitted_on.items() if k != "dataset"}
+                                       | {"dataset": Path(str(keep.fitted_on.get("dataset", "")).split(":", 1)[-1]).name})
+    return dataclasses.replace(ds, class_names=list(ds.class_names), recipe=recipe, provenance=prov, evaluation=None, zca=keep)
 
 
 def run(args: argparse.Namespace) -> int:
-    ds = shareable(load(args.run_dir))
+    full = load(args.run_dir)
+    ds = shareable(full, zca=not args.no_zca)
     path = ds.save(Path(args.out))
     what = "learned labels" if ds.learned == "labels" else f"learned {ds.learned}"
     print(f"wrote {path}: {len(ds)} images, {ds.num_classes} classes, {what}, T={ds.steps} (no target paths or metrics)")
+    if ds.zca is not None:
+        print("note: " + ZCA_NOTE.format(d=int(ds.zca.matrix.shape[0])))
+    elif full.zca is not None:
+        print("ZCA whitening left out (--no-zca): evaluating the file under its protocol fits one on the evaluator's copy of the target")
     return 0

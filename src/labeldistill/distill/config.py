@@ -62,6 +62,10 @@ class DistillConfig:
     validation_models: int = 1
     val_group: int | None = None  # snapshots validated at once (None: 4 on a CPU, 16 on a GPU; never changes a result)
     test_models: int = 20
+    # How the final test trains its fresh models (labeldistill.protocols): "paper" (Adam, T random
+    # minibatches, test_models models) or "dc" / "dc-dsa" (the DC / DSA / MTT protocol: ConvNet-3, SGD,
+    # fixed epochs, DSA, ZCA for colour data; its own 5 models). Label selection is unchanged.
+    test_protocol: str = "paper"
     checkpoint_minutes: float = 3.0  # a checkpoint at least this often (and at each validation)
     grad_var_every: int = 50  # record Var[label meta-gradient] every this many steps (0: never)
     device: str = "auto"
@@ -85,6 +89,10 @@ class DistillConfig:
         else:
             c.reset_window = c.reset_window or protocol.reset_window(c.base, target_name)
         c.validate()
+        from ..protocols import get_protocol, require_kornia
+
+        if get_protocol(c.test_protocol).uses_zca(channels):  # fail now, not after the whole run
+            require_kornia(f"--test-protocol {c.test_protocol}")
         return c
 
     def validate(self) -> None:
@@ -118,6 +126,9 @@ class DistillConfig:
                 raise UserError(f"--image-init {self.image_init} needs learned images: add --learn images or --learn images+labels.")
         if self.arch is not None:
             self.arch = MODELS.canonical(self.arch)
+        from ..protocols import canonical_protocol
+
+        self.test_protocol = canonical_protocol(self.test_protocol)
         from ..selectors import canonical_selector
 
         self.base_select = canonical_selector(self.base_select)

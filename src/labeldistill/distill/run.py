@@ -121,9 +121,13 @@ def _run(cfg: DistillConfig, *, model, out, resume, data_root, download, progres
         test = problem.target.test
         # Test models train on the selected snapshot's images when images were learned.
         images = loop.images if loop.images is not None else problem.base_x
+        zca = None
         try:
-            ev = evaluate_labels(distiller.learner, images, loop.labels, test.x, test.y, steps=loop.steps,
-                                 models=resolved.test_models, seed=resolved.seed, batch_size=resolved.inner_batch, lr=resolved.model_lr)
+            if resolved.test_protocol == "paper":
+                ev = evaluate_labels(distiller.learner, images, loop.labels, test.x, test.y, steps=loop.steps,
+                                     models=resolved.test_models, seed=resolved.seed, batch_size=resolved.inner_batch, lr=resolved.model_lr)
+            else:
+                ev, zca = _test_under_protocol(resolved, problem, images, loop.labels, loop.steps)
         except KeyboardInterrupt:
             hint = f" Resume with: labeldistill distill --resume {run_dir}" if run_dir is not None else ""
             raise Interrupted(f"Stopped while testing the selected labels; the loop's final checkpoint is kept.{hint}") from None
@@ -138,16 +142,22 @@ def _run(cfg: DistillConfig, *, model, out, resume, data_root, download, progres
             learned=resolved.learn, image_init=resolved.image_init,
             versions=versions(), float_settings=float_settings(),
         )
+        if resolved.test_protocol != "paper":
+            result.update(test_protocol=resolved.test_protocol, test_arch=ev.extra.get("arch"))
         initial = distiller.synthetic.initial_images()
+        recipe = {"optimizer": "adam", "lr": resolved.model_lr, "batch_size": resolved.inner_batch, "arch": resolved.arch,
+                  "head": distiller.strategy.head, "ridge_lambda": resolved.ridge_lambda, "ridge_step": resolved.ridge_step,
+                  "scale_lr": resolved.scale_lr, "method": resolved.method, "learned": resolved.learn}
+        if resolved.test_protocol != "paper":
+            recipe["test_protocol"] = resolved.test_protocol
         ds = DistilledSet(
             images=images.detach().cpu(), labels=loop.labels.detach().cpu(), steps=loop.steps,
             preprocessing=problem.target.preprocessing, class_names=list(problem.target.class_names),
-            recipe={"optimizer": "adam", "lr": resolved.model_lr, "batch_size": resolved.inner_batch, "arch": resolved.arch,
-                    "head": distiller.strategy.head, "ridge_lambda": resolved.ridge_lambda, "ridge_step": resolved.ridge_step,
-                    "scale_lr": resolved.scale_lr, "method": resolved.method, "learned": resolved.learn},
+            recipe=recipe,
             provenance=_provenance(problem, distiller, resolved.seed),
             learned=resolved.learn, image_init=resolved.image_init,
             initial_images=None if initial is None else initial.detach().cpu(),
+            zca=None if zca is None else zca.to("cpu"),
         )
         ds.evaluation = result
         if run_dir is not None:
@@ -157,6 +167,27 @@ def _run(cfg: DistillConfig, *, model, out, resume, data_root, download, progres
     finally:
         if lock is not None:
             lock.release()
+
+
+def _test_under_protocol(cfg: DistillConfig, problem: Problem, images, labels, steps: int):
+    """The final test under a non-paper protocol (``cfg.test_protocol``): its architecture (ConvNet-3 for dc /
+    dc-dsa), its optimiser, epochs, augmentation and models; ZCA (colour data under dc-dsa) fitted on the
+    target's training split and returned, so that the distilled set records it."""
+    from ..engine import make_learner
+    from ..protocols import evaluate_protocol, get_protocol, require_kornia, target_zca
+
+    proto = get_protocol(cfg.test_protocol)
+    channels = int(images.shape[1])
+    if proto.uses_zca(channels):
+        require_kornia(f"--test-protocol {proto.name}")
+    arch = proto.arch or cfg.arch
+    learner = make_learner(arch, channels, int(images.shape[-1]), problem.target.num_classes, head="linear")
+    zca = target_zca(proto, problem.target, channels)
+    test = problem.target.test
+    ev = evaluate_protocol(proto, learner, images, labels.detach(), test.x, test.y, steps=steps, seed=cfg.seed,
+                           batch_size=cfg.inner_batch, lr=cfg.model_lr, zca=zca)
+    ev.extra["arch"] = arch
+    return ev, zca
 
 
 def _provenance(problem: Problem, distiller: Distiller, seed: int) -> dict:

@@ -17,6 +17,7 @@ from ..errors import UserError
 from ..seeding import derive_seed
 from .batching import map_models, resolve_mode
 from .learner import Learner, ModelState, missing_reference
+from .recipe import TrainRecipe
 
 
 def draw_batches(generator: torch.Generator, steps: int, n: int, batch: int) -> torch.Tensor:
@@ -48,6 +49,7 @@ def train_models(
     observe_at: Sequence[int] = (),
     observer: Callable[[int, ModelState], None] | None = None,
     mode: str = "auto",
+    recipe: TrainRecipe | None = None,
 ) -> ModelState:
     """Train ``len(seeds)`` fresh models at once and return them.
 
@@ -63,9 +65,16 @@ def train_models(
         observe_at: steps after which ``observer(step, state)`` is called (e.g. to measure
             validation accuracy during the baselines' step search).
         mode: ``"vmap"``, ``"loop"`` or ``"auto"`` (see :mod:`.batching`); same result.
+        recipe: another way to train (:class:`~.recipe.TrainRecipe`: SGD, epochs, an lr
+            schedule, augmentation); None (the default) is the paper's way above, unchanged.
+            With a recipe, ``steps`` is one T (ignored when the recipe counts epochs) and an
+            observer that returns True stops training (early stopping).
     Example:
         >>> state = train_models(learner, x, y, steps=300, seeds=range(20))
     """
+    if recipe is not None:
+        return _train_recipe(learner, images, labels, steps, seeds, batch_size=batch_size, observe_at=observe_at,
+                             observer=observer, mode=mode, recipe=recipe)
     k, n = len(seeds), images.shape[0]
     check_batch(n, batch_size)
     per_model_steps = [int(steps)] * k if isinstance(steps, int) else [int(t) for t in steps]
@@ -105,6 +114,82 @@ def train_models(
             state.reference,
         )
     return result  # models asked for zero steps kept their initialisation
+
+
+def epoch_orders(generators: Sequence[torch.Generator], n: int) -> torch.Tensor:
+    """K x n: one fresh shuffle of ``range(n)`` per model (model k from its own generator)."""
+    return torch.stack([torch.randperm(n, generator=g) for g in generators])
+
+
+def _optimizer(learner: Learner, state: ModelState, recipe: TrainRecipe) -> torch.optim.Optimizer:
+    if recipe.optimizer == "adam":
+        opt = learner.optimizer(state, recipe.lr)
+        for group in opt.param_groups[:1]:
+            group["weight_decay"] = recipe.weight_decay
+        return opt
+    if learner.is_ridge:
+        raise UserError("An SGD recipe trains standard models (the linear head); the ridge head trains with Adam.")
+    return torch.optim.SGD(list(state.params.values()), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+
+
+def _train_recipe(
+    learner: Learner, images: torch.Tensor, labels: torch.Tensor, steps: int | Sequence[int], seeds: Sequence[int], *,
+    batch_size: int, observe_at: Sequence[int], observer: Callable[[int, ModelState], object] | None, mode: str, recipe: TrainRecipe,
+) -> ModelState:
+    """``train_models`` with a recipe: K models, one optimiser step per minibatch, all in lockstep.
+
+    Minibatches: ``recipe.epochs`` passes of a fresh per-model shuffle (all models see the same
+    minibatch sizes, so they stack), or T random minibatches exactly as the paper's path draws
+    them. Model k's shuffles come from its own seed (``batch_generator``), its augmentation from
+    its own streams (:class:`~.augment.DSAugmenter`): training it alone gives the same model.
+    """
+    from .augment import DSAugmenter
+
+    if not isinstance(steps, int):
+        raise ValueError("a recipe trains every model for the same T")
+    k, n = len(seeds), images.shape[0]
+    check_batch(n, batch_size)
+    if labels.dim() == 3 and labels.shape[0] != k:
+        raise ValueError("per-model labels need one label set per model")
+    device = images.device
+    state = learner.init(seeds, device=device)
+    state.reference = images.detach()
+    opt = _optimizer(learner, state, recipe)
+    gens = [batch_generator(s) for s in seeds]
+    augment = DSAugmenter(recipe.augmentation, seeds, device) if recipe.augmentation is not None else None
+    rows = torch.arange(k, device=device)[:, None]
+    step_fn = map_models(learner.train_loss, (0, 0, 0, 0, 0), resolve_mode(mode, device))
+    total = recipe.total_steps(n, batch_size, int(steps))
+    per_epoch = recipe.steps_per_epoch(n, batch_size)
+    random_idx = None if recipe.epochs is not None else torch.stack([draw_batches(g, total, n, batch_size) for g in gens]).to(device)
+    observe = set(observe_at)
+    order = None
+    for t in range(total):
+        if recipe.epochs is not None:
+            epoch, j = divmod(t, per_epoch)
+            if j == 0:
+                lr = recipe.lr_at(epoch)
+                if epoch > 0 and lr != recipe.lr_at(epoch - 1) and recipe.reset_momentum_at_decay:
+                    opt.state.clear()
+                opt.param_groups[0]["lr"] = lr
+                order = epoch_orders(gens, n).to(device)
+            b = order[:, j * batch_size : (j + 1) * batch_size]  # type: ignore[index]
+        else:
+            b = random_idx[:, t]  # type: ignore[index]
+        xb = images[b]
+        yb = labels[b] if labels.dim() == 2 else labels[rows, b]
+        if augment is not None:
+            xb = augment(xb)
+        losses, aux = step_fn(state.params, state.buffers, state.head, xb, yb)
+        opt.zero_grad(set_to_none=True)
+        losses.sum().backward()
+        opt.step()
+        if aux:
+            state.head["w"] = aux["w"]
+        if observer is not None and t + 1 in observe and observer(t + 1, state) is True:
+            break
+    return ModelState({n_: p.detach() for n_, p in state.params.items()}, state.buffers,
+                      {n_: h.detach() for n_, h in state.head.items()}, state.reference)
 
 
 def _copy_models(dst: ModelState, src: ModelState, which: list[int]) -> None:

@@ -1,0 +1,33 @@
+"""The registered evaluation protocols, one entry each."""
+from __future__ import annotations
+
+from ..engine.augment import DSAParams
+from ._base import Protocol, register_protocol
+
+PAPER = register_protocol(Protocol(
+    name="paper",
+    description="the paper's: Adam (lr 1e-3, or the set's own), T random minibatches of N_i (T and N_i from the set), "
+                "no augmentation, 20 models",
+    models=20,
+    references=("Bohdal, Yang & Hospedales 2020, Flexible Dataset Distillation: Learn Labels Instead of Images",),
+))
+
+DC = register_protocol(Protocol(
+    name="dc",
+    description="DatasetCondensation's: ConvNet-3, SGD (lr 0.01, momentum 0.9, weight decay 5e-4), minibatches of 256, "
+                "300 epochs, lr x 0.1 from epoch 150, no augmentation, soft cross-entropy, 5 models",
+    optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, epochs=300, batch_size=256,
+    lr_decay_at=(0.5,), reset_momentum_at_decay=True, models=5, arch="convnet3", search_steps=False,
+    references=("Zhao, Mopuri & Bilen 2021, Dataset Condensation with Gradient Matching (evaluate_synset)",),
+))
+
+DC_DSA = register_protocol(Protocol(
+    name="dc-dsa",
+    description="DSA / MTT's: as dc for 1,000 epochs with DSA color_crop_cutout_flip_scale_rotate (no flip for digits) and "
+                "ZCA whitening (eps 0.1) of colour datasets, 5 models",
+    optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, epochs=1000, batch_size=256,
+    lr_decay_at=(0.5,), reset_momentum_at_decay=True, augmentation=DSAParams(), flip_digits=False, zca_eps=0.1,
+    models=5, arch="convnet3", search_steps=False,
+    references=("Zhao & Bilen 2021, Dataset Condensation with Differentiable Siamese Augmentation",
+                "Cazenavette et al. 2022, Dataset Distillation by Matching Training Trajectories (ZCA, eps 0.1)"),
+), aliases=("dsa",))

@@ -1,0 +1,62 @@
+"""Train and test fresh models on a set under a protocol (all K models at once, by the engine)."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..data import TargetData
+from ..engine import Evaluation, Learner, accuracy, model_seeds, train_models
+from ..errors import UserError
+from ._base import Protocol, get_protocol
+from .zca import ZCA, fit_zca
+
+
+def target_zca(protocol: Protocol, target: TargetData | None, channels: int, given: ZCA | None = None) -> ZCA | None:
+    """The ZCA whitening a protocol needs for this data: ``given`` (a set's recorded one) if there is one,
+    else fitted on the target's training split; None when the protocol does not whiten these images."""
+    if not protocol.uses_zca(channels):
+        return None
+    if given is not None:
+        return given
+    if target is None:
+        raise UserError(f"Protocol {protocol.name} whitens colour images with a ZCA fitted on the target's training split: "
+                        "the set records none, so give the target data.")
+    return fit_zca(target.train.x, protocol.zca_eps or 0.0, fitted_on={
+        "dataset": target.name, "split": "train", "images": len(target.train),
+        "index_sha256": target.split_record.get("index_sha256"), "seed": target.split_record.get("seed")})
+
+
+def whiten(zca: ZCA | None, x: torch.Tensor, *, already: bool = False) -> torch.Tensor:
+    return x if zca is None or already else zca.apply(x)
+
+
+def evaluate_protocol(
+    protocol: str | Protocol, learner: Learner, images: torch.Tensor, labels: torch.Tensor, test_x: torch.Tensor,
+    test_y: torch.Tensor, *, steps: int, seed: int, models: int | None = None, batch_size: int = 50, lr: float = 1e-3,
+    zca: ZCA | None = None,
+) -> Evaluation:
+    """``models`` fresh models (default: the protocol's) trained on (images, labels) the protocol's way, tested on
+    (test_x, test_y). ``steps`` / ``batch_size`` / ``lr`` are the set's own (used where the protocol keeps them);
+    ``zca``: the whitening (from :func:`target_zca`), applied to the test images and, unless the set's images are
+    already whitened, to them. Model seeds are the paper protocol's test-model seeds.
+    """
+    p = get_protocol(protocol)
+    k = p.models if models is None else int(models)
+    if k < 1:
+        raise UserError(f"--models must be at least 1, got {k}.")
+    t0 = time.perf_counter()
+    x = whiten(zca, images, already=zca is not None and zca.applied_to_images)
+    tx = whiten(zca, test_x)
+    batch = p.batch_for(int(images.shape[0]), batch_size)
+    recipe = p.recipe(int(images.shape[1]), lr=lr)
+    state = train_models(learner, x, labels, int(steps), model_seeds(seed, "test-models", k), batch_size=batch, recipe=recipe)
+    acc = accuracy(learner, state, tx, test_y).double().cpu() * 100
+    total = recipe.total_steps(int(images.shape[0]), batch, int(steps))
+    return Evaluation(
+        accuracy_mean=float(acc.mean()), accuracy_std=float(acc.std(unbiased=False)) if k > 1 else 0.0,
+        accuracies=[round(float(a), 4) for a in acc], steps=int(total), models=k, seconds=round(time.perf_counter() - t0, 3),
+        extra={"protocol": p.name, "protocol_settings": p.to_dict(), "batch_size": batch, "train_epochs": recipe.epochs,
+               "augmentation": None if recipe.augmentation is None else recipe.augmentation.to_dict(),
+               "zca": None if zca is None else zca.document()},
+    )

@@ -1,0 +1,59 @@
+"""``distill --test-protocol`` and ``evaluate --protocol`` end to end on small real data; the recorded ZCA."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+import labeldistill
+from labeldistill.protocols import _base as protocol_base
+
+pytest.importorskip("kornia")
+
+
+@pytest.fixture(scope="module")
+def cifar_small(tmp_path_factory, shared_data):
+    """1,500 real CIFAR-10 images, 2 x 2-averaged to 16 px (a 768-dimensional ZCA fits in a second), one npz file."""
+    d = np.load(shared_data / "cifar10_test.npz")
+    idx = np.sort(np.random.default_rng(0).choice(len(d["y"]), 1500, replace=False))
+    x = d["x"][idx].astype(np.float64).reshape(1500, 16, 2, 16, 2, 3).mean((2, 4)).round().astype(np.uint8)
+    path = tmp_path_factory.mktemp("cifar") / "cifar1k5.npz"
+    np.savez(path, x=x, y=d["y"][idx])
+    return path
+
+
+def test_distill_with_test_protocol_records_zca_and_evaluate_reuses_it(cifar_small, tmp_path, monkeypatch, capsys):
+    short = dataclasses.replace(protocol_base.PROTOCOLS.get("dc-dsa"), epochs=3)
+    monkeypatch.setitem(protocol_base.PROTOCOLS._items, "dc-dsa", short)
+    out = tmp_path / "run"
+    ds = labeldistill.distill(f"npz:{cifar_small}", base=10, method="ridge", out=out, epochs=1, arch="convnet3", val_every=1,
+                              test_protocol="dc-dsa", device="cpu", progress=False)
+    r = ds.evaluation
+    assert r["test_protocol"] == "dc-dsa" and r["models"] == 5 and r["train_epochs"] == 3 and r["zca"]["eps"] == 0.1
+    assert r["augmentation"]["strategy"] == "color_crop_cutout_flip_scale_rotate"  # colour: flips
+    back = labeldistill.load(out)
+    assert back.recipe["test_protocol"] == "dc-dsa" and back.zca is not None and not back.zca.applied_to_images
+    assert back.zca.fitted_on["split"] == "train" and back.zca.fitted_on["images"] == 1200 and back.zca.shape == (3, 16, 16)
+    # The whitening fitted on the target's training split: zero mean, (nearly) unit variance along the data there.
+    from labeldistill.data import load_target
+
+    target = load_target(f"npz:{cifar_small}", seed=0)
+    w = back.zca.apply(target.train.x).reshape(1200, -1).double()
+    assert w.mean(0).abs().max() < 1e-4
+    # evaluate under the protocol: the recorded ZCA, the same models and seeds -> the same accuracies.
+    ev = labeldistill.evaluate(out, protocol="dc-dsa")
+    assert ev["zca_source"] == "recorded in the set" and ev["accuracies"] == r["accuracies"]
+    assert (out / "evaluations" / "dc-dsa-convnet3-K5.json").exists()
+    # The paper protocol is untouched by all this: a paper evaluation says so.
+    paper = labeldistill.evaluate(out, models=2, save=False)
+    assert paper["protocol"] == "paper" and paper["models"] == 2 and "zca" not in paper
+    # An exported file without the ZCA: evaluation fits the same whitening on the target's training split.
+    from labeldistill.cli import main
+
+    assert main(["export", str(out), "--out", str(tmp_path / "x.safetensors"), "--no-zca"]) == 0
+    capsys.readouterr()
+    ev2 = labeldistill.evaluate(tmp_path / "x.safetensors", protocol="dc-dsa", target=f"npz:{cifar_small}")
+    assert ev2["zca_source"] == "fitted on the target's training split"
+    np.testing.assert_allclose(ev2["accuracies"], r["accuracies"], atol=1e-9)
+

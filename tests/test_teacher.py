@@ -1,0 +1,71 @@
+"""Teacher soft labels (``baseline --labels teacher``) and baselines under another protocol, on real MNIST images."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from labeldistill.baselines import BaselineSettings, TeacherConfig, baseline, teacher_labels, train_teacher
+from labeldistill.data import load_target
+from labeldistill.protocols import _base as protocol_base
+
+
+@pytest.fixture(scope="module")
+def small(mnist_small):
+    return load_target(f"npz:{mnist_small}", seed=0)  # 2,400 / 300 / 300 real MNIST images
+
+
+def test_teacher_labels_are_probability_vectors_and_cached(small, tmp_path):
+    cfg = TeacherConfig(arch="lenet", seed=0, epochs=2, patience=1)
+    learner, state, rec = train_teacher(small, cfg, cache_dir=tmp_path)
+    assert not rec["cache"]["reused"] and rec["best_epoch"] in (1, 2) and rec["epochs_trained"] <= 2
+    assert 30 < rec["val_accuracy"] <= 100 and 30 < rec["test_accuracy"] <= 100  # chance is 10 %
+    x = small.train.x[:40]
+    y = teacher_labels(learner, state, x)
+    assert y.shape == (40, 10) and (y >= 0).all()
+    torch.testing.assert_close(y.sum(-1), torch.ones(40), rtol=0, atol=1e-5)
+    # The temperature divides the logits: higher T, flatter labels; the same argmax.
+    logits = learner.logits(*learner.single(state), x)
+    hot = teacher_labels(learner, state, x, temperature=4.0)
+    torch.testing.assert_close(hot, torch.softmax(logits / 4.0, -1), rtol=1e-5, atol=1e-6)
+    entropy = lambda p: -(p * p.clamp_min(1e-12).log()).sum(-1)  # noqa: E731
+    assert (entropy(hot) > entropy(y)).all() and torch.equal(hot.argmax(-1), y.argmax(-1))
+    # Cached: the same key reuses the stored teacher, with its record.
+    files = list(tmp_path.iterdir())
+    assert len(files) == 1 and files[0].name.startswith("mnist3k.npz-lenet-seed0-")
+    learner2, state2, rec2 = train_teacher(small, cfg, cache_dir=tmp_path)
+    assert rec2["cache"]["reused"] and rec2["val_accuracy"] == rec["val_accuracy"] and rec2["test_accuracy"] == rec["test_accuracy"]
+    torch.testing.assert_close(teacher_labels(learner2, state2, x), y, rtol=0, atol=0)
+    # Another seed is another teacher.
+    _, _, rec3 = train_teacher(small, dataclasses.replace(cfg, seed=1), cache_dir=tmp_path)
+    assert not rec3["cache"]["reused"] and len(list(tmp_path.iterdir())) == 2
+
+
+def test_baseline_with_teacher_labels_end_to_end(mnist_small, tmp_path, monkeypatch, capsys):
+    from labeldistill.cli import main
+
+    monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path / "cache"))
+    args = ["baseline", "--target", f"npz:{mnist_small}", "--base", "20", "--labels", "teacher", "--teacher-epochs", "2",
+            "--teacher-patience", "1", "--models", "2", "--device", "cpu", "--json"]
+    assert main(args) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["labels"] == "teacher" and r["protocol"] == "paper" and r["temperature"] == 1.0 and r["models"] == 2
+    assert r["teacher"]["arch"] == "lenet" and not r["teacher"]["cache"]["reused"] and r["accuracy_mean"] > 20
+    assert main(args) == 0  # the same seed's second run shares the teacher
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["teacher"]["cache"]["reused"] and again["accuracies"] == r["accuracies"]
+
+
+def test_baseline_under_a_dc_dsa_protocol_runs(mnist_small, tmp_path, monkeypatch):
+    """dc-dsa's recipe (SGD, epochs, lr decay, DSA without flips for digits) on a short schedule."""
+    short = dataclasses.replace(protocol_base.PROTOCOLS.get("dc-dsa"), epochs=4, arch="lenet")
+    monkeypatch.setitem(protocol_base.PROTOCOLS._items, "dc-dsa", short)
+    monkeypatch.setenv("LABELDISTILL_CACHE", "off")
+    s = BaselineSettings(target=f"npz:{mnist_small}", base=20, protocol="dc-dsa", models=2, device="cpu")
+    r = baseline(s)
+    assert r["protocol"] == "dc-dsa" and r["labels"] == "true" and r["arch"] == "lenet" and r["models"] == 2
+    assert r["train_epochs"] == 4 and r["steps"] == 4 and r["batch_size"] == 20 and r["zca"] is None
+    assert r["augmentation"]["strategy"] == "color_crop_cutout_scale_rotate"  # no flip for digits
+    assert len(r["accuracies"]) == 2 and 0 <= r["accuracy_mean"] <= 100
