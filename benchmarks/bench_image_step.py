@@ -17,9 +17,7 @@ import argparse
 import json
 import os
 import platform
-import random
 import statistics
-import time
 from collections.abc import Callable
 
 import torch
@@ -29,13 +27,10 @@ from labeldistill.distill import DistillConfig, Distiller
 from labeldistill.problem import build_problem
 from labeldistill.runs.provenance import versions
 
+from bench_protocol import interleaved_times, loop_runner  # benchmarks/ is the script's folder
+
 LEARN = ("labels", "images", "images+labels")
 METHODS = ("second-order", "ridge")
-
-
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
 
 
 def step_runner(problem, target: str, method: str, learn: str, device: str, *, graph: bool) -> Callable[[int], None]:
@@ -45,34 +40,7 @@ def step_runner(problem, target: str, method: str, learn: str, device: str, *, g
     d = Distiller(cfg, problem, progress=False)
     d._start_epoch()
     d._stepper = d._build_stepper()
-    full = max(1, d.steps_per_epoch - 1)  # full target minibatches only
-
-    def run(steps: int) -> None:
-        for _ in range(steps):
-            d.pos = (d.pos + 1) % full
-            d._one_step()
-            d.step += 1
-            if len(d._pending) >= d.chunk:
-                d._flush()
-        d._flush()
-        sync(device)
-
-    return run
-
-
-def interleaved(runners: dict[str, Callable[[int], None]], steps: int, rounds: int, seed: int = 0) -> dict[str, list[float]]:
-    for run in runners.values():
-        run(3)  # warm-up (and CUDA-graph capture)
-    times: dict[str, list[float]] = {k: [] for k in runners}
-    rng = random.Random(seed)
-    for _ in range(rounds):
-        order = list(runners)
-        rng.shuffle(order)
-        for k in order:
-            t0 = time.perf_counter()
-            runners[k](steps)
-            times[k].append((time.perf_counter() - t0) / steps)
-    return times
+    return loop_runner(d, device, full=max(1, d.steps_per_epoch - 1))  # full target minibatches only
 
 
 def machine(device: str) -> dict:
@@ -101,7 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
     problem = build_problem(target, args.base, 0)
     graph = dev.startswith("cuda") and not args.no_cuda_graph
     runners = {f"{m} {learn}": step_runner(problem, target.name, m, learn, dev, graph=graph) for m in args.methods for learn in LEARN}
-    times = interleaved(runners, args.steps, args.rounds)
+    times = interleaved_times(runners, args.steps, args.rounds)
     med = {k: statistics.median(v) for k, v in times.items()}
     rows = []
     for m in args.methods:

@@ -64,9 +64,16 @@ def step_runner(problem, method: str, meta_gradient: str, device: str, *, graph:
     d._start_epoch()
     d._stepper = d._build_stepper()
 
+    return loop_runner(d, device, full=d.steps_per_epoch - 1, sync_each=sync_each)  # full minibatches only
+
+
+def loop_runner(d: Distiller, device: str, *, full: int, sync_each: bool = False) -> Callable[[int], None]:
+    """``run(n)``: n steps of the started loop ``d`` over its first ``full`` minibatches; records read
+    every chunk, as the loop does (every step with ``sync_each``), and the device synchronised at the end."""
+
     def run(steps: int) -> None:
         for _ in range(steps):
-            d.pos = (d.pos + 1) % (d.steps_per_epoch - 1)  # full minibatches only
+            d.pos = (d.pos + 1) % full
             d._one_step()
             d.step += 1
             if sync_each or len(d._pending) >= d.chunk:
@@ -77,13 +84,13 @@ def step_runner(problem, method: str, meta_gradient: str, device: str, *, graph:
     return run
 
 
-def interleaved_step_times(runners: dict[str, Callable[[int], None]], steps: int, rounds: int) -> dict[str, float]:
-    """Median seconds per step of each configuration, timed in shuffled order round after round
-    (a machine whose speed drifts slows every configuration alike)."""
+def interleaved_times(runners: dict[str, Callable[[int], None]], steps: int, rounds: int, seed: int = 0) -> dict[str, list[float]]:
+    """Seconds per step of each configuration in each round, timed in shuffled order round after
+    round (a machine whose speed drifts slows every configuration alike), after a warm-up."""
     for run in runners.values():
         run(3)  # warm-up (and CUDA-graph capture)
     times: dict[str, list[float]] = {k: [] for k in runners}
-    rng = random.Random(0)
+    rng = random.Random(seed)
     for _ in range(rounds):
         order = list(runners)
         rng.shuffle(order)
@@ -91,7 +98,12 @@ def interleaved_step_times(runners: dict[str, Callable[[int], None]], steps: int
             t0 = time.perf_counter()
             runners[k](steps)
             times[k].append((time.perf_counter() - t0) / steps)
-    return {k: statistics.median(v) for k, v in times.items()}
+    return times
+
+
+def interleaved_step_times(runners: dict[str, Callable[[int], None]], steps: int, rounds: int) -> dict[str, float]:
+    """Median seconds per step of each configuration over the interleaved rounds (:func:`interleaved_times`)."""
+    return {k: statistics.median(v) for k, v in interleaved_times(runners, steps, rounds).items()}
 
 
 def eval_time(problem, k: int, steps: int, mode: str, device: str) -> float:

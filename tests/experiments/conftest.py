@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from labeldistill.data.catalog import CATALOG
-from labeldistill.experiments import runner
+from labeldistill.experiments import DataView, Options, TableSpec, run_cells, runner
+from labeldistill.experiments.report import collect, table_rows, write_report
 from labeldistill.protocol import default_arch
 from labeldistill.runs import atomic_write_json, read_json
 from labeldistill.runs.provenance import versions
@@ -134,3 +135,28 @@ def fakes(monkeypatch) -> Fakes:
     monkeypatch.setattr(runner, "baseline", f.baseline)
     monkeypatch.setattr(runner, "evaluate", f.evaluate)
     return f
+
+
+class RealCells:
+    """Cells run for real (``--quick``, CPU) under one output folder, for the end-to-end tests."""
+
+    def __init__(self, out: Path) -> None:
+        self.opts = Options(out=out, quick=True, device="cpu")
+
+    def run_pair(self, spec: TableSpec) -> list:
+        """Run a two-cell table: the first cell makes its run, the second reuses it and re-tests it."""
+        out = run_cells(spec.names(), self.opts)
+        assert [o.status for o in out] == ["done", "done"], [o.message for o in out]
+        assert [o.action for o in out] == ["ran", "reused run, evaluated"]
+        return out
+
+    def report_and_rerun(self, spec: TableSpec, out: list) -> str:
+        """The table's report text; running its cells again then finds them all stored."""
+        text, _ = write_report(spec, self.opts, table_rows(spec, self.opts, collect(spec, self.opts, out, DataView(None))))
+        assert [o.action for o in run_cells(spec.names(), self.opts)] == ["stored cell"] * len(out)
+        return text
+
+
+@pytest.fixture
+def real_cells(tmp_path) -> RealCells:
+    return RealCells(tmp_path)

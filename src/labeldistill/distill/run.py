@@ -89,13 +89,7 @@ def run_distillation(cfg: DistillConfig, *, model=None, out=None, resume=False, 
 
 def _run(cfg: DistillConfig, *, model, out, resume, data_root, download, progress) -> DistilledSet:
     run_dir = Path(out) if out is not None else None
-    lock = None
-    if run_dir is not None:
-        if not resume and (run_dir / CHECKPOINT).exists():
-            raise UserError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out.")
-        if resume and not (run_dir / CHECKPOINT).exists():
-            raise UserError(f"{run_dir} has no checkpoint to resume from.")
-        lock = RunLock(run_dir).acquire()
+    lock = _lock_run_dir(run_dir, resume)
     try:
         resolved, problem, device = prepare(cfg, data_root=data_root, download=download)
         distiller = Distiller(resolved, problem, model_factory=model, run_dir=run_dir, progress=progress)
@@ -105,11 +99,7 @@ def _run(cfg: DistillConfig, *, model, out, resume, data_root, download, progres
                 old = read_json(run_dir / "config.json")
                 if old.get("split_sha256") != record["split_sha256"] or old["problem"]["base_indices"] != record["problem"]["base_indices"]:
                     raise UserError(f"The data found now differ from the data {run_dir} was started on; resume with the same --data-root.")
-                _check_same_numerics(old, record, run_dir)
-                # Each resume is recorded: a run finished on another machine or commit says so.
-                old["resumes"] = [*old.get("resumes", []), {"device": device, "versions": record["versions"],
-                                                            "float_settings": record["float_settings"]}]
-                atomic_write_json(run_dir / "config.json", old)
+                _record_resume(run_dir, old, record, device)
             else:
                 atomic_write_json(run_dir / "config.json", record)
             distiller.open_log(resume)
@@ -159,11 +149,7 @@ def _run(cfg: DistillConfig, *, model, out, resume, data_root, download, progres
             initial_images=None if initial is None else initial.detach().cpu(),
             zca=None if zca is None else zca.to("cpu"),
         )
-        ds.evaluation = result
-        if run_dir is not None:
-            ds.save(run_dir / FILE_NAME)
-            atomic_write_json(run_dir / "result.json", {**result, "config": resolved.to_dict()})
-        return ds
+        return _save_result(ds, result, resolved, run_dir)
     finally:
         if lock is not None:
             lock.release()
@@ -198,6 +184,37 @@ def _provenance(problem: Problem, distiller: Distiller, seed: int) -> dict:
     if distiller.synthetic.image_init == "uniform":
         prov.update(base_indices=None, base_labels=None)
     return prov
+
+
+def _lock_run_dir(run_dir: Path | None, resume: bool) -> RunLock | None:
+    """Check that ``run_dir`` holds a checkpoint exactly when resuming, then take its writer lock
+    (None without a run directory). Shared by the label-distillation and DD / SLDD runs."""
+    if run_dir is None:
+        return None
+    if not resume and (run_dir / CHECKPOINT).exists():
+        raise UserError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out.")
+    if resume and not (run_dir / CHECKPOINT).exists():
+        raise UserError(f"{run_dir} has no checkpoint to resume from.")
+    return RunLock(run_dir).acquire()
+
+
+def _record_resume(run_dir: Path, old: dict, record: dict, device: str) -> None:
+    """Continue the run whose config.json is ``old`` with this code (whose record is ``record``): the
+    numerics must match, and each resume is recorded (a run finished on another machine or commit says so)."""
+    _check_same_numerics(old, record, run_dir)
+    old["resumes"] = [*old.get("resumes", []), {"device": device, "versions": record["versions"],
+                                                "float_settings": record["float_settings"]}]
+    atomic_write_json(run_dir / "config.json", old)
+
+
+def _save_result(ds: DistilledSet, result: dict, resolved, run_dir: Path | None) -> DistilledSet:
+    """``ds`` with its test result; with a run directory, the set and result.json (the result with the
+    resolved config) saved there."""
+    ds.evaluation = result
+    if run_dir is not None:
+        ds.save(run_dir / FILE_NAME)
+        atomic_write_json(run_dir / "result.json", {**result, "config": resolved.to_dict()})
+    return ds
 
 
 def _check_same_numerics(old: dict, new: dict, run_dir: Path) -> None:

@@ -97,23 +97,32 @@ def train_models(
         b = idx[:, t]
         xb = images[b]
         yb = labels[b] if labels.dim() == 2 else labels[rows, b]
-        losses, aux = step_fn(state.params, state.buffers, state.head, xb, yb)
-        opt.zero_grad(set_to_none=True)
-        losses.sum().backward()
-        opt.step()
-        if aux:
-            state.head["w"] = aux["w"]
+        _step(step_fn, opt, state, xb, yb)
         done = t + 1
         if result is not None and done in finished:
             _copy_models(result, state, finished[done])
         if observer is not None and done in observe:
             observer(done, state)
     if result is None:
-        return ModelState(
-            {n_: p.detach() for n_, p in state.params.items()}, state.buffers, {n_: h.detach() for n_, h in state.head.items()},
-            state.reference,
-        )
+        return _detached(state)
     return result  # models asked for zero steps kept their initialisation
+
+
+def _step(step_fn: Callable, opt: torch.optim.Optimizer, state: ModelState, xb: torch.Tensor, yb: torch.Tensor) -> None:
+    """One optimiser step of all K models on their minibatches ``xb``, ``yb`` (K x b examples each);
+    a ridge head's closed-form weights (``aux["w"]``) replace the head's."""
+    losses, aux = step_fn(state.params, state.buffers, state.head, xb, yb)
+    opt.zero_grad(set_to_none=True)
+    losses.sum().backward()
+    opt.step()
+    if aux:
+        state.head["w"] = aux["w"]
+
+
+def _detached(state: ModelState) -> ModelState:
+    """The trained models, cut from the autograd graph (buffers and reference as they are)."""
+    return ModelState({n_: p.detach() for n_, p in state.params.items()}, state.buffers,
+                      {n_: h.detach() for n_, h in state.head.items()}, state.reference)
 
 
 def epoch_orders(generators: Sequence[torch.Generator], n: int) -> torch.Tensor:
@@ -180,16 +189,10 @@ def _train_recipe(
         yb = labels[b] if labels.dim() == 2 else labels[rows, b]
         if augment is not None:
             xb = augment(xb)
-        losses, aux = step_fn(state.params, state.buffers, state.head, xb, yb)
-        opt.zero_grad(set_to_none=True)
-        losses.sum().backward()
-        opt.step()
-        if aux:
-            state.head["w"] = aux["w"]
+        _step(step_fn, opt, state, xb, yb)
         if observer is not None and t + 1 in observe and observer(t + 1, state) is True:
             break
-    return ModelState({n_: p.detach() for n_, p in state.params.items()}, state.buffers,
-                      {n_: h.detach() for n_, h in state.head.items()}, state.reference)
+    return _detached(state)
 
 
 def _copy_models(dst: ModelState, src: ModelState, which: list[int]) -> None:

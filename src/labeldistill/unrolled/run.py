@@ -22,11 +22,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .. import protocol
-from ..artifact import FILE_NAME, DistilledSet
+from ..artifact import DistilledSet
 from ..data import TargetData, load_for_arch
 from ..errors import UserError
 from ..numerics import float32_precision, float_settings
-from ..runs import MetricsLog, RunLock, atomic_write_json, read_json
+from ..runs import MetricsLog, atomic_write_json, read_json
 from ..runs.provenance import resolve_device, versions
 from ..settings import from_dict
 from .config import _DATASET, METHODS, UnrolledConfig, unrolled_config
@@ -195,16 +195,10 @@ def run_unrolled(cfg: UnrolledRunConfig, *, out=None, resume=False, data_root=No
 
 def _run(cfg: UnrolledRunConfig, *, out, resume, data_root, download, progress) -> DistilledSet:
     from ..distill.loop import CHECKPOINT, Interrupted, NonFiniteError
-    from ..distill.run import _check_same_numerics
+    from ..distill.run import _lock_run_dir, _record_resume, _save_result
 
     run_dir = Path(out) if out is not None else None
-    lock = None
-    if run_dir is not None:
-        if not resume and (run_dir / CHECKPOINT).exists():
-            raise UserError(f"{run_dir} already holds a run; resume it with --resume {run_dir} or choose another --out.")
-        if resume and not (run_dir / CHECKPOINT).exists():
-            raise UserError(f"{run_dir} has no checkpoint to resume from.")
-        lock = RunLock(run_dir).acquire()
+    lock = _lock_run_dir(run_dir, resume)
     log: MetricsLog | None = None
     try:
         device = resolve_device(cfg.device)
@@ -220,10 +214,7 @@ def _run(cfg: UnrolledRunConfig, *, out, resume, data_root, download, progress) 
                 old = read_json(run_dir / "config.json")
                 if old.get("split_sha256") != record["split_sha256"]:
                     raise UserError(f"The data found now differ from the data {run_dir} was started on; resume with the same --data-root.")
-                _check_same_numerics(old, record, run_dir)
-                old["resumes"] = [*old.get("resumes", []), {"device": device, "versions": record["versions"],
-                                                            "float_settings": record["float_settings"]}]
-                atomic_write_json(run_dir / "config.json", old)
+                _record_resume(run_dir, old, record, device)
                 offset = dist.load_checkpoint(ckpt)
                 offset = 0 if offset is None else int(offset)
             else:
@@ -270,11 +261,7 @@ def _run(cfg: UnrolledRunConfig, *, out, resume, data_root, download, progress) 
             "seconds_per_iteration": round(dist.seconds / max(1, dist.iteration), 5),
             "device": device, "versions": versions(), "float_settings": float_settings(),
         }
-        ds.evaluation = result
-        if run_dir is not None:
-            ds.save(run_dir / FILE_NAME)
-            atomic_write_json(run_dir / "result.json", {**result, "config": resolved.to_dict()})
-        return ds
+        return _save_result(ds, result, resolved, run_dir)
     finally:
         if lock is not None:
             lock.release()
