@@ -125,7 +125,7 @@ def test_help_lists_every_command(capsys):
         main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for cmd in ("demo", "datasets", "distill", "evaluate", "baseline", "export", "reproduce", "report"):
+    for cmd in ("demo", "datasets", "distill", "evaluate", "baseline", "export", "reproduce", "sweep", "report"):
         assert cmd in out
 
 

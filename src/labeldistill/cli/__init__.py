@@ -6,9 +6,9 @@ import sys
 import warnings
 
 from ..errors import UserError
-from . import baseline, datasets, demo, distill, evaluate, export, report, reproduce
+from . import baseline, datasets, demo, distill, evaluate, export, report, reproduce, sweep
 
-COMMANDS = (demo, datasets, distill, evaluate, baseline, export, reproduce, report)
+COMMANDS = (demo, datasets, distill, evaluate, baseline, export, reproduce, sweep, report)
 
 
 class Parser(argparse.ArgumentParser):

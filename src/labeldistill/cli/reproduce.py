@@ -15,6 +15,30 @@ from ..selectors import list_selectors
 from .common import emit
 
 
+def add_executor_args(p: argparse.ArgumentParser) -> None:
+    """--executor / --address (shared by reproduce and sweep)."""
+    from ..experiments.executors import list_executors
+
+    p.add_argument("--executor", default="local", choices=list_executors(),
+                   help="where cells run: local (default: this process, one after another) or ray (each run a Ray task on a "
+                        "cluster, same run directories and results; needs pip install 'labeldistill[ray]')")
+    p.add_argument("--address", default=None, metavar="ADDR",
+                   help="--executor ray: the Ray cluster to use (ray.init's address, e.g. ray://head:10001 or auto; default: "
+                        "$RAY_ADDRESS, else a running local cluster, else a new local one). --out and --data-root must be "
+                        "paths every node shares")
+
+
+def make_executor(args: argparse.Namespace):
+    from ..errors import UserError
+    from ..experiments.executors import get_executor
+
+    if args.executor == "local":
+        if args.address is not None:
+            raise UserError("--address applies to --executor ray only.")
+        return None
+    return get_executor(args.executor, address=args.address)
+
+
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "reproduce", help="recompute a table of the paper (1 to 17) beside the paper's numbers",
@@ -43,6 +67,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--out", default="reproduce", help="folder for runs, cells and the table (default: ./reproduce)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line of output")
+    add_executor_args(p)
     p.set_defaults(func=run)
 
 
@@ -82,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         return _list(spec, names, opts, data, args.json)
     if args.dry_run:
         return _dry_run(spec, names, opts, data, args.json)
-    return _reproduce(spec, names, opts, data, args.json)
+    return _reproduce(spec, names, opts, data, args.json, make_executor(args))
 
 
 def _list(spec, names: list[str], opts, data, as_json: bool) -> int:
@@ -210,7 +235,7 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
     return 0
 
 
-def _reproduce(spec, names: list[str], opts, data, as_json: bool) -> int:
+def _reproduce(spec, names: list[str], opts, data, as_json: bool, executor=None) -> int:
     from ..experiments import run_cells
     from ..experiments.plan import reduced_note
     from ..experiments.report import collect, markdown, table_rows, write_report
@@ -219,7 +244,7 @@ def _reproduce(spec, names: list[str], opts, data, as_json: bool) -> int:
     banner = f"Table {spec.number}: {spec.title} — {len(names)} cells, {reduced_note() if opts.quick else 'full protocol'}"
     print(banner, flush=True)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if as_json else (lambda msg: print(msg, flush=True))
-    outcomes = run_cells(names, opts, data, log=log)
+    outcomes = run_cells(names, opts, data, log=log, executor=executor)
     wall = time.perf_counter() - t0
     selected = {o.cell: o.status for o in outcomes}
     extra = {"selected": selected, "wall_seconds": round(wall, 1)}

@@ -36,10 +36,9 @@ from ..runs import atomic_write_json, read_json
 from ..runs.provenance import numerics_of
 from ..selectors import selection_cache
 from ..unrolled import is_unrolled_record, run_unrolled
-from .cells import parse_cell
 from . import plan as _plan
 from .machine import record_machine
-from .plan import DataView, Options, Plan, config_diff, normalise_baseline, normalise_distill, normalise_unrolled, plan_cell
+from .plan import DataView, Options, Plan, config_diff, normalise_baseline, normalise_distill, normalise_unrolled
 
 RESULT_KEYS = ("accuracy_mean", "accuracy_std", "accuracies", "models", "steps", "T", "seconds", "arch", "head",
                "steps_delta", "distilled_steps", "target", "method", "base", "source", "seed", "epochs", "smoothing",
@@ -274,46 +273,68 @@ def compute_cell(plan: Plan, opts: Options) -> tuple[dict, str]:
     return record, action
 
 
-def run_cells(names: list[str], opts: Options, data: DataView | None = None,
-              log: Callable[[str], None] | None = None) -> list[Outcome]:
-    """Compute the named cells in order; a cell that fails is reported and the others go on.
+def precheck(plan: Plan, opts: Options) -> Outcome | None:
+    """The outcome of a cell that needs no computing (its data missing, or its cell JSON stored), else None."""
+    if plan.missing:
+        msg = "; ".join(f"{m['dataset']} missing: {m['how_to_get']}" for m in plan.missing)
+        return Outcome(plan.cell.name, "missing", message=msg, plan=plan)
+    rec = load_cell_record(plan, opts.out, opts.reuse_any_version)
+    if rec is not None:
+        return Outcome(plan.cell.name, "done", "stored cell", rec, plan=plan)
+    return None
 
+
+def compute_outcome(plan: Plan, opts: Options) -> Outcome:
+    """Compute one cell; a conflict or failure is returned as its outcome, never raised
+    (``KeyboardInterrupt`` is). Executors call this wherever the cell runs."""
+    name = plan.cell.name
+    try:
+        rec, action = compute_cell(plan, opts)
+    except RunConflict as e:
+        return Outcome(name, "conflict", message=str(e), plan=plan)
+    except Exception as e:  # noqa: BLE001  (one failed cell must not stop a long batch)
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if not isinstance(e, UserError):
+            msg = f"{type(e).__name__}: {msg}"
+            traceback.print_exc(file=sys.stderr)
+        return Outcome(name, "failed", message=msg, plan=plan)
+    return Outcome(name, "done", action, rec, plan=plan)
+
+
+def log_outcome(tag: str, o: Outcome, log: Callable[[str], None]) -> None:
+    """The line a finished (or skipped) cell logs."""
+    if o.status == "missing":
+        log(f"{tag}: MISSING DATA ({o.message})")
+    elif o.status == "conflict":
+        log(f"{tag}: CONFLICT: {o.message}")
+    elif o.status != "done":
+        log(f"{tag}: FAILED: {o.message}")
+    elif o.action == "stored cell":
+        log(f"{tag}: stored ({fmt_result(o.record['result'])})")
+    else:
+        log(f"{tag}: {o.action}: {fmt_result(o.record['result'])}")
+
+
+def run_cells(names: list[str], opts: Options, data: DataView | None = None,
+              log: Callable[[str], None] | None = None, executor: object = None) -> list[Outcome]:
+    """Compute the named cells; a cell that fails is reported and the others go on.
+
+    ``executor``: None or ``"local"`` (in this process, one cell after another, in order), another
+    registered name (``"ray"``) or an executor object (:mod:`labeldistill.experiments.executors`).
     ``KeyboardInterrupt`` stops at once; run it again and it resumes where it stopped.
     """
+    from .executors import get_executor
+
     data = data or DataView(opts.data_root)
-    log = log or (lambda _msg: None)
-    outcomes: list[Outcome] = []
-    for i, name in enumerate(names, 1):
-        plan = plan_cell(parse_cell(name), opts, data)
-        tag = f"[{i}/{len(names)}] {name}"
-        if plan.missing:
-            msg = "; ".join(f"{m['dataset']} missing: {m['how_to_get']}" for m in plan.missing)
-            outcomes.append(Outcome(name, "missing", message=msg, plan=plan))
-            log(f"{tag}: MISSING DATA ({msg})")
-            continue
-        rec = load_cell_record(plan, opts.out, opts.reuse_any_version)
-        if rec is not None:
-            outcomes.append(Outcome(name, "done", "stored cell", rec, plan=plan))
-            log(f"{tag}: stored ({fmt_result(rec['result'])})")
-            continue
-        log(f"{tag}: {describe_action(plan, opts)} ...")
-        try:
-            rec, action = compute_cell(plan, opts)
-        except RunConflict as e:
-            outcomes.append(Outcome(name, "conflict", message=str(e), plan=plan))
-            log(f"{tag}: CONFLICT: {e}")
-            continue
-        except Exception as e:  # noqa: BLE001  (one failed cell must not stop a long batch)
-            msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            if not isinstance(e, UserError):
-                msg = f"{type(e).__name__}: {msg}"
-                traceback.print_exc(file=sys.stderr)
-            outcomes.append(Outcome(name, "failed", message=msg, plan=plan))
-            log(f"{tag}: FAILED: {msg}")
-            continue
-        outcomes.append(Outcome(name, "done", action, rec, plan=plan))
-        log(f"{tag}: {action}: {fmt_result(rec['result'])}")
-    return outcomes
+    return get_executor(executor).run_cells(names, opts, data, log or (lambda _msg: None))
+
+
+def run_plans(plans: list[Plan], opts: Options, log: Callable[[str], None] | None = None,
+              executor: object = None) -> list[Outcome]:
+    """Like :func:`run_cells` for plans made by the caller (``labeldistill sweep``)."""
+    from .executors import get_executor
+
+    return get_executor(executor).run_plans(plans, opts, log or (lambda _msg: None))
 
 
 def describe_action(plan: Plan, opts: Options) -> str:

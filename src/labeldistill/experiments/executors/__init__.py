@@ -1,0 +1,60 @@
+"""Where cells run: a registry of executors, one module each.
+
+An executor takes the cells (or plans) of ``reproduce`` / ``sweep`` and returns their
+:class:`~labeldistill.experiments.runner.Outcome` in the order given. Every executor computes a
+cell with the same function (:func:`labeldistill.experiments.runner.compute_outcome`) into the
+same run directory ``OUT/runs/<slug>``, so a cell's files and numbers do not depend on where it
+ran, and runs are reused and resumed across executors.
+
+* ``local`` (default): in this process, one cell after another (:mod:`.local`).
+* ``ray``: each run (the cells sharing a run directory) as a Ray task on a cluster (:mod:`.ray`;
+  needs the ``ray`` extra: ``pip install "labeldistill[ray]"``).
+
+Add one with :func:`register_executor`::
+
+    @register_executor("mine")
+    class Mine:
+        def __init__(self, **options): ...
+        def run_cells(self, names, opts, data, log) -> list[Outcome]: ...
+        def run_plans(self, plans, opts, log) -> list[Outcome]: ...
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from ...errors import UserError
+
+_EXECUTORS: dict[str, type] = {}
+
+
+def register_executor(name: str) -> Callable[[type], type]:
+    """Class decorator: make an executor available under ``name`` (``--executor NAME``)."""
+    def wrap(cls: type) -> type:
+        if name in _EXECUTORS and _EXECUTORS[name] is not cls:
+            raise ValueError(f"executor {name!r} is registered already")
+        cls.name = name
+        _EXECUTORS[name] = cls
+        return cls
+    return wrap
+
+
+def list_executors() -> list[str]:
+    """The registered executors' names, the default (``local``) first."""
+    return sorted(_EXECUTORS, key=lambda n: (n != "local", n))
+
+
+def get_executor(executor: object = None, **options: object) -> object:
+    """An executor object: ``executor`` itself when it is one, else the registered class of that
+    name (None: ``local``) made with ``options``."""
+    if executor is None:
+        executor = "local"
+    if not isinstance(executor, str):
+        return executor
+    if executor not in _EXECUTORS:
+        raise UserError(f"Unknown executor {executor!r}. Known: {', '.join(list_executors())}.")
+    return _EXECUTORS[executor](**options)
+
+
+from . import local, ray  # noqa: E402,F401  (register the built-in executors)
+
+__all__ = ["register_executor", "list_executors", "get_executor"]
