@@ -4,6 +4,7 @@ Public API::
 
     labeldistill.distill("mnist", base=100, method="ridge")  -> DistilledSet
     labeldistill.distill("mnist", method="dd")                -> DistilledSet (DD / SLDD: images and a learned step schedule)
+    labeldistill.distill_many([cfg0, cfg1, ...], outs=[...])  -> [DistilledSet, ...] (runs stepped together: seeds stacked)
     labeldistill.load("runs/x")                               -> DistilledSet
     labeldistill.evaluate("runs/x", arch="lenet")             -> Evaluation
     labeldistill.evaluate("runs/dd", variant="first-steps:20")  (DD / SLDD sets: the paper's sensitivity variants)
@@ -14,6 +15,7 @@ from .artifact import DistilledSet, load  # noqa: E402
 from .data import list_datasets  # noqa: E402
 from .distill import DistillConfig, list_methods  # noqa: E402
 from .distill import distill as _distill_labels  # noqa: E402
+from .distill.stack import distill_many  # noqa: E402
 from .engine import train_on  # noqa: E402
 from .evaluation import evaluate  # noqa: E402
 from .models import list_models  # noqa: E402
@@ -46,5 +48,5 @@ def distill(target: str = "mnist", *, method: str = "second-order", **kwargs) ->
         return distill_unrolled(target, method=method, **kwargs)
     return _distill_labels(target, method=method, **kwargs)
 
-__all__ = ["DistilledSet", "DistillConfig", "UnrolledRunConfig", "distill", "evaluate", "list_datasets", "list_methods", "list_models",
+__all__ = ["DistilledSet", "DistillConfig", "UnrolledRunConfig", "distill", "distill_many", "evaluate", "list_datasets", "list_methods", "list_models",
            "load", "train_on", "__version__"]

@@ -187,60 +187,97 @@ class Distiller:
             on_epoch: called with this distiller after each epoch (its records read, any
                 validation and checkpoint done), e.g. to record the labels' trajectory.
         """
-        cfg = self.cfg
-        t_start = time.perf_counter()
-        last_ckpt = time.monotonic()
-        bar = tqdm(total=self.total_steps, initial=self.step, disable=not self.progress, desc=f"distill {cfg.method}", unit="step", dynamic_ncols=True,
-                   mininterval=0.1 if sys.stderr.isatty() else 30.0)
         old_handler = signal.getsignal(signal.SIGINT)
         if _in_main_thread():
             signal.signal(signal.SIGINT, self._request_stop)
         try:
-            self._stepper = self._build_stepper()
-            while self.epoch < cfg.epochs:
-                if self.perm is None or self.inner_rows is None:
-                    self._start_epoch()
-                while self.pos < self.steps_per_epoch:
-                    t0 = time.perf_counter()
-                    self._one_step()
-                    self.pos += 1
-                    self.step += 1
-                    if len(self._pending) >= self.chunk or self.pos == self.steps_per_epoch:
-                        self._flush()
-                        self._postfix(bar)
-                    self.loop_seconds += time.perf_counter() - t0
-                    bar.update(1)
-                    if self._stop_requested:
-                        self._flush()
-                        self.checkpoint(time.perf_counter() - t_start)
-                        raise Interrupted(f"Stopped at step {self.step}; checkpoint written. Resume with: labeldistill distill --resume {self.run_dir}")
-                    if self.run_dir is not None and time.monotonic() - last_ckpt > 60 * cfg.checkpoint_minutes:
-                        self._flush()
-                        self.checkpoint(time.perf_counter() - t_start)
-                        last_ckpt = time.monotonic()
-                self.epoch += 1
-                self.pos, self.perm, self.inner_rows = 0, None, None
-                if self.epoch % cfg.val_every == 0:
-                    self._snapshot()
-                    if len(self.selector.pending) >= self.val_group:
-                        self._validate()
-                    self.checkpoint(time.perf_counter() - t_start)
-                    last_ckpt = time.monotonic()
-                if on_epoch is not None:
-                    on_epoch(self)
-            if self.selector.best is None and not self.selector.pending:  # fewer epochs than val_every
-                self._snapshot()
-            self._validate()
-            self._postfix(bar)
-            self.checkpoint(time.perf_counter() - t_start)
+            self.start()
+            while self.advance(on_epoch):
+                pass
+            return self.finish()
         finally:
-            bar.close()
+            self.close_bar()
             if _in_main_thread():
                 signal.signal(signal.SIGINT, old_handler)
+
+    # The loop in three parts, so that a driver can step several runs in lockstep (:mod:`.stack`):
+    # ``start``, then ``advance`` until it returns False, then ``finish``. ``run`` is exactly that.
+    def start(self, *, bar: bool = True) -> None:
+        """Begin this session of the loop (a new run, or a resumed one): its clocks, progress bar and step function."""
+        self._t_start = time.perf_counter()
+        self._last_ckpt = time.monotonic()
+        self._bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.progress and bar), desc=f"distill {self.cfg.method}",
+                         unit="step", dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30.0)
+        self._stepper = self._build_stepper()
+
+    @property
+    def finished_steps(self) -> bool:
+        """Every epoch's steps are done (what is left is ``finish``)."""
+        return self.epoch >= self.cfg.epochs
+
+    def advance(self, on_epoch: Callable[[Distiller], None] | None = None) -> bool:
+        """Take one step (and after an epoch's last step, the epoch's snapshot, validation and
+        checkpoint); False, doing nothing, once every epoch is done."""
+        cfg = self.cfg
+        if self.pos >= self.steps_per_epoch:  # a checkpoint taken after an epoch's last step, before its end
+            self._end_epoch(on_epoch)
+        if self.epoch >= cfg.epochs:
+            return False
+        if self.perm is None or self.inner_rows is None:
+            self._start_epoch()
+        t0 = time.perf_counter()
+        self._one_step()
+        self.pos += 1
+        self.step += 1
+        if len(self._pending) >= self.chunk or self.pos == self.steps_per_epoch:
+            self._flush()
+            self._postfix(self._bar)
+        self.loop_seconds += time.perf_counter() - t0
+        self._bar.update(1)
+        if self._stop_requested:
+            self.save_now()
+            raise Interrupted(f"Stopped at step {self.step}; checkpoint written. Resume with: labeldistill distill --resume {self.run_dir}")
+        if self.run_dir is not None and time.monotonic() - self._last_ckpt > 60 * cfg.checkpoint_minutes:
+            self.save_now()
+        if self.pos == self.steps_per_epoch:
+            self._end_epoch(on_epoch)
+        return True
+
+    def _end_epoch(self, on_epoch: Callable[[Distiller], None] | None) -> None:
+        cfg = self.cfg
+        self.epoch += 1
+        self.pos, self.perm, self.inner_rows = 0, None, None
+        if self.epoch % cfg.val_every == 0:
+            self._snapshot()
+            if len(self.selector.pending) >= self.val_group:
+                self._validate()
+            self.save_now()
+        if on_epoch is not None:
+            on_epoch(self)
+
+    def save_now(self) -> None:
+        """Read the queued step records and write a checkpoint (with a run directory)."""
+        self._flush()
+        self.checkpoint(time.perf_counter() - self._t_start)
+        self._last_ckpt = time.monotonic()
+
+    def finish(self) -> LoopResult:
+        """After the last step: validate what is left, write the final checkpoint, return the selection."""
+        if self.selector.best is None and not self.selector.pending:  # fewer epochs than val_every
+            self._snapshot()
+        self._validate()
+        self._postfix(self._bar)
+        self.save_now()
+        self.close_bar()
         best = self.selector.best
         assert best is not None
         return LoopResult(best.labels, best.images, best.steps_t, best, self.total_seconds, self.loop_seconds / max(1, self.step),
                           self.monitor.resets, list(self.monitor.t_list))
+
+    def close_bar(self) -> None:
+        bar = getattr(self, "_bar", None)
+        if bar is not None:
+            bar.close()
 
     def _snapshot(self) -> None:
         """Queue the current labels (and images, when learned) with the current T for validation."""

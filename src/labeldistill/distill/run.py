@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +18,7 @@ from ..problem import Problem, build_problem
 from ..runs import RunLock, atomic_write_json, read_json
 from ..runs.provenance import numerics_of, resolve_device, versions
 from .config import DistillConfig
-from .loop import CHECKPOINT, Distiller, Interrupted
+from .loop import CHECKPOINT, Distiller, Interrupted, LoopResult
 
 
 def prepare(cfg: DistillConfig, *, data_root: str | Path | None = None, download: bool = False) -> tuple[DistillConfig, Problem, str]:
@@ -88,25 +89,54 @@ def run_distillation(cfg: DistillConfig, *, model=None, out=None, resume=False, 
 
 
 def _run(cfg: DistillConfig, *, model, out, resume, data_root, download, progress) -> DistilledSet:
-    run_dir = Path(out) if out is not None else None
-    lock = _lock_run_dir(run_dir, resume)
+    session = RunSession(cfg, model=model, out=out, resume=resume, data_root=data_root, download=download, progress=progress)
     try:
-        resolved, problem, device = prepare(cfg, data_root=data_root, download=download)
-        distiller = Distiller(resolved, problem, model_factory=model, run_dir=run_dir, progress=progress)
-        if run_dir is not None:
-            record = _config_record(resolved, cfg, problem, device, data_root, model)
-            if resume:
-                old = read_json(run_dir / "config.json")
-                if old.get("split_sha256") != record["split_sha256"] or old["problem"]["base_indices"] != record["problem"]["base_indices"]:
-                    raise UserError(f"The data found now differ from the data {run_dir} was started on; resume with the same --data-root.")
-                _record_resume(run_dir, old, record, device)
-            else:
-                atomic_write_json(run_dir / "config.json", record)
-            distiller.open_log(resume)
         try:
-            loop = distiller.run()
+            loop = session.distiller.run()
         finally:
-            distiller.close()
+            session.distiller.close()
+        return session.conclude(loop)
+    finally:
+        session.release()
+
+
+class RunSession:
+    """One distillation run around its loop: the run directory taken (lock, config.json, metrics log,
+    resume checks), the data loaded and the :class:`Distiller` made; after the loop, :meth:`conclude`
+    tests the selected set and saves it. ``distill`` runs one; :mod:`.stack` steps several loops together."""
+
+    def __init__(self, cfg: DistillConfig, *, model=None, out=None, resume=False, data_root=None, download=False, progress=True) -> None:
+        self.given, self.model, self.data_root = cfg, model, data_root
+        self.run_dir = run_dir = Path(out) if out is not None else None
+        self.lock = _lock_run_dir(run_dir, resume)
+        try:
+            self.resolved, self.problem, self.device = prepare(cfg, data_root=data_root, download=download)
+            self.distiller = Distiller(self.resolved, self.problem, model_factory=model, run_dir=run_dir, progress=progress)
+            if run_dir is not None:
+                record = _config_record(self.resolved, cfg, self.problem, self.device, data_root, model)
+                if resume:
+                    old = read_json(run_dir / "config.json")
+                    if old.get("split_sha256") != record["split_sha256"] or old["problem"]["base_indices"] != record["problem"]["base_indices"]:
+                        raise UserError(f"The data found now differ from the data {run_dir} was started on; resume with the same --data-root.")
+                    _check_same_config(old, self.resolved, run_dir)
+                    _record_resume(run_dir, old, record, self.device)
+                else:
+                    atomic_write_json(run_dir / "config.json", record)
+                self.distiller.open_log(resume)
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Let go of the run directory (its writer lock)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def conclude(self, loop: LoopResult) -> DistilledSet:
+        """Test the loop's selected snapshot and save the distilled set and result.json."""
+        resolved, problem, distiller, run_dir = self.resolved, self.problem, self.distiller, self.run_dir
+        device = self.device
         t0 = time.perf_counter()
         test = problem.target.test
         # Test models train on the selected snapshot's images when images were learned.
@@ -150,9 +180,6 @@ def _run(cfg: DistillConfig, *, model, out, resume, data_root, download, progres
             zca=None if zca is None else zca.to("cpu"),
         )
         return _save_result(ds, result, resolved, run_dir)
-    finally:
-        if lock is not None:
-            lock.release()
 
 
 def _test_under_protocol(cfg: DistillConfig, problem: Problem, images, labels, steps: int):
@@ -215,6 +242,20 @@ def _save_result(ds: DistilledSet, result: dict, resolved, run_dir: Path | None)
         ds.save(run_dir / FILE_NAME)
         atomic_write_json(run_dir / "result.json", {**result, "config": resolved.to_dict()})
     return ds
+
+
+# Settings a resumed run may change: where it runs and how often it checkpoints, never what it computes.
+RESUME_MAY_CHANGE = ("device", "val_group", "checkpoint_minutes", "cuda_graph")
+
+
+def _check_same_config(old: dict, resolved: DistillConfig, run_dir: Path) -> None:
+    """A run resumes with the configuration it started with (``distill_many`` is handed configs, not read from disk)."""
+    was = json.loads(json.dumps(DistillConfig.from_dict(old["config"]).to_dict()))
+    now = json.loads(json.dumps(resolved.to_dict()))
+    diff = [f"{k}: {was.get(k)!r} -> {now.get(k)!r}" for k in sorted(set(was) | set(now))
+            if was.get(k) != now.get(k) and k not in RESUME_MAY_CHANGE]
+    if diff:
+        raise UserError(f"{run_dir} was started with another configuration ({'; '.join(diff[:3])}); resume it with its own.")
 
 
 def _check_same_numerics(old: dict, new: dict, run_dir: Path) -> None:

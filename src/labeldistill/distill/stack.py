@@ -1,0 +1,240 @@
+"""Several distillation runs stepped together in one process: ``distill_many`` (issue: many runs at once).
+
+Runs that share the data, the architecture, the method, N and the schedule (typically seeds)
+form a *stack* (:func:`stack_key`). A stack's loops advance in lockstep, one step of each run
+per round, each run with its own state exactly as alone (labels and their optimiser, persistent
+model, reset monitor, generators, validations), its own run directory, checkpoints and result:
+
+* **CPU: bit for bit the single run.** Every random draw comes from the run's own seeded
+  generators and nothing is shared between runs but read-only code, so interleaving their
+  steps changes no value (``tests/test_stack.py`` compares every label, metric and accuracy).
+* **GPU: one CUDA stream per run.** A run's steps, validations and checkpoints are queued on its
+  own stream (its step replayed as its CUDA graph there), so the card runs the K small steps of
+  a round side by side instead of one after another, while the host only launches. The kernels
+  are the ones of a single run, so results do not depend on the stacking either.
+
+Why streams, not one ``vmap`` over the K runs: the same exact per-run code (and so the same
+numbers and checkpoints as a single run, and a free choice of per-run settings such as
+learning rates or validation models), and a round costs K graph launches, which the host
+issues in microseconds. Whether the card's concurrency makes K steps cost about one is measured
+on a GPU (``benchmarks/bench_stack.py``, docs/benchmarks.md).
+
+A run that fails (non-finite labels, its own error) stops alone: the others finish, and
+``distill_many`` raises the first error afterwards (``errors="raise"``) or returns it in place
+of that run's set (``errors="return"``). Ctrl-C checkpoints every run of the stack before
+stopping; calling ``distill_many`` again with ``resume=True`` continues each from its checkpoint.
+"""
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from ..artifact import DistilledSet
+from ..numerics import float32_precision
+from .config import DistillConfig
+from .loop import Distiller, Interrupted, LoopResult, _in_main_thread
+from .run import RunSession
+
+# Settings every run of a stack must share: they fix the shapes and the schedule of the loop
+# (the data, what is learned and how, the minibatch sizes, the epochs and validations) and the
+# process-wide float settings. Everything else (seed, learning rates, validation models, ...)
+# may differ between the runs of one stack.
+STACK_FIELDS = ("target", "source", "base", "target_size", "split", "method", "learn", "arch", "epochs", "target_batch",
+                "inner_batch", "val_every", "meta_gradient", "test_protocol", "device", "cuda_graph", "allow_tf32")
+
+
+def stack_key(cfg: DistillConfig) -> tuple:
+    """Runs with equal keys may share a stack."""
+    return tuple((name, _hashable(getattr(cfg, name))) for name in STACK_FIELDS)
+
+
+def _hashable(v: object) -> object:
+    return tuple(v) if isinstance(v, list) else v
+
+
+def stack_groups(configs: Sequence[DistillConfig], size: int) -> list[list[int]]:
+    """Indices of ``configs`` in stacks of at most ``size`` runs with equal :func:`stack_key`, in
+    the order of first appearance (each stack in the order given)."""
+    if size < 1:
+        raise ValueError(f"stack size must be at least 1 (got {size})")
+    by_key: dict[tuple, list[list[int]]] = {}
+    order: list[list[int]] = []
+    for i, cfg in enumerate(configs):
+        stacks = by_key.setdefault(stack_key(cfg), [])
+        if not stacks or len(stacks[-1]) >= size:
+            stacks.append([])
+            order.append(stacks[-1])
+        stacks[-1].append(i)
+    return order
+
+
+def distill_many(configs: Sequence[DistillConfig], *, outs: Sequence[str | Path | None] | None = None,
+                 resume: bool | Sequence[bool] = False, stack: int | None = None, data_root: str | Path | None = None,
+                 download: bool = False, progress: bool = True, errors: str = "raise") -> list[DistilledSet | BaseException]:
+    """Distil every config, stepping the runs of a stack together; one :class:`DistilledSet` per config, in order.
+
+    Args:
+        configs: the runs (e.g. ``[dataclasses.replace(cfg, seed=s) for s in range(8)]``).
+        outs: a run directory per config (None: keep nothing on disk for that run).
+        resume: continue each run from its checkpoint (one flag, or one per config).
+        stack: at most this many runs per stack (None: all runs with equal :func:`stack_key`).
+        errors: ``"raise"`` (after every other run has finished, the first error) or ``"return"``
+            (the exception in place of that run's set).
+    Returns:
+        The distilled sets (each with its ``evaluation``), equal to ``distill`` of each config alone.
+    Example:
+        >>> cfg = DistillConfig(target="mnist", base=100, method="ridge")
+        >>> sets = distill_many([dataclasses.replace(cfg, seed=s) for s in range(4)], outs=[f"runs/s{s}" for s in range(4)])
+    """
+    if errors not in ("raise", "return"):
+        raise ValueError(f"errors must be 'raise' or 'return' (got {errors!r})")
+    n = len(configs)
+    outs = list(outs) if outs is not None else [None] * n
+    resumes = [bool(resume)] * n if isinstance(resume, bool) else [bool(r) for r in resume]
+    if len(outs) != n or len(resumes) != n:
+        raise ValueError("outs and resume must have one entry per config")
+    for cfg in configs:
+        cfg.validate()
+    results: list[DistilledSet | BaseException | None] = [None] * n
+    for group in stack_groups(configs, stack or max(1, n)):
+        got = run_stack([configs[i] for i in group], outs=[outs[i] for i in group], resume=[resumes[i] for i in group],
+                        data_root=data_root, download=download, progress=progress)
+        for i, r in zip(group, got):
+            results[i] = r
+    if errors == "raise":
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+    return results  # type: ignore[return-value]
+
+
+def run_stack(configs: Sequence[DistillConfig], *, outs: Sequence[str | Path | None], resume: Sequence[bool],
+              data_root: str | Path | None = None, download: bool = False, progress: bool = True) -> list[DistilledSet | BaseException]:
+    """One stack (equal :func:`stack_key`): open every run, step the loops in lockstep, test and save
+    each. A run's own failure is returned in its place; Ctrl-C is raised after checkpointing all."""
+    keys = {stack_key(c) for c in configs}
+    if len(keys) != 1:
+        raise ValueError("the runs of one stack must share their stack_key (see stack_groups)")
+    out: list[DistilledSet | BaseException] = []
+    sessions: list[RunSession | None] = []
+    with float32_precision(configs[0].allow_tf32):
+        try:
+            for cfg, o, r in zip(configs, outs, resume):
+                try:
+                    sessions.append(RunSession(cfg, out=o, resume=r, data_root=data_root, download=download, progress=False))
+                except Interrupted:
+                    raise
+                except Exception as e:  # noqa: BLE001  (this run cannot start; the others go on)
+                    sessions.append(None)
+                    out.append(e)
+                    continue
+                out.append(None)  # type: ignore[arg-type]
+            live = [s for s in sessions if s is not None]
+            loops = lockstep([s.distiller for s in live], progress=progress, desc=f"stack of {len(live)}")
+            for s, loop in zip(live, loops):
+                i = sessions.index(s)
+                if isinstance(loop, BaseException):
+                    out[i] = loop
+                    continue
+                try:
+                    out[i] = s.conclude(loop)
+                except Interrupted:
+                    raise
+                except Exception as e:  # noqa: BLE001
+                    out[i] = e
+        finally:
+            for s in sessions:
+                if s is not None:
+                    s.distiller.close()
+                    s.release()
+    return out
+
+
+def lockstep(distillers: Sequence[Distiller], *, progress: bool = True, desc: str = "stack") -> list[LoopResult | BaseException]:
+    """Run the loops of ``distillers`` together, one step of each per round; their results in order.
+
+    A loop that raises stops alone (its exception is its result). Ctrl-C (SIGINT) asks every loop to
+    checkpoint where it is and then raises :class:`Interrupted`.
+    """
+    streams = [_stream_for(d) for d in distillers]
+    results: list[LoopResult | BaseException | None] = [None] * len(distillers)
+    stop = {"requested": False}
+
+    def request_stop(signum: int, frame: object) -> None:
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+
+    old_handler = signal.getsignal(signal.SIGINT)
+    if _in_main_thread():
+        signal.signal(signal.SIGINT, request_stop)
+    total = sum(d.total_steps for d in distillers)
+    bar = tqdm(total=total, initial=sum(d.step for d in distillers), disable=not progress, desc=desc, unit="step",
+               dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30.0)
+    active: list[int] = []
+    try:
+        for i, d in enumerate(distillers):
+            with _on(streams[i]):
+                d.start(bar=False)
+            active.append(i)
+        while active:
+            for i in list(active):
+                d = distillers[i]
+                try:
+                    with _on(streams[i]):
+                        more = d.advance()
+                        if not more:
+                            results[i] = d.finish()
+                except Interrupted:
+                    raise
+                except Exception as e:  # noqa: BLE001  (one failed run must not stop the others)
+                    results[i], more = e, False
+                if more:
+                    bar.update(1)
+                else:
+                    active.remove(i)
+            if stop["requested"]:
+                for i in active:
+                    with _on(streams[i]):
+                        distillers[i].save_now()
+                dirs = " ".join(str(distillers[i].run_dir) for i in active)
+                raise Interrupted(f"Stopped; every run of the stack checkpointed. Resume them with resume=True ({dirs}).")
+        _join(streams)
+    finally:
+        bar.close()
+        for d in distillers:
+            d.close_bar()
+        if _in_main_thread():
+            signal.signal(signal.SIGINT, old_handler)
+    return results  # type: ignore[return-value]
+
+
+def _stream_for(d: Distiller) -> torch.cuda.Stream | None:
+    """A CUDA stream of its own for a run on a GPU, after everything queued so far (its data)."""
+    if d.device.type != "cuda":
+        return None
+    s = torch.cuda.Stream(device=d.device)
+    s.wait_stream(torch.cuda.current_stream(d.device))
+    return s
+
+
+@contextlib.contextmanager
+def _on(stream: torch.cuda.Stream | None) -> Iterator[None]:
+    if stream is None:
+        yield
+    else:
+        with torch.cuda.stream(stream):
+            yield
+
+
+def _join(streams: Sequence[torch.cuda.Stream | None]) -> None:
+    """Make the default stream wait for every run's stream (what follows reads their results)."""
+    for s in streams:
+        if s is not None:
+            torch.cuda.current_stream(s.device).wait_stream(s)

@@ -1,0 +1,118 @@
+"""Stacked runs (``distill_many``): the runs of a stack stepped together equal the same runs alone,
+bit for bit on the CPU, on real MNIST images; grouping into stacks; one failed run stops alone."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import labeldistill
+from labeldistill.distill import DistillConfig, distill_many, stack_groups, stack_key
+from labeldistill.errors import UserError
+
+
+def _cfg(mnist_small: Path, **kw) -> DistillConfig:
+    base = dict(target=f"npz:{mnist_small}", base=20, method="ridge", epochs=6, val_every=2, val_group=2, test_models=2,
+                reset_window=4, device="cpu", seed=3)
+    return DistillConfig(**{**base, **kw})
+
+
+def _steps(run: Path) -> list[dict]:
+    return [r for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if r["kind"] in ("step", "validation")]
+
+
+def _same_run(a: Path, b: Path) -> None:
+    sa, sb = labeldistill.load(a), labeldistill.load(b)
+    assert torch.equal(sa.labels, sb.labels) and torch.equal(sa.images, sb.images) and sa.steps == sb.steps
+    assert _steps(a) == _steps(b)
+    ra, rb = (json.loads((d / "result.json").read_text()) for d in (a, b))
+    assert ra["accuracies"] == rb["accuracies"] and ra["T_list"] == rb["T_list"] and ra["selected_epoch"] == rb["selected_epoch"]
+
+
+@pytest.mark.parametrize("method", ["ridge", "second-order"])
+def test_stacked_runs_equal_single_runs_bit_for_bit(mnist_small, tmp_path, method):
+    # Different seeds, and a per-run setting that does not change shapes (the label lr).
+    cfgs = [_cfg(mnist_small, method=method, seed=3), _cfg(mnist_small, method=method, seed=4, label_lr=3e-3)]
+    alone = [tmp_path / f"alone{i}" for i in range(2)]
+    for cfg, out in zip(cfgs, alone):
+        labeldistill.distill(config=cfg, out=out, progress=False)
+    stacked = [tmp_path / f"stacked{i}" for i in range(2)]
+    sets = distill_many(cfgs, outs=stacked, progress=False)
+    assert len(sets) == 2 and all(isinstance(s, labeldistill.DistilledSet) for s in sets)
+    for a, b in zip(alone, stacked):
+        _same_run(a, b)
+    # The two runs of the stack really are different runs.
+    assert not torch.equal(sets[0].labels, sets[1].labels)
+
+
+def test_stack_resumes_runs_at_different_points(mnist_small, tmp_path):
+    """One run of the stack starts from a checkpoint written mid-run, the other from scratch: both end as alone."""
+    cfgs = [_cfg(mnist_small, seed=5, checkpoint_minutes=0.0), _cfg(mnist_small, seed=6)]
+    alone = tmp_path / "alone"
+    labeldistill.distill(config=cfgs[0], out=alone, progress=False)
+    # A copy of run 0 stopped part-way: replay it with fewer epochs is not the same run, so stop it by a failing hook.
+    part = tmp_path / "part"
+    from labeldistill.distill.loop import Distiller
+
+    calls = {"n": 0}
+    orig = Distiller.advance
+
+    def stop_after_some(self, on_epoch=None):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            self.save_now()
+            raise KeyboardInterrupt
+        return orig(self, on_epoch)
+
+    Distiller.advance = stop_after_some
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            labeldistill.distill(config=cfgs[0], out=part, progress=False)
+    finally:
+        Distiller.advance = orig
+    assert (part / "checkpoint.safetensors").exists() and not (part / "result.json").exists()
+    fresh = tmp_path / "fresh"
+    distill_many(cfgs, outs=[part, fresh], resume=[True, False], progress=False)
+    _same_run(alone, part)
+    alone1 = tmp_path / "alone1"
+    labeldistill.distill(config=cfgs[1], out=alone1, progress=False)
+    _same_run(alone1, fresh)
+
+
+def test_a_failed_run_stops_alone(mnist_small, tmp_path):
+    cfgs = [_cfg(mnist_small, seed=3), _cfg(mnist_small, seed=4)]
+    taken = tmp_path / "taken"
+    labeldistill.distill(config=cfgs[0], out=taken, progress=False)  # a finished run: starting it again is refused
+    ok = tmp_path / "ok"
+    got = distill_many(cfgs, outs=[taken, ok], errors="return", progress=False)
+    assert isinstance(got[0], UserError) and "already holds a run" in str(got[0])
+    assert isinstance(got[1], labeldistill.DistilledSet) and (ok / "result.json").exists()
+    with pytest.raises(UserError, match="already holds a run"):
+        distill_many(cfgs[:1], outs=[taken], progress=False)
+
+
+def test_stack_groups_by_shape_and_schedule():
+    a = DistillConfig(target="mnist", base=100, method="ridge", seed=0)
+    cfgs = [a, dataclasses.replace(a, seed=1), dataclasses.replace(a, method="second-order"), dataclasses.replace(a, seed=2, label_lr=0.01),
+            dataclasses.replace(a, base=10), dataclasses.replace(a, seed=3)]
+    assert stack_key(cfgs[0]) == stack_key(cfgs[3]) != stack_key(cfgs[2])
+    assert stack_groups(cfgs, 8) == [[0, 1, 3, 5], [2], [4]]
+    assert stack_groups(cfgs, 2) == [[0, 1], [2], [3, 5], [4]]
+    assert stack_groups(cfgs, 1) == [[i] for i in range(6)]
+    with pytest.raises(ValueError):
+        stack_groups(cfgs, 0)
+
+
+def test_resume_with_another_config_is_refused(mnist_small, tmp_path):
+    cfg = _cfg(mnist_small, seed=3, epochs=2)
+    out = tmp_path / "run"
+    labeldistill.distill(config=cfg, out=out, progress=False)
+    (out / "result.json").unlink()
+    with pytest.raises(UserError, match="another configuration .*label_lr"):
+        distill_many([dataclasses.replace(cfg, label_lr=0.5)], outs=[out], resume=True, progress=False)
+    # Where it runs and how often it checkpoints may change.
+    distill_many([dataclasses.replace(cfg, checkpoint_minutes=1.0, val_group=1)], outs=[out], resume=True, progress=False)
+    assert (out / "result.json").exists()
