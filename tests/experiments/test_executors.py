@@ -74,6 +74,29 @@ def test_local_sweep_prints_table_and_reuses_points(tmp_path, capsys):
     assert all(p["numerics_version"] == NUMERICS_VERSION and p["T"] for p in obj["points"])
 
 
+def test_local_stack_equals_one_by_one(tmp_path, monkeypatch):
+    """--stack 4: the three LD RR seeds step together (one stack), LD alone (another method); every
+    number and label equals the cells computed one after another."""
+    monkeypatch.setattr(plan, "QUICK_EPOCHS", 3)
+    monkeypatch.setattr(plan, "TEST_MODELS", 2)
+    names = ["digits/ld-rr/10", "digits/ld/10", "digits/ld-rr/10@seed=1", "digits/ld-rr/10@seed=2"]
+    alone, stacked = Options(out=tmp_path / "alone", quick=True, device="cpu"), Options(out=tmp_path / "stacked", quick=True, device="cpu")
+    a = run_cells(names, alone)
+    logs: list[str] = []
+    b = run_cells(names, stacked, executor=get_executor("local", stack=4), log=logs.append)
+    assert [o.status for o in b] == ["done"] * 4, [o.message for o in b]
+    assert [o.action for o in b] == ["ran (stacked x3)", "ran", "ran (stacked x3)", "ran (stacked x3)"]
+    assert [o.record["result"]["accuracies"] for o in a] == [o.record["result"]["accuracies"] for o in b]
+    _same_runs(alone.out, stacked.out, names, alone, stacked)
+    assert [o.action for o in run_cells(names, stacked, executor=get_executor("local", stack=4))] == ["stored cell"] * 4
+
+
+def test_stack_option_errors(tmp_path, capsys):
+    assert main(SWEEP + ["--out", str(tmp_path), "--stack", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--stack must be at least 1" in err[0]
+
+
 # ---- Ray -----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -100,6 +123,19 @@ def test_ray_quick_table_equals_local(ray_cluster, tmp_path, monkeypatch):
     _same_runs(local.out, remote.out, names, local, remote)
     # The local executor then finds the Ray executor's cells stored (same files, same places).
     assert [o.action for o in run_cells(names, remote)] == ["stored cell", "stored cell"]
+
+
+def test_ray_stack_task_equals_local(ray_cluster, tmp_path, monkeypatch):
+    """--executor ray --stack 2: two seeds in one Ray task, their loops stepped together; same as local."""
+    monkeypatch.setattr(plan, "QUICK_EPOCHS", 3)
+    monkeypatch.setattr(plan, "TEST_MODELS", 2)
+    names = ["digits/ld-rr/10", "digits/ld-rr/10@seed=1"]
+    local, remote = Options(out=tmp_path / "local", quick=True, device="cpu"), Options(out=tmp_path / "ray", quick=True, device="cpu")
+    run_cells(names, local)
+    logs: list[str] = []
+    b = run_cells(names, remote, executor=get_executor("ray", threads=torch.get_num_threads(), stack=2), log=logs.append)
+    assert [o.action for o in b] == ["ran (stacked x2)"] * 2, [o.message for o in b]
+    _same_runs(local.out, remote.out, names, local, remote)
 
 
 def test_ray_worker_killed_mid_cell_resumes_from_checkpoint(ray_cluster, tmp_path, monkeypatch):

@@ -22,6 +22,9 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executor", default="local", choices=list_executors(),
                    help="where cells run: local (default: this process, one after another) or ray (each run a Ray task on a "
                         "cluster, same run directories and results; needs pip install 'labeldistill[ray]')")
+    p.add_argument("--stack", type=int, default=1, metavar="K",
+                   help="step up to K distillation runs together in one loop (runs that share data, method, N and schedule, "
+                        "e.g. seeds): on a GPU they run side by side on one card; on a CPU the same numbers as one by one")
     p.add_argument("--address", default=None, metavar="ADDR",
                    help="--executor ray: the Ray cluster to use (ray.init's address, e.g. ray://head:10001 or auto; default: "
                         "$RAY_ADDRESS, else a running local cluster, else a new local one). --out and --data-root must be "
@@ -32,11 +35,13 @@ def make_executor(args: argparse.Namespace):
     from ..errors import UserError
     from ..experiments.executors import get_executor
 
+    if args.stack < 1:
+        raise UserError(f"--stack must be at least 1 (got {args.stack}).")
     if args.executor == "local":
         if args.address is not None:
             raise UserError("--address applies to --executor ray only.")
-        return None
-    return get_executor(args.executor, address=args.address)
+        return None if args.stack == 1 else get_executor("local", stack=args.stack)
+    return get_executor(args.executor, address=args.address, stack=args.stack)
 
 
 def add(sub: argparse._SubParsersAction) -> None:

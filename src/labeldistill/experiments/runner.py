@@ -154,9 +154,13 @@ def load_cell_record(plan: Plan, out: Path, reuse_any_version: bool = False) -> 
 
 # ---- computing ----------------------------------------------------------------------------------
 
-def ensure_run(plan: Plan, opts: Options) -> tuple[dict, str]:
-    """Make sure the plan's run is finished; returns (its result.json, what was done)."""
+def ensure_run(plan: Plan, opts: Options, stacked: dict[str, str] | None = None) -> tuple[dict, str]:
+    """Make sure the plan's run is finished; returns (its result.json, what was done).
+    ``stacked``: what :func:`ensure_stacked_runs` did to run directories (by absolute path)."""
     run_dir = plan.run_dir(opts.out)
+    done_by_stack = (stacked or {}).get(str(run_dir.absolute()))
+    if done_by_stack is not None and (run_dir / "result.json").exists():
+        return _read(run_dir / "result.json") or {}, done_by_stack
     if plan.kind == "distill" and plan.select != "random" and not _plan.distill_takes_select():
         raise UserError(f"This version cannot distil with --base-select {plan.select} (DistillConfig has no base_select "
                         "setting yet); the baseline cells run.")
@@ -241,10 +245,10 @@ def selections_dir(opts: Options) -> Path:
     return Path(opts.out) / "selections"
 
 
-def compute_cell(plan: Plan, opts: Options) -> tuple[dict, str]:
+def compute_cell(plan: Plan, opts: Options, stacked: dict[str, str] | None = None) -> tuple[dict, str]:
     t0 = time.perf_counter()
     with selection_cache(selections_dir(opts)):
-        run_result, action = ensure_run(plan, opts)
+        run_result, action = ensure_run(plan, opts, stacked)
         result = run_result
         if plan.evaluation:
             result, eaction = ensure_evaluation(plan, opts, run_result)
@@ -284,21 +288,107 @@ def precheck(plan: Plan, opts: Options) -> Outcome | None:
     return None
 
 
-def compute_outcome(plan: Plan, opts: Options) -> Outcome:
+def compute_outcome(plan: Plan, opts: Options, stacked: dict[str, str | BaseException] | None = None) -> Outcome:
     """Compute one cell; a conflict or failure is returned as its outcome, never raised
-    (``KeyboardInterrupt`` is). Executors call this wherever the cell runs."""
+    (``KeyboardInterrupt`` is). Executors call this wherever the cell runs. ``stacked``: what
+    :func:`ensure_stacked_runs` did (its failures become this cell's)."""
     name = plan.cell.name
+    failed = (stacked or {}).get(str(plan.run_dir(opts.out).absolute()))
+    if isinstance(failed, BaseException):
+        return _failure(name, failed, plan)
     try:
-        rec, action = compute_cell(plan, opts)
-    except RunConflict as e:
-        return Outcome(name, "conflict", message=str(e), plan=plan)
+        rec, action = compute_cell(plan, opts, stacked)  # type: ignore[arg-type]
     except Exception as e:  # noqa: BLE001  (one failed cell must not stop a long batch)
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if not isinstance(e, UserError):
-            msg = f"{type(e).__name__}: {msg}"
-            traceback.print_exc(file=sys.stderr)
-        return Outcome(name, "failed", message=msg, plan=plan)
+        return _failure(name, e, plan)
     return Outcome(name, "done", action, rec, plan=plan)
+
+
+def _failure(name: str, e: BaseException, plan: Plan) -> Outcome:
+    if isinstance(e, RunConflict):
+        return Outcome(name, "conflict", message=str(e), plan=plan)
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if not isinstance(e, UserError):
+        msg = f"{type(e).__name__}: {msg}"
+        traceback.print_exception(e, file=sys.stderr)
+    return Outcome(name, "failed", message=msg, plan=plan)
+
+
+# ---- stacks: distillation runs stepped together (--stack K) --------------------------------------
+
+def work_units(plans: list[Plan], opts: Options, stack: int = 1) -> list[list[int]]:
+    """The plans' indices in units of work, in order: the cells of one run directory (a run and its
+    evaluations) always share a unit; with ``stack`` > 1, up to ``stack`` distillation runs that
+    still need computing and share a :func:`~labeldistill.distill.stack_key` share one too (their
+    loops then step together: :func:`ensure_stacked_runs`). Cells needing no computing stay alone."""
+    from ..distill import stack_groups
+
+    by_dir: dict[str, list[int]] = {}
+    for i, plan in enumerate(plans):
+        by_dir.setdefault(str(plan.run_dir(opts.out).absolute()), []).append(i)
+    groups = list(by_dir.values())
+    if stack <= 1:
+        return groups
+    stackable = [g for g in groups if _stackable(plans[g[0]], opts)]
+    stacks = stack_groups([plans[g[0]].config for g in stackable], stack)  # type: ignore[misc]
+    unit_of = {id(stackable[j]): k for k, st in enumerate(stacks) for j in st}
+    units: list[list[int]] = []
+    placed: set[int] = set()
+    for g in groups:
+        k = unit_of.get(id(g))
+        if k is None:
+            units.append(g)
+        elif k not in placed:
+            placed.add(k)
+            units.append([i for j in stacks[k] for i in stackable[j]])
+    return units
+
+
+def _stackable(plan: Plan, opts: Options) -> bool:
+    if plan.kind != "distill" or plan.missing or load_cell_record(plan, opts.out, opts.reuse_any_version) is not None:
+        return False
+    return run_state(plan, opts.out, opts.reuse_any_version)[0] in ("new", "resume", "stale")
+
+
+def ensure_stacked_runs(plans: list[Plan], opts: Options) -> dict[str, str | BaseException]:
+    """Run the distillation runs of these plans that need it (new, interrupted or stale), stepped
+    together (:func:`labeldistill.distill.distill_many`); what was done to each run directory (by
+    absolute path): "ran (stacked)" / "resumed run (stacked)", or the run's error. Fewer than two
+    such runs: nothing is done here (the cells compute their runs alone, as without stacking)."""
+    from ..distill import distill_many
+
+    todo: dict[str, tuple[Plan, str]] = {}
+    for plan in plans:
+        key = str(plan.run_dir(opts.out).absolute())
+        if key in todo or not _stackable(plan, opts):
+            continue
+        todo[key] = (plan, run_state(plan, opts.out, opts.reuse_any_version)[0])
+    if len(todo) < 2:
+        return {}
+    done: dict[str, str | BaseException] = {}
+    configs, outs, resumes, keys = [], [], [], []
+    for key, (plan, state) in todo.items():
+        run_dir = plan.run_dir(opts.out)
+        if state == "stale":
+            set_aside(run_dir, numerics_of(run_record(plan, run_dir)))
+            state = "new"
+        record_machine(run_dir, plan.config.device, resumed=state == "resume")
+        configs.append(plan.config)
+        outs.append(run_dir)
+        resumes.append(state == "resume")
+        keys.append(key)
+        done[key] = f"{'resumed run' if state == 'resume' else 'ran'} (stacked x{len(todo)})"
+    with selection_cache(selections_dir(opts)):
+        results = distill_many(configs, outs=outs, resume=resumes, data_root=opts.data_root, progress=opts.progress, errors="return")
+    for key, r in zip(keys, results):
+        if isinstance(r, BaseException):
+            done[key] = r
+    return done
+
+
+def compute_unit(plans: list[Plan], opts: Options) -> list[Outcome]:
+    """The outcomes of one unit of :func:`work_units` (its stack run together first), in order."""
+    stacked = ensure_stacked_runs(plans, opts) if len({p.run_dir(opts.out) for p in plans}) > 1 else {}
+    return [compute_outcome(plan, opts, stacked) for plan in plans]
 
 
 def log_outcome(tag: str, o: Outcome, log: Callable[[str], None]) -> None:

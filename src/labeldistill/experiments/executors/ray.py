@@ -2,6 +2,8 @@
 
 * **Unit of work.** The cells that share a run directory (a run and its evaluations) form one
   task, computed in order inside it; different runs are different tasks and run side by side.
+  With ``stack=K`` (``--stack K``) up to K distillation runs that share a stack key form one task
+  instead, their loops stepped together (:func:`labeldistill.distill.distill_many`).
   Missing data and stored cells are settled in the driver and never submitted.
 * **Run directories: shared storage.** A task computes its cells with the local executor's
   function (:func:`~labeldistill.experiments.runner.compute_outcome`) into the same
@@ -75,7 +77,8 @@ def wait_for_lock(run_dir: Path, seconds: float, poll: float = 1.0) -> None:
 
 
 def run_group(plans: list[Plan], opts: Options, threads: int, lock_wait: float, setup: Callable[[], None] | None = None):
-    """The Ray task: the cells of one run directory, in order. Returns (code identity, outcomes)."""
+    """The Ray task: the cells of one run directory, in order, or of one stack (their runs stepped
+    together first). Returns (code identity, outcomes)."""
     import torch
 
     from ...runs.provenance import code_identity
@@ -83,14 +86,15 @@ def run_group(plans: list[Plan], opts: Options, threads: int, lock_wait: float, 
     torch.set_num_threads(threads)
     if setup is not None:
         setup()
-    outcomes = []
-    for plan in plans:
-        outcome = runner.precheck(plan, opts)  # a rerun after a lost worker: what it finished is stored
-        if outcome is None:
-            wait_for_lock(plan.run_dir(opts.out), lock_wait)
-            outcome = runner.compute_outcome(plan, opts)
-        outcomes.append(dataclasses.replace(outcome, plan=None))
-    return code_identity(), outcomes
+    outcomes: list = [runner.precheck(plan, opts) for plan in plans]  # a rerun after a lost worker: what it finished is stored
+    todo = [p for p, o in zip(plans, outcomes) if o is None]
+    for run_dir in dict.fromkeys(p.run_dir(opts.out) for p in todo):
+        wait_for_lock(run_dir, lock_wait)
+    stacked = runner.ensure_stacked_runs(todo, opts) if len({p.run_dir(opts.out) for p in todo}) > 1 else {}
+    for i, plan in enumerate(plans):
+        if outcomes[i] is None:
+            outcomes[i] = runner.compute_outcome(plan, opts, stacked)
+    return code_identity(), [dataclasses.replace(o, plan=None) for o in outcomes]
 
 
 @register_executor("ray")
@@ -102,9 +106,12 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, threads: int | None = None, gpus_per_cell: float | None = None,
                  max_retries: int = 3, lock_wait: float = 300.0, worker_setup: Callable[[], None] | None = None,
-                 **_options: object) -> None:
+                 stack: int = 1, **_options: object) -> None:
         if threads is not None and threads < 1:
             raise UserError(f"threads must be at least 1, got {threads}.")
+        if int(stack) < 1:
+            raise UserError(f"--stack must be at least 1 (got {stack}).")
+        self.stack = int(stack)
         self.address, self.threads, self.gpus_per_cell = address, threads, gpus_per_cell
         self.max_retries, self.lock_wait, self.worker_setup = max_retries, lock_wait, worker_setup
         import_ray()  # fail in one line before anything is planned
@@ -132,14 +139,16 @@ class RayExecutor:
         ray = import_ray()
         n = len(plans)
         outcomes: list = [None] * n
-        groups: dict[str, list[int]] = {}
+        todo: list[int] = []
         for i, plan in enumerate(plans):
             outcome = runner.precheck(plan, opts)
             if outcome is not None:
                 outcomes[i] = outcome
                 runner.log_outcome(f"[{i + 1}/{n}] {plan.cell.name}", outcome, log)
             else:
-                groups.setdefault(str(plan.run_dir(opts.out).absolute()), []).append(i)
+                todo.append(i)
+        # One task per run directory, or per stack of runs (--stack K): runner.work_units.
+        groups = {k: [todo[j] for j in unit] for k, unit in enumerate(runner.work_units([plans[i] for i in todo], opts, self.stack))}
         if not groups:
             return outcomes
         started = not ray.is_initialized()
