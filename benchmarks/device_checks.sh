@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# The GPU checks that wait for a loan, as one prepared script for one `run` call (about 9 minutes):
+#   1. the tests marked gpu (CUDA-graph steps, labels and images, against eager ones; stacked runs vs alone);
+#   2. stacks (issue 19): MNIST-100 LD RR and LD, seeds 0-7 stacked, full protocol, against seed 0 alone
+#      (benchmarks/bench_stack.py; seed 0 alone kept as a run directory: the same-seed CPU/GPU pair of
+#      issue 14 item 4, compared with results/runs/mnist-ldrr-100-s0 / mnist-ld-100-s0 made on the CPU);
+#   3. Table 2's CIFAR-100 stand-in, LD RR, 100 base images (issue 14);
+#   4. the image step's speed beside the label step's (issue 15).
+# Every step has its own timeout; what finished is packed into RESULTS_DIR/device_checks.tgz.
+#
+# Usage (repository root; DATA_DIR holds mnist_train/test.npz and cifar100_test.npz):
+#   bash benchmarks/device_checks.sh DATA_DIR RESULTS_DIR
+# Rehearsal on a CPU (tiny settings, nothing measured): DEVICE=cpu EPOCHS=1 K=2 QUICK=1 bash benchmarks/device_checks.sh ...
+set -u
+DR=$(cd "$1" && pwd)
+R=$(mkdir -p "$2" && cd "$2" && pwd)
+DEV=${DEVICE:-cuda}
+EPOCHS=${EPOCHS:-0}  # 0: the paper's epochs (full protocol)
+K=${K:-8}
+QUICK=${QUICK:+--quick}
+export PYTHONPATH=$PWD/src:$PWD/benchmarks PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+START=$SECONDS
+W=$R/work; mkdir -p "$W"
+stamp() { echo "[$(( SECONDS - START )) s] $*" | tee -a "$W/session.log"; }
+
+{ nvidia-smi 2>/dev/null; $PY -c "import torch, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no gpu', 'numpy', numpy.__version__)"; } > "$W/machine.txt" 2>&1
+stamp "machine: $(tail -n 1 "$W/machine.txt")"
+
+if [ "$DEV" != cpu ]; then
+  timeout 120 $PY -m pytest -q -p no:cacheprovider -m gpu tests > "$W/pytest_gpu.log" 2>&1
+  stamp "pytest -m gpu: rc=$? ($(tail -n 1 "$W/pytest_gpu.log"))"
+fi
+
+timeout "${T_STACK:-330}" $PY benchmarks/bench_stack.py --data-root "$DR" --device "$DEV" --k "$K" --epochs "$EPOCHS" --alone one \
+  --method ridge,second-order --keep "$W/alone" --out "$W/bench_stack.json" > "$W/bench_stack.log" 2>&1
+stamp "bench_stack: rc=$? $(grep -c 'K=' "$W/bench_stack.log") measurement(s)"
+
+timeout -s INT -k 15 "${T_T2:-150}" $PY -m labeldistill reproduce 2 --stand-in --only cifar100/ld-rr/100 $QUICK --data-root "$DR" \
+  --device "$DEV" --out "$W/reproduce" > "$W/t2_cifar100.log" 2>&1
+stamp "reproduce 2 cifar100/ld-rr/100: rc=$?"
+
+timeout "${T_IMG:-60}" $PY benchmarks/bench_image_step.py --data-root "$DR" --device "$DEV" > "$W/bench_image_step.log" 2>&1
+stamp "bench_image_step: rc=$?"
+
+# Small files only (no data): configs, results, metrics, distilled sets, logs.
+tar czf "$R/device_checks.tgz" -C "$W" --exclude='checkpoint.safetensors' --exclude='snapshots' . && stamp "packed $(du -h "$R/device_checks.tgz" | cut -f1)"
