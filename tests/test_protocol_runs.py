@@ -26,6 +26,8 @@ def cifar_small(tmp_path_factory, shared_data):
 def test_distill_with_test_protocol_records_zca_and_evaluate_reuses_it(cifar_small, tmp_path, monkeypatch, capsys):
     short = dataclasses.replace(protocol_base.PROTOCOLS.get("dc-dsa"), epochs=3)
     monkeypatch.setitem(protocol_base.PROTOCOLS._items, "dc-dsa", short)
+    from labeldistill.cli import main
+
     out = tmp_path / "run"
     ds = labeldistill.distill(f"npz:{cifar_small}", base=10, method="ridge", out=out, epochs=1, arch="convnet3", val_every=1,
                               test_protocol="dc-dsa", device="cpu", progress=False)
@@ -45,6 +47,14 @@ def test_distill_with_test_protocol_records_zca_and_evaluate_reuses_it(cifar_sma
     ev = labeldistill.evaluate(out, protocol="dc-dsa")
     assert ev["zca_source"] == "recorded in the set" and ev["accuracies"] == r["accuracies"]
     assert (out / "evaluations" / "dc-dsa-convnet3-K5.json").exists()
+    # Settings a fixed-epoch protocol would ignore are refused in one line (CLI: exit 2), not dropped.
+    assert main(["evaluate", str(out), "--protocol", "dc-dsa", "--steps", "300"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--steps applies to the paper protocol" in err[0] and "1000 epochs" not in err[0] and "3 epochs" in err[0]
+    assert main(["baseline", "--target", f"npz:{cifar_small}", "--base", "10", "--protocol", "dc", "--batch-size", "10",
+                 "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--batch-size applies to the paper protocol" in err[0] and "minibatches of 256" in err[0]
     # The paper protocol is untouched by all this: a paper evaluation says so.
     paper = labeldistill.evaluate(out, models=2, save=False)
     assert paper["protocol"] == "paper" and paper["models"] == 2 and "zca" not in paper

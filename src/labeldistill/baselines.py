@@ -278,6 +278,8 @@ def _baseline(s: BaselineSettings, device: str, data_root, floats: dict) -> dict
     proto = get_protocol(s.protocol)
     if not proto.is_paper and s.head != "linear":
         raise UserError(f"--protocol {proto.name} trains standard models (the linear head); drop --head {s.head}.")
+    if not proto.is_paper and s.batch_size is not None and proto.batch_size is not None:  # it would be ignored
+        raise UserError(f"--batch-size applies to the paper protocol; --protocol {proto.name} trains with minibatches of {proto.batch_size}.")
     target = load_for_arch(s.target, s.arch or (None if proto.is_paper else proto.arch), data_root=data_root, seed=s.seed, split=s.split,
                            device=device)
     channels = target.preprocessing.channels

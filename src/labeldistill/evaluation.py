@@ -110,6 +110,8 @@ def _evaluate_protocol(ds, proto, path: Path, run_dir: Path | None, run_cfg: dic
 
     if head not in (None, "linear"):
         raise UserError(f"--protocol {proto.name} trains standard models (the linear head); drop --head {head}.")
+    if steps is not None and proto.epochs is not None:  # the protocol fixes the training length: --steps would be ignored
+        raise UserError(f"--steps applies to the paper protocol; --protocol {proto.name} trains for its fixed {proto.epochs} epochs.")
     if proto.needs_kornia and int(ds.images.shape[1]) == 3:
         from .protocols import require_kornia
 
