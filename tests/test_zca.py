@@ -110,3 +110,25 @@ def test_whitened_images_keep_their_zca(tmp_path, cifar_crops):
     zca.applied_to_images = True
     with pytest.raises(UserError, match="whitened"):
         shareable(_set(zca), zca=False)
+
+
+def test_zca_fit_is_cached_by_content(tmp_path, cifar_crops, monkeypatch):
+    """The fit is stored under the images' content hash: a second fit of the same images returns the
+    same whitening bit for bit without fitting; other images (or eps) are fitted anew."""
+    from labeldistill.protocols import evaluate as pe
+
+    monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path))
+    calls = []
+    real_fit = pe.fit_zca
+    monkeypatch.setattr(pe, "fit_zca", lambda *a, **k: calls.append(1) or real_fit(*a, **k))
+    x = cifar_crops[:300]
+    a = pe.cached_fit_zca(x, 0.1, fitted_on={"dataset": "a"})
+    b = pe.cached_fit_zca(x.clone(), 0.1, fitted_on={"dataset": "b"})
+    assert len(calls) == 1 and torch.equal(a.matrix, b.matrix) and torch.equal(a.mean, b.mean)
+    assert b.fitted_on == {"dataset": "b"} and len(list((tmp_path / "zca").glob("*.safetensors"))) == 1
+    c = pe.cached_fit_zca(x[:299], 0.1, fitted_on={})
+    d = pe.cached_fit_zca(x, 0.2, fitted_on={})
+    assert len(calls) == 3 and not torch.equal(d.matrix, a.matrix) and c.eps == 0.1
+    monkeypatch.setenv("LABELDISTILL_CACHE", "off")
+    pe.cached_fit_zca(x, 0.1, fitted_on={})
+    assert len(calls) == 4

@@ -1,13 +1,18 @@
 """Train and test fresh models on a set under a protocol (all K models at once, by the engine)."""
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import time
+from pathlib import Path
 
 import torch
 
 from ..data import TargetData
 from ..engine import Evaluation, Learner, accuracy, model_seeds, train_models
-from ..errors import UserError
+from ..errors import ArtifactError, UserError
+from ..runs import load_state, save_state
 from ._base import Protocol, get_protocol
 from .zca import ZCA, fit_zca
 
@@ -22,9 +27,48 @@ def target_zca(protocol: Protocol, target: TargetData | None, channels: int, giv
     if target is None:
         raise UserError(f"Protocol {protocol.name} whitens colour images with a ZCA fitted on the target's training split: "
                         "the set records none, so give the target data.")
-    return fit_zca(target.train.x, protocol.zca_eps or 0.0, fitted_on={
-        "dataset": target.name, "split": "train", "images": len(target.train),
-        "index_sha256": target.split_record.get("index_sha256"), "seed": target.split_record.get("seed")})
+    fitted_on = {"dataset": target.name, "split": "train", "images": len(target.train),
+                 "index_sha256": target.split_record.get("index_sha256"), "seed": target.split_record.get("seed")}
+    return cached_fit_zca(target.train.x, protocol.zca_eps or 0.0, fitted_on=fitted_on)
+
+
+def zca_cache_dir() -> Path | None:
+    """``$LABELDISTILL_CACHE/zca`` (``off``: no cache), else ``~/.cache/labeldistill/zca``."""
+    from ..data.cache import default_cache_dir
+
+    env = os.environ.get("LABELDISTILL_CACHE")
+    if env is not None and env.strip().lower() in ("", "0", "off", "no", "false"):
+        return None
+    return (Path(env).expanduser().absolute() if env else default_cache_dir()) / "zca"
+
+
+def cached_fit_zca(x: torch.Tensor, eps: float, *, fitted_on: dict) -> ZCA:
+    """:func:`fit_zca`, kept in :func:`zca_cache_dir` by the images' content, eps and what can change the
+    fit's arithmetic (torch and kornia versions, device type): the fit of CIFAR-10's training split takes
+    about 30 s on a CPU, hashing its images about one. A hit returns the stored fit, bit for bit."""
+    import kornia
+
+    root = zca_cache_dir()
+    if root is None:
+        return fit_zca(x, eps, fitted_on=fitted_on)
+    h = hashlib.sha256()
+    h.update(json.dumps({"shape": list(x.shape), "dtype": str(x.dtype), "eps": float(eps), "torch": torch.__version__,
+                         "kornia": kornia.__version__, "device": x.device.type}, sort_keys=True).encode())
+    h.update(x.detach().contiguous().cpu().numpy().tobytes())
+    path = root / f"{h.hexdigest()[:32]}.safetensors"
+    if path.exists():
+        try:
+            state = load_state(path, device=x.device)
+            return ZCA.from_parts({**state["doc"], "fitted_on": fitted_on}, state["tensors"])
+        except ArtifactError:
+            pass  # a damaged entry: fit again and replace it
+    zca = fit_zca(x, eps, fitted_on=fitted_on)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_state(path, {"doc": zca.document(), "tensors": zca.tensors()})
+    except OSError:
+        pass  # a read-only cache only costs the fit next time
+    return zca
 
 
 def whiten(zca: ZCA | None, x: torch.Tensor, *, already: bool = False) -> torch.Tensor:
