@@ -180,8 +180,12 @@ def lockstep(distillers: Sequence[Distiller], *, progress: bool = True, desc: st
     active: list[int] = []
     try:
         for i, d in enumerate(distillers):
-            with _on(streams[i]):
-                d.start(bar=False)
+            try:
+                with _on(streams[i]):
+                    d.start(bar=False)
+            except Exception as e:  # noqa: BLE001  (this run cannot start; the others go on)
+                results[i] = e
+                continue
             active.append(i)
         while active:
             for i in list(active):
