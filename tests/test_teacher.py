@@ -69,3 +69,24 @@ def test_baseline_under_a_dc_dsa_protocol_runs(mnist_small, tmp_path, monkeypatc
     assert r["train_epochs"] == 4 and r["steps"] == 4 and r["batch_size"] == 20 and r["zca"] is None
     assert r["augmentation"]["strategy"] == "color_crop_cutout_scale_rotate"  # no flip for digits
     assert len(r["accuracies"]) == 2 and 0 <= r["accuracy_mean"] <= 100
+
+
+def test_teacher_temperature_auto_under_a_dc_protocol(mnist_small, tmp_path, monkeypatch):
+    """--temperature auto under dc-dsa: one student per grid temperature trained the protocol's way on the
+    validation split (the validation-model seed stream); the best is used and every score recorded."""
+    short = dataclasses.replace(protocol_base.PROTOCOLS.get("dc-dsa"), epochs=3, arch="lenet")
+    monkeypatch.setitem(protocol_base.PROTOCOLS._items, "dc-dsa", short)
+    monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path))
+    from labeldistill import protocols
+    from labeldistill.teacher import TEMPERATURES
+
+    calls = []
+    real = protocols.evaluate_protocol
+    monkeypatch.setattr(protocols, "evaluate_protocol", lambda *a, **k: calls.append(k.get("purpose", "test-models")) or real(*a, **k))
+    s = BaselineSettings(target=f"npz:{mnist_small}", base=20, protocol="dc-dsa", models=2, device="cpu", labels="teacher",
+                         temperature="auto", teacher_arch="lenet", teacher_epochs=1, teacher_patience=1)
+    r = baseline(s)
+    choice = r["temperature_choice"]
+    assert calls == ["validation-models"] * len(TEMPERATURES) + ["test-models"]  # a student per temperature, then the test
+    assert r["temperature"] == choice["chosen"] and choice["val_accuracy"][str(r["temperature"])] == max(choice["val_accuracy"].values())
+    assert r["labels"] == "teacher" and r["models"] == 2

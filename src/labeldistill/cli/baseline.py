@@ -31,7 +31,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--labels", default=None, choices=["true", "smooth", "teacher"],
                    help="true (one-hot), smooth (label smoothing, --smoothing or 0.1) or teacher (softmax of a teacher trained on "
                         "the training split, early-stopped on validation; cached per target, architecture and seed)")
-    p.add_argument("--temperature", type=float, default=None, help="softmax temperature of teacher labels (1)")
+    p.add_argument("--temperature", default=None, help="softmax temperature of teacher labels: a number (1) or auto (chosen on the validation split from 1, 2, 4, 8)")
     p.add_argument("--teacher-arch", default=None, help="the teacher's architecture (default: the dataset's; convnet3 under dc protocols)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="most epochs the teacher trains (30)")
     p.add_argument("--teacher-patience", type=int, default=None, help="epochs without a better validation accuracy before it stops (3)")

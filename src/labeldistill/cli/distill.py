@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..distill import DistillConfig, list_learn, list_methods, run_distillation
+from ..distill.label_init import list_label_inits
 from ..distill.learned import IMAGE_INITS
 from ..runs import read_json
 from ..errors import UserError
@@ -30,6 +31,14 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="start of learned images: uniform noise in [0, 1] or the real base images (default uniform for images, "
                         "real for images+labels)")
     p.add_argument("--image-lr", type=float, default=None, help="Adam lr of learned images, pixel space (1e-3)")
+    p.add_argument("--label-init", default=None, choices=list_label_inits(),
+                   help="where learned labels start: uniform 1/C (default, the authors'), onehot (the base images' classes) or "
+                        "teacher (an early-stopped expert's soft labels, as baseline --labels teacher)")
+    p.add_argument("--temperature", default=None, help="--label-init teacher: softmax temperature, a number (1) or auto (chosen on validation)")
+    p.add_argument("--teacher-arch", default=None, help="--label-init teacher: the teacher's architecture (default: convnet3 under a dc "
+                   "test protocol, else the target's)")
+    p.add_argument("--teacher-epochs", type=int, default=None, help="--label-init teacher: most epochs the teacher trains (30)")
+    p.add_argument("--teacher-patience", type=int, default=None, help="--label-init teacher: epochs without a better validation accuracy before it stops (3)")
     p.add_argument("--epochs", type=int, default=None, help="epochs over the target training split (paper: 400 / 800; dd 400, sldd 350)")
     p.add_argument("--target-size", type=int, default=None, help="use only M target training examples")
     p.add_argument("--split", default=None, help="TRAIN,VAL,TEST fractions for data without official splits (default 0.8,0.1,0.1)")

@@ -40,6 +40,13 @@ class DistillConfig:
     learn: str = "labels"
     image_init: str | None = None  # "uniform" or "real"; None: uniform for images, real for images+labels
     image_lr: float = 1e-3  # Adam lr of learned images (pixel space)
+    # Where learned labels start (distill/label_init.py): "uniform" 1/C (the authors'), "onehot" (the base
+    # images' classes; within-dataset) or "teacher" (an early-stopped expert's soft labels: teacher.py).
+    label_init: str = "uniform"
+    temperature: float | str = 1.0  # teacher labels' softmax temperature; "auto": chosen on the validation split
+    teacher_arch: str | None = None  # None: convnet3 under a dc / dc-dsa test protocol, else the target's default
+    teacher_epochs: int = 30  # the teacher trains at most this many epochs ...
+    teacher_patience: int = 3  # ... stopping this many after its best validation accuracy
     arch: str | None = None  # None: lenet for greyscale, alexnet for colour
     epochs: int | None = None  # None: 400 (800 when N > 100 or CIFAR-100; K-49 100 / 200)
     target_batch: int = 1024  # N_o
@@ -119,6 +126,19 @@ class DistillConfig:
         from .learned import IMAGE_INITS, LEARN
 
         self.learn = LEARN.canonical(self.learn)
+        from ..teacher import parse_temperature
+        from .label_init import LABEL_INITS
+
+        self.label_init = LABEL_INITS.canonical(self.label_init)
+        if self.label_init != "uniform" and not LEARN.get(self.learn).labels:
+            raise UserError(f"--label-init {self.label_init} applies to learned labels; --learn {self.learn} keeps them fixed.")
+        self.temperature = parse_temperature(self.temperature)
+        if self.teacher_epochs < 1 or self.teacher_patience < 1:
+            raise UserError("--teacher-epochs and --teacher-patience must be at least 1.")
+        if self.teacher_arch is not None:
+            from ..models import MODELS as _MODELS
+
+            self.teacher_arch = _MODELS.canonical(self.teacher_arch)
         if self.image_init is not None:
             if self.image_init not in IMAGE_INITS:
                 raise UserError(f"Unknown image init '{self.image_init}'. Known: {', '.join(IMAGE_INITS)}.")

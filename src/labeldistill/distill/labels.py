@@ -27,13 +27,19 @@ def normalise_(y: torch.Tensor) -> torch.Tensor:
 
 
 class Labels(Quantity):
-    """Soft labels ``N x C`` (uniform 1/C at the start) and their Adam optimiser."""
+    """Soft labels ``N x C`` (uniform 1/C at the start, or ``init``: ``--label-init``) and their Adam optimiser."""
 
     key = "labels"
     learned = True
 
-    def __init__(self, n: int, num_classes: int, *, lr: float = 1e-3, device: str | torch.device = "cpu") -> None:
-        self.value = torch.full((n, num_classes), 1.0 / num_classes, device=device, requires_grad=True)
+    def __init__(self, n: int, num_classes: int, *, lr: float = 1e-3, device: str | torch.device = "cpu",
+                 init: torch.Tensor | None = None) -> None:
+        if init is None:
+            self.value = torch.full((n, num_classes), 1.0 / num_classes, device=device, requires_grad=True)
+        else:  # a given start (--label-init): N x C distributions
+            if tuple(init.shape) != (n, num_classes):
+                raise ValueError(f"initial labels must be {n} x {num_classes}, got {tuple(init.shape)}")
+            self.value = init.detach().to(device=device, dtype=torch.get_default_dtype()).clone().requires_grad_()
         # Capturable on CUDA: the step count stays on the device (no host read; graph-capturable).
         self.opt = torch.optim.Adam([self.value], lr=lr, capturable=torch.device(device).type == "cuda")
 

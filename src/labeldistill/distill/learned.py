@@ -122,7 +122,7 @@ class SyntheticSet:
 
 
 def build_synthetic(learn: str, problem: Problem, *, seed: int, image_init: str | None = None, label_lr: float = 1e-3,
-                    image_lr: float = 1e-3, device: str | torch.device = "cpu") -> SyntheticSet:
+                    image_lr: float = 1e-3, device: str | torch.device = "cpu", initial_labels: torch.Tensor | None = None) -> SyntheticSet:
     """The synthetic set of a run at its start.
 
     Args:
@@ -130,6 +130,7 @@ def build_synthetic(learn: str, problem: Problem, *, seed: int, image_init: str 
         problem: the target and the base images.
         seed: the run seed (uniform images come from its ``synthetic-images`` stream).
         image_init: ``uniform`` or ``real``; None: the choice's default.
+        initial_labels: where learned labels start (:mod:`.label_init`); None: uniform 1/C.
     """
     spec = LEARN.get(learn)
     t = problem.target
@@ -141,7 +142,7 @@ def build_synthetic(learn: str, problem: Problem, *, seed: int, image_init: str 
     else:
         images = FixedImages(problem.base_x)
     if spec.labels:
-        labels = Labels(problem.n_base, t.num_classes, lr=label_lr, device=device)
+        labels = Labels(problem.n_base, t.num_classes, lr=label_lr, device=device, init=initial_labels)
     else:
         own = init == "real" and not problem.cross_dataset
         classes = problem.base_y.cpu() if own else FixedLabels.balanced(problem.n_base, t.num_classes)

@@ -74,10 +74,11 @@ class Distiller:
         model_factory: optional user module factory (features + head); default ``cfg.arch``.
         run_dir: where checkpoints and the metrics log go (None: keep nothing on disk).
         progress: show a progress bar.
+        initial_labels: where the learned labels start (``--label-init``, :mod:`.label_init`); None: uniform.
     """
 
     def __init__(self, cfg: DistillConfig, problem: Problem, *, model_factory: Callable[[], nn.Module] | None = None,
-                 run_dir: str | Path | None = None, progress: bool = True) -> None:
+                 run_dir: str | Path | None = None, progress: bool = True, initial_labels: torch.Tensor | None = None) -> None:
         self.cfg, self.problem = cfg, problem
         t = problem.target
         strategy_cls = STRATEGIES.get(cfg.method)
@@ -96,7 +97,8 @@ class Distiller:
         self.g_inner = torch_generator(cfg.seed, "inner-batches")
         self.g_init = torch_generator(cfg.seed, "model-init")
         self.synthetic: SyntheticSet = build_synthetic(cfg.learn, problem, seed=cfg.seed, image_init=cfg.image_init,
-                                                       label_lr=cfg.label_lr, image_lr=cfg.image_lr, device=self.device)
+                                                       label_lr=cfg.label_lr, image_lr=cfg.image_lr, device=self.device,
+                                                       initial_labels=initial_labels)
         self.model = self.learner.init([draw_seed(self.g_init)], device=self.device)
         self.model_opt = self.learner.optimizer(self.model, cfg.model_lr, capturable=self.device.type == "cuda")
         # The model the next reset switches to, drawn ahead (same seed order as drawing at the reset).

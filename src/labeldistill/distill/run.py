@@ -18,6 +18,7 @@ from ..problem import Problem, build_problem
 from ..runs import RunLock, atomic_write_json, read_json
 from ..runs.provenance import numerics_of, resolve_device, versions
 from .config import DistillConfig
+from .label_init import initial_labels
 from .loop import CHECKPOINT, Distiller, Interrupted, LoopResult
 
 
@@ -111,9 +112,15 @@ class RunSession:
         self.lock = _lock_run_dir(run_dir, resume)
         try:
             self.resolved, self.problem, self.device = prepare(cfg, data_root=data_root, download=download)
-            self.distiller = Distiller(self.resolved, self.problem, model_factory=model, run_dir=run_dir, progress=progress)
+            start = None
+            if resume:  # the labels come from the checkpoint; how they started, from config.json
+                self.label_init = read_json(run_dir / "config.json").get("label_init") or {"label_init": "uniform"}
+            else:
+                start, self.label_init = initial_labels(self.resolved, self.problem)
+            self.distiller = Distiller(self.resolved, self.problem, model_factory=model, run_dir=run_dir, progress=progress,
+                                       initial_labels=start)
             if run_dir is not None:
-                record = _config_record(self.resolved, cfg, self.problem, self.device, data_root, model)
+                record = {**_config_record(self.resolved, cfg, self.problem, self.device, data_root, model), "label_init": self.label_init}
                 if resume:
                     old = read_json(run_dir / "config.json")
                     if old.get("split_sha256") != record["split_sha256"] or old["problem"]["base_indices"] != record["problem"]["base_indices"]:
@@ -174,7 +181,7 @@ class RunSession:
             images=images.detach().cpu(), labels=loop.labels.detach().cpu(), steps=loop.steps,
             preprocessing=problem.target.preprocessing, class_names=list(problem.target.class_names),
             recipe=recipe,
-            provenance=_provenance(problem, distiller, resolved.seed),
+            provenance={**_provenance(problem, distiller, resolved.seed), "label_init": self.label_init},
             learned=resolved.learn, image_init=resolved.image_init,
             initial_images=None if initial is None else initial.detach().cpu(),
             zca=None if zca is None else zca.to("cpu"),

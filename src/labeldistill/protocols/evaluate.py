@@ -78,12 +78,13 @@ def whiten(zca: ZCA | None, x: torch.Tensor, *, already: bool = False) -> torch.
 def evaluate_protocol(
     protocol: str | Protocol, learner: Learner, images: torch.Tensor, labels: torch.Tensor, test_x: torch.Tensor,
     test_y: torch.Tensor, *, steps: int, seed: int, models: int | None = None, batch_size: int = 50, lr: float = 1e-3,
-    zca: ZCA | None = None,
+    zca: ZCA | None = None, purpose: str = "test-models",
 ) -> Evaluation:
     """``models`` fresh models (default: the protocol's) trained on (images, labels) the protocol's way, tested on
     (test_x, test_y). ``steps`` / ``batch_size`` / ``lr`` are the set's own (used where the protocol keeps them);
     ``zca``: the whitening (from :func:`target_zca`), applied to the test images and, unless the set's images are
-    already whitened, to them. Model seeds are the paper protocol's test-model seeds.
+    already whitened, to them. Model seeds are the paper protocol's test-model seeds (``purpose``: another
+    stream, e.g. ``"validation-models"`` for a choice made on the validation split).
     """
     p = get_protocol(protocol)
     k = p.models if models is None else int(models)
@@ -94,7 +95,7 @@ def evaluate_protocol(
     tx = whiten(zca, test_x)
     batch = p.batch_for(int(images.shape[0]), batch_size)
     recipe = p.recipe(int(images.shape[1]), lr=lr)
-    state = train_models(learner, x, labels, int(steps), model_seeds(seed, "test-models", k), batch_size=batch, recipe=recipe)
+    state = train_models(learner, x, labels, int(steps), model_seeds(seed, purpose, k), batch_size=batch, recipe=recipe)
     acc = accuracy(learner, state, tx, test_y).double().cpu() * 100
     total = recipe.total_steps(int(images.shape[0]), batch, int(steps))
     return Evaluation(

@@ -1,0 +1,71 @@
+"""How the learned labels start (``--label-init``): a registry, one function per start.
+
+``uniform`` (the default, the authors'): every label 1/C -- the labels' own start, so runs are
+bit for bit as before. ``onehot``: the base images' true classes (within-dataset only). ``teacher``:
+an early-stopped expert's soft labels (:mod:`labeldistill.teacher`), the same labels that
+``baseline --labels teacher`` tests under the run's test protocol (same teacher architecture, ZCA,
+temperature rule), which the loop then refines with its meta-gradient.
+
+A start is computed once, when a run starts (a resumed run's labels come from its checkpoint);
+what it was (and the teacher's record) is kept in ``config.json`` and in the distilled set.
+Add one with ``@register_label_init("name")`` on ``fn(cfg, problem) -> (labels N x C or None, record)``.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import UserError
+from ..problem import Problem
+from ..registry import Registry
+
+LabelInit = Callable[..., tuple[torch.Tensor | None, dict]]
+LABEL_INITS: Registry[LabelInit] = Registry("label init")
+
+
+def register_label_init(name: str) -> Callable[[LabelInit], LabelInit]:
+    return LABEL_INITS.register(name)
+
+
+def list_label_inits() -> list[str]:
+    return LABEL_INITS.names()
+
+
+def initial_labels(cfg, problem: Problem) -> tuple[torch.Tensor | None, dict]:
+    """The labels a run starts from (None: the labels' own uniform start) and a record of how they were made."""
+    labels, record = LABEL_INITS.get(cfg.label_init)(cfg, problem)
+    return labels, {"label_init": cfg.label_init, **record}
+
+
+@register_label_init("uniform")
+def _uniform(cfg, problem: Problem) -> tuple[None, dict]:
+    return None, {}
+
+
+@register_label_init("onehot")
+def _onehot(cfg, problem: Problem) -> tuple[torch.Tensor, dict]:
+    if problem.cross_dataset:
+        raise UserError("--label-init onehot needs the base images' classes in the target: a cross-dataset base set has none "
+                        "(use uniform or teacher).")
+    return F.one_hot(problem.base_y.to(torch.long), problem.target.num_classes).to(torch.get_default_dtype()), {}
+
+
+@register_label_init("teacher")
+def _teacher(cfg, problem: Problem) -> tuple[torch.Tensor, dict]:
+    from .. import protocol
+    from ..engine import make_learner
+    from ..protocols import get_protocol, target_zca
+    from ..teacher import teacher_soft_labels
+
+    t = problem.target
+    proto = get_protocol(cfg.test_protocol)
+    channels, size = int(problem.base_x.shape[1]), int(problem.base_x.shape[-1])
+    zca = target_zca(proto, t, channels)
+    arch = cfg.teacher_arch or (protocol.default_arch(t.name, channels) if proto.is_paper else "convnet3")
+    student = make_learner(cfg.arch if proto.is_paper else (proto.arch or cfg.arch), channels, size, t.num_classes, head="linear")
+    labels, record = teacher_soft_labels(problem, proto=proto, zca=zca, student=student, seed=cfg.seed, arch=arch,
+                                         epochs=cfg.teacher_epochs, patience=cfg.teacher_patience, temperature=cfg.temperature,
+                                         batch=cfg.inner_batch, lr=cfg.model_lr)
+    return labels, record

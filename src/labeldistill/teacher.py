@@ -1,0 +1,212 @@
+"""Teacher soft labels: an early-stopped expert labels the base images (Qin et al. 2024).
+
+A model trained on the target's whole training split, early-stopped on the validation split
+(the "early-stopped expert" of Qin et al., "A Label is Worth a Thousand Images in Dataset
+Distillation"), labels the base images with ``softmax(logits / temperature)``. The teacher is
+cached per (target and split, architecture, seed, numerics, training settings), so every run of
+one seed shares it. The temperature is given, or chosen on the validation split
+(``temperature="auto"``): for each of :data:`TEMPERATURES` one student trains on the base images
+with those labels the way the final test will (the paper protocol's step search, or the dc /
+dc-dsa protocol's fixed epochs), and the labels of the best validation accuracy are kept.
+
+Used by ``baseline --labels teacher`` and by ``distill --label-init teacher`` (the loop then
+refines the same labels the teacher baseline tests).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .engine import Learner, ModelState, accuracy, make_learner, model_seeds, predict, train_models
+from .engine.recipe import TrainRecipe
+from .errors import UserError
+from .runs.provenance import versions
+
+TEMPERATURES = (1.0, 2.0, 4.0, 8.0)  # the grid of temperature="auto"
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """How a teacher trains: Adam, minibatches of ``batch_size`` over the whole training split, at most
+    ``epochs`` epochs, keeping the epoch of best validation accuracy and stopping ``patience`` epochs after it."""
+
+    arch: str
+    seed: int = 0
+    epochs: int = 30
+    patience: int = 3
+    batch_size: int = 256
+    lr: float = 1e-3
+
+
+_DEFAULT_CACHE = object()
+
+
+def teacher_cache_dir() -> Path | None:
+    """Next to the base-set selections (``selectors.default_cache_dir()``): ``.../teachers``; None when caching is off."""
+    from .selectors import default_cache_dir
+
+    d = default_cache_dir()
+    return None if d is None else d.parent / "teachers"
+
+
+def _teacher_key(target, cfg: TeacherConfig, zca) -> dict:
+    from .selectors._cache import numerics_key
+
+    key = {"target": target.name, "split_sha256": target.split_record.get("index_sha256"), "seed": cfg.seed,
+           "preprocessing": target.preprocessing.to_dict(), "teacher": dataclasses.asdict(cfg), "numerics": numerics_key(),
+           "zca": None if zca is None else {"eps": zca.eps, "fitted_on": zca.fitted_on}}
+    return json.loads(json.dumps(key, sort_keys=True, default=str))
+
+
+def _teacher_file(folder: Path, target_name: str, cfg: TeacherConfig, key: dict) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(target_name).split(":", 1)[-1]).name)[:40]
+    return Path(folder) / f"{stem}-{cfg.arch}-seed{cfg.seed}-{digest}.safetensors"
+
+
+def _cached_teacher(path: Path, key: dict, learner: Learner, seeds: list[int], reference: torch.Tensor) -> tuple[ModelState, dict] | None:
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
+
+    try:
+        with safe_open(str(path), "pt") as f:
+            record = json.loads((f.metadata() or {}).get("record", "{}"))
+        saved = load_file(str(path))
+    except (OSError, SafetensorError, json.JSONDecodeError):
+        return None
+    if record.get("key") != key:
+        return None
+    state = learner.init(seeds, device=reference.device)
+    if set(saved) != set(state.params):
+        return None
+    params = {n: saved[n].to(t.device, t.dtype) for n, t in state.params.items()}
+    return ModelState(params, state.buffers, state.head, reference), record
+
+
+def train_teacher(target, cfg: TeacherConfig, *, zca=None, cache_dir: Path | None | object = _DEFAULT_CACHE) -> tuple[Learner, ModelState, dict]:
+    """Train (or reuse from the cache) an early-stopped teacher on ``target``'s training split.
+
+    One model (seed ``model_seeds(cfg.seed, "teacher", 1)``), Adam, shuffled minibatches; after each
+    epoch its validation accuracy is measured; the best epoch's weights are kept and training stops
+    ``cfg.patience`` epochs after it (or at ``cfg.epochs``). ``zca``: the protocol's whitening, applied
+    to every split. Returns the learner, its one-model state and a record with its validation and test
+    accuracy (%), the best epoch, the epochs trained and the cache file (``cache_dir``: default
+    :func:`teacher_cache_dir`; None: no cache).
+    """
+    from .runs.files import atomic_write_bytes
+
+    channels, size = target.preprocessing.channels, int(target.train.x.shape[-1])
+    learner = make_learner(cfg.arch, channels, size, target.num_classes)
+    seeds = model_seeds(cfg.seed, "teacher", 1)
+    tx = target.train.x if zca is None else zca.apply(target.train.x)
+    key = _teacher_key(target, cfg, zca)
+    folder = teacher_cache_dir() if cache_dir is _DEFAULT_CACHE else cache_dir
+    path = None if folder is None else _teacher_file(folder, target.name, cfg, key)  # type: ignore[arg-type]
+    if path is not None and path.exists():
+        found = _cached_teacher(path, key, learner, seeds, tx)
+        if found is not None:
+            return learner, found[0], {**found[1], "cache": {"file": str(path), "reused": True}}
+    t0 = time.perf_counter()
+    vx = target.val.x if zca is None else zca.apply(target.val.x)
+    batch = min(cfg.batch_size, len(target.train))
+    per_epoch = TrainRecipe.steps_per_epoch(len(target.train), batch)
+    curve: dict[int, float] = {}
+    best: dict = {}
+
+    def observe(step: int, st: ModelState) -> bool:
+        epoch = step // per_epoch
+        curve[epoch] = float(accuracy(learner, st, vx, target.val.y)[0]) * 100
+        if not best or curve[epoch] > best["val"]:
+            best.update(val=curve[epoch], epoch=epoch, state=st.select(slice(None)))
+        return epoch - best["epoch"] >= cfg.patience
+
+    train_models(learner, tx, torch.nn.functional.one_hot(target.train.y, target.num_classes).float(), 1, seeds, batch_size=batch,
+                 recipe=TrainRecipe(optimizer="adam", lr=cfg.lr, epochs=cfg.epochs),
+                 observe_at=[per_epoch * (e + 1) for e in range(cfg.epochs)], observer=observe)
+    state: ModelState = best["state"]
+    state.reference = tx
+    test_x = target.test.x if zca is None else zca.apply(target.test.x)
+    record = {"arch": cfg.arch, "val_accuracy": round(best["val"], 4), "best_epoch": best["epoch"], "epochs_trained": max(curve),
+              "test_accuracy": round(float(accuracy(learner, state, test_x, target.test.y)[0]) * 100, 4),
+              "validation_curve": {str(k): round(v, 4) for k, v in curve.items()}, "config": dataclasses.asdict(cfg),
+              "seconds": round(time.perf_counter() - t0, 3), "key": key, "versions": versions()}
+    if path is not None:
+        from safetensors.torch import save
+
+        tensors = {n: t.detach().cpu().contiguous() for n, t in state.params.items()}
+        atomic_write_bytes(path, save(tensors, metadata={"record": json.dumps(record, sort_keys=True)}))
+    return learner, state, {**record, "cache": {"file": None if path is None else str(path), "reused": False}}
+
+
+def teacher_labels(learner: Learner, state: ModelState, x: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``softmax(teacher(x) / temperature)``: N x C probability vectors (float32)."""
+    if not temperature > 0:
+        raise UserError(f"--temperature must be positive, got {temperature}.")
+    return torch.softmax(predict(learner, state, x)[0].float() / temperature, dim=-1)
+
+
+def parse_temperature(value: object) -> float | str:
+    """A positive temperature, or ``"auto"`` (chosen on the validation split)."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        t = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise UserError(f"--temperature must be a positive number or auto, got {value!r}.") from None
+    if not t > 0:
+        raise UserError(f"--temperature must be a positive number or auto, got {value!r}.")
+    return t
+
+
+def choose_temperature(logits: torch.Tensor, score: Callable[[torch.Tensor], float],
+                       grid: tuple[float, ...] = TEMPERATURES) -> tuple[float, dict[str, float]]:
+    """The grid temperature whose labels ``softmax(logits / T)`` score best (the lowest on ties), and every score."""
+    scores = {t: float(score(torch.softmax(logits / t, dim=-1))) for t in grid}
+    best = max(scores.values())
+    return next(t for t in grid if scores[t] == best), {str(t): round(v, 4) for t, v in scores.items()}
+
+
+def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arch: str, epochs: int, patience: int,
+                        temperature: float | str, batch: int, lr: float) -> tuple[torch.Tensor, dict]:
+    """The teacher's soft labels for ``problem``'s base images, and a record (the teacher's, the temperature and,
+    with ``"auto"``, every candidate's validation accuracy).
+
+    ``proto``: the protocol the labels will be tested under (it decides how a temperature is scored);
+    ``zca``: its whitening (the teacher trains and labels whitened images); ``student``: the learner
+    scored (linear head); ``batch`` / ``lr``: the student's minibatch size and lr under the paper protocol.
+    """
+    target = problem.target
+    t_learner, t_state, teacher = train_teacher(target, TeacherConfig(arch=arch, seed=seed, epochs=epochs, patience=patience), zca=zca)
+    bx = problem.base_x if zca is None else zca.apply(problem.base_x)
+    logits = predict(t_learner, t_state, bx)[0].float()
+    record: dict = {"teacher": teacher}
+    if temperature == "auto":
+        val = target.val
+        if proto.is_paper:
+            from .baselines import BaselineConfig, choose_steps
+
+            bcfg = BaselineConfig(seed=seed, batch_size=batch, lr=lr)
+
+            def score(labels: torch.Tensor) -> float:
+                return max(choose_steps(student, problem, labels, bcfg, batch)[1].values())
+        else:
+            from .protocols import evaluate_protocol
+
+            def score(labels: torch.Tensor) -> float:
+                return evaluate_protocol(proto, student, problem.base_x, labels, val.x, val.y, steps=1, seed=seed, models=1,
+                                         batch_size=batch, lr=lr, zca=zca, purpose="validation-models").accuracy_mean
+        t0 = time.perf_counter()
+        temperature, scores = choose_temperature(logits, score)
+        record.update(temperature_choice={"grid": list(TEMPERATURES), "val_accuracy": scores, "chosen": temperature,
+                                          "seconds": round(time.perf_counter() - t0, 3),
+                                          "how": "one student per temperature on the validation split, trained as the test trains"})
+    record["temperature"] = float(temperature)  # type: ignore[arg-type]
+    return torch.softmax(logits / float(temperature), dim=-1), record  # type: ignore[arg-type]

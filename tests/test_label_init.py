@@ -1,0 +1,107 @@
+"""``--label-init``: where learned labels start (uniform, onehot, teacher), on real MNIST images;
+the temperature rule of teacher labels; resume keeps the start's record without recomputing it."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import labeldistill
+from labeldistill.cli import main
+from labeldistill.distill import DistillConfig, Distiller, prepare
+from labeldistill.distill.label_init import initial_labels
+from labeldistill.errors import UserError
+from labeldistill.teacher import TEMPERATURES, choose_temperature, parse_temperature
+
+
+def _cfg(mnist_small, **kw) -> DistillConfig:
+    base = dict(target=f"npz:{mnist_small}", base=20, method="ridge", epochs=2, val_every=1, test_models=2, reset_window=4,
+                device="cpu", seed=3, teacher_epochs=1, teacher_patience=1)
+    return DistillConfig(**{**base, **kw})
+
+
+def test_choose_temperature_takes_the_best_score_and_the_lowest_on_ties():
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    # Score = the label mass on class 0 rounded: sharper (lower T) scores higher.
+    t, scores = choose_temperature(logits, lambda y: float(y[0, 0]))
+    assert t == TEMPERATURES[0] and list(scores) == [str(v) for v in TEMPERATURES]
+    assert scores["1.0"] == round(float(torch.softmax(logits, -1)[0, 0]), 4)
+    t, _ = choose_temperature(logits, lambda y: 1.0 - float(y[0, 0]))  # flatter scores higher: the highest T
+    assert t == TEMPERATURES[-1]
+    t, _ = choose_temperature(logits, lambda y: 0.5)  # all tie: the lowest
+    assert t == TEMPERATURES[0]
+    assert parse_temperature("auto") == "auto" and parse_temperature("2") == 2.0
+    for bad in ("0", "-1", "hot", None):
+        with pytest.raises(UserError, match="positive number or auto"):
+            parse_temperature(bad)
+
+
+def test_uniform_and_onehot_starts(mnist_small):
+    cfg, problem, _ = prepare(_cfg(mnist_small, label_init="onehot"))
+    start, record = initial_labels(cfg, problem)
+    assert record == {"label_init": "onehot"}
+    d = Distiller(cfg, problem, progress=False, initial_labels=start)
+    assert torch.equal(d.labels.value.detach(), F.one_hot(problem.base_y, 10).float())
+    u = Distiller(dataclasses.replace(cfg, label_init="uniform"), problem, progress=False)
+    assert torch.equal(u.labels.value.detach(), torch.full((20, 10), 0.1))  # the authors' start, unchanged
+
+
+def test_teacher_start_end_to_end_and_resume_keeps_its_record(mnist_small, tmp_path, monkeypatch):
+    monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path / "cache"))
+    cfg = _cfg(mnist_small, label_init="teacher", temperature="auto", checkpoint_minutes=0.0)
+    resolved, problem, _ = prepare(cfg)
+    start, record = initial_labels(resolved, problem)
+    # Soft labels from a real teacher: distributions, mostly right on real digits, at the chosen temperature.
+    assert start.shape == (20, 10) and torch.allclose(start.sum(-1), torch.ones(20), atol=1e-5)
+    from labeldistill.engine import predict
+    from labeldistill.teacher import TeacherConfig, train_teacher
+
+    t_learner, t_state, rec = train_teacher(problem.target, TeacherConfig(arch="lenet", seed=3, epochs=1, patience=1))
+    assert rec["cache"]["reused"]  # the start's teacher, from the cache
+    logits = predict(t_learner, t_state, problem.base_x)[0].float()
+    torch.testing.assert_close(start, torch.softmax(logits / record["temperature"], -1), rtol=0, atol=0)
+    assert float((start.argmax(-1) == problem.base_y).float().mean()) > 0.3  # a real teacher: far above chance (0.1)
+    choice = record["temperature_choice"]
+    assert record["temperature"] == choice["chosen"] and choice["chosen"] in TEMPERATURES
+    assert choice["val_accuracy"][str(choice["chosen"])] == max(choice["val_accuracy"].values())
+    assert record["teacher"]["arch"] == "lenet" and 30 < record["teacher"]["val_accuracy"] <= 100
+    # The run starts from exactly these labels (the teacher is cached; the choice is repeated the same).
+    out = tmp_path / "run"
+    seen = []
+    orig = Distiller.__init__
+
+    def spy(self, *a, **k):
+        orig(self, *a, **k)
+        seen.append(self.labels.value.detach().clone())
+
+    monkeypatch.setattr(Distiller, "__init__", spy)
+    ds = labeldistill.distill(config=cfg, out=out, progress=False)
+    assert torch.equal(seen[0], start)
+    saved = json.loads((out / "config.json").read_text())["label_init"]
+    assert saved["label_init"] == "teacher" and saved["temperature"] == record["temperature"]
+    assert ds.provenance["label_init"]["temperature"] == record["temperature"]
+    # Resume: the labels come from the checkpoint and the record from config.json; no teacher work.
+    (out / "result.json").unlink()
+    import importlib
+
+    run_mod = importlib.import_module("labeldistill.distill.run")  # (labeldistill.distill is also the function)
+
+    monkeypatch.setattr(run_mod, "initial_labels", lambda *a: (_ for _ in ()).throw(AssertionError("recomputed on resume")))
+    again = labeldistill.distill(out=out, resume=True, progress=False)
+    assert torch.equal(again.labels, ds.labels) and again.provenance["label_init"] == ds.provenance["label_init"]
+
+
+def test_label_init_errors(mnist_small, shared_data, tmp_path, capsys):
+    with pytest.raises(UserError, match="applies to learned labels"):
+        _cfg(mnist_small, label_init="teacher", learn="images").validate()
+    cfg, problem, _ = prepare(_cfg(mnist_small, label_init="onehot", source=f"npz:{shared_data / 'kmnist_test.npz'}"))
+    assert problem.cross_dataset  # KMNIST images for an MNIST target: no classes to be one-hot in
+    with pytest.raises(UserError, match="cross-dataset"):
+        initial_labels(cfg, problem)
+    assert main(["distill", "--target", f"npz:{mnist_small}", "--label-init", "teacher", "--temperature", "hot",
+                 "--out", str(tmp_path / "x"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--temperature must be a positive number or auto" in err[0]
