@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..artifact import DistilledSet, load
 from ..errors import UserError
+from ..interop import FORMATS, list_formats
 
 # What may leave the private side: the base images' public provenance, not the target's
 # data, paths or results (the privacy use in the paper's Broader Impact section).
@@ -20,7 +21,10 @@ ZCA_NOTE = ("it holds the ZCA whitening its protocol uses, fitted on the target'
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write a shareable distilled-set file from a run")
     p.add_argument("run_dir", metavar="RUN_DIR")
-    p.add_argument("--out", required=True, metavar="FILE")
+    p.add_argument("--out", required=True, metavar="PATH", help="the file (--format labeldistill) or folder (ddranking) to write")
+    p.add_argument("--format", default="labeldistill", choices=list_formats(),
+                   help="labeldistill (default: this library's safetensors file) or ddranking (images.pt / labels.pt for "
+                        "DD-Ranking's soft-label evaluation of a CIFAR set)")
     p.add_argument("--no-zca", action="store_true",
                    help="leave out the ZCA whitening (fitted on the target's training split: second-order statistics of the "
                         "target data); whoever evaluates the file then fits one on their copy of the target")
@@ -51,9 +55,11 @@ def shareable(ds: DistilledSet, *, zca: bool = True) -> DistilledSet:
 def run(args: argparse.Namespace) -> int:
     full = load(args.run_dir)
     ds = shareable(full, zca=not args.no_zca)
-    path = ds.save(Path(args.out))
-    what = "learned labels" if ds.learned == "labels" else f"learned {ds.learned}"
-    print(f"wrote {path}: {len(ds)} images, {ds.num_classes} classes, {what}, T={ds.steps} (no target paths or metrics)")
+    # DD-Ranking's files hold only images (class-major, hence the classes) and labels: no paths, metrics or ZCA.
+    _, lines = FORMATS.get(args.format)(ds if args.format == "labeldistill" else full, Path(args.out))
+    print("\n".join(lines))
+    if args.format != "labeldistill":
+        return 0
     if ds.zca is not None:
         print("note: " + ZCA_NOTE.format(d=int(ds.zca.matrix.shape[0])))
     elif full.zca is not None:

@@ -1,0 +1,14 @@
+"""``--format labeldistill`` (the default): the library's own distilled-set file (safetensors + JSON, hashed)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..artifact import DistilledSet
+from . import register_format
+
+
+@register_format("labeldistill")
+def write(ds: DistilledSet, out: str | Path) -> tuple[Path, list[str]]:
+    path = ds.save(Path(out))
+    what = "learned labels" if ds.learned == "labels" else f"learned {ds.learned}"
+    return path, [f"wrote {path}: {len(ds)} images, {ds.num_classes} classes, {what}, T={ds.steps} (no target paths or metrics)"]
