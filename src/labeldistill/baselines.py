@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from . import protocol
 from .data import load_for_arch
-from .engine import HEADS, Learner, ModelState, accuracy, evaluate_labels, make_learner, model_seeds, train_models
+from .engine import HEADS, Learner, evaluate_labels, make_learner
 from .errors import UserError, check_choice
 from .models import MODELS
 from .problem import Problem, build_problem
@@ -31,6 +31,7 @@ from .runs import RunLock, atomic_write_json
 from .numerics import float32_precision
 from .runs.provenance import resolve_device, versions
 from .selectors import canonical_selector
+from .stepsearch import choose_steps
 from .teacher import TeacherConfig, parse_temperature, teacher_labels, teacher_soft_labels, train_teacher  # noqa: F401  (re-exported)
 
 
@@ -49,21 +50,6 @@ def true_labels(y: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> to
     return onehot * (1.0 - smoothing) + smoothing / num_classes
 
 
-def choose_steps(learner: Learner, problem: Problem, labels: torch.Tensor, cfg: BaselineConfig, batch: int) -> tuple[int, dict[int, float]]:
-    """Earliest checkpoint with the best validation accuracy of one model."""
-    checkpoints = protocol.baseline_checkpoints(problem.n_base)
-    val = problem.target.val
-    curve: dict[int, float] = {}
-
-    def observe(step: int, state: ModelState) -> None:
-        curve[step] = float(accuracy(learner, state, val.x, val.y)[0]) * 100
-
-    seed = model_seeds(cfg.seed, "validation-models", 1)
-    train_models(learner, problem.base_x, labels, max(checkpoints), seed, batch_size=batch, lr=cfg.lr, observe_at=checkpoints, observer=observe)
-    best = max(curve.values())
-    return next(s for s in checkpoints if curve[s] == best), curve
-
-
 def run_baseline(learner: Learner, problem: Problem, cfg: BaselineConfig = BaselineConfig(), labels: torch.Tensor | None = None) -> dict:
     """Run one baseline; returns the result dictionary (see :class:`~labeldistill.engine.Evaluation`).
 
@@ -75,7 +61,7 @@ def run_baseline(learner: Learner, problem: Problem, cfg: BaselineConfig = Basel
     batch = cfg.batch_size or protocol.inner_batch_size(problem.n_base, problem.target.name)
     if labels is None:
         labels = true_labels(problem.base_y, problem.target.num_classes, cfg.smoothing)
-    steps, curve = choose_steps(learner, problem, labels, cfg, batch)
+    steps, curve = choose_steps(learner, problem, labels, seed=cfg.seed, lr=cfg.lr, batch=batch)
     test = problem.target.test
     ev = evaluate_labels(learner, problem.base_x, labels, test.x, test.y, steps=steps, models=cfg.models, seed=cfg.seed, batch_size=batch, lr=cfg.lr)
     out = ev.to_dict()

@@ -191,12 +191,10 @@ def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arc
     if temperature == "auto":
         val = target.val
         if proto.is_paper:
-            from .baselines import BaselineConfig, choose_steps
-
-            bcfg = BaselineConfig(seed=seed, batch_size=batch, lr=lr)
+            from .stepsearch import choose_steps
 
             def score(labels: torch.Tensor) -> float:
-                return max(choose_steps(student, problem, labels, bcfg, batch)[1].values())
+                return max(choose_steps(student, problem, labels, seed=seed, lr=lr, batch=batch)[1].values())
         else:
             from .protocols import evaluate_protocol
 

@@ -90,7 +90,7 @@ def point_plan(target: str, base: int, seed: int, method: str, epochs: int | Non
 
 def run(args: argparse.Namespace) -> int:
     from ..experiments import DataView, Options
-    from ..experiments.runner import run_plans
+    from ..experiments import run_plans
 
     targets = _list(args.target, "target")
     bases = _list(args.base, "base", int)

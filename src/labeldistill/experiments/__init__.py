@@ -10,9 +10,11 @@ Public API::
 """
 from .cells import KEYS, METHODS, Cell, match_cells, parse_cell
 from .plan import QUICK_EPOCHS, TEST_MODELS, DataView, Options, Plan, plan_cell
-from .runner import Outcome, RunConflict, run_cells
+from .executors import run_cells, run_plans
+from .runner import Outcome, RunConflict
 from .spec import TABLES, PaperCell, Reference, TableSpec, get_table, list_tables, register_table
+from . import tables  # noqa: E402,F401  (the paper's tables register themselves in TABLES)
 
 __all__ = ["KEYS", "METHODS", "Cell", "match_cells", "parse_cell", "QUICK_EPOCHS", "TEST_MODELS", "DataView", "Options",
-           "Plan", "plan_cell", "Outcome", "RunConflict", "run_cells", "TABLES", "PaperCell", "Reference", "TableSpec",
+           "Plan", "plan_cell", "Outcome", "RunConflict", "run_cells", "run_plans", "TABLES", "PaperCell", "Reference", "TableSpec",
            "get_table", "list_tables", "register_table"]

@@ -38,7 +38,7 @@ from ..selectors import selection_cache
 from ..unrolled import is_unrolled_record, run_unrolled
 from . import plan as _plan
 from .machine import record_machine
-from .plan import DataView, Options, Plan, config_diff, normalise_baseline, normalise_distill, normalise_unrolled
+from .plan import Options, Plan, config_diff, normalise_baseline, normalise_distill, normalise_unrolled
 
 RESULT_KEYS = ("accuracy_mean", "accuracy_std", "accuracies", "models", "steps", "T", "seconds", "arch", "head",
                "steps_delta", "distilled_steps", "target", "method", "base", "source", "seed", "epochs", "smoothing",
@@ -403,28 +403,6 @@ def log_outcome(tag: str, o: Outcome, log: Callable[[str], None]) -> None:
         log(f"{tag}: stored ({fmt_result(o.record['result'])})")
     else:
         log(f"{tag}: {o.action}: {fmt_result(o.record['result'])}")
-
-
-def run_cells(names: list[str], opts: Options, data: DataView | None = None,
-              log: Callable[[str], None] | None = None, executor: object = None) -> list[Outcome]:
-    """Compute the named cells; a cell that fails is reported and the others go on.
-
-    ``executor``: None or ``"local"`` (in this process, one cell after another, in order), another
-    registered name (``"ray"``) or an executor object (:mod:`labeldistill.experiments.executors`).
-    ``KeyboardInterrupt`` stops at once; run it again and it resumes where it stopped.
-    """
-    from .executors import get_executor
-
-    data = data or DataView(opts.data_root)
-    return get_executor(executor).run_cells(names, opts, data, log or (lambda _msg: None))
-
-
-def run_plans(plans: list[Plan], opts: Options, log: Callable[[str], None] | None = None,
-              executor: object = None) -> list[Outcome]:
-    """Like :func:`run_cells` for plans made by the caller (``labeldistill sweep``)."""
-    from .executors import get_executor
-
-    return get_executor(executor).run_plans(plans, opts, log or (lambda _msg: None))
 
 
 def describe_action(plan: Plan, opts: Options) -> str:

@@ -91,18 +91,12 @@ def register_table(spec: TableSpec) -> TableSpec:
     return spec
 
 
-def _load() -> None:
-    from . import tables  # noqa: F401  (fills TABLES)
-
-
 def list_tables() -> list[TableSpec]:
-    _load()
     return sorted((TABLES.get(n) for n in TABLES.names()), key=lambda t: t.number)
 
 
 def get_table(name: str | int) -> TableSpec:
     """``1``, ``T1``, ``t1``, ``table1``, ``Table 1`` -> the spec of Table 1."""
-    _load()
     text = str(name).strip()
     m = re.fullmatch(r"(?:t|table)?\s*(\d+)", text, flags=re.IGNORECASE)
     key = f"T{int(m[1])}" if m else text

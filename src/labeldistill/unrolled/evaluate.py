@@ -194,7 +194,7 @@ def _like_ld(ds, data, arch: str, *, models: int, seed: int, steps: int | None) 
     """Train like a label set: the baselines' step choice on validation, then the engine's test."""
     from types import SimpleNamespace
 
-    from ..baselines import BaselineConfig, choose_steps
+    from ..stepsearch import choose_steps
     from ..engine import evaluate_labels, make_learner
 
     batch, lr = min(10, len(ds)), 1e-3
@@ -203,7 +203,7 @@ def _like_ld(ds, data, arch: str, *, models: int, seed: int, steps: int | None) 
     curve = None
     if steps is None:
         problem = SimpleNamespace(base_x=ds.images, target=data, n_base=len(ds))  # what choose_steps reads
-        steps, curve = choose_steps(learner, problem, labels, BaselineConfig(lr=lr, seed=seed), batch)
+        steps, curve = choose_steps(learner, problem, labels, seed=seed, lr=lr, batch=batch)
     ev = evaluate_labels(learner, ds.images, labels, data.test.x, data.test.y, steps=int(steps), models=models, seed=seed,
                          batch_size=batch, lr=lr)
     out = {**ev.to_dict(), "std": "population", "optimizer": "adam", "lr": lr, "batch_size": batch, "head": "linear"}

@@ -55,6 +55,24 @@ def get_executor(executor: object = None, **options: object) -> object:
     return _EXECUTORS[executor](**options)
 
 
+def run_cells(names: list[str], opts, data=None, log: Callable[[str], None] | None = None, executor: object = None) -> list:
+    """Compute the named cells; a cell that fails is reported and the others go on.
+
+    ``executor``: None or ``"local"`` (in this process, one cell after another, in order), another
+    registered name (``"ray"``) or an executor object. ``KeyboardInterrupt`` stops at once; run it
+    again and it resumes where it stopped.
+    """
+    from ..plan import DataView
+
+    data = data or DataView(opts.data_root)
+    return get_executor(executor).run_cells(names, opts, data, log or (lambda _msg: None))
+
+
+def run_plans(plans: list, opts, log: Callable[[str], None] | None = None, executor: object = None) -> list:
+    """Like :func:`run_cells` for plans made by the caller (``labeldistill sweep``)."""
+    return get_executor(executor).run_plans(plans, opts, log or (lambda _msg: None))
+
+
 from . import local, ray  # noqa: E402,F401  (register the built-in executors)
 
-__all__ = ["register_executor", "list_executors", "get_executor"]
+__all__ = ["register_executor", "list_executors", "get_executor", "run_cells", "run_plans"]
