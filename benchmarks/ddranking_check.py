@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--data-root", default="../shared/data")
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--teacher-epochs", type=int, default=1)
+    ap.add_argument("--full-data-acc", type=float, default=None,
+                    help="ConvNet-3's accuracy on all of CIFAR-10 (its HLR needs it; DD-Ranking 0.2.0 caches it only for "
+                         "ImageNet / TinyImageNet). Default: let it train one (eval_full_data, a GPU job)")
     args = ap.parse_args(argv)
     try:
         import ddranking
@@ -97,29 +100,36 @@ def full_run(args: argparse.Namespace) -> dict:
         return 3, (32, 32), doc["normalisation"]["mean"], doc["normalisation"]["std"], 10, train, test, test, ident, ident
 
     sl.get_dataset = offline_get_dataset
+    if args.full_data_acc is not None:  # its cache of full-data accuracies, in place (sl imported the same dict)
+        sl.REAL_DATA_ACC_CACHE["CIFAR10-ConvNet-3"] = args.full_data_acc
     teacher_dir = export / "teacher"
     (teacher_dir / "CIFAR10" / "ConvNet-3").mkdir(parents=True, exist_ok=True)  # its get_pretrained_model_path layout
-    teacher = build_model(model_name="ConvNet-3", num_classes=10, im_size=(32, 32), pretrained=False, use_torchvision=False, device="cpu")
-    opt = torch.optim.SGD(teacher.parameters(), lr=0.01, momentum=0.9)
-    loader = torch.utils.data.DataLoader(train, batch_size=256, shuffle=True, generator=torch.Generator().manual_seed(0))
-    for _ in range(args.teacher_epochs):
-        for x, y in loader:
-            opt.zero_grad()
-            F.cross_entropy(teacher(x), y).backward()
-            opt.step()
-    torch.save(teacher.state_dict(), teacher_dir / "CIFAR10" / "ConvNet-3" / "ckpt_best.pt")
+    ckpt = teacher_dir / "CIFAR10" / "ConvNet-3" / "ckpt_best.pt"
+    if not ckpt.exists():  # a teacher in its format (a state dict of its ConvNet-3), trained here once
+        teacher = build_model(model_name="ConvNet-3", num_classes=10, im_size=(32, 32), pretrained=False, use_torchvision=False, device="cpu")
+        opt = torch.optim.SGD(teacher.parameters(), lr=0.01, momentum=0.9)
+        loader = torch.utils.data.DataLoader(train, batch_size=256, shuffle=True, generator=torch.Generator().manual_seed(0))
+        for _ in range(args.teacher_epochs):
+            for x, y in loader:
+                opt.zero_grad()
+                F.cross_entropy(teacher(x), y).backward()
+                opt.step()
+        torch.save(teacher.state_dict(), ckpt)
     metric = sl.LabelRobustScoreSoft(dataset="CIFAR10", real_data_path=str(args.data_root), ipc=doc["ipc"], model_name="ConvNet-3",
                                      soft_label_criterion="sce", loss_fn_kwargs={"temperature": 1.0, "scale_loss": False},
                                      data_aug_func=None, soft_label_mode="S", num_eval=1, num_epochs=args.epochs, use_zca=False,
+                                     step_size=max(1, args.epochs // 2),  # its "step" scheduler needs it: lr x 0.1 at half, as DC
                                      random_data_format="tensor", random_data_path=str(export / "random"), save_path=str(export / "scores.csv"),
-                                     teacher_dir=str(teacher_dir), teacher_model_names=["ConvNet-3"], num_workers=0, device="cpu")
+                                     teacher_dir=str(teacher_dir), teacher_model_names=["ConvNet-3"], num_workers=0, device="cpu",
+                                     eval_full_data=args.full_data_acc is None)
     # DD-Ranking 0.2.0's soft-label mode "S" labels its random baseline with self.teacher_model
     # (metrics/soft_label.py, _generate_soft_labels), which it never sets (it builds self.teacher_models).
     metric.teacher_model = metric.teacher_models[0]
     images = torch.load(export / "images.pt", weights_only=True)
     labels = torch.load(export / "labels.pt", weights_only=True)
     result = metric.compute_metrics(image_tensor=images, soft_labels=labels)
-    return {"epochs": args.epochs, "teacher_epochs": args.teacher_epochs, "note": "smoke settings, not the field's",
+    return {"epochs": args.epochs, "teacher_epochs": args.teacher_epochs, "full_data_acc": args.full_data_acc,
+            "note": "smoke settings, not the field's",
             "result": {k: float(v) for k, v in (result or {}).items()} if isinstance(result, dict) else str(result)}
 
 
