@@ -100,6 +100,14 @@ def full_run(args: argparse.Namespace) -> dict:
         return 3, (32, 32), doc["normalisation"]["mean"], doc["normalisation"]["std"], 10, train, test, test, ident, ident
 
     sl.get_dataset = offline_get_dataset
+    real_random = sl.get_random_data_tensors
+
+    def random_tensors(dataset_name, dataset, class_to_indices, ipc, eval_iter, saved_path=None):
+        # DD-Ranking 0.2.0's soft_label.py calls this without its class_map argument (utils/data.py takes
+        # (name, dataset, class_to_indices, ipc, class_map, eval_iter, saved_path)): pass the identity map.
+        return real_random(dataset_name, dataset, class_to_indices, ipc, {i: i for i in range(10)}, eval_iter, saved_path)
+
+    sl.get_random_data_tensors = random_tensors
     if args.full_data_acc is not None:  # its cache of full-data accuracies, in place (sl imported the same dict)
         sl.REAL_DATA_ACC_CACHE["CIFAR10-ConvNet-3"] = args.full_data_acc
     teacher_dir = export / "teacher"
