@@ -27,6 +27,11 @@ import torch
 import torch.nn.functional as F
 
 
+class _IntKeys(dict):
+    def __getitem__(self, key):
+        return super().__getitem__(int(key))
+
+
 def check_losses(export: Path) -> dict:
     from ddranking.loss import KLDivergenceLoss, SoftCrossEntropyLoss
     from ddranking.utils import TensorDataset
@@ -105,7 +110,8 @@ def full_run(args: argparse.Namespace) -> dict:
     def random_tensors(dataset_name, dataset, class_to_indices, ipc, eval_iter, saved_path=None):
         # DD-Ranking 0.2.0's soft_label.py calls this without its class_map argument (utils/data.py takes
         # (name, dataset, class_to_indices, ipc, class_map, eval_iter, saved_path)): pass the identity map.
-        return real_random(dataset_name, dataset, class_to_indices, ipc, {i: i for i in range(10)}, eval_iter, saved_path)
+        # (Our tensor datasets give 0-dim label tensors where torchvision's give ints: the map takes either.)
+        return real_random(dataset_name, dataset, class_to_indices, ipc, _IntKeys({i: i for i in range(10)}), eval_iter, saved_path)
 
     sl.get_random_data_tensors = random_tensors
     if args.full_data_acc is not None:  # its cache of full-data accuracies, in place (sl imported the same dict)
