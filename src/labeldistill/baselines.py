@@ -155,9 +155,8 @@ def _baseline(s: BaselineSettings, device: str, data_root, floats: dict) -> dict
     zca = target_zca(proto, target, channels)
     labels, teacher = None, None
     if s.labels == "teacher":
-        teacher_arch = s.teacher_arch or (default_arch(target.name, channels) if proto.is_paper else "convnet3")
         batch = s.batch_size or protocol.inner_batch_size(problem.n_base, target.name)
-        labels, teacher = teacher_soft_labels(problem, proto=proto, zca=zca, student=learner, seed=s.seed, arch=teacher_arch,
+        labels, teacher = teacher_soft_labels(problem, proto=proto, zca=zca, student=learner, seed=s.seed, arch=s.teacher_arch,
                                               epochs=s.teacher_epochs, patience=s.teacher_patience, temperature=s.temperature,
                                               batch=batch, lr=cfg.lr)
     if proto.is_paper:

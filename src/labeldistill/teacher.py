@@ -174,16 +174,25 @@ def choose_temperature(logits: torch.Tensor, score: Callable[[torch.Tensor], flo
     return next(t for t in grid if scores[t] == best), {str(t): round(v, 4) for t, v in scores.items()}
 
 
-def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arch: str, epochs: int, patience: int,
+def default_teacher_arch(proto, target_name: str, channels: int) -> str:
+    """The teacher's architecture when none is given: the target's default under the paper protocol, ConvNet-3 under dc / dc-dsa."""
+    from .protocol import default_arch
+
+    return default_arch(target_name, channels) if proto.is_paper else "convnet3"
+
+
+def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arch: str | None, epochs: int, patience: int,
                         temperature: float | str, batch: int, lr: float) -> tuple[torch.Tensor, dict]:
     """The teacher's soft labels for ``problem``'s base images, and a record (the teacher's, the temperature and,
     with ``"auto"``, every candidate's validation accuracy).
 
-    ``proto``: the protocol the labels will be tested under (it decides how a temperature is scored);
+    ``proto``: the protocol the labels will be tested under (it decides how a temperature is scored, and the
+    teacher's architecture when ``arch`` is None: :func:`default_teacher_arch`);
     ``zca``: its whitening (the teacher trains and labels whitened images); ``student``: the learner
     scored (linear head); ``batch`` / ``lr``: the student's minibatch size and lr under the paper protocol.
     """
     target = problem.target
+    arch = arch or default_teacher_arch(proto, target.name, target.preprocessing.channels)
     t_learner, t_state, teacher = train_teacher(target, TeacherConfig(arch=arch, seed=seed, epochs=epochs, patience=patience), zca=zca)
     bx = problem.base_x if zca is None else zca.apply(problem.base_x)
     logits = predict(t_learner, t_state, bx)[0].float()

@@ -35,12 +35,10 @@ def make_executor(args: argparse.Namespace):
     from ..errors import UserError
     from ..experiments.executors import get_executor
 
-    if args.stack < 1:
-        raise UserError(f"--stack must be at least 1 (got {args.stack}).")
     if args.executor == "local":
         if args.address is not None:
             raise UserError("--address applies to --executor ray only.")
-        return None if args.stack == 1 else get_executor("local", stack=args.stack)
+        return get_executor("local", stack=args.stack)
     return get_executor(args.executor, address=args.address, stack=args.stack)
 
 

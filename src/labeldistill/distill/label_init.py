@@ -54,7 +54,6 @@ def _onehot(cfg, problem: Problem) -> tuple[torch.Tensor, dict]:
 
 @register_label_init("teacher")
 def _teacher(cfg, problem: Problem) -> tuple[torch.Tensor, dict]:
-    from .. import protocol
     from ..engine import make_learner
     from ..protocols import get_protocol, target_zca
     from ..teacher import teacher_soft_labels
@@ -63,9 +62,8 @@ def _teacher(cfg, problem: Problem) -> tuple[torch.Tensor, dict]:
     proto = get_protocol(cfg.test_protocol)
     channels, size = int(problem.base_x.shape[1]), int(problem.base_x.shape[-1])
     zca = target_zca(proto, t, channels)
-    arch = cfg.teacher_arch or (protocol.default_arch(t.name, channels) if proto.is_paper else "convnet3")
     student = make_learner(cfg.arch if proto.is_paper else (proto.arch or cfg.arch), channels, size, t.num_classes, head="linear")
-    labels, record = teacher_soft_labels(problem, proto=proto, zca=zca, student=student, seed=cfg.seed, arch=arch,
+    labels, record = teacher_soft_labels(problem, proto=proto, zca=zca, student=student, seed=cfg.seed, arch=cfg.teacher_arch,
                                          epochs=cfg.teacher_epochs, patience=cfg.teacher_patience, temperature=cfg.temperature,
                                          batch=cfg.inner_batch, lr=cfg.model_lr)
     return labels, record

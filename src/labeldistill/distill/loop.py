@@ -212,11 +212,6 @@ class Distiller:
                          unit="step", dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30.0)
         self._stepper = self._build_stepper()
 
-    @property
-    def finished_steps(self) -> bool:
-        """Every epoch's steps are done (what is left is ``finish``)."""
-        return self.epoch >= self.cfg.epochs
-
     def advance(self, on_epoch: Callable[[Distiller], None] | None = None) -> bool:
         """Take one step (and after an epoch's last step, the epoch's snapshot, validation and
         checkpoint); False, doing nothing, once every epoch is done."""

@@ -107,14 +107,16 @@ class RunSession:
     tests the selected set and saves it. ``distill`` runs one; :mod:`.stack` steps several loops together."""
 
     def __init__(self, cfg: DistillConfig, *, model=None, out=None, resume=False, data_root=None, download=False, progress=True) -> None:
-        self.given, self.model, self.data_root = cfg, model, data_root
         self.run_dir = run_dir = Path(out) if out is not None else None
+        if resume and run_dir is None:
+            raise UserError("resume needs the run directory (out=...).")
         self.lock = _lock_run_dir(run_dir, resume)
         try:
             self.resolved, self.problem, self.device = prepare(cfg, data_root=data_root, download=download)
             start = None
             if resume:  # the labels come from the checkpoint; how they started, from config.json
-                self.label_init = read_json(run_dir / "config.json").get("label_init") or {"label_init": "uniform"}
+                old = read_json(run_dir / "config.json")
+                self.label_init = old.get("label_init") or {"label_init": "uniform"}
             else:
                 start, self.label_init = initial_labels(self.resolved, self.problem)
             self.distiller = Distiller(self.resolved, self.problem, model_factory=model, run_dir=run_dir, progress=progress,
@@ -122,7 +124,6 @@ class RunSession:
             if run_dir is not None:
                 record = {**_config_record(self.resolved, cfg, self.problem, self.device, data_root, model), "label_init": self.label_init}
                 if resume:
-                    old = read_json(run_dir / "config.json")
                     if old.get("split_sha256") != record["split_sha256"] or old["problem"]["base_indices"] != record["problem"]["base_indices"]:
                         raise UserError(f"The data found now differ from the data {run_dir} was started on; resume with the same --data-root.")
                     _check_same_config(old, self.resolved, run_dir)

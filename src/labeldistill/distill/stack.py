@@ -135,10 +135,11 @@ def run_stack(configs: Sequence[DistillConfig], *, outs: Sequence[str | Path | N
                     out.append(e)
                     continue
                 out.append(None)  # type: ignore[arg-type]
-            live = [s for s in sessions if s is not None]
-            loops = lockstep([s.distiller for s in live], progress=progress, desc=f"stack of {len(live)}")
-            for s, loop in zip(live, loops):
-                i = sessions.index(s)
+            live = [i for i, s in enumerate(sessions) if s is not None]
+            loops = lockstep([sessions[i].distiller for i in live], progress=progress, desc=f"stack of {len(live)}")  # type: ignore[union-attr]
+            for i, loop in zip(live, loops):
+                s = sessions[i]
+                assert s is not None
                 if isinstance(loop, BaseException):
                     out[i] = loop
                     continue

@@ -167,11 +167,8 @@ def ensure_run(plan: Plan, opts: Options, stacked: dict[str, str] | None = None)
     state, detail = run_state(plan, opts.out, opts.reuse_any_version)
     if state == "conflict":
         raise RunConflict(f"{detail}; move it away or use another --out.")
-    if state == "stale":
-        set_aside(run_dir, numerics_of(run_record(plan, run_dir)))
-        state = "new"
-    if state == "new" or state == "resume":
-        record_machine(run_dir, plan.config.device, resumed=state == "resume")  # before: an interrupted session counts too
+    if state in ("new", "resume", "stale"):
+        state = ready_run_dir(plan, opts, state)
         if plan.kind == "distill":
             run_distillation(plan.config, out=run_dir, resume=state == "resume", data_root=opts.data_root, progress=opts.progress)
         elif plan.kind == "unrolled":
@@ -183,6 +180,17 @@ def ensure_run(plan: Plan, opts: Options, stacked: dict[str, str] | None = None)
     if result is None:
         raise UserError(f"{run_dir} finished without a readable result.json.")
     return result, {"finished": "reused run", "resume": "resumed run", "new": "ran"}[state]
+
+
+def ready_run_dir(plan: Plan, opts: Options, state: str) -> str:
+    """Before computing a run: set a run of another numerics version aside, note the machine (before
+    the run, so that an interrupted session counts too). Returns "new" or "resume"."""
+    run_dir = plan.run_dir(opts.out)
+    if state == "stale":
+        set_aside(run_dir, numerics_of(run_record(plan, run_dir)))
+        state = "new"
+    record_machine(run_dir, plan.config.device, resumed=state == "resume")
+    return state
 
 
 def ensure_evaluation(plan: Plan, opts: Options, run_result: dict) -> tuple[dict, str]:
@@ -328,58 +336,55 @@ def work_units(plans: list[Plan], opts: Options, stack: int = 1) -> list[list[in
     groups = list(by_dir.values())
     if stack <= 1:
         return groups
-    stackable = [g for g in groups if _stackable(plans[g[0]], opts)]
-    stacks = stack_groups([plans[g[0]].config for g in stackable], stack)  # type: ignore[misc]
-    unit_of = {id(stackable[j]): k for k, st in enumerate(stacks) for j in st}
+    stackable = [gi for gi, g in enumerate(groups) if _stack_state(plans[g[0]], opts) is not None]  # group numbers
+    stacks = stack_groups([plans[groups[gi][0]].config for gi in stackable], stack)  # type: ignore[misc]
+    stack_of = {stackable[j]: k for k, st in enumerate(stacks) for j in st}
     units: list[list[int]] = []
     placed: set[int] = set()
-    for g in groups:
-        k = unit_of.get(id(g))
+    for gi, g in enumerate(groups):
+        k = stack_of.get(gi)
         if k is None:
             units.append(g)
         elif k not in placed:
             placed.add(k)
-            units.append([i for j in stacks[k] for i in stackable[j]])
+            units.append([i for j in stacks[k] for i in groups[stackable[j]]])
     return units
 
 
-def _stackable(plan: Plan, opts: Options) -> bool:
+def _stack_state(plan: Plan, opts: Options) -> str | None:
+    """The run state ("new", "resume", "stale") of a distillation run that a stack may compute, else None."""
     if plan.kind != "distill" or plan.missing or load_cell_record(plan, opts.out, opts.reuse_any_version) is not None:
-        return False
-    return run_state(plan, opts.out, opts.reuse_any_version)[0] in ("new", "resume", "stale")
+        return None
+    state = run_state(plan, opts.out, opts.reuse_any_version)[0]
+    return state if state in ("new", "resume", "stale") else None
 
 
 def ensure_stacked_runs(plans: list[Plan], opts: Options) -> dict[str, str | BaseException]:
     """Run the distillation runs of these plans that need it (new, interrupted or stale), stepped
     together (:func:`labeldistill.distill.distill_many`); what was done to each run directory (by
-    absolute path): "ran (stacked)" / "resumed run (stacked)", or the run's error. Fewer than two
-    such runs: nothing is done here (the cells compute their runs alone, as without stacking)."""
+    absolute path): "ran (stacked xK)" / "resumed run (stacked xK)", or the run's error. Fewer than
+    two such runs: nothing is done here (the cells compute their runs alone, as without stacking)."""
     from ..distill import distill_many
 
     todo: dict[str, tuple[Plan, str]] = {}
     for plan in plans:
         key = str(plan.run_dir(opts.out).absolute())
-        if key in todo or not _stackable(plan, opts):
-            continue
-        todo[key] = (plan, run_state(plan, opts.out, opts.reuse_any_version)[0])
+        state = None if key in todo else _stack_state(plan, opts)
+        if state is not None:
+            todo[key] = (plan, state)
     if len(todo) < 2:
         return {}
     done: dict[str, str | BaseException] = {}
-    configs, outs, resumes, keys = [], [], [], []
+    resumes = []
     for key, (plan, state) in todo.items():
-        run_dir = plan.run_dir(opts.out)
-        if state == "stale":
-            set_aside(run_dir, numerics_of(run_record(plan, run_dir)))
-            state = "new"
-        record_machine(run_dir, plan.config.device, resumed=state == "resume")
-        configs.append(plan.config)
-        outs.append(run_dir)
+        state = ready_run_dir(plan, opts, state)
         resumes.append(state == "resume")
-        keys.append(key)
         done[key] = f"{'resumed run' if state == 'resume' else 'ran'} (stacked x{len(todo)})"
+    plans_todo = [plan for plan, _ in todo.values()]
     with selection_cache(selections_dir(opts)):
-        results = distill_many(configs, outs=outs, resume=resumes, data_root=opts.data_root, progress=opts.progress, errors="return")
-    for key, r in zip(keys, results):
+        results = distill_many([p.config for p in plans_todo], outs=[p.run_dir(opts.out) for p in plans_todo], resume=resumes,
+                               data_root=opts.data_root, progress=opts.progress, errors="return")
+    for key, r in zip(todo, results):
         if isinstance(r, BaseException):
             done[key] = r
     return done
@@ -387,7 +392,7 @@ def ensure_stacked_runs(plans: list[Plan], opts: Options) -> dict[str, str | Bas
 
 def compute_unit(plans: list[Plan], opts: Options) -> list[Outcome]:
     """The outcomes of one unit of :func:`work_units` (its stack run together first), in order."""
-    stacked = ensure_stacked_runs(plans, opts) if len({p.run_dir(opts.out) for p in plans}) > 1 else {}
+    stacked = ensure_stacked_runs(plans, opts)
     return [compute_outcome(plan, opts, stacked) for plan in plans]
 
 

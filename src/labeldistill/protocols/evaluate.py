@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from pathlib import Path
 
@@ -33,13 +32,11 @@ def target_zca(protocol: Protocol, target: TargetData | None, channels: int, giv
 
 
 def zca_cache_dir() -> Path | None:
-    """``$LABELDISTILL_CACHE/zca`` (``off``: no cache), else ``~/.cache/labeldistill/zca``."""
-    from ..data.cache import default_cache_dir
+    """Next to the base-set selections and teachers (``selectors.default_cache_dir()``): ``.../zca``; None when caching is off."""
+    from ..selectors import default_cache_dir
 
-    env = os.environ.get("LABELDISTILL_CACHE")
-    if env is not None and env.strip().lower() in ("", "0", "off", "no", "false"):
-        return None
-    return (Path(env).expanduser().absolute() if env else default_cache_dir()) / "zca"
+    d = default_cache_dir()
+    return None if d is None else d.parent / "zca"
 
 
 def cached_fit_zca(x: torch.Tensor, eps: float, *, fitted_on: dict) -> ZCA:

@@ -55,6 +55,13 @@ def get_executor(executor: object = None, **options: object) -> object:
     return _EXECUTORS[executor](**options)
 
 
+def stack_size(stack: object) -> int:
+    """An executor's ``stack`` option (``--stack K``) checked: at least 1."""
+    if int(stack) < 1:  # type: ignore[call-overload]
+        raise UserError(f"--stack must be at least 1 (got {stack}).")
+    return int(stack)  # type: ignore[call-overload]
+
+
 def run_cells(names: list[str], opts, data=None, log: Callable[[str], None] | None = None, executor: object = None) -> list:
     """Compute the named cells; a cell that fails is reported and the others go on.
 

@@ -16,17 +16,13 @@ from collections.abc import Callable
 from .. import runner
 from ..cells import parse_cell
 from ..plan import DataView, Options, Plan, plan_cell
-from . import register_executor
+from . import register_executor, stack_size
 
 
 @register_executor("local")
 class LocalExecutor:
     def __init__(self, stack: int = 1, **_options: object) -> None:
-        if int(stack) < 1:
-            from ...errors import UserError
-
-            raise UserError(f"--stack must be at least 1 (got {stack}).")
-        self.stack = int(stack)
+        self.stack = stack_size(stack)
 
     def run_cells(self, names: list[str], opts: Options, data: DataView, log: Callable[[str], None]) -> list:
         return self._run([(name, lambda name=name: plan_cell(parse_cell(name), opts, data)) for name in names], opts, log)

@@ -44,7 +44,7 @@ from ...errors import UserError
 from .. import runner
 from ..cells import parse_cell
 from ..plan import DataView, Options, Plan, plan_cell
-from . import register_executor
+from . import register_executor, stack_size
 
 DEFAULT_GPUS_PER_CELL = 0.5
 PASSED_ENV = ("LABELDISTILL_DATA", "LABELDISTILL_CACHE")  # so that every worker resolves the same data root / cache
@@ -90,10 +90,8 @@ def run_group(plans: list[Plan], opts: Options, threads: int, lock_wait: float, 
     todo = [p for p, o in zip(plans, outcomes) if o is None]
     for run_dir in dict.fromkeys(p.run_dir(opts.out) for p in todo):
         wait_for_lock(run_dir, lock_wait)
-    stacked = runner.ensure_stacked_runs(todo, opts) if len({p.run_dir(opts.out) for p in todo}) > 1 else {}
-    for i, plan in enumerate(plans):
-        if outcomes[i] is None:
-            outcomes[i] = runner.compute_outcome(plan, opts, stacked)
+    computed = iter(runner.compute_unit(todo, opts))
+    outcomes = [next(computed) if o is None else o for o in outcomes]
     return code_identity(), [dataclasses.replace(o, plan=None) for o in outcomes]
 
 
@@ -109,9 +107,7 @@ class RayExecutor:
                  stack: int = 1, **_options: object) -> None:
         if threads is not None and threads < 1:
             raise UserError(f"threads must be at least 1, got {threads}.")
-        if int(stack) < 1:
-            raise UserError(f"--stack must be at least 1 (got {stack}).")
-        self.stack = int(stack)
+        self.stack = stack_size(stack)
         self.address, self.threads, self.gpus_per_cell = address, threads, gpus_per_cell
         self.max_retries, self.lock_wait, self.worker_setup = max_retries, lock_wait, worker_setup
         import_ray()  # fail in one line before anything is planned
