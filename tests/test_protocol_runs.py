@@ -47,6 +47,11 @@ def test_distill_with_test_protocol_records_zca_and_evaluate_reuses_it(cifar_sma
     ev = labeldistill.evaluate(out, protocol="dc-dsa")
     assert ev["zca_source"] == "recorded in the set" and ev["accuracies"] == r["accuracies"]
     assert (out / "evaluations" / "dc-dsa-convnet3-K5.json").exists()
+    # Each finished test model is in a ledger (the run's test, evaluate's): a rerun trains none again.
+    books = list((out / "ledger").glob("dc-dsa-*.jsonl"))
+    assert len(books) == 1 and len(books[0].read_text().splitlines()) == 1 + 5 and ev["models_from_ledger"] == 0
+    again = labeldistill.evaluate(out, protocol="dc-dsa")
+    assert again["models_from_ledger"] == 5 and again["accuracies"] == r["accuracies"]
     # Settings a fixed-epoch protocol would ignore are refused in one line (CLI: exit 2), not dropped.
     assert main(["evaluate", str(out), "--protocol", "dc-dsa", "--steps", "300"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -100,8 +100,12 @@ class BaselineSettings:
 LABEL_KINDS = ("true", "smooth", "teacher")
 
 
-def baseline(s: BaselineSettings, *, data_root=None, out=None) -> dict:
+def baseline(s: BaselineSettings, *, data_root=None, out=None, progress: bool = False) -> dict:
     """Run one baseline end to end (load data, same base set as ``distill`` with the same seed).
+
+    With ``out`` (a run directory), a fixed-epoch protocol records each finished model in ``out/ledger/``
+    (:class:`~labeldistill.runs.ledger.ModelLedger`): run again after an interruption, it trains only the
+    models it lacks. ``progress``: a progress bar over those models' training.
 
     Example:
         >>> baseline(BaselineSettings(target="mnist", base=100, smoothing=0.1), data_root="data")["accuracy_mean"]
@@ -124,7 +128,7 @@ def baseline(s: BaselineSettings, *, data_root=None, out=None) -> dict:
     lock = RunLock(out).acquire() if out else None
     try:
         with float32_precision(s.allow_tf32) as floats:
-            result = _baseline(s, device, data_root, floats)
+            result = _baseline(s, device, data_root, floats, ledger=Path(out) / "ledger" if out else None, progress=progress)
         if out:
             atomic_write_json(Path(out) / "result.json", result)
         return result
@@ -133,7 +137,8 @@ def baseline(s: BaselineSettings, *, data_root=None, out=None) -> dict:
             lock.release()
 
 
-def _baseline(s: BaselineSettings, device: str, data_root, floats: dict) -> dict:
+def _baseline(s: BaselineSettings, device: str, data_root, floats: dict, *, ledger: Path | None = None, progress: bool = False) -> dict:
+    """``ledger``: where fixed-epoch protocols record finished models (the run directory's), so a rerun resumes."""
     from .protocols import get_protocol, require_kornia, target_zca
 
     proto = get_protocol(s.protocol)
@@ -158,11 +163,11 @@ def _baseline(s: BaselineSettings, device: str, data_root, floats: dict) -> dict
         batch = s.batch_size or protocol.inner_batch_size(problem.n_base, target.name)
         labels, teacher = teacher_soft_labels(problem, proto=proto, zca=zca, student=learner, seed=s.seed, arch=s.teacher_arch,
                                               epochs=s.teacher_epochs, patience=s.teacher_patience, temperature=s.temperature,
-                                              batch=batch, lr=cfg.lr)
+                                              batch=batch, lr=cfg.lr, ledger=ledger)
     if proto.is_paper:
         result = run_baseline(learner, problem, cfg, labels=labels)
     else:
-        result = _protocol_baseline(proto, learner, problem, cfg, labels, zca)
+        result = _protocol_baseline(proto, learner, problem, cfg, labels, zca, ledger=ledger, progress=progress)
     if teacher is not None:
         result.update(teacher=teacher.pop("teacher"), **teacher)  # teacher, temperature (and its choice)
     if not proto.is_paper or s.labels != "true":
@@ -173,7 +178,8 @@ def _baseline(s: BaselineSettings, device: str, data_root, floats: dict) -> dict
     return result
 
 
-def _protocol_baseline(proto, learner: Learner, problem: Problem, cfg: BaselineConfig, labels, zca) -> dict:
+def _protocol_baseline(proto, learner: Learner, problem: Problem, cfg: BaselineConfig, labels, zca, *, ledger: Path | None = None,
+                       progress: bool = False) -> dict:
     """A baseline under a protocol with fixed epochs (no step search): K models the protocol's way."""
     from .protocols import evaluate_protocol
 
@@ -183,7 +189,8 @@ def _protocol_baseline(proto, learner: Learner, problem: Problem, cfg: BaselineC
     batch = cfg.batch_size or protocol.inner_batch_size(problem.n_base, problem.target.name)
     test = problem.target.test
     ev = evaluate_protocol(proto, learner, problem.base_x, labels, test.x, test.y, steps=1, seed=cfg.seed, models=cfg.models,
-                           batch_size=batch, lr=cfg.lr, zca=zca)
+                           batch_size=batch, lr=cfg.lr, zca=zca, ledger=ledger,
+                           progress=progress)
     out = ev.to_dict()
     out.update(seconds=round(time.perf_counter() - t0, 3), config=asdict(cfg))
     return out

@@ -33,7 +33,7 @@ def parse_steps(value: str | int | None, default: int) -> int:
 def evaluate(
     path: str | Path, *, arch: str | None = None, head: str | None = None, models: int | None = None, steps: str | int | None = None,
     target: str | None = None, data_root: str | Path | None = None, device: str = "auto", seed: int | None = None, save: bool = True,
-    variant: str | None = None, protocol: str | None = None,
+    variant: str | None = None, protocol: str | None = None, progress: bool = False,
 ) -> dict:
     """Train ``models`` fresh models on a distilled set and report test accuracy (%).
 
@@ -52,7 +52,10 @@ def evaluate(
             recorded as ``variant`` in the result.
         protocol: how the fresh models train (``labeldistill.protocols``): ``paper`` (the default:
             Adam, T random minibatches, every number as before), ``dc`` or ``dc-dsa`` (ConvNet-3 unless
-            ``arch``, SGD, fixed epochs, DSA and ZCA; 5 models unless ``models``).
+            ``arch``, SGD, fixed epochs, DSA and ZCA; 5 models unless ``models``). For a run directory (and
+            ``save``) such an evaluation records each finished model in ``RUN_DIR/evaluations/ledger/``: run
+            again after an interruption, it trains only the models it lacks.
+        progress: a progress bar over the training of a fixed-epoch protocol's models.
     Example:
         >>> labeldistill.evaluate("runs/mnist-ld", arch="alexnet", steps="+50")["accuracy_mean"]
         >>> labeldistill.evaluate("runs/mnist-dd", variant="first-steps:20")["accuracy_mean"]
@@ -78,7 +81,7 @@ def evaluate(
         if ds.schedule is not None:
             raise UserError(f"--protocol {proto.name} applies to label sets; a DD / SLDD set trains by its schedule (--variant).")
         return _evaluate_protocol(ds, proto, path, run_dir, run_cfg, arch=arch, head=head, models=models, steps=steps, target=target,
-                                  data_root=data_root, device=dev, seed=seed, save=save)
+                                  data_root=data_root, device=dev, seed=seed, save=save, progress=progress)
     if ds.schedule is not None:
         return _evaluate_scheduled(ds, path, run_dir, run_cfg, arch=arch, head=head, models=models, steps=steps, target=target,
                                    data_root=data_root, device=dev, seed=seed, save=save, variant=variant)
@@ -103,7 +106,7 @@ def evaluate(
 
 
 def _evaluate_protocol(ds, proto, path: Path, run_dir: Path | None, run_cfg: dict, *, arch, head, models, steps, target, data_root,
-                       device, seed, save) -> dict:
+                       device, seed, save, progress: bool = False) -> dict:
     """A label set under a non-paper protocol (SGD, epochs, DSA, ZCA: ``labeldistill.protocols``)."""
     from .models import MODELS, input_size_for
     from .protocols import evaluate_protocol, target_zca
@@ -131,7 +134,8 @@ def _evaluate_protocol(ds, proto, path: Path, run_dir: Path | None, run_cfg: dic
         zca = target_zca(proto, data, int(ds.images.shape[1]), ds.zca)
         ev = evaluate_protocol(proto, learner, ds.images, ds.labels, data.test.x, data.test.y, steps=t, seed=seed, models=models,
                                batch_size=int(ds.recipe.get("batch_size", min(50, len(ds)))), lr=float(ds.recipe.get("lr", 1e-3)),
-                               zca=zca)
+                               zca=zca, ledger=run_dir / "evaluations" / "ledger" if save and run_dir is not None else None,
+                               progress=progress)
     result = {**ev.to_dict(), "arch": arch, "head": "linear", "learned": ds.learned, "distilled_steps": ds.steps, "target": data.name,
               "seed": seed, "source": str(path), "device": device, "versions": versions(), "float_settings": floats,
               "zca_source": None if zca is None else ("recorded in the set" if ds.zca is not None else "fitted on the target's training split")}

@@ -182,14 +182,16 @@ def default_teacher_arch(proto, target_name: str, channels: int) -> str:
 
 
 def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arch: str | None, epochs: int, patience: int,
-                        temperature: float | str, batch: int, lr: float) -> tuple[torch.Tensor, dict]:
+                        temperature: float | str, batch: int, lr: float, ledger: Path | None = None) -> tuple[torch.Tensor, dict]:
     """The teacher's soft labels for ``problem``'s base images, and a record (the teacher's, the temperature and,
     with ``"auto"``, every candidate's validation accuracy).
 
     ``proto``: the protocol the labels will be tested under (it decides how a temperature is scored, and the
     teacher's architecture when ``arch`` is None: :func:`default_teacher_arch`);
     ``zca``: its whitening (the teacher trains and labels whitened images); ``student``: the learner
-    scored (linear head); ``batch`` / ``lr``: the student's minibatch size and lr under the paper protocol.
+    scored (linear head); ``batch`` / ``lr``: the student's minibatch size and lr under the paper protocol;
+    ``ledger``: a folder where the temperature choice under a fixed-epoch protocol keeps each finished student
+    (:class:`~labeldistill.runs.ledger.ModelLedger`), so an interrupted choice resumes.
     """
     target = problem.target
     arch = arch or default_teacher_arch(proto, target.name, target.preprocessing.channels)
@@ -209,7 +211,7 @@ def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arc
 
             def score(labels: torch.Tensor) -> float:
                 return evaluate_protocol(proto, student, problem.base_x, labels, val.x, val.y, steps=1, seed=seed, models=1,
-                                         batch_size=batch, lr=lr, zca=zca, purpose="validation-models").accuracy_mean
+                                         batch_size=batch, lr=lr, zca=zca, purpose="validation-models", ledger=ledger).accuracy_mean
         t0 = time.perf_counter()
         temperature, scores = choose_temperature(logits, score)
         record.update(temperature_choice={"grid": list(TEMPERATURES), "val_accuracy": scores, "chosen": temperature,

@@ -3,6 +3,7 @@ set by its learned schedule or one of the paper's sensitivity variants."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..engine import HEADS
 from ..evaluation import evaluate
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     models = pick("models")
     r = evaluate(args.path, arch=pick("arch"), head=pick("head"), models=None if models is None else int(models), steps=pick("steps"),
                  target=pick("target"), data_root=pick("data_root"), device=pick("device") or "auto", seed=pick("seed"),
-                 variant=pick("variant"), protocol=pick("protocol"))
+                 variant=pick("variant"), protocol=pick("protocol"), progress=not args.json and sys.stderr.isatty())
     if r.get("protocol") not in (None, "paper"):
         text = f"{r['arch']}, protocol {r['protocol']}: {r['models']} models x {r['steps']} steps: test accuracy {fmt_acc(r)}"
     elif "variant" in r:

@@ -21,6 +21,9 @@ from .config import DistillConfig
 from .label_init import initial_labels
 from .loop import CHECKPOINT, Distiller, Interrupted, LoopResult
 
+# In a run directory: the finished models of long, fixed-epoch evaluations (runs/ledger.py), so they resume.
+LEDGER = "ledger"
+
 
 def prepare(cfg: DistillConfig, *, data_root: str | Path | None = None, download: bool = False) -> tuple[DistillConfig, Problem, str]:
     """Resolve the device, load the target (and source) and pick the base set."""
@@ -118,7 +121,7 @@ class RunSession:
                 old = read_json(run_dir / "config.json")
                 self.label_init = old.get("label_init") or {"label_init": "uniform"}
             else:
-                start, self.label_init = initial_labels(self.resolved, self.problem)
+                start, self.label_init = initial_labels(self.resolved, self.problem, ledger=None if run_dir is None else run_dir / LEDGER)
             self.distiller = Distiller(self.resolved, self.problem, model_factory=model, run_dir=run_dir, progress=progress,
                                        initial_labels=start)
             if run_dir is not None:
@@ -155,7 +158,8 @@ class RunSession:
                 ev = evaluate_labels(distiller.learner, images, loop.labels, test.x, test.y, steps=loop.steps,
                                      models=resolved.test_models, seed=resolved.seed, batch_size=resolved.inner_batch, lr=resolved.model_lr)
             else:
-                ev, zca = _test_under_protocol(resolved, problem, images, loop.labels, loop.steps)
+                ev, zca = _test_under_protocol(resolved, problem, images, loop.labels, loop.steps,
+                                               ledger=None if run_dir is None else run_dir / LEDGER, progress=distiller.progress)
         except KeyboardInterrupt:
             hint = f" Resume with: labeldistill distill --resume {run_dir}" if run_dir is not None else ""
             raise Interrupted(f"Stopped while testing the selected labels; the loop's final checkpoint is kept.{hint}") from None
@@ -190,10 +194,12 @@ class RunSession:
         return _save_result(ds, result, resolved, run_dir)
 
 
-def _test_under_protocol(cfg: DistillConfig, problem: Problem, images, labels, steps: int):
+def _test_under_protocol(cfg: DistillConfig, problem: Problem, images, labels, steps: int, *, ledger: Path | None = None,
+                         progress: bool = False):
     """The final test under a non-paper protocol (``cfg.test_protocol``): its architecture (ConvNet-3 for dc /
     dc-dsa), its optimiser, epochs, augmentation and models; ZCA (colour data under dc-dsa) fitted on the
-    target's training split and returned, so that the distilled set records it."""
+    target's training split and returned, so that the distilled set records it. ``ledger``: where finished test
+    models are recorded (the run directory's), so that a run stopped while testing resumes model by model."""
     from ..engine import make_learner
     from ..protocols import evaluate_protocol, get_protocol, require_kornia, target_zca
 
@@ -206,7 +212,7 @@ def _test_under_protocol(cfg: DistillConfig, problem: Problem, images, labels, s
     zca = target_zca(proto, problem.target, channels)
     test = problem.target.test
     ev = evaluate_protocol(proto, learner, images, labels.detach(), test.x, test.y, steps=steps, seed=cfg.seed,
-                           batch_size=cfg.inner_batch, lr=cfg.model_lr, zca=zca)
+                           batch_size=cfg.inner_batch, lr=cfg.model_lr, zca=zca, ledger=ledger, progress=progress)
     ev.extra["arch"] = arch
     return ev, zca
 

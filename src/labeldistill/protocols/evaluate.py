@@ -7,11 +7,14 @@ import time
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from ..data import TargetData
 from ..engine import Evaluation, Learner, accuracy, model_seeds, train_models
+from ..engine.batching import resolve_mode
 from ..errors import ArtifactError, UserError
 from ..runs import load_state, save_state
+from ..runs.ledger import ModelLedger, tensor_sha256
 from ._base import Protocol, get_protocol
 from .zca import ZCA, fit_zca
 
@@ -75,30 +78,74 @@ def whiten(zca: ZCA | None, x: torch.Tensor, *, already: bool = False) -> torch.
 def evaluate_protocol(
     protocol: str | Protocol, learner: Learner, images: torch.Tensor, labels: torch.Tensor, test_x: torch.Tensor,
     test_y: torch.Tensor, *, steps: int, seed: int, models: int | None = None, batch_size: int = 50, lr: float = 1e-3,
-    zca: ZCA | None = None, purpose: str = "test-models",
+    zca: ZCA | None = None, purpose: str = "test-models", ledger: str | Path | None = None, progress: bool = False,
 ) -> Evaluation:
     """``models`` fresh models (default: the protocol's) trained on (images, labels) the protocol's way, tested on
     (test_x, test_y). ``steps`` / ``batch_size`` / ``lr`` are the set's own (used where the protocol keeps them);
     ``zca``: the whitening (from :func:`target_zca`), applied to the test images and, unless the set's images are
     already whitened, to them. Model seeds are the paper protocol's test-model seeds (``purpose``: another
     stream, e.g. ``"validation-models"`` for a choice made on the validation split).
+
+    ``ledger``: a folder for a :class:`~labeldistill.runs.ledger.ModelLedger`. Each finished model's accuracy is
+    recorded there, and a later call with the same settings trains only the models it lacks (on a CPU the
+    models then train one by one, which costs nothing there: the engine's CPU path is a loop over models).
+    ``progress``: a progress bar over the training steps of the models still to train.
     """
     p = get_protocol(protocol)
     k = p.models if models is None else int(models)
     if k < 1:
         raise UserError(f"--models must be at least 1, got {k}.")
-    t0 = time.perf_counter()
     x = whiten(zca, images, already=zca is not None and zca.applied_to_images)
     tx = whiten(zca, test_x)
     batch = p.batch_for(int(images.shape[0]), batch_size)
     recipe = p.recipe(int(images.shape[1]), lr=lr)
-    state = train_models(learner, x, labels, int(steps), model_seeds(seed, purpose, k), batch_size=batch, recipe=recipe)
-    acc = accuracy(learner, state, tx, test_y).double().cpu() * 100
     total = recipe.total_steps(int(images.shape[0]), batch, int(steps))
+    seeds = model_seeds(seed, purpose, k)
+    book = None if ledger is None else ModelLedger(ledger, _ledger_key(p, learner, x, labels, tx, test_y, steps=int(steps), seed=seed,
+                                                                        purpose=purpose, batch=batch, lr=lr, zca=zca), prefix=p.name)
+    done = {} if book is None else {i: r for i, r in book.done().items() if i < k}
+    todo = [i for i in range(k) if i not in done]
+    # With a ledger on a CPU, one model at a time (each recorded as it finishes); else all at once (vmap on a GPU).
+    one_by_one = book is not None and resolve_mode("auto", x.device) == "loop"
+    groups = [[i] for i in todo] if one_by_one else ([todo] if todo else [])
+    bar = tqdm(total=len(todo) * total, disable=not progress or not todo, unit="step", leave=False,
+               desc=f"{p.name}: {len(todo)} of {k} model(s) to train")
+
+    def tick(_step: int, _state: object) -> None:  # returns None: True would stop training early
+        bar.update(1)
+
+    with bar:
+        for group in groups:
+            t0 = time.perf_counter()
+            state = train_models(learner, x, labels, int(steps), [seeds[i] for i in group], batch_size=batch, recipe=recipe,
+                                 observe_at=range(1, total + 1) if progress else (),
+                                 observer=tick if progress else None)
+            acc = (accuracy(learner, state, tx, test_y).double().cpu() * 100).tolist()
+            seconds = (time.perf_counter() - t0) / len(group)
+            for i, a in zip(group, acc):
+                done[i] = {"model": i, "seed": seeds[i], "accuracy": a, "seconds": seconds}
+                if book is not None:
+                    book.record(i, seed=seeds[i], accuracy=a, seconds=round(seconds, 3))
+    acc = torch.tensor([float(done[i]["accuracy"]) for i in range(k)], dtype=torch.float64)
+    extra = {"protocol": p.name, "protocol_settings": p.to_dict(), "batch_size": batch, "train_epochs": recipe.epochs,
+             "augmentation": None if recipe.augmentation is None else recipe.augmentation.to_dict(),
+             "zca": None if zca is None else zca.document()}
+    if book is not None:
+        extra.update(ledger=str(book.path), models_from_ledger=k - len(todo))
     return Evaluation(
         accuracy_mean=float(acc.mean()), accuracy_std=float(acc.std(unbiased=False)) if k > 1 else 0.0,
-        accuracies=[round(float(a), 4) for a in acc], steps=int(total), models=k, seconds=round(time.perf_counter() - t0, 3),
-        extra={"protocol": p.name, "protocol_settings": p.to_dict(), "batch_size": batch, "train_epochs": recipe.epochs,
-               "augmentation": None if recipe.augmentation is None else recipe.augmentation.to_dict(),
-               "zca": None if zca is None else zca.document()},
+        accuracies=[round(float(a), 4) for a in acc], steps=int(total), models=k,
+        seconds=round(sum(float(done[i]["seconds"]) for i in range(k)), 3), extra=extra,
     )
+
+
+def _ledger_key(p: Protocol, learner: Learner, x: torch.Tensor, labels: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor, *,
+                steps: int, seed: int, purpose: str, batch: int, lr: float, zca: ZCA | None) -> dict:
+    """Everything that decides a model's test accuracy under ``p`` (the number of models does not)."""
+    from ..numerics import NUMERICS_VERSION, float_settings
+
+    return {"protocol": p.to_dict(), "model": type(learner.template).__name__, "head": learner.head_kind,
+            "parameters": [list(t.shape) for t in learner.template.parameters()],
+            "train": tensor_sha256(x, labels), "test": tensor_sha256(tx, ty), "steps": steps, "seed": seed, "purpose": purpose,
+            "batch": batch, "lr": lr, "zca": None if zca is None else zca.document(), "device": x.device.type,
+            "numerics_version": NUMERICS_VERSION, "float_settings": float_settings()}

@@ -1,0 +1,102 @@
+"""A ledger of finished models, so that a long evaluation resumes model by model.
+
+Training fresh models under the field's protocols is long on a CPU (ConvNet-3 under ``dc-dsa``:
+1,000 epochs, over a quarter of an hour per model on one core), and a model's result depends only
+on its own seed. So an evaluation writes each finished model's result to a ledger and, run again
+after an interruption, trains only the models the ledger lacks: the same numbers as one
+uninterrupted evaluation (bit for bit on a CPU, where the engine trains models one by one anyway).
+
+A ledger is a JSON-lines file in a folder the caller chooses (a run directory's, usually): a
+header line with the *key* (everything that decides the models' results: the set's content, the
+test data's, the protocol, the architecture, the seeds' origin, the numerics), then one line per
+finished model, appended and synced as it finishes. The file is named after a hash of the key,
+so evaluations with different settings never share one, and a ledger is reused only by an
+evaluation with the same key (a larger ``models`` reuses a smaller run's models: model k's seed
+does not depend on how many there are). A line cut short by a kill is ignored.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+LEDGER_FORMAT = "labeldistill-model-ledger"
+LEDGER_VERSION = 1
+
+
+def tensor_sha256(*tensors: torch.Tensor) -> str:
+    """A content hash of tensors (shape, dtype and values; on any device)."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach()
+        h.update(json.dumps([list(t.shape), str(t.dtype)]).encode())
+        h.update(t.contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()
+
+
+def key_sha256(key: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class ModelLedger:
+    """The finished models of one evaluation (``key``), kept in ``folder``.
+
+    Args:
+        folder: where ledgers live (created on the first record).
+        key: JSON-able description of everything that decides the results.
+        prefix: the start of the file name (e.g. the protocol's name), for people looking at the folder.
+    Example:
+        >>> book = ModelLedger(run_dir / "ledger", key, prefix="dc-dsa")
+        >>> done = book.done()                       # {model index: record}
+        >>> book.record(3, accuracy=97.1, seconds=812.4)
+    """
+
+    def __init__(self, folder: str | Path, key: dict[str, Any], *, prefix: str = "models") -> None:
+        self.key = json.loads(json.dumps(key, sort_keys=True, default=str))  # as it reads back from the file
+        self.path = Path(folder) / f"{prefix}-{key_sha256(self.key)[:16]}.jsonl"
+
+    def done(self) -> dict[int, dict[str, Any]]:
+        """The finished models' records by model index (empty when there is no ledger, or its key differs)."""
+        lines = self._lines()
+        if not lines or not self._is_header(lines[0]):
+            return {}  # no ledger, a header cut short, a hash collision or a foreign file: trust nothing in it
+        records: dict[int, dict[str, Any]] = {}
+        for line in lines[1:]:
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a kill: that model is trained again
+            if isinstance(item, dict) and isinstance(item.get("model"), int):
+                records[item["model"]] = item
+        return records
+
+    def record(self, model: int, **values: Any) -> None:
+        """Append model ``model``'s result (synced to disk before returning)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        lines = self._lines()
+        fresh = not lines or not self._is_header(lines[0])
+        with open(self.path, "w" if fresh else "a") as f:
+            if fresh:
+                f.write(json.dumps({"format": LEDGER_FORMAT, "version": LEDGER_VERSION, "key": self.key}, sort_keys=True) + "\n")
+            elif not self.path.read_bytes().endswith(b"\n"):
+                f.write("\n")  # end a line cut short, so that this record stands on a line of its own
+            f.write(json.dumps({"model": int(model), **values}, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _lines(self) -> list[str]:
+        try:
+            return self.path.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def _is_header(self, line: str) -> bool:
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError:
+            return False
+        return isinstance(item, dict) and item.get("format") == LEDGER_FORMAT and item.get("key") == self.key
