@@ -5,6 +5,7 @@ steps, lrs and order, plain SGD, DD's 200 networks), or by one of the paper's se
 variants (``variant=``, :func:`labeldistill.unrolled.evaluate_set`)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from .artifact import load
@@ -17,14 +18,24 @@ from .runs.provenance import resolve_device, versions
 
 
 def parse_steps(value: str | int | None, default: int) -> int:
-    """An absolute T (``300``) or a signed change of the distilled T (``+50``, ``-20``)."""
+    """An absolute T (``300``), a signed change of the distilled T (``+50``, ``-20``) or a fraction of it
+    (``x0.5``, ``x10/30``: T x 10 / 30, rounded to the nearest step; DD's "first 10 of its 30 steps" for a
+    label set)."""
     if value is None:
         return default
     text = str(value).strip()
     try:
-        steps = default + int(text) if text[:1] in "+-" else int(text)
-    except ValueError:
-        raise UserError(f"--steps takes a number of steps (300) or a change of T (+50, -20), got '{value}'.") from None
+        if text[:1] in "xX":
+            num, _, den = text[1:].partition("/")
+            frac = float(num) / (float(den) if den else 1.0)
+            if not frac > 0 or frac == float("inf"):
+                raise ValueError
+            steps = int(math.floor(default * frac + 0.5))  # halves round up
+        else:
+            steps = default + int(text) if text[:1] in "+-" else int(text)
+    except (ValueError, ZeroDivisionError):
+        raise UserError(f"--steps takes a number of steps (300), a change of T (+50, -20) or a fraction of T (x0.5, x10/30), "
+                        f"got '{value}'.") from None
     if steps < 1:
         raise UserError(f"--steps {value} gives {steps} training steps; it must be at least 1.")
     return steps

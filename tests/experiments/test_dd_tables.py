@@ -188,6 +188,34 @@ def test_reproduce_4_and_11(capsys, fakes, data_root, tmp_path):
     assert code == 0 and "not in the paper's table (ours only)" in text and "| `mnist/dd/100@variant=like-ld` |" in text
 
 
+def test_label_rows_of_tables_10_to_12_evaluate_the_ld_runs(fakes, opts):
+    """The LD / LD RR counterparts: Table 10's column N is the LD run tested for T x N / 30 steps; Tables 11 and 12
+    show the run's own test. One distillation per method serves every cell."""
+    t10 = [c.cell for c in get_table(10).cells if c.row.endswith(("LD", "LD RR")) and c.cell.startswith("mnist/")]
+    assert t10[:6] == ["mnist/ld/100@steps=x10/30", "mnist/ld/100@steps=x15/30", "mnist/ld/100@steps=x20/30",
+                       "mnist/ld/100@steps=x25/30", "mnist/ld/100", "mnist/ld/100@steps=x35/30"]
+    assert all(c.mean is None for c in get_table(10).cells if c.cell in t10)
+    for n in (11, 12):
+        assert {"mnist/ld/100", "mnist/ld-rr/100"} <= {c.cell for c in get_table(n).cells}
+    out = run_cells(t10, opts)
+    assert [o.status for o in out] == ["done"] * 12, [o.message for o in out]
+    assert fakes.count("distill") == 2
+    steps = sorted(c[4] for c in fakes.calls if c[0] == "evaluate" and c[1] == "mnist_ld_100")
+    assert steps == ["x10/30", "x15/30", "x20/30", "x25/30", "x35/30"]
+
+
+def test_steps_as_a_fraction_of_t():
+    from labeldistill.errors import UserError
+    from labeldistill.evaluation import parse_steps
+
+    assert [parse_steps(f"x{n}/30", 300) for n in (10, 15, 20, 25, 30, 35)] == [100, 150, 200, 250, 300, 350]
+    assert parse_steps("x0.5", 301) == 151 and parse_steps("x0.5", 300) == 150 and parse_steps("x1/3", 100) == 33
+    assert parse_steps("+5", 300) == 305 and parse_steps("-20", 300) == 280 and parse_steps("42", 300) == 42
+    for bad in ("x0", "x1/0", "x-1", "xhalf", "x0.001"):  # x0.001 of 300 rounds to 0 steps
+        with pytest.raises(UserError):
+            parse_steps(bad, 300)
+
+
 def test_dry_run_dd(capsys, data_root, tmp_path):
     assert main(["reproduce", "10", "--dry-run", "--only", "mnist/", "--data-root", str(data_root), "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out

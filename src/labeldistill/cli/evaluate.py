@@ -16,7 +16,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("path", metavar="RUN_DIR_OR_FILE")
     p.add_argument("--head", default=None, help=f"{' or '.join(HEADS)} (default: as distilled)")
     p.add_argument("--models", type=int, default=None, help="number of fresh models (20; DD / SLDD sets: 200)")
-    p.add_argument("--steps", default=None, help="T (e.g. 300) or a change of the distilled T (+50, -20)")
+    p.add_argument("--steps", default=None, help="T (e.g. 300), a change of the distilled T (+50, -20) or a fraction of it (x0.5, x10/30)")
     p.add_argument("--target", default=None, help="test data (needed for exported files)")
     p.add_argument("--variant", default=None, metavar="NAME",
                    help="DD / SLDD sets: how to train on them: learned (default: the learned schedule), first-steps:N, extended:K "

@@ -16,7 +16,8 @@ Grammar::
 * ``@KEY=VALUE``: the setting a supplementary table varies:
   ``seed=K`` (run seed), ``target-size=M|all`` (Table 8), ``arch=NAME`` (test architecture,
   Tables 13/14; for baselines the trained architecture), ``head=linear|ridge`` (Table 16),
-  ``steps=+D|-D|T`` (Table 9: a change of the distilled T, or an absolute T),
+  ``steps=+D|-D|T|xA/B`` (Table 9: a change of the distilled T, or an absolute T; Table 10's label
+  rows: T x A / B, the counterpart of DD's first A of its B steps),
   ``select=NAME`` (how the base set is chosen, Table 7: ``paper-table7``; see
   ``labeldistill.selectors.list_selectors()``; absent: the seeded random draw),
   ``variant=NAME`` (DD / SLDD cells only, Tables 10-12: how the learned schedule is edited at
@@ -99,8 +100,12 @@ def _value(key: str, value: str, text: str) -> str:
             raise UserError(f"Unknown base selector '{value}' in cell '{text}'. Known: {', '.join(known)}.")
         return SELECTORS.canonical(value)
     if key == "steps":
+        frac = re.fullmatch(r"x(\d+(?:\.\d+)?)(?:/(\d+))?", value)
+        if frac and float(frac.group(1)) > 0 and (frac.group(2) is None or int(frac.group(2)) > 0):
+            return value
         if not re.fullmatch(r"[+-]?\d+", value):
-            raise _bad(text, f"steps takes a change of T such as +50 or -20 (or an absolute T), got '{value}'")
+            raise _bad(text, f"steps takes a change of T such as +50 or -20, a fraction of T such as x10/30 (or an absolute T), "
+                             f"got '{value}'")
         return f"{int(value):+d}" if value[0] in "+-" else str(int(value))
     if key == "variant":
         from ..unrolled.schedule import parse_variant, variant_name

@@ -10,7 +10,7 @@ AlexNet column are therefore one cell, the run itself, as the paper's identical 
 from __future__ import annotations
 
 from ..spec import PaperCell, TableSpec, register_table
-from ._common import NAMES, row
+from ._common import METHOD_LABELS, NAMES, row
 
 _DATASETS = ("mnist", "cifar10")
 _SAME_RUN = ("{dataset}/dd/100 (no @variant) is the DD run's own test: 200 fresh networks trained by the learned "
@@ -18,6 +18,11 @@ _SAME_RUN = ("{dataset}/dd/100 (no @variant) is the DD run's own test: 200 fresh
 _DD_NOTE = ("DD is our implementation of the original method (labeldistill.unrolled; the reference code's settings: "
             "10 steps x 10 classes x 1 image, 3 epochs = 30 unrolled steps, learned lrs), one run per dataset and "
             "seed; every cell tests that run, as the paper tested one DD result per dataset.")
+
+# The label sets' counterparts of each variant (ours only; the paper's Section 4.4 states them in words).
+_LD_METHODS = ("ld", "ld-rr")
+_LD_NOTE = ("MNIST / CIFAR-10 LD and LD RR rows (ours only): the seed-0 label-distillation runs of Table 1 (100 base "
+            "examples), tested the variant's way where a label set has one.")
 
 # Table 10: first N of the 30 steps (the rest at lr 0); 35 = +5 steps at the mean lr.
 _T10_STEPS = ("10", "15", "20", "25", "30", "35")
@@ -34,15 +39,29 @@ def _steps_cell(dataset: str, steps: str) -> str:
     return f"{dataset}/dd/100@variant=first-steps:{n}"
 
 
+def _ld_steps_cell(dataset: str, method: str, steps: str) -> str:
+    """The label set's counterpart of DD's first N of 30 steps: T x N / 30 steps of the LD run's own test."""
+    return f"{dataset}/{method}/100" if steps == "30" else f"{dataset}/{method}/100@steps=x{steps}/30"
+
+
+def _ours_row(cells: list[PaperCell], names: list[str], row_label: str, columns: list[str]) -> None:
+    cells.extend(PaperCell(name, None, None, row_label, col) for name, col in zip(names, columns))
+
+
 def _table10() -> TableSpec:
     cells: list[PaperCell] = []
+    columns = [f"{s} steps" for s in _T10_STEPS]
     for dataset in _DATASETS:
-        row(cells, [_steps_cell(dataset, s) for s in _T10_STEPS], _T10[dataset], f"{NAMES[dataset]} DD",
-            [f"{s} steps" for s in _T10_STEPS])
+        row(cells, [_steps_cell(dataset, s) for s in _T10_STEPS], _T10[dataset], f"{NAMES[dataset]} DD", columns)
+        for method in _LD_METHODS:
+            _ours_row(cells, [_ld_steps_cell(dataset, method, s) for s in _T10_STEPS], f"{NAMES[dataset]} {METHOD_LABELS[method]}",
+                      columns)
     return TableSpec(10, "Sensitivity of original DD to the number of steps (100 images)", tuple(cells),
                      notes=("@variant=first-steps:N keeps the learned lrs of the first N of the 30 steps and sets the rest "
                             "to 0; @variant=extended:5 trains the 30 steps and then 5 more at the mean learned lr, "
-                            "continuing the image order (the paper's '35').", _DD_NOTE, _SAME_RUN.format(dataset="mnist")))
+                            "continuing the image order (the paper's '35').", _DD_NOTE, _SAME_RUN.format(dataset="mnist"),
+                            _LD_NOTE + " Here the LD / LD RR cell of column N trains the 20 test models for T x N / 30 steps "
+                            "(@steps=xN/30), the same fraction of the set's own training length as DD's first N of 30."))
 
 
 # Table 11: the learned lr at each step vs their mean at every step. Ours only: the set trained like a
@@ -57,12 +76,16 @@ def _table11() -> TableSpec:
             ["Optimized", "Average of optimized"])
         cells.append(PaperCell(f"{dataset}/dd/100@variant=like-ld", None, None, f"{NAMES[dataset]} DD",
                                "Adam, random minibatches (like an LD set)"))
+        for method in _LD_METHODS:
+            _ours_row(cells, [f"{dataset}/{method}/100"], f"{NAMES[dataset]} {METHOD_LABELS[method]}",
+                      ["Adam, random minibatches (like an LD set)"])
     return TableSpec(11, "Sensitivity of original DD to learning rates (100 images)", tuple(cells),
                      notes=("@variant=average-lr: the mean of the 30 learned lrs at every step, same images and order.",
                             "@variant=like-ld (not in the paper's table, ours only): the DD images and labels trained the way "
                             "an LD set is (Adam lr 0.001, random minibatches of 10, the number of steps chosen on validation "
                             "from the baselines' grid): the 'off-the-shelf optimiser' of the paper's Section 4.4.",
-                            _DD_NOTE))
+                            _DD_NOTE, _LD_NOTE + " An LD set has no per-step lrs to average: its own test (one lr, Adam, for "
+                            "every step) is the counterpart, in the 'like an LD set' column."))
 
 
 # Table 12: the order of the images.
@@ -74,11 +97,16 @@ def _table12() -> TableSpec:
     for dataset in _DATASETS:
         row(cells, [f"{dataset}/dd/100", f"{dataset}/dd/100@variant=shuffle-within", f"{dataset}/dd/100@variant=shuffle-across"],
             _T12[dataset], f"{NAMES[dataset]} DD", ["Original", "Shuffled within epoch", "Shuffled across epochs"])
+        for method in _LD_METHODS:
+            _ours_row(cells, [f"{dataset}/{method}/100"], f"{NAMES[dataset]} {METHOD_LABELS[method]}", ["Shuffled across epochs"])
     return TableSpec(12, "Sensitivity of original DD to the order of examples (100 images)", tuple(cells),
                      notes=("@variant=shuffle-within permutes the images each epoch's steps use, per epoch, and re-chunks "
                             "them into steps (lrs stay with the step positions; steps are no longer class-balanced); "
                             "@variant=shuffle-across does so once over all 30 steps. One permutation per test run, drawn "
-                            "from the run's seed, shared by the 200 test networks.", _DD_NOTE))
+                            "from the run's seed, shared by the 200 test networks.", _DD_NOTE,
+                            _LD_NOTE + " An LD set has no order: each of its 20 test models draws its own random "
+                            "minibatches, so its own test is the counterpart of the shuffled columns (shown under the "
+                            "last)."))
 
 
 # Table 15: the CIFAR-10 DD set (AlexCifarNet) trained by its schedule on another architecture.
