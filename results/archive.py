@@ -1,8 +1,10 @@
 """Copy a finished run directory into results/runs/NAME as docs/results.md keeps it (see README.md here):
 config.json without the split's index lists, result.json, metrics.jsonl gzipped, the kept snapshots and
-the distilled set; no checkpoint.
+the distilled set; no checkpoint. Snapshots are kept when they fit in SNAPSHOT_MB (label runs: about
+1 MB); a run that learned images has 25 MB of them, which git should not carry: they are left out and
+snapshots-left-out.txt says so (the distilled set holds the selected one).
 
-Usage: python results/archive.py RUN_DIR [RUN_DIR ...]
+Usage: python results/archive.py RUN_DIR[:NAME] [RUN_DIR[:NAME] ...]   (NAME: the record's name, default the folder's)
 """
 import gzip
 import json
@@ -11,12 +13,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+SNAPSHOT_MB = 4.0
 
 
-def archive(run: Path) -> Path:
+def archive(run: Path, name: str | None = None) -> Path:
     if not (run / "result.json").exists():
         sys.exit(f"{run} has no result.json: not finished (archive unfinished runs under in-progress/ with their checkpoint)")
-    dest = HERE / "runs" / run.name
+    dest = HERE / "runs" / (name or run.name)
     dest.mkdir(parents=True, exist_ok=True)
     cfg = json.loads((run / "config.json").read_text())
     split = cfg.get("split") or {}
@@ -28,10 +31,18 @@ def archive(run: Path) -> Path:
         with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as g:  # mtime 0: the same run gives the same bytes
             shutil.copyfileobj(f, g)
     if (run / "snapshots").is_dir():
-        shutil.copytree(run / "snapshots", dest / "snapshots", dirs_exist_ok=True)
+        files = sorted((run / "snapshots").iterdir())
+        mb = sum(f.stat().st_size for f in files) / 2**20
+        if mb <= SNAPSHOT_MB:
+            shutil.copytree(run / "snapshots", dest / "snapshots", dirs_exist_ok=True)
+        else:
+            (dest / "snapshots-left-out.txt").write_text(
+                f"{len(files)} label/image snapshots ({mb:.1f} MB) left out of the record (over {SNAPSHOT_MB} MB); "
+                "distilled.safetensors holds the selected one.\n")
     return dest
 
 
 if __name__ == "__main__":
     for arg in sys.argv[1:]:
-        print(archive(Path(arg)))
+        path, _, name = arg.partition(":")
+        print(archive(Path(path), name or None))

@@ -39,6 +39,7 @@ def test_canonical_spelling_and_properties():
     assert not parse_cell("cifar10/baseline/10@arch=lenet").is_evaluation
     assert parse_cell("emnist-letters:mnist/ld/100@target-size=5000").slug == "emnist-letters_to_mnist_ld_100__target-size=5000"
     assert parse_cell("mnist/ld/100@steps=-50").slug == "mnist_ld_100__steps=-50"
+    assert parse_cell("mnist/ld/100@steps=x10/30").slug == "mnist_ld_100__steps=x10-30"  # one file name, no folder
 
 
 @pytest.mark.parametrize("text, words", [

@@ -179,9 +179,9 @@ class Cell:
     @property
     def slug(self) -> str:
         """File-system name: ``emnist-letters_to_mnist_ld_100__target-size=5000``
-        (``mnist_dd_100__variant=first-steps-10`` for a value with a colon)."""
+        (``mnist_dd_100__variant=first-steps-10`` for a value with a colon, ``mnist_ld_100__steps=x10-30`` with a slash)."""
         head = f"{self.source}_to_" if self.source else ""
-        tail = "".join(f"__{k}={v.replace(':', '-')}" for k, v in self.settings)
+        tail = "".join(f"__{k}={v.replace(':', '-').replace('/', '-')}" for k, v in self.settings)
         return f"{head}{self.target}_{self.method}_{self.base}{tail}"
 
     def with_settings(self, **changes: str | None) -> Cell:
