@@ -25,6 +25,13 @@ def row(run: Path) -> str | None:
     commit = (v.get("git_commit") or "no git")[:7] + (" (dirty)" if v.get("git_dirty") else "")
     setting = (f"{c['source']} → " if c.get("source") else "") + f"{res['target']}-{res['base']}"
     method = {"second-order": "LD", "ridge": "LD RR"}.get(res["method"], res["method"])
+    learn = c.get("learn", "labels")
+    if learn == "images":  # the paper's "our DD": images from noise, fixed one-hot labels
+        method = {"LD": "our DD", "LD RR": "our DD RR"}.get(method, method) + f" (images from {c.get('image_init')}"
+        method += "" if c.get("image_lr", 1e-3) == 1e-3 else f", image lr {c['image_lr']:g}"
+        method += ")"
+    elif learn != "labels":
+        method += f", {learn} ({c.get('image_init')} start, image lr {c.get('image_lr', 1e-3):g})"
     machine = cfg.get("device", "?") + "".join(f" → {r['device']}" for r in cfg.get("resumes", []))
     return (f"| {setting} | {method} | {res['seed']} | {c.get('validation_models', 1)} | {machine} | "
             f"**{res['accuracy_mean']:.2f} ± {res['accuracy_std']:.2f}** | {res['T']} | {res['resets']} | {res['selected_epoch']} | "
