@@ -290,3 +290,20 @@ def test_cuda_graph_image_step_equals_eager(method):
     (eager, t_eager), (graphed, t_graphed) = results
     assert t_eager == t_graphed
     torch.testing.assert_close(graphed, eager, rtol=0, atol=1e-6)
+
+
+def test_default_image_lr_follows_the_start():
+    """1e-3 from noise (the paper's DD), 1e-4 when refining real images; an explicit lr wins; label runs record 1e-3."""
+    from labeldistill.distill.learned import IMAGE_LRS
+
+    def lr(**kw):
+        return DistillConfig(target="mnist", base=100, **kw).resolve("mnist", 1).image_lr
+
+    assert IMAGE_LRS == {"uniform": 1e-3, "real": 1e-4}
+    assert lr() == 1e-3 and lr(learn="images") == 1e-3 and lr(learn="images+labels", image_init="uniform") == 1e-3
+    assert lr(learn="images+labels") == 1e-4 and lr(learn="images", image_init="real") == 1e-4
+    assert lr(learn="images+labels", image_lr=3e-4) == 3e-4
+    # The synthetic set built from an unresolved config uses the same rule.
+    syn = build_synthetic("images+labels", blob_problem(), seed=0)
+    assert syn.images.opt.param_groups[0]["lr"] == 1e-4
+    assert build_synthetic("images", blob_problem(), seed=0).images.opt.param_groups[0]["lr"] == 1e-3

@@ -30,7 +30,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-init", default=None, choices=list(IMAGE_INITS),
                    help="start of learned images: uniform noise in [0, 1] or the real base images (default uniform for images, "
                         "real for images+labels)")
-    p.add_argument("--image-lr", type=float, default=None, help="Adam lr of learned images, pixel space (1e-3)")
+    p.add_argument("--image-lr", type=float, default=None, help="Adam lr of learned images, pixel space (default 1e-3 from uniform noise, the paper's; 1e-4 from real images)")
     p.add_argument("--label-init", default=None, choices=list_label_inits(),
                    help="where learned labels start: uniform 1/C (default, the authors'), onehot (the base images' classes) or "
                         "teacher (an early-stopped expert's soft labels, as baseline --labels teacher)")

@@ -39,7 +39,9 @@ class DistillConfig:
     # learned pixels, fixed one-hot labels) or "images+labels".
     learn: str = "labels"
     image_init: str | None = None  # "uniform" or "real"; None: uniform for images, real for images+labels
-    image_lr: float = 1e-3  # Adam lr of learned images (pixel space)
+    # Adam lr of learned images (pixel space). None: by their start (learned.IMAGE_LRS): 1e-3 from uniform noise (the
+    # paper's DD), 1e-4 from the real base images (1e-3 rewrites them: -5 points on MNIST-100, docs/results.md).
+    image_lr: float | None = None
     # Where learned labels start (distill/label_init.py): "uniform" 1/C (the authors'), "onehot" (the base
     # images' classes; within-dataset) or "teacher" (an early-stopped expert's soft labels: teacher.py).
     label_init: str = "uniform"
@@ -87,14 +89,16 @@ class DistillConfig:
         c.arch = c.arch or protocol.default_arch(target_name, channels)
         c.epochs = c.epochs if c.epochs is not None else protocol.epochs(c.base, target_name)
         c.inner_batch = c.inner_batch or protocol.inner_batch_size(c.base, target_name)
-        from .learned import IMAGE_RESET_WINDOW, LEARN
+        from .learned import IMAGE_RESET_WINDOW, LEARN, default_image_lr
 
         spec = LEARN.get(c.learn)
         if spec.images:  # the paper's image distillation: window 50 whatever the dataset and N
             c.image_init = c.image_init or spec.default_image_init
+            c.image_lr = default_image_lr(c.image_init) if c.image_lr is None else c.image_lr
             c.reset_window = c.reset_window or IMAGE_RESET_WINDOW
         else:
             c.reset_window = c.reset_window or protocol.reset_window(c.base, target_name)
+            c.image_lr = default_image_lr(None) if c.image_lr is None else c.image_lr  # unused; recorded as before (1e-3)
         c.validate()
         from ..protocols import get_protocol, require_kornia
 
@@ -113,7 +117,7 @@ class DistillConfig:
             (self.test_models >= 1, "test_models must be at least 1"),
             (isinstance(self.validation_models, int) and not isinstance(self.validation_models, bool) and self.validation_models >= 1,
              f"--validation-models must be an integer of at least 1 (got {self.validation_models!r})"),
-            (self.image_lr > 0, f"--image-lr must be positive (got {self.image_lr})"),
+            (self.image_lr is None or self.image_lr > 0, f"--image-lr must be positive (got {self.image_lr})"),
             (self.meta_gradient in META_GRADIENTS, f"meta_gradient must be one of {', '.join(META_GRADIENTS)}, got {self.meta_gradient!r}"),
         ]
         for ok, msg in checks:
