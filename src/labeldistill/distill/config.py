@@ -94,11 +94,11 @@ class DistillConfig:
         spec = LEARN.get(c.learn)
         if spec.images:  # the paper's image distillation: window 50 whatever the dataset and N
             c.image_init = c.image_init or spec.default_image_init
-            c.image_lr = default_image_lr(c.image_init) if c.image_lr is None else c.image_lr
             c.reset_window = c.reset_window or IMAGE_RESET_WINDOW
         else:
             c.reset_window = c.reset_window or protocol.reset_window(c.base, target_name)
-            c.image_lr = default_image_lr(None) if c.image_lr is None else c.image_lr  # unused; recorded as before (1e-3)
+        if c.image_lr is None:  # by the images' start; without learned images unused, recorded as before (1e-3)
+            c.image_lr = default_image_lr(c.image_init if spec.images else None)
         c.validate()
         from ..protocols import get_protocol, require_kornia
 

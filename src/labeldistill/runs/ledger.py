@@ -61,7 +61,7 @@ class ModelLedger:
 
     def done(self) -> dict[int, dict[str, Any]]:
         """The finished models' records by model index (empty when there is no ledger, or its key differs)."""
-        lines = self._lines()
+        lines = self._text().splitlines()
         if not lines or not self._is_header(lines[0]):
             return {}  # no ledger, a header cut short, a hash collision or a foreign file: trust nothing in it
         records: dict[int, dict[str, Any]] = {}
@@ -77,22 +77,22 @@ class ModelLedger:
     def record(self, model: int, **values: Any) -> None:
         """Append model ``model``'s result (synced to disk before returning)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        lines = self._lines()
-        fresh = not lines or not self._is_header(lines[0])
+        text = self._text()
+        fresh = not self._is_header(text.split("\n", 1)[0])
         with open(self.path, "w" if fresh else "a") as f:
             if fresh:
                 f.write(json.dumps({"format": LEDGER_FORMAT, "version": LEDGER_VERSION, "key": self.key}, sort_keys=True) + "\n")
-            elif not self.path.read_bytes().endswith(b"\n"):
+            elif not text.endswith("\n"):
                 f.write("\n")  # end a line cut short, so that this record stands on a line of its own
             f.write(json.dumps({"model": int(model), **values}, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())
 
-    def _lines(self) -> list[str]:
+    def _text(self) -> str:
         try:
-            return self.path.read_text().splitlines()
+            return self.path.read_text()
         except FileNotFoundError:
-            return []
+            return ""
 
     def _is_header(self, line: str) -> bool:
         try:
