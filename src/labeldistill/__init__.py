@@ -9,7 +9,7 @@ Public API::
     labeldistill.evaluate("runs/x", arch="lenet")             -> Evaluation
     labeldistill.evaluate("runs/dd", variant="first-steps:20")  (DD / SLDD sets: the paper's sensitivity variants)
 """
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .artifact import DistilledSet, load  # noqa: E402
 from .data import list_datasets  # noqa: E402

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import __version__
+from .._version import __version__
 from ..baselines import baseline
 from ..distill import run_distillation
 from ..distill.loop import CHECKPOINT

@@ -11,6 +11,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._version import __version__
+from ..numerics import NUMERICS_VERSION
+
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -40,8 +43,6 @@ def code_identity() -> dict:
     ``dirty`` is True when tracked files of the checkout differ from the commit; the source hash
     tells two dirty (or git-less) copies apart.
     """
-    from ..numerics import NUMERICS_VERSION
-
     # Only a checkout that tracks this package counts (not a repository the install happens to sit in).
     tracked = _git(["ls-files", "__init__.py"], PACKAGE_DIR)
     commit = _git(["rev-parse", "HEAD"], PACKAGE_DIR) if tracked else None
@@ -53,8 +54,6 @@ def code_identity() -> dict:
 
 
 def versions() -> dict:
-    from .. import __version__
-
     return {
         "labeldistill": __version__, "torch": torch.__version__, "numpy": np.__version__,
         "python": sys.version.split()[0], "platform": platform.platform(),
