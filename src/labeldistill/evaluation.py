@@ -10,7 +10,8 @@ from pathlib import Path
 
 from .artifact import load
 from .data import load_target
-from .engine import evaluate_labels, make_learner
+from .engine import TrainRecipe, evaluate_labels, make_learner
+from .engine.recipe import OPTIMIZERS
 from .errors import UserError
 from .runs import atomic_write_json, read_json
 from .numerics import float32_precision
@@ -45,6 +46,7 @@ def evaluate(
     path: str | Path, *, arch: str | None = None, head: str | None = None, models: int | None = None, steps: str | int | None = None,
     target: str | None = None, data_root: str | Path | None = None, device: str = "auto", seed: int | None = None, save: bool = True,
     variant: str | None = None, protocol: str | None = None, progress: bool = False,
+    optimizer: str | None = None, lr: float | None = None, order: int | None = None,
 ) -> dict:
     """Train ``models`` fresh models on a distilled set and report test accuracy (%).
 
@@ -67,6 +69,12 @@ def evaluate(
             ``save``) such an evaluation records each finished model in ``RUN_DIR/evaluations/ledger/``: run
             again after an interruption, it trains only the models it lacks.
         progress: a progress bar over the training of a fixed-epoch protocol's models.
+        optimizer, lr: label sets under the paper protocol: train the fresh models with ``"sgd"``
+            (plain SGD, one constant lr; ``lr`` None: chosen on the validation split from
+            :data:`labeldistill.lrsearch.SGD_LRS`) or ``"adam"`` at another ``lr`` (default: the
+            set's recipe, Adam 1e-3). The flexibility table's "another optimiser".
+        order: label sets under the paper protocol: draw every model's minibatches from stream
+            ``order`` of its seed: the same initialisations, another data order.
     Example:
         >>> labeldistill.evaluate("runs/mnist-ld", arch="alexnet", steps="+50")["accuracy_mean"]
         >>> labeldistill.evaluate("runs/mnist-dd", variant="first-steps:20")["accuracy_mean"]
@@ -76,6 +84,10 @@ def evaluate(
     ds = load(path, device=dev)
     if ds.schedule is None and variant is not None:
         raise UserError(f"--variant applies only to DD / SLDD sets (a learned step schedule); {path} holds a label set.")
+    custom = optimizer is not None or lr is not None or order is not None  # the paper protocol, another optimiser / order
+    if custom and ds.schedule is not None:
+        raise UserError("--optimizer / --lr / --order apply to label sets; a DD / SLDD set trains by its schedule "
+                        "(--variant average-lr, shuffle-within, shuffle-across, like-ld).")
     run_dir = path if path.is_dir() else None
     record = read_json(run_dir / "config.json") if run_dir and (run_dir / "config.json").exists() else {}
     run_cfg = record.get("config", {})
@@ -89,6 +101,8 @@ def evaluate(
 
     proto = get_protocol(canonical_protocol(protocol))
     if not proto.is_paper:
+        if custom:
+            raise UserError(f"--optimizer / --lr / --order vary the paper protocol; --protocol {proto.name} fixes its own training.")
         if ds.schedule is not None:
             raise UserError(f"--protocol {proto.name} applies to label sets; a DD / SLDD set trains by its schedule (--variant).")
         return _evaluate_protocol(ds, proto, path, run_dir, run_cfg, arch=arch, head=head, models=models, steps=steps, target=target,
@@ -106,14 +120,53 @@ def evaluate(
     if data.num_classes != ds.num_classes:
         raise UserError(f"{target} has {data.num_classes} classes but the distilled labels have {ds.num_classes}.")
     learner = make_learner(arch, int(ds.images.shape[1]), size, ds.num_classes, head=head)
+    batch = int(ds.recipe.get("batch_size", min(50, len(ds))))
+    train_lr, recipe, how = float(ds.recipe.get("lr", 1e-3)), None, {}
     with float32_precision(bool(run_cfg.get("allow_tf32", False))) as floats:
+        if custom:
+            recipe, how = _other_training(learner, ds, data, optimizer=optimizer, lr=lr, order=order, steps=t, seed=seed, batch=batch)
+            train_lr = recipe.lr
         ev = evaluate_labels(learner, ds.images, ds.labels, data.test.x, data.test.y, steps=t, models=models, seed=seed,
-                             batch_size=int(ds.recipe.get("batch_size", min(50, len(ds)))), lr=float(ds.recipe.get("lr", 1e-3)))
+                             batch_size=batch, lr=train_lr, recipe=recipe)
     result = {**ev.to_dict(), "protocol": "paper", "arch": arch, "head": head, "learned": ds.learned, "steps_delta": t - ds.steps, "distilled_steps": ds.steps,
+              "optimizer": recipe.optimizer if recipe else "adam", "lr": train_lr, **how,
               "target": data.name, "seed": seed, "source": str(path), "device": dev, "versions": versions(), "float_settings": floats}
     if save and run_dir is not None:
-        atomic_write_json(run_dir / "evaluations" / f"{arch}-{head}-T{t}-K{models}.json", result)
+        atomic_write_json(run_dir / "evaluations" / label_evaluation_file(arch, head, t, models, optimizer=optimizer, lr=lr, order=order), result)
     return result
+
+
+def label_evaluation_file(arch: str, head: str, steps: int, models: int, *, optimizer: str | None = None, lr: float | None = None,
+                          order: int | None = None) -> str:
+    """The file name under ``RUN_DIR/evaluations/`` of a label set's paper-protocol evaluation
+    (``lenet-linear-T300-K20.json``; ``...-sgd-lrauto.json`` / ``...-order1.json`` for another optimiser / order)."""
+    name = f"{arch}-{head}-T{steps}-K{models}"
+    if optimizer not in (None, "adam") or lr is not None:  # Adam at the set's own lr is the default file
+        name += f"-{optimizer or 'adam'}-lr{'auto' if lr is None else f'{lr:g}'}"
+    if order is not None:
+        name += f"-order{order}"
+    return name + ".json"
+
+
+def _other_training(learner, ds, data, *, optimizer: str | None, lr: float | None, order: int | None, steps: int, seed: int,
+                    batch: int) -> tuple[TrainRecipe, dict]:
+    """The recipe of a paper-protocol evaluation with another optimiser / lr / data order, and what
+    to record of it (an SGD lr left open is chosen on the validation split: :func:`labeldistill.lrsearch.choose_lr`)."""
+    from .lrsearch import choose_lr
+
+    name = optimizer or "adam"
+    if name not in OPTIMIZERS:
+        raise UserError(f"Unknown optimizer '{optimizer}'. Known: {', '.join(OPTIMIZERS)}.")
+    if order is not None and order < 0:
+        raise UserError(f"--order takes a minibatch stream number >= 0, got {order}.")
+    how: dict = {"order": order}
+    if lr is None and name == "sgd":
+        lr, how["lr_search"] = choose_lr(learner, ds.images, ds.labels, data.val.x, data.val.y, steps=steps, seed=seed, batch=batch,
+                                         order=order)
+        how["lr_search"] = {f"{k:g}": v for k, v in how["lr_search"].items()}
+    elif lr is None:
+        lr = float(ds.recipe.get("lr", 1e-3))
+    return TrainRecipe(optimizer=name, lr=float(lr), order=order), how
 
 
 def _evaluate_protocol(ds, proto, path: Path, run_dir: Path | None, run_cfg: dict, *, arch, head, models, steps, target, data_root,

@@ -6,6 +6,8 @@ import argparse
 import sys
 
 from ..engine import HEADS
+from ..engine.recipe import OPTIMIZERS
+from ..lrsearch import SGD_LRS
 from ..evaluation import evaluate
 from ..protocols import list_protocols
 from .common import add_common, emit, fmt_acc, read_toml
@@ -25,6 +27,14 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--protocol", default=None, metavar="NAME",
                    help=f"how the fresh models train: {', '.join(list_protocols())} (default paper: Adam, T random minibatches, "
                         "20 models; dc / dc-dsa: the DatasetCondensation / DSA / MTT protocol, ConvNet-3, 5 models)")
+    p.add_argument("--optimizer", default=None, choices=OPTIMIZERS,
+                   help="label sets: train the fresh models with this optimiser (sgd: plain SGD at one constant lr; default: "
+                        "the set's, Adam)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="label sets: the optimiser's lr (default: Adam's 0.001; --optimizer sgd: chosen on the validation split "
+                        f"from {', '.join(f'{v:g}' for v in SGD_LRS)})")
+    p.add_argument("--order", type=int, default=None, metavar="K",
+                   help="label sets: draw each model's minibatches from stream K of its seed (same initialisations, another order)")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -35,12 +45,14 @@ def run(args: argparse.Namespace) -> int:
     models = pick("models")
     r = evaluate(args.path, arch=pick("arch"), head=pick("head"), models=None if models is None else int(models), steps=pick("steps"),
                  target=pick("target"), data_root=pick("data_root"), device=pick("device") or "auto", seed=pick("seed"),
-                 variant=pick("variant"), protocol=pick("protocol"), progress=not args.json and sys.stderr.isatty())
+                 variant=pick("variant"), protocol=pick("protocol"), progress=not args.json and sys.stderr.isatty(),
+                 optimizer=pick("optimizer"), lr=pick("lr"), order=pick("order"))
     if r.get("protocol") not in (None, "paper"):
         text = f"{r['arch']}, protocol {r['protocol']}: {r['models']} models x {r['steps']} steps: test accuracy {fmt_acc(r)}"
     elif "variant" in r:
         text = f"{r['arch']}, variant {r['variant']}: {r['models']} networks x {r['steps']} steps: test accuracy {fmt_acc(r)}"
     else:
-        text = f"{r['arch']} / {r['head']} head, {r['models']} models x {r['steps']} steps: test accuracy {fmt_acc(r)}"
+        how = f", {r['optimizer']} lr {r['lr']:g}" + (f", order {r['order']}" if r.get("order") is not None else "")
+        text = f"{r['arch']} / {r['head']} head{how}, {r['models']} models x {r['steps']} steps: test accuracy {fmt_acc(r)}"
     emit(r, args.json, text)
     return 0

@@ -44,11 +44,12 @@ def make_executor(args: argparse.Namespace):
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "reproduce", help="recompute a table of the paper (1 to 17) beside the paper's numbers",
+        "reproduce", help="recompute a table of the paper (1 to 17, or ours: flexibility) beside the paper's numbers",
         description="Recompute a table of the paper cell by cell (one run per cell, reused and resumed across "
                     "invocations) and print it beside the paper's numbers. Exit status 1 when some selected cell "
                     "could not be computed (missing data, failure, conflicting run directory).")
-    p.add_argument("table", metavar="TABLE", help="table number: 1, T1 or table1 (1 to 17; 4 is training time)")
+    p.add_argument("table", metavar="TABLE", help="table number: 1, T1 or table1 (1 to 17; 4 is training time), or a table of ours by name: flexibility "
+                        "(DD against LD / LD RR under the same changes to training)")
     p.add_argument("--quick", action="store_true", help="REDUCED protocol: 40 epochs instead of 400 / 800 (labelled as such)")
     p.add_argument("--only", nargs="+", metavar="CELL", default=None,
                    help="only these cells: exact names (mnist/ld-rr/100), prefixes (mnist/ld/) or globs ('mnist/*/100')")
@@ -92,7 +93,7 @@ def _base_select(spec, name: str | None) -> str | None:
     name = canonical_selector(name)
     own = sorted({parse_cell(n).select for n in spec.names()} - {None})
     if own and own != [name]:
-        raise UserError(f"Table {spec.number}'s cells choose their base sets with {', '.join(own)}; --base-select {name} "
+        raise UserError(f"{spec.heading}'s cells choose their base sets with {', '.join(own)}; --base-select {name} "
                         f"applies to tables whose cells do not (e.g. reproduce 1 --base-select {name}).")
     return None if name == "random" or own else name
 
@@ -121,7 +122,7 @@ def _list(spec, names: list[str], opts, data, as_json: bool) -> int:
 
     rows, missing_sets = [], {}
     width = max(len(n) for n in names) + 2
-    lines = [f"Table {spec.number}: {spec.title} ({len(names)} of {len(spec.cells)} cells); data root: {data.root}",
+    lines = [f"{spec.heading}: {spec.title} ({len(names)} of {len(spec.cells)} cells); data root: {data.root}",
              f"{'cell':<{width}}{'paper':<16}data"]
     for name in names:
         plan = plan_cell(parse_cell(name), opts, data)
@@ -167,7 +168,7 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
     rows = []
     counts = {"stored": 0, "missing": 0, "distill": 0, "resume": 0, "baseline": 0, "reuse": 0, "evaluate": 0, "conflict": 0}
     width = max(len(n) for n in names) + 2
-    head = f"Table {spec.number}, dry run ({reduced_note() if opts.quick else 'full protocol'}); nothing is run."
+    head = f"{spec.heading}, dry run ({reduced_note() if opts.quick else 'full protocol'}); nothing is run."
     lines = [head, f"{'cell':<{width}}{'est.':>9}  action"]
     for name in names:
         plan = plan_cell(parse_cell(name), opts, data)
@@ -244,7 +245,7 @@ def _reproduce(spec, names: list[str], opts, data, as_json: bool, executor=None)
     from ..experiments.report import collect, markdown, table_rows, write_report
 
     t0 = time.perf_counter()
-    banner = f"Table {spec.number}: {spec.title} — {len(names)} cells, {reduced_note() if opts.quick else 'full protocol'}"
+    banner = f"{spec.heading}: {spec.title} — {len(names)} cells, {reduced_note() if opts.quick else 'full protocol'}"
     print(banner, flush=True)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if as_json else (lambda msg: print(msg, flush=True))
     outcomes = run_cells(names, opts, data, log=log, executor=executor)

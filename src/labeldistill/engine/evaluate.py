@@ -11,6 +11,7 @@ from torch import nn
 from ..models import build_model
 from ..seeding import derive_seed
 from .learner import HeadConfig, Learner
+from .recipe import TrainRecipe
 from .train import accuracy, train_models
 
 
@@ -58,16 +59,19 @@ def evaluate_labels(
     seed: int = 0,
     batch_size: int = 50,
     lr: float = 1e-3,
+    recipe: TrainRecipe | None = None,
 ) -> Evaluation:
     """Train ``models`` fresh models on (images, labels) for ``steps`` steps, all at once,
-    and measure their accuracy on (test_x, test_y).
+    and measure their accuracy on (test_x, test_y). ``recipe``: another way to train them
+    (:class:`~.recipe.TrainRecipe`, e.g. plain SGD; ``lr`` is then the recipe's); None: the paper's.
 
     Example:
         >>> ev = evaluate_labels(learner, base_x, labels, test.x, test.y, steps=300)
         >>> f"{ev.accuracy_mean:.2f} +- {ev.accuracy_std:.2f}"
     """
     t0 = time.perf_counter()
-    state = train_models(learner, images, labels, steps, model_seeds(seed, "test-models", models), batch_size=batch_size, lr=lr)
+    state = train_models(learner, images, labels, steps, model_seeds(seed, "test-models", models), batch_size=batch_size, lr=lr,
+                         recipe=recipe)
     acc = accuracy(learner, state, test_x, test_y).double().cpu() * 100
     return Evaluation(
         accuracy_mean=float(acc.mean()),

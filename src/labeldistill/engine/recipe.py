@@ -29,6 +29,9 @@ class TrainRecipe:
         reset_momentum_at_decay: clear the optimiser's state at a decay, as a new optimiser
             would (the DC / DSA / MTT code builds a new SGD there).
         augmentation: DSA parameters (per-sample, seeded per model), or None.
+        order: None: model k's minibatches come from its own seed's stream (as without a recipe);
+            an integer K draws them from stream K of that seed instead: the same initialisations
+            seeing the set in another order (the flexibility table's "another data order").
     """
 
     optimizer: str = "adam"
@@ -40,6 +43,7 @@ class TrainRecipe:
     lr_decay_factor: float = 0.1
     reset_momentum_at_decay: bool = False
     augmentation: DSAParams | None = None
+    order: int | None = None
 
     def __post_init__(self) -> None:
         if self.optimizer not in OPTIMIZERS:
@@ -48,6 +52,8 @@ class TrainRecipe:
             raise UserError(f"lr must be positive and momentum / weight decay at least 0 (got {self.lr}, {self.momentum}, {self.weight_decay}).")
         if self.epochs is not None and self.epochs < 1:
             raise UserError(f"epochs must be at least 1 (got {self.epochs}).")
+        if self.order is not None and self.order < 0:
+            raise UserError(f"order takes a stream number >= 0 (got {self.order}).")
         if self.lr_decay_epochs and self.epochs is None:
             raise UserError("an lr decay by epoch needs epochs")
 

@@ -25,10 +25,10 @@ def draw_batches(generator: torch.Generator, steps: int, n: int, batch: int) -> 
     return torch.rand(steps, n, generator=generator, device=generator.device).argsort(dim=1)[:, :batch]
 
 
-def batch_generator(seed: int) -> torch.Generator:
-    """The minibatch stream of the model initialised with ``seed``."""
+def batch_generator(seed: int, order: int | None = None) -> torch.Generator:
+    """The minibatch stream of the model initialised with ``seed`` (``order``: another stream of it)."""
     g = torch.Generator()
-    g.manual_seed(derive_seed(seed, "minibatches"))
+    g.manual_seed(derive_seed(seed, "minibatches") if order is None else derive_seed(seed, "minibatches", order))
     return g
 
 
@@ -136,9 +136,10 @@ def _optimizer(learner: Learner, state: ModelState, recipe: TrainRecipe) -> torc
         for group in opt.param_groups[:1]:
             group["weight_decay"] = recipe.weight_decay
         return opt
-    if learner.is_ridge:
-        raise UserError("An SGD recipe trains standard models (the linear head); the ridge head trains with Adam.")
-    return torch.optim.SGD(list(state.params.values()), lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay)
+    groups: list[dict] = [{"params": list(state.params.values()), "weight_decay": recipe.weight_decay}]
+    if learner.is_ridge:  # the RR head's learned scale: the same SGD at the same lr (one lr for everything), never decayed
+        groups.append({"params": [state.head["s"]], "weight_decay": 0.0})
+    return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum)
 
 
 def _train_recipe(
@@ -164,7 +165,7 @@ def _train_recipe(
     state = learner.init(seeds, device=device)
     state.reference = images.detach()
     opt = _optimizer(learner, state, recipe)
-    gens = [batch_generator(s) for s in seeds]
+    gens = [batch_generator(s, recipe.order) for s in seeds]
     augment = DSAugmenter(recipe.augmentation, seeds, device) if recipe.augmentation is not None else None
     rows = torch.arange(k, device=device)[:, None]
     step_fn = map_models(learner.train_loss, (0, 0, 0, 0, 0), resolve_mode(mode, device))

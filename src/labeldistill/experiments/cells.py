@@ -20,11 +20,15 @@ Grammar::
   rows: T x A / B, the counterpart of DD's first A of its B steps),
   ``select=NAME`` (how the base set is chosen, Table 7: ``paper-table7``; see
   ``labeldistill.selectors.list_selectors()``; absent: the seeded random draw),
+  ``optimizer=sgd|adam`` (label sets: the test models train with plain SGD at one constant lr
+  chosen on validation, or Adam; the flexibility table's "another optimiser"), ``order=K`` (label
+  sets: each test model's minibatches from stream K of its seed: same initialisations, another
+  data order),
   ``variant=NAME`` (DD / SLDD cells only, Tables 10-12: how the learned schedule is edited at
   test, ``first-steps:N``, ``extended:K``, ``average-lr``, ``shuffle-within``,
   ``shuffle-across``, ``like-ld``; see ``labeldistill.unrolled.VARIANTS``).
 
-``arch``, ``head``, ``steps`` and ``variant`` on a distillation cell are *evaluations* of the
+``arch``, ``head``, ``steps``, ``optimizer``, ``order`` and ``variant`` on a distillation cell are *evaluations* of the
 distilled run named by the rest of the cell; they never distil again (one DD run per dataset
 and seed serves every cell of Tables 1, 10, 11, 12 and 15, as in the paper).
 """
@@ -49,8 +53,9 @@ METHODS: dict[str, dict] = {
     "dd": {"kind": "unrolled", "method": "dd", "paper": "DD"},
     "sldd": {"kind": "unrolled", "method": "sldd", "paper": "SLDD"},
 }
-KEYS = ("seed", "target-size", "arch", "head", "steps", "variant", "select")  # canonical order in a cell name
-EVAL_KEYS = ("arch", "head", "steps", "variant")  # keys that make a distillation cell an evaluation
+KEYS = ("seed", "target-size", "arch", "head", "steps", "optimizer", "order", "variant", "select")  # canonical order in a cell name
+EVAL_KEYS = ("arch", "head", "steps", "optimizer", "order", "variant")  # keys that make a distillation cell an evaluation
+LABEL_SET_KEYS = ("optimizer", "order")  # evaluations of label sets only (a DD / SLDD set: @variant)
 DISTILL_KINDS = ("distill", "unrolled")  # cells that name a distillation run (the rest: baselines)
 UNROLLED_KEYS = ("seed", "arch", "variant")  # what a DD / SLDD cell may vary
 
@@ -107,6 +112,16 @@ def _value(key: str, value: str, text: str) -> str:
             raise _bad(text, f"steps takes a change of T such as +50 or -20, a fraction of T such as x10/30 (or an absolute T), "
                              f"got '{value}'")
         return f"{int(value):+d}" if value[0] in "+-" else str(int(value))
+    if key == "optimizer":
+        from ..engine.recipe import OPTIMIZERS
+
+        if value.lower() not in OPTIMIZERS:
+            raise _bad(text, f"optimizer is one of {', '.join(OPTIMIZERS)}, got '{value}'")
+        return value.lower()
+    if key == "order":
+        if not value.isdigit():
+            raise _bad(text, f"order takes a minibatch stream number >= 0, got '{value}'")
+        return str(int(value))
     if key == "variant":
         from ..unrolled.schedule import parse_variant, variant_name
 
@@ -155,6 +170,15 @@ class Cell:
     @property
     def select(self) -> str | None:
         return self.get("select")
+
+    @property
+    def optimizer(self) -> str | None:
+        return self.get("optimizer")
+
+    @property
+    def order(self) -> int | None:
+        v = self.get("order")
+        return None if v is None else int(v)
 
     @property
     def variant(self) -> str | None:
@@ -224,6 +248,8 @@ def parse_cell(text: str) -> Cell:
         settings[key] = _value(key, value, raw)
     if settings.get("select") == "random":  # the default draw: the same cell as without @select
         del settings["select"]
+    if settings.get("optimizer") == "adam":  # the paper protocol's own optimiser: the same cell as without
+        del settings["optimizer"]
     if settings.get("variant") == "learned":  # the schedule as learned: the run's own test, the same cell
         del settings["variant"]
     kind = METHODS[method]["kind"]
@@ -235,6 +261,9 @@ def parse_cell(text: str) -> Cell:
         extra = sorted(set(settings) - set(UNROLLED_KEYS))
         if extra:
             raise _bad(raw, f"a DD / SLDD cell takes only @seed, @arch and @variant, not @{extra[0]}")
+    label_only = sorted(set(settings) & set(LABEL_SET_KEYS))
+    if label_only and kind != "distill":
+        raise _bad(raw, f"@{label_only[0]} varies how a label set is tested; a DD / SLDD set has @variant, a baseline has neither")
     if "learn" in METHODS[method]:
         if source is not None:
             raise _bad(raw, "image distillation starts from uniform noise: it cannot be cross-dataset")

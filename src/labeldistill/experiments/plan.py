@@ -22,6 +22,7 @@ from ..data import dataset_status, resolve_data_root
 from ..data.catalog import CATALOG, TEST_IMAGE_STAND_INS
 from ..data.splits import DEFAULT_FRACTIONS
 from ..distill import DistillConfig
+from ..lrsearch import SEARCH_MODELS, SGD_LRS
 from ..unrolled import UnrolledRunConfig
 from .cells import METHODS, Cell
 from .tables._common import NAMES
@@ -155,7 +156,7 @@ class Plan:
     run_cell: Cell  # the cell that names the run (no evaluation keys, no defaults)
     run_slug: str
     cell_slug: str
-    evaluation: dict | None  # {"arch", "head", "steps"} (label sets) or {"arch", "variant"} (DD / SLDD) for evaluation cells
+    evaluation: dict | None  # {"arch", "head", "steps", "optimizer", "order"} (label sets) or {"arch", "variant"} (DD / SLDD) for evaluation cells
     channels: int
     reduced: bool
     stand_in: tuple[str, ...] = ()
@@ -277,11 +278,12 @@ def plan_cell(cell: Cell, opts: Options, data: DataView) -> Plan:
             epochs=QUICK_EPOCHS if opts.quick else None, test_models=TEST_MODELS, split=split, device=device, **learn)
         if select != "random" and distill_takes_select():
             config = dataclasses.replace(config, base_select=select)
-        run_cell = cell.with_settings(arch=None, head=None, steps=None, **drop, **named)
+        run_cell = cell.with_settings(arch=None, head=None, steps=None, optimizer=None, order=None, **drop, **named)
         if cell.get("target-size") == "all":
             run_cell = run_cell.with_settings(target_size=None)
         if cell.is_evaluation:
             evaluation = {"arch": cell.arch, "head": cell.head, "steps": cell.steps}
+            evaluation.update({k: v for k, v in (("optimizer", cell.optimizer), ("order", cell.order)) if v is not None})
     else:
         default = protocol.default_arch(cell.target, channels)
         arch = cell.arch if cell.arch not in (None, default) else None
@@ -357,7 +359,8 @@ def evaluation_seconds(plan: Plan) -> float:
     if plan.kind == "unrolled":
         return UNROLLED_TEST_SECONDS
     arch = plan.evaluation.get("arch") or protocol.default_arch(plan.cell.target, plan.channels)
-    return TEST_SECONDS * ARCH_FACTOR.get(arch, 1.0)
+    search = 1.0 + len(SGD_LRS) * SEARCH_MODELS / TEST_MODELS if plan.evaluation.get("optimizer") == "sgd" else 1.0  # + the lr search
+    return TEST_SECONDS * ARCH_FACTOR.get(arch, 1.0) * search
 
 
 def fmt_seconds(s: float) -> str:

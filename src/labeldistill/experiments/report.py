@@ -77,7 +77,7 @@ def _pm(mean: float | None, std: float | None) -> str:
 
 
 def markdown(spec: TableSpec, opts: Options, rows: list[dict]) -> str:
-    lines = [f"# Table {spec.number}: {spec.title}", ""]
+    lines = [f"# {spec.heading}: {spec.title}", ""]
     if opts.quick:
         lines += [f"**{reduced_note()}. Ours are NOT comparable to the paper's numbers.**", ""]
     else:
@@ -106,7 +106,7 @@ def markdown(spec: TableSpec, opts: Options, rows: list[dict]) -> str:
 
 
 def report_paths(spec: TableSpec, opts: Options) -> tuple[Path, Path]:
-    stem = f"table{spec.number}" + (f"-select-{opts.base_select}" if opts.base_select else "") + ("-quick" if opts.quick else "")
+    stem = spec.stem + (f"-select-{opts.base_select}" if opts.base_select else "") + ("-quick" if opts.quick else "")
     return Path(opts.out) / f"{stem}.md", Path(opts.out) / f"{stem}.json"
 
 

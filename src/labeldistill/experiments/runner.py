@@ -31,7 +31,7 @@ from ..distill import run_distillation
 from ..distill.loop import CHECKPOINT
 from ..errors import ArtifactError, UserError
 from ..numerics import NUMERICS_VERSION
-from ..evaluation import evaluate, parse_steps
+from ..evaluation import evaluate, label_evaluation_file, parse_steps
 from ..runs import atomic_write_json, read_json
 from ..runs.provenance import numerics_of
 from ..selectors import selection_cache
@@ -42,7 +42,7 @@ from .plan import Options, Plan, config_diff, normalise_baseline, normalise_dist
 
 RESULT_KEYS = ("accuracy_mean", "accuracy_std", "accuracies", "models", "steps", "T", "seconds", "arch", "head",
                "steps_delta", "distilled_steps", "target", "method", "base", "source", "seed", "epochs", "smoothing",
-               "learned", "image_init", "variant", "std", "moving_steps", "lrs", "distill_seconds", "test_seconds", "device")
+               "learned", "image_init", "variant", "optimizer", "lr", "order", "std", "moving_steps", "lrs", "distill_seconds", "test_seconds", "device")
 
 
 class RunConflict(UserError):
@@ -194,8 +194,8 @@ def ready_run_dir(plan: Plan, opts: Options, state: str) -> str:
 
 
 def ensure_evaluation(plan: Plan, opts: Options, run_result: dict) -> tuple[dict, str]:
-    """Evaluate the distilled run with the cell's arch / head / steps, or a DD / SLDD run with the
-    cell's arch / variant (reusing a stored evaluation of the current numerics)."""
+    """Evaluate the distilled run with the cell's arch / head / steps / optimizer / order, or a DD / SLDD
+    run with the cell's arch / variant (reusing a stored evaluation of the current numerics)."""
     ev = plan.evaluation or {}
     run_dir = plan.run_dir(opts.out)
     if plan.kind == "unrolled":
@@ -204,12 +204,13 @@ def ensure_evaluation(plan: Plan, opts: Options, run_result: dict) -> tuple[dict
     head = ev.get("head") or run_result.get("head")
     if run_result.get("T") is not None and arch and head:
         t = parse_steps(ev.get("steps"), int(run_result["T"]))
-        stored = _read(run_dir / "evaluations" / f"{arch}-{head}-T{t}-K{_plan.TEST_MODELS}.json")
+        stored = _read(run_dir / "evaluations" / label_evaluation_file(arch, head, t, _plan.TEST_MODELS, optimizer=ev.get("optimizer"),
+                                                                       order=ev.get("order")))
         same_code = stored is not None and (numerics_of(stored) == NUMERICS_VERSION or opts.reuse_any_version)
         if stored is not None and "accuracy_mean" in stored and same_code:
             return stored, "reused evaluation"
     result = evaluate(run_dir, arch=ev.get("arch"), head=ev.get("head"), steps=ev.get("steps"), models=_plan.TEST_MODELS,
-                      data_root=opts.data_root, device=opts.device or "auto")
+                      data_root=opts.data_root, device=opts.device or "auto", optimizer=ev.get("optimizer"), order=ev.get("order"))
     return result, "evaluated"
 
 

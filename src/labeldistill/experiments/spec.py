@@ -50,7 +50,10 @@ class Reference:
 
 @dataclass(frozen=True)
 class TableSpec:
-    number: int
+    """``number``: the paper's table number, or a lower-case name for a table of ours that the paper
+    does not have (``"flexibility"``); ``reproduce`` takes either."""
+
+    number: int | str
     title: str
     cells: tuple[PaperCell, ...]
     notes: tuple[str, ...] = ()  # how the paper's setting maps to cells (seeds, heads, ...)
@@ -59,7 +62,17 @@ class TableSpec:
 
     @property
     def key(self) -> str:
-        return f"T{self.number}"
+        return f"T{self.number}" if isinstance(self.number, int) else self.number
+
+    @property
+    def heading(self) -> str:
+        """``Table 10`` / ``Flexibility table (ours)``."""
+        return f"Table {self.number}" if isinstance(self.number, int) else f"{self.number.capitalize()} table (ours)"
+
+    @property
+    def stem(self) -> str:
+        """File stem of the written table: ``table10`` / ``table-flexibility``."""
+        return f"table{self.number}" if isinstance(self.number, int) else f"table-{self.number}"
 
     def names(self) -> list[str]:
         return [c.cell for c in self.cells]
@@ -71,6 +84,8 @@ class TableSpec:
         raise KeyError(name)
 
     def __post_init__(self) -> None:
+        if isinstance(self.number, str) and not re.fullmatch(r"[a-z][a-z0-9-]*", self.number):
+            raise ValueError(f"a named table's name is lower-case letters, digits and '-', got {self.number!r}")
         if self.measure not in ("accuracy", "minutes"):
             raise ValueError(f"table {self.number}: unknown measure {self.measure!r}")
         seen: set[str] = set()
@@ -92,15 +107,17 @@ def register_table(spec: TableSpec) -> TableSpec:
 
 
 def list_tables() -> list[TableSpec]:
-    return sorted((TABLES.get(n) for n in TABLES.names()), key=lambda t: t.number)
+    """The paper's tables by number, then ours by name."""
+    specs = (TABLES.get(n) for n in TABLES.names())
+    return sorted(specs, key=lambda t: (0, t.number, "") if isinstance(t.number, int) else (1, 0, t.number))
 
 
 def get_table(name: str | int) -> TableSpec:
-    """``1``, ``T1``, ``t1``, ``table1``, ``Table 1`` -> the spec of Table 1."""
+    """``1``, ``T1``, ``t1``, ``table1``, ``Table 1`` -> the spec of Table 1; ``flexibility`` -> that table of ours."""
     text = str(name).strip()
     m = re.fullmatch(r"(?:t|table)?\s*(\d+)", text, flags=re.IGNORECASE)
-    key = f"T{int(m[1])}" if m else text
-    if m is None or key not in TABLES:
+    key = f"T{int(m[1])}" if m else text.lower()
+    if key not in TABLES:
         known = ", ".join(str(t.number) for t in list_tables())
-        raise UserError(f"Unknown table '{text}'. Reproducible tables: {known} (write 1, T1 or table1).")
+        raise UserError(f"Unknown table '{text}'. Reproducible tables: {known} (write 1, T1 or table1, or a table's name).")
     return TABLES.get(key)

@@ -94,7 +94,7 @@ def _num(v: float | None, fmt: str) -> str:
 
 
 def timing_markdown(spec: TableSpec, opts: Options, rows: list[dict]) -> str:
-    lines = [f"# Table {spec.number}: {spec.title}", ""]
+    lines = [f"# {spec.heading}: {spec.title}", ""]
     if opts.quick:
         lines += [f"**{reduced_note()}. Our minutes are NOT comparable to the paper's; the ratios compare like with like "
                   "only when every run is reduced alike.**", ""]
