@@ -101,3 +101,17 @@ def test_file_targets_match_by_real_path_and_default_split(tmp_path, monkeypatch
     assert config_diff(wanted, stored) == []
     other = normalise_distill({**base, "target": f"npz:{tmp_path}/d/k.npz", "split": [0.7, 0.2, 0.1]})
     assert config_diff(other, stored) != []
+
+
+def test_a_record_from_before_a_setting_existed_matches_the_current_plan(data):
+    """Runs made before the image lr existed record no ``image_lr``: they ran (labels only) with what
+    resolve() now gives such a run, so reproduce must reuse them, not call them a conflict."""
+    from labeldistill.experiments.plan import config_diff, normalise_distill
+
+    for name in ("mnist/ld/100", "mnist/ld-rr/100", "mnist/dd-ours/10"):
+        expected = plan(name, data).expected_config()
+        old = {k: v for k, v in expected.items() if k != "image_lr"}
+        assert config_diff(expected, normalise_distill(old)) == [], name
+    images_from_real = {**plan("mnist/ld-rr/100", data).expected_config(), "learn": "images+labels", "image_init": "real"}
+    del images_from_real["image_lr"]
+    assert normalise_distill(images_from_real)["image_lr"] == 1e-4  # what such a run resolves to today

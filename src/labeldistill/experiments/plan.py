@@ -214,7 +214,13 @@ def _with_defaults(d: dict, cls: type) -> dict:
 
 
 def normalise_distill(d: dict) -> dict:
-    return _normalise(_with_defaults(d, DistillConfig), ("target", "source"))
+    d = _with_defaults(d, DistillConfig)
+    if d.get("image_lr") is None:  # a record from before the image lr existed: the value resolve() gives that run
+        from ..distill.learned import LEARN, default_image_lr
+
+        learn = LEARN.get(d.get("learn") or "labels")
+        d["image_lr"] = default_image_lr(d.get("image_init") if learn.images else None)
+    return _normalise(d, ("target", "source"))
 
 
 def normalise_unrolled(d: dict) -> dict:
