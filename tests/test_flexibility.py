@@ -180,3 +180,19 @@ def test_a_perturbed_cell_plans_an_evaluation_of_the_shared_run(tmp_path, shared
     assert sgd.evaluation == {"arch": None, "head": None, "steps": None, "optimizer": "sgd"}
     assert order.evaluation == {"arch": None, "head": None, "steps": None, "order": 1}
     assert plain.evaluation is None and sgd.cell_slug != order.cell_slug
+
+
+def test_the_flexibility_report_draws_its_figure(tmp_path):
+    """reproduce writes the table's picture next to its markdown and links it (cells not yet computed are left out)."""
+    from labeldistill.experiments.plan import Options
+    from labeldistill.experiments.report import write_report
+
+    spec = get_table("flexibility")
+    done = {"mnist/ld/100": 86.9, "mnist/ld/100@optimizer=sgd": 86.0, "mnist/dd/100@variant=average-lr": 60.0}
+    rows = [{"cell": c.cell, "setting": c.label, "paper_mean": c.mean, "paper_std": c.std, "status": "done" if c.cell in done else "not run",
+             "ours_mean": done.get(c.cell), "ours_std": 1.0 if c.cell in done else None, "diff": None, "flag": False, "note": "",
+             "stand_in": []} for c in spec.cells]
+    text, obj = write_report(spec, Options(out=tmp_path), rows)
+    png = tmp_path / "table-flexibility.png"
+    assert obj["figure"] == str(png) and png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert "![Flexibility table (ours)](table-flexibility.png)" in text and (tmp_path / "table-flexibility.md").read_text() == text

@@ -111,11 +111,16 @@ def report_paths(spec: TableSpec, opts: Options) -> tuple[Path, Path]:
 
 
 def write_report(spec: TableSpec, opts: Options, rows: list[dict], extra: dict | None = None) -> tuple[str, dict]:
-    text = markdown(spec, opts, rows)
     md_path, json_path = report_paths(spec, opts)
+    figure = spec.figure(rows, md_path.with_suffix(".png")) if spec.figure is not None else None
+    text = markdown(spec, opts, rows)
+    if figure is not None:  # under the heading: the picture first, the numbers below
+        head, _, rest = text.partition("\n\n")
+        text = f"{head}\n\n![{spec.heading}]({figure.name})\n\n{rest}"
     obj = {"table": spec.number, "title": spec.title, "protocol": opts.protocol, "reduced": opts.quick,
            "protocol_note": reduced_note() if opts.quick else "full protocol (the paper's settings)", "flag_rule": FLAG_RULE,
-           "rows": rows, "markdown": str(md_path), "base_select": opts.base_select or "random", **(extra or {})}
+           "rows": rows, "markdown": str(md_path), "base_select": opts.base_select or "random",
+           "figure": None if figure is None else str(figure), **(extra or {})}
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(text)
     atomic_write_json(json_path, obj)

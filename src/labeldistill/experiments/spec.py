@@ -7,7 +7,9 @@ build one per table and register it in :data:`TABLES`. Adding a table is one mor
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..errors import UserError
 from ..registry import Registry
@@ -59,6 +61,8 @@ class TableSpec:
     notes: tuple[str, ...] = ()  # how the paper's setting maps to cells (seeds, heads, ...)
     references: tuple[Reference, ...] = field(default=())
     measure: str = "accuracy"  # "accuracy" (%, mean ± std) or "minutes" (training time: Table 4)
+    # figure(rows, png_path) -> the PNG written, or None: a picture of the table's rows (report.write_report's rows)
+    figure: Callable[[list[dict], Path], Path | None] | None = field(default=None, compare=False)
 
     @property
     def key(self) -> str:

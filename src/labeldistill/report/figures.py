@@ -382,6 +382,42 @@ def steps_accuracy(series: dict[str, Sequence[tuple[int, float, float]]], path: 
     return _save(fig, path)
 
 
+def flexibility(series: dict[str, dict[str, tuple[float, float]]], fractions: Sequence[tuple[str, float]], changes: Sequence[str],
+                path: str | Path, *, title: str | None = None, context: str | None = None) -> Path:
+    """The flexibility of distilled sets (the paper's Figure 2 as one figure): left, test accuracy
+    against the number of training steps as a fraction of each set's own; right, each set as made
+    and under each change. ``series``: set name -> {column: (mean, std)} (missing columns are skipped);
+    ``fractions``: (column, fraction of T); ``changes``: the other columns, "as made" first."""
+    fig = _figure(12, 4.8)
+    ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.0, 1.25]})
+    fig.subplots_adjust(left=0.06, right=0.99, top=0.8, bottom=0.2, wspace=0.18)
+    names = list(series)
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        vals, colour = series[name], COLOURS[i % len(COLOURS)]
+        pts = [(f, vals[c]) for c, f in fractions if c in vals]
+        if pts:
+            ax1.errorbar([f for f, _ in pts], [v[0] for _, v in pts], yerr=[v[1] for _, v in pts], fmt="o-", capsize=3, lw=1.4,
+                         ms=5, color=colour, label=name)
+        bars = [(j, vals[c]) for j, c in enumerate(changes) if c in vals]
+        if bars:
+            ax2.bar([j + (i - (len(names) - 1) / 2) * width for j, _ in bars], [v[0] for _, v in bars], width * 0.95,
+                    yerr=[v[1] for _, v in bars], capsize=2, color=colour, label=name)
+    ax1.axvline(1.0, color="0.5", ls=":", lw=1)
+    ax1.set_xlabel("training steps / the set's own (DD: first N of its 30 steps)")
+    ax1.set_ylabel("test accuracy (%)")
+    ax1.set_title("Fewer or more steps", fontsize=10)
+    ax2.set_xticks(range(len(changes)), [c.replace("another ", "another\n") for c in changes], fontsize=8)
+    ax2.set_title("Another optimiser, data order, architecture", fontsize=10)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3, axis="y")
+        if not ax.has_data():
+            _no_data(ax, "no cell computed yet")
+    ax1.legend(fontsize=8)
+    _header(fig, title or "Flexibility of distilled sets", _notes(context))
+    return _save(fig, path)
+
+
 # -- comparison of runs ---------------------------------------------------------------------
 
 def compare_curves(runs: Sequence[dict], path: str | Path, *, title: str | None = None, context: str | None = None) -> Path:

@@ -17,6 +17,8 @@ Table 1), so the cells of Tables 10-12 are shared with this one.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..spec import PaperCell, TableSpec, register_table
 from ._common import METHOD_LABELS, NAMES
 
@@ -34,6 +36,27 @@ _COLUMNS: dict[str, tuple[str, str, tuple[float, float] | None]] = {
     "another data order": ("@variant=shuffle-across", "@order=1", (62.67, 10.82)),
     "another architecture": (f"@arch={_OTHER_ARCH}", f"@arch={_OTHER_ARCH}", None),
 }
+
+
+_FRACTIONS = {"T x 1/3": 1 / 3, "T x 1/2": 1 / 2, "T x 2/3": 2 / 3, "T x 5/6": 5 / 6, "as made": 1.0, "T x 7/6": 7 / 6}
+_CHANGES = ("as made", "another optimiser", "another data order", "another architecture")
+
+
+def _figure(rows: list[dict], path: Path) -> Path:
+    """Figure 2 of the paper as one picture: accuracy against steps, and each set under each change."""
+    from ...report.figures import flexibility
+
+    spec_cells = {c.cell: c for c in _table().cells}
+    series: dict[str, dict[str, tuple[float, float]]] = {}
+    for r in rows:
+        cell = spec_cells.get(r["cell"])
+        if cell is not None and r.get("ours_mean") is not None:
+            series.setdefault(cell.row, {})[cell.column] = (float(r["ours_mean"]), float(r["ours_std"] or 0.0))
+    order = [f"{NAMES[_DATASET]} {m}" for m in ("DD", METHOD_LABELS["ld"], METHOD_LABELS["ld-rr"])]
+    series = {name: series.get(name, {}) for name in order}
+    return flexibility(series, sorted(_FRACTIONS.items(), key=lambda kv: kv[1]), _CHANGES, path,
+                       title="Flexibility of distilled sets: MNIST, 100 images, seed 0",
+                       context="mean ± std over the fresh models (DD: 200 networks; LD / LD RR: 20 models)")
 
 
 def _table() -> TableSpec:
@@ -58,7 +81,8 @@ def _table() -> TableSpec:
                "0.001 ... 1 (labeldistill.lrsearch); another order = each model's minibatches from another stream of "
                "its seed (the same initialisations).",
                f"Another architecture: {_OTHER_ARCH} (ConvNet-3 with instance norm) for both, trained the set's own way "
-               "(DD: its schedule; LD: Adam, T steps)."))
+               "(DD: its schedule; LD: Adam, T steps)."),
+        figure=_figure)
 
 
 register_table(_table())
