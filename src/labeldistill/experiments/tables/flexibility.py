@@ -48,11 +48,16 @@ def _figure(rows: list[dict], path: Path) -> Path:
 
     spec_cells = {c.cell: c for c in _table().cells}
     series: dict[str, dict[str, tuple[float, float]]] = {}
+    paper_dd = f"{NAMES[_DATASET]} DD (paper, Tables 10-12)"
     for r in rows:
         cell = spec_cells.get(r["cell"])
-        if cell is not None and r.get("ours_mean") is not None:
+        if cell is None:
+            continue
+        if r.get("ours_mean") is not None:
             series.setdefault(cell.row, {})[cell.column] = (float(r["ours_mean"]), float(r["ours_std"] or 0.0))
-    order = [f"{NAMES[_DATASET]} {m}" for m in ("DD", METHOD_LABELS["ld"], METHOD_LABELS["ld-rr"])]
+        if cell.mean is not None:  # the paper's DD numbers, beside ours
+            series.setdefault(paper_dd, {})[cell.column] = (float(cell.mean), float(cell.std or 0.0))
+    order = [paper_dd] + [f"{NAMES[_DATASET]} {m}" for m in ("DD", METHOD_LABELS["ld"], METHOD_LABELS["ld-rr"])]
     series = {name: series.get(name, {}) for name in order}
     return flexibility(series, sorted(_FRACTIONS.items(), key=lambda kv: kv[1]), _CHANGES, path,
                        title="Flexibility of distilled sets: MNIST, 100 images, seed 0",
