@@ -4,16 +4,21 @@ from __future__ import annotations
 from torch import nn
 
 from .base import Classifier, register_model
+from .lrn import LocalResponseNorm
+from .pooling import MaxPool2d
 
 
 class AlexCifarNet(Classifier):
+    """Its pooling and LRN layers are PyTorch's, with bit-identical chunked inference on a CPU
+    (:class:`.pooling.MaxPool2d`, :class:`.lrn.LocalResponseNorm`)."""
+
     def __init__(self, in_channels: int = 3, image_size: int = 32, num_classes: int = 10) -> None:
         def lrn() -> nn.Module:
-            return nn.LocalResponseNorm(4, alpha=0.001 / 9.0, beta=0.75, k=1.0)
+            return LocalResponseNorm(4, alpha=0.001 / 9.0, beta=0.75, k=1.0)
 
         conv = nn.Sequential(
-            nn.Conv2d(in_channels, 64, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2, padding=1), lrn(),
-            nn.Conv2d(64, 64, 5, padding=2), nn.ReLU(), lrn(), nn.MaxPool2d(3, 2, padding=1), nn.Flatten(),
+            nn.Conv2d(in_channels, 64, 5, padding=2), nn.ReLU(), MaxPool2d(3, 2, padding=1), lrn(),
+            nn.Conv2d(64, 64, 5, padding=2), nn.ReLU(), lrn(), MaxPool2d(3, 2, padding=1), nn.Flatten(),
         )
         side = (image_size - 1) // 2 + 1
         side = (side - 1) // 2 + 1
