@@ -307,3 +307,36 @@ def test_default_image_lr_follows_the_start():
     syn = build_synthetic("images+labels", blob_problem(), seed=0)
     assert syn.images.opt.param_groups[0]["lr"] == 1e-4
     assert build_synthetic("images", blob_problem(), seed=0).images.opt.param_groups[0]["lr"] == 1e-3
+
+
+def test_ridge_image_step_is_the_reference_formulation():
+    """Our DD RR step against the authors' formulation written out (float64, explicit inverse as in
+    their ``get_local_weights``): Z = [f(X), 1], W_l = Z^T (Z Z^T + I)^-1 Y, W' = 0.99 W + 0.01 W_l;
+    the images move by d CE([f(x_t), 1] s W', y_t) / d pixels (through the normalisation, s held);
+    the model and s by d softCE([f(X), 1] s W', Y) / d (theta, s), through both W' and the features."""
+    learner, state, images, _, xt, yt = _setup("ridge")
+    yb = torch.eye(3, dtype=torch.float64)  # one-hot, classes in turn: image distillation's fixed labels
+    ours = _copy(state)
+    out = STRATEGIES.get("ridge")().step(learner, ours, images.batch(ROWS), yb, xt, yt, Wrt(images=True, labels=False))
+    pix_grad = images.pixel_grad(ROWS, out.image_grad)
+
+    params = {n: p[0].detach().clone().requires_grad_() for n, p in state.params.items()}
+    buffers = {n: b[0] for n, b in state.buffers.items()}
+    w0, s = state.head["w"][0].detach(), state.head["s"][0].detach().clone().requires_grad_()
+    pixels = images.pixels.detach().clone().requires_grad_()
+    x = (pixels[ROWS] - images.mean) / images.std
+    z = torch.cat([learner.body(params, buffers, x), torch.ones(3, 1, dtype=torch.float64)], 1)
+    w_local = z.T @ torch.inverse(z @ z.T + torch.eye(3, dtype=torch.float64)) @ yb
+    w = 0.99 * w0 + 0.01 * w_local
+    zt = torch.cat([learner.body(params, buffers, xt), torch.ones(len(xt), 1, dtype=torch.float64)], 1)
+    data_loss = nn.functional.cross_entropy(zt @ (s.detach() * w), yt)
+    (ref_pix_grad,) = torch.autograd.grad(data_loss, pixels, retain_graph=True)
+    feat_loss = -(yb * torch.log_softmax(z @ (s * w), 1)).sum(1).mean()
+    ref_model_grads = torch.autograd.grad(feat_loss, [*params.values(), s])
+
+    assert out.loss.item() == pytest.approx(data_loss.item(), rel=1e-12)
+    assert torch.allclose(pix_grad, ref_pix_grad, rtol=1e-9, atol=1e-12)
+    for (name, p), g in zip(ours.params.items(), ref_model_grads[:-1]):
+        assert torch.allclose(p.grad[0], g, rtol=1e-9, atol=1e-12), name
+    assert torch.allclose(ours.head["s"].grad[0], ref_model_grads[-1], rtol=1e-9, atol=1e-12)
+    assert torch.allclose(ours.head["w"][0], w.detach(), rtol=1e-12)  # the global W after the step
