@@ -89,7 +89,45 @@ def test_reproduce_quick_and_incomplete_exit_status(capsys, fakes, data_root, tm
     assert "MISSING: cifar10 missing" in (tmp_path / "table1-quick.md").read_text()
 
 
+def test_seeds_show_the_mean_over_seeds(capsys, fakes, monkeypatch, data_root, tmp_path):
+    """--seeds runs each cell once per seed (seed 0: the cell itself) and shows the seeds' mean ± their std."""
+    from labeldistill.experiments import runner
+    from labeldistill.experiments.plan import DataView, Options
+    from labeldistill.experiments.report import collect_seeds, seed_rows
+    from labeldistill.experiments import get_table
+
+    plain = fakes.distill
+
+    def by_seed(cfg, **kw):  # seed k scores 50 + 2k
+        fakes.accuracy[f"{cfg.target}/{cfg.method}"] = (50.0 + 2 * cfg.seed, 1.0)
+        return plain(cfg, **kw)
+
+    monkeypatch.setattr(runner, "run_distillation", by_seed)
+    out_dir = tmp_path / "o"
+    args = ["reproduce", "1", "--only", "mnist/ld-rr/10", "--seeds", "0,1,2", "--data-root", str(data_root), "--out", str(out_dir)]
+    assert main(args) == 0
+    text = capsys.readouterr().out
+    assert "seeds 0, 1, 2 (3 cells)" in text and fakes.count("distill") == 3
+    assert "| `mnist/ld-rr/10` | MNIST LD RR, N=10 | 52.00 ± 1.63 | 64.57 ± 2.67 | -12.57 | >2σ | seeds 0: 50.00, 1: 52.00, 2: 54.00 |" in text
+    assert (out_dir / "table1-seeds0-1-2.md").exists() and not (out_dir / "table1.md").exists()
+    assert {p.name for p in (out_dir / "runs").iterdir()} == {"mnist_ld-rr_10", "mnist_ld-rr_10__seed=1", "mnist_ld-rr_10__seed=2"}
+    fakes.calls.clear()
+    assert main(args + ["--json"]) == 0 and fakes.calls == []  # every seed's cell is stored
+    obj = last_json(capsys.readouterr().out)
+    assert obj["seeds"] == [0, 1, 2] and obj["selected"] == {"mnist/ld-rr/10": "done"}
+    # A seed not run yet: no mean, the seeds done so far in the note.
+    opts = Options(out=out_dir, seeds=(0, 3))
+    spec = get_table(1)
+    rows = {r["cell"]: r for r in seed_rows(spec, opts, collect_seeds(spec, opts, [], DataView(data_root)))}
+    row = rows["mnist/ld-rr/10"]
+    assert row["ours_mean"] is None and row["per_seed"] == [50.0, None]
+    assert "seeds done: 0: 50.00; not yet: 3 (not run)" in row["note"]
+
+
 @pytest.mark.parametrize("args, words", [
+    (["reproduce", "5", "--seeds", "0,1"], "name their own seeds"),
+    (["reproduce", "4", "--seeds", "0,1"], "training times"),
+    (["reproduce", "1", "--seeds", "0,x"], "whole numbers"),
     (["reproduce", "18"], "Unknown table '18'"),
     (["reproduce", "1", "--only", "svhn/*"], "matches no cell"),
 ])

@@ -67,6 +67,10 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help=f"choose the base sets of cells that do not name a selector with NAME: {', '.join(list_selectors())} "
                         "(default random, the paper's draw); such runs, cells and tables are kept apart from the random "
                         "ones. Table 7's cells name paper-table7 themselves")
+    p.add_argument("--seeds", default=None, metavar="K,K,...",
+                   help="run every selected cell with each of these seeds (e.g. 0,1,2; seed 0 is the cell itself) and show "
+                        "the mean over seeds ± their std beside the paper's number; such tables are written apart "
+                        "(table17-seeds0-1-2.md)")
     p.add_argument("--data-root", default=None, help="folder with dataset files (else $LABELDISTILL_DATA, else the cache folder)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--out", default="reproduce", help="folder for runs, cells and the table (default: ./reproduce)")
@@ -98,6 +102,26 @@ def _base_select(spec, name: str | None) -> str | None:
     return None if name == "random" or own else name
 
 
+def _seeds(spec, text: str | None) -> tuple[int, ...] | None:
+    """``--seeds 0,1,2`` -> (0, 1, 2); refused for tables whose cells name their seeds and for Table 4."""
+    from ..errors import UserError
+    from ..experiments import parse_cell
+
+    if text is None:
+        return None
+    try:
+        seeds = tuple(dict.fromkeys(int(t) for t in text.replace(" ", "").split(",") if t))
+    except ValueError:
+        raise UserError(f"--seeds takes whole numbers separated by commas (0,1,2), got '{text}'.") from None
+    if not seeds or min(seeds) < 0:
+        raise UserError(f"--seeds takes one or more seeds >= 0, got '{text}'.")
+    if spec.measure == "minutes":
+        raise UserError(f"{spec.heading} is a table of training times of one run per cell; --seeds applies to accuracy tables.")
+    if any(parse_cell(n).get("seed") is not None for n in spec.names()):
+        raise UserError(f"{spec.heading}'s cells name their own seeds; --seeds applies to tables whose cells do not.")
+    return seeds
+
+
 def run(args: argparse.Namespace) -> int:
     from ..experiments import DataView, Options, get_table
 
@@ -105,12 +129,15 @@ def run(args: argparse.Namespace) -> int:
     names = _select(spec, args.only)
     opts = Options(out=Path(args.out), quick=args.quick, stand_in=args.stand_in, data_root=args.data_root,
                    device=args.device, progress=not args.json and sys.stderr.isatty(),
-                   reuse_any_version=args.reuse_any_version, base_select=_base_select(spec, args.base_select))
+                   reuse_any_version=args.reuse_any_version, base_select=_base_select(spec, args.base_select),
+                   seeds=_seeds(spec, args.seeds))
     data = DataView(args.data_root)
     if args.list:
         return _list(spec, names, opts, data, args.json)
     if args.dry_run:
-        return _dry_run(spec, names, opts, data, args.json)
+        from ..experiments.report import run_names
+
+        return _dry_run(spec, run_names(names, opts), opts, data, args.json)
     return _reproduce(spec, names, opts, data, args.json, make_executor(args))
 
 
@@ -242,15 +269,21 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
 def _reproduce(spec, names: list[str], opts, data, as_json: bool, executor=None) -> int:
     from ..experiments import run_cells
     from ..experiments.plan import reduced_note
-    from ..experiments.report import collect, markdown, table_rows, write_report
+    from ..experiments.report import collect, collect_seeds, markdown, run_names, seed_cell, seed_rows, table_rows, write_report
 
     t0 = time.perf_counter()
-    banner = f"{spec.heading}: {spec.title} — {len(names)} cells, {reduced_note() if opts.quick else 'full protocol'}"
+    runs = run_names(names, opts)
+    seeds = f", seeds {', '.join(map(str, opts.seeds))} ({len(runs)} cells)" if opts.seeds else ""
+    banner = f"{spec.heading}: {spec.title} — {len(names)} cells{seeds}, {reduced_note() if opts.quick else 'full protocol'}"
     print(banner, flush=True)
     log = (lambda msg: print(msg, file=sys.stderr, flush=True)) if as_json else (lambda msg: print(msg, flush=True))
-    outcomes = run_cells(names, opts, data, log=log, executor=executor)
+    outcomes = run_cells(runs, opts, data, log=log, executor=executor)
     wall = time.perf_counter() - t0
-    selected = {o.cell: o.status for o in outcomes}
+    if opts.seeds:  # one row per table cell: its outcomes under every seed
+        status = {o.cell: o.status for o in outcomes}
+        selected = {n: "done" if all(status.get(seed_cell(n, k)) == "done" for k in opts.seeds) else "incomplete" for n in names}
+    else:
+        selected = {o.cell: o.status for o in outcomes}
     extra = {"selected": selected, "wall_seconds": round(wall, 1)}
     if spec.measure == "minutes":  # Table 4: the runs' own wall times, ratios only within one machine
         from ..experiments.timing import timing_markdown, timing_rows, write_timing_report
@@ -259,7 +292,10 @@ def _reproduce(spec, names: list[str], opts, data, as_json: bool, executor=None)
         text, obj = write_timing_report(spec, opts, rows, extra)
         render = timing_markdown
     else:
-        rows = table_rows(spec, opts, collect(spec, opts, outcomes, data))
+        if opts.seeds:
+            rows = seed_rows(spec, opts, collect_seeds(spec, opts, outcomes, data))
+        else:
+            rows = table_rows(spec, opts, collect(spec, opts, outcomes, data))
         text, obj = write_report(spec, opts, rows, extra)
         render = markdown
     md_path = obj["markdown"]

@@ -142,6 +142,7 @@ class Options:
     progress: bool = False
     reuse_any_version: bool = False  # reuse finished runs / cells of other numerics versions (marked)
     base_select: str | None = None  # base selector for cells that do not name one (None: random)
+    seeds: tuple[int, ...] | None = None  # --seeds: every cell run with each seed, shown as the mean over seeds
 
     @property
     def protocol(self) -> str:

@@ -14,36 +14,87 @@ from .spec import TableSpec
 
 FLAG_RULE = ("flag '>2σ' where |ours − paper| > 2·sqrt(σ_paper² + σ_ours²): σ_paper and σ_ours are the standard "
              "deviations over the fresh test models, combined in quadrature")
+SEEDS_FLAG_RULE = ("flag '>2σ' where |ours − paper| > 2·sqrt(σ_paper² + σ_ours²): σ_paper is the paper's std over its "
+                   "test models, σ_ours ours over seeds")
 
 
 def flag(ours_mean: float, ours_std: float, paper_mean: float, paper_std: float) -> bool:
     return abs(ours_mean - paper_mean) > 2.0 * math.sqrt(paper_std**2 + ours_std**2)
 
 
+def seed_cell(name: str, seed: int) -> str:
+    """The cell ``name`` run with ``seed`` (seed 0: the cell itself, whose canonical name has no @seed)."""
+    return parse_cell(name).with_settings(seed=str(seed) if seed else None).name
+
+
+def run_names(names: list[str], opts: Options) -> list[str]:
+    """The cells to compute: ``names``, or each of them once per seed of ``--seeds``."""
+    if not opts.seeds:
+        return names
+    return [seed_cell(n, k) for n in names for k in opts.seeds]
+
+
+def _outcome(name: str, by_name: dict[str, Outcome], opts: Options, data: DataView) -> Outcome:
+    """This invocation's outcome for ``name``, else its stored cell, else 'missing' / 'not run'."""
+    if name in by_name:
+        return by_name[name]
+    plan = plan_cell(parse_cell(name), opts, data)
+    rec = load_cell_record(plan, opts.out, opts.reuse_any_version)
+    if rec is not None:
+        return Outcome(name, "done", "stored cell", rec, plan=plan)
+    if plan.missing:
+        msg = "; ".join(f"{m['dataset']} missing: {m['how_to_get']}" for m in plan.missing)
+        return Outcome(name, "missing", message=msg, plan=plan)
+    return Outcome(name, "not run", message="not computed yet", plan=plan)
+
+
 def collect(spec: TableSpec, opts: Options, outcomes: list[Outcome], data: DataView) -> list[Outcome]:
     """An outcome for every cell of the table: this invocation's, else a stored cell, else 'not run'."""
     by_name = {o.cell: o for o in outcomes}
-    rows = []
-    for name in spec.names():
-        if name in by_name:
-            rows.append(by_name[name])
-            continue
-        plan = plan_cell(parse_cell(name), opts, data)
-        rec = load_cell_record(plan, opts.out, opts.reuse_any_version)
-        if rec is not None:
-            rows.append(Outcome(name, "done", "stored cell", rec, plan=plan))
-        elif plan.missing:
-            msg = "; ".join(f"{m['dataset']} missing: {m['how_to_get']}" for m in plan.missing)
-            rows.append(Outcome(name, "missing", message=msg, plan=plan))
+    return [_outcome(name, by_name, opts, data) for name in spec.names()]
+
+
+def collect_seeds(spec: TableSpec, opts: Options, outcomes: list[Outcome], data: DataView) -> list[list[Outcome]]:
+    """For every cell of the table, its outcome under each seed of ``opts.seeds`` (in that order)."""
+    by_name = {o.cell: o for o in outcomes}
+    return [[_outcome(seed_cell(name, k), by_name, opts, data) for k in opts.seeds or (0,)] for name in spec.names()]
+
+
+def seed_rows(spec: TableSpec, opts: Options, groups: list[list[Outcome]]) -> list[dict]:
+    """One row per cell over seeds: ours = the mean of the seeds' test accuracies, ± their (population)
+    std; shown only when every seed is done (the seeds done so far are listed in the note)."""
+    seeds = list(opts.seeds or (0,))
+    out = []
+    for name, group in zip(spec.names(), groups):
+        per_seed = table_rows(spec, opts, group, paper_cell=spec.paper(name))
+        row = {**per_seed[0], "cell": name, "seeds": seeds, "per_seed": [r.get("ours_mean") for r in per_seed],
+               "status": "done" if all(r["status"] == "done" for r in per_seed) else per_seed[0]["status"]}
+        done = [(k, r) for k, r in zip(seeds, per_seed) if r["status"] == "done"]
+        notes = [n for n in per_seed[0]["note"].split("; ") if n and not n.startswith(("NOT RUN", "MISSING", "FAILED", "CONFLICT"))]
+        if len(done) == len(seeds):
+            means = [r["ours_mean"] for _, r in done]
+            mean = sum(means) / len(means)
+            std = math.sqrt(sum((m - mean) ** 2 for m in means) / len(means))
+            paper = row["paper_mean"] is not None
+            row.update(ours_mean=mean, ours_std=std, diff=mean - row["paper_mean"] if paper else None,
+                       flag=paper and flag(mean, std, row["paper_mean"], row["paper_std"] or 0.0))
+            notes.append("seeds " + ", ".join(f"{k}: {r['ours_mean']:.2f}" for k, r in done))
         else:
-            rows.append(Outcome(name, "not run", message="not computed yet", plan=plan))
-    return rows
+            row.update(ours_mean=None, ours_std=None, diff=None, flag=False)
+            have = ", ".join(f"{k}: {r['ours_mean']:.2f}" for k, r in done) or "none"
+            missing = [f"{k} ({r['status']})" for k, r in zip(seeds, per_seed) if r["status"] != "done"]
+            notes.append(f"seeds done: {have}; not yet: {', '.join(missing)}")
+        row["note"] = "; ".join(dict.fromkeys(notes))
+        out.append(row)
+    return out
 
 
-def table_rows(spec: TableSpec, opts: Options, rows: list[Outcome]) -> list[dict]:
+def table_rows(spec: TableSpec, opts: Options, rows: list[Outcome], paper_cell=None) -> list[dict]:
+    """One row per outcome, beside the paper's number of its cell (``paper_cell``: the same for every row,
+    e.g. the per-seed outcomes of one cell)."""
     out = []
     for o in rows:
-        p = spec.paper(o.cell)
+        p = paper_cell or spec.paper(o.cell)
         row: dict = {"cell": o.cell, "setting": p.label, "paper_mean": p.mean, "paper_std": p.std, "status": o.status,
                      "reduced": opts.quick, "stand_in": list(o.plan.stand_in) if o.plan else [], "note": ""}
         notes = []
@@ -84,7 +135,11 @@ def markdown(spec: TableSpec, opts: Options, rows: list[dict]) -> str:
         lines += ["Protocol: full (the paper's settings).", ""]
     if opts.base_select:
         lines += [f"**Base sets chosen by `{opts.base_select}` (--base-select), not the paper's random draw for this table.**", ""]
-    lines += [f"Ours and paper: test accuracy (%), mean ± std over the fresh test models. Δ = ours − paper; {FLAG_RULE}.", ""]
+    if opts.seeds:
+        lines += [f"Ours: the mean over seeds {', '.join(map(str, opts.seeds))} of each seed's test accuracy (%), ± the std "
+                  f"over those seeds; paper: mean ± std over its fresh test models. Δ = ours − paper; {SEEDS_FLAG_RULE}.", ""]
+    else:
+        lines += [f"Ours and paper: test accuracy (%), mean ± std over the fresh test models. Δ = ours − paper; {FLAG_RULE}.", ""]
     lines += ["| Cell | Paper setting | Ours | Paper | Δ | Flag | Note |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         diff = "—" if r["diff"] is None else f"{r['diff']:+.2f}"
@@ -106,7 +161,8 @@ def markdown(spec: TableSpec, opts: Options, rows: list[dict]) -> str:
 
 
 def report_paths(spec: TableSpec, opts: Options) -> tuple[Path, Path]:
-    stem = spec.stem + (f"-select-{opts.base_select}" if opts.base_select else "") + ("-quick" if opts.quick else "")
+    stem = (spec.stem + (f"-select-{opts.base_select}" if opts.base_select else "") + ("-quick" if opts.quick else "")
+            + (f"-seeds{'-'.join(map(str, opts.seeds))}" if opts.seeds else ""))
     return Path(opts.out) / f"{stem}.md", Path(opts.out) / f"{stem}.json"
 
 
@@ -118,8 +174,9 @@ def write_report(spec: TableSpec, opts: Options, rows: list[dict], extra: dict |
         head, _, rest = text.partition("\n\n")
         text = f"{head}\n\n![{spec.heading}]({figure.name})\n\n{rest}"
     obj = {"table": spec.number, "title": spec.title, "protocol": opts.protocol, "reduced": opts.quick,
-           "protocol_note": reduced_note() if opts.quick else "full protocol (the paper's settings)", "flag_rule": FLAG_RULE,
-           "rows": rows, "markdown": str(md_path), "base_select": opts.base_select or "random",
+           "protocol_note": reduced_note() if opts.quick else "full protocol (the paper's settings)",
+           "flag_rule": SEEDS_FLAG_RULE if opts.seeds else FLAG_RULE,
+           "rows": rows, "markdown": str(md_path), "base_select": opts.base_select or "random", "seeds": list(opts.seeds or []),
            "figure": None if figure is None else str(figure), **(extra or {})}
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(text)
