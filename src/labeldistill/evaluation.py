@@ -11,7 +11,6 @@ from pathlib import Path
 from .artifact import load
 from .data import load_target
 from .engine import TrainRecipe, evaluate_labels, make_learner
-from .engine.recipe import OPTIMIZERS
 from .errors import UserError
 from .runs import atomic_write_json, read_json
 from .numerics import float32_precision
@@ -154,11 +153,7 @@ def _other_training(learner, ds, data, *, optimizer: str | None, lr: float | Non
     to record of it (an SGD lr left open is chosen on the validation split: :func:`labeldistill.lrsearch.choose_lr`)."""
     from .lrsearch import choose_lr
 
-    name = optimizer or "adam"
-    if name not in OPTIMIZERS:
-        raise UserError(f"Unknown optimizer '{optimizer}'. Known: {', '.join(OPTIMIZERS)}.")
-    if order is not None and order < 0:
-        raise UserError(f"--order takes a minibatch stream number >= 0, got {order}.")
+    name = optimizer or "adam"  # TrainRecipe refuses an unknown optimiser or a negative order
     how: dict = {"order": order}
     if lr is None and name == "sgd":
         lr, how["lr_search"] = choose_lr(learner, ds.images, ds.labels, data.val.x, data.val.y, steps=steps, seed=seed, batch=batch,

@@ -34,9 +34,10 @@ def choose_lr(
         raise ValueError("an lr grid needs at least one value")
     seeds = model_seeds(seed, "lr-search-models", models)
     scores: dict[float, float] = {}
-    for lr in sorted(grid):
+    grid = tuple(sorted(grid))
+    for lr in grid:
         state = train_models(learner, images, labels, steps, seeds, batch_size=batch,
                              recipe=TrainRecipe(optimizer=optimizer, lr=lr, order=order))
         scores[lr] = round(float(accuracy(learner, state, val_x, val_y).double().mean()) * 100, 4)
     best = max(scores.values())
-    return next(lr for lr in sorted(grid) if scores[lr] == best), scores
+    return next(lr for lr in grid if scores[lr] == best), scores

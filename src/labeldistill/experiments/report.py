@@ -66,11 +66,14 @@ def seed_rows(spec: TableSpec, opts: Options, groups: list[list[Outcome]]) -> li
     seeds = list(opts.seeds or (0,))
     out = []
     for name, group in zip(spec.names(), groups):
-        per_seed = table_rows(spec, opts, group, paper_cell=spec.paper(name))
+        p = spec.paper(name)
+        made = [_row(p, o, opts) for o in group]
+        per_seed = [r for r, _ in made]
+        # The notes that hold across seeds (protocol, paper, other code, stand-in), not each seed's status.
+        notes = [n for (_, ns), o in zip(made, group) for n in ns if o.done or n != _status_note(o)]
         row = {**per_seed[0], "cell": name, "seeds": seeds, "per_seed": [r.get("ours_mean") for r in per_seed],
                "status": "done" if all(r["status"] == "done" for r in per_seed) else per_seed[0]["status"]}
         done = [(k, r) for k, r in zip(seeds, per_seed) if r["status"] == "done"]
-        notes = [n for n in per_seed[0]["note"].split("; ") if n and not n.startswith(("NOT RUN", "MISSING", "FAILED", "CONFLICT"))]
         if len(done) == len(seeds):
             means = [r["ours_mean"] for _, r in done]
             mean = sum(means) / len(means)
@@ -89,38 +92,47 @@ def seed_rows(spec: TableSpec, opts: Options, groups: list[list[Outcome]]) -> li
     return out
 
 
-def table_rows(spec: TableSpec, opts: Options, rows: list[Outcome], paper_cell=None) -> list[dict]:
-    """One row per outcome, beside the paper's number of its cell (``paper_cell``: the same for every row,
-    e.g. the per-seed outcomes of one cell)."""
+def table_rows(spec: TableSpec, opts: Options, rows: list[Outcome]) -> list[dict]:
+    """One row per outcome, beside the paper's number of its cell."""
     out = []
     for o in rows:
-        p = paper_cell or spec.paper(o.cell)
-        row: dict = {"cell": o.cell, "setting": p.label, "paper_mean": p.mean, "paper_std": p.std, "status": o.status,
-                     "reduced": opts.quick, "stand_in": list(o.plan.stand_in) if o.plan else [], "note": ""}
-        notes = []
-        if opts.quick:
-            notes.append(reduced_row())
-        if p.mean is None:
-            notes.append("not in the paper's table (ours only)")
-        if o.done and o.record:
-            r = o.record["result"]
-            paper = p.mean is not None
-            row.update(ours_mean=r["accuracy_mean"], ours_std=r["accuracy_std"], diff=r["accuracy_mean"] - p.mean if paper else None,
-                       flag=paper and flag(r["accuracy_mean"], r["accuracy_std"], p.mean, p.std or 0.0), run_dir=o.record.get("run_dir"),
-                       numerics_version=o.record.get("numerics_version"), git_commit=o.record.get("git_commit"))
-            if r.get("variant"):
-                row["variant"] = r["variant"]
-            if o.record.get("numerics_version") != NUMERICS_VERSION:
-                commit = (o.record.get("git_commit") or "unknown commit")[:10]
-                notes.append(f"OTHER CODE: numerics version {o.record.get('numerics_version')} ({commit}), "
-                             f"not the current {NUMERICS_VERSION}")
-        else:
-            row.update(ours_mean=None, ours_std=None, diff=None, flag=False)
-            notes.append(f"{o.status.upper()}: {o.message}" if o.message else o.status.upper())
-        notes += row["stand_in"]
+        row, notes = _row(spec.paper(o.cell), o, opts)
         row["note"] = "; ".join(notes)
         out.append(row)
     return out
+
+
+def _status_note(o: Outcome) -> str:
+    """What a cell that is not done says of itself ("NOT RUN: not computed yet", "MISSING: ...")."""
+    return f"{o.status.upper()}: {o.message}" if o.message else o.status.upper()
+
+
+def _row(p, o: Outcome, opts: Options) -> tuple[dict, list[str]]:
+    """The row of outcome ``o`` beside the paper's entry ``p``, and its notes in display order."""
+    row: dict = {"cell": o.cell, "setting": p.label, "paper_mean": p.mean, "paper_std": p.std, "status": o.status,
+                 "reduced": opts.quick, "stand_in": list(o.plan.stand_in) if o.plan else [], "note": ""}
+    notes = []
+    if opts.quick:
+        notes.append(reduced_row())
+    if p.mean is None:
+        notes.append("not in the paper's table (ours only)")
+    if o.done and o.record:
+        r = o.record["result"]
+        paper = p.mean is not None
+        row.update(ours_mean=r["accuracy_mean"], ours_std=r["accuracy_std"], diff=r["accuracy_mean"] - p.mean if paper else None,
+                   flag=paper and flag(r["accuracy_mean"], r["accuracy_std"], p.mean, p.std or 0.0), run_dir=o.record.get("run_dir"),
+                   numerics_version=o.record.get("numerics_version"), git_commit=o.record.get("git_commit"))
+        if r.get("variant"):
+            row["variant"] = r["variant"]
+        if o.record.get("numerics_version") != NUMERICS_VERSION:
+            commit = (o.record.get("git_commit") or "unknown commit")[:10]
+            notes.append(f"OTHER CODE: numerics version {o.record.get('numerics_version')} ({commit}), "
+                         f"not the current {NUMERICS_VERSION}")
+    else:
+        row.update(ours_mean=None, ours_std=None, diff=None, flag=False)
+        notes.append(_status_note(o))
+    notes += row["stand_in"]
+    return row, notes
 
 
 def _pm(mean: float | None, std: float | None) -> str:
