@@ -110,6 +110,14 @@ def test_ledger_is_not_reused_for_other_labels_or_seeds(small, tmp_path):
     assert len(list(tmp_path.iterdir())) == 3
 
 
+def test_ledger_key_records_the_batch_and_lr_the_models_train_with(small, tmp_path):
+    # A fixed-epoch protocol trains with its own lr and minibatch size, whatever the set's are; the header says so.
+    proto, learner, x, y, tx, ty = small
+    evaluate_protocol(proto, learner, x, y, tx, ty, steps=1, seed=3, models=1, batch_size=50, lr=1e-3, ledger=tmp_path)
+    key = json.loads(next(tmp_path.iterdir()).read_text().splitlines()[0])["key"]
+    assert (key["lr"], key["batch"]) == (proto.lr, proto.batch_size) == (0.01, 5)
+
+
 def test_progress_bar_does_not_change_the_result(small):
     # The bar is driven by the engine's observer; an observer returning True would stop training early.
     assert _run(small, models=2, progress=True).accuracies == _run(small, models=2).accuracies

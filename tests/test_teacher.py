@@ -90,3 +90,11 @@ def test_teacher_temperature_auto_under_a_dc_protocol(mnist_small, tmp_path, mon
     assert calls == ["validation-models"] * len(TEMPERATURES) + ["test-models"]  # a student per temperature, then the test
     assert r["temperature"] == choice["chosen"] and choice["val_accuracy"][str(r["temperature"])] == max(choice["val_accuracy"].values())
     assert r["labels"] == "teacher" and r["models"] == 2
+
+
+def test_default_teacher_is_the_datasets_cheap_architecture_where_it_fits():
+    from labeldistill.teacher import default_teacher_arch
+
+    assert default_teacher_arch("mnist", 1, 28) == "lenet"  # under every protocol (ConvNet-3 costs ~60x more per epoch here)
+    assert default_teacher_arch("cifar10", 3, 32) == "alexnet"
+    assert default_teacher_arch("digits", 1, 8) == "convnet3"  # 8 px images as a dc protocol loads them: LeNet cannot take them

@@ -92,7 +92,7 @@ class BaselineSettings:
     protocol: str = "paper"
     labels: str = "true"  # "true" (one-hot, smoothed by `smoothing`), "smooth" (smoothing, 0.1 unless given) or "teacher"
     temperature: float | str = 1.0  # softmax temperature of teacher labels; "auto": chosen on validation (teacher.py)
-    teacher_arch: str | None = None  # None: the target's default architecture (convnet3 under dc protocols)
+    teacher_arch: str | None = None  # None: the target's default architecture (lenet / alexnet), under every protocol
     teacher_epochs: int = 30  # at most this many epochs over the training split ...
     teacher_patience: int = 3  # ... stopping after this many without a better validation accuracy
 
@@ -191,6 +191,6 @@ def _protocol_baseline(proto, learner: Learner, problem: Problem, cfg: BaselineC
     ev = evaluate_protocol(proto, learner, problem.base_x, labels, test.x, test.y, steps=1, seed=cfg.seed, models=cfg.models,
                            batch_size=batch, lr=cfg.lr, zca=zca, ledger=ledger,
                            progress=progress)
-    out = ev.to_dict()
-    out.update(seconds=round(time.perf_counter() - t0, 3), config=asdict(cfg))
+    out = ev.to_dict()  # its seconds: every model's training, those of an earlier interrupted session included
+    out.update(wall_seconds=round(time.perf_counter() - t0, 3), config=asdict(cfg))
     return out

@@ -174,11 +174,18 @@ def choose_temperature(logits: torch.Tensor, score: Callable[[torch.Tensor], flo
     return next(t for t in grid if scores[t] == best), {str(t): round(v, 4) for t, v in scores.items()}
 
 
-def default_teacher_arch(proto, target_name: str, channels: int) -> str:
-    """The teacher's architecture when none is given: the target's default under the paper protocol, ConvNet-3 under dc / dc-dsa."""
+def default_teacher_arch(target_name: str, channels: int, image_size: int) -> str:
+    """The teacher's architecture when none is given: the target's default (LeNet for digits, AlexCifarNet for colour), under
+    every protocol, where it takes the images at the size they are loaded (else ConvNet-3, which takes any size from 8 px).
+    A cheap teacher by default: on one core of our 2-core CPU an MNIST epoch (50,000 images, minibatches of 256) takes 9 s
+    with LeNet and 570 s with ConvNet-3 (session 9), so an early-stopped ConvNet-3 expert, the field's
+    (``--teacher-arch convnet3``), costs hours there, LeNet minutes (docs/design-notes.md, "Teacher labels")."""
+    from .models import input_size_for
     from .protocol import default_arch
 
-    return default_arch(target_name, channels) if proto.is_paper else "convnet3"
+    arch = default_arch(target_name, channels)
+    need = input_size_for(arch, image_size)
+    return arch if need is None or need == image_size else "convnet3"
 
 
 def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arch: str | None, epochs: int, patience: int,
@@ -186,15 +193,15 @@ def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arc
     """The teacher's soft labels for ``problem``'s base images, and a record (the teacher's, the temperature and,
     with ``"auto"``, every candidate's validation accuracy).
 
-    ``proto``: the protocol the labels will be tested under (it decides how a temperature is scored, and the
-    teacher's architecture when ``arch`` is None: :func:`default_teacher_arch`);
+    ``proto``: the protocol the labels will be tested under (it decides how a temperature is scored);
+    ``arch``: the teacher's architecture (None: :func:`default_teacher_arch`);
     ``zca``: its whitening (the teacher trains and labels whitened images); ``student``: the learner
     scored (linear head); ``batch`` / ``lr``: the student's minibatch size and lr under the paper protocol;
     ``ledger``: a folder where the temperature choice under a fixed-epoch protocol keeps each finished student
     (:class:`~labeldistill.runs.ledger.ModelLedger`), so an interrupted choice resumes.
     """
     target = problem.target
-    arch = arch or default_teacher_arch(proto, target.name, target.preprocessing.channels)
+    arch = arch or default_teacher_arch(target.name, target.preprocessing.channels, int(target.train.x.shape[-1]))
     t_learner, t_state, teacher = train_teacher(target, TeacherConfig(arch=arch, seed=seed, epochs=epochs, patience=patience), zca=zca)
     bx = problem.base_x if zca is None else zca.apply(problem.base_x)
     logits = predict(t_learner, t_state, bx)[0].float()

@@ -21,6 +21,9 @@ from labeldistill.experiments.cells import match_cells
     ("cub:cifar10/ld-rr/10@arch=resnet14", "cifar10", "cub", "ld-rr", 10, (("arch", "resnet14"),)),
     ("emnist-letters:kuzushiji-49/ld/20", "kuzushiji-49", "emnist-letters", "ld", 20, ()),
     ("cifar10/baseline/10@arch=alexnet", "cifar10", None, "baseline", 10, (("arch", "alexnet"),)),
+    ("mnist/ld-rr/100@protocol=dc-dsa", "mnist", None, "ld-rr", 100, (("protocol", "dc-dsa"),)),
+    ("mnist/baseline-teacher/100@protocol=dc", "mnist", None, "baseline-teacher", 100, (("protocol", "dc"),)),
+    ("mnist/ld-teacher/100@seed=1@protocol=dc-dsa", "mnist", None, "ld-teacher", 100, (("seed", "1"), ("protocol", "dc-dsa"))),
 ])
 def test_parse_all_forms(text, target, source, method, base, settings):
     c = parse_cell(text)
@@ -40,6 +43,11 @@ def test_canonical_spelling_and_properties():
     assert parse_cell("emnist-letters:mnist/ld/100@target-size=5000").slug == "emnist-letters_to_mnist_ld_100__target-size=5000"
     assert parse_cell("mnist/ld/100@steps=-50").slug == "mnist_ld_100__steps=-50"
     assert parse_cell("mnist/ld/100@steps=x10/30").slug == "mnist_ld_100__steps=x10-30"  # one file name, no folder
+    # @protocol: an evaluation of a label set, a setting of a baseline; the paper's protocol is the cell without it.
+    assert parse_cell("mnist/ld/100@protocol=DSA").name == "mnist/ld/100@protocol=dc-dsa"  # the alias, canonical
+    assert parse_cell("mnist/ld/100@protocol=dc").is_evaluation and parse_cell("mnist/ld/100@protocol=dc").protocol == "dc"
+    assert parse_cell("mnist/ld/100@protocol=paper") == parse_cell("mnist/ld/100")
+    assert not parse_cell("mnist/baseline-teacher/100@protocol=dc").is_evaluation
 
 
 @pytest.mark.parametrize("text, words", [
@@ -62,8 +70,13 @@ def test_canonical_spelling_and_properties():
     ("mnist/ld/10@seed", "KEY=VALUE"),
     ("mnist/ld/10@seed=1@seed=2", "twice"),
     ("emnist-letters:mnist/baseline/10", "cannot be cross-dataset"),
-    ("mnist/baseline/10@steps=+5", "only @seed, @arch and @select"),
-    ("mnist/baseline-ls/10@head=ridge", "only @seed, @arch and @select"),
+    ("mnist/baseline/10@steps=+5", "only @seed, @arch, @select and @protocol"),
+    ("mnist/baseline-ls/10@head=ridge", "only @seed, @arch, @select and @protocol"),
+    ("mnist/ld/10@protocol=imagenet", "Unknown evaluation protocol 'imagenet' in cell 'mnist/ld/10@protocol=imagenet'"),
+    ("mnist/ld/10@head=ridge@protocol=dc", "@protocol dc fixes how the models train"),
+    ("mnist/ld/10@steps=+5@protocol=dc-dsa", "@protocol dc-dsa fixes how the models train"),
+    ("mnist/baseline-rr/10@protocol=dc", "has a ridge head"),
+    ("mnist/dd/100@protocol=dc", "a DD / SLDD cell takes only"),
     ("mnist/ld/10@select=nope", "Unknown base selector 'nope' in cell 'mnist/ld/10@select=nope'. Known: herding, kcenter"),
     ("emnist-letters:mnist/ld/10@select=kcenter", "drawn at random from the source"),
 ])

@@ -81,7 +81,7 @@ OURS_ONLY = {10: _LD_OWN | {f"{d}/{m}/100@steps=x{n}/30" for d in ("mnist", "cif
 def test_registered_tables():
     """The paper's tables by number, then ours by name (the flexibility table: tests/test_flexibility.py)."""
     numbers = [t.number for t in list_tables()]
-    assert set(numbers) == TABLES | {"flexibility"}
+    assert set(numbers) == TABLES | {"flexibility", "field"}
     assert numbers[:len(TABLES)] == sorted(TABLES)
 
 

@@ -33,7 +33,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="true (one-hot), smooth (label smoothing, --smoothing or 0.1) or teacher (softmax of a teacher trained on "
                         "the training split, early-stopped on validation; cached per target, architecture and seed)")
     p.add_argument("--temperature", default=None, help="softmax temperature of teacher labels: a number (1) or auto (chosen on the validation split from 1, 2, 4, 8)")
-    p.add_argument("--teacher-arch", default=None, help="the teacher's architecture (default: the dataset's; convnet3 under dc protocols)")
+    p.add_argument("--teacher-arch", default=None, help="the teacher's architecture (default: the dataset's, a cheap one: lenet / alexnet; convnet3: the field's expert, slow on a CPU)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="most epochs the teacher trains (30)")
     p.add_argument("--teacher-patience", type=int, default=None, help="epochs without a better validation accuracy before it stops (3)")
     p.add_argument("--out", default=None, help="run directory for result.json (optional)")

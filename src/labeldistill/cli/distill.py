@@ -35,8 +35,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="where learned labels start: uniform 1/C (default, the authors'), onehot (the base images' classes) or "
                         "teacher (an early-stopped expert's soft labels, as baseline --labels teacher)")
     p.add_argument("--temperature", default=None, help="--label-init teacher: softmax temperature, a number (1) or auto (chosen on validation)")
-    p.add_argument("--teacher-arch", default=None, help="--label-init teacher: the teacher's architecture (default: convnet3 under a dc "
-                   "test protocol, else the target's)")
+    p.add_argument("--teacher-arch", default=None, help="--label-init teacher: the teacher's architecture (default: the loop's, by default "
+                   "the dataset's cheap one: lenet / alexnet; convnet3: the field's expert, slow on a CPU)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="--label-init teacher: most epochs the teacher trains (30)")
     p.add_argument("--teacher-patience", type=int, default=None, help="--label-init teacher: epochs without a better validation accuracy before it stops (3)")
     p.add_argument("--epochs", type=int, default=None, help="epochs over the target training split (paper: 400 / 800; dd 400, sldd 350)")

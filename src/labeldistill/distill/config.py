@@ -46,7 +46,7 @@ class DistillConfig:
     # images' classes; within-dataset) or "teacher" (an early-stopped expert's soft labels: teacher.py).
     label_init: str = "uniform"
     temperature: float | str = 1.0  # teacher labels' softmax temperature; "auto": chosen on the validation split
-    teacher_arch: str | None = None  # None: convnet3 under a dc / dc-dsa test protocol, else the target's default
+    teacher_arch: str | None = None  # None: the loop's architecture (by default the dataset's: lenet / alexnet), any protocol
     teacher_epochs: int = 30  # the teacher trains at most this many epochs ...
     teacher_patience: int = 3  # ... stopping this many after its best validation accuracy
     arch: str | None = None  # None: lenet for greyscale, alexnet for colour
@@ -99,6 +99,10 @@ class DistillConfig:
             c.reset_window = c.reset_window or protocol.reset_window(c.base, target_name)
         if c.image_lr is None:  # by the images' start; without learned images unused, recorded as before (1e-3)
             c.image_lr = default_image_lr(c.image_init if spec.images else None)
+        if c.label_init == "teacher" and c.teacher_arch is None:
+            # Recorded, not left to a default (which changed in session 9): the loop's architecture, which takes the images
+            # as the run loads them (by default the dataset's own, a cheap teacher: LeNet / AlexCifarNet).
+            c.teacher_arch = c.arch
         c.validate()
         from ..protocols import get_protocol, require_kornia
 

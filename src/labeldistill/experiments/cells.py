@@ -11,7 +11,10 @@ Grammar::
   ``baseline-ls`` (label smoothing 0.1), ``baseline-rr`` (ridge head), ``baseline-rr-ls``;
   ``dd-ours`` / ``dd-ours-rr`` (the paper's "our DD": the one online loop learning images,
   ``--learn images``, uniform-noise start, second-order / ridge); ``dd`` / ``sldd`` (the original
-  DD and SLDD: :mod:`labeldistill.unrolled`, 30 unrolled steps with learned lrs).
+  DD and SLDD: :mod:`labeldistill.unrolled`, 30 unrolled steps with learned lrs);
+  ``baseline-teacher`` (an early-stopped teacher's soft labels, temperature chosen on validation:
+  ``baseline --labels teacher --temperature auto``) and ``ld-teacher`` / ``ld-rr-teacher`` (the
+  loop started from those labels: ``distill --label-init teacher --temperature auto``).
 * ``N``: number of base examples.
 * ``@KEY=VALUE``: the setting a supplementary table varies:
   ``seed=K`` (run seed), ``target-size=M|all`` (Table 8), ``arch=NAME`` (test architecture,
@@ -23,12 +26,14 @@ Grammar::
   ``optimizer=sgd|adam`` (label sets: the test models train with plain SGD at one constant lr
   chosen on validation, or Adam; the flexibility table's "another optimiser"), ``order=K`` (label
   sets: each test model's minibatches from stream K of its seed: same initialisations, another
-  data order),
+  data order), ``protocol=NAME`` (how the test models train, ``labeldistill.protocols``: ``dc`` /
+  ``dc-dsa``, ConvNet-3 and the field's fixed epochs; a baseline is run under it, a label set is
+  re-tested under it; absent: the paper's),
   ``variant=NAME`` (DD / SLDD cells only, Tables 10-12: how the learned schedule is edited at
   test, ``first-steps:N``, ``extended:K``, ``average-lr``, ``shuffle-within``,
   ``shuffle-across``, ``like-ld``; see ``labeldistill.unrolled.VARIANTS``).
 
-``arch``, ``head``, ``steps``, ``optimizer``, ``order`` and ``variant`` on a distillation cell are *evaluations* of the
+``arch``, ``head``, ``steps``, ``optimizer``, ``order``, ``protocol`` and ``variant`` on a distillation cell are *evaluations* of the
 distilled run named by the rest of the cell; they never distil again (one DD run per dataset
 and seed serves every cell of Tables 1, 10, 11, 12 and 15, as in the paper).
 """
@@ -52,10 +57,18 @@ METHODS: dict[str, dict] = {
     # The original methods the paper compares with (Tables 1, 4, 10-12, 15): the unrolled trainer.
     "dd": {"kind": "unrolled", "method": "dd", "paper": "DD"},
     "sldd": {"kind": "unrolled", "method": "sldd", "paper": "SLDD"},
+    # Teacher soft labels (Qin et al. 2024): tested as they are, or refined by the loop (beyond the paper).
+    "baseline-teacher": {"kind": "baseline", "smoothing": 0.0, "head": "linear", "labels": "teacher", "temperature": "auto",
+                         "paper": "Baseline (teacher labels)"},
+    "ld-teacher": {"kind": "distill", "method": "second-order", "label_init": "teacher", "temperature": "auto",
+                   "paper": "LD (teacher start)"},
+    "ld-rr-teacher": {"kind": "distill", "method": "ridge", "label_init": "teacher", "temperature": "auto",
+                      "paper": "LD RR (teacher start)"},
 }
-KEYS = ("seed", "target-size", "arch", "head", "steps", "optimizer", "order", "variant", "select")  # canonical order in a cell name
-EVAL_KEYS = ("arch", "head", "steps", "optimizer", "order", "variant")  # keys that make a distillation cell an evaluation
-LABEL_SET_KEYS = ("optimizer", "order")  # evaluations of label sets only (a DD / SLDD set: @variant)
+KEYS = ("seed", "target-size", "arch", "head", "steps", "optimizer", "order", "variant", "protocol", "select")  # canonical order
+EVAL_KEYS = ("arch", "head", "steps", "optimizer", "order", "variant", "protocol")  # keys that make a distillation cell an evaluation
+LABEL_SET_KEYS = ("optimizer", "order", "protocol")  # evaluations of label sets only (a DD / SLDD set: @variant)
+BASELINE_KEYS = ("seed", "arch", "select", "protocol")  # what a baseline cell may vary
 DISTILL_KINDS = ("distill", "unrolled")  # cells that name a distillation run (the rest: baselines)
 UNROLLED_KEYS = ("seed", "arch", "variant")  # what a DD / SLDD cell may vary
 
@@ -122,6 +135,12 @@ def _value(key: str, value: str, text: str) -> str:
         if not value.isdigit():
             raise _bad(text, f"order takes a minibatch stream number >= 0, got '{value}'")
         return str(int(value))
+    if key == "protocol":
+        from ..protocols import PROTOCOLS, canonical_protocol, list_protocols
+
+        if value.lower() not in PROTOCOLS:
+            raise UserError(f"Unknown evaluation protocol '{value}' in cell '{text}'. Known: {', '.join(list_protocols())}.")
+        return canonical_protocol(value.lower())
     if key == "variant":
         from ..unrolled.schedule import parse_variant, variant_name
 
@@ -183,6 +202,11 @@ class Cell:
     @property
     def variant(self) -> str | None:
         return self.get("variant")
+
+    @property
+    def protocol(self) -> str | None:
+        """The test protocol named by the cell (None: the paper's)."""
+        return self.get("protocol")
 
     @property
     def kind(self) -> str:
@@ -252,6 +276,8 @@ def parse_cell(text: str) -> Cell:
         del settings["optimizer"]
     if settings.get("variant") == "learned":  # the schedule as learned: the run's own test, the same cell
         del settings["variant"]
+    if settings.get("protocol") == "paper":  # the paper's protocol: the same cell as without
+        del settings["protocol"]
     kind = METHODS[method]["kind"]
     if "variant" in settings and kind != "unrolled":
         raise _bad(raw, "@variant edits a DD / SLDD schedule; it applies to the dd and sldd methods only")
@@ -263,7 +289,13 @@ def parse_cell(text: str) -> Cell:
             raise _bad(raw, f"a DD / SLDD cell takes only @seed, @arch and @variant, not @{extra[0]}")
     label_only = sorted(set(settings) & set(LABEL_SET_KEYS))
     if label_only and kind != "distill":
-        raise _bad(raw, f"@{label_only[0]} varies how a label set is tested; a DD / SLDD set has @variant, a baseline has neither")
+        if not (kind == "baseline" and label_only == ["protocol"]):
+            raise _bad(raw, f"@{label_only[0]} varies how a label set is tested; a DD / SLDD set has @variant, a baseline has "
+                            "only @protocol")
+    fixed = [k for k in ("head", "steps", "optimizer", "order") if k in settings]
+    if "protocol" in settings and fixed:
+        raise _bad(raw, f"@protocol {settings['protocol']} fixes how the models train (linear head, its epochs, SGD); "
+                        f"@{fixed[0]} varies the paper protocol")
     if "learn" in METHODS[method]:
         if source is not None:
             raise _bad(raw, "image distillation starts from uniform noise: it cannot be cross-dataset")
@@ -274,9 +306,12 @@ def parse_cell(text: str) -> Cell:
     if kind == "baseline":
         if source is not None:
             raise _bad(raw, "baselines use the base images' true labels, so they cannot be cross-dataset (use ld or ld-rr)")
-        extra = sorted(set(settings) - {"seed", "arch", "select"})
+        extra = sorted(set(settings) - set(BASELINE_KEYS))
         if extra:
-            raise _bad(raw, f"a baseline takes only @seed, @arch and @select, not @{extra[0]} (use baseline-rr for a ridge head)")
+            raise _bad(raw, f"a baseline takes only @seed, @arch, @select and @protocol, not @{extra[0]} (use baseline-rr for a "
+                            "ridge head)")
+        if "protocol" in settings and METHODS[method]["head"] != "linear":
+            raise _bad(raw, f"@protocol {settings['protocol']} trains standard models (the linear head); {method} has a ridge head")
     return Cell(target, method, int(m["n"]), source, tuple((k, settings[k]) for k in KEYS if k in settings))
 
 

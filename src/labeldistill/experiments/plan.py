@@ -6,6 +6,8 @@ A cell maps to exactly one run: ``ld`` / ``ld-rr`` -> a distillation (second-ord
 :func:`labeldistill.baselines.baseline`. ``@arch`` / ``@head`` / ``@steps`` / ``@variant`` on a
 distillation cell add an evaluation of that run. Runs live in ``OUT/runs/<run slug>/`` and
 are shared by every cell that needs them (a Table 9 cell and a Table 1 cell use the same run).
+``@protocol`` re-tests a label set under another evaluation protocol (ConvNet-3, fixed epochs, DSA:
+``labeldistill.protocols``) and runs a baseline under it.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from ..data.catalog import CATALOG, TEST_IMAGE_STAND_INS
 from ..data.splits import DEFAULT_FRACTIONS
 from ..distill import DistillConfig
 from ..lrsearch import SEARCH_MODELS, SGD_LRS
+from ..protocols import get_protocol
 from ..unrolled import UnrolledRunConfig
 from .cells import METHODS, Cell
 from .tables._common import NAMES
@@ -60,6 +63,11 @@ BASELINE_SECONDS = 45.0  # one validation model up to 1,000 steps, then 20 test 
 # paper-table7: 150 LeNets x 1,000 steps + 20 validations of 150 models (a rough guess, not measured);
 # the feature selectors: one LeNet for 2,000 steps of 256, then the features of the training split.
 SELECT_SECONDS = {"paper-table7": 900.0, "other": 120.0}
+# Fixed-epoch protocols (dc, dc-dsa): one ConvNet-3 step on 100 MNIST images, one thread beside another job (measured,
+# sessions 7 and 9: about 1 s); a teacher (LeNet, early-stopped, about 15 epochs of 9 s) and its 4 temperature students.
+PROTOCOL_STEP_SECONDS = 1.0
+TEACHER_SECONDS = 150.0
+TEMPERATURE_STUDENTS = 4
 _OFFICIAL_TRAIN = {"mnist": 60_000, "kmnist": 60_000, "kuzushiji-49": 232_365, "cifar10": 50_000, "cifar100": 50_000,
                    "digits": 1_797, "emnist-letters": 124_800, "cub": 5_994, "cifar100-test-stand-in": 9_999}
 
@@ -157,7 +165,7 @@ class Plan:
     run_cell: Cell  # the cell that names the run (no evaluation keys, no defaults)
     run_slug: str
     cell_slug: str
-    evaluation: dict | None  # {"arch", "head", "steps", "optimizer", "order"} (label sets) or {"arch", "variant"} (DD / SLDD) for evaluation cells
+    evaluation: dict | None  # {"arch", "head", "steps"[, "optimizer", "order", "protocol"]} (label sets) or {"arch", "variant"} (DD / SLDD)
     channels: int
     reduced: bool
     stand_in: tuple[str, ...] = ()
@@ -181,7 +189,8 @@ class Plan:
             resolved, _ = self.config.resolve(self.config.target, self.num_classes, self.channels)  # type: ignore[union-attr]
             return normalise_unrolled(resolved.to_dict())
         s = dataclasses.asdict(self.config)
-        s["arch"] = s["arch"] or protocol.default_arch(self.config.target, self.channels)
+        proto = get_protocol(s.get("protocol"))
+        s["arch"] = s["arch"] or (protocol.default_arch(self.config.target, self.channels) if proto.is_paper else proto.arch)
         return normalise_baseline(s)
 
 
@@ -280,22 +289,27 @@ def plan_cell(cell: Cell, opts: Options, data: DataView) -> Plan:
         learn = {"learn": info["learn"], "image_init": info["image_init"]} if "learn" in info else {}
         if learn:  # learned from uniform noise: no base selection applies
             select, named = "random", {"select": None}
+        start = {"label_init": info["label_init"], "temperature": info["temperature"]} if "label_init" in info else {}
         config = DistillConfig(
             target=target, source=source, base=cell.base, method=info["method"], seed=seed, target_size=cell.target_size,
-            epochs=QUICK_EPOCHS if opts.quick else None, test_models=TEST_MODELS, split=split, device=device, **learn)
+            epochs=QUICK_EPOCHS if opts.quick else None, test_models=TEST_MODELS, split=split, device=device, **learn, **start)
         if select != "random" and distill_takes_select():
             config = dataclasses.replace(config, base_select=select)
-        run_cell = cell.with_settings(arch=None, head=None, steps=None, optimizer=None, order=None, **drop, **named)
+        run_cell = cell.with_settings(arch=None, head=None, steps=None, optimizer=None, order=None, protocol=None, **drop, **named)
         if cell.get("target-size") == "all":
             run_cell = run_cell.with_settings(target_size=None)
         if cell.is_evaluation:
             evaluation = {"arch": cell.arch, "head": cell.head, "steps": cell.steps}
-            evaluation.update({k: v for k, v in (("optimizer", cell.optimizer), ("order", cell.order)) if v is not None})
+            evaluation.update({k: v for k, v in (("optimizer", cell.optimizer), ("order", cell.order), ("protocol", cell.protocol))
+                               if v is not None})
     else:
-        default = protocol.default_arch(cell.target, channels)
+        proto = get_protocol(cell.protocol)
+        default = protocol.default_arch(cell.target, channels) if proto.is_paper else proto.arch
         arch = cell.arch if cell.arch not in (None, default) else None
+        teacher = {"labels": info["labels"], "temperature": info["temperature"]} if "labels" in info else {}
         config = BaselineSettings(target=target, base=cell.base, smoothing=info["smoothing"], head=info["head"], arch=arch,
-                                  models=TEST_MODELS, seed=seed, split=split, device=device, base_select=select)
+                                  models=TEST_MODELS if proto.is_paper else proto.models, seed=seed, split=split, device=device,
+                                  base_select=select, protocol=proto.name, **teacher)
         run_cell = cell.with_settings(arch=arch, **drop, **named)
     suffix = "-stand-in" if notes else ""
     quick_run = opts.quick and info["kind"] != "baseline"  # --quick does not change a baseline: share its run
@@ -346,9 +360,21 @@ def run_seconds(plan: Plan, data: DataView) -> float:
         cfg = plan.config.resolve(plan.config.target, plan.channels)  # type: ignore[union-attr]
         factor = ARCH_FACTOR.get(cfg.arch or "lenet", 1.0) * (IMAGE_STEP_FACTOR if cfg.learn != "labels" else 1.0)
         _, steps = distill_steps(plan, data)
-        return steps * STEP_SECONDS.get(cfg.method, 0.2) * VALIDATION_OVERHEAD * factor + TEST_SECONDS * factor
+        start = TEACHER_SECONDS + TEMPERATURE_STUDENTS * BASELINE_SECONDS if cfg.label_init == "teacher" else 0.0
+        return steps * STEP_SECONDS.get(cfg.method, 0.2) * VALIDATION_OVERHEAD * factor + TEST_SECONDS * factor + start
+    proto = get_protocol(plan.config.protocol)  # type: ignore[union-attr]
+    teacher = plan.config.labels == "teacher"  # type: ignore[union-attr]
+    if not proto.is_paper:
+        students = plan.config.models + (TEMPERATURE_STUDENTS if teacher else 0)  # type: ignore[union-attr]
+        return protocol_seconds(proto, plan.cell.base, students) + (TEACHER_SECONDS if teacher else 0.0)
     arch = plan.config.arch or protocol.default_arch(plan.config.target, plan.channels)  # type: ignore[union-attr]
-    return BASELINE_SECONDS * ARCH_FACTOR.get(arch, 1.0)
+    return BASELINE_SECONDS * ARCH_FACTOR.get(arch, 1.0) * (1 + TEMPERATURE_STUDENTS if teacher else 1) + (TEACHER_SECONDS if teacher else 0.0)
+
+
+def protocol_seconds(proto, n_images: int, models: int) -> float:
+    """Estimated seconds for ``models`` ConvNet-3s trained on ``n_images`` under a fixed-epoch protocol."""
+    steps = (proto.epochs or 0) * math.ceil(n_images / (proto.batch_size or n_images))
+    return models * steps * PROTOCOL_STEP_SECONDS
 
 
 def selection_seconds(plan: Plan) -> float:
@@ -365,6 +391,9 @@ def evaluation_seconds(plan: Plan) -> float:
         return 0.0
     if plan.kind == "unrolled":
         return UNROLLED_TEST_SECONDS
+    proto = get_protocol(plan.evaluation.get("protocol"))
+    if not proto.is_paper:
+        return protocol_seconds(proto, plan.cell.base, proto.models)
     arch = plan.evaluation.get("arch") or protocol.default_arch(plan.cell.target, plan.channels)
     search = 1.0 + len(SGD_LRS) * SEARCH_MODELS / TEST_MODELS if plan.evaluation.get("optimizer") == "sgd" else 1.0  # + the lr search
     return TEST_SECONDS * ARCH_FACTOR.get(arch, 1.0) * search

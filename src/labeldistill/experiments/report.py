@@ -80,16 +80,25 @@ def seed_rows(spec: TableSpec, opts: Options, groups: list[list[Outcome]]) -> li
             std = math.sqrt(sum((m - mean) ** 2 for m in means) / len(means))
             paper = row["paper_mean"] is not None
             row.update(ours_mean=mean, ours_std=std, diff=mean - row["paper_mean"] if paper else None,
-                       flag=paper and flag(mean, std, row["paper_mean"], row["paper_std"] or 0.0))
+                       flag=paper and flag(mean, std, row["paper_mean"], row["paper_std"] or 0.0),
+                       cost_seconds=_mean_cost([r.get("cost_seconds") for _, r in done]))
             notes.append("seeds " + ", ".join(f"{k}: {r['ours_mean']:.2f}" for k, r in done))
         else:
-            row.update(ours_mean=None, ours_std=None, diff=None, flag=False)
+            row.update(ours_mean=None, ours_std=None, diff=None, flag=False, cost_seconds=None)
             have = ", ".join(f"{k}: {r['ours_mean']:.2f}" for k, r in done) or "none"
             missing = [f"{k} ({r['status']})" for k, r in zip(seeds, per_seed) if r["status"] != "done"]
             notes.append(f"seeds done: {have}; not yet: {', '.join(missing)}")
         row["note"] = "; ".join(dict.fromkeys(notes))
         out.append(row)
     return out
+
+
+def _mean_cost(costs: list[dict | None]) -> dict | None:
+    """The cost of one seed, on average over the seeds' cells (None when a cell did not record its cost)."""
+    if not costs or any(c is None for c in costs):
+        return None
+    keys = dict.fromkeys(k for c in costs for k in c)  # type: ignore[union-attr]
+    return {k: round(sum(c.get(k, 0.0) for c in costs) / len(costs), 1) for k in keys}  # type: ignore[union-attr]
 
 
 def table_rows(spec: TableSpec, opts: Options, rows: list[Outcome]) -> list[dict]:
@@ -121,7 +130,8 @@ def _row(p, o: Outcome, opts: Options) -> tuple[dict, list[str]]:
         paper = p.mean is not None
         row.update(ours_mean=r["accuracy_mean"], ours_std=r["accuracy_std"], diff=r["accuracy_mean"] - p.mean if paper else None,
                    flag=paper and flag(r["accuracy_mean"], r["accuracy_std"], p.mean, p.std or 0.0), run_dir=o.record.get("run_dir"),
-                   numerics_version=o.record.get("numerics_version"), git_commit=o.record.get("git_commit"))
+                   numerics_version=o.record.get("numerics_version"), git_commit=o.record.get("git_commit"),
+                   cost_seconds=o.record.get("cost_seconds"))
         if r.get("variant"):
             row["variant"] = r["variant"]
         if o.record.get("numerics_version") != NUMERICS_VERSION:
@@ -139,6 +149,15 @@ def _pm(mean: float | None, std: float | None) -> str:
     return "—" if mean is None else f"{mean:.2f} ± {std:.2f}"
 
 
+def fmt_cost(cost: dict | None) -> str:
+    """``{"distill": 2520, "teacher": 150, "test": 5100}`` -> ``distil 42 + teacher 2.5 + test 85 min``."""
+    if not cost:
+        return "—"
+    names = {"distill": "distil", "teacher": "teacher", "test": "test"}
+    parts = [f"{names.get(k, k)} {v / 60:.3g}" for k, v in cost.items() if v]
+    return (" + ".join(parts) + " min") if parts else "—"
+
+
 def markdown(spec: TableSpec, opts: Options, rows: list[dict]) -> str:
     lines = [f"# {spec.heading}: {spec.title}", ""]
     if opts.quick:
@@ -152,11 +171,15 @@ def markdown(spec: TableSpec, opts: Options, rows: list[dict]) -> str:
                   f"over those seeds; paper: mean ± std over its fresh test models. Δ = ours − paper; {SEEDS_FLAG_RULE}.", ""]
     else:
         lines += [f"Ours and paper: test accuracy (%), mean ± std over the fresh test models. Δ = ours − paper; {FLAG_RULE}.", ""]
-    lines += ["| Cell | Paper setting | Ours | Paper | Δ | Flag | Note |", "|---|---|---|---|---|---|---|"]
+    cost = ["Cost"] if spec.cost else []
+    lines += ["| " + " | ".join(["Cell", "Paper setting", "Ours", "Paper", "Δ", "Flag", *cost, "Note"]) + " |",
+              "|" + "---|" * (7 + len(cost))]
     for r in rows:
         diff = "—" if r["diff"] is None else f"{r['diff']:+.2f}"
-        lines.append(f"| `{r['cell']}` | {r['setting']} | {_pm(r['ours_mean'], r['ours_std'])} | "
-                     f"{_pm(r['paper_mean'], r['paper_std'])} | {diff} | {'>2σ' if r['flag'] else ''} | {r['note']} |")
+        spent = [fmt_cost(r.get("cost_seconds"))] if spec.cost else []
+        lines.append("| " + " | ".join([f"`{r['cell']}`", r["setting"], _pm(r["ours_mean"], r["ours_std"]),
+                                        _pm(r["paper_mean"], r["paper_std"]), diff, ">2σ" if r["flag"] else "", *spent, r["note"]])
+                     + " |")
     done = sum(r["status"] == "done" for r in rows)
     flagged = sum(bool(r["flag"]) for r in rows)
     lines += ["", f"{done} of {len(rows)} cells computed; {flagged} flagged."]
@@ -164,6 +187,9 @@ def markdown(spec: TableSpec, opts: Options, rows: list[dict]) -> str:
     if missing:
         lines.append(f"{missing} cells lack data (see their notes; "
                      "`labeldistill datasets` shows what is present, `--stand-in` substitutes available data where possible).")
+    if spec.cost:
+        lines += ["", "Cost: minutes of this machine's computing behind each number (the run's distillation with its label "
+                      "selection, the teacher's training and temperature choice, the test models), from the run records."]
     if spec.notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in spec.notes]
     if spec.references:

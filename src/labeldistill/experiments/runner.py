@@ -200,6 +200,8 @@ def ensure_evaluation(plan: Plan, opts: Options, run_result: dict) -> tuple[dict
     run_dir = plan.run_dir(opts.out)
     if plan.kind == "unrolled":
         return _ensure_unrolled_evaluation(plan, opts, run_result)
+    if ev.get("protocol"):
+        return _ensure_protocol_evaluation(plan, opts)
     arch = ev.get("arch") or run_result.get("arch")
     head = ev.get("head") or run_result.get("head")
     if run_result.get("T") is not None and arch and head:
@@ -211,6 +213,26 @@ def ensure_evaluation(plan: Plan, opts: Options, run_result: dict) -> tuple[dict
             return stored, "reused evaluation"
     result = evaluate(run_dir, arch=ev.get("arch"), head=ev.get("head"), steps=ev.get("steps"), models=_plan.TEST_MODELS,
                       data_root=opts.data_root, device=opts.device or "auto", optimizer=ev.get("optimizer"), order=ev.get("order"))
+    return result, "evaluated"
+
+
+def _ensure_protocol_evaluation(plan: Plan, opts: Options) -> tuple[dict, str]:
+    """A label set re-tested under a fixed-epoch protocol (its number of models, its architecture unless the
+    cell names one). The file ``evaluate`` writes is reused when current; an interrupted evaluation resumes
+    from its model ledger (``RUN_DIR/evaluations/ledger/``)."""
+    from ..protocols import get_protocol
+
+    ev = plan.evaluation or {}
+    proto = get_protocol(ev["protocol"])
+    arch = ev.get("arch") or proto.arch
+    run_dir = plan.run_dir(opts.out)
+    if arch:
+        stored = _read(run_dir / "evaluations" / f"{proto.name}-{arch}-K{proto.models}.json")
+        same_code = stored is not None and (numerics_of(stored) == NUMERICS_VERSION or opts.reuse_any_version)
+        if stored is not None and "accuracy_mean" in stored and same_code:
+            return stored, "reused evaluation"
+    result = evaluate(run_dir, arch=ev.get("arch"), protocol=proto.name, models=proto.models, data_root=opts.data_root,
+                      device=opts.device or "auto", progress=opts.progress)
     return result, "evaluated"
 
 
@@ -243,6 +265,30 @@ def made_by(plan: Plan, opts: Options, result: dict) -> dict:
     version = run_v if run_v == eval_v else None
     return {"numerics_version": version, "git_commit": versions.get("git_commit"), "git_dirty": versions.get("git_dirty"),
             "run_numerics_version": run_v}
+
+
+def cell_cost(plan: Plan, opts: Options, run_result: dict, result: dict) -> dict:
+    """What a cell's numbers cost, in seconds: ``distill`` (the loop with its label selection; DD: its outer
+    iterations), ``teacher`` (training the teacher and choosing its temperature, paid once per seed where the
+    teacher is cached), ``test`` (the models that give the cell's number: the run's own test, or the evaluation's)."""
+    cost: dict[str, float] = {}
+
+    def add(key: str, value: object) -> None:
+        if isinstance(value, (int, float)):
+            cost[key] = round(cost.get(key, 0.0) + float(value), 1)
+
+    def add_teacher(rec: dict) -> None:
+        add("teacher", (rec.get("teacher") or {}).get("seconds"))
+        add("teacher", (rec.get("temperature_choice") or {}).get("seconds"))
+
+    if plan.kind == "baseline":
+        add_teacher(result)
+        add("test", result.get("seconds"))
+        return cost
+    add("distill", run_result.get("distill_seconds"))
+    add_teacher((run_record(plan, plan.run_dir(opts.out)).get("label_init") or {}))
+    add("test", result.get("seconds") if plan.evaluation else run_result.get("test_seconds"))
+    return cost
 
 
 def summary(result: dict) -> dict:
@@ -278,6 +324,7 @@ def compute_cell(plan: Plan, opts: Options, stacked: dict[str, str] | None = Non
         "run_result": summary(run_result) if plan.evaluation else None,
         "action": action,
         "cell_seconds": round(time.perf_counter() - t0, 2),
+        "cost_seconds": cell_cost(plan, opts, run_result, result),
         "finished_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "labeldistill_version": __version__,
         **made_by(plan, opts, result),

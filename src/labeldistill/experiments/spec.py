@@ -61,6 +61,7 @@ class TableSpec:
     notes: tuple[str, ...] = ()  # how the paper's setting maps to cells (seeds, heads, ...)
     references: tuple[Reference, ...] = field(default=())
     measure: str = "accuracy"  # "accuracy" (%, mean ± std) or "minutes" (training time: Table 4)
+    cost: bool = False  # show what each cell cost (distillation, teacher, test minutes) in a column
     # figure(rows, png_path) -> the PNG written, or None: a picture of the table's rows (report.write_report's rows)
     figure: Callable[[list[dict], Path], Path | None] | None = field(default=None, compare=False)
 

@@ -101,8 +101,11 @@ def evaluate_protocol(
     recipe = p.recipe(int(images.shape[1]), lr=lr)
     total = recipe.total_steps(int(images.shape[0]), batch, int(steps))
     seeds = model_seeds(seed, purpose, k)
-    book = None if ledger is None else ModelLedger(ledger, _ledger_key(p, learner, x, labels, tx, test_y, steps=int(steps), seed=seed,
-                                                                        purpose=purpose, batch=batch, lr=lr, zca=zca), prefix=p.name)
+    book = None
+    if ledger is not None:
+        key = _ledger_key(p, learner, x, labels, tx, test_y, steps=int(steps), seed=seed, purpose=purpose, batch=batch,
+                          lr=recipe.lr, zca=zca)
+        book = ModelLedger(ledger, key, prefix=p.name)
     done = {} if book is None else {i: r for i, r in book.done().items() if i < k}
     todo = [i for i in range(k) if i not in done]
     # With a ledger on a CPU, one model at a time (each recorded as it finishes); else all at once (vmap on a GPU).
@@ -141,7 +144,8 @@ def evaluate_protocol(
 
 def _ledger_key(p: Protocol, learner: Learner, x: torch.Tensor, labels: torch.Tensor, tx: torch.Tensor, ty: torch.Tensor, *,
                 steps: int, seed: int, purpose: str, batch: int, lr: float, zca: ZCA | None) -> dict:
-    """Everything that decides a model's test accuracy under ``p`` (the number of models does not)."""
+    """Everything that decides a model's test accuracy under ``p`` (the number of models does not); ``batch`` and
+    ``lr`` are the ones the models train with (a fixed-epoch protocol's own, not the set's)."""
     from ..numerics import NUMERICS_VERSION, float_settings
 
     return {"protocol": p.to_dict(), "model": type(learner.template).__name__, "head": learner.head_kind,

@@ -81,9 +81,11 @@ def run_group(plans: list[Plan], opts: Options, threads: int, lock_wait: float, 
     together first). Returns (code identity, outcomes)."""
     import torch
 
+    from ...allocator import keep_freed_memory
     from ...runs.provenance import code_identity
 
     torch.set_num_threads(threads)
+    keep_freed_memory()  # as the labeldistill command does: no page faults for every step's tensors
     if setup is not None:
         setup()
     outcomes: list = [runner.precheck(plan, opts) for plan in plans]  # a rerun after a lost worker: what it finished is stored

@@ -1,0 +1,76 @@
+"""The field table (ours): true / teacher labels and LD / LD RR (from 1/C or from the teacher's labels) under a
+fixed-epoch protocol, with what each cell cost."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from labeldistill.experiments import PaperCell, TableSpec, get_table, parse_cell, plan, run_cells
+from labeldistill.experiments.plan import DataView, Options, plan_cell
+from labeldistill.experiments.report import collect, fmt_cost, table_rows, write_report
+from labeldistill.protocols import get_protocol
+from labeldistill.protocols._base import PROTOCOLS
+
+
+def test_field_table_cells_and_what_they_run(tmp_path):
+    spec = get_table("field")
+    assert spec.cost and spec.heading == "Field table (ours)"
+    assert all(c.mean is None for c in spec.cells)  # ours only
+    data, opts = DataView(tmp_path / "empty"), Options(out=tmp_path)
+    plans = {c.cell: plan_cell(parse_cell(c.cell), opts, data) for c in spec.cells}
+    assert len(plans) == 12 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
+    true, teacher = plans["mnist/baseline/100@protocol=dc-dsa"], plans["mnist/baseline-teacher/100@protocol=dc-dsa"]
+    for p in (true, teacher):  # baselines run under the protocol itself: its models, its architecture
+        assert p.kind == "baseline" and p.evaluation is None and p.config.protocol == "dc-dsa" and p.config.models == 5
+        assert p.expected_config()["arch"] == "convnet3"
+    assert (true.config.labels, teacher.config.labels, teacher.config.temperature) == ("true", "teacher", "auto")
+    assert true.run_slug == "mnist_baseline_100__protocol=dc-dsa" != teacher.run_slug
+    # LD / LD RR: the Table 1 runs, re-tested under the protocol (no second distillation).
+    table1 = {plan_cell(parse_cell(c.cell), opts, data).run_slug for c in get_table(1).cells}
+    for method in ("ld", "ld-rr"):
+        p = plans[f"mnist/{method}/100@protocol=dc-dsa"]
+        assert p.evaluation == {"arch": None, "head": None, "steps": None, "protocol": "dc-dsa"}
+        assert p.run_slug == f"mnist_{method}_100" and p.run_slug in table1 and p.config.label_init == "uniform"
+    # Teacher-started runs are runs of their own.
+    p = plans["mnist/ld-rr-teacher/100@protocol=dc-dsa"]
+    assert (p.config.method, p.config.label_init, p.config.temperature) == ("ridge", "teacher", "auto")
+    assert p.run_slug == "mnist_ld-rr-teacher_100" and p.evaluation["protocol"] == "dc-dsa"
+    assert p.expected_config()["teacher_arch"] == "lenet"  # resolved and recorded: the loop's (the dataset's) architecture
+    assert plans["mnist/ld-rr/100@protocol=dc-dsa"].expected_config()["teacher_arch"] is None  # no teacher: as every earlier run
+    # The time estimates count the protocol's models: 5 x 1,000 epochs of one step (100 images, batch 256).
+    dsa = get_protocol("dc-dsa")
+    assert plan.evaluation_seconds(plans["mnist/ld/100@protocol=dc-dsa"]) == plan.protocol_seconds(dsa, 100, 5) == 5000 * plan.PROTOCOL_STEP_SECONDS
+    assert plan.run_seconds(teacher, data) == plan.protocol_seconds(dsa, 100, 5 + plan.TEMPERATURE_STUDENTS) + plan.TEACHER_SECONDS
+
+
+def test_cost_text():
+    assert fmt_cost({"distill": 2520.0, "teacher": 150.0, "test": 5100.0}) == "distil 42 + teacher 2.5 + test 85 min"
+    assert fmt_cost({"test": 30.0}) == "test 0.5 min"
+    assert fmt_cost(None) == fmt_cost({}) == "—"
+
+
+@pytest.mark.slow
+def test_field_cells_end_to_end_on_digits(monkeypatch, tmp_path):
+    """Real, tiny: a teacher baseline and a teacher-started LD RR run under a shortened dc protocol, and the
+    plain LD RR run re-tested under it; costs recorded; a rerun finds every cell stored."""
+    monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(plan, "QUICK_EPOCHS", 2)
+    monkeypatch.setattr(plan, "TEST_MODELS", 2)
+    monkeypatch.setitem(PROTOCOLS._items, "dc", dataclasses.replace(get_protocol("dc"), epochs=2))
+    names = ["digits/baseline-teacher/20@protocol=dc", "digits/ld-rr/20@protocol=dc", "digits/ld-rr-teacher/20@protocol=dc"]
+    spec = TableSpec(97, "digits field", tuple(PaperCell(n, None, None, n.split("/")[1], "dc") for n in names), cost=True)
+    opts = Options(out=tmp_path / "out", quick=True, device="cpu")
+    out = run_cells(spec.names(), opts)
+    assert [o.status for o in out] == ["done"] * 3, [o.message for o in out]
+    teacher, rr, rr_teacher = (o.record for o in out)
+    assert teacher["result"]["models"] == 5 and teacher["result"]["arch"] == "convnet3"
+    assert set(teacher["cost_seconds"]) == {"teacher", "test"}  # the teacher, its temperature choice, the 5 students
+    assert rr["kind"] == "evaluation" and rr["evaluation"]["protocol"] == "dc" and rr["result"]["arch"] == "convnet3"
+    assert set(rr["cost_seconds"]) == {"distill", "test"}
+    assert (tmp_path / "out" / "runs" / "digits_ld-rr_20-quick" / "evaluations" / "dc-convnet3-K5.json").exists()
+    assert set(rr_teacher["cost_seconds"]) == {"distill", "teacher", "test"}
+    assert rr_teacher["run_slug"] == "digits_ld-rr-teacher_20-quick"
+    text, _ = write_report(spec, opts, table_rows(spec, opts, collect(spec, opts, out, DataView(None))))
+    assert "| Cost |" in text and text.count(" min |") == 3
+    assert [o.action for o in run_cells(spec.names(), opts)] == ["stored cell"] * 3
