@@ -189,7 +189,8 @@ def markdown(spec: TableSpec, opts: Options, rows: list[dict]) -> str:
                      "`labeldistill datasets` shows what is present, `--stand-in` substitutes available data where possible).")
     if spec.cost:
         lines += ["", "Cost: minutes of this machine's computing behind each number (the run's distillation with its label "
-                      "selection, the teacher's training and temperature choice, the test models), from the run records."]
+                      "selection, the teacher's training and temperature choice, the test models), from the run records"
+                      + (" (per seed, on average over the seeds)." if opts.seeds else ".")]
     if spec.notes:
         lines += ["", "Notes:"] + [f"- {n}" for n in spec.notes]
     if spec.references:
