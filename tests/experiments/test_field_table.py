@@ -74,3 +74,7 @@ def test_field_cells_end_to_end_on_digits(monkeypatch, tmp_path):
     text, _ = write_report(spec, opts, table_rows(spec, opts, collect(spec, opts, out, DataView(None))))
     assert "| Cost |" in text and text.count(" min |") == 3
     assert [o.action for o in run_cells(spec.names(), opts)] == ["stored cell"] * 3
+    # Without its cell record, the re-tested cell finds the evaluation its run directory keeps.
+    (tmp_path / "out" / "cells" / "digits_ld-rr_20__protocol=dc-quick.json").unlink()
+    again = run_cells(["digits/ld-rr/20@protocol=dc"], opts)[0]
+    assert again.action == "reused run, reused evaluation" and again.record["result"] == rr["result"]
