@@ -188,3 +188,22 @@ def test_metrics_log_truncates_on_resume(tmp_path):
     log.write({"a": 1})
     log.close()
     assert [json.loads(line) for line in path.read_text().splitlines()] == [{"a": 1}]
+
+
+def test_last_epoch_reads_a_runs_progress_from_the_logs_end(tmp_path):
+    from labeldistill.runs.metrics import last_epoch
+
+    path = tmp_path / "metrics.jsonl"
+    assert last_epoch(path) is None  # no log yet
+    log = MetricsLog(path)
+    for step in range(1, 60 * 49 + 1):  # 60 epochs of 49 steps: longer than the tail window, only the end is read
+        log.write({"kind": "step", "step": step, "epoch": (step - 1) // 49 + 1, "loss": 2.3})
+    log.write({"kind": "validation", "epoch": 60, "val_accuracy": 81.5})
+    log.write({"kind": "grad_var", "step": 60 * 49})  # a record without an epoch
+    log.close()
+    assert path.stat().st_size > 65536 and last_epoch(path) == 60
+    with open(path, "a") as f:
+        f.write('{"kind": "step", "step": 2941, "epo')  # a line cut by a kill
+    assert last_epoch(path) == 60
+    path.write_text('{"kind": "step", "step": 1}\n')  # records without epochs only
+    assert last_epoch(path) is None

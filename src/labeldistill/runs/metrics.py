@@ -44,3 +44,25 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
         if line.strip():
             out.append(json.loads(line))
     return out
+
+
+def last_epoch(path: str | Path, *, tail_bytes: int = 65536) -> int | None:
+    """The epoch of the last record that has one (a run's progress, read from the log's end), or None.
+
+    A killed run's log ends at its last checkpoint (the log is flushed there), which is where it resumes.
+    """
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - tail_bytes))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:  # a line cut by the tail window or by a kill
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("epoch"), int):
+            return rec["epoch"]
+    return None
