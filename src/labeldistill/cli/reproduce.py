@@ -227,24 +227,21 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
                     action = f"choose the base set with {plan.select} (kept in {selections_dir(opts)}), then "
                 else:
                     action = ""
-                done_epochs = last_epoch(run_dir / "metrics.jsonl") if state == "resume" else None
                 if plan.kind in ("unrolled", "distill"):
-                    epochs, _ = distill_steps(plan, data)
+                    epochs, steps = distill_steps(plan, data)  # DD / SLDD: outer epochs and iterations
+                    done_epochs = last_epoch(run_dir / "metrics.jsonl") if state == "resume" else None
                     if done_epochs:  # what is left of the loop (the test and validations still to come scale alike)
                         seconds *= max(0.0, 1.0 - done_epochs / max(1, epochs))
-                    verb = "resume (at most)" if state == "resume" and not done_epochs else ("resume" if state == "resume" else "distil")
+                    verb = "distil" if state != "resume" else ("resume" if done_epochs else "resume (at most)")
                     at = f" (done: {done_epochs} epochs)" if done_epochs else ""
-                if plan.kind == "unrolled":
-                    epochs, iterations = distill_steps(plan, data)
-                    resolved, _ = plan.config.resolve(plan.config.target, plan.num_classes, plan.channels)
-                    action += (f"{verb} {resolved.method}/{resolved.arch} (unrolled), {epochs} outer epochs = {iterations} "
-                               f"iterations{at}, then {resolved.test_models} test networks, into {run_dir}")
-                    counts["resume" if state == "resume" else "distill"] += 1
-                elif plan.kind == "distill":
-                    epochs, steps = distill_steps(plan, data)
-                    cfg = plan.config.resolve(plan.config.target, plan.channels)
-                    what = f"{cfg.method}/{cfg.arch}" + (f", learning {cfg.learn} from {cfg.image_init}" if cfg.learn != "labels" else "")
-                    action += f"{verb} {what}, {epochs} epochs = {steps} steps{at}, into {run_dir}"
+                    if plan.kind == "unrolled":
+                        resolved, _ = plan.config.resolve(plan.config.target, plan.num_classes, plan.channels)
+                        action += (f"{verb} {resolved.method}/{resolved.arch} (unrolled), {epochs} outer epochs = {steps} "
+                                   f"iterations{at}, then {resolved.test_models} test networks, into {run_dir}")
+                    else:
+                        cfg = plan.config.resolve(plan.config.target, plan.channels)
+                        what = f"{cfg.method}/{cfg.arch}" + (f", learning {cfg.learn} from {cfg.image_init}" if cfg.learn != "labels" else "")
+                        action += f"{verb} {what}, {epochs} epochs = {steps} steps{at}, into {run_dir}"
                     counts["resume" if state == "resume" else "distill"] += 1
                 else:
                     action += f"baseline ({plan.config.head} head, smoothing {plan.config.smoothing}) into {run_dir}"

@@ -193,6 +193,15 @@ def ready_run_dir(plan: Plan, opts: Options, state: str) -> str:
     return state
 
 
+def _stored_evaluation(path: Path, opts: Options) -> dict | None:
+    """The evaluation file ``evaluate`` wrote at ``path``, when it holds a result of the current numerics
+    version (or any, with ``--reuse-any-version``); else None."""
+    stored = _read(path)
+    if stored is None or "accuracy_mean" not in stored:
+        return None
+    return stored if numerics_of(stored) == NUMERICS_VERSION or opts.reuse_any_version else None
+
+
 def ensure_evaluation(plan: Plan, opts: Options, run_result: dict) -> tuple[dict, str]:
     """Evaluate the distilled run with the cell's arch / head / steps / optimizer / order, or a DD / SLDD
     run with the cell's arch / variant (reusing a stored evaluation of the current numerics)."""
@@ -206,10 +215,9 @@ def ensure_evaluation(plan: Plan, opts: Options, run_result: dict) -> tuple[dict
     head = ev.get("head") or run_result.get("head")
     if run_result.get("T") is not None and arch and head:
         t = parse_steps(ev.get("steps"), int(run_result["T"]))
-        stored = _read(run_dir / "evaluations" / label_evaluation_file(arch, head, t, _plan.TEST_MODELS, optimizer=ev.get("optimizer"),
-                                                                       order=ev.get("order")))
-        same_code = stored is not None and (numerics_of(stored) == NUMERICS_VERSION or opts.reuse_any_version)
-        if stored is not None and "accuracy_mean" in stored and same_code:
+        stored = _stored_evaluation(run_dir / "evaluations" / label_evaluation_file(arch, head, t, _plan.TEST_MODELS,
+                                                                                    optimizer=ev.get("optimizer"), order=ev.get("order")), opts)
+        if stored is not None:
             return stored, "reused evaluation"
     result = evaluate(run_dir, arch=ev.get("arch"), head=ev.get("head"), steps=ev.get("steps"), models=_plan.TEST_MODELS,
                       data_root=opts.data_root, device=opts.device or "auto", optimizer=ev.get("optimizer"), order=ev.get("order"))
@@ -227,9 +235,8 @@ def _ensure_protocol_evaluation(plan: Plan, opts: Options) -> tuple[dict, str]:
     arch = ev.get("arch") or proto.arch
     run_dir = plan.run_dir(opts.out)
     if arch:
-        stored = _read(run_dir / "evaluations" / f"{proto.name}-{arch}-K{proto.models}.json")
-        same_code = stored is not None and (numerics_of(stored) == NUMERICS_VERSION or opts.reuse_any_version)
-        if stored is not None and "accuracy_mean" in stored and same_code:
+        stored = _stored_evaluation(run_dir / "evaluations" / f"{proto.name}-{arch}-K{proto.models}.json", opts)
+        if stored is not None:
             return stored, "reused evaluation"
     result = evaluate(run_dir, arch=ev.get("arch"), protocol=proto.name, models=proto.models, data_root=opts.data_root,
                       device=opts.device or "auto", progress=opts.progress)
@@ -247,9 +254,8 @@ def _ensure_unrolled_evaluation(plan: Plan, opts: Options, run_result: dict) -> 
     arch = ev.get("arch") or run_result.get("arch")
     models = run_result.get("models")
     if arch and models:
-        stored = _read(run_dir / "evaluations" / f"{arch}-{variant.replace(':', '')}-K{models}.json")
-        same_code = stored is not None and (numerics_of(stored) == NUMERICS_VERSION or opts.reuse_any_version)
-        if stored is not None and "accuracy_mean" in stored and stored.get("variant") == variant and same_code:
+        stored = _stored_evaluation(run_dir / "evaluations" / f"{arch}-{variant.replace(':', '')}-K{models}.json", opts)
+        if stored is not None and stored.get("variant") == variant:
             return stored, "reused evaluation"
     result = evaluate(run_dir, arch=ev.get("arch"), variant=variant, data_root=opts.data_root, device=opts.device or "auto")
     return result, "evaluated"
