@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from labeldistill.data.catalog import CATALOG
+from labeldistill.distill import Interrupted
 from labeldistill.experiments import DataView, Options, TableSpec, run_cells, runner
 from labeldistill.experiments.report import collect, table_rows, write_report
 from labeldistill.protocol import default_arch
@@ -53,6 +54,8 @@ class Fakes:
         self.calls: list[tuple] = []
         self.accuracy: dict[str, tuple[float, float]] = {}  # target/method -> (mean, std)
         self.interrupt: set[str] = set()  # targets whose next distillation stops after its checkpoint
+        # how it stops: the real loop's first Ctrl-C (checkpoint, then Interrupted), or a second one
+        self.stop: BaseException = Interrupted("Stopped at step 3; checkpoint written.")
         self.seconds: dict[str, float] = {}  # target/method/learn (DD: target/dd) -> distill_seconds written
         self.device = "cpu"  # the device the fake runs say they used
 
@@ -69,7 +72,7 @@ class Fakes:
         (out / "checkpoint.safetensors").write_bytes(b"ckpt")
         if cfg.target in self.interrupt:
             self.interrupt.discard(cfg.target)
-            raise KeyboardInterrupt  # stopped midway: checkpoint written, no result
+            raise self.stop  # stopped midway: checkpoint written, no result
         mean, std = self._acc(f"{cfg.target}/{cfg.method}")
         result = {"accuracy_mean": mean, "accuracy_std": std, "accuracies": [mean - std, mean + std], "models": cfg.test_models,
                   "steps": 300, "T": 300, "seconds": 1.0, "method": resolved.method, "arch": resolved.arch,

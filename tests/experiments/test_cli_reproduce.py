@@ -89,6 +89,14 @@ def test_reproduce_quick_and_incomplete_exit_status(capsys, fakes, data_root, tm
     assert "MISSING: cifar10 missing" in (tmp_path / "table1-quick.md").read_text()
 
 
+def test_ctrl_c_stops_reproduce_with_one_line_and_exit_130(capsys, fakes, data_root, tmp_path):
+    fakes.interrupt.add("mnist")  # the first distillation checkpoints, then stops (a first Ctrl-C)
+    rc = main(["reproduce", "1", "--only", "mnist/ld/10", "mnist/ld-rr/10", "--data-root", str(data_root), "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 130 and len(err) == 1 and err[0].startswith("labeldistill: error: mnist/ld/10: Stopped at step 3")
+    assert fakes.count("distill") == 1  # mnist/ld-rr/10 was not started
+
+
 def test_seeds_show_the_mean_over_seeds(capsys, fakes, monkeypatch, data_root, tmp_path):
     """--seeds runs each cell once per seed (seed 0: the cell itself) and shows the seeds' mean ± their std."""
     from labeldistill.experiments import runner

@@ -3,6 +3,7 @@ import json
 
 import pytest
 
+from labeldistill.distill import Interrupted
 from labeldistill.experiments import DataView, Options, PaperCell, TableSpec, run_cells
 from labeldistill.experiments.report import collect, markdown, table_rows, write_report
 from labeldistill.runs import atomic_write_json, read_json
@@ -61,11 +62,19 @@ def test_a_run_with_another_configuration_is_a_conflict(fakes, opts):
     assert not (opts.out / "cells" / "mnist_ld_50.json").exists()
 
 
-def test_interrupted_reproduce_resumes_where_it_stopped(fakes, opts):
+@pytest.mark.parametrize("stop", ["checkpointed", "at once"])
+def test_interrupted_reproduce_resumes_where_it_stopped(fakes, opts, stop):
     names = ["mnist/baseline/10", "mnist/ld/10", "mnist/ld/10@steps=+50", "mnist/ld-rr/10"]
     fakes.interrupt.add("mnist")  # the first distillation stops after writing its checkpoint
-    with pytest.raises(KeyboardInterrupt):
+    if stop == "at once":  # a second Ctrl-C
+        fakes.stop = KeyboardInterrupt()
+    # A stop the user asked for stops the batch: the later cells are not started (a first Ctrl-C
+    # used to fail just the running cell and go on with the next one).
+    with pytest.raises(Interrupted if stop == "checkpointed" else KeyboardInterrupt) as info:
         run_cells(names, opts)
+    assert fakes.count("distill") == 1
+    if stop == "checkpointed":
+        assert str(info.value).startswith("mnist/ld/10: Stopped at step 3") and "same command again" in str(info.value)
     assert (opts.out / "cells" / "mnist_baseline_10.json").exists()
     assert (opts.out / "runs" / "mnist_ld_10" / "checkpoint.safetensors").exists()
     assert not (opts.out / "runs" / "mnist_ld_10" / "result.json").exists()

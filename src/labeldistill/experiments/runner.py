@@ -28,7 +28,7 @@ from pathlib import Path
 from .._version import __version__
 from ..baselines import baseline
 from ..distill import run_distillation
-from ..distill.loop import CHECKPOINT
+from ..distill.loop import CHECKPOINT, Interrupted
 from ..errors import ArtifactError, UserError
 from ..numerics import NUMERICS_VERSION
 from ..evaluation import evaluate, label_evaluation_file, parse_steps
@@ -351,15 +351,19 @@ def precheck(plan: Plan, opts: Options) -> Outcome | None:
 
 
 def compute_outcome(plan: Plan, opts: Options, stacked: dict[str, str | BaseException] | None = None) -> Outcome:
-    """Compute one cell; a conflict or failure is returned as its outcome, never raised
-    (``KeyboardInterrupt`` is). Executors call this wherever the cell runs. ``stacked``: what
+    """Compute one cell; a conflict or failure is returned as its outcome, never raised. A stop the
+    user asked for (Ctrl-C: ``KeyboardInterrupt``, or the loop's :class:`Interrupted` once it has
+    checkpointed) is raised: it stops the whole batch, not just this cell, and the same command
+    resumes it. Executors call this wherever the cell runs. ``stacked``: what
     :func:`ensure_stacked_runs` did (its failures become this cell's)."""
     name = plan.cell.name
     failed = (stacked or {}).get(str(plan.run_dir(opts.out).absolute()))
-    if isinstance(failed, BaseException):
-        return _failure(name, failed, plan)
     try:
+        if isinstance(failed, BaseException):
+            raise failed
         rec, action = compute_cell(plan, opts, stacked)  # type: ignore[arg-type]
+    except Interrupted as e:
+        raise Interrupted(f"{name}: {e} Running the same command again goes on with every cell.") from None
     except Exception as e:  # noqa: BLE001  (one failed cell must not stop a long batch)
         return _failure(name, e, plan)
     return Outcome(name, "done", action, rec, plan=plan)
