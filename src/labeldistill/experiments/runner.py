@@ -363,7 +363,7 @@ def compute_outcome(plan: Plan, opts: Options, stacked: dict[str, str | BaseExce
             raise failed
         rec, action = compute_cell(plan, opts, stacked)  # type: ignore[arg-type]
     except Interrupted as e:
-        raise Interrupted(f"{name}: {e} Running the same command again goes on with every cell.") from None
+        raise Interrupted(f"{name}: {str(e).rstrip('.')}; running the same command again goes on with every cell.") from None
     except Exception as e:  # noqa: BLE001  (one failed cell must not stop a long batch)
         return _failure(name, e, plan)
     return Outcome(name, "done", action, rec, plan=plan)
