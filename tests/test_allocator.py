@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import textwrap
@@ -12,7 +13,8 @@ import pytest
 from labeldistill import allocator
 
 # A few ConvNet-3 training steps in a fresh process (the setting is process-wide): the final weights' bytes,
-# and the minor page faults of the last steps.
+# and the minor page faults of each of the last steps (per step, so that one step's unrelated fault burst,
+# such as the kernel mapping a new heap region once on a loaded machine, cannot decide the comparison).
 _SCRIPT = textwrap.dedent("""
     import hashlib, json, resource, torch
     from labeldistill.allocator import keep_freed_memory
@@ -28,10 +30,11 @@ _SCRIPT = textwrap.dedent("""
         opt.step()
     for _ in range(2):
         step()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(4):
+    faults = []
+    for _ in range(5):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         step()
-    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in m.parameters())).hexdigest()
     print(json.dumps({"tuned": tuned, "faults": faults, "digest": digest}))
 """)
@@ -49,8 +52,10 @@ def test_kept_memory_gives_the_same_weights_without_refaulting_every_step():
     assert kept["digest"] == plain["digest"]  # allocation never changes arithmetic
     if not kept["tuned"]:
         pytest.skip("this C library has no mallopt (not glibc): nothing to compare")
-    # glibc by default maps every large activation afresh (thousands of faults per step); kept: almost none.
-    assert plain["faults"] > 1000 and kept["faults"] * 10 < plain["faults"], (plain, kept)
+    # glibc by default maps every large activation afresh (thousands of faults in every step); kept: almost
+    # none in a typical step. The median step is compared: a steady state, not one step's burst.
+    plain_step, kept_step = statistics.median(plain["faults"]), statistics.median(kept["faults"])
+    assert plain_step > 1000 and kept_step * 10 < plain_step, (plain, kept)
 
 
 def test_turned_off_by_the_environment(monkeypatch):
