@@ -4,7 +4,10 @@ the distilled set; no checkpoint. Snapshots are kept when they fit in SNAPSHOT_M
 1 MB); a run that learned images has 25 MB of them, which git should not carry: they are left out and
 snapshots-left-out.txt says so (the distilled set holds the selected one).
 
-Usage: python results/archive.py RUN_DIR[:NAME] [RUN_DIR[:NAME] ...]   (NAME: the record's name, default the folder's)
+A run that a session's end would cut off goes under in-progress/NAME whole, checkpoint included, so that
+the next session (perhaps on a fresh machine: runs/ is not in the repository) resumes it: --in-progress.
+
+Usage: python results/archive.py [--in-progress] RUN_DIR[:NAME] [RUN_DIR[:NAME] ...]   (NAME: the record's name, default the folder's)
 """
 import gzip
 import json
@@ -14,6 +17,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SNAPSHOT_MB = 4.0
+IN_PROGRESS_MB = 64.0  # a parked run over this is refused: git should not carry it (stop it elsewhere)
 
 
 def archive(run: Path, name: str | None = None) -> Path:
@@ -42,7 +46,27 @@ def archive(run: Path, name: str | None = None) -> Path:
     return dest
 
 
+def park(run: Path, name: str | None = None) -> Path:
+    """Copy an unfinished run, as it is (checkpoint, metrics, snapshots, machine.json), into in-progress/NAME."""
+    if (run / "result.json").exists():
+        sys.exit(f"{run} is finished: archive it into runs/ instead")
+    if not (run / "config.json").exists():
+        sys.exit(f"{run} is not a run directory (no config.json)")
+    if not any(run.glob("checkpoint*")):
+        sys.exit(f"{run} has no checkpoint: stop it with one Ctrl-C (SIGINT) first, so that it writes one")
+    mb = sum(f.stat().st_size for f in run.rglob("*") if f.is_file()) / 2**20
+    if mb > IN_PROGRESS_MB:
+        sys.exit(f"{run} holds {mb:.0f} MB, over {IN_PROGRESS_MB:.0f} MB: too big for the repository")
+    dest = HERE / "in-progress" / (name or run.name)
+    if dest.exists():
+        shutil.rmtree(dest)  # an older park of the same run: the newer checkpoint replaces it whole
+    shutil.copytree(run, dest)
+    return dest
+
+
 if __name__ == "__main__":
-    for arg in sys.argv[1:]:
+    args = sys.argv[1:]
+    keep = park if args[:1] == ["--in-progress"] else archive
+    for arg in args[1:] if keep is park else args:
         path, _, name = arg.partition(":")
-        print(archive(Path(path), name or None))
+        print(keep(Path(path), name or None))
