@@ -49,6 +49,9 @@ class DistillConfig:
     teacher_arch: str | None = None  # None: the loop's architecture (by default the dataset's: lenet / alexnet), any protocol
     teacher_epochs: int = 30  # the teacher trains at most this many epochs ...
     teacher_patience: int = 3  # ... stopping this many after its best validation accuracy
+    # The start labels as a label-selection candidate (distill/start.py): "auto" (on for any start but uniform,
+    # label-only runs), "on" or "off". Resolved to "on" / "off"; records from before it existed mean "off".
+    start_candidate: str = "auto"
     arch: str | None = None  # None: lenet for greyscale, alexnet for colour
     epochs: int | None = None  # None: 400 (800 when N > 100 or CIFAR-100; K-49 100 / 200)
     target_batch: int = 1024  # N_o
@@ -104,6 +107,9 @@ class DistillConfig:
             # as the run loads them (by default the dataset's own, a cheap teacher: LeNet / AlexCifarNet).
             c.teacher_arch = c.arch
         c.validate()
+        from .start import wanted
+
+        c.start_candidate = "on" if wanted(c.start_candidate, c.label_init, c.learn) else "off"
         from ..protocols import get_protocol, require_kornia
 
         if get_protocol(c.test_protocol).uses_zca(channels):  # fail now, not after the whole run
@@ -141,6 +147,9 @@ class DistillConfig:
         if self.label_init != "uniform" and not LEARN.get(self.learn).labels:
             raise UserError(f"--label-init {self.label_init} applies to learned labels; --learn {self.learn} keeps them fixed.")
         self.temperature = parse_temperature(self.temperature)
+        from .start import wanted
+
+        wanted(self.start_candidate, self.label_init, self.learn)  # a clear error for an impossible choice, before any work
         if self.teacher_epochs < 1 or self.teacher_patience < 1:
             raise UserError("--teacher-epochs and --teacher-patience must be at least 1.")
         if self.teacher_arch is not None:
@@ -168,6 +177,7 @@ class DistillConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> DistillConfig:
-        return from_dict(cls, d, tuples=("split",))
+        """A stored configuration; one written before ``start_candidate`` existed had none ("off")."""
+        return from_dict(cls, {"start_candidate": "off", **d}, tuples=("split",))
 
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ..artifact import FILE_NAME, DistilledSet
@@ -20,6 +21,7 @@ from ..runs.provenance import numerics_of, resolve_device, versions
 from .config import DistillConfig
 from .label_init import initial_labels
 from .loop import CHECKPOINT, Distiller, Interrupted, LoopResult
+from .start import START_FILE, StartCandidate, prefer_start, score_start
 
 # In a run directory: the finished models of long, fixed-epoch evaluations (runs/ledger.py), so they resume.
 LEDGER = "ledger"
@@ -124,6 +126,7 @@ class RunSession:
                 start, self.label_init = initial_labels(self.resolved, self.problem, ledger=None if run_dir is None else run_dir / LEDGER)
             self.distiller = Distiller(self.resolved, self.problem, model_factory=model, run_dir=run_dir, progress=progress,
                                        initial_labels=start)
+            self.start = self._start_candidate(start, resume)
             if run_dir is not None:
                 record = {**_config_record(self.resolved, cfg, self.problem, self.device, data_root, model), "label_init": self.label_init}
                 if resume:
@@ -138,6 +141,21 @@ class RunSession:
             self.release()
             raise
 
+    def _start_candidate(self, start: torch.Tensor | None, resume: bool) -> StartCandidate | None:
+        """The start labels scored on validation (``start_candidate``: distill/start.py), once per run: a resumed run
+        reads them from its run directory (or, started before they were kept, makes its start again)."""
+        cfg, run_dir = self.resolved, self.run_dir
+        if cfg.start_candidate != "on":
+            return None
+        if resume and run_dir is not None and (run_dir / START_FILE).exists():
+            return StartCandidate.load(run_dir, self.problem.base_x.device)
+        if start is None:
+            start, _ = initial_labels(cfg, self.problem, ledger=None if run_dir is None else run_dir / LEDGER)
+        cand = score_start(self.distiller.learner, self.problem, start, seed=cfg.seed, batch=cfg.inner_batch, lr=cfg.model_lr)
+        if run_dir is not None:
+            cand.save(run_dir)
+        return cand
+
     def release(self) -> None:
         """Let go of the run directory (its writer lock)."""
         if self.lock is not None:
@@ -145,9 +163,14 @@ class RunSession:
             self.lock = None
 
     def conclude(self, loop: LoopResult) -> DistilledSet:
-        """Test the loop's selected snapshot and save the distilled set and result.json."""
+        """Test the loop's selected snapshot (or the start labels, when they validate better) and save the distilled
+        set and result.json."""
         resolved, problem, distiller, run_dir = self.resolved, self.problem, self.distiller, self.run_dir
         device = self.device
+        start_won = prefer_start(self.start, distiller.selector.best_error)
+        if start_won:
+            assert self.start is not None
+            loop = dataclasses.replace(loop, labels=self.start.labels, steps=self.start.steps)
         t0 = time.perf_counter()
         test = problem.target.test
         # Test models train on the selected snapshot's images when images were learned.
@@ -176,6 +199,11 @@ class RunSession:
         )
         if resolved.test_protocol != "paper":
             result.update(test_protocol=resolved.test_protocol, test_arch=ev.extra.get("arch"))
+        if self.start is not None:  # selected: "start" (the start labels at their own T) or "learned" (the selected snapshot)
+            result.update(start_candidate={**self.start.record(), "selected": "start" if start_won else "learned",
+                                           "learned_val_accuracy": round(100.0 - distiller.selector.best_error, 4)})
+            if start_won:
+                result["selected_epoch"] = 0
         initial = distiller.synthetic.initial_images()
         recipe = {"optimizer": "adam", "lr": resolved.model_lr, "batch_size": resolved.inner_batch, "arch": resolved.arch,
                   "head": distiller.strategy.head, "ridge_lambda": resolved.ridge_lambda, "ridge_step": resolved.ridge_step,

@@ -224,7 +224,7 @@ def _with_defaults(d: dict, cls: type) -> dict:
 
 
 def normalise_distill(d: dict) -> dict:
-    d = _with_defaults(d, DistillConfig)
+    d = _with_defaults({"start_candidate": "off", **d}, DistillConfig)  # a record from before the start candidate: none
     if d.get("image_lr") is None:  # a record from before the image lr existed: the value resolve() gives that run
         from ..distill.learned import LEARN, default_image_lr
 
