@@ -45,7 +45,7 @@ def evaluate(
     path: str | Path, *, arch: str | None = None, head: str | None = None, models: int | None = None, steps: str | int | None = None,
     target: str | None = None, data_root: str | Path | None = None, device: str = "auto", seed: int | None = None, save: bool = True,
     variant: str | None = None, protocol: str | None = None, progress: bool = False,
-    optimizer: str | None = None, lr: float | None = None, order: int | None = None,
+    optimizer: str | None = None, lr: float | None = None, order: int | None = None, label_temperature: float | None = None,
 ) -> dict:
     """Train ``models`` fresh models on a distilled set and report test accuracy (%).
 
@@ -74,6 +74,8 @@ def evaluate(
             set's recipe, Adam 1e-3). The flexibility table's "another optimiser".
         order: label sets under the paper protocol: draw every model's minibatches from stream
             ``order`` of its seed: the same initialisations, another data order.
+        label_temperature: label sets: train on ``softmax(log(labels) / t)`` instead of the labels
+            (:func:`labeldistill.calibration.temper`; recorded, and part of the saved evaluation's name).
     Example:
         >>> labeldistill.evaluate("runs/mnist-ld", arch="alexnet", steps="+50")["accuracy_mean"]
         >>> labeldistill.evaluate("runs/mnist-dd", variant="first-steps:20")["accuracy_mean"]
@@ -87,6 +89,14 @@ def evaluate(
     if custom and ds.schedule is not None:
         raise UserError("--optimizer / --lr / --order apply to label sets; a DD / SLDD set trains by its schedule "
                         "(--variant average-lr, shuffle-within, shuffle-across, like-ld).")
+    if label_temperature is not None:
+        from .calibration import parse_temperature, temper
+
+        t_label = parse_temperature(label_temperature, flag="--label-temperature")
+        if t_label == "auto" or ds.schedule is not None or ds.learned == "images":
+            raise UserError("--label-temperature takes a number here, for a label set (distill --label-temperature auto chooses one).")
+        ds.labels = temper(ds.labels, float(t_label))
+        label_temperature = float(t_label)
     run_dir = path if path.is_dir() else None
     record = read_json(run_dir / "config.json") if run_dir and (run_dir / "config.json").exists() else {}
     run_cfg = record.get("config", {})
@@ -105,7 +115,8 @@ def evaluate(
         if ds.schedule is not None:
             raise UserError(f"--protocol {proto.name} applies to label sets; a DD / SLDD set trains by its schedule (--variant).")
         return _evaluate_protocol(ds, proto, path, run_dir, run_cfg, arch=arch, head=head, models=models, steps=steps, target=target,
-                                  data_root=data_root, device=dev, seed=seed, save=save, progress=progress)
+                                  data_root=data_root, device=dev, seed=seed, save=save, progress=progress,
+                                  label_temperature=label_temperature)
     if ds.schedule is not None:
         return _evaluate_scheduled(ds, path, run_dir, run_cfg, arch=arch, head=head, models=models, steps=steps, target=target,
                                    data_root=data_root, device=dev, seed=seed, save=save, variant=variant)
@@ -130,21 +141,29 @@ def evaluate(
     result = {**ev.to_dict(), "protocol": "paper", "arch": arch, "head": head, "learned": ds.learned, "steps_delta": t - ds.steps, "distilled_steps": ds.steps,
               "optimizer": recipe.optimizer if recipe else "adam", "lr": train_lr, **how,
               "target": data.name, "seed": seed, "source": str(path), "device": dev, "versions": versions(), "float_settings": floats}
+    if label_temperature is not None:
+        result["label_temperature"] = label_temperature
     if save and run_dir is not None:
-        atomic_write_json(run_dir / "evaluations" / label_evaluation_file(arch, head, t, models, optimizer=optimizer, lr=lr, order=order), result)
+        name = label_evaluation_file(arch, head, t, models, optimizer=optimizer, lr=lr, order=order, label_temperature=label_temperature)
+        atomic_write_json(run_dir / "evaluations" / name, result)
     return result
 
 
 def label_evaluation_file(arch: str, head: str, steps: int, models: int, *, optimizer: str | None = None, lr: float | None = None,
-                          order: int | None = None) -> str:
+                          order: int | None = None, label_temperature: float | None = None) -> str:
     """The file name under ``RUN_DIR/evaluations/`` of a label set's paper-protocol evaluation
-    (``lenet-linear-T300-K20.json``; ``...-sgd-lrauto.json`` / ``...-order1.json`` for another optimiser / order)."""
+    (``lenet-linear-T300-K20.json``; ``...-sgd-lrauto.json`` / ``...-order1.json`` / ``...-temp4.json`` for another
+    optimiser / order / label temperature)."""
     name = f"{arch}-{head}-T{steps}-K{models}"
     if optimizer not in (None, "adam") or lr is not None:  # Adam at the set's own lr is the default file
         name += f"-{optimizer or 'adam'}-lr{'auto' if lr is None else f'{lr:g}'}"
     if order is not None:
         name += f"-order{order}"
-    return name + ".json"
+    return name + _temperature_suffix(label_temperature) + ".json"
+
+
+def _temperature_suffix(label_temperature: float | None) -> str:
+    return "" if label_temperature is None else f"-temp{label_temperature:g}"
 
 
 def _other_training(learner, ds, data, *, optimizer: str | None, lr: float | None, order: int | None, steps: int, seed: int,
@@ -165,7 +184,7 @@ def _other_training(learner, ds, data, *, optimizer: str | None, lr: float | Non
 
 
 def _evaluate_protocol(ds, proto, path: Path, run_dir: Path | None, run_cfg: dict, *, arch, head, models, steps, target, data_root,
-                       device, seed, save, progress: bool = False) -> dict:
+                       device, seed, save, progress: bool = False, label_temperature: float | None = None) -> dict:
     """A label set under a non-paper protocol (SGD, epochs, DSA, ZCA: ``labeldistill.protocols``)."""
     from .models import MODELS, input_size_for
     from .protocols import evaluate_protocol, target_zca
@@ -198,8 +217,11 @@ def _evaluate_protocol(ds, proto, path: Path, run_dir: Path | None, run_cfg: dic
     result = {**ev.to_dict(), "arch": arch, "head": "linear", "learned": ds.learned, "distilled_steps": ds.steps, "target": data.name,
               "seed": seed, "source": str(path), "device": device, "versions": versions(), "float_settings": floats,
               "zca_source": None if zca is None else ("recorded in the set" if ds.zca is not None else "fitted on the target's training split")}
+    if label_temperature is not None:
+        result["label_temperature"] = label_temperature
     if save and run_dir is not None:
-        atomic_write_json(run_dir / "evaluations" / f"{proto.name}-{arch}-K{result['models']}.json", result)
+        name = f"{proto.name}-{arch}-K{result['models']}{_temperature_suffix(label_temperature)}.json"
+        atomic_write_json(run_dir / "evaluations" / name, result)
     return result
 
 

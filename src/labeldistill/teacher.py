@@ -19,18 +19,17 @@ import hashlib
 import json
 import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from .calibration import TEMPERATURES, choose_temperature, parse_temperature, validation_scorer  # noqa: F401  (re-exported)
 from .engine import Learner, ModelState, accuracy, make_learner, model_seeds, predict, train_models
 from .engine.recipe import TrainRecipe
 from .errors import UserError
 from .runs.provenance import versions
 
-TEMPERATURES = (1.0, 2.0, 4.0, 8.0)  # the grid of temperature="auto"
 
 
 @dataclass(frozen=True)
@@ -153,27 +152,6 @@ def teacher_labels(learner: Learner, state: ModelState, x: torch.Tensor, tempera
     return torch.softmax(predict(learner, state, x)[0].float() / temperature, dim=-1)
 
 
-def parse_temperature(value: object) -> float | str:
-    """A positive temperature, or ``"auto"`` (chosen on the validation split)."""
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    try:
-        t = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise UserError(f"--temperature must be a positive number or auto, got {value!r}.") from None
-    if not t > 0:
-        raise UserError(f"--temperature must be a positive number or auto, got {value!r}.")
-    return t
-
-
-def choose_temperature(logits: torch.Tensor, score: Callable[[torch.Tensor], float],
-                       grid: tuple[float, ...] = TEMPERATURES) -> tuple[float, dict[str, float]]:
-    """The grid temperature whose labels ``softmax(logits / T)`` score best (the lowest on ties), and every score."""
-    scores = {t: float(score(torch.softmax(logits / t, dim=-1))) for t in grid}
-    best = max(scores.values())
-    return next(t for t in grid if scores[t] == best), {str(t): round(v, 4) for t, v in scores.items()}
-
-
 def default_teacher_arch(target_name: str, channels: int, image_size: int) -> str:
     """The teacher's architecture when none is given: the target's default (LeNet for digits, AlexCifarNet for colour), under
     every protocol, where it takes the images at the size they are loaded (else ConvNet-3, which takes any size from 8 px).
@@ -207,18 +185,7 @@ def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arc
     logits = predict(t_learner, t_state, bx)[0].float()
     record: dict = {"teacher": teacher}
     if temperature == "auto":
-        val = target.val
-        if proto.is_paper:
-            from .stepsearch import choose_steps
-
-            def score(labels: torch.Tensor) -> float:
-                return max(choose_steps(student, problem, labels, seed=seed, lr=lr, batch=batch)[1].values())
-        else:
-            from .protocols import evaluate_protocol
-
-            def score(labels: torch.Tensor) -> float:
-                return evaluate_protocol(proto, student, problem.base_x, labels, val.x, val.y, steps=1, seed=seed, models=1,
-                                         batch_size=batch, lr=lr, zca=zca, purpose="validation-models", ledger=ledger).accuracy_mean
+        score = validation_scorer(problem, proto=proto, student=student, seed=seed, batch=batch, lr=lr, zca=zca, ledger=ledger)
         t0 = time.perf_counter()
         temperature, scores = choose_temperature(logits, score)
         record.update(temperature_choice={"grid": list(TEMPERATURES), "val_accuracy": scores, "chosen": temperature,

@@ -39,6 +39,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                    "the dataset's cheap one: lenet / alexnet; convnet3: the field's expert, slow on a CPU)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="--label-init teacher: most epochs the teacher trains (30)")
     p.add_argument("--teacher-patience", type=int, default=None, help="--label-init teacher: epochs without a better validation accuracy before it stops (3)")
+    p.add_argument("--label-temperature", default=None,
+                   help="softmax temperature of the final labels before the test: a number (1: as learned, the default) or auto "
+                        "(chosen on validation as the test trains, from 1, 2, 4, 8: the teacher labels' rule)")
     p.add_argument("--start-candidate", default=None, choices=["auto", "on", "off"],
                    help="keep the start labels when they validate better than every learned snapshot (auto: on for "
                         "--label-init teacher / onehot with --learn labels)")
@@ -100,6 +103,8 @@ def run(args: argparse.Namespace) -> int:
     learned = "" if r.get("learned", "labels") == "labels" else f", learning {r['learned']}"
     text = (f"{r['method']}{learned} on {r['target']} with {r['base']} base examples: test accuracy {fmt_acc(r)} "
             f"({r['models']} models, T={r['T']}, {r['seconds']:.0f} s). Run directory: {out}")
+    if "label_temperature" in r:
+        text += f"\nLabels tested at temperature {r['label_temperature']['temperature']:g}."
     if (r.get("start_candidate") or {}).get("selected") == "start":
         text += "\nThe start labels were kept: they validated better than every learned snapshot (result.json: start_candidate)."
     emit({**r, "run_dir": str(out)}, args.json, text)
@@ -112,6 +117,7 @@ NOT_FOR_UNROLLED = {
     "inner_batch": "--inner-batch", "label_lr": "--label-lr", "model_lr": "--model-lr", "inner_lr": "--inner-lr",
     "meta_gradient": "--meta-gradient", "reset_window": "--reset-window", "val_every": "--val-every",
     "validation_models": "--validation-models", "base_select": "--base-select", "start_candidate": "--start-candidate",
+    "label_temperature": "--label-temperature",
 }
 
 

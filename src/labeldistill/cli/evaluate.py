@@ -35,6 +35,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                         f"from {', '.join(f'{v:g}' for v in SGD_LRS)})")
     p.add_argument("--order", type=int, default=None, metavar="K",
                    help="label sets: draw each model's minibatches from stream K of its seed (same initialisations, another order)")
+    p.add_argument("--label-temperature", default=None, metavar="T",
+                   help="label sets: train on the labels at softmax temperature T (softmax(log(labels) / T); 1: as they are)")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -46,7 +48,8 @@ def run(args: argparse.Namespace) -> int:
     r = evaluate(args.path, arch=pick("arch"), head=pick("head"), models=None if models is None else int(models), steps=pick("steps"),
                  target=pick("target"), data_root=pick("data_root"), device=pick("device") or "auto", seed=pick("seed"),
                  variant=pick("variant"), protocol=pick("protocol"), progress=not args.json and sys.stderr.isatty(),
-                 optimizer=pick("optimizer"), lr=pick("lr"), order=pick("order"))
+                 optimizer=pick("optimizer"), lr=pick("lr"), order=pick("order"), label_temperature=pick("label_temperature"))
+    at = f" (labels at temperature {r['label_temperature']:g})" if r.get("label_temperature") is not None else ""
     if r.get("protocol") not in (None, "paper"):
         text = f"{r['arch']}, protocol {r['protocol']}: {r['models']} models x {r['steps']} steps: test accuracy {fmt_acc(r)}"
     elif "variant" in r:
@@ -54,5 +57,5 @@ def run(args: argparse.Namespace) -> int:
     else:
         how = f", {r['optimizer']} lr {r['lr']:g}" + (f", order {r['order']}" if r.get("order") is not None else "")
         text = f"{r['arch']} / {r['head']} head{how}, {r['models']} models x {r['steps']} steps: test accuracy {fmt_acc(r)}"
-    emit(r, args.json, text)
+    emit(r, args.json, text + at)
     return 0

@@ -52,6 +52,9 @@ class DistillConfig:
     # The start labels as a label-selection candidate (distill/start.py): "auto" (on for any start but uniform,
     # label-only runs), "on" or "off". Resolved to "on" / "off"; records from before it existed mean "off".
     start_candidate: str = "auto"
+    # A softmax temperature for the final labels before the test (labeldistill/calibration.py): a number, or "auto":
+    # chosen on the validation split as the test trains (the teacher labels' rule and grid). 1: the labels as learned.
+    label_temperature: float | str = 1.0
     arch: str | None = None  # None: lenet for greyscale, alexnet for colour
     epochs: int | None = None  # None: 400 (800 when N > 100 or CIFAR-100; K-49 100 / 200)
     target_batch: int = 1024  # N_o
@@ -147,6 +150,9 @@ class DistillConfig:
         if self.label_init != "uniform" and not LEARN.get(self.learn).labels:
             raise UserError(f"--label-init {self.label_init} applies to learned labels; --learn {self.learn} keeps them fixed.")
         self.temperature = parse_temperature(self.temperature)
+        self.label_temperature = parse_temperature(self.label_temperature, flag="--label-temperature")
+        if self.label_temperature != 1.0 and not LEARN.get(self.learn).labels:
+            raise UserError(f"--label-temperature applies to learned labels; --learn {self.learn} keeps them one-hot.")
         from .start import wanted
 
         wanted(self.start_candidate, self.label_init, self.learn)  # a clear error for an impossible choice, before any work

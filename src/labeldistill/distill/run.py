@@ -22,6 +22,7 @@ from .config import DistillConfig
 from .label_init import initial_labels
 from .loop import CHECKPOINT, Distiller, Interrupted, LoopResult
 from .start import START_FILE, StartCandidate, prefer_start, score_start
+from ..seeding import derive_seed
 
 # In a run directory: the finished models of long, fixed-epoch evaluations (runs/ledger.py), so they resume.
 LEDGER = "ledger"
@@ -177,6 +178,10 @@ class RunSession:
         images = loop.images if loop.images is not None else problem.base_x
         zca = None
         try:
+            tempered = _label_temperature(resolved, problem, distiller, images, loop.labels, loop.steps,
+                                          ledger=None if run_dir is None else run_dir / LEDGER)
+            if tempered is not None:
+                loop = dataclasses.replace(loop, labels=tempered[0])
             if resolved.test_protocol == "paper":
                 ev = evaluate_labels(distiller.learner, images, loop.labels, test.x, test.y, steps=loop.steps,
                                      models=resolved.test_models, seed=resolved.seed, batch_size=resolved.inner_batch, lr=resolved.model_lr)
@@ -199,6 +204,8 @@ class RunSession:
         )
         if resolved.test_protocol != "paper":
             result.update(test_protocol=resolved.test_protocol, test_arch=ev.extra.get("arch"))
+        if tempered is not None:
+            result["label_temperature"] = tempered[1]
         if self.start is not None:  # selected: "start" (the start labels at their own T) or "learned" (the selected snapshot)
             result.update(start_candidate={**self.start.record(), "selected": "start" if start_won else "learned",
                                            "learned_val_accuracy": round(100.0 - distiller.selector.best_error, 4)})
@@ -220,6 +227,34 @@ class RunSession:
             zca=None if zca is None else zca.to("cpu"),
         )
         return _save_result(ds, result, resolved, run_dir)
+
+
+def _label_temperature(cfg: DistillConfig, problem: Problem, distiller: Distiller, images, labels, steps: int, *,
+                       ledger: Path | None) -> tuple[torch.Tensor, dict] | None:
+    """The final labels at ``cfg.label_temperature`` (calibration.py) and a record; None at temperature 1 (untouched).
+    ``auto``: one student per grid temperature on the validation split, trained as the final test trains."""
+    from ..calibration import TEMPERATURES, choose_temperature, temper, validation_scorer
+
+    if cfg.label_temperature == 1.0:
+        return None
+    record: dict = {}
+    t = cfg.label_temperature
+    if t == "auto":
+        from ..engine import make_learner
+        from ..protocols import get_protocol, target_zca
+
+        proto = get_protocol(cfg.test_protocol)
+        channels = int(images.shape[1])
+        student = distiller.learner if proto.is_paper else make_learner(proto.arch or cfg.arch, channels, int(images.shape[-1]),
+                                                                        problem.target.num_classes, head="linear")
+        score = validation_scorer(problem, proto=proto, student=student, seed=derive_seed(cfg.seed, "label-temperature"),
+                                  batch=cfg.inner_batch, lr=cfg.model_lr, zca=target_zca(proto, problem.target, channels),
+                                  steps=steps, images=images, ledger=ledger)
+        t0 = time.perf_counter()
+        t, scores = choose_temperature(torch.log(labels.detach()), score)
+        record = {"grid": list(TEMPERATURES), "val_accuracy": scores, "seconds": round(time.perf_counter() - t0, 3),
+                  "how": "one student per temperature on the validation split, trained as the test trains"}
+    return temper(labels.detach(), float(t)), {"temperature": float(t), **record}
 
 
 def _test_under_protocol(cfg: DistillConfig, problem: Problem, images, labels, steps: int, *, ledger: Path | None = None,
