@@ -93,6 +93,18 @@ def test_evaluate_at_a_temperature_is_recorded_apart(mnist_small, tmp_path, caps
     assert "label_temperature" not in plain
     files = sorted(p.name for p in (out / "evaluations").iterdir())
     assert f"lenet-{head}-T{ds.steps}-K2-temp4.json" in files and f"lenet-{head}-T{ds.steps}-K2.json" in files
-    assert main(["evaluate", str(out), "--label-temperature", "auto", "--models", "2"]) == 2
+    assert main(["evaluate", str(out), "--label-temperature", "auto", "--optimizer", "sgd", "--models", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "takes a number here" in err[0]
+    assert len(err) == 1 and "drop --optimizer" in err[0]
+
+
+def test_evaluate_auto_makes_the_choice_distill_makes(mnist_small, tmp_path):
+    """The same labels, scorer and seeds: evaluating a run at temperature auto chooses as distilling with auto did."""
+    plain, auto = tmp_path / "plain", tmp_path / "auto"
+    labeldistill.distill(config=_cfg(mnist_small), out=plain, progress=False)
+    tuned = labeldistill.distill(config=_cfg(mnist_small, label_temperature="auto"), out=auto, progress=False)
+    chosen = json.loads((auto / "result.json").read_text())["label_temperature"]
+    r = labeldistill.evaluate(plain, models=2, label_temperature="auto")
+    assert r["label_temperature_choice"]["val_accuracy"] == chosen["val_accuracy"]
+    assert r["label_temperature"] == chosen["temperature"]
+    assert r["accuracy_mean"] == labeldistill.evaluate(auto, models=2, save=False)["accuracy_mean"]  # then the same labels

@@ -5,6 +5,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import torch
 
 import labeldistill
 from labeldistill.protocols import _base as protocol_base
@@ -72,3 +73,24 @@ def test_distill_with_test_protocol_records_zca_and_evaluate_reuses_it(cifar_sma
     assert ev2["zca_source"] == "fitted on the target's training split"
     np.testing.assert_allclose(ev2["accuracies"], r["accuracies"], atol=1e-9)
 
+
+
+def test_label_temperature_auto_under_a_fixed_epoch_protocol(cifar_small, tmp_path, monkeypatch):
+    """distill --label-temperature auto under dc-dsa scores each temperature with one student of the protocol on the
+    validation split (its ledger keeps them); evaluate --label-temperature auto on the same labels chooses the same."""
+    short = dataclasses.replace(protocol_base.PROTOCOLS.get("dc-dsa"), epochs=2)
+    monkeypatch.setitem(protocol_base.PROTOCOLS._items, "dc-dsa", short)
+    common = dict(base=10, method="ridge", epochs=1, arch="convnet3", val_every=1, test_protocol="dc-dsa", device="cpu", progress=False)
+    plain = labeldistill.distill(f"npz:{cifar_small}", out=tmp_path / "plain", **common)
+    tuned = labeldistill.distill(f"npz:{cifar_small}", out=tmp_path / "auto", label_temperature="auto", **common)
+    rec = tuned.evaluation["label_temperature"]
+    assert sorted(float(t) for t in rec["val_accuracy"]) == [1.0, 2.0, 4.0, 8.0]
+    from labeldistill.calibration import temper
+
+    assert torch.equal(tuned.labels, temper(plain.labels, rec["temperature"]))
+    books = list((tmp_path / "auto" / "ledger").glob("dc-dsa-*.jsonl"))
+    assert len(books) == 1 + 4  # the test's and one per scored temperature (validation students)
+    ev = labeldistill.evaluate(tmp_path / "plain", protocol="dc-dsa", label_temperature="auto")
+    assert ev["label_temperature_choice"]["val_accuracy"] == rec["val_accuracy"] and ev["label_temperature"] == rec["temperature"]
+    assert ev["accuracies"] == tuned.evaluation["accuracies"]
+    assert (tmp_path / "plain" / "evaluations" / "dc-dsa-convnet3-K5-tempauto.json").exists()

@@ -8,6 +8,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import torch
+
 from .artifact import load
 from .data import load_target
 from .engine import TrainRecipe, evaluate_labels, make_learner
@@ -92,11 +94,13 @@ def evaluate(
     if label_temperature is not None:
         from .calibration import parse_temperature, temper
 
-        t_label = parse_temperature(label_temperature, flag="--label-temperature")
-        if t_label == "auto" or ds.schedule is not None or ds.learned == "images":
-            raise UserError("--label-temperature takes a number here, for a label set (distill --label-temperature auto chooses one).")
-        ds.labels = temper(ds.labels, float(t_label))
-        label_temperature = float(t_label)
+        label_temperature = parse_temperature(label_temperature, flag="--label-temperature")
+        if ds.schedule is not None or ds.learned == "images":
+            raise UserError("--label-temperature applies to label sets (learned labels); this set's labels are fixed.")
+        if label_temperature == "auto" and custom:
+            raise UserError("--label-temperature auto chooses for the set's own training; drop --optimizer / --lr / --order.")
+        if label_temperature != "auto":
+            ds.labels = temper(ds.labels, float(label_temperature))
     run_dir = path if path.is_dir() else None
     record = read_json(run_dir / "config.json") if run_dir and (run_dir / "config.json").exists() else {}
     run_cfg = record.get("config", {})
@@ -136,13 +140,16 @@ def evaluate(
         if custom:
             recipe, how = _other_training(learner, ds, data, optimizer=optimizer, lr=lr, order=order, steps=t, seed=seed, batch=batch)
             train_lr = recipe.lr
+        if label_temperature == "auto":
+            how["label_temperature_choice"] = _choose_label_temperature(ds, data, proto, learner, seed=seed, batch=batch,
+                                                                        lr=train_lr, steps=t)
         ev = evaluate_labels(learner, ds.images, ds.labels, data.test.x, data.test.y, steps=t, models=models, seed=seed,
                              batch_size=batch, lr=train_lr, recipe=recipe)
     result = {**ev.to_dict(), "protocol": "paper", "arch": arch, "head": head, "learned": ds.learned, "steps_delta": t - ds.steps, "distilled_steps": ds.steps,
               "optimizer": recipe.optimizer if recipe else "adam", "lr": train_lr, **how,
               "target": data.name, "seed": seed, "source": str(path), "device": dev, "versions": versions(), "float_settings": floats}
     if label_temperature is not None:
-        result["label_temperature"] = label_temperature
+        result["label_temperature"] = _chosen(label_temperature, how)
     if save and run_dir is not None:
         name = label_evaluation_file(arch, head, t, models, optimizer=optimizer, lr=lr, order=order, label_temperature=label_temperature)
         atomic_write_json(run_dir / "evaluations" / name, result)
@@ -162,8 +169,31 @@ def label_evaluation_file(arch: str, head: str, steps: int, models: int, *, opti
     return name + _temperature_suffix(label_temperature) + ".json"
 
 
-def _temperature_suffix(label_temperature: float | None) -> str:
-    return "" if label_temperature is None else f"-temp{label_temperature:g}"
+def _temperature_suffix(label_temperature: float | str | None) -> str:
+    if label_temperature is None:
+        return ""
+    return f"-temp{label_temperature}" if isinstance(label_temperature, str) else f"-temp{label_temperature:g}"
+
+
+def _choose_label_temperature(ds, data, proto, learner, *, seed: int, batch: int, lr: float, steps: int, zca=None,
+                              ledger: Path | None = None) -> dict:
+    """``--label-temperature auto``: choose on the validation split as ``distill --label-temperature auto`` does (the same
+    scorer and seeds, so a run's labels get the same choice either way); ``ds.labels`` become the chosen labels."""
+    from types import SimpleNamespace
+
+    from .calibration import TEMPERATURES, choose_temperature, temper, validation_scorer
+    from .seeding import derive_seed
+
+    score = validation_scorer(SimpleNamespace(base_x=ds.images, target=data), proto=proto, student=learner,
+                              seed=derive_seed(seed, "label-temperature"), batch=batch, lr=lr, zca=zca, steps=steps,
+                              images=ds.images, ledger=ledger)
+    t, scores = choose_temperature(torch.log(ds.labels), score)
+    ds.labels = temper(ds.labels, t)
+    return {"temperature": t, "grid": list(TEMPERATURES), "val_accuracy": scores}
+
+
+def _chosen(label_temperature: float | str, how: dict) -> float:
+    return how["label_temperature_choice"]["temperature"] if label_temperature == "auto" else float(label_temperature)
 
 
 def _other_training(learner, ds, data, *, optimizer: str | None, lr: float | None, order: int | None, steps: int, seed: int,
@@ -210,15 +240,19 @@ def _evaluate_protocol(ds, proto, path: Path, run_dir: Path | None, run_cfg: dic
     learner = make_learner(arch, int(ds.images.shape[1]), size, ds.num_classes, head="linear")
     with float32_precision(bool(run_cfg.get("allow_tf32", False))) as floats:
         zca = target_zca(proto, data, int(ds.images.shape[1]), ds.zca)
+        how = {}
+        ledger = run_dir / "evaluations" / "ledger" if save and run_dir is not None else None
+        batch, lr = int(ds.recipe.get("batch_size", min(50, len(ds)))), float(ds.recipe.get("lr", 1e-3))
+        if label_temperature == "auto":
+            how["label_temperature_choice"] = _choose_label_temperature(ds, data, proto, learner, seed=seed, batch=batch, lr=lr, steps=t,
+                                                                        zca=zca, ledger=ledger)
         ev = evaluate_protocol(proto, learner, ds.images, ds.labels, data.test.x, data.test.y, steps=t, seed=seed, models=models,
-                               batch_size=int(ds.recipe.get("batch_size", min(50, len(ds)))), lr=float(ds.recipe.get("lr", 1e-3)),
-                               zca=zca, ledger=run_dir / "evaluations" / "ledger" if save and run_dir is not None else None,
-                               progress=progress)
+                               batch_size=batch, lr=lr, zca=zca, ledger=ledger, progress=progress)
     result = {**ev.to_dict(), "arch": arch, "head": "linear", "learned": ds.learned, "distilled_steps": ds.steps, "target": data.name,
               "seed": seed, "source": str(path), "device": device, "versions": versions(), "float_settings": floats,
               "zca_source": None if zca is None else ("recorded in the set" if ds.zca is not None else "fitted on the target's training split")}
     if label_temperature is not None:
-        result["label_temperature"] = label_temperature
+        result.update(label_temperature=_chosen(label_temperature, how), **how)
     if save and run_dir is not None:
         name = f"{proto.name}-{arch}-K{result['models']}{_temperature_suffix(label_temperature)}.json"
         atomic_write_json(run_dir / "evaluations" / name, result)

@@ -36,7 +36,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--order", type=int, default=None, metavar="K",
                    help="label sets: draw each model's minibatches from stream K of its seed (same initialisations, another order)")
     p.add_argument("--label-temperature", default=None, metavar="T",
-                   help="label sets: train on the labels at softmax temperature T (softmax(log(labels) / T); 1: as they are)")
+                   help="label sets: train on the labels at softmax temperature T (softmax(log(labels) / T); 1: as they are), "
+                        "or auto: chosen from 1, 2, 4, 8 on the validation split as these models train (as distill --label-temperature auto)")
     add_common(p)
     p.set_defaults(func=run)
 
