@@ -24,9 +24,17 @@ import torch
 NUMERICS_VERSION = 1
 
 
+def cpu_capability() -> str | None:
+    """The instruction set PyTorch's CPU kernels dispatch to (``AVX2``, ``AVX512``, ...; None where torch cannot say)."""
+    get = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    return None if get is None else str(get())
+
+
 def float_settings() -> dict:
-    """The backend switches that change float32 arithmetic on a GPU (recorded with every run)."""
+    """What changes float32 arithmetic: the GPU backend switches, and the instruction set of the CPU kernels (two
+    CPUs reporting one model name differed in it, and their runs in the last bits; recorded with every run)."""
     return {
+        "cpu_capability": cpu_capability(),
         "cudnn_allow_tf32": bool(torch.backends.cudnn.allow_tf32),
         "cuda_matmul_allow_tf32": bool(torch.backends.cuda.matmul.allow_tf32),
         "float32_matmul_precision": torch.get_float32_matmul_precision(),

@@ -3,6 +3,7 @@ Table 4's timing with its same-machine rule, and --list / reproduce on the CLI (
 import json
 
 import pytest
+import torch
 
 from labeldistill.cli import main
 from labeldistill.distill import DistillConfig
@@ -150,12 +151,32 @@ def test_machine_rule():
     ok, why = comparable(Machine("cpu", None, "Linux"), Machine("cpu", None, "Linux"))
     assert ok and "assumed" in why
     assert not comparable(Machine("cpu", None, "Linux-a"), Machine("cpu", None, "Linux-b"))[0]
+    # One model name, other CPUs: the kernels' instruction set tells them apart (session 11: two "AMD EPYC"s).
+    avx2, avx512 = (Machine("cpu", "AMD EPYC", "Linux", cpus=2, capability=c) for c in ("AVX2", "AVX512"))
+    assert comparable(avx2, avx2) == (True, "")
+    assert not comparable(avx2, avx512)[0] and "different CPU kinds (AVX2 vs AVX512)" in comparable(avx2, avx512)[1]
+    assert not comparable(avx2, cpu)[0] and "recorded for one run only" in comparable(avx2, cpu)[1]
+    assert comparable(cpu, cpu) == (True, "")  # neither recorded (runs made before session 11): as before
+    assert avx2.label == "cpu (AMD EPYC, 2 CPUs, AVX2)"
+
+
+def test_a_run_over_cpus_of_two_kinds_spans_machines(tmp_path):
+    atomic_write_json(tmp_path / "result.json", {"device": "cpu"})
+    sessions = [{"device": "cpu", "name": "AMD EPYC", "cpus": 2, "cpu_capability": c} for c in ("AVX2", "AVX512")]
+    atomic_write_json(tmp_path / MACHINE_FILE, {"sessions": sessions})
+    assert run_machine(tmp_path).mixed == "ran on CPUs of kinds AVX2 and AVX512"
+    atomic_write_json(tmp_path / MACHINE_FILE, {"sessions": [sessions[0], {**sessions[0], "cpu_capability": None}]})
+    assert run_machine(tmp_path).mixed == "some sessions' CPU kind not recorded"
+    atomic_write_json(tmp_path / MACHINE_FILE, {"sessions": [sessions[0], sessions[0]]})
+    m = run_machine(tmp_path)
+    assert m.mixed is None and m.capability == "AVX2"
 
 
 def test_machine_json_records_sessions(fakes, opts):
     run_cells(["mnist/ld/100"], opts)
     sessions = read_json(opts.out / "runs" / "mnist_ld_100" / MACHINE_FILE)["sessions"]
     assert len(sessions) == 1 and sessions[0]["device"] == "cpu" and sessions[0]["cpus"] >= 1
+    assert sessions[0]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 # ---- the CLI ------------------------------------------------------------------------------------

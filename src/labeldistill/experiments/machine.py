@@ -35,6 +35,16 @@ def _cpu_model() -> str | None:
     return platform.processor() or None
 
 
+def cpu_capability() -> str | None:
+    """The instruction set PyTorch's CPU kernels dispatch to here (``AVX2``, ``AVX512``, ...). CPUs that report one model
+    name are not one machine: session 11's "AMD EPYC" (AVX2) ran MNIST-100 LD RR in 28 minutes to 88.16 where the
+    "AMD EPYC" of sessions 5-10 (its kind not recorded) ran the same code in 16 to 87.92, bit for bit each time. The
+    kind is what this code can tell apart; two runs of different or unrecorded kinds are not compared."""
+    from ..numerics import cpu_capability as capability
+
+    return capability()
+
+
 def describe_machine(device: str | None = "auto") -> dict:
     """This machine as a run on ``device`` ("auto", "cpu", "cuda", "cuda:N") would use it."""
     import torch
@@ -53,7 +63,7 @@ def describe_machine(device: str | None = "auto") -> dict:
     elif kind == "cpu":
         name = _cpu_model()
     return {"device": kind, "name": name, "cpus": os.cpu_count(), "platform": platform.platform(),
-            "torch": torch.__version__, "cuda": torch.version.cuda or "none"}
+            "cpu_capability": cpu_capability(), "torch": torch.__version__, "cuda": torch.version.cuda or "none"}
 
 
 def record_machine(run_dir: str | Path, device: str | None, *, resumed: bool = False) -> None:
@@ -81,6 +91,7 @@ class Machine:
     platform: str | None
     cpus: int | None = None
     mixed: str | None = None
+    capability: str | None = None  # the CPU kernels' instruction set (None: not recorded)
 
     @property
     def label(self) -> str:
@@ -88,7 +99,8 @@ class Machine:
             return f"MIXED ({self.mixed})"
         what = self.name or "model not recorded"
         cpus = f", {self.cpus} CPUs" if self.device == "cpu" and self.cpus else ""
-        return f"{self.device or '?'} ({what}{cpus})"
+        isa = f", {self.capability}" if self.device == "cpu" and self.capability else ""
+        return f"{self.device or '?'} ({what}{cpus}{isa})"
 
 
 def run_machine(run_dir: str | Path) -> Machine:
@@ -119,9 +131,15 @@ def run_machine(run_dir: str | Path) -> Machine:
         mixed = f"ran on {' and '.join(sorted(names - {None}))}"
     elif sessions and None in names:
         mixed = "some sessions' machine not recorded"
+    capabilities = {s.get("cpu_capability") for s in sessions} if kind == "cpu" else set()
+    if mixed is None and len(capabilities - {None}) > 1:
+        mixed = f"ran on CPUs of kinds {' and '.join(sorted(capabilities - {None}))}"
+    elif mixed is None and None in capabilities and len(capabilities) > 1:
+        mixed = "some sessions' CPU kind not recorded"
     name = next(iter(names)) if len(names) == 1 else None
     cpus = next((s.get("cpus") for s in sessions if s.get("cpus")), None)
-    return Machine(device=kind, name=name, platform=plat, cpus=cpus, mixed=mixed)
+    capability = next(iter(capabilities)) if len(capabilities) == 1 else None
+    return Machine(device=kind, name=name, platform=plat, cpus=cpus, mixed=mixed, capability=capability)
 
 
 def comparable(a: Machine, b: Machine) -> tuple[bool, str]:
@@ -135,6 +153,10 @@ def comparable(a: Machine, b: Machine) -> tuple[bool, str]:
             return False, f"different machines ({a.name} vs {b.name})"
         if a.device == "cpu" and a.cpus and b.cpus and a.cpus != b.cpus:
             return False, f"different CPU counts ({a.cpus} vs {b.cpus})"
+        if a.device == "cpu" and a.capability != b.capability:  # one model name, other CPUs (session 11 found two)
+            if a.capability and b.capability:
+                return False, f"different CPU kinds ({a.capability} vs {b.capability})"
+            return False, "the CPU kind (instruction set) is recorded for one run only: cannot tell the machines apart"
         return True, ""
     if a.device != "cpu":
         return False, f"{a.device} model not recorded for a run (made outside reproduce): cannot tell the GPUs apart"
