@@ -106,3 +106,21 @@ def test_same_seed_same_labels_and_accuracies(mnist_small, tmp_path):
     trajectory = lambda run: [(s["error"], s["loss"], s.get("reset")) for s in steps_of(run)]  # noqa: E731
     assert trajectory(tmp_path / "a") == trajectory(tmp_path / "c")
     assert a.evaluation["T_list"] == c.evaluation["T_list"]
+
+
+def test_resume_of_a_directory_just_taken_says_in_use(tmp_path, capsys):
+    """A run holds its directory's lock before it writes config.json: a resume in between is told the directory is in
+    use (not that it is no run directory); once the lock is gone, it is told there is nothing to resume."""
+    from labeldistill.cli import main
+    from labeldistill.runs import RunLock
+
+    out = tmp_path / "run"
+    lock = RunLock(out).acquire()
+    try:
+        assert main(["distill", "--resume", str(out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "in use by another running labeldistill process" in err[0]
+    finally:
+        lock.release()
+    assert main(["distill", "--resume", str(out)]) == 2
+    assert "nothing to resume" in capsys.readouterr().err

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..distill import DistillConfig, list_learn, list_methods, run_distillation
 from ..distill.label_init import list_label_inits
 from ..distill.learned import IMAGE_INITS
-from ..runs import read_json
+from ..runs import RunLock, read_json
 from ..errors import UserError
 from ..selectors import list_selectors
 from ..unrolled import METHODS as UNROLLED_METHODS
@@ -83,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         out = Path(args.resume)
         if not (out / "config.json").exists():
+            RunLock.check_free(out)  # a run that has just started holds its lock before it writes config.json
             raise UserError(f"{out} is not a run directory (no config.json); nothing to resume.")
         record = read_json(out / "config.json")
         if is_unrolled_record(record):

@@ -30,6 +30,22 @@ class RunLock:
         self._fd = fd
         return self
 
+    @staticmethod
+    def check_free(run_dir: str | Path) -> None:
+        """Raise the "in use" error when a live process holds ``run_dir``'s lock (creates nothing)."""
+        path = Path(run_dir) / ".lock"
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return  # no lock file: nobody has taken the directory
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BlockingIOError:
+            raise UserError(f"{path.parent} is in use by another running labeldistill process; use another --out.") from None
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
