@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import labeldistill
-from labeldistill.calibration import TEMPERATURES, parse_temperature, temper
+from labeldistill.calibration import LABEL_TEMPERATURES, parse_temperature, temper
 from labeldistill.cli import main
 from labeldistill.distill import DistillConfig
 from labeldistill.distill.validation import load_snapshots
@@ -72,7 +72,7 @@ def test_auto_takes_the_best_validation_score_of_the_grid(mnist_small, tmp_path)
     ds = labeldistill.distill(config=_cfg(mnist_small, label_temperature="auto"), out=out, progress=False)
     rec = json.loads((out / "result.json").read_text())["label_temperature"]
     scores = {float(k): v for k, v in rec["val_accuracy"].items()}
-    assert sorted(scores) == list(TEMPERATURES) and rec["grid"] == list(TEMPERATURES)
+    assert sorted(scores) == list(LABEL_TEMPERATURES) and rec["grid"] == list(LABEL_TEMPERATURES)
     best = max(scores.values())
     assert rec["temperature"] == min(t for t, v in scores.items() if v == best)
     sel = _selected_labels(out)

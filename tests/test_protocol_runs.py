@@ -84,12 +84,12 @@ def test_label_temperature_auto_under_a_fixed_epoch_protocol(cifar_small, tmp_pa
     plain = labeldistill.distill(f"npz:{cifar_small}", out=tmp_path / "plain", **common)
     tuned = labeldistill.distill(f"npz:{cifar_small}", out=tmp_path / "auto", label_temperature="auto", **common)
     rec = tuned.evaluation["label_temperature"]
-    assert sorted(float(t) for t in rec["val_accuracy"]) == [1.0, 2.0, 4.0, 8.0]
+    assert sorted(float(t) for t in rec["val_accuracy"]) == [0.25, 0.5, 1.0, 2.0, 4.0, 8.0]
     from labeldistill.calibration import temper
 
     assert torch.equal(tuned.labels, temper(plain.labels, rec["temperature"]))
     books = list((tmp_path / "auto" / "ledger").glob("dc-dsa-*.jsonl"))
-    assert len(books) == 1 + 4  # the test's and one per scored temperature (validation students)
+    assert len(books) == 1 + 6  # the test's and one per scored temperature (validation students)
     ev = labeldistill.evaluate(tmp_path / "plain", protocol="dc-dsa", label_temperature="auto")
     assert ev["label_temperature_choice"]["val_accuracy"] == rec["val_accuracy"] and ev["label_temperature"] == rec["temperature"]
     assert ev["accuracies"] == tuned.evaluation["accuracies"]

@@ -233,7 +233,7 @@ def _label_temperature(cfg: DistillConfig, problem: Problem, distiller: Distille
                        ledger: Path | None) -> tuple[torch.Tensor, dict] | None:
     """The final labels at ``cfg.label_temperature`` (calibration.py) and a record; None at temperature 1 (untouched).
     ``auto``: one student per grid temperature on the validation split, trained as the final test trains."""
-    from ..calibration import TEMPERATURES, choose_temperature, temper, validation_scorer
+    from ..calibration import LABEL_TEMPERATURES, choose_temperature, temper, validation_scorer
 
     if cfg.label_temperature == 1.0:
         return None
@@ -251,8 +251,8 @@ def _label_temperature(cfg: DistillConfig, problem: Problem, distiller: Distille
                                   batch=cfg.inner_batch, lr=cfg.model_lr, zca=target_zca(proto, problem.target, channels),
                                   steps=steps, images=images, ledger=ledger)
         t0 = time.perf_counter()
-        t, scores = choose_temperature(torch.log(labels.detach()), score)
-        record = {"grid": list(TEMPERATURES), "val_accuracy": scores, "seconds": round(time.perf_counter() - t0, 3),
+        t, scores = choose_temperature(torch.log(labels.detach()), score, LABEL_TEMPERATURES)
+        record = {"grid": list(LABEL_TEMPERATURES), "val_accuracy": scores, "seconds": round(time.perf_counter() - t0, 3),
                   "how": "one student per temperature on the validation split, trained as the test trains"}
     return temper(labels.detach(), float(t)), {"temperature": float(t), **record}
 
