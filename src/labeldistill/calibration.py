@@ -54,6 +54,17 @@ def temper(labels: torch.Tensor, t: float) -> torch.Tensor:
     return torch.softmax(torch.log(labels) / float(t), dim=-1)
 
 
+def choose_label_temperature(labels: torch.Tensor, score: Callable[[torch.Tensor], float]) -> tuple[torch.Tensor, dict]:
+    """Learned labels at the :data:`LABEL_TEMPERATURES` temperature that ``score`` rates best, and a record of the choice."""
+    import time
+
+    t0 = time.perf_counter()
+    t, scores = choose_temperature(torch.log(labels.detach()), score, LABEL_TEMPERATURES)
+    return temper(labels.detach(), t), {"temperature": t, "grid": list(LABEL_TEMPERATURES), "val_accuracy": scores,
+                                        "seconds": round(time.perf_counter() - t0, 3),
+                                        "how": "one student per temperature on the validation split, trained as the test trains"}
+
+
 def validation_scorer(problem, *, proto, student: Learner, seed: int, batch: int, lr: float, zca=None,
                       steps: int | None = None, images: torch.Tensor | None = None, ledger: Path | None = None,
                       purpose: str = "validation-models") -> Callable[[torch.Tensor], float]:

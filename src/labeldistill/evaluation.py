@@ -8,8 +8,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import torch
-
 from .artifact import load
 from .data import load_target
 from .engine import TrainRecipe, evaluate_labels, make_learner
@@ -181,15 +179,14 @@ def _choose_label_temperature(ds, data, proto, learner, *, seed: int, batch: int
     scorer and seeds, so a run's labels get the same choice either way); ``ds.labels`` become the chosen labels."""
     from types import SimpleNamespace
 
-    from .calibration import LABEL_TEMPERATURES, choose_temperature, temper, validation_scorer
+    from .calibration import choose_label_temperature, validation_scorer
     from .seeding import derive_seed
 
     score = validation_scorer(SimpleNamespace(base_x=ds.images, target=data), proto=proto, student=learner,
                               seed=derive_seed(seed, "label-temperature"), batch=batch, lr=lr, zca=zca, steps=steps,
                               images=ds.images, ledger=ledger)
-    t, scores = choose_temperature(torch.log(ds.labels), score, LABEL_TEMPERATURES)
-    ds.labels = temper(ds.labels, t)
-    return {"temperature": t, "grid": list(LABEL_TEMPERATURES), "val_accuracy": scores}
+    ds.labels, record = choose_label_temperature(ds.labels, score)
+    return record
 
 
 def _chosen(label_temperature: float | str, how: dict) -> float:

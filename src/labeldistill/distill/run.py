@@ -233,28 +233,23 @@ def _label_temperature(cfg: DistillConfig, problem: Problem, distiller: Distille
                        ledger: Path | None) -> tuple[torch.Tensor, dict] | None:
     """The final labels at ``cfg.label_temperature`` (calibration.py) and a record; None at temperature 1 (untouched).
     ``auto``: one student per grid temperature on the validation split, trained as the final test trains."""
-    from ..calibration import LABEL_TEMPERATURES, choose_temperature, temper, validation_scorer
+    from ..calibration import choose_label_temperature, temper, validation_scorer
 
     if cfg.label_temperature == 1.0:
         return None
-    record: dict = {}
-    t = cfg.label_temperature
-    if t == "auto":
-        from ..engine import make_learner
-        from ..protocols import get_protocol, target_zca
+    if cfg.label_temperature != "auto":
+        return temper(labels.detach(), float(cfg.label_temperature)), {"temperature": float(cfg.label_temperature)}
+    from ..engine import make_learner
+    from ..protocols import get_protocol, target_zca
 
-        proto = get_protocol(cfg.test_protocol)
-        channels = int(images.shape[1])
-        student = distiller.learner if proto.is_paper else make_learner(proto.arch or cfg.arch, channels, int(images.shape[-1]),
-                                                                        problem.target.num_classes, head="linear")
-        score = validation_scorer(problem, proto=proto, student=student, seed=derive_seed(cfg.seed, "label-temperature"),
-                                  batch=cfg.inner_batch, lr=cfg.model_lr, zca=target_zca(proto, problem.target, channels),
-                                  steps=steps, images=images, ledger=ledger)
-        t0 = time.perf_counter()
-        t, scores = choose_temperature(torch.log(labels.detach()), score, LABEL_TEMPERATURES)
-        record = {"grid": list(LABEL_TEMPERATURES), "val_accuracy": scores, "seconds": round(time.perf_counter() - t0, 3),
-                  "how": "one student per temperature on the validation split, trained as the test trains"}
-    return temper(labels.detach(), float(t)), {"temperature": float(t), **record}
+    proto = get_protocol(cfg.test_protocol)
+    channels = int(images.shape[1])
+    student = distiller.learner if proto.is_paper else make_learner(proto.arch or cfg.arch, channels, int(images.shape[-1]),
+                                                                    problem.target.num_classes, head="linear")
+    score = validation_scorer(problem, proto=proto, student=student, seed=derive_seed(cfg.seed, "label-temperature"),
+                              batch=cfg.inner_batch, lr=cfg.model_lr, zca=target_zca(proto, problem.target, channels),
+                              steps=steps, images=images, ledger=ledger)
+    return choose_label_temperature(labels, score)
 
 
 def _test_under_protocol(cfg: DistillConfig, problem: Problem, images, labels, steps: int, *, ledger: Path | None = None,
