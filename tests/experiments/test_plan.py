@@ -2,7 +2,8 @@
 import pytest
 
 from labeldistill.experiments import DataView, Options, parse_cell, plan_cell
-from labeldistill.experiments.plan import distill_steps, run_seconds
+from labeldistill.experiments.plan import (ARCH_FACTOR, MODEL_STEP_SECONDS, TEST_MODELS, TYPICAL_TEST_STEPS, distill_steps, evaluation_seconds,
+                                          run_seconds)
 
 
 @pytest.fixture
@@ -87,6 +88,18 @@ def test_time_model(tmp_path):
     assert distill_steps(plan("emnist-letters:mnist/ld/100@target-size=500", data), data)[1] == 400
     assert run_seconds(plan("mnist/ld/100", data), data) > run_seconds(p, data) > 0
     assert run_seconds(plan("cifar10/ld-rr/100", data), data) > run_seconds(p, data)
+
+
+def test_evaluation_estimates_follow_the_architecture(tmp_path):
+    # Another test architecture costs what that architecture costs, for label sets and for DD's 200 networks alike.
+    data = DataView(tmp_path / "empty")
+    for same_arch, other_arch in (("mnist/ld/100@steps=+0", "mnist/ld/100@arch=convnet3"),
+                                  ("mnist/dd/100@variant=average-lr", "mnist/dd/100@arch=convnet3")):
+        lenet, convnet = evaluation_seconds(plan(same_arch, data)), evaluation_seconds(plan(other_arch, data))
+        assert convnet >= lenet * ARCH_FACTOR["convnet3"]
+    # ... and a 20-model ConvNet-3 test is 20 x ~300 single-model steps, each ARCH_FACTOR LeNet steps
+    assert evaluation_seconds(plan("mnist/ld/100@arch=convnet3", data)) == pytest.approx(
+        TEST_MODELS * TYPICAL_TEST_STEPS * MODEL_STEP_SECONDS * ARCH_FACTOR["convnet3"])
 
 
 def test_file_targets_match_by_real_path_and_default_split(tmp_path, monkeypatch):

@@ -57,8 +57,14 @@ IMAGE_STEP_FACTOR = 1.5
 UNROLLED_ITERATION_SECONDS = 0.5
 UNROLLED_TEST_SECONDS = 60.0
 VALIDATION_OVERHEAD = 1.25  # label-selection validations every 5 epochs (measured: ridge ~0.075 s/step all in)
-ARCH_FACTOR = {"lenet": 1.0, "alexnet": 70.0, "resnet14": 24.0}  # forward+backward cost relative to LeNet (measured)
-TEST_SECONDS = 30.0  # 20 fresh LeNets for ~300 steps, then the test set
+# Forward+backward cost relative to LeNet (measured; ConvNet-3: 1.95 s against 0.044 s for a step on 100 MNIST images,
+# one thread, session 12; without it a ConvNet-3 evaluation of a label set was estimated at LeNet's 30 s, not hours).
+ARCH_FACTOR = {"lenet": 1.0, "alexnet": 70.0, "resnet14": 24.0, "convnet3": 44.0}
+TEST_SECONDS = 30.0  # 20 fresh LeNets for ~300 steps, then the test set (K models in one batched job)
+# Larger networks gain nothing from training K at once: their test is K x ~300 single-model steps at
+# ARCH_FACTOR x one LeNet step on 100 images (0.03 s, one thread beside another job).
+MODEL_STEP_SECONDS = 0.03
+TYPICAL_TEST_STEPS = 300
 BASELINE_SECONDS = 45.0  # one validation model up to 1,000 steps, then 20 test models (LeNet)
 # paper-table7: 150 LeNets x 1,000 steps + 20 validations of 150 models (a rough guess, not measured);
 # the feature selectors: one LeNet for 2,000 steps of 256, then the features of the training split.
@@ -361,7 +367,7 @@ def run_seconds(plan: Plan, data: DataView) -> float:
         factor = ARCH_FACTOR.get(cfg.arch or "lenet", 1.0) * (IMAGE_STEP_FACTOR if cfg.learn != "labels" else 1.0)
         _, steps = distill_steps(plan, data)
         start = TEACHER_SECONDS + TEMPERATURE_STUDENTS * BASELINE_SECONDS if cfg.label_init == "teacher" else 0.0
-        return steps * STEP_SECONDS.get(cfg.method, 0.2) * VALIDATION_OVERHEAD * factor + TEST_SECONDS * factor + start
+        return steps * STEP_SECONDS.get(cfg.method, 0.2) * VALIDATION_OVERHEAD * factor + test_seconds(cfg.arch or "lenet") + start
     proto = get_protocol(plan.config.protocol)  # type: ignore[union-attr]
     teacher = plan.config.labels == "teacher"  # type: ignore[union-attr]
     if not proto.is_paper:
@@ -389,14 +395,21 @@ def selection_seconds(plan: Plan) -> float:
 def evaluation_seconds(plan: Plan) -> float:
     if not plan.evaluation:
         return 0.0
-    if plan.kind == "unrolled":
-        return UNROLLED_TEST_SECONDS
+    if plan.kind == "unrolled":  # DD's 200 networks, of the architecture the set was learned with unless the cell names another
+        return UNROLLED_TEST_SECONDS * (ARCH_FACTOR.get(plan.evaluation["arch"], 1.0) if plan.evaluation.get("arch") else 1.0)
     proto = get_protocol(plan.evaluation.get("protocol"))
     if not proto.is_paper:
         return protocol_seconds(proto, plan.cell.base, proto.models)
     arch = plan.evaluation.get("arch") or protocol.default_arch(plan.cell.target, plan.channels)
     search = 1.0 + len(SGD_LRS) * SEARCH_MODELS / TEST_MODELS if plan.evaluation.get("optimizer") == "sgd" else 1.0  # + the lr search
-    return TEST_SECONDS * ARCH_FACTOR.get(arch, 1.0) * search
+    return test_seconds(arch) * search
+
+
+def test_seconds(arch: str) -> float:
+    """Estimated seconds of the paper protocol's 20-model test of a label set with ``arch``."""
+    if arch == "lenet":
+        return TEST_SECONDS
+    return TEST_MODELS * TYPICAL_TEST_STEPS * MODEL_STEP_SECONDS * ARCH_FACTOR.get(arch, 1.0)
 
 
 def fmt_seconds(s: float) -> str:
