@@ -196,7 +196,7 @@ def test_resume_mid_run_gives_the_same_images(tmp_path, method, learn):
 
     def stop_after_seven() -> None:
         one_step()
-        first._stop_requested = first.step + 1 >= 7  # the loop counts the step after this call
+        first._stop.requested = first.step + 1 >= 7  # the loop counts the step after this call
 
     first._one_step = stop_after_seven
     with pytest.raises(Interrupted):

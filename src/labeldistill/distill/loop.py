@@ -15,7 +15,6 @@ continues exactly as if it had never stopped.
 from __future__ import annotations
 
 import math
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -29,7 +28,7 @@ from tqdm.auto import tqdm
 from ..engine import HeadConfig, Learner, make_learner
 from ..errors import UserError
 from ..problem import Problem
-from ..runs import MetricsLog, load_state, save_state
+from ..runs import MetricsLog, StopRequest, load_state, save_state
 from ..seeding import draw_seed, torch_generator
 from .config import DistillConfig, resolve_meta_gradient
 from .labels import FixedLabels, Labels
@@ -48,7 +47,7 @@ class NonFiniteError(UserError):
 
 
 class Interrupted(UserError):
-    """Stopped by the user (Ctrl-C) after writing a checkpoint."""
+    """Stopped by Ctrl-C or SIGTERM (a scheduler's preemption) after writing a checkpoint."""
 
     exit_code = 130
 
@@ -122,7 +121,7 @@ class Distiller:
         self.last_val: float | None = None
         self._base_seconds = 0.0  # wall time of earlier sessions of a resumed run
         self.log: MetricsLog | None = None
-        self._stop_requested = False
+        self._stop = StopRequest()  # Ctrl-C / SIGTERM: checkpoint at the next step, then stop
 
     @property
     def labels(self) -> Labels | FixedLabels:
@@ -189,18 +188,14 @@ class Distiller:
             on_epoch: called with this distiller after each epoch (its records read, any
                 validation and checkpoint done), e.g. to record the labels' trajectory.
         """
-        old_handler = signal.getsignal(signal.SIGINT)
-        if _in_main_thread():
-            signal.signal(signal.SIGINT, self._request_stop)
         try:
-            self.start()
-            while self.advance(on_epoch):
-                pass
-            return self.finish()
+            with self._stop:
+                self.start()
+                while self.advance(on_epoch):
+                    pass
+                return self.finish()
         finally:
             self.close_bar()
-            if _in_main_thread():
-                signal.signal(signal.SIGINT, old_handler)
 
     # The loop in three parts, so that a driver can step several runs in lockstep (:mod:`.stack`):
     # ``start``, then ``advance`` until it returns False, then ``finish``. ``run`` is exactly that.
@@ -231,7 +226,7 @@ class Distiller:
             self._postfix(self._bar)
         self.loop_seconds += time.perf_counter() - t0
         self._bar.update(1)
-        if self._stop_requested:
+        if self._stop.requested:
             self.save_now()
             raise Interrupted(f"Stopped at step {self.step}; checkpoint written. Resume with: labeldistill distill --resume {self.run_dir}")
         if self.run_dir is not None and time.monotonic() - self._last_ckpt > 60 * cfg.checkpoint_minutes:
@@ -300,11 +295,6 @@ class Distiller:
     def _write(self, rec: dict) -> None:
         if self.log is not None:
             self.log.write(rec)
-
-    def _request_stop(self, signum: int, frame: object) -> None:
-        if self._stop_requested:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
-        self._stop_requested = True
 
     # -- checkpoints ----------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -375,8 +365,3 @@ class Distiller:
         if self.log is not None:
             self.log.close()
 
-
-def _in_main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()

@@ -27,7 +27,6 @@ stopping; calling ``distill_many`` again with ``resume=True`` continues each fro
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -38,7 +37,8 @@ from tqdm.auto import tqdm
 from ..artifact import DistilledSet
 from ..numerics import float32_precision
 from .config import DistillConfig
-from .loop import Distiller, Interrupted, LoopResult, _in_main_thread
+from ..runs import StopRequest
+from .loop import Distiller, Interrupted, LoopResult
 from .run import RunSession
 
 # Settings every run of a stack must share: they fix the shapes and the schedule of the loop
@@ -160,63 +160,52 @@ def run_stack(configs: Sequence[DistillConfig], *, outs: Sequence[str | Path | N
 def lockstep(distillers: Sequence[Distiller], *, progress: bool = True, desc: str = "stack") -> list[LoopResult | BaseException]:
     """Run the loops of ``distillers`` together, one step of each per round; their results in order.
 
-    A loop that raises stops alone (its exception is its result). Ctrl-C (SIGINT) asks every loop to
+    A loop that raises stops alone (its exception is its result). Ctrl-C (SIGINT) or SIGTERM asks every loop to
     checkpoint where it is and then raises :class:`Interrupted`.
     """
     streams = [_stream_for(d) for d in distillers]
     results: list[LoopResult | BaseException | None] = [None] * len(distillers)
-    stop = {"requested": False}
-
-    def request_stop(signum: int, frame: object) -> None:
-        if stop["requested"]:
-            raise KeyboardInterrupt
-        stop["requested"] = True
-
-    old_handler = signal.getsignal(signal.SIGINT)
-    if _in_main_thread():
-        signal.signal(signal.SIGINT, request_stop)
-    total = sum(d.total_steps for d in distillers)
-    bar = tqdm(total=total, initial=sum(d.step for d in distillers), disable=not progress, desc=desc, unit="step",
-               dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30.0)
-    active: list[int] = []
-    try:
-        for i, d in enumerate(distillers):
-            try:
-                with _on(streams[i]):
-                    d.start(bar=False)
-            except Exception as e:  # noqa: BLE001  (this run cannot start; the others go on)
-                results[i] = e
-                continue
-            active.append(i)
-        while active:
-            for i in list(active):
-                d = distillers[i]
+    with StopRequest() as stop:
+        total = sum(d.total_steps for d in distillers)
+        bar = tqdm(total=total, initial=sum(d.step for d in distillers), disable=not progress, desc=desc, unit="step",
+                   dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30.0)
+        active: list[int] = []
+        try:
+            for i, d in enumerate(distillers):
                 try:
                     with _on(streams[i]):
-                        more = d.advance()
-                        if not more:
-                            results[i] = d.finish()
-                except Interrupted:
-                    raise
-                except Exception as e:  # noqa: BLE001  (one failed run must not stop the others)
-                    results[i], more = e, False
-                if more:
-                    bar.update(1)
-                else:
-                    active.remove(i)
-            if stop["requested"]:
-                for i in active:
-                    with _on(streams[i]):
-                        distillers[i].save_now()
-                dirs = " ".join(str(distillers[i].run_dir) for i in active)
-                raise Interrupted(f"Stopped; every run of the stack checkpointed. Resume them with resume=True ({dirs}).")
-        _join(streams)
-    finally:
-        bar.close()
-        for d in distillers:
-            d.close_bar()
-        if _in_main_thread():
-            signal.signal(signal.SIGINT, old_handler)
+                        d.start(bar=False)
+                except Exception as e:  # noqa: BLE001  (this run cannot start; the others go on)
+                    results[i] = e
+                    continue
+                active.append(i)
+            while active:
+                for i in list(active):
+                    d = distillers[i]
+                    try:
+                        with _on(streams[i]):
+                            more = d.advance()
+                            if not more:
+                                results[i] = d.finish()
+                    except Interrupted:
+                        raise
+                    except Exception as e:  # noqa: BLE001  (one failed run must not stop the others)
+                        results[i], more = e, False
+                    if more:
+                        bar.update(1)
+                    else:
+                        active.remove(i)
+                if stop.requested:
+                    for i in active:
+                        with _on(streams[i]):
+                            distillers[i].save_now()
+                    dirs = " ".join(str(distillers[i].run_dir) for i in active)
+                    raise Interrupted(f"Stopped; every run of the stack checkpointed. Resume them with resume=True ({dirs}).")
+            _join(streams)
+        finally:
+            bar.close()
+            for d in distillers:
+                d.close_bar()
     return results  # type: ignore[return-value]
 
 

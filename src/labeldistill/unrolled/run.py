@@ -10,9 +10,7 @@ the schedule's steps, lrs and order, plain SGD) and saves it as a :class:`Distil
 from __future__ import annotations
 
 import dataclasses
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +24,7 @@ from ..artifact import DistilledSet
 from ..data import TargetData, load_for_arch
 from ..errors import UserError
 from ..numerics import float32_precision, float_settings
-from ..runs import MetricsLog, atomic_write_json, read_json
+from ..runs import MetricsLog, StopRequest, atomic_write_json, read_json
 from ..runs.provenance import resolve_device, versions
 from ..settings import from_dict
 from .config import _DATASET, METHODS, UnrolledConfig, unrolled_config
@@ -221,7 +219,7 @@ def _run(cfg: UnrolledRunConfig, *, out, resume, data_root, download, progress) 
                 atomic_write_json(run_dir / "config.json", record)
             log = MetricsLog(run_dir / "metrics.jsonl", resume_offset=offset)
 
-        stop = _StopFlag()
+        stop = StopRequest()  # Ctrl-C / SIGTERM: checkpoint after the current outer iteration, then stop
         bar = tqdm(total=dist.total_iterations, initial=dist.iteration, disable=not progress, desc=f"distill {resolved.method}",
                    unit="it", dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30.0)
 
@@ -232,7 +230,7 @@ def _run(cfg: UnrolledRunConfig, *, out, resume, data_root, download, progress) 
         try:
             with stop:
                 dist.run(checkpoint=ckpt, checkpoint_every=resolved.checkpoint_every, checkpoint_minutes=resolved.checkpoint_minutes,
-                         metrics=log, on_iteration=tick, stop=stop.requested)
+                         metrics=log, on_iteration=tick, stop=lambda: stop.requested)
         except FloatingPointError as e:
             raise NonFiniteError(f"{e} The last checkpoint is kept.") from None
         finally:
@@ -265,32 +263,6 @@ def _run(cfg: UnrolledRunConfig, *, out, resume, data_root, download, progress) 
     finally:
         if lock is not None:
             lock.release()
-
-
-class _StopFlag:
-    """The first Ctrl-C asks the loop to stop after the current outer iteration (checkpoint, then
-    a one-line message); a second one stops at once."""
-
-    def __init__(self) -> None:
-        self.flag = False
-        self._old = None
-
-    def requested(self) -> bool:
-        return self.flag
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.flag:
-            raise KeyboardInterrupt
-        self.flag = True
-
-    def __enter__(self) -> _StopFlag:
-        if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
 
 
 def _distilled_set(dist: UnrolledDistiller, cfg: UnrolledRunConfig, ucfg: UnrolledConfig, data: TargetData) -> DistilledSet:
