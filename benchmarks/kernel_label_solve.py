@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import shutil
 import time
@@ -101,7 +102,7 @@ def main() -> None:
         shutil.copy(Path(a.src) / f, out / f)
     dataclasses.replace(ds, labels=best[1].float()).save(out / "distilled.safetensors")
     record = {**vars(a), "best_val_kernel": best[0], "best_step": best[2], "seconds": round(time.time() - t0, 1),
-              "labels_sha256": __import__("hashlib").sha256(best[1].float().numpy().tobytes()).hexdigest()}
+              "labels_sha256": hashlib.sha256(best[1].float().numpy().tobytes()).hexdigest()}
     (out / "kernel_label_solve.json").write_text(json.dumps(record, indent=1))
     print(json.dumps(record))
 

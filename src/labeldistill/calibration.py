@@ -14,6 +14,7 @@ set holds distributions (rows sum to one, zeros allowed), so a temperature ``t``
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,8 +57,6 @@ def temper(labels: torch.Tensor, t: float) -> torch.Tensor:
 
 def choose_label_temperature(labels: torch.Tensor, score: Callable[[torch.Tensor], float]) -> tuple[torch.Tensor, dict]:
     """Learned labels at the :data:`LABEL_TEMPERATURES` temperature that ``score`` rates best, and a record of the choice."""
-    import time
-
     t0 = time.perf_counter()
     t, scores = choose_temperature(torch.log(labels.detach()), score, LABEL_TEMPERATURES)
     return temper(labels.detach(), t), {"temperature": t, "grid": list(LABEL_TEMPERATURES), "val_accuracy": scores,

@@ -36,8 +36,8 @@ from tqdm.auto import tqdm
 
 from ..artifact import DistilledSet
 from ..numerics import float32_precision
-from .config import DistillConfig
 from ..runs import StopRequest
+from .config import DistillConfig
 from .loop import Distiller, Interrupted, LoopResult
 from .run import RunSession
 
