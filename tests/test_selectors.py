@@ -32,6 +32,7 @@ SMALL = {
     "kcenter": dict(feature_steps=40, feature_batch=64),
     "kmeans": dict(feature_steps=40, feature_batch=64),
     "herding": dict(feature_steps=40, feature_batch=64),
+    "label-span": dict(feature_steps=40, feature_batch=64, probe=300, pool_per_class=30),
 }
 
 
