@@ -55,3 +55,12 @@ def mnist_small(tmp_path_factory, shared_data) -> Path:
     path = tmp_path_factory.mktemp("mnist") / "mnist3k.npz"
     np.savez(path, x=d["x"][idx], y=d["y"][idx])
     return path
+
+
+@pytest.fixture
+def short_step_search(monkeypatch):
+    """The paper's step search (one model validated at 10, 25, 50, ... 1,000 steps) cut to three checkpoints:
+    the same code path (baselines' T, teacher temperatures, start scoring) at a CI test's cost."""
+    from labeldistill import protocol
+
+    monkeypatch.setattr(protocol, "baseline_checkpoints", lambda n_base: [10, 25, 50])

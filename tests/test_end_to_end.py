@@ -15,10 +15,10 @@ def test_learned_labels_beat_true_labels(mnist_small, tmp_path):
     its gradient is checked exactly in test_strategies.py.)"""
     method = "ridge"
     target = f"npz:{mnist_small}"
-    ds = labeldistill.distill(target, base=10, method=method, epochs=60, val_every=10, test_models=10, seed=0,
+    ds = labeldistill.distill(target, base=10, method=method, epochs=20, val_every=5, test_models=5, seed=0,
                               progress=False, device="cpu", out=tmp_path / "run")
     head = "ridge" if method == "ridge" else "linear"
-    bl = baseline(BaselineSettings(target=target, base=10, head=head, models=10, seed=0, device="cpu"))
+    bl = baseline(BaselineSettings(target=target, base=10, head=head, models=5, seed=0, device="cpu"))
     assert ds.provenance["base_indices"] == bl["base_indices"]
     ld = ds.evaluation
     assert ld["accuracy_mean"] > bl["accuracy_mean"] + 2.0, (ld["accuracy_mean"], bl["accuracy_mean"])

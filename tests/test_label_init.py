@@ -49,7 +49,7 @@ def test_uniform_and_onehot_starts(mnist_small):
     assert torch.equal(u.labels.value.detach(), torch.full((20, 10), 0.1))  # the authors' start, unchanged
 
 
-def test_teacher_start_end_to_end_and_resume_keeps_its_record(mnist_small, tmp_path, monkeypatch):
+def test_teacher_start_end_to_end_and_resume_keeps_its_record(mnist_small, tmp_path, monkeypatch, short_step_search):
     monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path / "cache"))
     cfg = _cfg(mnist_small, label_init="teacher", temperature="auto", checkpoint_minutes=0.0)
     resolved, problem, _ = prepare(cfg)

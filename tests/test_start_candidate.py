@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 
 import labeldistill
+from labeldistill import protocol
 from labeldistill.cli import main
 from labeldistill.distill import DistillConfig
 from labeldistill.distill.start import START_FILE, StartCandidate, prefer_start, wanted
 from labeldistill.errors import UserError
 from labeldistill.experiments.plan import normalise_distill
-from labeldistill.protocol import baseline_checkpoints
 
 run_mod = importlib.import_module("labeldistill.distill.run")  # (labeldistill.distill is also the function)
 
@@ -49,7 +49,7 @@ def test_the_start_wins_only_when_strictly_better():
     assert not prefer_start(None, selected_error=90.0)
 
 
-def test_a_onehot_start_beats_wrecked_labels_and_resume_keeps_the_decision(mnist_small, tmp_path, monkeypatch):
+def test_a_onehot_start_beats_wrecked_labels_and_resume_keeps_the_decision(mnist_small, tmp_path, monkeypatch, short_step_search):
     out = tmp_path / "run"
     # Label lr 30: two epochs of Adam steps scramble the labels; the one-hot start validates far better.
     ds = labeldistill.distill(config=_cfg(mnist_small, label_init="onehot", label_lr=30.0), out=out, progress=False)
@@ -58,7 +58,7 @@ def test_a_onehot_start_beats_wrecked_labels_and_resume_keeps_the_decision(mnist
     assert r["config"]["start_candidate"] == "on" and cand["selected"] == "start"
     assert cand["val_accuracy"] > cand["learned_val_accuracy"]
     curve = {int(k): v for k, v in cand["curve"].items()}
-    assert sorted(curve) == baseline_checkpoints(20)  # scored as a baseline's set: the reference checkpoints
+    assert sorted(curve) == protocol.baseline_checkpoints(20)  # scored as a baseline's set: the step search's checkpoints
     best = max(curve.values())
     assert cand["T"] == min(s for s, v in curve.items() if v == best) and cand["val_accuracy"] == best
     # What is tested and saved is the start itself, at its own T.

@@ -43,7 +43,7 @@ def test_teacher_labels_are_probability_vectors_and_cached(small, tmp_path):
     assert not rec3["cache"]["reused"] and len(list(tmp_path.iterdir())) == 2
 
 
-def test_baseline_with_teacher_labels_end_to_end(mnist_small, tmp_path, monkeypatch, capsys):
+def test_baseline_with_teacher_labels_end_to_end(mnist_small, tmp_path, monkeypatch, capsys, short_step_search):
     from labeldistill.cli import main
 
     monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path / "cache"))

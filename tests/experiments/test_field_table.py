@@ -6,6 +6,7 @@ import dataclasses
 
 import pytest
 
+from labeldistill import teacher as teacher_module
 from labeldistill.experiments import PaperCell, TableSpec, get_table, parse_cell, plan, run_cells
 from labeldistill.experiments.plan import DataView, Options, plan_cell
 from labeldistill.experiments.report import collect, fmt_cost, table_rows, write_report
@@ -51,13 +52,15 @@ def test_cost_text():
 
 
 @pytest.mark.slow
-def test_field_cells_end_to_end_on_digits(monkeypatch, tmp_path):
+def test_field_cells_end_to_end_on_digits(monkeypatch, tmp_path, short_step_search):
     """Real, tiny: a teacher baseline and a teacher-started LD RR run under a shortened dc protocol, and the
     plain LD RR run re-tested under it; costs recorded; a rerun finds every cell stored."""
     monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(plan, "QUICK_EPOCHS", 2)
     monkeypatch.setattr(plan, "TEST_MODELS", 2)
     monkeypatch.setitem(PROTOCOLS._items, "dc", dataclasses.replace(get_protocol("dc"), epochs=2))
+    fit = teacher_module.train_teacher  # a two-epoch teacher: the cells' code path, not a converged teacher
+    monkeypatch.setattr(teacher_module, "train_teacher", lambda target, cfg, **kw: fit(target, dataclasses.replace(cfg, epochs=2, patience=1), **kw))
     names = ["digits/baseline-teacher/20@protocol=dc", "digits/ld-rr/20@protocol=dc", "digits/ld-rr-teacher/20@protocol=dc"]
     spec = TableSpec(97, "digits field", tuple(PaperCell(n, None, None, n.split("/")[1], "dc") for n in names), cost=True)
     opts = Options(out=tmp_path / "out", quick=True, device="cpu")
