@@ -193,7 +193,7 @@ def small_straight(small_config, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])  # SIGTERM: a scheduler's preemption
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])  # SIGTERM: the same handler, signalled in test_resume.py
 def test_interrupted_then_resumed_equals_straight_run(small_config, small_straight, tmp_path, sig):
     out = tmp_path / "run"
     p = subprocess.Popen([sys.executable, "-m", "labeldistill", "distill", "--config", str(small_config), "--out", str(out), "--no-progress"],

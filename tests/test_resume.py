@@ -56,7 +56,9 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT, signal.SIGTERM])  # SIGTERM: a scheduler's preemption
+# SIGINT and SIGTERM reach one handler (runs/interrupt.py; both tested in test_interrupt.py): the LD loop is stopped
+# here with SIGTERM (a scheduler's preemption), DD's trainer with SIGINT (test_dd_run.py), each also killed outright.
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
 def test_interrupted_then_resumed_equals_straight_run(config, straight, tmp_path, sig):
     out = tmp_path / "run"
     p = cli("distill", "--config", str(config), "--out", str(out), "--no-progress")
