@@ -101,6 +101,17 @@ def test_learned_variant_is_evaluate_schedule_of_the_learned_schedule(dd_run, mn
     assert saved["variant"] == "learned" and saved["accuracies"] == r["accuracies"]
 
 
+def test_another_seed_is_another_file_and_another_permutation(dd_run):
+    # The run's seed is 2: its evaluation is the default file; seed 5 draws another permutation and is saved beside it,
+    # never over it (reproduce reuses the default file).
+    own = labeldistill.evaluate(dd_run, variant="shuffle-across", models=2)
+    other = labeldistill.evaluate(dd_run, variant="shuffle-across", models=2, seed=5)
+    assert own["seed"] == 2 and other["seed"] == 5 and other["order"] != own["order"]
+    default = json.loads((dd_run / "evaluations" / "lenet-shuffle-across-K2.json").read_text())
+    seeded = json.loads((dd_run / "evaluations" / "lenet-shuffle-across-K2-seed5.json").read_text())
+    assert default["order"] == own["order"] and seeded["order"] == other["order"]
+
+
 @pytest.mark.parametrize("variant, steps, moving", [
     ("first-steps:20", 30, 20), ("extended:5", 40, 35), ("average-lr", 30, 30), ("shuffle-within", 30, 30), ("shuffle-across", 30, 30),
 ])

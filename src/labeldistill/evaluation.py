@@ -150,7 +150,7 @@ def evaluate(
         result["label_temperature"] = _chosen(label_temperature, how)
     if save and run_dir is not None:
         name = label_evaluation_file(arch, head, t, models, optimizer=optimizer, lr=lr, order=order, label_temperature=label_temperature)
-        atomic_write_json(run_dir / "evaluations" / name, result)
+        _save_evaluation(run_dir, name, result, run_cfg)
     return result
 
 
@@ -165,6 +165,14 @@ def label_evaluation_file(arch: str, head: str, steps: int, models: int, *, opti
     if order is not None:
         name += f"-order{order}"
     return name + _temperature_suffix(label_temperature) + ".json"
+
+
+def _save_evaluation(run_dir: Path, name: str, result: dict, run_cfg: dict) -> None:
+    """Write ``RUN_DIR/evaluations/NAME``; under a seed other than the run's own the name gains ``-seed{N}``: that is
+    another measurement and must not overwrite the default one (the file ``reproduce`` reuses)."""
+    if int(result["seed"]) != int(run_cfg.get("seed", 0)):
+        name = name.removesuffix(".json") + f"-seed{int(result['seed'])}.json"
+    atomic_write_json(run_dir / "evaluations" / name, result)
 
 
 def _temperature_suffix(label_temperature: float | str | None) -> str:
@@ -252,7 +260,7 @@ def _evaluate_protocol(ds, proto, path: Path, run_dir: Path | None, run_cfg: dic
         result.update(label_temperature=_chosen(label_temperature, how), **how)
     if save and run_dir is not None:
         name = f"{proto.name}-{arch}-K{result['models']}{_temperature_suffix(label_temperature)}.json"
-        atomic_write_json(run_dir / "evaluations" / name, result)
+        _save_evaluation(run_dir, name, result, run_cfg)
     return result
 
 
@@ -286,5 +294,5 @@ def _evaluate_scheduled(ds, path: Path, run_dir: Path | None, run_cfg: dict, *, 
     if save and run_dir is not None:
         tag = name.replace(":", "")
         fixed = f"-T{t}" if t is not None else ""
-        atomic_write_json(run_dir / "evaluations" / f"{ev['arch']}-{tag}{fixed}-K{models}.json", result)
+        _save_evaluation(run_dir, f"{ev['arch']}-{tag}{fixed}-K{models}.json", result, run_cfg)
     return result
