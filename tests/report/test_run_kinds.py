@@ -6,6 +6,7 @@ import json
 import pytest
 
 from labeldistill.cli import main
+from labeldistill.errors import UserError
 from labeldistill.report import load_run, make_report
 
 from .conftest import make_dd_run, make_image_run
@@ -59,3 +60,21 @@ def test_cli_report_on_dd_and_image_runs(tmp_path, capsys):
         assert main(["report", str(run), "--json"]) == 0
         obj = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert "learned_images.png" in obj["figures"]
+
+
+def test_archived_run_reads_its_gzipped_metrics(tmp_path):
+    # results/archive.py keeps metrics.jsonl as metrics.jsonl.gz: the report reads the same records from it.
+    import gzip
+    import shutil
+
+    run = make_dd_run(tmp_path / "mnist-dd", steps=2)
+    before = load_run(run)
+    with open(run / "metrics.jsonl", "rb") as f, gzip.open(run / "metrics.jsonl.gz", "wb") as g:
+        shutil.copyfileobj(f, g)
+    (run / "metrics.jsonl").unlink()
+    after = load_run(run)
+    assert after.outer == before.outer and len(after.outer) == 40
+    check_png(make_report(run).parent / "outer_loss.png")
+    (run / "metrics.jsonl.gz").write_bytes(b"not gzip")
+    with pytest.raises(UserError, match="Cannot read"):
+        load_run(run)

@@ -1,13 +1,14 @@
 """Read a run directory (made by ``labeldistill distill``: labels, images, images+labels, or a DD /
 SLDD run, whose config.json holds an unrolled configuration) into plain Python and numpy values.
 
-Only ``config.json`` and ``metrics.jsonl`` are required, so a run still in progress can be
+Only ``config.json`` and ``metrics.jsonl`` (or an archived run's ``metrics.jsonl.gz``) are required, so a run still in progress can be
 reported on (curves only); the distilled set, ``result.json`` and ``evaluations/*.json``
 are used when present.
 """
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,11 +100,27 @@ def _read_json(path: Path, run_dir: Path) -> Any:
         raise UserError(f"Cannot read {path}: {e.strerror or e}.") from None
 
 
+def _lines(path: Path) -> list[str]:
+    """The lines of ``metrics.jsonl``, or of the gzip file ``results/archive.py`` makes of it (``.gz``)."""
+    if path.suffix == ".gz":
+        with gzip.open(path, "rt") as f:
+            return f.read().splitlines()
+    return path.read_text().splitlines()
+
+
+def metrics_path(run_dir: Path) -> Path | None:
+    """``RUN_DIR/metrics.jsonl``, else an archived ``metrics.jsonl.gz``, else None."""
+    for name in ("metrics.jsonl", "metrics.jsonl.gz"):
+        if (run_dir / name).is_file():
+            return run_dir / name
+    return None
+
+
 def read_metrics_file(path: Path) -> tuple[list[dict], list[dict]]:
     """The step and validation records of ``metrics.jsonl``; a torn last line (a run being written) is skipped."""
     try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
+        lines = _lines(path)
+    except (OSError, UnicodeDecodeError, EOFError) as e:  # gzip: BadGzipFile is an OSError, a cut file an EOFError
         raise UserError(f"Cannot read {path} ({type(e).__name__}).") from None
     steps, vals = [], []
     for i, line in enumerate(lines, 1):
@@ -132,15 +149,16 @@ def load_run(run_dir: str | Path, *, distilled: bool = True) -> Run:
         raise UserError(f"{path} is not a run directory (it does not exist).")
     if not path.is_dir():
         raise UserError(f"{path} is not a run directory (it is a file).")
-    if not (path / "metrics.jsonl").is_file():
+    metrics = metrics_path(path)
+    if metrics is None:
         raise UserError(f"{path} is not a run directory (no metrics.jsonl).")
     if not (path / "config.json").is_file():
         raise UserError(f"{path} is not a run directory (no config.json).")
     record = _read_json(path / "config.json", path)
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         raise UserError(f"{path / 'config.json'} has no 'config' section: {path} was not made by 'labeldistill distill'.")
-    steps, vals = read_metrics_file(path / "metrics.jsonl")
-    outer = read_outer_iterations(path / "metrics.jsonl")
+    steps, vals = read_metrics_file(metrics)
+    outer = read_outer_iterations(metrics)
     result = _read_json(path / "result.json", path) if (path / "result.json").is_file() else None
     evals = []
     for f in sorted((path / "evaluations").glob("*.json")) if (path / "evaluations").is_dir() else []:
@@ -156,8 +174,8 @@ def read_outer_iterations(path: Path) -> list[dict]:
     """DD / SLDD's records (``iteration``, ``loss``); empty for a label-distillation log."""
     out = []
     try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError):
+        lines = _lines(path)
+    except (OSError, UnicodeDecodeError, EOFError):
         return out
     for line in lines:
         try:
