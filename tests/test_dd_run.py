@@ -114,6 +114,7 @@ def test_another_seed_is_another_file_and_another_permutation(dd_run):
 
 @pytest.mark.parametrize("variant, steps, moving", [
     ("first-steps:20", 30, 20), ("extended:5", 40, 35), ("average-lr", 30, 30), ("shuffle-within", 30, 30), ("shuffle-across", 30, 30),
+    ("shuffle-steps-across", 30, 30),
 ])
 def test_schedule_variants_run_and_record_their_name(dd_run, variant, steps, moving):
     ds = labeldistill.load(dd_run)
@@ -128,6 +129,8 @@ def test_schedule_variants_run_and_record_their_name(dd_run, variant, steps, mov
         assert r["lrs"] == [mean] * 30
     if variant.startswith("shuffle"):
         order = r["order"]
+        if variant.startswith("shuffle-steps"):  # whole steps: each is one of the 10 step-tensors
+            assert sorted(tuple(step) for step in order) == sorted(tuple(step) for step in ds.schedule.order)
         assert sorted(i for step in order for i in step) == sorted(i for step in ds.schedule.order for i in step)
         if variant == "shuffle-within":  # each epoch uses each image once
             assert all(sorted(i for s in order[e * 10:(e + 1) * 10] for i in s) == list(range(100)) for e in range(3))

@@ -12,7 +12,7 @@ from labeldistill.errors import UserError
 from labeldistill.models import Classifier
 from labeldistill.unrolled import (
     FunctionalNet, Schedule, UnrolledDistiller, average_lr, evaluate_schedule, extended, first_steps, inner_loss,
-    learned_schedule, shuffled_across_epochs, shuffled_within_epochs, train_on_schedule, unrolled_config,
+    learned_schedule, shuffled_across_epochs, shuffled_steps, shuffled_within_epochs, train_on_schedule, unrolled_config,
 )
 
 LRS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
@@ -95,6 +95,22 @@ def test_shuffled_across_epochs():
     assert counts == [3] * 100  # every image used three times overall
     # Not per-epoch balanced any more (the within-epoch variant is).
     assert any(_multiset(a.steps[10 * e : 10 * e + 10]) != list(range(100)) for e in range(3))
+
+
+@pytest.mark.parametrize("within", [True, False])
+def test_shuffled_steps_keep_each_step_whole(within):
+    dd = learned_schedule([0.01 * (t + 1) for t in range(30)], 10, 10)
+    s = shuffled_steps(dd, torch.Generator().manual_seed(3), within=within)
+    assert s.lrs == dd.lrs  # lrs stay with the positions
+    assert sorted(s.steps) == sorted(dd.steps)  # the same 30 step-tensor uses, each whole ...
+    assert all(sorted(i // 10 for i in p) == [p[0] // 10] * 10 for p in s.steps)  # ... so one step-tensor each (class-balanced)
+    assert s.steps != dd.steps and s.order is not None  # still whole step-tensors: the file keeps an order
+    assert s == shuffled_steps(dd, torch.Generator().manual_seed(3), within=within)
+    per_epoch = [sorted(s.order[10 * e : 10 * e + 10]) == list(range(10)) for e in range(3)]
+    if within:
+        assert all(per_epoch) and s.order[:10] != s.order[10:20]
+    else:  # 30 uses permuted at once: some epoch sees a step-tensor twice (seed 3 does)
+        assert not all(per_epoch) and sorted(s.order) == sorted(list(range(10)) * 3)
 
 
 def test_schedule_dict_round_trip():

@@ -60,7 +60,8 @@ def evaluate(
         target: the test data; a run directory knows its own, an exported file needs it.
         save: for a run directory, write the result to ``RUN_DIR/evaluations/``.
         variant: DD / SLDD sets only: ``learned`` (the default), ``first-steps:N``,
-            ``extended:K``, ``average-lr``, ``shuffle-within``, ``shuffle-across`` or ``like-ld``;
+            ``extended:K``, ``average-lr``, ``shuffle-within``, ``shuffle-across``,
+            ``shuffle-steps-within``, ``shuffle-steps-across`` or ``like-ld``;
             recorded as ``variant`` in the result.
         protocol: how the fresh models train (``labeldistill.protocols``): ``paper`` (the default:
             Adam, T random minibatches, every number as before), ``dc`` or ``dc-dsa`` (ConvNet-3 unless

@@ -75,7 +75,8 @@ EXPECTED_COUNTS = {1: 76, 2: 6, 3: 48, 5: 12, 6: 20, 7: 72, 8: 14, 9: 32, 10: 12
 # No paper number: DD trained like an LD set, and the LD / LD RR counterparts of DD's variants (Tables 10-12).
 _LD_OWN = {f"{d}/{m}/100" for d in ("mnist", "cifar10") for m in ("ld", "ld-rr")}
 OURS_ONLY = {10: _LD_OWN | {f"{d}/{m}/100@steps=x{n}/30" for d in ("mnist", "cifar10") for m in ("ld", "ld-rr") for n in (10, 15, 20, 25, 35)},
-             11: {"mnist/dd/100@variant=like-ld", "cifar10/dd/100@variant=like-ld"} | _LD_OWN, 12: _LD_OWN}
+             11: {"mnist/dd/100@variant=like-ld", "cifar10/dd/100@variant=like-ld"} | _LD_OWN,
+             12: {f"{d}/dd/100@variant=shuffle-steps-{w}" for d in ("mnist", "cifar10") for w in ("within", "across")} | _LD_OWN}
 
 
 def test_registered_tables():

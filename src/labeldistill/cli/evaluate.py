@@ -23,6 +23,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--variant", default=None, metavar="NAME",
                    help="DD / SLDD sets: how to train on them: learned (default: the learned schedule), first-steps:N, extended:K "
                         "(K more steps at the mean lr; 5: the paper's 35), average-lr, shuffle-within, shuffle-across, "
+                        "shuffle-steps-within, shuffle-steps-across (whole steps permuted, each keeps its images), "
                         "or like-ld (Adam, minibatches of 10, T chosen on validation)")
     p.add_argument("--protocol", default=None, metavar="NAME",
                    help=f"how the fresh models train: {', '.join(list_protocols())} (default paper: Adam, T random minibatches, "

@@ -31,7 +31,7 @@ Grammar::
   re-tested under it; absent: the paper's),
   ``variant=NAME`` (DD / SLDD cells only, Tables 10-12: how the learned schedule is edited at
   test, ``first-steps:N``, ``extended:K``, ``average-lr``, ``shuffle-within``,
-  ``shuffle-across``, ``like-ld``; see ``labeldistill.unrolled.VARIANTS``).
+  ``shuffle-across``, ``shuffle-steps-within``, ``shuffle-steps-across``, ``like-ld``; see ``labeldistill.unrolled.VARIANTS``).
 
 ``arch``, ``head``, ``steps``, ``optimizer``, ``order``, ``protocol`` and ``variant`` on a distillation cell are *evaluations* of the
 distilled run named by the rest of the cell; they never distil again (one DD run per dataset

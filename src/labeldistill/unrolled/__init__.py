@@ -19,7 +19,8 @@ from .config import METHODS, UnrolledConfig, unrolled_config
 from .evaluate import ScheduleEvaluation, evaluate_schedule, evaluate_set, evaluation_seeds, schedule_labels, train_on_schedule
 from .network import FunctionalNet, inner_loss
 from .schedule import (VARIANTS, Schedule, apply_variant, average_lr, extended, first_steps, from_file_schedule, learned_schedule,
-                       parse_variant, shuffled_across_epochs, shuffled_within_epochs, to_file_schedule)
+                       parse_variant, shuffled_across_epochs, shuffled_steps, shuffled_within_epochs,
+                       to_file_schedule)
 from .trainer import UnrolledDistiller, crop_flip, unrolled_loss
 from .run import UnrolledRunConfig, distill_unrolled, is_unrolled_record, run_unrolled
 
@@ -28,7 +29,7 @@ __all__ = [
     "ScheduleEvaluation", "evaluate_schedule", "evaluate_set", "evaluation_seeds", "schedule_labels", "train_on_schedule",
     "FunctionalNet", "inner_loss",
     "VARIANTS", "Schedule", "apply_variant", "average_lr", "extended", "first_steps", "from_file_schedule", "learned_schedule",
-    "parse_variant", "shuffled_across_epochs", "shuffled_within_epochs", "to_file_schedule",
+    "parse_variant", "shuffled_across_epochs", "shuffled_steps", "shuffled_within_epochs", "to_file_schedule",
     "UnrolledDistiller", "crop_flip", "unrolled_loss",
     "UnrolledRunConfig", "distill_unrolled", "is_unrolled_record", "run_unrolled",
 ]

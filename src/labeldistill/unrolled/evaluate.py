@@ -150,7 +150,8 @@ def evaluate_set(ds, data, *, variant: str | None = None, arch: str | None = Non
             the steps of ``like-ld``.
         variant: ``learned`` (default: DD's own test: the schedule's steps, lrs and order, plain
             SGD), ``first-steps:N``, ``extended:K``, ``average-lr``, ``shuffle-within``,
-            ``shuffle-across`` (Tables 10-12), or ``like-ld`` (trained as a label set is: Adam lr
+            ``shuffle-across`` (Tables 10-12), ``shuffle-steps-within`` / ``shuffle-steps-across`` (whole
+            steps permuted: a milder reading of Table 12), or ``like-ld`` (trained as a label set is: Adam lr
             1e-3, random minibatches of 10, T chosen on validation from the baselines' step grid).
         arch: test architecture (default: the distilling one; Table 15).
         models: K test networks; network k's initialisation depends only on (seed, k).

@@ -151,6 +151,20 @@ def shuffled_across_epochs(schedule: Schedule, generator: torch.Generator) -> Sc
     return replace(schedule, steps=_rechunk(schedule.steps, generator))
 
 
+def shuffled_steps(schedule: Schedule, generator: torch.Generator, *, within: bool) -> Schedule:
+    """A milder reading of Table 12 (ours): permute whole steps, so each step keeps its images (DD's
+    steps stay class-balanced) and only the order of the steps changes; ``within``: per epoch (each
+    step-tensor still once an epoch), else once over all steps. lrs stay with the step positions.
+    The paper's wording fits both this and the image-level shuffles; docs/results.md measures both."""
+    _check_nonempty(schedule)
+    length = schedule.epoch_length if within else len(schedule)
+    out: list[tuple[int, ...]] = []
+    for start in range(0, len(schedule), length):
+        block = schedule.steps[start : start + length]
+        out += [block[i] for i in torch.randperm(len(block), generator=generator).tolist()]
+    return replace(schedule, steps=tuple(out))
+
+
 # -- the distilled-set file's schedule field ------------------------------------------------
 def to_file_schedule(schedule: Schedule):
     """The schedule as the distilled-set file stores it (:class:`labeldistill.artifact.Schedule`,
@@ -168,7 +182,8 @@ def from_file_schedule(schedule) -> Schedule:
 
 
 # -- the paper's sensitivity variants by name (Tables 10-12, 15) --------------------------
-VARIANTS = ("learned", "first-steps:N", "extended:K", "average-lr", "shuffle-within", "shuffle-across", "like-ld")
+VARIANTS = ("learned", "first-steps:N", "extended:K", "average-lr", "shuffle-within", "shuffle-across", "shuffle-steps-within",
+            "shuffle-steps-across", "like-ld")
 
 
 def parse_variant(text: str | None) -> tuple[str, int | None]:
@@ -176,7 +191,7 @@ def parse_variant(text: str | None) -> tuple[str, int | None]:
     text = "learned" if text is None else str(text).strip()
     name, _, arg = text.partition(":")
     takes = {"first-steps": None, "extended": 5}
-    plain = ("learned", "average-lr", "shuffle-within", "shuffle-across", "like-ld")
+    plain = ("learned", "average-lr", "shuffle-within", "shuffle-across", "shuffle-steps-within", "shuffle-steps-across", "like-ld")
     if name in plain and not arg:
         return name, None
     if name in takes:
@@ -216,4 +231,6 @@ def apply_variant(schedule: Schedule, name: str, arg: int | None, seed: int) -> 
     if name in ("shuffle-within", "shuffle-across"):
         g = torch_generator(seed, f"unrolled-variant-{name}")
         return (shuffled_within_epochs if name == "shuffle-within" else shuffled_across_epochs)(schedule, g)
+    if name in ("shuffle-steps-within", "shuffle-steps-across"):
+        return shuffled_steps(schedule, torch_generator(seed, f"unrolled-variant-{name}"), within=name.endswith("within"))
     raise UserError(f"The variant {name!r} does not edit a schedule.")

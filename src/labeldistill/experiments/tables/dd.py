@@ -97,13 +97,17 @@ def _table12() -> TableSpec:
     for dataset in _DATASETS:
         row(cells, [f"{dataset}/dd/100", f"{dataset}/dd/100@variant=shuffle-within", f"{dataset}/dd/100@variant=shuffle-across"],
             _T12[dataset], f"{NAMES[dataset]} DD", ["Original", "Shuffled within epoch", "Shuffled across epochs"])
+        _ours_row(cells, [f"{dataset}/dd/100@variant=shuffle-steps-within", f"{dataset}/dd/100@variant=shuffle-steps-across"],
+                  f"{NAMES[dataset]} DD", ["Whole steps shuffled within epoch", "Whole steps shuffled across epochs"])
         for method in _LD_METHODS:
             _ours_row(cells, [f"{dataset}/{method}/100"], f"{NAMES[dataset]} {METHOD_LABELS[method]}", ["Shuffled across epochs"])
     return TableSpec(12, "Sensitivity of original DD to the order of examples (100 images)", tuple(cells),
                      notes=("@variant=shuffle-within permutes the images each epoch's steps use, per epoch, and re-chunks "
                             "them into steps (lrs stay with the step positions; steps are no longer class-balanced); "
                             "@variant=shuffle-across does so once over all 30 steps. One permutation per test run, drawn "
-                            "from the run's seed, shared by the 200 test networks.", _DD_NOTE,
+                            "from the run's seed, shared by the 200 test networks. The 'whole steps' columns (ours: the paper's words "
+                            "also fit them) permute the steps themselves (@variant=shuffle-steps-within / -across): each step "
+                            "keeps its 10 images, one per class; only their order changes.", _DD_NOTE,
                             _LD_NOTE + " An LD set has no order: each of its 20 test models draws its own random "
                             "minibatches, so its own test is the counterpart of the shuffled columns (shown under the "
                             "last)."))
