@@ -78,6 +78,12 @@ def test_stored_variant_evaluation_is_reused(fakes, opts):
                       {"accuracy_mean": 12.5, "accuracy_std": 1.0, "variant": "shuffle-within", "models": 200, "versions": versions()})
     out = run_cells(["mnist/dd/100@variant=shuffle-within"], opts)
     assert out[0].action == "reused run, reused evaluation" and out[0].record["result"]["accuracy_mean"] == 12.5
+    # One written under another seed (by an evaluate from before -seedN file names) is not this cell's: evaluated again.
+    atomic_write_json(run_dir / "evaluations" / "lenet-shuffle-across-K200.json",
+                      {"accuracy_mean": 12.5, "accuracy_std": 1.0, "variant": "shuffle-across", "models": 200, "seed": 7,
+                       "versions": versions()})
+    out = run_cells(["mnist/dd/100@variant=shuffle-across"], opts)
+    assert out[0].action == "reused run, evaluated" and out[0].record["result"]["accuracy_mean"] != 12.5
 
 
 def test_dd_slot_holding_a_label_run_is_a_conflict_and_back(fakes, opts):

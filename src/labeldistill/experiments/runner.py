@@ -193,11 +193,13 @@ def ready_run_dir(plan: Plan, opts: Options, state: str) -> str:
     return state
 
 
-def _stored_evaluation(path: Path, opts: Options) -> dict | None:
+def _stored_evaluation(path: Path, opts: Options, seed: int) -> dict | None:
     """The evaluation file ``evaluate`` wrote at ``path``, when it holds a result of the current numerics
-    version (or any, with ``--reuse-any-version``); else None."""
+    version (or any, with ``--reuse-any-version``) under the cell's seed; else None."""
     stored = _read(path)
     if stored is None or "accuracy_mean" not in stored:
+        return None
+    if int(stored.get("seed", seed)) != int(seed):  # written by an older evaluate under another seed: not this cell's
         return None
     return stored if numerics_of(stored) == NUMERICS_VERSION or opts.reuse_any_version else None
 
@@ -216,7 +218,8 @@ def ensure_evaluation(plan: Plan, opts: Options, run_result: dict) -> tuple[dict
     if run_result.get("T") is not None and arch and head:
         t = parse_steps(ev.get("steps"), int(run_result["T"]))
         stored = _stored_evaluation(run_dir / "evaluations" / label_evaluation_file(arch, head, t, _plan.TEST_MODELS,
-                                                                                    optimizer=ev.get("optimizer"), order=ev.get("order")), opts)
+                                                                                    optimizer=ev.get("optimizer"), order=ev.get("order")), opts,
+                                    plan.cell.seed)
         if stored is not None:
             return stored, "reused evaluation"
     result = evaluate(run_dir, arch=ev.get("arch"), head=ev.get("head"), steps=ev.get("steps"), models=_plan.TEST_MODELS,
@@ -235,7 +238,7 @@ def _ensure_protocol_evaluation(plan: Plan, opts: Options) -> tuple[dict, str]:
     arch = ev.get("arch") or proto.arch
     run_dir = plan.run_dir(opts.out)
     if arch:
-        stored = _stored_evaluation(run_dir / "evaluations" / f"{proto.name}-{arch}-K{proto.models}.json", opts)
+        stored = _stored_evaluation(run_dir / "evaluations" / f"{proto.name}-{arch}-K{proto.models}.json", opts, plan.cell.seed)
         if stored is not None:
             return stored, "reused evaluation"
     result = evaluate(run_dir, arch=ev.get("arch"), protocol=proto.name, models=proto.models, data_root=opts.data_root,
@@ -254,7 +257,7 @@ def _ensure_unrolled_evaluation(plan: Plan, opts: Options, run_result: dict) -> 
     arch = ev.get("arch") or run_result.get("arch")
     models = run_result.get("models")
     if arch and models:
-        stored = _stored_evaluation(run_dir / "evaluations" / f"{arch}-{variant.replace(':', '')}-K{models}.json", opts)
+        stored = _stored_evaluation(run_dir / "evaluations" / f"{arch}-{variant.replace(':', '')}-K{models}.json", opts, plan.cell.seed)
         if stored is not None and stored.get("variant") == variant:
             return stored, "reused evaluation"
     result = evaluate(run_dir, arch=ev.get("arch"), variant=variant, data_root=opts.data_root, device=opts.device or "auto")
