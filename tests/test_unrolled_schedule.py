@@ -171,3 +171,32 @@ def test_evaluate_schedule_is_independent_of_grouping_and_zero_lrs_change_nothin
     zero = train_on_schedule(net, images, labels, first_steps(scripted(), 0), [7])
     init = net.init(torch.Generator().manual_seed(7))
     assert all(torch.equal(zero[n][0], init[n]) for n in init)
+
+
+def test_evaluate_schedule_resumes_from_its_ledger(tmp_path, monkeypatch):
+    net = _net(torch.float32)
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(6, 1, 4, 4, generator=g), torch.tensor([0, 1, 2, 0, 1, 2])
+    tx, ty = torch.randn(50, 1, 4, 4, generator=g), torch.randint(0, 3, (50,), generator=g)
+    straight = evaluate_schedule(net, images, labels, scripted(), tx, ty, models=7, group=3, mode="loop")
+    # Interrupted after the first group of 3: those are in the ledger; the rerun trains only the other 4.
+    import labeldistill.unrolled.evaluate as ev_mod
+
+    real, calls = ev_mod.train_on_schedule, []
+
+    def stop_after_one_group(*args, **kwargs):
+        calls.append(len(args[4]))
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ev_mod, "train_on_schedule", stop_after_one_group)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_schedule(net, images, labels, scripted(), tx, ty, models=7, group=3, mode="loop", ledger=tmp_path)
+    calls.clear()
+    monkeypatch.setattr(ev_mod, "train_on_schedule", lambda *a, **k: calls.append(len(a[4])) or real(*a, **k))
+    resumed = evaluate_schedule(net, images, labels, scripted(), tx, ty, models=7, group=3, mode="loop", ledger=tmp_path)
+    assert resumed.accuracies == straight.accuracies and resumed.from_ledger == 3 and calls == [3, 1]
+    # Another schedule (other lrs) is another key: nothing reused.
+    other = evaluate_schedule(net, images, labels, average_lr(scripted()), tx, ty, models=2, mode="loop", ledger=tmp_path)
+    assert other.from_ledger == 0 and len(list(tmp_path.glob("schedule-*.jsonl"))) == 2

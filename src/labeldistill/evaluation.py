@@ -289,7 +289,8 @@ def _evaluate_scheduled(ds, path: Path, run_dir: Path | None, run_cfg: dict, *, 
         raise UserError(f"{target} has {data.preprocessing.channels}-channel images but the set's have {int(ds.images.shape[1])}.")
     with float32_precision(bool(run_cfg.get("allow_tf32", False))) as floats:
         ev = evaluate_set(ds, data, variant=name, arch=arch, models=models, seed=seed, steps=t,
-                          group=int(run_cfg.get("test_group", 50)))
+                          group=int(run_cfg.get("test_group", 50)),
+                          ledger=run_dir / "evaluations" / "ledger" if save and run_dir is not None else None)
     result = {**ev, "method": ds.recipe.get("method"), "learned": ds.learned, "distilled_steps": ds.steps, "target": data.name,
               "seed": seed, "source": str(path), "device": device, "versions": versions(), "float_settings": floats}
     if save and run_dir is not None:

@@ -4,18 +4,22 @@ DD's test protocol: 200 fresh Xavier-initialised networks, each trained by exact
 schedule's steps (plain SGD, no momentum), tested on the full test set; mean and sample std.
 The K networks advance in lockstep (``vmap`` on a GPU, a loop on a CPU: engine/batching.py) and
 are scored by the engine's :func:`~labeldistill.engine.accuracy`. Network k's initialisation
-comes only from its own seed, so the result does not depend on how the K are grouped.
+comes only from its own seed, so the result does not depend on how the K are grouped. Given a
+ledger folder, each finished group of networks is recorded there and an interrupted test trains
+only the networks it lacks (200 ConvNet-3s on one CPU core take hours).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from ..engine import Learner, ModelState, accuracy
 from ..engine.batching import map_models, resolve_mode
 from ..errors import UserError
+from ..runs.ledger import ModelLedger, tensor_sha256
 from ..seeding import derive_seed
 from .network import FunctionalNet, Params, inner_loss
 from .schedule import Schedule
@@ -67,6 +71,7 @@ class ScheduleEvaluation:
     """Test accuracy of K networks trained by a schedule (fractions in [0, 1])."""
 
     accuracies: tuple[float, ...]
+    from_ledger: int = 0  # networks read back from a ledger (an interrupted test), not trained by this call
 
     @property
     def mean(self) -> float:
@@ -89,7 +94,7 @@ def evaluation_seeds(seed: int, models: int) -> list[int]:
 
 def evaluate_schedule(net: FunctionalNet, images: torch.Tensor, labels: torch.Tensor, schedule: Schedule,
                       test_x: torch.Tensor, test_y: torch.Tensor, *, models: int = 200, seed: int = 0,
-                      group: int = 50, gain: float = 1.0, mode: str = "auto") -> ScheduleEvaluation:
+                      group: int = 50, gain: float = 1.0, mode: str = "auto", ledger: str | Path | None = None) -> ScheduleEvaluation:
     """DD's test: ``models`` fresh networks trained by ``schedule``, scored on (test_x, test_y).
 
     Args:
@@ -98,6 +103,9 @@ def evaluate_schedule(net: FunctionalNet, images: torch.Tensor, labels: torch.Te
         models: K (DD: 200).
         seed: the test run's seed; network k's seed is ``evaluation_seeds(seed, K)[k]``.
         group: networks trained at once (bounds memory; the result does not depend on it).
+        ledger: a folder for a :class:`~labeldistill.runs.ledger.ModelLedger`: each finished network's accuracy is
+            recorded as its group finishes, and networks already there are not trained again (on a CPU, groups of
+            at most 10, so an interruption loses little).
     Example:
         >>> ev = evaluate_schedule(net, *dist.distilled(), first_steps(dist.schedule(), 20), data.test.x, data.test.y)
         >>> print(f"{100 * ev.mean:.2f} +- {100 * ev.std:.2f}")
@@ -106,13 +114,32 @@ def evaluate_schedule(net: FunctionalNet, images: torch.Tensor, labels: torch.Te
         raise UserError(f"models and group must be at least 1, got {models}, {group}.")
     learner = Learner(lambda: net.module)
     seeds = evaluation_seeds(seed, models)
-    accs: list[float] = []
-    for start in range(0, models, group):
-        chunk = seeds[start : start + group]
-        params = train_on_schedule(net, images, labels, schedule, chunk, gain=gain, mode=mode)
+    book = None if ledger is None else ModelLedger(ledger, _ledger_key(net, images, labels, schedule, test_x, test_y, seed, gain),
+                                                   prefix="schedule")
+    done = {} if book is None else {i: float(r["accuracy"]) for i, r in book.done().items() if i < models}
+    todo = [i for i in range(models) if i not in done]
+    if book is not None and resolve_mode(mode, images.device) == "loop":
+        group = min(group, 10)
+    for start in range(0, len(todo), group):
+        chunk = todo[start : start + group]
+        params = train_on_schedule(net, images, labels, schedule, [seeds[i] for i in chunk], gain=gain, mode=mode)
         buffers = {n: b.expand(len(chunk), *b.shape) for n, b in net.buffers.items()}
-        accs += accuracy(learner, ModelState(params, buffers, {}), test_x, test_y, mode=mode).tolist()
-    return ScheduleEvaluation(tuple(accs))
+        for i, a in zip(chunk, accuracy(learner, ModelState(params, buffers, {}), test_x, test_y, mode=mode).tolist()):
+            done[i] = float(a)
+            if book is not None:
+                book.record(i, seed=seeds[i], accuracy=float(a))
+    return ScheduleEvaluation(tuple(done[i] for i in range(models)), from_ledger=models - len(todo))
+
+
+def _ledger_key(net: FunctionalNet, images: torch.Tensor, labels: torch.Tensor, schedule: Schedule, test_x: torch.Tensor,
+                test_y: torch.Tensor, seed: int, gain: float) -> dict:
+    """Everything that decides a test network's accuracy (the number of networks does not)."""
+    from ..numerics import NUMERICS_VERSION, float_settings
+
+    return {"model": type(net.module).__name__, "parameters": {n: list(p.shape) for n, p in net.module.named_parameters()},
+            "set": tensor_sha256(images, labels), "test": tensor_sha256(test_x, test_y), "steps": [list(s) for s in schedule.steps],
+            "lrs": list(schedule.lrs), "seed": int(seed), "gain": float(gain), "device": images.device.type,
+            "numerics_version": NUMERICS_VERSION, "float_settings": float_settings()}
 
 
 # -- a saved DD / SLDD set, tested its own way or by one of the paper's variants ------------
@@ -141,7 +168,7 @@ def test_arch(ds, arch: str | None) -> str:
 
 
 def evaluate_set(ds, data, *, variant: str | None = None, arch: str | None = None, models: int = 200, seed: int = 0,
-                 group: int = 50, steps: int | None = None) -> dict:
+                 group: int = 50, steps: int | None = None, ledger: str | Path | None = None) -> dict:
     """Test a DD / SLDD set (:class:`~labeldistill.DistilledSet` with a schedule) on ``data``'s test split.
 
     Args:
@@ -156,6 +183,8 @@ def evaluate_set(ds, data, *, variant: str | None = None, arch: str | None = Non
         arch: test architecture (default: the distilling one; Table 15).
         models: K test networks; network k's initialisation depends only on (seed, k).
         steps: ``like-ld`` only: train for this T instead of choosing it on validation.
+        ledger: the schedule variants: a folder where each finished network is recorded, so an interrupted
+            test resumes (:func:`evaluate_schedule`).
     Returns:
         accuracy_mean / accuracy_std (%, sample std over the K for the schedule variants as DD
         reports; the engine's population std for ``like-ld``), accuracies, models, steps,
@@ -181,10 +210,12 @@ def evaluate_set(ds, data, *, variant: str | None = None, arch: str | None = Non
         schedule = apply_variant(from_file_schedule(ds.schedule), name, arg, seed)
         net = FunctionalNet.from_arch(arch, channels, size, ds.num_classes, device=ds.images.device)
         ev = evaluate_schedule(net, ds.images, schedule_labels(ds), schedule, test.x, test.y, models=models, seed=seed,
-                               group=group, gain=float(ds.recipe.get("init_gain", 1.0)))
+                               group=group, ledger=ledger, gain=float(ds.recipe.get("init_gain", 1.0)))
         out.update(accuracy_mean=100 * ev.mean, accuracy_std=100 * ev.std, std="sample",
                    accuracies=[round(100 * a, 4) for a in ev.accuracies], models=models, steps=len(schedule),
                    moving_steps=sum(lr > 0 for lr in schedule.lrs), lrs=list(schedule.lrs), optimizer="sgd")
+        if ledger is not None:
+            out["models_from_ledger"] = ev.from_ledger  # "seconds" below timed only the others
         if schedule.steps != from_file_schedule(ds.schedule).steps:
             out["order"] = [list(s) for s in schedule.steps]
     out["seconds"] = round(time.perf_counter() - t0, 3)
