@@ -264,3 +264,26 @@ def test_convert_keeps_parameter_objects():
     assert isinstance(net[1], BatchStatNorm) and net[1].weight is w and net[1].kind is nn.BatchNorm2d
     assert isinstance(net[2][1], BatchStatNorm) and net[2][1].weight is None and net[2][1].kind is nn.BatchNorm1d
     assert [n for n, _ in net.named_parameters()] == ["0.weight", "0.bias", "1.weight", "1.bias"]
+
+
+def test_cpu_chunk_is_sized_by_the_largest_intermediate():
+    from labeldistill.engine.train import CPU_CHUNK_BYTES, cpu_chunk_rows
+
+    x = torch.randn(3, 1, 28, 28)
+    # ConvNet-3 on 28 px: the first conv (padding 3) makes 128 x 32 x 32 floats per row, the largest tensor.
+    assert cpu_chunk_rows(Learner(lambda: build_model("convnet3", 1, 28, C)), x) == CPU_CHUNK_BYTES // (128 * 32 * 32 * 4) == 16
+    # LeNet's fused conv+pool: its 6 x 28 x 28 conv output (inside one module) is what counts, not the pooled 6 x 14 x 14.
+    assert cpu_chunk_rows(Learner(lambda: build_model("lenet", 1, 28, C)), x) == CPU_CHUNK_BYTES // (6 * 28 * 28 * 4)
+    assert cpu_chunk_rows(Learner(lambda: build_model("lenet", 1, 28, C)), x, budget=1) == 1  # at least one row
+
+
+@pytest.mark.parametrize("arch", ["lenet", "convnet3", "alexnet"])
+def test_default_cpu_chunk_gives_the_same_logits_bit_for_bit(arch):
+    # Without batch norm each row's operations ignore the other rows, so the chunk (a speed choice) moves nothing.
+    side = 32 if arch == "alexnet" else 16 if arch == "convnet3" else 28
+    learner = Learner(lambda: build_model(arch, 3, side, C))
+    state = learner.init([0, 1])
+    x = torch.randn(300, 3, side, side, generator=torch.Generator().manual_seed(0))
+    default = predict(learner, state, x, mode="loop")
+    assert torch.equal(default, predict(learner, state, x, chunk=2048, mode="loop"))
+    assert torch.equal(default, predict(learner, state, x, chunk=7, mode="loop"))
