@@ -101,6 +101,21 @@ def test_learned_variant_is_evaluate_schedule_of_the_learned_schedule(dd_run, mn
     assert saved["variant"] == "learned" and saved["accuracies"] == r["accuracies"]
 
 
+def test_another_seed_tests_on_the_runs_own_split(dd_run, mnist_small, monkeypatch):
+    # The subset file has no official test part, so its split is drawn from a seed: another split would put some of
+    # the run's base images (its training part) into the test part. The evaluation's seed draws only its networks.
+    import labeldistill.evaluation as ev_mod
+    from labeldistill.data import load_target
+
+    a, b = load_target(f"npz:{mnist_small}", seed=2), load_target(f"npz:{mnist_small}", seed=5)
+    assert not torch.equal(a.test.y, b.test.y) or not torch.equal(a.test.x, b.test.x)  # the split does move with the seed
+    seen = []
+    real = ev_mod.load_target
+    monkeypatch.setattr(ev_mod, "load_target", lambda *args, **kw: seen.append(kw["seed"]) or real(*args, **kw))
+    r = labeldistill.evaluate(dd_run, variant="average-lr", models=2, seed=5, save=False)
+    assert seen == [2] and r["seed"] == 5
+
+
 def test_another_seed_is_another_file_and_another_permutation(dd_run):
     # The run's seed is 2: its evaluation is the default file; seed 5 draws another permutation and is saved beside it,
     # never over it (reproduce reuses the default file).
