@@ -18,7 +18,7 @@ import statistics
 
 import torch
 
-from labeldistill.engine import Learner, ModelState, accuracy, predict
+from labeldistill.engine import Learner, accuracy, predict
 from labeldistill.engine.train import cpu_chunk_rows
 from labeldistill.models import build_model
 from labeldistill.runs.provenance import versions
@@ -28,14 +28,6 @@ from bench_protocol import interleaved_times
 
 SHAPES = {"lenet": (1, 28), "convnet3": (1, 28), "alexnet": (3, 32)}
 FIXED = (8, 64, 512, 2048)
-
-
-def state_of(learner: Learner, k: int) -> ModelState:
-    from torch.func import stack_module_state
-
-    mods = [learner.fresh_module(seed) for seed in range(k)]
-    params, buffers = stack_module_state(mods)
-    return ModelState(params, buffers, {})
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -51,7 +43,7 @@ def main(argv: list[str] | None = None) -> dict:
         learner = Learner(lambda a=arch, c=ch, s=side: build_model(a, c, s, 10))
         g = torch.Generator().manual_seed(0)
         x, y = torch.randn(args.images, ch, side, side, generator=g), torch.randint(0, 10, (args.images,), generator=g)
-        state = state_of(learner, args.models)
+        state = learner.init(list(range(args.models)))
         default = cpu_chunk_rows(learner, x)
         chunks = {f"default ({default})": None, **{str(c): c for c in FIXED if c != default}}
         runners = {name: (lambda n, c=c: [accuracy(learner, state, x, y, chunk=c, mode="loop") for _ in range(n)]) for name, c in chunks.items()}

@@ -168,7 +168,7 @@ def label_evaluation_file(arch: str, head: str, steps: int, models: int, *, opti
 
 
 def _run_target(target: str, data_root, run_cfg: dict, seed: int, device, size: int):
-    """The target split as the run made it: the run's own seed draws the split (and the subset), whatever the
+    """The target split as the run made it: the run's own seed draws the split, whatever the
     evaluation's seed. Another seed would move images between the run's training part (its base images) and the
     validation / test parts that choose and score, a leak; the evaluation's seed draws only its models."""
     split_seed = int(run_cfg.get("seed", seed))

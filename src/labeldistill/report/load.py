@@ -116,12 +116,18 @@ def metrics_path(run_dir: Path) -> Path | None:
     return None
 
 
-def read_metrics_file(path: Path) -> tuple[list[dict], list[dict]]:
-    """The step and validation records of ``metrics.jsonl``; a torn last line (a run being written) is skipped."""
+def read_metrics_lines(path: Path) -> list[str]:
+    """The lines of a metrics log (plain or gzip); a one-line :class:`UserError` when it cannot be read."""
     try:
-        lines = _lines(path)
+        return _lines(path)
     except (OSError, UnicodeDecodeError, EOFError) as e:  # gzip: BadGzipFile is an OSError, a cut file an EOFError
         raise UserError(f"Cannot read {path} ({type(e).__name__}).") from None
+
+
+def read_metrics_file(path: Path, lines: list[str] | None = None) -> tuple[list[dict], list[dict]]:
+    """The step and validation records of ``metrics.jsonl`` (``lines``: its lines, already read); a torn last line
+    (a run being written) is skipped."""
+    lines = read_metrics_lines(path) if lines is None else lines
     steps, vals = [], []
     for i, line in enumerate(lines, 1):
         if not line.strip():
@@ -157,8 +163,9 @@ def load_run(run_dir: str | Path, *, distilled: bool = True) -> Run:
     record = _read_json(path / "config.json", path)
     if not isinstance(record, dict) or not isinstance(record.get("config"), dict):
         raise UserError(f"{path / 'config.json'} has no 'config' section: {path} was not made by 'labeldistill distill'.")
-    steps, vals = read_metrics_file(metrics)
-    outer = read_outer_iterations(metrics)
+    lines = read_metrics_lines(metrics)  # read (and decompressed) once for both kinds of record
+    steps, vals = read_metrics_file(metrics, lines)
+    outer = read_outer_iterations(lines)
     result = _read_json(path / "result.json", path) if (path / "result.json").is_file() else None
     evals = []
     for f in sorted((path / "evaluations").glob("*.json")) if (path / "evaluations").is_dir() else []:
@@ -170,13 +177,9 @@ def load_run(run_dir: str | Path, *, distilled: bool = True) -> Run:
                result=result if isinstance(result, dict) else None, evaluations=evals, distilled=ds, outer=outer)
 
 
-def read_outer_iterations(path: Path) -> list[dict]:
-    """DD / SLDD's records (``iteration``, ``loss``); empty for a label-distillation log."""
+def read_outer_iterations(lines: list[str]) -> list[dict]:
+    """DD / SLDD's records (``iteration``, ``loss``) among a metrics log's lines; empty for a label-distillation log."""
     out = []
-    try:
-        lines = _lines(path)
-    except (OSError, UnicodeDecodeError, EOFError):
-        return out
     for line in lines:
         try:
             rec = json.loads(line)

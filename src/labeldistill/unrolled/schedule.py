@@ -191,7 +191,7 @@ def parse_variant(text: str | None) -> tuple[str, int | None]:
     text = "learned" if text is None else str(text).strip()
     name, _, arg = text.partition(":")
     takes = {"first-steps": None, "extended": 5}
-    plain = ("learned", "average-lr", "shuffle-within", "shuffle-across", "shuffle-steps-within", "shuffle-steps-across", "like-ld")
+    plain = tuple(v for v in VARIANTS if ":" not in v)
     if name in plain and not arg:
         return name, None
     if name in takes:
