@@ -205,7 +205,7 @@ def _copy_models(dst: ModelState, src: ModelState, which: list[int]) -> None:
 
 
 # On a CPU each chunk streams through every layer; one whose largest activation stays in cache is scored
-# 1.5-2.5x faster (benchmarks/bench_scoring_chunk.py, docs/benchmarks.md) and gives the same logits bit for bit:
+# up to 2x faster (ConvNet-3; benchmarks/bench_scoring_chunk.py, docs/benchmarks.md) and gives the same logits bit for bit:
 # without batch norm every row's operations ignore the other rows (tests/test_eval_order.py checks it).
 CPU_CHUNK_BYTES = 8 << 20
 
