@@ -23,12 +23,14 @@ from labeldistill.selectors import (SelectionContext, Selector, choose_base, get
                                     register_selector, selection_cache)
 from labeldistill.selectors._train import set_accuracy, train_sets
 from labeldistill.selectors.paper_table7 import PaperTable7, best_candidate, candidate_sets, checkpoints
+from labeldistill.selectors.table7_halving import Table7Halving
 
 torch.set_num_threads(1)
 
 # Small settings per selector so that each runs in seconds on one CPU thread (new selectors: defaults).
 SMALL = {
     "paper-table7": dict(candidates=3, repeats=2, steps=100),
+    "table7-halving": dict(candidates=3, repeats=2, steps=100, keep=2, screen_every=50, screen_images=200),
     "kcenter": dict(feature_steps=40, feature_batch=64),
     "kmeans": dict(feature_steps=40, feature_batch=64),
     "herding": dict(feature_steps=40, feature_batch=64),
@@ -184,6 +186,51 @@ def test_batched_candidate_training_equals_training_each_alone(target, mode):
                 torch.testing.assert_close(p, batched.params[name][2 * c : 2 * c + 2], rtol=1e-5, atol=1e-6)
         acc = accuracy(learner, alone, target.val.x, target.val.y)
         torch.testing.assert_close(seen[30][2 * c : 2 * c + 2], acc)
+
+
+# ---- table7-halving --------------------------------------------------------------------------
+
+def test_halving_keeping_every_candidate_is_paper_table7_exactly(target):
+    ctx = SelectionContext.from_target(target, 10, 2)
+    paper = PaperTable7(candidates=4, repeats=2, steps=100).select(ctx)
+    halving = Table7Halving(candidates=4, repeats=2, steps=100, keep=4, screen_every=50, screen_images=300).select(ctx)
+    assert np.array_equal(halving.positions, paper.positions)
+    assert halving.details["chosen_candidate"] == paper.details["chosen_candidate"]
+    assert halving.details["kept"] == [0, 1, 2, 3] and halving.details["kept_scores"] == paper.details["scores"]
+    assert halving.details["chosen_mean_curve"] == paper.details["chosen_mean_curve"]
+
+
+def test_halving_scores_the_screen_survivors_as_the_paper_does(target):
+    """Keeping 2 of 5: the survivors are the 2 best screen scores, and each survivor's full score is
+    the one paper-table7 gives that candidate (its own models, whoever trains beside it)."""
+    ctx = SelectionContext.from_target(target, 10, 3)
+    sel = Table7Halving(candidates=5, repeats=2, steps=100, keep=2, screen_every=50, screen_images=300)
+    result = sel.select(ctx)
+    screen = np.array(result.details["screen_scores"])
+    kept = result.details["kept"]
+    assert sorted(kept) == kept and len(kept) == 2
+    assert screen[kept].min() >= np.delete(screen, kept).max()
+    paper = PaperTable7(candidates=5, repeats=2, steps=100).select(ctx)
+    assert result.details["kept_scores"] == [paper.details["scores"][j] for j in kept]
+    best = kept[int(np.argmax(result.details["kept_scores"]))]
+    assert result.details["chosen_candidate"] == best
+    assert np.array_equal(result.positions, candidate_sets(ctx, 5)[best])
+    if paper.details["chosen_candidate"] in kept:  # the paper's winner survived: the same set
+        assert best == paper.details["chosen_candidate"]
+
+
+def test_halving_screen_is_each_candidates_first_paper_model(target):
+    """Screened on the whole validation split at the paper's checkpoints, a candidate's screen
+    score is exactly the best point of the paper's first-model curve for it; keep=1 keeps the best."""
+    ctx = SelectionContext.from_target(target, 10, 1)
+    sets = candidate_sets(ctx, 3)
+    full = PaperTable7(candidates=3, repeats=2, steps=100).curves(ctx, sets)
+    whole = Table7Halving(candidates=3, repeats=2, steps=100, keep=1, screen_every=50, screen_images=len(target.val))
+    assert np.array_equal(whole.screen(ctx, sets), full[:, 0, :].max(axis=1))
+    sub = Table7Halving(candidates=3, repeats=2, steps=100, keep=1, screen_every=50, screen_images=len(target.val) // 3)
+    screen = sub.screen(ctx, sets)
+    assert not np.array_equal(screen, full[:, 0, :].max(axis=1))  # a subset scores differently
+    assert sub.select(ctx).details["kept"] == [int(np.argmax(screen))]
 
 
 # ---- provenance and the cache ----------------------------------------------------------------

@@ -66,23 +66,35 @@ class PaperTable7(Selector):
 
     def curves(self, ctx: SelectionContext, sets: np.ndarray) -> np.ndarray:
         """Validation accuracy (%) of every candidate's models: candidates x repeats x checkpoints."""
-        c, r = len(sets), self.repeats
-        marks = checkpoints(ctx.n_base, self.every, self.steps)
+        return self.train_curves(ctx, sets, np.arange(len(sets)), checkpoints(ctx.n_base, self.every, self.steps),
+                                 self.repeats, ctx.val.x, ctx.val.y)
+
+    def train_curves(self, ctx: SelectionContext, sets: np.ndarray, ids: np.ndarray, marks: list[int], repeats: int,
+                     val_x: torch.Tensor, val_y: torch.Tensor) -> np.ndarray:
+        """Accuracy (%) on (val_x, val_y) at ``marks`` of ``repeats`` models per set: sets x repeats x marks.
+
+        Set ``sets[i]`` is candidate ``ids[i]``; its r-th model (r < repeats) is the r-th of that
+        candidate in the full paper strategy (seed ``model_seeds(seed, ..., candidates * self.repeats)``
+        at ``ids[i] * self.repeats + r``), so a candidate's curves do not depend on which others train
+        beside it (batched training equals training alone, bit for bit on the CPU).
+        """
+        c = len(sets)
         batch = self.batch_size or protocol.inner_batch_size(ctx.n_base, ctx.target)
         learner = make_learner(ctx.arch, int(ctx.train.x.shape[1]), int(ctx.train.x.shape[-1]), ctx.num_classes)
         dev = ctx.device
-        per_model = torch.as_tensor(np.repeat(sets, r, axis=0), device=dev)  # candidate-major: models c*r .. c*r+r-1
+        per_model = torch.as_tensor(np.repeat(sets, repeats, axis=0), device=dev)  # candidate-major
         onehot = F.one_hot(ctx.train.y[per_model], ctx.num_classes).to(ctx.train.x.dtype)
-        seeds = model_seeds(ctx.seed, "base-select-models", c * r)
-        out = torch.zeros(c * r, len(marks), device=dev)
+        every_seed = model_seeds(ctx.seed, "base-select-models", self.candidates * self.repeats)
+        seeds = [every_seed[int(j) * self.repeats + r] for j in ids for r in range(repeats)]
+        out = torch.zeros(c * repeats, len(marks), device=dev)
         column = {s: i for i, s in enumerate(marks)}
 
         def observe(step, state) -> None:
-            out[:, column[step]] = set_accuracy(learner, state, ctx.train.x, per_model, ctx.val.x, ctx.val.y) * 100
+            out[:, column[step]] = set_accuracy(learner, state, ctx.train.x, per_model, val_x, val_y) * 100
 
         train_sets(learner, ctx.train.x, per_model, onehot, max(marks), seeds, batch_size=batch, lr=self.lr,
                    observe_at=marks, observer=observe, mode=self.mode)
-        return out.double().cpu().numpy().reshape(c, r, len(marks))
+        return out.double().cpu().numpy().reshape(c, repeats, len(marks))
 
     def select(self, ctx: SelectionContext) -> Selection:
         sets = candidate_sets(ctx, self.candidates)
