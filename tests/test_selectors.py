@@ -253,6 +253,8 @@ def test_selection_is_recorded_with_a_content_hash_and_cached(target, tmp_path):
     prov, again = first.provenance(), second.provenance()
     assert prov["base_select"]["name"] == "paper-table7" and prov["base_select"]["cache"]["reused"] is False
     assert again["base_select"]["cache"]["reused"] is True and again["base_indices"] == prov["base_indices"]
+    # The choice's wall time is recorded when made and carried with the cached choice.
+    assert prov["base_select"]["seconds"] > 0 and again["base_select"]["seconds"] == prov["base_select"]["seconds"]
     assert prov["base_select"]["settings"]["candidates"] == 2 and prov["base_select"]["sees"] == "train + validation"
     h = hashlib.sha256(first.base_x.numpy().astype("<f4").tobytes() + first.base_y.numpy().astype("<i8").tobytes()).hexdigest()
     assert prov["base_sha256"] == again["base_sha256"] == h

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -62,14 +63,19 @@ def choose_base(target: TargetData, n_base: int, seed: int, select: str | Select
         path = cache_file(folder, key)
         stored = _read(path, key, target)
         if stored is not None:
-            positions, details = stored
-            return _checked(positions, ctx), {**record, "details": details, "cache": {"file": str(path), "reused": True}}
+            positions, details, seconds = stored
+            return _checked(positions, ctx), {**record, "details": details, "seconds": seconds,
+                                              "cache": {"file": str(path), "reused": True}}
+    start = time.perf_counter()
     result = selector.select(ctx)
+    seconds = round(time.perf_counter() - start, 1)  # the choice's wall time (on reuse: when it was made)
     positions = _checked(result.positions, ctx)
     record["details"] = result.details
+    record["seconds"] = seconds
     if path is not None:
         index = np.asarray(target.train.index)[positions]
         atomic_write_json(path, {"key": key, "dataset_indices": [int(i) for i in index], "details": result.details,
+                                 "seconds": seconds,
                                  "sha256": content_sha256(target.train.x[torch.as_tensor(positions, device=target.train.x.device)],
                                                           target.train.y[torch.as_tensor(positions, device=target.train.y.device)])})
         record["cache"] = {"file": str(path), "reused": False}
@@ -85,8 +91,9 @@ def _checked(positions: np.ndarray, ctx: SelectionContext) -> np.ndarray:
     return p
 
 
-def _read(path: Path, key: dict, target: TargetData) -> tuple[np.ndarray, dict] | None:
-    """The cached positions and details, or None when absent, for another key, or not this data any more."""
+def _read(path: Path, key: dict, target: TargetData) -> tuple[np.ndarray, dict, float | None] | None:
+    """The cached positions, details and seconds the choice took (None in files from before it was
+    recorded), or None when absent, for another key, or not this data any more."""
     if not path.is_file():
         return None
     try:
@@ -104,7 +111,7 @@ def _read(path: Path, key: dict, target: TargetData) -> tuple[np.ndarray, dict] 
     t = torch.as_tensor(positions, device=target.train.x.device)
     if content_sha256(target.train.x[t], target.train.y[t]) != rec.get("sha256"):
         return None
-    return positions, rec.get("details") or {}
+    return positions, rec.get("details") or {}, rec.get("seconds")
 
 
 def _jsonish(d: dict) -> dict:
