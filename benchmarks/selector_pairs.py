@@ -7,7 +7,7 @@ Each NAME=OUT is a `reproduce` output folder; its finished runs of the cell (``O
 ``CELL__select=...``, ``-quick`` suffixes included) are read from ``result.json`` / ``config.json``. Prints a
 markdown table: test accuracy per seed and selector, the mean over the seeds every selector has, each selector's
 mean paired difference from the first one (with its per-seed differences), the selection's wall time (recorded by
-``choose_base``) and the distillation's loop minutes, then one JSON object as the last line.
+``choose_base``) and the distillation's loop minutes (a baseline's: its whole run), then one JSON object as the last line.
 """
 from __future__ import annotations
 
@@ -27,11 +27,14 @@ def runs_of(out: Path, cell: str) -> dict[int, dict]:
         if not (run / "result.json").exists():
             continue
         res = json.loads((run / "result.json").read_text())
-        cfg = json.loads((run / "config.json").read_text())
-        sel = cfg.get("problem", {}).get("base_select", {})
-        found[int(res["seed"])] = {
+        # a distillation keeps its provenance in config.json; a baseline in its result.json
+        cfg = json.loads((run / "config.json").read_text()) if (run / "config.json").exists() else res
+        sel = cfg.get("problem", {}).get("base_select") or res.get("base_select") or {}
+        seed = res["seed"] if "seed" in res else res["config"]["seed"]
+        minutes = res.get("distill_seconds", res.get("seconds", 0.0)) / 60
+        found[int(seed)] = {
             "accuracy": res["accuracy_mean"], "std": res["accuracy_std"], "selection_seconds": sel.get("seconds"),
-            "loop_minutes": round(res["distill_seconds"] / 60, 1),
+            "loop_minutes": round(minutes, 1),
             "commit": (cfg.get("versions", {}).get("git_commit") or "")[:7], "run": str(run),
         }
     return found
@@ -49,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict:
     names = list(table)
     seeds = sorted(set.intersection(*(set(v) for v in table.values()))) if table else []
     ref = names[0]
-    print(f"| {args.cell} | " + " | ".join(f"seed {s}" for s in seeds) + f" | mean | vs {ref} (paired) | selection | loop minutes |")
+    print(f"| {args.cell} | " + " | ".join(f"seed {s}" for s in seeds) + f" | mean | vs {ref} (paired) | selection | loop (baseline: run) minutes |")
     print("|---|" + "---|" * (len(seeds) + 4))
     rows = []
     for name in names:
