@@ -49,8 +49,17 @@ def main(argv: list[str] | None = None) -> dict:
     for pair in args.pairs:
         name, _, out = pair.partition("=")
         table[name] = runs_of(Path(out), args.cell)
+    unfinished = [n for n, v in table.items() if not v]
+    table = {n: v for n, v in table.items() if v}
+    if unfinished:
+        print(f"No finished run of {args.cell} yet: {', '.join(unfinished)}\n")
     names = list(table)
     seeds = sorted(set.intersection(*(set(v) for v in table.values()))) if table else []
+    if not seeds:
+        print(f"No seed of {args.cell} finished under every selector yet.")
+        out = {"cell": args.cell, "rows": [], "unfinished": unfinished}
+        print(json.dumps(out))
+        return out
     ref = names[0]
     print(f"| {args.cell} | " + " | ".join(f"seed {s}" for s in seeds) + f" | mean | vs {ref} (paired) | selection | loop (baseline: run) minutes |")
     print("|---|" + "---|" * (len(seeds) + 4))
@@ -72,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
     missing = {n: sorted(set(v) - set(seeds)) for n, v in table.items() if set(v) - set(seeds)}
     if missing:
         print(f"\nSeeds not shared by every selector (left out): {missing}")
-    out = {"cell": args.cell, "rows": rows}
+    out = {"cell": args.cell, "rows": rows, "unfinished": unfinished}
     print(json.dumps(out))
     return out
 
