@@ -44,6 +44,20 @@ def best_candidate(curves: np.ndarray) -> tuple[int, np.ndarray]:
     return int(np.argmax(scores)), scores
 
 
+def rounded(values) -> list[float]:
+    """Accuracies as recorded in a selection's details (4 decimals)."""
+    return [round(float(v), 4) for v in values]
+
+
+def chosen_record(chosen: int, score: float, curves: np.ndarray, marks: list[int], arch: str) -> dict:
+    """What a selection records about the kept candidate: its index and score, and its models' mean
+    curve (``curves``: repeats x checkpoints) with the step where that peaks."""
+    mean = np.asarray(curves).mean(axis=0)
+    return {"chosen_candidate": int(chosen), "chosen_score": round(float(score), 4),
+            "chosen_best_step": int(marks[int(np.argmax(mean))]), "chosen_mean_curve": rounded(mean),
+            "checkpoints": marks, "arch": arch}
+
+
 @register_selector("paper-table7")
 @dataclass
 class PaperTable7(Selector):
@@ -100,16 +114,9 @@ class PaperTable7(Selector):
         sets = candidate_sets(ctx, self.candidates)
         curves = self.curves(ctx, sets)
         chosen, scores = best_candidate(curves)
-        mean = curves[chosen].mean(axis=0)
-        marks = checkpoints(ctx.n_base, self.every, self.steps)
         details = {
-            "chosen_candidate": chosen,
-            "chosen_score": round(float(scores[chosen]), 4),
-            "chosen_best_step": int(marks[int(np.argmax(mean))]),
-            "chosen_mean_curve": [round(float(v), 4) for v in mean],
+            **chosen_record(chosen, scores[chosen], curves[chosen], checkpoints(ctx.n_base, self.every, self.steps), ctx.arch),
             "random_candidate_score": round(float(scores[0]), 4),  # candidate 0 is the `random` draw
-            "scores": [round(float(s), 4) for s in scores],
-            "checkpoints": marks,
-            "arch": ctx.arch,
+            "scores": rounded(scores),
         }
         return Selection(sets[chosen], details)

@@ -25,7 +25,7 @@ import torch
 from ..data.splits import stratified_subset
 from ..seeding import numpy_generator
 from ._base import Selection, SelectionContext, register_selector
-from .paper_table7 import PaperTable7, best_candidate, candidate_sets, checkpoints
+from .paper_table7 import PaperTable7, best_candidate, candidate_sets, checkpoints, chosen_record, rounded
 
 
 @register_selector("table7-halving")
@@ -61,17 +61,11 @@ class Table7Halving(PaperTable7):
         curves = self.train_curves(ctx, sets[kept], kept, marks, self.repeats, ctx.val.x, ctx.val.y)
         best, scores = best_candidate(curves)
         chosen = int(kept[best])
-        mean = curves[best].mean(axis=0)
         details = {
-            "chosen_candidate": chosen,
-            "chosen_score": round(float(scores[best]), 4),
-            "chosen_best_step": int(marks[int(np.argmax(mean))]),
-            "chosen_mean_curve": [round(float(v), 4) for v in mean],
-            "screen_scores": [round(float(s), 4) for s in screened],
+            **chosen_record(chosen, scores[best], curves[best], marks, ctx.arch),
+            "screen_scores": rounded(screened),
             "kept": [int(j) for j in kept],
-            "kept_scores": [round(float(s), 4) for s in scores],
+            "kept_scores": rounded(scores),
             "random_candidate_kept": bool(0 in kept),
-            "checkpoints": marks,
-            "arch": ctx.arch,
         }
         return Selection(sets[chosen], details)
