@@ -15,6 +15,8 @@ import pytest
 import torch
 
 import labeldistill
+from labeldistill.errors import UserError
+from labeldistill.runs import RunLock
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
@@ -83,15 +85,29 @@ def test_interrupted_then_resumed_equals_straight_run(config, straight, tmp_path
     assert [(s["error"], s["loss"]) for s in sa] == [(s["error"], s["loss"]) for s in sb]
 
 
+def held(run: Path) -> bool:
+    try:
+        RunLock.check_free(run)
+    except UserError:
+        return True
+    return False
+
+
 def test_second_run_on_same_directory_is_refused(config, tmp_path):
     out = tmp_path / "run"
     p = cli("distill", "--config", str(config), "--out", str(out), "--no-progress")
     try:
         wait_for(out / ".lock", p)
-        time.sleep(0.3)
+        while not held(out):  # the file exists a moment before it is locked
+            assert p.poll() is None, "the first run finished before it took its lock"
+            time.sleep(0.01)
+        # Freeze the first run: it keeps its lock but cannot finish (on a fast machine it used to end
+        # before the second started, and the second then resumed a finished run and exited 0).
+        p.send_signal(signal.SIGSTOP)
+        assert p.poll() is None, "the first run finished before it could be frozen; make it longer"
         q = cli("distill", "--resume", str(out), "--no-progress")
         _, err = q.communicate(timeout=300)
-        assert q.returncode != 0 and ("in use" in err or "no checkpoint" in err), err
+        assert q.returncode != 0 and "in use" in err, err
     finally:
         p.kill()
         p.communicate()
