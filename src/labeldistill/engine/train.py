@@ -208,12 +208,14 @@ def _copy_models(dst: ModelState, src: ModelState, which: list[int]) -> None:
 # up to 2x faster (ConvNet-3; benchmarks/bench_scoring_chunk.py, docs/benchmarks.md) and gives the same logits bit for bit:
 # without batch norm every row's operations ignore the other rows (tests/test_eval_order.py checks it).
 CPU_CHUNK_BYTES = 8 << 20
+# The most rows scored in one pass on a CPU (and the loop's default chunk when the byte budget does not apply).
+CPU_MAX_CHUNK = 2048
 
 
 def cpu_chunk_rows(learner: Learner, x: torch.Tensor, budget: int = CPU_CHUNK_BYTES) -> int:
     """Rows per scoring chunk on a CPU: as many as keep the largest tensor of one forward pass under ``budget``
     bytes (every intermediate, seen by a :class:`~torch.overrides.TorchFunctionMode` on one probe row through the
-    template; fused layers included), between 1 and 2,048."""
+    template; fused layers included), between 1 and ``CPU_MAX_CHUNK``."""
     from torch.overrides import TorchFunctionMode
 
     class _Largest(TorchFunctionMode):
@@ -228,7 +230,7 @@ def cpu_chunk_rows(learner: Learner, x: torch.Tensor, budget: int = CPU_CHUNK_BY
     probe = _Largest()
     with torch.no_grad(), probe:
         learner.template(x[:1].to(next(learner.template.parameters()).device))
-    return int(min(2048, max(1, budget // (probe.numel * x.element_size()))))
+    return int(min(CPU_MAX_CHUNK, max(1, budget // (probe.numel * x.element_size()))))
 
 
 def _scoring(learner: Learner, state: ModelState, x: torch.Tensor, chunk: int | None, mode: str) -> tuple[Callable[..., torch.Tensor], int]:
@@ -241,7 +243,7 @@ def _scoring(learner: Learner, state: ModelState, x: torch.Tensor, chunk: int | 
     default chunk is then at least the reference's size (at most twice the rows per pass).
     """
     k, mode = state.k, resolve_mode(mode, x.device)
-    default = max(32, 4096 // k) if mode == "vmap" else 2048
+    default = max(32, 4096 // k) if mode == "vmap" else CPU_MAX_CHUNK
     if not learner.has_batch_norm:
         if mode == "loop" and x.device.type == "cpu" and chunk is None:
             default = cpu_chunk_rows(learner, x)
