@@ -35,6 +35,7 @@ SMALL = {
     "kmeans": dict(feature_steps=40, feature_batch=64),
     "herding": dict(feature_steps=40, feature_batch=64),
     "label-span": dict(feature_steps=40, feature_batch=64, probe=300, pool_per_class=30),
+    "class-quota": dict(steps=60, repeats=2),
 }
 
 
@@ -93,7 +94,10 @@ def test_each_selector_returns_a_valid_balanced_set_without_the_test_split(targe
     labels = target.train.y.numpy()[positions]
     counts = np.bincount(labels, minlength=10)
     assert len(positions) == len(set(positions.tolist())) == n
-    assert counts.min() == 2 and counts.max() == 3 and counts.sum() == n
+    if selector.balanced:
+        assert counts.min() == 2 and counts.max() == 3 and counts.sum() == n
+    else:  # class-quota: every class keeps its floor, the rest goes where the errors are
+        assert counts.min() >= 1 and counts.sum() == n and counts.tolist() == record["details"]["quota"]
     index = set(np.asarray(target.train.index)[positions].tolist())
     assert index <= set(target.train.index.tolist())
     assert not index & set(target.test.index.tolist()) and not index & set(target.val.index.tolist())
@@ -315,3 +319,43 @@ def test_baseline_flag_selects_and_records(mnist_small, tmp_path, monkeypatch):
     assert result["settings"]["base_select"] == "kmeans" and result["base_select"]["name"] == "kmeans"
     assert len(result["base_sha256"]) == 64 and len(result["base_indices"]) == 10
     assert result["base_select"]["cache"]["file"].startswith(str(tmp_path / "cache" / "selections"))
+
+
+# ---- class-quota ----------------------------------------------------------------------------
+
+def test_class_quota_allocation_is_floor_plus_error_shares_by_largest_remainder():
+    from labeldistill.selectors.class_quota import allocate
+
+    assert allocate(np.full(10, 0.2), 100, 0.5).tolist() == [10] * 10  # equal errors: the balanced draw
+    assert allocate(np.zeros(10), 100, 0.5).tolist() == [10] * 10
+    # N = 20, floor 1 each, the other 10 as 0.75 / 0.25 of the error: 7.5 / 2.5, the tie to class 0.
+    assert allocate(np.array([0.375, 0.125] + [0.0] * 8), 20, 0.5).tolist() == [9, 3] + [1] * 8
+    q = allocate(np.random.default_rng(0).random(10), 100, 0.5)
+    assert q.sum() == 100 and q.min() >= 5
+    with pytest.raises(UserError, match="cannot give each"):
+        allocate(np.ones(10), 5, 0.5)
+
+
+def test_class_quota_keeps_the_random_draw_and_grows_it_within_each_class(target):
+    from labeldistill.selectors.class_quota import grow
+
+    labels = target.train.y.numpy()
+    draw = get_selector("random").select(SelectionContext.from_target(target, 20, 0)).positions
+    quota = np.array([4, 1, 2, 2, 2, 2, 2, 2, 2, 1])
+    out = grow(draw, quota, labels, np.random.default_rng(0))
+    assert np.bincount(labels[out], minlength=10).tolist() == quota.tolist() and len(set(out.tolist())) == 20
+    for c in range(10):
+        mine = [int(i) for i in draw if labels[i] == c]
+        assert out[labels[out] == c].tolist()[: min(2, quota[c])] == mine[: quota[c]]  # the draw's images first
+
+
+def test_class_quota_gives_the_hard_classes_more(target):
+    sel = get_selector("class-quota", **SMALL["class-quota"])
+    ctx = SelectionContext.from_target(target, 30, 1)
+    errors = sel.class_errors(ctx, get_selector("random").select(ctx).positions)
+    result = sel.select(ctx)
+    counts = np.bincount(target.train.y.numpy()[result.positions], minlength=10)
+    assert np.allclose(result.details["class_errors"], errors, atol=1e-4)
+    assert counts.sum() == 30 and counts.min() >= 1
+    hard, easy = int(np.argmax(errors)), int(np.argmin(errors))
+    assert errors[hard] > errors[easy] and counts[hard] > counts[easy]

@@ -64,11 +64,13 @@ class Selection:
 class Selector:
     """Base of every selector: a dataclass of settings with the paper's (or sensible) defaults,
     and :meth:`select`. ``sees`` says which splits it reads (recorded with the choice);
-    ``cached`` says whether its choice is worth keeping on disk (it trains models)."""
+    ``cached`` says whether its choice is worth keeping on disk (it trains models); ``balanced``
+    whether its sets hold ``N // C`` or ``N // C + 1`` images of every class (checked)."""
 
     name: ClassVar[str] = ""
     sees: ClassVar[str] = "train"
     cached: ClassVar[bool] = True
+    balanced: ClassVar[bool] = True
 
     def select(self, ctx: SelectionContext) -> Selection:
         raise NotImplementedError

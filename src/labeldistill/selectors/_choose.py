@@ -64,12 +64,12 @@ def choose_base(target: TargetData, n_base: int, seed: int, select: str | Select
         stored = _read(path, key, target)
         if stored is not None:
             positions, details, seconds = stored
-            return _checked(positions, ctx), {**record, "details": details, "seconds": seconds,
+            return _checked(positions, ctx, selector.balanced), {**record, "details": details, "seconds": seconds,
                                               "cache": {"file": str(path), "reused": True}}
     start = time.perf_counter()
     result = selector.select(ctx)
     seconds = round(time.perf_counter() - start, 1)  # the choice's wall time (on reuse: when it was made)
-    positions = _checked(result.positions, ctx)
+    positions = _checked(result.positions, ctx, selector.balanced)
     record["details"] = result.details
     record["seconds"] = seconds
     if path is not None:
@@ -82,8 +82,10 @@ def choose_base(target: TargetData, n_base: int, seed: int, select: str | Select
     return positions, record
 
 
-def _checked(positions: np.ndarray, ctx: SelectionContext) -> np.ndarray:
+def _checked(positions: np.ndarray, ctx: SelectionContext, balanced: bool = True) -> np.ndarray:
     p = check_selection(positions, ctx)
+    if not balanced:
+        return p
     counts = np.bincount(ctx.labels[p], minlength=ctx.num_classes)
     low = ctx.n_base // ctx.num_classes
     if counts.min() < low or counts.max() > low + 1:
