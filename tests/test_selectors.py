@@ -36,6 +36,7 @@ SMALL = {
     "herding": dict(feature_steps=40, feature_batch=64),
     "label-span": dict(feature_steps=40, feature_batch=64, probe=300, pool_per_class=30),
     "class-quota": dict(steps=60, repeats=2),
+    "atypical": dict(feature_steps=40, feature_batch=64),
 }
 
 
@@ -359,3 +360,15 @@ def test_class_quota_gives_the_hard_classes_more(target):
     assert counts.sum() == 30 and counts.min() >= 1
     hard, easy = int(np.argmax(errors)), int(np.argmin(errors))
     assert errors[hard] > errors[easy] and counts[hard] > counts[easy]
+
+
+def test_atypical_draws_from_the_far_band_of_each_class():
+    from labeldistill.selectors.atypical import Atypical, band
+
+    feats = np.arange(100, dtype=np.float64)[:, None]  # distance to the mean (49.5) ranks the rows
+    far = band(feats, 0.5, 0.98)
+    d = np.abs(feats[:, 0] - 49.5)
+    assert len(far) == 48 and d[far].min() >= np.sort(d)[50] and d[far].max() <= np.sort(d)[97]
+    assert 0 not in far and 99 not in far  # the two farthest rows are the outliers left out
+    picked = Atypical().pick(feats, 10, np.random.default_rng(0))
+    assert len(set(picked.tolist())) == 10 and set(picked.tolist()) <= set(far.tolist())
