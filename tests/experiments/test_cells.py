@@ -3,6 +3,7 @@ import pytest
 from labeldistill.errors import UserError
 from labeldistill.experiments import parse_cell
 from labeldistill.experiments.cells import match_cells
+from labeldistill.selectors import list_selectors
 
 
 @pytest.mark.parametrize("text, target, source, method, base, settings", [
@@ -77,7 +78,7 @@ def test_canonical_spelling_and_properties():
     ("mnist/ld/10@steps=+5@protocol=dc-dsa", "@protocol dc-dsa fixes how the models train"),
     ("mnist/baseline-rr/10@protocol=dc", "has a ridge head"),
     ("mnist/dd/100@protocol=dc", "a DD / SLDD cell takes only"),
-    ("mnist/ld/10@select=nope", "Unknown base selector 'nope' in cell 'mnist/ld/10@select=nope'. Known: herding, kcenter"),
+    ("mnist/ld/10@select=nope", f"Unknown base selector 'nope' in cell 'mnist/ld/10@select=nope'. Known: {', '.join(list_selectors())}."),
     ("emnist-letters:mnist/ld/10@select=kcenter", "drawn at random from the source"),
 ])
 def test_bad_names_give_one_line_user_errors(text, words):

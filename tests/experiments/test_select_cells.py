@@ -6,6 +6,7 @@ import pytest
 from labeldistill.cli import main
 from labeldistill.experiments import DataView, Options, get_table, parse_cell, plan_cell
 from labeldistill.experiments.plan import distill_takes_select
+from labeldistill.selectors import list_selectors
 
 
 def plan(name, data_root, **kw):
@@ -74,7 +75,7 @@ def test_base_select_flag(capsys, fakes, data_root, tmp_path):
     assert "Base sets chosen by `kcenter`" in text and not (out / "table1.md").exists()
     # Table 7's cells name their selector: another one is refused in one line; a bad name too.
     for args, words in ((["7", "--base-select", "kcenter"], "Table 7's cells choose their base sets with paper-table7"),
-                        (["1", "--base-select", "nope"], "Unknown base selector 'nope'. Known: herding, kcenter")):
+                        (["1", "--base-select", "nope"], f"Unknown base selector 'nope'. Known: {', '.join(list_selectors())}.")):
         assert main(["reproduce", *args, "--list", "--out", str(out), "--data-root", str(data_root)]) == 2
         err = capsys.readouterr().err.strip()
         assert words in err and len(err.splitlines()) == 1
