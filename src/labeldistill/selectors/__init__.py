@@ -3,7 +3,7 @@
 Each selector is one module here with ``@register_selector("name")``; every public module of
 this package is imported on first use, so adding one is one new file and nothing else edited.
 
-    list_selectors()                                  -> ["herding", "kcenter", "kmeans", "label-span", "paper-table7", "random", "table7-halving"]
+    list_selectors()                                  -> ["atypical", "class-quota", "herding", "kcenter", "kmeans", "label-span", "paper-table7", "random", "table7-halving"]
     choose_base(target, 100, seed, "paper-table7")   -> (positions in target.train, provenance record)
     with selection_cache("out/selections"): ...      -> where trained selectors keep their choice
 
