@@ -45,11 +45,6 @@ $PY - "$R" "$*" <<'EOF'
 import json, os, platform, subprocess, sys
 from pathlib import Path
 r, args = Path(sys.argv[1]), sys.argv[2]
-def last_json(log):
-    for line in reversed(Path(log).read_text().splitlines()):
-        if line.startswith("{"):
-            return json.loads(line)
-    return None
 def cells(out):  # cell slug -> the numbers a cell reports (its stored record minus provenance and times)
     found = {}
     for f in sorted((out / "cells").glob("*.json")):

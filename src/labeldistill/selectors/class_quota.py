@@ -44,12 +44,11 @@ def allocate(errors: np.ndarray, n: int, floor: float) -> np.ndarray:
 def grow(draw: np.ndarray, quota: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Each class's images of ``draw`` cut or extended to its quota: the first ``quota[c]`` of the
     draw's images of class c, then more images of class c from the training split at random."""
-    taken = set(int(i) for i in draw)
     out = []
     for c, q in enumerate(quota):
         mine = [int(i) for i in draw if labels[i] == c][:q]
         if len(mine) < q:
-            pool = np.setdiff1d(np.flatnonzero(labels == c), np.fromiter(taken, dtype=np.int64))
+            pool = np.setdiff1d(np.flatnonzero(labels == c), draw)
             if len(pool) < q - len(mine):
                 raise UserError(f"class-quota: class {c} has {len(pool) + len(mine)} training images; its quota is {q}")
             mine += [int(i) for i in rng.choice(pool, size=q - len(mine), replace=False)]
