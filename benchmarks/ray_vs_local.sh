@@ -10,7 +10,10 @@
 #   bash benchmarks/ray_vs_local.sh /work/shared/data /tmp/ray-smoke 1 --quick --only mnist/baseline/10 mnist/baseline/20   # a rehearsal
 # Writes RESULTS_DIR/{ray,local}/ (reproduce outputs), RESULTS_DIR/{ray,local}.log and
 # RESULTS_DIR/summary.json (wall times, machine, commit, per-cell comparison); prints the summary.
-# Set ORDER=local-first to run the local table first (the default is Ray first).
+# Set ORDER=local-first to run the local table first (the default is Ray first). SIDE=ray or SIDE=local runs one side
+# only (the other's outputs, kept from an earlier call, are compared when present): the two sides may then run in
+# different sessions, and summary.json's cell_seconds (each side's cells, summed) says whether the machine computed at
+# the same speed in both, which is what makes their wall times comparable.
 set -u
 DR=$(cd "$1" && pwd)
 R=$(mkdir -p "$2" && cd "$2" && pwd)
@@ -22,7 +25,14 @@ PORT=${RAY_PORT:-6390}
 RAY=$(dirname "$(command -v $PY)")/ray
 [ -x "$RAY" ] || RAY=ray
 
+fresh() {  # a timed side starts from an empty folder: finished runs found there would be reused, not timed
+  [ ! -e "$R/$1" ] || { echo "$R/$1 exists: remove it to time the $1 side again" >&2; exit 1; }
+  # the CPU kernels' instruction set and the day: sides run in different sessions must show one kind of machine
+  $PY -c 'import datetime, torch; print(torch.backends.cpu.get_cpu_capability(), datetime.date.today())' > "$R/$1.machine"
+}
+
 run_ray() {
+  fresh ray
   $RAY stop --force > /dev/null 2>&1
   $RAY start --head --node-ip-address 127.0.0.1 --port "$PORT" --num-cpus 1 --include-dashboard false --disable-usage-stats > "$R/ray-start.log" 2>&1 || { cat "$R/ray-start.log"; exit 1; }
   $RAY start --address "127.0.0.1:$PORT" --node-ip-address 127.0.0.1 --num-cpus 1 --disable-usage-stats >> "$R/ray-start.log" 2>&1 || { cat "$R/ray-start.log"; exit 1; }
@@ -34,35 +44,49 @@ run_ray() {
 }
 
 run_local() {
+  fresh local
   local t0=$(date +%s.%N)
   $PY -m labeldistill reproduce "$@" --executor local --device cpu --data-root "$DR" --out "$R/local" --json > "$R/local.log" 2>&1
   echo "$? $(echo "$(date +%s.%N) - $t0" | bc)" > "$R/local.time"
 }
 
-if [ "${ORDER:-ray-first}" = local-first ]; then run_local "$@"; run_ray "$@"; else run_ray "$@"; run_local "$@"; fi
+case "${SIDE:-both}" in
+  ray) run_ray "$@" ;;
+  local) run_local "$@" ;;
+  both) if [ "${ORDER:-ray-first}" = local-first ]; then run_local "$@"; run_ray "$@"; else run_ray "$@"; run_local "$@"; fi ;;
+  *) echo "SIDE must be ray, local or both" >&2; exit 2 ;;
+esac
 
 $PY - "$R" "$*" <<'EOF'
 import json, os, platform, subprocess, sys
 from pathlib import Path
 r, args = Path(sys.argv[1]), sys.argv[2]
-def cells(out):  # cell slug -> the numbers a cell reports (its stored record minus provenance and times)
-    found = {}
-    for f in sorted((out / "cells").glob("*.json")):
-        rec = json.loads(f.read_text())
-        res = rec.get("result") or {}
-        found[f.stem] = {k: res.get(k) for k in ("accuracies", "accuracy_mean", "accuracy_std", "T", "T_list", "steps")}
-    return found
+def records(out):  # cell slug -> its stored record
+    return {f.stem: json.loads(f.read_text()) for f in sorted((out / "cells").glob("*.json"))}
+def numbers(rec):  # the numbers a cell reports (its stored result minus provenance and times)
+    res = rec.get("result") or {}
+    return {k: res.get(k) for k in ("accuracies", "accuracy_mean", "accuracy_std", "T", "T_list", "steps")}
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine()) \
     if os.path.exists("/proc/cpuinfo") else platform.machine()
 summary = {"reproduce": args, "machine": {"cpu": cpu, "cores": os.cpu_count()},
            "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()}
+recs = {}
 for side in ("ray", "local"):
+    if not (r / f"{side}.time").exists():
+        continue
     rc, wall = (r / f"{side}.time").read_text().split()
-    summary[side] = {"exit": int(rc), "wall_seconds": round(float(wall), 1), "cells": len(cells(r / side))}
-a, b = cells(r / "ray"), cells(r / "local")
-summary["same_cells"] = sorted(a) == sorted(b)
-summary["different_numbers"] = [k for k in a if k in b and a[k] != b[k]]
-summary["speedup_local_over_ray"] = round(summary["local"]["wall_seconds"] / max(summary["ray"]["wall_seconds"], 1e-9), 2)
+    recs[side] = records(r / side)
+    summary[side] = {"exit": int(rc), "wall_seconds": round(float(wall), 1), "cells": len(recs[side]),
+                     # the cells' own run times summed: equal on both sides when the machine ran at one speed
+                     "cell_seconds": round(sum(x.get("cell_seconds") or 0.0 for x in recs[side].values()), 1),
+                     "cpu_capability_and_day": (r / f"{side}.machine").read_text().split() if (r / f"{side}.machine").exists() else None,
+                     "finished_at": max((x.get("finished_at") or "" for x in recs[side].values()), default=None)}
+if len(recs) == 2:
+    a, b = recs["ray"], recs["local"]
+    summary["same_cells"] = sorted(a) == sorted(b)
+    summary["different_numbers"] = [k for k in a if k in b and numbers(a[k]) != numbers(b[k])]
+    summary["speedup_local_over_ray"] = round(summary["local"]["wall_seconds"] / max(summary["ray"]["wall_seconds"], 1e-9), 2)
+    summary["cell_seconds_ray_over_local"] = round(summary["ray"]["cell_seconds"] / max(summary["local"]["cell_seconds"], 1e-9), 3)
 (r / "summary.json").write_text(json.dumps(summary, indent=1))
 print(json.dumps(summary))
 EOF
