@@ -8,6 +8,11 @@ Each NAME=OUT is a `reproduce` output folder; its finished runs of the cell (``O
 markdown table: test accuracy per seed and selector, the mean over the seeds every selector has, each selector's
 mean paired difference from the first one (with its per-seed differences), the selection's wall time (recorded by
 ``choose_base``) and the distillation's loop minutes (a baseline's: its whole run), then one JSON object as the last line.
+
+A seed is paired only when its runs were made on one kind of machine (device and CPU kernel set, as each run records
+them): two CPUs of one name computed the same run to different last bits (docs/design-notes.md, "CPUs of one name are
+not one machine"), a difference as large as the effects compared here. Runs that predate the record, or pairs across
+machines, are left out and named; ``--mixed-machines`` pairs them anyway, marked.
 """
 from __future__ import annotations
 
@@ -32,10 +37,13 @@ def runs_of(out: Path, cell: str) -> dict[int, dict]:
         sel = cfg.get("problem", {}).get("base_select") or res.get("base_select") or {}
         seed = res["seed"] if "seed" in res else res["config"]["seed"]
         minutes = res.get("distill_seconds", res.get("seconds", 0.0)) / 60
+        device = cfg.get("device") or res.get("device") or "?"
+        kernels = (cfg.get("float_settings") or res.get("float_settings") or {}).get("cpu_capability") if device == "cpu" else "-"
         found[int(seed)] = {
             "accuracy": res["accuracy_mean"], "std": res["accuracy_std"], "selection_seconds": sel.get("seconds"),
             "loop_minutes": round(minutes, 1),
             "commit": (cfg.get("versions", {}).get("git_commit") or "")[:7], "run": str(run),
+            "machine": f"{device}/{kernels or '?'}",
         }
     return found
 
@@ -44,6 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cell", required=True, help="run-directory name of the cell, e.g. mnist_ld-rr_10")
     ap.add_argument("pairs", nargs="+", metavar="NAME=OUT")
+    ap.add_argument("--mixed-machines", action="store_true",
+                    help="pair seeds whose runs come from different (or unrecorded) machines, marked, instead of leaving them out")
     args = ap.parse_args(argv)
     table = {}
     for pair in args.pairs:
@@ -55,13 +65,18 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"No finished run of {args.cell} yet: {', '.join(unfinished)}\n")
     names = list(table)
     seeds = sorted(set.intersection(*(set(v) for v in table.values()))) if table else []
+    machines = {s: sorted({v[s]["machine"] for v in table.values()}) for s in seeds}
+    mixed = {s: m for s, m in machines.items() if len(m) > 1 or any("?" in x for x in m)}
+    if mixed and not args.mixed_machines:
+        print(f"Seeds left out, their runs not from one recorded kind of machine: {mixed}\n")
+        seeds = [s for s in seeds if s not in mixed]
     if not seeds:
         print(f"No seed of {args.cell} finished under every selector yet.")
         out = {"cell": args.cell, "rows": [], "unfinished": unfinished}
         print(json.dumps(out))
         return out
     ref = names[0]
-    print(f"| {args.cell} | " + " | ".join(f"seed {s}" for s in seeds) + f" | mean | vs {ref} (paired) | selection | loop (baseline: run) minutes |")
+    print(f"| {args.cell} | " + " | ".join(f"seed {s}" + (" (mixed machines)" if s in mixed else "") for s in seeds) + f" | mean | vs {ref} (paired) | selection | loop (baseline: run) minutes |")
     print("|---|" + "---|" * (len(seeds) + 4))
     rows = []
     for name in names:
@@ -81,7 +96,8 @@ def main(argv: list[str] | None = None) -> dict:
     missing = {n: sorted(set(v) - set(seeds)) for n, v in table.items() if set(v) - set(seeds)}
     if missing:
         print(f"\nSeeds not shared by every selector (left out): {missing}")
-    out = {"cell": args.cell, "rows": rows, "unfinished": unfinished}
+    out = {"cell": args.cell, "rows": rows, "unfinished": unfinished,
+           "machines": {str(s): machines[s] for s in seeds}, "mixed_machines": {str(s): m for s, m in mixed.items()}}
     print(json.dumps(out))
     return out
 
