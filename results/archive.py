@@ -1,6 +1,6 @@
 """Copy a finished run directory into results/runs/NAME as docs/results.md keeps it (see README.md here):
-config.json without the split's index lists, result.json, metrics.jsonl gzipped, the kept snapshots and
-the distilled set; no checkpoint. Snapshots are kept when they fit in SNAPSHOT_MB (label runs: about
+config.json without the split's index lists, result.json, machine.json (the machine of each session: what
+says which runs may be compared), metrics.jsonl gzipped, the kept snapshots and the distilled set; no checkpoint. Snapshots are kept when they fit in SNAPSHOT_MB (label runs: about
 1 MB); a run that learned images has 25 MB of them, which git should not carry: they are left out and
 snapshots-left-out.txt says so (the distilled set holds the selected one).
 
@@ -31,6 +31,8 @@ def archive(run: Path, name: str | None = None) -> Path:
     (dest / "config.json").write_text(json.dumps(cfg, indent=1) + "\n")
     shutil.copy2(run / "result.json", dest / "result.json")
     shutil.copy2(run / "distilled.safetensors", dest / "distilled.safetensors")
+    if (run / "machine.json").exists():  # runs made before machine records have none
+        shutil.copy2(run / "machine.json", dest / "machine.json")
     with open(run / "metrics.jsonl", "rb") as f, open(dest / "metrics.jsonl.gz", "wb") as raw:
         with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as g:  # mtime 0: the same run gives the same bytes
             shutil.copyfileobj(f, g)
