@@ -9,7 +9,7 @@
 #   bash benchmarks/ray_vs_local.sh /work/shared/data runs/ray-quick 1 --quick --only mnist   # the acceptance
 #   bash benchmarks/ray_vs_local.sh /work/shared/data /tmp/ray-smoke 1 --quick --only mnist/baseline/10 mnist/baseline/20   # a rehearsal
 # Writes RESULTS_DIR/{ray,local}/ (reproduce outputs), RESULTS_DIR/{ray,local}.log and
-# RESULTS_DIR/summary.json (wall times, machine, commit, per-cell comparison); prints the summary.
+# RESULTS_DIR/summary.json (wall times, each side's machine, commit, per-cell comparison); prints the summary.
 # Set ORDER=local-first to run the local table first (the default is Ray first). SIDE=ray or SIDE=local runs one side
 # only (the other's outputs, kept from an earlier call, are compared when present): the two sides may then run in
 # different sessions, and summary.json's cell_seconds (each side's cells, summed) says whether the machine computed at
@@ -27,8 +27,9 @@ RAY=$(dirname "$(command -v $PY)")/ray
 
 fresh() {  # a timed side starts from an empty folder: finished runs found there would be reused, not timed
   [ ! -e "$R/$1" ] || { echo "$R/$1 exists: remove it to time the $1 side again" >&2; exit 1; }
-  # the CPU kernels' instruction set and the day: sides run in different sessions must show one kind of machine
-  $PY -c 'import datetime, torch; print(torch.backends.cpu.get_cpu_capability(), datetime.date.today())' > "$R/$1.machine"
+  # this machine as runs record it, and the day: sides run in different sessions must show one kind of machine
+  $PY -c 'import datetime, json; from labeldistill.experiments.machine import describe_machine
+print(json.dumps({**describe_machine("cpu"), "day": str(datetime.date.today())}))' > "$R/$1.machine.json"
 }
 
 run_ray() {
@@ -58,17 +59,16 @@ case "${SIDE:-both}" in
 esac
 
 $PY - "$R" "$*" <<'EOF'
-import json, os, platform, subprocess, sys
+import json, subprocess, sys
 from pathlib import Path
+from labeldistill.experiments.machine import Machine, comparable
 r, args = Path(sys.argv[1]), sys.argv[2]
 def records(out):  # cell slug -> its stored record
     return {f.stem: json.loads(f.read_text()) for f in sorted((out / "cells").glob("*.json"))}
 def numbers(rec):  # the numbers a cell reports (its stored result minus provenance and times)
     res = rec.get("result") or {}
     return {k: res.get(k) for k in ("accuracies", "accuracy_mean", "accuracy_std", "T", "T_list", "steps")}
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine()) \
-    if os.path.exists("/proc/cpuinfo") else platform.machine()
-summary = {"reproduce": args, "machine": {"cpu": cpu, "cores": os.cpu_count()},
+summary = {"reproduce": args,  # each side's machine is under its own key
            "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()}
 recs = {}
 for side in ("ray", "local"):
@@ -79,7 +79,7 @@ for side in ("ray", "local"):
     summary[side] = {"exit": int(rc), "wall_seconds": round(float(wall), 1), "cells": len(recs[side]),
                      # the cells' own run times summed: equal on both sides when the machine ran at one speed
                      "cell_seconds": round(sum(x.get("cell_seconds") or 0.0 for x in recs[side].values()), 1),
-                     "cpu_capability_and_day": (r / f"{side}.machine").read_text().split() if (r / f"{side}.machine").exists() else None,
+                     "machine": json.loads((r / f"{side}.machine.json").read_text()) if (r / f"{side}.machine.json").exists() else None,
                      "finished_at": max((x.get("finished_at") or "" for x in recs[side].values()), default=None)}
 if len(recs) == 2:
     a, b = recs["ray"], recs["local"]
@@ -87,6 +87,12 @@ if len(recs) == 2:
     summary["different_numbers"] = [k for k in a if k in b and numbers(a[k]) != numbers(b[k])]
     summary["speedup_local_over_ray"] = round(summary["local"]["wall_seconds"] / max(summary["ray"]["wall_seconds"], 1e-9), 2)
     summary["cell_seconds_ray_over_local"] = round(summary["ray"]["cell_seconds"] / max(summary["local"]["cell_seconds"], 1e-9), 3)
+    # the rule by which Table 4 divides two runs' times (nothing assumed: a side without its record is not comparable)
+    m = {side: summary[side]["machine"] or {} for side in recs}
+    ok, why = comparable(*(Machine(device=x.get("device"), name=x.get("name"), platform=x.get("platform"), cpus=x.get("cpus"),
+                                   capability=x.get("cpu_capability")) for x in (m["ray"], m["local"])))
+    summary["same_machine"] = ok and not why
+    summary["same_machine_why_not"] = why or None
 (r / "summary.json").write_text(json.dumps(summary, indent=1))
 print(json.dumps(summary))
 EOF

@@ -9,10 +9,11 @@ markdown table: test accuracy per seed and selector, the mean over the seeds eve
 mean paired difference from the first one (with its per-seed differences), the selection's wall time (recorded by
 ``choose_base``) and the distillation's loop minutes (a baseline's: its whole run), then one JSON object as the last line.
 
-A seed is paired only when its runs were made on one kind of machine (device and CPU kernel set, as each run records
-them): two CPUs of one name computed the same run to different last bits (docs/design-notes.md, "CPUs of one name are
-not one machine"), a difference as large as the effects compared here. Runs that predate the record, or pairs across
-machines, are left out and named; ``--mixed-machines`` pairs them anyway, marked.
+A seed is paired only when its runs were made on one kind of machine, by the rule that lets Table 4 divide two runs'
+times (``experiments.machine.comparable``, nothing assumed): two CPUs of one name computed the same run to different
+last bits (docs/design-notes.md, "CPUs of one name are not one machine"), a difference as large as the effects compared
+here. Runs that predate the record, or pairs across machines, are left out and named; ``--mixed-machines`` pairs them
+anyway, marked.
 """
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ import argparse
 import json
 import statistics
 from pathlib import Path
+
+from labeldistill.experiments.machine import comparable, run_machine
 
 
 def runs_of(out: Path, cell: str) -> dict[int, dict]:
@@ -37,13 +40,11 @@ def runs_of(out: Path, cell: str) -> dict[int, dict]:
         sel = cfg.get("problem", {}).get("base_select") or res.get("base_select") or {}
         seed = res["seed"] if "seed" in res else res["config"]["seed"]
         minutes = res.get("distill_seconds", res.get("seconds", 0.0)) / 60
-        device = cfg.get("device") or res.get("device") or "?"
-        kernels = (cfg.get("float_settings") or res.get("float_settings") or {}).get("cpu_capability") if device == "cpu" else "-"
         found[int(seed)] = {
             "accuracy": res["accuracy_mean"], "std": res["accuracy_std"], "selection_seconds": sel.get("seconds"),
             "loop_minutes": round(minutes, 1),
             "commit": (cfg.get("versions", {}).get("git_commit") or "")[:7], "run": str(run),
-            "machine": f"{device}/{kernels or '?'}",
+            "machine": run_machine(run),
         }
     return found
 
@@ -65,8 +66,15 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"No finished run of {args.cell} yet: {', '.join(unfinished)}\n")
     names = list(table)
     seeds = sorted(set.intersection(*(set(v) for v in table.values()))) if table else []
-    machines = {s: sorted({v[s]["machine"] for v in table.values()}) for s in seeds}
-    mixed = {s: m for s, m in machines.items() if len(m) > 1 or any("?" in x for x in m)}
+    shared = list(seeds)
+    machines = {s: sorted({v[s]["machine"].label for v in table.values()}) for s in seeds}
+    mixed = {}
+    for s in seeds:
+        first, *others = (v[s]["machine"] for v in table.values())
+        verdicts = [comparable(first, m) for m in others]
+        why = next((why for _, why in verdicts if why), None)  # a reason not to compare, or an assumption: neither will do
+        if why:
+            mixed[s] = why
     if mixed and not args.mixed_machines:
         print(f"Seeds left out, their runs not from one recorded kind of machine: {mixed}\n")
         seeds = [s for s in seeds if s not in mixed]
@@ -93,11 +101,11 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append({"selector": name, "seeds": seeds, "accuracies": accs, "mean": mean, "paired_difference": diff,
                      "selection_seconds": secs, "loop_minutes": mins, "runs": [table[name][s]["run"] for s in seeds],
                      "commits": sorted({table[name][s]["commit"] for s in seeds})})
-    missing = {n: sorted(set(v) - set(seeds)) for n, v in table.items() if set(v) - set(seeds)}
+    missing = {n: sorted(set(v) - set(shared)) for n, v in table.items() if set(v) - set(shared)}
     if missing:
         print(f"\nSeeds not shared by every selector (left out): {missing}")
     out = {"cell": args.cell, "rows": rows, "unfinished": unfinished,
-           "machines": {str(s): machines[s] for s in seeds}, "mixed_machines": {str(s): m for s, m in mixed.items()}}
+           "machines": {str(s): machines[s] for s in seeds}, "mixed_machines": {str(s): w for s, w in mixed.items()}}
     print(json.dumps(out))
     return out
 
