@@ -3,7 +3,7 @@ import pytest
 
 from labeldistill.experiments import DataView, Options, parse_cell, plan_cell
 from labeldistill.experiments.plan import (ARCH_FACTOR, MODEL_STEP_SECONDS, TEST_MODELS, TYPICAL_TEST_STEPS, distill_steps, evaluation_seconds,
-                                          run_seconds)
+                                          longest_first, run_seconds, unit_seconds)
 
 
 @pytest.fixture
@@ -88,6 +88,18 @@ def test_time_model(tmp_path):
     assert distill_steps(plan("emnist-letters:mnist/ld/100@target-size=500", data), data)[1] == 400
     assert run_seconds(plan("mnist/ld/100", data), data) > run_seconds(p, data) > 0
     assert run_seconds(plan("cifar10/ld-rr/100", data), data) > run_seconds(p, data)
+
+
+def test_units_go_longest_first(tmp_path):
+    # The order workers receive units in: DD (~1 h at 0.5 s an iteration), LD, LD RR, then the baseline; ties keep
+    # the table's order. A unit's estimate counts its run once and each evaluation of it.
+    data = DataView(tmp_path / "empty")
+    plans = [plan(n, data) for n in ("mnist/baseline/100", "mnist/ld-rr/100", "mnist/ld/100", "mnist/ld/100@steps=+0",
+                                     "mnist/dd/100", "mnist/baseline/10")]
+    units = [[0], [1], [2, 3], [4], [5]]
+    assert longest_first(units, plans, data) == [[4], [2, 3], [1], [0], [5]]
+    ld = run_seconds(plans[2], data)
+    assert unit_seconds([plans[2], plans[3]], data) == pytest.approx(ld + evaluation_seconds(plans[2]) + evaluation_seconds(plans[3]))
 
 
 def test_evaluation_estimates_follow_the_architecture(tmp_path):

@@ -43,7 +43,7 @@ from pathlib import Path
 from ...errors import UserError
 from .. import runner
 from ..cells import parse_cell
-from ..plan import DataView, Options, Plan, plan_cell
+from ..plan import DataView, Options, Plan, longest_first, plan_cell
 from . import register_executor, stack_size
 
 DEFAULT_GPUS_PER_CELL = 0.5
@@ -146,7 +146,9 @@ class RayExecutor:
             else:
                 todo.append(i)
         # One task per run directory, or per stack of runs (--stack K): runner.work_units.
-        groups = {k: [todo[j] for j in unit] for k, unit in enumerate(runner.work_units([plans[i] for i in todo], opts, self.stack))}
+        # Submitted longest first: Ray starts queued tasks of one shape largely in submission order.
+        units = [[todo[j] for j in unit] for unit in runner.work_units([plans[i] for i in todo], opts, self.stack)]
+        groups = dict(enumerate(longest_first(units, plans, DataView(opts.data_root))))
         if not groups:
             return outcomes
         started = not ray.is_initialized()
