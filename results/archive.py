@@ -6,6 +6,8 @@ snapshots-left-out.txt says so (the distilled set holds the selected one).
 
 A run that a session's end would cut off goes under in-progress/NAME whole, checkpoint included, so that
 the next session (perhaps on a fresh machine: runs/ is not in the repository) resumes it: --in-progress.
+Progress is a checkpoint (a distillation) or a model ledger (a fixed-epoch protocol's models, recorded one
+by one: a baseline's ledger/, or a finished run's evaluations/ledger/ while it is re-tested).
 
 Usage: python results/archive.py [--in-progress] RUN_DIR[:NAME] [RUN_DIR[:NAME] ...]   (NAME: the record's name, default the folder's)
 """
@@ -49,12 +51,14 @@ def archive(run: Path, name: str | None = None) -> Path:
 
 
 def park(run: Path, name: str | None = None) -> Path:
-    """Copy an unfinished run, as it is (checkpoint, metrics, snapshots, machine.json), into in-progress/NAME."""
-    if (run / "result.json").exists():
+    """Copy an unfinished run or evaluation, as it is (checkpoint or model ledger, metrics, snapshots,
+    machine.json), into in-progress/NAME."""
+    ledgers = [f for d in ("ledger", "evaluations/ledger") for f in (run / d).glob("*.jsonl")]
+    if (run / "result.json").exists() and not (run / "evaluations" / "ledger").is_dir():
         sys.exit(f"{run} is finished: archive it into runs/ instead")
-    if not (run / "config.json").exists():
-        sys.exit(f"{run} is not a run directory (no config.json)")
-    if not any(run.glob("checkpoint*")):
+    if not (run / "config.json").exists() and not ledgers:
+        sys.exit(f"{run} is not a run directory (no config.json) and holds no model ledger")
+    if not any(run.glob("checkpoint*")) and not ledgers:
         sys.exit(f"{run} has no checkpoint: stop it with one Ctrl-C (SIGINT) first, so that it writes one")
     mb = sum(f.stat().st_size for f in run.rglob("*") if f.is_file()) / 2**20
     if mb > IN_PROGRESS_MB:
@@ -62,7 +66,7 @@ def park(run: Path, name: str | None = None) -> Path:
     dest = HERE / "in-progress" / (name or run.name)
     if dest.exists():
         shutil.rmtree(dest)  # an older park of the same run: the newer checkpoint replaces it whole
-    shutil.copytree(run, dest)
+    shutil.copytree(run, dest, ignore=shutil.ignore_patterns(".lock"))  # a lock file means nothing elsewhere
     return dest
 
 
