@@ -145,12 +145,12 @@ class RayExecutor:
                 runner.log_outcome(f"[{i + 1}/{n}] {plan.cell.name}", outcome, log)
             else:
                 todo.append(i)
+        if not todo:
+            return outcomes
         # One task per run directory, or per stack of runs (--stack K): runner.work_units.
         # Submitted longest first: Ray starts queued tasks of one shape largely in submission order.
         units = [[todo[j] for j in unit] for unit in runner.work_units([plans[i] for i in todo], opts, self.stack)]
         groups = dict(enumerate(longest_first(units, plans, DataView(opts.data_root))))
-        if not groups:
-            return outcomes
         started = not ray.is_initialized()
         if started:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=True)
