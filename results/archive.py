@@ -53,8 +53,9 @@ def archive(run: Path, name: str | None = None) -> Path:
 def park(run: Path, name: str | None = None) -> Path:
     """Copy an unfinished run or evaluation, as it is (checkpoint or model ledger, metrics, snapshots,
     machine.json), into in-progress/NAME."""
-    ledgers = [f for d in ("ledger", "evaluations/ledger") for f in (run / d).glob("*.jsonl")]
-    if (run / "result.json").exists() and not (run / "evaluations" / "ledger").is_dir():
+    retest = list((run / "evaluations" / "ledger").glob("*.jsonl"))  # a finished run being re-tested
+    ledgers = retest + list((run / "ledger").glob("*.jsonl"))
+    if (run / "result.json").exists() and not retest:
         sys.exit(f"{run} is finished: archive it into runs/ instead")
     if not (run / "config.json").exists() and not ledgers:
         sys.exit(f"{run} is not a run directory (no config.json) and holds no model ledger")
