@@ -3,7 +3,8 @@ import pytest
 
 from labeldistill.experiments import DataView, Options, parse_cell, plan_cell
 from labeldistill.experiments.plan import (ARCH_FACTOR, MODEL_STEP_SECONDS, TEST_MODELS, TYPICAL_TEST_STEPS, distill_steps, evaluation_seconds,
-                                          longest_first, run_seconds, unit_seconds)
+                                          longest_first, run_seconds)
+from labeldistill.experiments.runner import unit_seconds
 
 
 @pytest.fixture
@@ -94,12 +95,34 @@ def test_units_go_longest_first(tmp_path):
     # The order workers receive units in: DD (~1 h at 0.5 s an iteration), LD, LD RR, then the baseline; ties keep
     # the table's order. A unit's estimate counts its run once and each evaluation of it.
     data = DataView(tmp_path / "empty")
-    plans = [plan(n, data) for n in ("mnist/baseline/100", "mnist/ld-rr/100", "mnist/ld/100", "mnist/ld/100@steps=+0",
-                                     "mnist/dd/100", "mnist/baseline/10")]
+    opts = Options(out=tmp_path / "out")
+    plans = [plan(n, data, out=opts.out) for n in ("mnist/baseline/100", "mnist/ld-rr/100", "mnist/ld/100", "mnist/ld/100@steps=+0",
+                                                   "mnist/dd/100", "mnist/baseline/10")]
     units = [[0], [1], [2, 3], [4], [5]]
-    assert longest_first(units, plans, data) == [[4], [2, 3], [1], [0], [5]]
+    cost = [unit_seconds([plans[i] for i in unit], opts, data) for unit in units]
+    assert longest_first(units, cost) == [[4], [2, 3], [1], [0], [5]]
     ld = run_seconds(plans[2], data)
-    assert unit_seconds([plans[2], plans[3]], data) == pytest.approx(ld + evaluation_seconds(plans[2]) + evaluation_seconds(plans[3]))
+    assert cost[2] == pytest.approx(ld + evaluation_seconds(plans[2]) + evaluation_seconds(plans[3]))
+
+
+def test_unit_estimates_count_only_what_is_left(tmp_path, monkeypatch):
+    # A resumed run costs what is left of its loop (the dry run's rule: epochs done, read from its log), a finished
+    # one only the evaluations still to make; so a half-done LD ranks below a fresh LD RR it would otherwise lead.
+    from labeldistill.experiments import runner
+
+    data = DataView(tmp_path / "empty")
+    opts = Options(out=tmp_path / "out")
+    ld, ldrr = plan("mnist/ld/100", data, out=opts.out), plan("mnist/ld-rr/100", data, out=opts.out)
+    epochs, _ = distill_steps(ld, data)
+    run_dir = ld.run_dir(opts.out)
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.jsonl").write_text('{"epoch": %d}\n{"step": 7}\n' % (epochs * 3 // 4))
+    states = {ld.run_slug: "resume", ldrr.run_slug: "new"}
+    monkeypatch.setattr(runner, "run_state", lambda p, out, reuse=False: (states[p.run_slug], ""))
+    assert unit_seconds([ld], opts, data) == pytest.approx(run_seconds(ld, data) / 4 + evaluation_seconds(ld))
+    assert longest_first([[0], [1]], [unit_seconds([p], opts, data) for p in (ld, ldrr)]) == [[1], [0]]
+    states[ld.run_slug] = "finished"
+    assert unit_seconds([ld], opts, data) == pytest.approx(evaluation_seconds(ld))
 
 
 def test_evaluation_estimates_follow_the_architecture(tmp_path):

@@ -185,10 +185,10 @@ def _list(spec, names: list[str], opts, data, as_json: bool) -> int:
 
 def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
     from ..experiments import parse_cell, plan_cell
-    from ..experiments.plan import distill_steps, evaluation_seconds, fmt_seconds, reduced_note, run_seconds, selection_seconds
+    from ..experiments.plan import (distill_steps, evaluation_seconds, fmt_seconds, reduced_note, remaining_run_seconds,
+                                    selection_seconds)
     from ..experiments.runner import selections_dir
     from ..experiments.runner import load_cell_record, run_state
-    from ..runs.metrics import last_epoch
 
     counted: set[str] = set()
     selections: set[tuple] = set()
@@ -219,7 +219,7 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
                 action = f"reuse finished run {run_dir}"
                 counts["reuse"] += 1
             else:
-                seconds = run_seconds(plan, data)
+                seconds, done_epochs = remaining_run_seconds(plan, data, state, run_dir)
                 key = (plan.cell.target, plan.cell.base, plan.cell.seed, plan.select)
                 if plan.select != "random" and key not in selections:
                     selections.add(key)
@@ -229,9 +229,6 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
                     action = ""
                 if plan.kind in ("unrolled", "distill"):
                     epochs, steps = distill_steps(plan, data)  # DD / SLDD: outer epochs and iterations
-                    done_epochs = last_epoch(run_dir / "metrics.jsonl") if state == "resume" else None
-                    if done_epochs:  # what is left of the loop (the test and validations still to come scale alike)
-                        seconds *= max(0.0, 1.0 - done_epochs / max(1, epochs))
                     verb = "distil" if state != "resume" else ("resume" if done_epochs else "resume (at most)")
                     at = f" (done: {done_epochs} epochs)" if done_epochs else ""
                     if plan.kind == "unrolled":

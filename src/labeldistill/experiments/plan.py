@@ -26,6 +26,7 @@ from ..data.splits import DEFAULT_FRACTIONS
 from ..distill import DistillConfig
 from ..lrsearch import SEARCH_MODELS, SGD_LRS
 from ..protocols import get_protocol
+from ..runs.metrics import last_epoch
 from ..unrolled import UnrolledRunConfig
 from .cells import METHODS, Cell
 from .tables._common import NAMES
@@ -412,19 +413,26 @@ def test_seconds(arch: str) -> float:
     return TEST_MODELS * TYPICAL_TEST_STEPS * MODEL_STEP_SECONDS * ARCH_FACTOR.get(arch, 1.0)
 
 
-def unit_seconds(plans: list[Plan], data: DataView) -> float:
-    """Estimated seconds of one unit of work (plans sharing a run directory, or a stack of runs):
-    each distinct run once, plus every plan's evaluation."""
-    runs = {plan.run_slug: run_seconds(plan, data) for plan in plans}
-    return sum(runs.values()) + sum(evaluation_seconds(plan) for plan in plans)
+def remaining_run_seconds(plan: Plan, data: DataView, state: str, run_dir: Path) -> tuple[float, int | None]:
+    """Estimated seconds still to spend on the plan's run in ``state`` (``runner.run_state``'s), and the epochs
+    a resumed distillation has done: a finished run (or a conflict, which runs nothing) costs nothing, a
+    resumed one what is left of its loop (its test and validations still to come scale alike)."""
+    if state in ("finished", "conflict"):
+        return 0.0, None
+    seconds, done = run_seconds(plan, data), None
+    if state == "resume" and plan.kind in ("unrolled", "distill"):
+        epochs, _ = distill_steps(plan, data)
+        done = last_epoch(run_dir / "metrics.jsonl")
+        if done:
+            seconds *= max(0.0, 1.0 - done / max(1, epochs))
+    return seconds, done
 
 
-def longest_first(units: list[list[int]], plans: list[Plan], data: DataView) -> list[list[int]]:
-    """The units of work, the longest estimated first (ties keep their order). Handed to a pool of
-    workers in this order, they finish within 4/3 of the best possible time when the estimates are
-    exact (Graham's LPT rule); the table's own order can leave one long cell (DD, SLDD) running
-    alone at the end."""
-    cost = [unit_seconds([plans[i] for i in unit], data) for unit in units]
+def longest_first(units: list[list[int]], cost: list[float]) -> list[list[int]]:
+    """The units of work, the longest estimated first (``cost``: each unit's seconds; ties keep their
+    order). Handed to a pool of workers in this order, they finish within 4/3 of the best possible time
+    when the estimates are exact (Graham's LPT rule); the table's own order can leave one long cell
+    (DD, SLDD) running alone at the end."""
     return [units[k] for k in sorted(range(len(units)), key=lambda k: -cost[k])]
 
 

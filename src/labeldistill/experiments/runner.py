@@ -129,6 +129,18 @@ def run_state(plan: Plan, out: Path, reuse_any_version: bool = False) -> tuple[s
     return "new", ""
 
 
+def unit_seconds(plans: list[Plan], opts: Options, data: _plan.DataView) -> float:
+    """Estimated seconds still to spend on one unit of work (plans sharing a run directory, or a stack
+    of runs), the dry run's estimate: each distinct run once, as far as it is still to go (a finished
+    run reused, a resumed one what is left of its loop), plus every plan's evaluation."""
+    runs: dict[str, float] = {}
+    for plan in plans:
+        if plan.run_slug not in runs:
+            state, _ = run_state(plan, opts.out, opts.reuse_any_version)
+            runs[plan.run_slug] = _plan.remaining_run_seconds(plan, data, state, plan.run_dir(opts.out))[0]
+    return sum(runs.values()) + sum(_plan.evaluation_seconds(plan) for plan in plans)
+
+
 def set_aside(run_dir: Path, version: int | None) -> Path:
     """Move a run of another numerics version out of the way (nothing is deleted)."""
     base = run_dir.with_name(f"{run_dir.name}.numerics-{version if version is not None else 'unversioned'}")

@@ -150,7 +150,8 @@ class RayExecutor:
         # One task per run directory, or per stack of runs (--stack K): runner.work_units.
         # Submitted longest first: Ray starts queued tasks of one shape largely in submission order.
         units = [[todo[j] for j in unit] for unit in runner.work_units([plans[i] for i in todo], opts, self.stack)]
-        groups = dict(enumerate(longest_first(units, plans, DataView(opts.data_root))))
+        data = DataView(opts.data_root)
+        groups = dict(enumerate(longest_first(units, [runner.unit_seconds([plans[i] for i in unit], opts, data) for unit in units])))
         started = not ray.is_initialized()
         if started:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=True)
