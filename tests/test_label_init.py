@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from labeldistill.cli import main
 from labeldistill.distill import DistillConfig, Distiller, prepare
 from labeldistill.distill.label_init import initial_labels
 from labeldistill.errors import UserError
-from labeldistill.teacher import TEMPERATURES, choose_temperature, parse_temperature
+from labeldistill.teacher import TEMPERATURES, choose_temperature, grid_edge, parse_temperature
 
 
 def _cfg(mnist_small, **kw) -> DistillConfig:
@@ -37,6 +38,21 @@ def test_choose_temperature_takes_the_best_score_and_the_lowest_on_ties():
     for bad in ("0", "-1", "hot", None):
         with pytest.raises(UserError, match="positive number or auto"):
             parse_temperature(bad)
+
+
+def test_a_choice_at_the_end_of_the_grid_is_flagged_with_the_next_temperature():
+    # The field table's teacher chose 8, the top of 1 / 2 / 4 / 8, under both protocols: the record and a warning say
+    # so and name 16; a choice inside the grid, or an end that only ties its neighbour, is not flagged.
+    grid = TEMPERATURES
+    top = {"1.0": 95.13, "2.0": 96.03, "4.0": 96.94, "8.0": 97.14}
+    with pytest.warns(UserWarning, match="largest end .* a temperature of 16 may do better"):
+        assert grid_edge(8.0, top, grid) == "largest"
+    with pytest.warns(UserWarning, match="smallest end .* a temperature of 0.5 may do better"):
+        assert grid_edge(1.0, {"1.0": 90.0, "2.0": 89.0, "4.0": 80.0, "8.0": 70.0}, grid) == "smallest"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert grid_edge(4.0, top, grid) is None
+        assert grid_edge(1.0, {"1.0": 90.0, "2.0": 90.0, "4.0": 80.0, "8.0": 70.0}, grid) is None
 
 
 def test_uniform_and_onehot_starts(mnist_small):

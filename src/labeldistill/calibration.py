@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +51,22 @@ def choose_temperature(logits: torch.Tensor, score: Callable[[torch.Tensor], flo
     return next(t for t in grid if scores[t] == best), {str(t): round(v, 4) for t, v in scores.items()}
 
 
+def grid_edge(chosen: float, scores: dict[str, float], grid: tuple[float, ...]) -> str | None:
+    """``"largest"`` / ``"smallest"`` when ``chosen`` is an end of ``grid`` that scored strictly above its neighbour
+    (the best temperature may lie beyond the grid), else None; warns, naming the next temperature to try."""
+    ends = {grid[-1]: ("largest", grid[-2] if len(grid) > 1 else None), grid[0]: ("smallest", grid[1] if len(grid) > 1 else None)}
+    if chosen not in ends or ends[chosen][1] is None:
+        return None
+    edge, neighbour = ends[chosen]
+    if scores[str(chosen)] <= scores[str(neighbour)]:
+        return None
+    beyond = chosen * chosen / neighbour  # the grid's own ratio, one step further
+    warnings.warn(f"temperature {chosen:g} was chosen at the {edge} end of the grid {list(grid)} (validation "
+                  f"{scores[str(chosen)]:.2f} against {scores[str(neighbour)]:.2f} at {neighbour:g}): a temperature of "
+                  f"{beyond:g} may do better; pass it explicitly to try it.", stacklevel=2)
+    return edge
+
+
 def temper(labels: torch.Tensor, t: float) -> torch.Tensor:
     """Label distributions at temperature ``t``: ``softmax(log(labels) / t)``."""
     return torch.softmax(torch.log(labels) / float(t), dim=-1)
@@ -60,6 +77,7 @@ def choose_label_temperature(labels: torch.Tensor, score: Callable[[torch.Tensor
     t0 = time.perf_counter()
     t, scores = choose_temperature(torch.log(labels.detach()), score, LABEL_TEMPERATURES)
     return temper(labels.detach(), t), {"temperature": t, "grid": list(LABEL_TEMPERATURES), "val_accuracy": scores,
+                                        "at_grid_edge": grid_edge(t, scores, LABEL_TEMPERATURES),
                                         "seconds": round(time.perf_counter() - t0, 3),
                                         "how": "one student per temperature on the validation split, trained as the test trains"}
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from .calibration import TEMPERATURES, choose_temperature, parse_temperature, validation_scorer  # noqa: F401  (re-exported)
+from .calibration import TEMPERATURES, choose_temperature, grid_edge, parse_temperature, validation_scorer  # noqa: F401  (re-exported)
 from .engine import Learner, ModelState, accuracy, make_learner, model_seeds, predict, train_models
 from .engine.recipe import TrainRecipe
 from .errors import UserError
@@ -189,6 +189,7 @@ def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arc
         t0 = time.perf_counter()
         temperature, scores = choose_temperature(logits, score)
         record.update(temperature_choice={"grid": list(TEMPERATURES), "val_accuracy": scores, "chosen": temperature,
+                                          "at_grid_edge": grid_edge(temperature, scores, TEMPERATURES),
                                           "seconds": round(time.perf_counter() - t0, 3),
                                           "how": "one student per temperature on the validation split, trained as the test trains"})
     record["temperature"] = float(temperature)  # type: ignore[arg-type]
