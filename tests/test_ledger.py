@@ -118,6 +118,21 @@ def test_ledger_key_records_the_batch_and_lr_the_models_train_with(small, tmp_pa
     assert (key["lr"], key["batch"]) == (proto.lr, proto.batch_size) == (0.01, 5)
 
 
+def test_ledger_key_counts_the_steps_the_models_train_not_the_sets_own(small, tmp_path):
+    # A fixed-epoch protocol ignores the set's T (the engine trains its epochs), so the same labels tested with another
+    # T reuse every model; under the paper protocol T decides the training and keeps the models apart.
+    proto, learner, x, y, tx, ty = small
+    first = evaluate_protocol(proto, learner, x, y, tx, ty, steps=228, seed=3, models=2, ledger=tmp_path)
+    again = evaluate_protocol(proto, learner, x, y, tx, ty, steps=450, seed=3, models=2, ledger=tmp_path)
+    assert again.extra["models_from_ledger"] == 2 and again.accuracies == first.accuracies
+    key = json.loads(next(tmp_path.iterdir()).read_text().splitlines()[0])["key"]
+    assert key["steps"] == first.steps == proto.epochs * -(-x.shape[0] // proto.batch_size)
+    paper = get_protocol("paper")
+    a = evaluate_protocol(paper, learner, x, y, tx, ty, steps=3, seed=3, models=1, ledger=tmp_path / "p")
+    b = evaluate_protocol(paper, learner, x, y, tx, ty, steps=4, seed=3, models=1, ledger=tmp_path / "p")
+    assert (a.steps, b.steps, b.extra["models_from_ledger"]) == (3, 4, 0)
+
+
 def test_progress_bar_does_not_change_the_result(small):
     # The bar is driven by the engine's observer; an observer returning True would stop training early.
     assert _run(small, models=2, progress=True).accuracies == _run(small, models=2).accuracies

@@ -103,7 +103,9 @@ def evaluate_protocol(
     seeds = model_seeds(seed, purpose, k)
     book = None
     if ledger is not None:
-        key = _ledger_key(p, learner, x, labels, tx, test_y, steps=int(steps), seed=seed, purpose=purpose, batch=batch,
+        # steps: those the models train (a fixed-epoch protocol ignores the set's own T), so one set re-tested at
+        # another T, or the same labels reached by another run, finds the models already trained
+        key = _ledger_key(p, learner, x, labels, tx, test_y, steps=int(total), seed=seed, purpose=purpose, batch=batch,
                           lr=recipe.lr, zca=zca)
         book = ModelLedger(ledger, key, prefix=p.name)
     done = {} if book is None else {i: r for i, r in book.done().items() if i < k}
