@@ -68,8 +68,8 @@ def records(out):  # cell slug -> its stored record
 def numbers(rec):  # the numbers a cell reports (its stored result minus provenance and times)
     res = rec.get("result") or {}
     return {k: res.get(k) for k in ("accuracies", "accuracy_mean", "accuracy_std", "T", "T_list", "steps")}
-summary = {"reproduce": args,  # each side's machine is under its own key
-           "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()}
+summary = {"reproduce": args,  # each side's machine and code (the commits its cells name) are under its own key
+           "summary_commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()}
 recs = {}
 for side in ("ray", "local"):
     if not (r / f"{side}.time").exists():
@@ -80,7 +80,8 @@ for side in ("ray", "local"):
                      # the cells' own run times summed: equal on both sides when the machine ran at one speed
                      "cell_seconds": round(sum(x.get("cell_seconds") or 0.0 for x in recs[side].values()), 1),
                      "machine": json.loads((r / f"{side}.machine.json").read_text()) if (r / f"{side}.machine.json").exists() else None,
-                     "finished_at": max((x.get("finished_at") or "" for x in recs[side].values()), default=None)}
+                     "finished_at": max((x.get("finished_at") or "" for x in recs[side].values()), default=None),
+                     "commits": sorted({f"{x.get('git_commit')}{' (dirty)' if x.get('git_dirty') else ''}" for x in recs[side].values()})}
 if len(recs) == 2:
     a, b = recs["ray"], recs["local"]
     summary["same_cells"] = sorted(a) == sorted(b)
