@@ -54,10 +54,9 @@ def choose_temperature(logits: torch.Tensor, score: Callable[[torch.Tensor], flo
 def grid_edge(chosen: float, scores: dict[str, float], grid: tuple[float, ...]) -> str | None:
     """``"largest"`` / ``"smallest"`` when ``chosen`` is an end of ``grid`` that scored strictly above its neighbour
     (the best temperature may lie beyond the grid), else None; warns, naming the next temperature to try."""
-    ends = {grid[-1]: ("largest", grid[-2] if len(grid) > 1 else None), grid[0]: ("smallest", grid[1] if len(grid) > 1 else None)}
-    if chosen not in ends or ends[chosen][1] is None:
+    if len(grid) < 2 or chosen not in (grid[0], grid[-1]):
         return None
-    edge, neighbour = ends[chosen]
+    edge, neighbour = ("largest", grid[-2]) if chosen == grid[-1] else ("smallest", grid[1])
     if scores[str(chosen)] <= scores[str(neighbour)]:
         return None
     beyond = chosen * chosen / neighbour  # the grid's own ratio, one step further
