@@ -53,6 +53,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-lr", type=float, default=None, help="Adam lr of the labels (1e-3)")
     p.add_argument("--model-lr", type=float, default=None, help="Adam lr of the model (1e-3)")
     p.add_argument("--inner-lr", type=float, default=None, help="alpha of the virtual inner step (0.01)")
+    p.add_argument("--augment", default=None, metavar="NAME",
+                   help="augment every step's inner minibatch like this protocol's test: dsa (dc-dsa's DSA, per image; beyond "
+                        "the paper) or none (default, the paper)")
     p.add_argument("--meta-gradient", default=None, choices=["auto", "jvp", "double-backward"],
                    help="second-order gradient form, both exact (auto: jvp on a GPU, double-backward on a CPU)")
     p.add_argument("--reset-window", type=int, default=None, help="moving-average window = patience (50 / 100 / 200; 50 when images are learned)")
@@ -118,7 +121,7 @@ NOT_FOR_UNROLLED = {
     "inner_batch": "--inner-batch", "label_lr": "--label-lr", "model_lr": "--model-lr", "inner_lr": "--inner-lr",
     "meta_gradient": "--meta-gradient", "reset_window": "--reset-window", "val_every": "--val-every",
     "validation_models": "--validation-models", "base_select": "--base-select", "start_candidate": "--start-candidate",
-    "label_temperature": "--label-temperature",
+    "label_temperature": "--label-temperature", "augment": "--augment",
 }
 
 

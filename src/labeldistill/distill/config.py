@@ -62,6 +62,9 @@ class DistillConfig:
     label_lr: float = 1e-3  # beta for the labels (Adam)
     model_lr: float = 1e-3  # beta for the persistent model (Adam)
     inner_lr: float = 0.01  # alpha, the virtual inner step (second order)
+    # Beyond the paper: augment every step's inner minibatch like this protocol's test ("dsa" = dc-dsa's DSA, per
+    # image; distill/augment.py); "none" (the paper) trains the loop on the images as they are.
+    augment: str = "none"
     # Second order: "jvp" (one forward-mode product) or "double-backward"; both exact (tested equal).
     # "auto": jvp on a GPU, double backward on a CPU, where oneDNN runs it faster (docs/benchmarks.md).
     meta_gradient: str = "auto"
@@ -170,8 +173,10 @@ class DistillConfig:
         if self.arch is not None:
             self.arch = MODELS.canonical(self.arch)
         from ..protocols import canonical_protocol
+        from .augment import canonical_augment
 
         self.test_protocol = canonical_protocol(self.test_protocol)
+        self.augment = canonical_augment(self.augment)
         from ..selectors import canonical_selector
 
         self.base_select = canonical_selector(self.base_select)

@@ -30,6 +30,7 @@ from ..errors import UserError
 from ..problem import Problem
 from ..runs import MetricsLog, StopRequest, load_state, save_state
 from ..seeding import draw_seed, torch_generator
+from .augment import loop_augmenter
 from .config import DistillConfig, resolve_meta_gradient
 from .labels import FixedLabels, Labels
 from .learned import SyntheticSet, build_synthetic
@@ -95,6 +96,7 @@ class Distiller:
         self.g_target = torch_generator(cfg.seed, "target-batches")
         self.g_inner = torch_generator(cfg.seed, "inner-batches")
         self.g_init = torch_generator(cfg.seed, "model-init")
+        self.augmenter = loop_augmenter(cfg.augment, cfg.seed, c, self.device)  # None unless --augment
         self.synthetic: SyntheticSet = build_synthetic(cfg.learn, problem, seed=cfg.seed, image_init=cfg.image_init,
                                                        label_lr=cfg.label_lr, image_lr=cfg.image_lr, device=self.device,
                                                        initial_labels=initial_labels)
@@ -142,7 +144,7 @@ class Distiller:
         monitor.load(self.monitor)
         return MetaStep(strategy=self.strategy, learner=self.learner, model=self.model, model_opt=self.model_opt, synthetic=self.synthetic,
                         monitor=monitor, fresh=fresh, problem=self.problem, full_batch=self.cfg.target_batch,
-                        cuda_graph=self.cfg.cuda_graph)
+                        cuda_graph=self.cfg.cuda_graph, augment=self.augmenter)
 
     def _one_step(self) -> None:
         cfg = self.cfg
@@ -303,7 +305,8 @@ class Distiller:
             **self.synthetic.state_dict(),  # labels (and their Adam) and / or images (and theirs), as learned
             "model": {"params": self.model.params, "buffers": self.model.buffers, "head": self.model.head},
             "model_opt": self.model_opt.state_dict(),
-            "generators": {"target": self.g_target.get_state(), "inner": self.g_inner.get_state(), "init": self.g_init.get_state()},
+            "generators": {"target": self.g_target.get_state(), "inner": self.g_inner.get_state(), "init": self.g_init.get_state(),
+                           **({"augment": self.augmenter.state_dict()} if self.augmenter is not None else {})},
             "perm": self.perm, "inner_rows": self.inner_rows, "fresh_seed": self.fresh_seed, "epoch": self.epoch, "pos": self.pos, "step": self.step,
             "monitor": self.monitor.state_dict(), "selector": self.selector.state_dict(),
             "loop_seconds": self.loop_seconds, "total_seconds": self.total_seconds, "last_val": self.last_val,
@@ -324,6 +327,8 @@ class Distiller:
                 group["capturable"] = self.device.type == "cuda"
         for name, g in (("target", self.g_target), ("inner", self.g_inner), ("init", self.g_init)):
             g.set_state(s["generators"][name].to(torch.uint8).cpu())
+        if self.augmenter is not None:
+            self.augmenter.load_state_dict(s["generators"]["augment"])
         self.perm = s["perm"].cpu() if s["perm"] is not None else None
         self.epoch, self.pos, self.step = int(s["epoch"]), int(s["pos"]), int(s["step"])
         # Checkpoints of format 1 drew inner minibatches and the next reset's seed lazily;

@@ -17,7 +17,7 @@ import warnings
 
 import torch
 
-from ..engine import Learner, ModelState
+from ..engine import DSAugmenter, Learner, ModelState
 from ..problem import Problem
 from .learned import SyntheticSet
 from .reset import DeviceResetMonitor
@@ -39,11 +39,13 @@ class MetaStep:
 
     def __init__(self, *, strategy: Strategy, learner: Learner, model: ModelState, model_opt: torch.optim.Optimizer,
                  synthetic: SyntheticSet, monitor: DeviceResetMonitor, fresh: ModelState, problem: Problem,
-                 full_batch: int, cuda_graph: bool = False) -> None:
+                 full_batch: int, cuda_graph: bool = False, augment: DSAugmenter | None = None) -> None:
         self.strategy, self.learner, self.model, self.model_opt = strategy, learner, model, model_opt
         self.synthetic, self.monitor, self.fresh, self.problem = synthetic, monitor, fresh, problem
         self.full_batch = full_batch  # the graph serves full target minibatches only
-        self.use_graph = cuda_graph and problem.base_x.device.type == "cuda"
+        self.augment = augment  # the loop's augmenter (--augment), or None
+        # An augmented step chooses its transform on the host, so a captured graph would repeat one choice.
+        self.use_graph = cuda_graph and problem.base_x.device.type == "cuda" and augment is None
         self._graph: torch.cuda.CUDAGraph | None = None
         self._warmups = 0
         self._static: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
@@ -58,6 +60,8 @@ class MetaStep:
         p = self.problem
         xt, yt = p.target.train.x[rows], p.target.train.y[rows]
         xb, yb = self.synthetic.batch(inner)
+        if self.augment is not None:  # the inner minibatch as a dc-dsa test model would see it; the target stays clean
+            xb = self.augment.augment_one(0, xb)
         self.model_opt.zero_grad(set_to_none=True)
         out = self.strategy.step(self.learner, self.model, xb, yb, xt, yt, self.synthetic.wrt)
         self.synthetic.step(inner, out)

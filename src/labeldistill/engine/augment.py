@@ -191,6 +191,16 @@ class DSAugmenter:
         """Model k's next minibatch ``x`` (b x C x H x W), augmented."""
         return APPLY[self.choose(k)](x, self.params, self._draws[k])
 
+    def state_dict(self) -> dict[str, list[torch.Tensor]]:
+        """Every generator's state (CPU uint8 tensors), so that a resumed loop draws what it would have drawn."""
+        return {"choice": [g.get_state() for g in self._choice], "draws": [g.get_state() for g in self._draws]}
+
+    def load_state_dict(self, s: dict[str, list[torch.Tensor]]) -> None:
+        if len(s["choice"]) != len(self._choice) or len(s["draws"]) != len(self._draws):
+            raise ValueError(f"augmenter state of {len(s['draws'])} models for an augmenter of {len(self._draws)}")
+        for g, t in zip((*self._choice, *self._draws), (*s["choice"], *s["draws"])):
+            g.set_state(t.to(torch.uint8).cpu())
+
     def __call__(self, xb: torch.Tensor) -> torch.Tensor:
         if xb.shape[0] != len(self._draws):
             raise ValueError(f"{xb.shape[0]} models' minibatches for an augmenter of {len(self._draws)} models")
