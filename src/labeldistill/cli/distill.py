@@ -62,6 +62,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--val-every", type=int, default=None, help="epochs between label-selection validations (5)")
     p.add_argument("--validation-models", type=int, default=None, metavar="M",
                    help="fresh models per label-selection validation; selection on their mean accuracy (1, the paper's)")
+    p.add_argument("--select-protocol", default=None, metavar="NAME",
+                   help="how label selection scores each snapshot (and a start candidate): paper (default: one model trained T "
+                        "steps) or dc / dc-dsa (--validation-models students of that protocol each; beyond the paper, slow on a CPU)")
     p.add_argument("--test-models", type=int, default=None, help="fresh test models (20; dd / sldd: 200)")
     p.add_argument("--test-protocol", default=None, metavar="NAME", help="how the final test trains fresh models: paper (default), dc, dc-dsa (labeldistill.protocols)")
     p.add_argument("--base-select", default=None, metavar="NAME",
@@ -122,6 +125,7 @@ NOT_FOR_UNROLLED = {
     "meta_gradient": "--meta-gradient", "reset_window": "--reset-window", "val_every": "--val-every",
     "validation_models": "--validation-models", "base_select": "--base-select", "start_candidate": "--start-candidate",
     "label_temperature": "--label-temperature", "augment": "--augment",
+    "select_protocol": "--select-protocol",
 }
 
 

@@ -78,6 +78,10 @@ class DistillConfig:
     # 1 is the paper's protocol (and the exact same seeds as before this setting); M > 1 makes
     # the selection less noisy at M times the validation cost. Changes results: part of the config.
     validation_models: int = 1
+    # How a snapshot (and a start candidate) is scored: "paper" (one model trained T steps, Adam; the paper's) or a
+    # fixed-epoch protocol ("dc", "dc-dsa": validation_models students of the protocol each, on the validation split;
+    # beyond the paper, so that the labels are chosen as they will be tested; slow on a CPU). Changes results.
+    select_protocol: str = "paper"
     val_group: int | None = None  # snapshots validated at once (None: 4 on a CPU, 16 on a GPU; never changes a result)
     test_models: int = 20
     # How the final test trains its fresh models (labeldistill.protocols): "paper" (Adam, T random
@@ -120,6 +124,8 @@ class DistillConfig:
 
         if get_protocol(c.test_protocol).uses_zca(channels):  # fail now, not after the whole run
             require_kornia(f"--test-protocol {c.test_protocol}")
+        if get_protocol(c.select_protocol).uses_zca(channels):
+            require_kornia(f"--select-protocol {c.select_protocol}")
         return c
 
     def validate(self) -> None:
@@ -176,6 +182,7 @@ class DistillConfig:
         from .augment import canonical_augment
 
         self.test_protocol = canonical_protocol(self.test_protocol)
+        self.select_protocol = canonical_protocol(self.select_protocol)
         self.augment = canonical_augment(self.augment)
         from ..selectors import canonical_selector
 

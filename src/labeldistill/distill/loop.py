@@ -37,9 +37,11 @@ from .learned import SyntheticSet, build_synthetic
 from .reset import DeviceResetMonitor, ResetMonitor
 from .step import RECORD_FIELDS, MetaStep
 from .strategies import STRATEGIES
-from .validation import LabelSelector, Snapshot, save_snapshot
+from .validation import LabelSelector, ProtocolScore, Snapshot, save_snapshot
 
 CHECKPOINT = "checkpoint.safetensors"
+# In a run directory: the finished models of long, fixed-epoch evaluations (runs/ledger.py), so they resume.
+LEDGER = "ledger"
 MAX_CHUNK = 25  # steps between host reads of the step records
 
 
@@ -110,6 +112,7 @@ class Distiller:
         self.chunk = max(1, min(MAX_CHUNK, 2 * cfg.reset_window + 1))
         self.val_group = cfg.val_group or (16 if self.device.type == "cuda" else 4)
         self.selector = LabelSelector(cfg.seed, models=cfg.validation_models)
+        self.score = self._selection_score(model_factory, c, size)  # None: the paper's selection
         self.epoch = 0  # completed epochs
         self.pos = 0  # steps done in the current epoch
         self.step = 0  # steps done in all
@@ -278,12 +281,27 @@ class Distiller:
         syn = self.synthetic
         self.selector.add(self.epoch, self.step, self.monitor.estimate_steps(), syn.labels.seen(), images=syn.images.snapshot())
 
+    def _selection_score(self, model_factory, channels: int, size: int) -> ProtocolScore | None:
+        """How snapshots are scored under ``select_protocol`` (None for the paper's: one model of the loop's own
+        architecture and head, trained T steps): students of the protocol (its architecture, else the loop's)."""
+        from ..protocols import get_protocol, target_zca
+
+        proto = get_protocol(self.cfg.select_protocol)
+        if proto.is_paper:
+            return None
+        t = self.problem.target
+        student = make_learner(proto.arch or model_factory or self.cfg.arch, channels, size, t.num_classes, head="linear")
+        return ProtocolScore(proto, student, self.problem.base_x, t.val.x, t.val.y, seed=self.cfg.seed,
+                             batch_size=self.cfg.inner_batch, lr=self.cfg.model_lr, zca=target_zca(proto, t, channels),
+                             ledger=None if self.run_dir is None else self.run_dir / LEDGER, progress=self.progress)
+
     def _validate(self) -> None:
         p, cfg = self.problem, self.cfg
         if self.run_dir is not None:  # every validated snapshot, for later study (re-selection, trajectories)
             for snap in self.selector.pending:
                 save_snapshot(self.run_dir, snap)
-        for rec in self.selector.flush(self.learner, p.base_x, p.target.val.x, p.target.val.y, batch_size=cfg.inner_batch, lr=cfg.model_lr):
+        for rec in self.selector.flush(self.learner, p.base_x, p.target.val.x, p.target.val.y, batch_size=cfg.inner_batch, lr=cfg.model_lr,
+                                       score=self.score):
             self.last_val = rec["val_accuracy"]
             self._write(rec)
 

@@ -57,6 +57,10 @@ def reselect(run_dir: str | Path, models: list[int], *, data_root: str | Path | 
     """Re-select a finished run's labels with each M in ``models`` (validation models computed once, for max M)."""
     record = read_json(Path(run_dir) / "config.json")
     cfg = DistillConfig.from_dict({**record["config"], "device": device})
+    if cfg.select_protocol != "paper":
+        from ..errors import UserError
+
+        raise UserError(f"{run_dir} selected its labels under {cfg.select_protocol}; re-selection repeats the paper's rule only.")
     resolved, problem, _ = prepare(cfg, data_root=data_root if data_root is not None else record.get("data_root"))
     distiller = Distiller(resolved, problem, progress=False)
     snapshots = load_snapshots(run_dir, problem.base_x.device)

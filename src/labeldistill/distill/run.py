@@ -20,12 +20,10 @@ from ..runs import RunLock, atomic_write_json, read_json
 from ..runs.provenance import numerics_of, resolve_device, versions
 from .config import DistillConfig
 from .label_init import initial_labels
-from .loop import CHECKPOINT, Distiller, Interrupted, LoopResult
+from .loop import CHECKPOINT, LEDGER, Distiller, Interrupted, LoopResult
 from .start import START_FILE, StartCandidate, prefer_start, score_start
 from ..seeding import derive_seed
 
-# In a run directory: the finished models of long, fixed-epoch evaluations (runs/ledger.py), so they resume.
-LEDGER = "ledger"
 
 
 def prepare(cfg: DistillConfig, *, data_root: str | Path | None = None, download: bool = False) -> tuple[DistillConfig, Problem, str]:
@@ -152,7 +150,8 @@ class RunSession:
             return StartCandidate.load(run_dir, self.problem.base_x.device)
         if start is None:
             start, _ = initial_labels(cfg, self.problem, ledger=None if run_dir is None else run_dir / LEDGER)
-        cand = score_start(self.distiller.learner, self.problem, start, seed=cfg.seed, batch=cfg.inner_batch, lr=cfg.model_lr)
+        cand = score_start(self.distiller.learner, self.problem, start, seed=cfg.seed, batch=cfg.inner_batch, lr=cfg.model_lr,
+                           score=self.distiller.score, models=cfg.validation_models)
         if run_dir is not None:
             cand.save(run_dir)
         return cand
@@ -204,6 +203,10 @@ class RunSession:
         )
         if resolved.test_protocol != "paper":
             result.update(test_protocol=resolved.test_protocol, test_arch=ev.extra.get("arch"))
+        if resolved.select_protocol != "paper":  # the snapshots (and a start candidate) were scored under it
+            result["select_protocol"] = resolved.select_protocol
+        if resolved.augment != "none":
+            result["augment"] = resolved.augment
         if tempered is not None:
             result["label_temperature"] = tempered[1]
         if self.start is not None:  # selected: "start" (the start labels at their own T) or "learned" (the selected snapshot)

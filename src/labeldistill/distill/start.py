@@ -18,6 +18,7 @@ run decides as an uninterrupted one does.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,10 +71,18 @@ class StartCandidate:
         return cls(d["labels"].to(device), int(d["steps"]), float(d["val_accuracy"]), {int(k): float(v) for k, v in d["curve"].items()})
 
 
-def score_start(learner: Learner, problem, labels: torch.Tensor, *, seed: int, batch: int, lr: float) -> StartCandidate:
-    """Score the start labels on the validation split as a baseline's set is scored (its own model seed)."""
+def score_start(learner: Learner, problem, labels: torch.Tensor, *, seed: int, batch: int, lr: float, score=None,
+                models: int = 1) -> StartCandidate:
+    """Score the start labels on the validation split as a baseline's set is scored (its own model seed). ``score``:
+    the loop's selection under a fixed-epoch protocol (``select_protocol``, :class:`.validation.ProtocolScore`), which
+    then gives the accuracy the snapshots are compared with: the mean of ``models`` students (the snapshots' number),
+    seeded from ``(seed, "start-candidate")``; the step search still gives the start its T."""
     steps, curve = choose_steps(learner, problem, labels, seed=derive_seed(seed, "start-candidate"), lr=lr, batch=batch)
-    return StartCandidate(labels.detach().clone(), steps, curve[steps], curve)
+    start = StartCandidate(labels.detach().clone(), steps, curve[steps], curve)
+    if score is not None:
+        acc = score.labels(start.labels, None, steps, seed=derive_seed(seed, "start-candidate"), models=models)
+        start.val_accuracy = 100.0 * math.fsum(acc) / len(acc)
+    return start
 
 
 def prefer_start(start: StartCandidate | None, selected_error: float) -> bool:

@@ -17,6 +17,7 @@ each); a model's result depends only on its seed and its data, so this changes n
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -68,6 +69,43 @@ def snapshot_accuracies(learner: Learner, base_x: torch.Tensor, snaps: list[Snap
     return torch.cat([train([s], base_x if s.images is None else s.images) for s in snaps])
 
 
+Score = Callable[[list[Snapshot], int], torch.Tensor]  # (snapshots, models) -> accuracies (fractions), flat as above
+
+
+@dataclass
+class ProtocolScore:
+    """Selection under a fixed-epoch protocol (``select_protocol``): ``models`` students of ``protocol`` per snapshot,
+    trained as its test trains them (``student``: its architecture, linear head; ``zca``: its whitening), measured on
+    the validation split. Snapshot k's students take the seeds of ``evaluate_protocol(seed=validation_seed(seed, k),
+    purpose="validation-models")``, so they depend on the snapshot's number alone, never on the grouping; ``ledger``
+    keeps each finished student, so a run stopped during a validation resumes student by student."""
+
+    protocol: object
+    student: Learner
+    base_x: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    seed: int
+    batch_size: int
+    lr: float
+    zca: object = None
+    ledger: Path | None = None
+    progress: bool = False  # a bar over each snapshot's students (a dc-dsa validation is minutes of a CPU's time)
+
+    def labels(self, labels: torch.Tensor, images: torch.Tensor | None, steps: int, *, seed: int, models: int) -> list[float]:
+        """Validation accuracies (fractions) of ``models`` students trained on (images or the base images, labels)."""
+        from ..protocols import evaluate_protocol
+
+        ev = evaluate_protocol(self.protocol, self.student, self.base_x if images is None else images, labels, self.val_x, self.val_y,
+                               steps=steps, seed=seed, models=models, batch_size=self.batch_size, lr=self.lr, zca=self.zca,
+                               purpose="validation-models", ledger=self.ledger, progress=self.progress)
+        return [a / 100.0 for a in ev.accuracies]
+
+    def __call__(self, snaps: list[Snapshot], models: int) -> torch.Tensor:
+        acc = [a for s in snaps for a in self.labels(s.labels, s.images, s.steps_t, seed=validation_seed(self.seed, s.number), models=models)]
+        return torch.tensor(acc, dtype=torch.float64)
+
+
 @dataclass
 class LabelSelector:
     seed: int
@@ -88,13 +126,18 @@ class LabelSelector:
         self.pending.append(Snapshot(self.taken, epoch, step, steps_t, labels.detach().clone(), kept))
         self.taken += 1
 
-    def flush(self, learner: Learner, base_x: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor, *, batch_size: int, lr: float) -> list[dict]:
-        """Validate every pending snapshot at once; returns their records (in order)."""
+    def flush(self, learner: Learner, base_x: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor, *, batch_size: int, lr: float,
+              score: Score | None = None) -> list[dict]:
+        """Validate every pending snapshot at once; returns their records (in order). ``score``: another way to score
+        them (:class:`ProtocolScore`); default the paper's (:func:`snapshot_accuracies` with the other arguments)."""
         if not self.pending:
             return []
-        snaps, self.pending = self.pending, []
-        m = self.models
-        acc = snapshot_accuracies(learner, base_x, snaps, m, self.seed, val_x, val_y, batch_size=batch_size, lr=lr).cpu().tolist()
+        snaps, m = self.pending, self.models
+        if score is None:
+            acc = snapshot_accuracies(learner, base_x, snaps, m, self.seed, val_x, val_y, batch_size=batch_size, lr=lr).cpu().tolist()
+        else:
+            acc = score(snaps, m).cpu().tolist()
+        self.pending = []  # after scoring: an interrupted validation leaves its snapshots pending (a checkpoint keeps them)
         records = []
         for i, s in enumerate(snaps):
             accs = acc[i * m : (i + 1) * m]
