@@ -10,6 +10,12 @@
 #
 # Usage (repository root; DATA_DIR holds mnist_train/test.npz and cifar100_test.npz):
 #   bash benchmarks/device_checks.sh DATA_DIR RESULTS_DIR
+# On a lent machine (the copy of the checkout, data included, must stay under 64 MiB: main holds the code alone,
+# 3 MB, and the three files are 40 MB), prepare here, then one `run` call with carry [".devdata"] and timeout_s 600:
+#   mkdir -p .devdata && cp ../shared/data/{mnist_train,mnist_test,cifar100_test}.npz .devdata/   (/.devdata/ is ignored)
+#   bash benchmarks/device_checks.sh .devdata $OUT
+# RESULTS_DIR gets session.log and device_checks.tgz only (what comes back from $OUT is at most 8 files); the work
+# folder is WORK_DIR (default a fresh temporary folder).
 # Rehearsal on a CPU (tiny settings, nothing measured): DEVICE=cpu EPOCHS=1 K=2 QUICK=1 bash benchmarks/device_checks.sh ...
 set -u
 DR=$(cd "$1" && pwd)
@@ -21,7 +27,7 @@ QUICK=${QUICK:+--quick}
 export PYTHONPATH=$PWD/src:$PWD/benchmarks PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 START=$SECONDS
-W=$R/work; mkdir -p "$W"
+W=${WORK_DIR:-$(mktemp -d)}; mkdir -p "$W"
 stamp() { echo "[$(( SECONDS - START )) s] $*" | tee -a "$W/session.log"; }
 
 { nvidia-smi 2>/dev/null; $PY -c "import torch, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no gpu', 'numpy', numpy.__version__)"; } > "$W/machine.txt" 2>&1
@@ -45,3 +51,4 @@ stamp "bench_image_step: rc=$?"
 
 # Small files only (no data): configs, results, metrics, distilled sets, logs.
 tar czf "$R/device_checks.tgz" -C "$W" --exclude='checkpoint.safetensors' --exclude='snapshots' . && stamp "packed $(du -h "$R/device_checks.tgz" | cut -f1)"
+cp "$W/session.log" "$R/session.log"
