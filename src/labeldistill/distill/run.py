@@ -25,7 +25,6 @@ from .start import START_FILE, StartCandidate, prefer_start, score_start
 from ..seeding import derive_seed
 
 
-
 def prepare(cfg: DistillConfig, *, data_root: str | Path | None = None, download: bool = False) -> tuple[DistillConfig, Problem, str]:
     """Resolve the device, load the target (and source) and pick the base set."""
     device = resolve_device(cfg.device)

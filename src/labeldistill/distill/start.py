@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -28,6 +29,9 @@ from ..engine import Learner
 from ..errors import UserError
 from ..seeding import derive_seed
 from ..stepsearch import choose_steps
+
+if TYPE_CHECKING:
+    from .validation import ProtocolScore
 
 CHOICES = ("auto", "on", "off")
 START_FILE = "start.safetensors"
@@ -71,8 +75,8 @@ class StartCandidate:
         return cls(d["labels"].to(device), int(d["steps"]), float(d["val_accuracy"]), {int(k): float(v) for k, v in d["curve"].items()})
 
 
-def score_start(learner: Learner, problem, labels: torch.Tensor, *, seed: int, batch: int, lr: float, score=None,
-                models: int = 1) -> StartCandidate:
+def score_start(learner: Learner, problem, labels: torch.Tensor, *, seed: int, batch: int, lr: float,
+                score: ProtocolScore | None = None, models: int = 1) -> StartCandidate:
     """Score the start labels on the validation split as a baseline's set is scored (its own model seed). ``score``:
     the loop's selection under a fixed-epoch protocol (``select_protocol``, :class:`.validation.ProtocolScore`), which
     then gives the accuracy the snapshots are compared with: the mean of ``models`` students (the snapshots' number),

@@ -20,11 +20,15 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
 from ..engine import Learner, accuracy, train_models
 from ..seeding import derive_seed
+
+if TYPE_CHECKING:
+    from ..protocols import ZCA, Protocol
 
 
 @dataclass
@@ -80,7 +84,7 @@ class ProtocolScore:
     purpose="validation-models")``, so they depend on the snapshot's number alone, never on the grouping; ``ledger``
     keeps each finished student, so a run stopped during a validation resumes student by student."""
 
-    protocol: object
+    protocol: Protocol
     student: Learner
     base_x: torch.Tensor
     val_x: torch.Tensor
@@ -88,7 +92,7 @@ class ProtocolScore:
     seed: int
     batch_size: int
     lr: float
-    zca: object = None
+    zca: ZCA | None = None
     ledger: Path | None = None
     progress: bool = False  # a bar over each snapshot's students (a dc-dsa validation is minutes of a CPU's time)
 
