@@ -46,6 +46,7 @@ def evaluate(
     target: str | None = None, data_root: str | Path | None = None, device: str = "auto", seed: int | None = None, save: bool = True,
     variant: str | None = None, protocol: str | None = None, progress: bool = False,
     optimizer: str | None = None, lr: float | None = None, order: int | None = None, label_temperature: float | None = None,
+    snapshot: str | int | None = None,
 ) -> dict:
     """Train ``models`` fresh models on a distilled set and report test accuracy (%).
 
@@ -77,6 +78,9 @@ def evaluate(
             ``order`` of its seed: the same initialisations, another data order.
         label_temperature: label sets: train on ``softmax(log(labels) / t)`` instead of the labels
             (:func:`labeldistill.calibration.temper`; recorded, and part of the saved evaluation's name).
+        snapshot: a run directory's validated snapshot instead of its selected set: its number, or
+            ``"best-learned"`` (the loop's choice among the learned snapshots, the start candidate left out);
+            its labels (images, when learned) and T. Recorded, and ``-snapK`` in the saved evaluation's name.
     Example:
         >>> labeldistill.evaluate("runs/mnist-ld", arch="alexnet", steps="+50")["accuracy_mean"]
         >>> labeldistill.evaluate("runs/mnist-dd", variant="first-steps:20")["accuracy_mean"]
@@ -84,6 +88,18 @@ def evaluate(
     path = Path(path)
     dev = resolve_device(device)
     ds = load(path, device=dev)
+    picked = None
+    if snapshot is not None:
+        if not path.is_dir() or ds.schedule is not None:
+            raise UserError("--snapshot picks a validated snapshot of a label-distillation run directory.")
+        from .distill.validation import pick_snapshot
+
+        snap, rec = pick_snapshot(path, snapshot, dev)
+        ds.labels, ds.steps = snap.labels, snap.steps_t
+        if snap.images is not None:
+            ds.images = snap.images
+        picked = {"number": snap.number, "epoch": snap.epoch, "T": snap.steps_t, "val_accuracy": rec["val_accuracy"],
+                  "asked": str(snapshot)}
     if ds.schedule is None and variant is not None:
         raise UserError(f"--variant applies only to DD / SLDD sets (a learned step schedule); {path} holds a label set.")
     custom = optimizer is not None or lr is not None or order is not None  # the paper protocol, another optimiser / order
@@ -119,7 +135,7 @@ def evaluate(
             raise UserError(f"--protocol {proto.name} applies to label sets; a DD / SLDD set trains by its schedule (--variant).")
         return _evaluate_protocol(ds, proto, path, run_dir, run_cfg, arch=arch, head=head, models=models, steps=steps, target=target,
                                   data_root=data_root, device=dev, seed=seed, save=save, progress=progress,
-                                  label_temperature=label_temperature)
+                                  label_temperature=label_temperature, snapshot=picked)
     if ds.schedule is not None:
         return _evaluate_scheduled(ds, path, run_dir, run_cfg, arch=arch, head=head, models=models, steps=steps, target=target,
                                    data_root=data_root, device=dev, seed=seed, save=save, variant=variant)
@@ -148,6 +164,8 @@ def evaluate(
               "target": data.name, "seed": seed, "source": str(path), "device": dev, "versions": versions(), "float_settings": floats}
     if label_temperature is not None:
         result["label_temperature"] = _chosen(label_temperature, how)
+    if picked is not None:
+        result["snapshot"] = picked
     if save and run_dir is not None:
         name = label_evaluation_file(arch, head, t, models, optimizer=optimizer, lr=lr, order=order, label_temperature=label_temperature)
         _save_evaluation(run_dir, name, result, run_cfg)
@@ -181,6 +199,8 @@ def _save_evaluation(run_dir: Path, name: str, result: dict, run_cfg: dict) -> N
     another measurement and must not overwrite the default one (the file ``reproduce`` reuses)."""
     if int(result["seed"]) != int(run_cfg.get("seed", 0)):
         name = name.removesuffix(".json") + f"-seed{int(result['seed'])}.json"
+    if result.get("snapshot") is not None:  # another set than the run's selected one
+        name = name.removesuffix(".json") + f"-snap{int(result['snapshot']['number'])}.json"
     atomic_write_json(run_dir / "evaluations" / name, result)
 
 
@@ -228,7 +248,8 @@ def _other_training(learner, ds, data, *, optimizer: str | None, lr: float | Non
 
 
 def _evaluate_protocol(ds, proto, path: Path, run_dir: Path | None, run_cfg: dict, *, arch, head, models, steps, target, data_root,
-                       device, seed, save, progress: bool = False, label_temperature: float | None = None) -> dict:
+                       device, seed, save, progress: bool = False, label_temperature: float | None = None,
+                       snapshot: dict | None = None) -> dict:
     """A label set under a non-paper protocol (SGD, epochs, DSA, ZCA: ``labeldistill.protocols``)."""
     from .models import MODELS, input_size_for
     from .protocols import evaluate_protocol, target_zca
@@ -266,6 +287,8 @@ def _evaluate_protocol(ds, proto, path: Path, run_dir: Path | None, run_cfg: dic
               "zca_source": None if zca is None else ("recorded in the set" if ds.zca is not None else "fitted on the target's training split")}
     if label_temperature is not None:
         result.update(label_temperature=_chosen(label_temperature, how), **how)
+    if snapshot is not None:
+        result["snapshot"] = snapshot
     if save and run_dir is not None:
         name = f"{proto.name}-{arch}-K{result['models']}{_temperature_suffix(label_temperature)}.json"
         _save_evaluation(run_dir, name, result, run_cfg)

@@ -39,6 +39,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-temperature", default=None, metavar="T",
                    help="label sets: train on the labels at softmax temperature T (softmax(log(labels) / T); 1: as they are), "
                         "or auto: chosen from 1, 2, 4, 8 on the validation split as these models train (as distill --label-temperature auto)")
+    p.add_argument("--snapshot", default=None, metavar="K",
+                   help="a run directory's validated snapshot K instead of its selected set, or best-learned (the loop's "
+                        "choice among its learned snapshots, when a start candidate won); saved as ...-snapK.json")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -50,7 +53,8 @@ def run(args: argparse.Namespace) -> int:
     r = evaluate(args.path, arch=pick("arch"), head=pick("head"), models=None if models is None else int(models), steps=pick("steps"),
                  target=pick("target"), data_root=pick("data_root"), device=pick("device") or "auto", seed=pick("seed"),
                  variant=pick("variant"), protocol=pick("protocol"), progress=not args.json and sys.stderr.isatty(),
-                 optimizer=pick("optimizer"), lr=pick("lr"), order=pick("order"), label_temperature=pick("label_temperature"))
+                 optimizer=pick("optimizer"), lr=pick("lr"), order=pick("order"), label_temperature=pick("label_temperature"),
+                 snapshot=pick("snapshot"))
     at = f" (labels at temperature {r['label_temperature']:g})" if r.get("label_temperature") is not None else ""
     if r.get("protocol") not in (None, "paper"):
         text = f"{r['arch']}, protocol {r['protocol']}: {r['models']} models x {r['steps']} steps: test accuracy {fmt_acc(r)}"
@@ -59,5 +63,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         how = f", {r['optimizer']} lr {r['lr']:g}" + (f", order {r['order']}" if r.get("order") is not None else "")
         text = f"{r['arch']} / {r['head']} head{how}, {r['models']} models x {r['steps']} steps: test accuracy {fmt_acc(r)}"
+    if r.get("snapshot") is not None:
+        at += f" (snapshot {r['snapshot']['number']}: epoch {r['snapshot']['epoch']}, validation {r['snapshot']['val_accuracy']:.2f})"
     emit(r, args.json, text + at)
     return 0

@@ -212,3 +212,33 @@ def load_snapshots(run_dir: str | Path, device: str | torch.device = "cpu") -> l
     for path in sorted((Path(run_dir) / SNAPSHOT_DIR).glob("*.safetensors")):
         out.append(_snapshot_from(load_state(path), device))
     return out
+
+
+def pick_snapshot(run_dir: str | Path, which: str | int, device: str | torch.device = "cpu") -> tuple[Snapshot, dict]:
+    """A run's validated snapshot ``which`` (its number, or ``"best-learned"``: the one the loop's rule selected among
+    the learned snapshots, the start candidate left out) and its validation record. ``evaluate --snapshot`` tests it:
+    what the loop learned when a start candidate won, or any point of its trajectory."""
+    import json
+
+    from ..errors import UserError
+    from ..report.load import metrics_path, read_metrics_lines
+
+    run_dir = Path(run_dir)
+    snaps = load_snapshots(run_dir, device)
+    log = metrics_path(run_dir)
+    if not snaps or log is None:
+        raise UserError(f"{run_dir} has no kept snapshots (snapshots/) and validation log to pick from.")
+    records = [r for r in (json.loads(line) for line in read_metrics_lines(log) if '"validation"' in line) if r.get("kind") == "validation"]
+    if str(which) == "best-learned":
+        k = max(range(len(records)), key=lambda i: (records[i]["val_accuracy"], i))  # ties to the later, as the loop
+    else:
+        try:
+            k = int(which)
+        except ValueError:
+            raise UserError(f"--snapshot takes a snapshot number (0 to {len(snaps) - 1}) or best-learned, got {which!r}.") from None
+        if not 0 <= k < min(len(snaps), len(records)):
+            raise UserError(f"{run_dir} has snapshots 0 to {min(len(snaps), len(records)) - 1}; --snapshot {k} is not one of them.")
+    snap, rec = snaps[k], records[k]
+    if snap.number != k or snap.epoch != rec["epoch"] or snap.steps_t != rec["T"]:
+        raise UserError(f"{run_dir}: snapshot {k} does not match validation record {k} of its log (a damaged run directory).")
+    return snap, rec
