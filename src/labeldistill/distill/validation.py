@@ -230,7 +230,8 @@ def pick_snapshot(run_dir: str | Path, which: str | int, device: str | torch.dev
         raise UserError(f"{run_dir} has no kept snapshots (snapshots/) and validation log to pick from.")
     records = [r for r in (json.loads(line) for line in read_metrics_lines(log) if '"validation"' in line) if r.get("kind") == "validation"]
     if str(which) == "best-learned":
-        k = max(range(len(records)), key=lambda i: (records[i]["val_accuracy"], i))  # ties to the later, as the loop
+        # The loop marked each record that became its choice (its own rule on unrounded means): the last such one.
+        k = max(i for i, r in enumerate(records) if r["selected"])
     else:
         try:
             k = int(which)
