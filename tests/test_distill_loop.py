@@ -10,7 +10,7 @@ from labeldistill.data import Preprocessing
 from labeldistill.data.tensors import LabelledTensors, TargetData
 from labeldistill.distill import DistillConfig, Distiller, ResetMonitor
 from labeldistill.distill import validation as validation_mod
-from labeldistill.distill.validation import LabelSelector
+from labeldistill.distill.validation import LabelSelector, PaperScore
 from labeldistill.engine import accuracy, train_models
 from labeldistill.errors import UserError
 from labeldistill.problem import Problem
@@ -160,10 +160,10 @@ def test_label_selector_ties_go_to_later(monkeypatch):
     recs = []
     for i, epoch in enumerate((5, 10)):
         sel.add(epoch, 10 * epoch, 7 + i, labels[i])
-    recs += sel.flush(None, None, None, None, batch_size=1, lr=0.1)
+    recs += sel.flush(PaperScore(None, None, None, None, seed=0, batch_size=1, lr=0.1))
     for i, epoch in enumerate((15, 20), 2):
         sel.add(epoch, 10 * epoch, 7 + i, labels[i])
-    recs += sel.flush(None, None, None, None, batch_size=1, lr=0.1)
+    recs += sel.flush(PaperScore(None, None, None, None, seed=0, batch_size=1, lr=0.1))
     assert [r["selected"] for r in recs] == [True, True, True, False]
     assert sel.best.epoch == 15 and sel.best.steps_t == 9 and sel.best.number == 2
     assert torch.equal(sel.best.labels, labels[2])

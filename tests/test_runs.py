@@ -190,6 +190,29 @@ def test_metrics_log_truncates_on_resume(tmp_path):
     assert [json.loads(line) for line in path.read_text().splitlines()] == [{"a": 1}]
 
 
+def test_archived_metrics_log_reads_as_the_plain_one(tmp_path):
+    """results/archive.py gzips a finished run's log: every reader finds it and reads the same records;
+    a damaged file is a one-line UserError."""
+    import gzip
+
+    from labeldistill.runs.metrics import metrics_path
+
+    plain, archived = tmp_path / "plain", tmp_path / "archived"
+    plain.mkdir(), archived.mkdir()
+    log = MetricsLog(plain / "metrics.jsonl")
+    for i in range(3):
+        log.write({"kind": "step", "step": i, "loss": 0.5 * i})
+    log.close()
+    (archived / "metrics.jsonl.gz").write_bytes(gzip.compress((plain / "metrics.jsonl").read_bytes()))
+    assert metrics_path(plain) == plain / "metrics.jsonl" and metrics_path(archived) == archived / "metrics.jsonl.gz"
+    assert metrics_path(tmp_path) is None
+    assert read_metrics(metrics_path(archived)) == read_metrics(metrics_path(plain)) == [
+        {"kind": "step", "step": i, "loss": 0.5 * i} for i in range(3)]
+    (archived / "metrics.jsonl.gz").write_bytes(b"not gzip")
+    with pytest.raises(UserError, match="Cannot read"):
+        read_metrics(archived / "metrics.jsonl.gz")
+
+
 def test_last_epoch_reads_a_runs_progress_from_the_logs_end(tmp_path):
     from labeldistill.runs.metrics import last_epoch
 

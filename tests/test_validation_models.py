@@ -15,7 +15,7 @@ from labeldistill.cli import build_parser
 from labeldistill.cli.distill import config_from_args
 from labeldistill.distill import DistillConfig, Distiller
 from labeldistill.distill import validation as validation_mod
-from labeldistill.distill.validation import LabelSelector, validation_seed
+from labeldistill.distill.validation import LabelSelector, PaperScore, validation_seed
 from labeldistill.engine import Learner, accuracy, train_models
 from labeldistill.errors import UserError
 from labeldistill.runs import read_metrics
@@ -49,7 +49,7 @@ def test_one_model_is_the_papers_selection_bit_for_bit():
     for group in ((0, 1), (2, 3, 4)):
         for i in group:
             sel.add(2 * (i + 1), 8 * (i + 1), steps[i], labels[i])
-        recs += sel.flush(learner, problem.base_x, val.x, val.y, batch_size=4, lr=1e-3)
+        recs += sel.flush(PaperScore(learner, problem.base_x, val.x, val.y, seed=3, batch_size=4, lr=1e-3))
 
     # The one-model procedure, written out: one model per snapshot, seed (run seed, k).
     best_err, best, expected = float("inf"), None, []
@@ -83,7 +83,7 @@ def test_several_models_select_on_the_mean(monkeypatch):
     sel = LabelSelector(seed=11, models=3)
     sel.add(5, 50, 7, labels[0])
     sel.add(10, 100, 8, labels[1])
-    recs = sel.flush(None, None, None, None, batch_size=1, lr=0.1)
+    recs = sel.flush(PaperScore(None, None, None, None, seed=11, batch_size=1, lr=0.1))
 
     (lab, steps, seeds), = calls
     assert steps == [7, 7, 7, 8, 8, 8]
@@ -105,7 +105,7 @@ def test_several_models_select_on_the_mean(monkeypatch):
     scripted = torch.tensor([1.0, 0.3, 0.3])
     monkeypatch.setattr(validation_mod, "accuracy", lambda *a, **k: scripted)
     sel.add(15, 150, 9, labels[0])
-    (r2,) = sel.flush(None, None, None, None, batch_size=1, lr=0.1)
+    (r2,) = sel.flush(PaperScore(None, None, None, None, seed=11, batch_size=1, lr=0.1))
     assert r2["selected"] is False and sel.best.number == 1
 
 

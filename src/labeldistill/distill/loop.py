@@ -37,7 +37,7 @@ from .learned import SyntheticSet, build_synthetic
 from .reset import DeviceResetMonitor, ResetMonitor
 from .step import RECORD_FIELDS, MetaStep
 from .strategies import STRATEGIES
-from .validation import LabelSelector, ProtocolScore, Snapshot, save_snapshot
+from .validation import LabelSelector, PaperScore, ProtocolScore, Score, Snapshot, save_snapshot
 
 CHECKPOINT = "checkpoint.safetensors"
 # In a run directory: the finished models of long, fixed-epoch evaluations (runs/ledger.py), so they resume.
@@ -112,7 +112,7 @@ class Distiller:
         self.chunk = max(1, min(MAX_CHUNK, 2 * cfg.reset_window + 1))
         self.val_group = cfg.val_group or (16 if self.device.type == "cuda" else 4)
         self.selector = LabelSelector(cfg.seed, models=cfg.validation_models)
-        self.score = self._selection_score(model_factory, c, size)  # None: the paper's selection
+        self.score = self._selection_score(model_factory, c, size)
         self.epoch = 0  # completed epochs
         self.pos = 0  # steps done in the current epoch
         self.step = 0  # steps done in all
@@ -281,27 +281,25 @@ class Distiller:
         syn = self.synthetic
         self.selector.add(self.epoch, self.step, self.monitor.estimate_steps(), syn.labels.seen(), images=syn.images.snapshot())
 
-    def _selection_score(self, model_factory, channels: int, size: int) -> ProtocolScore | None:
-        """How snapshots are scored under ``select_protocol`` (None for the paper's: one model of the loop's own
-        architecture and head, trained T steps): students of the protocol (its architecture, else the loop's)."""
+    def _selection_score(self, model_factory, channels: int, size: int) -> Score:
+        """How snapshots are scored: the paper's (models of the loop's own architecture and head, trained T steps), or
+        under a fixed-epoch ``select_protocol``, students of that protocol (its architecture, else the loop's)."""
         from ..protocols import get_protocol, target_zca
 
-        proto = get_protocol(self.cfg.select_protocol)
+        proto, t, cfg = get_protocol(self.cfg.select_protocol), self.problem.target, self.cfg
         if proto.is_paper:
-            return None
-        t = self.problem.target
-        student = make_learner(proto.arch or model_factory or self.cfg.arch, channels, size, t.num_classes, head="linear")
-        return ProtocolScore(proto, student, self.problem.base_x, t.val.x, t.val.y, seed=self.cfg.seed,
-                             batch_size=self.cfg.inner_batch, lr=self.cfg.model_lr, zca=target_zca(proto, t, channels),
+            return PaperScore(self.learner, self.problem.base_x, t.val.x, t.val.y, seed=cfg.seed, batch_size=cfg.inner_batch,
+                              lr=cfg.model_lr)
+        student = make_learner(proto.arch or model_factory or cfg.arch, channels, size, t.num_classes, head="linear")
+        return ProtocolScore(proto, student, self.problem.base_x, t.val.x, t.val.y, seed=cfg.seed,
+                             batch_size=cfg.inner_batch, lr=cfg.model_lr, zca=target_zca(proto, t, channels),
                              ledger=None if self.run_dir is None else self.run_dir / LEDGER, progress=self.progress)
 
     def _validate(self) -> None:
-        p, cfg = self.problem, self.cfg
         if self.run_dir is not None:  # every validated snapshot, for later study (re-selection, trajectories)
             for snap in self.selector.pending:
                 save_snapshot(self.run_dir, snap)
-        for rec in self.selector.flush(self.learner, p.base_x, p.target.val.x, p.target.val.y, batch_size=cfg.inner_batch, lr=cfg.model_lr,
-                                       score=self.score):
+        for rec in self.selector.flush(self.score):
             self.last_val = rec["val_accuracy"]
             self._write(rec)
 

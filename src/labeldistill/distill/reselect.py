@@ -17,7 +17,7 @@ from ..runs import read_json
 from .config import DistillConfig
 from .loop import Distiller
 from .run import prepare
-from .validation import Snapshot, load_snapshots, snapshot_accuracies
+from .validation import Snapshot, load_snapshots
 
 
 @dataclass
@@ -30,12 +30,10 @@ class Reselection:
 
 def validation_accuracies(distiller: Distiller, snapshots: list[Snapshot], models: int, group: int = 16) -> torch.Tensor:
     """Accuracy (fraction) of validation model j of every snapshot: S x M, the loop's seeds and rule."""
-    p, cfg = distiller.problem, distiller.cfg
     rows = []
     for i in range(0, len(snapshots), group):  # grouping never changes a result (tested for the loop)
         snaps = snapshots[i : i + group]
-        acc = snapshot_accuracies(distiller.learner, p.base_x, snaps, models, cfg.seed, p.target.val.x, p.target.val.y,
-                                  batch_size=cfg.inner_batch, lr=cfg.model_lr)
+        acc = distiller.score(snaps, models)  # the paper's selection (reselect refuses runs selected otherwise)
         rows.append(acc.cpu().double().view(len(snaps), models))
     return torch.cat(rows)
 

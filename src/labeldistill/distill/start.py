@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -30,8 +29,7 @@ from ..errors import UserError
 from ..seeding import derive_seed
 from ..stepsearch import choose_steps
 
-if TYPE_CHECKING:
-    from .validation import ProtocolScore
+from .validation import ProtocolScore, Score
 
 CHOICES = ("auto", "on", "off")
 START_FILE = "start.safetensors"
@@ -76,14 +74,14 @@ class StartCandidate:
 
 
 def score_start(learner: Learner, problem, labels: torch.Tensor, *, seed: int, batch: int, lr: float,
-                score: ProtocolScore | None = None, models: int = 1) -> StartCandidate:
+                score: Score | None = None, models: int = 1) -> StartCandidate:
     """Score the start labels on the validation split as a baseline's set is scored (its own model seed). ``score``:
-    the loop's selection under a fixed-epoch protocol (``select_protocol``, :class:`.validation.ProtocolScore`), which
-    then gives the accuracy the snapshots are compared with: the mean of ``models`` students (the snapshots' number),
+    the loop's way of scoring snapshots; under a fixed-epoch protocol (``select_protocol``,
+    :class:`.validation.ProtocolScore`) it gives the accuracy the snapshots are compared with: the mean of ``models`` students (the snapshots' number),
     seeded from ``(seed, "start-candidate")``; the step search still gives the start its T."""
     steps, curve = choose_steps(learner, problem, labels, seed=derive_seed(seed, "start-candidate"), lr=lr, batch=batch)
     start = StartCandidate(labels.detach().clone(), steps, curve[steps], curve)
-    if score is not None:
+    if isinstance(score, ProtocolScore):
         acc = score.labels(start.labels, None, steps, seed=derive_seed(seed, "start-candidate"), models=models)
         start.val_accuracy = 100.0 * math.fsum(acc) / len(acc)
     return start

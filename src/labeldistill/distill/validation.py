@@ -77,6 +77,24 @@ Score = Callable[[list[Snapshot], int], torch.Tensor]  # (snapshots, models) -> 
 
 
 @dataclass
+class PaperScore:
+    """The paper's selection (the default): ``models`` fresh models of the loop's own architecture and head per
+    snapshot, each trained the snapshot's T steps as a test model is (:func:`snapshot_accuracies`)."""
+
+    learner: Learner
+    base_x: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    seed: int
+    batch_size: int
+    lr: float
+
+    def __call__(self, snaps: list[Snapshot], models: int) -> torch.Tensor:
+        return snapshot_accuracies(self.learner, self.base_x, snaps, models, self.seed, self.val_x, self.val_y,
+                                   batch_size=self.batch_size, lr=self.lr)
+
+
+@dataclass
 class ProtocolScore:
     """Selection under a fixed-epoch protocol (``select_protocol``): ``models`` students of ``protocol`` per snapshot,
     trained as its test trains them (``student``: its architecture, linear head; ``zca``: its whitening), measured on
@@ -130,17 +148,13 @@ class LabelSelector:
         self.pending.append(Snapshot(self.taken, epoch, step, steps_t, labels.detach().clone(), kept))
         self.taken += 1
 
-    def flush(self, learner: Learner, base_x: torch.Tensor, val_x: torch.Tensor, val_y: torch.Tensor, *, batch_size: int, lr: float,
-              score: Score | None = None) -> list[dict]:
-        """Validate every pending snapshot at once; returns their records (in order). ``score``: another way to score
-        them (:class:`ProtocolScore`); default the paper's (:func:`snapshot_accuracies` with the other arguments)."""
+    def flush(self, score: Score) -> list[dict]:
+        """Validate every pending snapshot at once with ``score`` (:class:`PaperScore`, the paper's; or
+        :class:`ProtocolScore`); returns their records (in order)."""
         if not self.pending:
             return []
         snaps, m = self.pending, self.models
-        if score is None:
-            acc = snapshot_accuracies(learner, base_x, snaps, m, self.seed, val_x, val_y, batch_size=batch_size, lr=lr).cpu().tolist()
-        else:
-            acc = score(snaps, m).cpu().tolist()
+        acc = score(snaps, m).cpu().tolist()
         self.pending = []  # after scoring: an interrupted validation leaves its snapshots pending (a checkpoint keeps them)
         records = []
         for i, s in enumerate(snaps):
@@ -221,7 +235,7 @@ def pick_snapshot(run_dir: str | Path, which: str | int, device: str | torch.dev
     import json
 
     from ..errors import UserError
-    from ..report.load import metrics_path, read_metrics_lines
+    from ..runs.metrics import metrics_path, read_metrics_lines
 
     run_dir = Path(run_dir)
     snaps = load_snapshots(run_dir, device)

@@ -8,7 +8,6 @@ are used when present.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +17,7 @@ import numpy as np
 
 from ..artifact import FILE_NAME, DistilledSet, load
 from ..errors import UserError
+from ..runs.metrics import metrics_path, read_metrics_lines
 
 DEFAULT_WINDOW = 50
 
@@ -98,30 +98,6 @@ def _read_json(path: Path, run_dir: Path) -> Any:
         raise UserError(f"{path} is not valid JSON ({type(e).__name__}): {run_dir} is damaged.") from None
     except OSError as e:
         raise UserError(f"Cannot read {path}: {e.strerror or e}.") from None
-
-
-def _lines(path: Path) -> list[str]:
-    """The lines of ``metrics.jsonl``, or of the gzip file ``results/archive.py`` makes of it (``.gz``)."""
-    if path.suffix == ".gz":
-        with gzip.open(path, "rt") as f:
-            return f.read().splitlines()
-    return path.read_text().splitlines()
-
-
-def metrics_path(run_dir: Path) -> Path | None:
-    """``RUN_DIR/metrics.jsonl``, else an archived ``metrics.jsonl.gz``, else None."""
-    for name in ("metrics.jsonl", "metrics.jsonl.gz"):
-        if (run_dir / name).is_file():
-            return run_dir / name
-    return None
-
-
-def read_metrics_lines(path: Path) -> list[str]:
-    """The lines of a metrics log (plain or gzip); a one-line :class:`UserError` when it cannot be read."""
-    try:
-        return _lines(path)
-    except (OSError, UnicodeDecodeError, EOFError) as e:  # gzip: BadGzipFile is an OSError, a cut file an EOFError
-        raise UserError(f"Cannot read {path} ({type(e).__name__}).") from None
 
 
 def read_metrics_file(path: Path, lines: list[str] | None = None) -> tuple[list[dict], list[dict]]:

@@ -6,10 +6,13 @@ duplicated and no missing steps.
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from pathlib import Path
 from typing import Any
+
+from ..errors import UserError
 
 
 class MetricsLog:
@@ -39,11 +42,8 @@ class MetricsLog:
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    out = []
-    for line in Path(path).read_text().splitlines():
-        if line.strip():
-            out.append(json.loads(line))
-    return out
+    """Every record of a metrics log (plain or gzip), in order."""
+    return [json.loads(line) for line in read_metrics_lines(Path(path)) if line.strip()]
 
 
 def last_epoch(path: str | Path, *, tail_bytes: int = 65536) -> int | None:
@@ -66,3 +66,23 @@ def last_epoch(path: str | Path, *, tail_bytes: int = 65536) -> int | None:
         if isinstance(rec, dict) and isinstance(rec.get("epoch"), int):
             return rec["epoch"]
     return None
+
+
+def metrics_path(run_dir: Path) -> Path | None:
+    """``RUN_DIR/metrics.jsonl``, else an archived ``metrics.jsonl.gz``, else None."""
+    for name in ("metrics.jsonl", "metrics.jsonl.gz"):
+        if (run_dir / name).is_file():
+            return run_dir / name
+    return None
+
+
+def read_metrics_lines(path: Path) -> list[str]:
+    """The lines of a metrics log (``metrics.jsonl``, or the gzip file ``results/archive.py`` makes of it); a one-line
+    :class:`UserError` when it cannot be read."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rt") as f:
+                return f.read().splitlines()
+        return path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError, EOFError) as e:  # gzip: BadGzipFile is an OSError, a cut file an EOFError
+        raise UserError(f"Cannot read {path} ({type(e).__name__}).") from None
