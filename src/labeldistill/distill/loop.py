@@ -291,8 +291,8 @@ class Distiller:
             return PaperScore(self.learner, self.problem.base_x, t.val.x, t.val.y, seed=cfg.seed, batch_size=cfg.inner_batch,
                               lr=cfg.model_lr)
         student = make_learner(proto.arch or model_factory or cfg.arch, channels, size, t.num_classes, head="linear")
-        return ProtocolScore(proto, student, self.problem.base_x, t.val.x, t.val.y, seed=cfg.seed,
-                             batch_size=cfg.inner_batch, lr=cfg.model_lr, zca=target_zca(proto, t, channels),
+        return ProtocolScore(student, self.problem.base_x, t.val.x, t.val.y, seed=cfg.seed, batch_size=cfg.inner_batch,
+                             lr=cfg.model_lr, protocol=proto, zca=target_zca(proto, t, channels),
                              ledger=None if self.run_dir is None else self.run_dir / LEDGER, progress=self.progress)
 
     def _validate(self) -> None:

@@ -77,9 +77,9 @@ Score = Callable[[list[Snapshot], int], torch.Tensor]  # (snapshots, models) -> 
 
 
 @dataclass
-class PaperScore:
-    """The paper's selection (the default): ``models`` fresh models of the loop's own architecture and head per
-    snapshot, each trained the snapshot's T steps as a test model is (:func:`snapshot_accuracies`)."""
+class ValidationScore:
+    """What every way of scoring snapshots holds: the models it trains (``learner``), the images, the validation split,
+    the run's seed and the training settings a snapshot's models use."""
 
     learner: Learner
     base_x: torch.Tensor
@@ -89,36 +89,39 @@ class PaperScore:
     batch_size: int
     lr: float
 
+    def __call__(self, snaps: list[Snapshot], models: int) -> torch.Tensor:  # a :data:`Score`
+        raise NotImplementedError
+
+
+@dataclass
+class PaperScore(ValidationScore):
+    """The paper's selection (the default): ``models`` fresh models of the loop's own architecture and head per
+    snapshot, each trained the snapshot's T steps as a test model is (:func:`snapshot_accuracies`)."""
+
     def __call__(self, snaps: list[Snapshot], models: int) -> torch.Tensor:
         return snapshot_accuracies(self.learner, self.base_x, snaps, models, self.seed, self.val_x, self.val_y,
                                    batch_size=self.batch_size, lr=self.lr)
 
 
 @dataclass
-class ProtocolScore:
-    """Selection under a fixed-epoch protocol (``select_protocol``): ``models`` students of ``protocol`` per snapshot,
-    trained as its test trains them (``student``: its architecture, linear head; ``zca``: its whitening), measured on
+class ProtocolScore(ValidationScore):
+    """Selection under a fixed-epoch protocol (``select_protocol``): ``models`` students of ``protocol`` per snapshot
+    (``learner``: its architecture, linear head), trained as its test trains them (``zca``: its whitening), measured on
     the validation split. Snapshot k's students take the seeds of ``evaluate_protocol(seed=validation_seed(seed, k),
     purpose="validation-models")``, so they depend on the snapshot's number alone, never on the grouping; ``ledger``
     keeps each finished student, so a run stopped during a validation resumes student by student."""
 
-    protocol: Protocol
-    student: Learner
-    base_x: torch.Tensor
-    val_x: torch.Tensor
-    val_y: torch.Tensor
-    seed: int
-    batch_size: int
-    lr: float
-    zca: ZCA | None = None
-    ledger: Path | None = None
-    progress: bool = False  # a bar over each snapshot's students (a dc-dsa validation is minutes of a CPU's time)
+    protocol: Protocol = field(kw_only=True)
+    zca: ZCA | None = field(default=None, kw_only=True)
+    ledger: Path | None = field(default=None, kw_only=True)
+    # a bar over each snapshot's students (a dc-dsa validation is minutes of a CPU's time)
+    progress: bool = field(default=False, kw_only=True)
 
     def labels(self, labels: torch.Tensor, images: torch.Tensor | None, steps: int, *, seed: int, models: int) -> list[float]:
         """Validation accuracies (fractions) of ``models`` students trained on (images or the base images, labels)."""
         from ..protocols import evaluate_protocol
 
-        ev = evaluate_protocol(self.protocol, self.student, self.base_x if images is None else images, labels, self.val_x, self.val_y,
+        ev = evaluate_protocol(self.protocol, self.learner, self.base_x if images is None else images, labels, self.val_x, self.val_y,
                                steps=steps, seed=seed, models=models, batch_size=self.batch_size, lr=self.lr, zca=self.zca,
                                purpose="validation-models", ledger=self.ledger, progress=self.progress)
         return [a / 100.0 for a in ev.accuracies]
