@@ -60,6 +60,10 @@ class DistillConfig:
     target_batch: int = 1024  # N_o
     inner_batch: int | None = None  # N_i; None: 10 / 10 / 25 / 50 (100 for CIFAR-100), at most N
     label_lr: float = 1e-3  # beta for the labels (Adam)
+    # What Adam steps for learned labels: "probabilities" (the paper's: clamped, rows renormalised) or, beyond the paper,
+    # "logits" (labels = softmax of learned logits: steps scale probabilities, so a teacher start's small entries keep
+    # their proportions; distill/labels.py). Changes results: part of the config.
+    label_param: str = "probabilities"
     model_lr: float = 1e-3  # beta for the persistent model (Adam)
     inner_lr: float = 0.01  # alpha, the virtual inner step (second order)
     # Beyond the paper: augment every step's inner minibatch like this protocol's test ("dsa" = dc-dsa's DSA, per
@@ -129,6 +133,8 @@ class DistillConfig:
         return c
 
     def validate(self) -> None:
+        from .labels import LABEL_PARAMS
+
         checks = [
             (self.base >= 1, f"--base must be at least 1 (got {self.base})"),
             (self.inner_batch is None or 1 <= self.inner_batch <= self.base,
@@ -141,6 +147,7 @@ class DistillConfig:
              f"--validation-models must be an integer of at least 1 (got {self.validation_models!r})"),
             (self.image_lr is None or self.image_lr > 0, f"--image-lr must be positive (got {self.image_lr})"),
             (self.meta_gradient in META_GRADIENTS, f"meta_gradient must be one of {', '.join(META_GRADIENTS)}, got {self.meta_gradient!r}"),
+            (self.label_param in LABEL_PARAMS, f"--label-param must be one of {', '.join(LABEL_PARAMS)}, got {self.label_param!r}"),
         ]
         for ok, msg in checks:
             if not ok:

@@ -3,8 +3,9 @@
 After every update the learned labels are clamped to [0, 1] and each row divided by its sum
 (the paper: labels stay valid distributions, which makes them interpretable and trains
 better). A row that clamps to all zeros becomes uniform (the reference code would divide by
-zero there). When images are learned instead (the paper's "our DD"), the labels are fixed
-one-hot vectors (:class:`FixedLabels`).
+zero there). Beyond the paper, ``--label-param logits`` learns each row's logits instead
+(:class:`LogitLabels`). When images are learned instead (the paper's "our DD"), the labels are
+fixed one-hot vectors (:class:`FixedLabels`).
 """
 from __future__ import annotations
 
@@ -70,6 +71,55 @@ class Labels(Quantity):
         with torch.no_grad():
             self.value.copy_(state["labels"])
         self.opt.load_state_dict(state["labels_opt"])
+
+
+class LogitLabels(Labels):
+    """Soft labels softmax(z) of learned logits ``z`` (``--label-param logits``; beyond the paper).
+
+    Models see, and snapshots keep, the distributions; Adam steps the logits with the chain rule through the
+    softmax. A step in logit space scales a row's probabilities multiplicatively, so the small entries of an
+    informative start (a teacher's "dark knowledge": which wrong classes an image resembles) keep their
+    proportions; the paper's clamped probabilities move every entry by about the same absolute amount (the lr)
+    each step and flatten such entries within a few epochs (docs/results.md, the field table's teacher starts).
+    A start distribution ``init`` becomes the logits log(max(init, 1e-6)): a zero entry (a one-hot start) starts at
+    about a millionth, from where Adam, which scales steps by the gradient's own size, can still grow it; the uniform
+    start is z = 0.
+    """
+
+    FLOOR = 1e-6
+
+    def __init__(self, n: int, num_classes: int, *, lr: float = 1e-3, device: str | torch.device = "cpu",
+                 init: torch.Tensor | None = None) -> None:
+        super().__init__(n, num_classes, lr=lr, device=device, init=init)
+        with torch.no_grad():  # the same object (the optimiser holds it), now holding logits
+            if init is None:
+                self.value.zero_()
+            else:
+                self.value.copy_(self.value.clamp_min(self.FLOOR).log())
+
+    def batch(self, rows: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.value.detach()[rows], dim=-1)
+
+    def snapshot(self) -> torch.Tensor:
+        return torch.softmax(self.value.detach(), dim=-1)
+
+    def step(self, rows: torch.Tensor, grad: torch.Tensor | None) -> None:
+        """Adam step on the logits from ``grad``, the meta-gradient of the rows' distributions y: dL/dz = y * (g - <g, y>)."""
+        y = self.batch(rows)
+        self.value.grad = torch.zeros_like(self.value).index_put_((rows,), y * (grad - (grad * y).sum(-1, keepdim=True)),
+                                                                   accumulate=True)
+        self.opt.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"label_logits": self.value.detach(), "labels_opt": self.opt.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        with torch.no_grad():
+            self.value.copy_(state["label_logits"])
+        self.opt.load_state_dict(state["labels_opt"])
+
+
+LABEL_PARAMS = {"probabilities": Labels, "logits": LogitLabels}  # --label-param: what Adam steps
 
 
 class FixedLabels(Quantity):

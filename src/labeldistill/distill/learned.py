@@ -35,7 +35,7 @@ from ..problem import Problem
 from ..registry import Registry
 from ..seeding import torch_generator
 from .images import FixedImages, LearnedImages
-from .labels import FixedLabels, Labels
+from .labels import LABEL_PARAMS, FixedLabels
 from .quantity import Quantity
 from .strategies.base import StepOutput, Wrt
 
@@ -130,7 +130,8 @@ class SyntheticSet:
 
 
 def build_synthetic(learn: str, problem: Problem, *, seed: int, image_init: str | None = None, label_lr: float = 1e-3,
-                    image_lr: float | None = None, device: str | torch.device = "cpu", initial_labels: torch.Tensor | None = None) -> SyntheticSet:
+                    image_lr: float | None = None, device: str | torch.device = "cpu", initial_labels: torch.Tensor | None = None,
+                    label_param: str = "probabilities") -> SyntheticSet:
     """The synthetic set of a run at its start.
 
     Args:
@@ -140,6 +141,7 @@ def build_synthetic(learn: str, problem: Problem, *, seed: int, image_init: str 
         image_init: ``uniform`` or ``real``; None: the choice's default.
         image_lr: Adam lr of learned images; None: :func:`default_image_lr` of their start.
         initial_labels: where learned labels start (:mod:`.label_init`); None: uniform 1/C.
+        label_param: what Adam steps for learned labels: "probabilities" (the paper's) or "logits" (:class:`.labels.LogitLabels`).
     """
     spec = LEARN.get(learn)
     t = problem.target
@@ -152,7 +154,7 @@ def build_synthetic(learn: str, problem: Problem, *, seed: int, image_init: str 
     else:
         images = FixedImages(problem.base_x)
     if spec.labels:
-        labels = Labels(problem.n_base, t.num_classes, lr=label_lr, device=device, init=initial_labels)
+        labels = LABEL_PARAMS[label_param](problem.n_base, t.num_classes, lr=label_lr, device=device, init=initial_labels)
     else:
         own = init == "real" and not problem.cross_dataset
         classes = problem.base_y.cpu() if own else FixedLabels.balanced(problem.n_base, t.num_classes)

@@ -101,7 +101,7 @@ class Distiller:
         self.augmenter = loop_augmenter(cfg.augment, cfg.seed, c, self.device)  # None unless --augment
         self.synthetic: SyntheticSet = build_synthetic(cfg.learn, problem, seed=cfg.seed, image_init=cfg.image_init,
                                                        label_lr=cfg.label_lr, image_lr=cfg.image_lr, device=self.device,
-                                                       initial_labels=initial_labels)
+                                                       initial_labels=initial_labels, label_param=cfg.label_param)
         self.model = self.learner.init([draw_seed(self.g_init)], device=self.device)
         self.model_opt = self.learner.optimizer(self.model, cfg.model_lr, capturable=self.device.type == "cuda")
         # The model the next reset switches to, drawn ahead (same seed order as drawing at the reset).
