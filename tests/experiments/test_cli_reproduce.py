@@ -101,7 +101,7 @@ def test_seeds_show_the_mean_over_seeds(capsys, fakes, monkeypatch, data_root, t
     """--seeds runs each cell once per seed (seed 0: the cell itself) and shows the seeds' mean ± their std."""
     from labeldistill.experiments import runner
     from labeldistill.experiments.plan import DataView, Options
-    from labeldistill.experiments.report import collect_seeds, seed_rows
+    from labeldistill.experiments.report import collect_seeds, flag, seed_rows
     from labeldistill.experiments import get_table
 
     plain = fakes.distill
@@ -130,6 +130,16 @@ def test_seeds_show_the_mean_over_seeds(capsys, fakes, monkeypatch, data_root, t
     row = rows["mnist/ld-rr/10"]
     assert row["ours_mean"] is None and row["per_seed"] == [50.0, None]
     assert "seeds done: 0: 50.00; not yet: 3 (not run)" in row["note"]
+    # One seed: that seed's own test, ± the std over its test models (not 0, a std over one seed), flagged as a
+    # plain table is.
+    opts = Options(out=out_dir, seeds=(2,))
+    (row,) = [r for r in seed_rows(spec, opts, collect_seeds(spec, opts, [], DataView(data_root))) if r["cell"] == "mnist/ld-rr/10"]
+    assert (row["ours_mean"], row["ours_std"]) == (54.0, 1.0) and row["per_seed"] == [54.0] and "seed 2" in row["note"]
+    assert row["flag"] is flag(54.0, 1.0, row["paper_mean"], row["paper_std"])
+    assert main(["reproduce", "1", "--only", "mnist/ld-rr/10", "--seeds", "2", "--data-root", str(data_root), "--out", str(out_dir)]) == 0
+    text = capsys.readouterr().out
+    assert "Ours: seed 2's test accuracy (%), mean ± std over its fresh test models" in text
+    assert "| `mnist/ld-rr/10` | MNIST LD RR, N=10 | 54.00 ± 1.00 | 64.57 ± 2.67 | -10.57 | >2σ | seed 2 |" in text
 
 
 @pytest.mark.parametrize("args, words", [

@@ -62,7 +62,8 @@ def collect_seeds(spec: TableSpec, opts: Options, outcomes: list[Outcome], data:
 
 def seed_rows(spec: TableSpec, opts: Options, groups: list[list[Outcome]]) -> list[dict]:
     """One row per cell over seeds: ours = the mean of the seeds' test accuracies, ± their (population)
-    std; shown only when every seed is done (the seeds done so far are listed in the note)."""
+    std; shown only when every seed is done (the seeds done so far are listed in the note). With one seed
+    (``--seeds 2``) the row is that seed's test, ± the std over its test models (a std over one seed is no spread)."""
     seeds = list(opts.seeds or (0,))
     out = []
     for name, group in zip(spec.names(), groups):
@@ -74,7 +75,9 @@ def seed_rows(spec: TableSpec, opts: Options, groups: list[list[Outcome]]) -> li
         row = {**per_seed[0], "cell": name, "seeds": seeds, "per_seed": [r.get("ours_mean") for r in per_seed],
                "status": "done" if all(r["status"] == "done" for r in per_seed) else per_seed[0]["status"]}
         done = [(k, r) for k, r in zip(seeds, per_seed) if r["status"] == "done"]
-        if len(done) == len(seeds):
+        if len(done) == len(seeds) == 1:
+            notes.append(f"seed {seeds[0]}")
+        elif len(done) == len(seeds):
             means = [r["ours_mean"] for _, r in done]
             mean = sum(means) / len(means)
             std = math.sqrt(sum((m - mean) ** 2 for m in means) / len(means))
@@ -166,7 +169,10 @@ def markdown(spec: TableSpec, opts: Options, rows: list[dict]) -> str:
         lines += ["Protocol: full (the paper's settings).", ""]
     if opts.base_select:
         lines += [f"**Base sets chosen by `{opts.base_select}` (--base-select), not the paper's random draw for this table.**", ""]
-    if opts.seeds:
+    if opts.seeds and len(opts.seeds) == 1:
+        lines += [f"Ours: seed {opts.seeds[0]}'s test accuracy (%), mean ± std over its fresh test models; paper: mean ± std "
+                  f"over its fresh test models. Δ = ours − paper; {FLAG_RULE}.", ""]
+    elif opts.seeds:
         lines += [f"Ours: the mean over seeds {', '.join(map(str, opts.seeds))} of each seed's test accuracy (%), ± the std "
                   f"over those seeds; paper: mean ± std over its fresh test models. Δ = ours − paper; {SEEDS_FLAG_RULE}.", ""]
     else:

@@ -21,8 +21,8 @@ _DD_NOTE = ("DD is our implementation of the original method (labeldistill.unrol
 
 # The label sets' counterparts of each variant (ours only; the paper's Section 4.4 states them in words).
 _LD_METHODS = ("ld", "ld-rr")
-_LD_NOTE = ("MNIST / CIFAR-10 LD and LD RR rows (ours only): the seed-0 label-distillation runs of Table 1 (100 base "
-            "examples), tested the variant's way where a label set has one.")
+_LD_NOTE = ("MNIST / CIFAR-10 LD and LD RR rows (ours only): the label-distillation runs of Table 1 (100 base examples; "
+            "seed 0, or each seed of --seeds), tested the variant's way where a label set has one.")
 
 # Table 10: first N of the 30 steps (the rest at lr 0); 35 = +5 steps at the mean lr.
 _T10_STEPS = ("10", "15", "20", "25", "30", "35")
