@@ -101,24 +101,20 @@ def test_a_run_learns_logits_and_resumes_bit_for_bit(tmp_path, method):
     problem = blob_problem()
     plain = Distiller(_config(method, epochs=4), problem, model_factory=TinyNet, progress=False)
     plain.run()
-    straight = Distiller(_config(method, epochs=4, label_param="logits"), problem, model_factory=TinyNet, run_dir=tmp_path / "a",
-                         progress=False)
-    straight.open_log(resume=False)
-    res_a = straight.run()
-    straight.close()
+    def session(epochs: int, run_dir, resume: bool) -> tuple[Distiller, object]:
+        d = Distiller(_config(method, epochs=epochs, label_param="logits"), problem, model_factory=TinyNet, run_dir=run_dir,
+                      progress=False)
+        d.open_log(resume=resume)
+        res = d.run()
+        d.close()
+        return d, res
+
+    straight, res_a = session(4, tmp_path / "a", resume=False)
     assert isinstance(straight.labels, LogitLabels)
     assert torch.allclose(res_a.labels.sum(-1), torch.ones(6), atol=1e-6) and torch.all(res_a.labels > 0)
     assert not torch.allclose(straight.labels.seen(), plain.labels.seen(), atol=1e-3)  # another parametrisation, another path
-    first = Distiller(_config(method, epochs=2, label_param="logits"), problem, model_factory=TinyNet, run_dir=tmp_path / "b",
-                      progress=False)
-    first.open_log(resume=False)
-    first.run()
-    first.close()
-    second = Distiller(_config(method, epochs=4, label_param="logits"), problem, model_factory=TinyNet, run_dir=tmp_path / "b",
-                       progress=False)
-    second.open_log(resume=True)
-    res_b = second.run()
-    second.close()
+    session(2, tmp_path / "b", resume=False)
+    second, res_b = session(4, tmp_path / "b", resume=True)
     for kind in ("step", "validation"):  # a stop flushes pending validations early: compare each kind in its own order
         recs = lambda d: [r for r in read_metrics(d / "metrics.jsonl") if r["kind"] == kind]  # noqa: E731
         assert recs(tmp_path / "a") == recs(tmp_path / "b") != []

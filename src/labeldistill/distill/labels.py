@@ -32,6 +32,7 @@ class Labels(Quantity):
 
     key = "labels"
     learned = True
+    state_key = "labels"  # what a checkpoint calls the learned tensor
 
     def __init__(self, n: int, num_classes: int, *, lr: float = 1e-3, device: str | torch.device = "cpu",
                  init: torch.Tensor | None = None) -> None:
@@ -65,11 +66,11 @@ class Labels(Quantity):
         return [self.opt]
 
     def state_dict(self) -> dict[str, Any]:
-        return {"labels": self.value.detach(), "labels_opt": self.opt.state_dict()}
+        return {self.state_key: self.value.detach(), "labels_opt": self.opt.state_dict()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         with torch.no_grad():
-            self.value.copy_(state["labels"])
+            self.value.copy_(state[self.state_key])
         self.opt.load_state_dict(state["labels_opt"])
 
 
@@ -87,6 +88,7 @@ class LogitLabels(Labels):
     """
 
     FLOOR = 1e-6
+    state_key = "label_logits"  # never read as probabilities (nor a probabilities checkpoint as logits)
 
     def __init__(self, n: int, num_classes: int, *, lr: float = 1e-3, device: str | torch.device = "cpu",
                  init: torch.Tensor | None = None) -> None:
@@ -109,14 +111,6 @@ class LogitLabels(Labels):
         self.value.grad = torch.zeros_like(self.value).index_put_((rows,), y * (grad - (grad * y).sum(-1, keepdim=True)),
                                                                    accumulate=True)
         self.opt.step()
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"label_logits": self.value.detach(), "labels_opt": self.opt.state_dict()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        with torch.no_grad():
-            self.value.copy_(state["label_logits"])
-        self.opt.load_state_dict(state["labels_opt"])
 
 
 LABEL_PARAMS = {"probabilities": Labels, "logits": LogitLabels}  # --label-param: what Adam steps
