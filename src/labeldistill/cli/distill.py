@@ -54,6 +54,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--label-param", default=None, choices=["probabilities", "logits"],
                    help="what Adam steps for the labels: probabilities (default, the paper's: clamped, renormalised) or logits "
                         "(labels = softmax of learned logits, so steps scale a start's small entries; beyond the paper)")
+    p.add_argument("--target-scale", default=None, choices=["shared", "fitted"],
+                   help="ridge: the target loss's logit scale: shared (default, the paper's: the head's calibration) or fitted "
+                        "(each step's loss-minimising scale, so labels gain nothing from sharpness alone; beyond the paper)")
     p.add_argument("--model-lr", type=float, default=None, help="Adam lr of the model (1e-3)")
     p.add_argument("--inner-lr", type=float, default=None, help="alpha of the virtual inner step (0.01)")
     p.add_argument("--augment", default=None, metavar="NAME",
@@ -124,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
 # Flags of label distillation that mean nothing to DD / SLDD (dest -> flag).
 NOT_FOR_UNROLLED = {
     "source": "--source", "learn": "--learn", "image_init": "--image-init", "image_lr": "--image-lr", "target_size": "--target-size",
-    "inner_batch": "--inner-batch", "label_lr": "--label-lr", "label_param": "--label-param", "model_lr": "--model-lr", "inner_lr": "--inner-lr",
+    "inner_batch": "--inner-batch", "label_lr": "--label-lr", "label_param": "--label-param", "target_scale": "--target-scale", "model_lr": "--model-lr", "inner_lr": "--inner-lr",
     "meta_gradient": "--meta-gradient", "reset_window": "--reset-window", "val_every": "--val-every",
     "validation_models": "--validation-models", "base_select": "--base-select", "start_candidate": "--start-candidate",
     "label_temperature": "--label-temperature", "augment": "--augment",

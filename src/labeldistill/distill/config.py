@@ -75,6 +75,10 @@ class DistillConfig:
     ridge_lambda: float = 1.0
     ridge_step: float = 0.01  # pseudo-gradient step size
     scale_lr: float = 0.01  # Adam lr of the RR calibration scale
+    # The target loss's logit scale (distill/strategies/ridge.py): "shared" (the paper's: the calibration s, trained on
+    # the base loss) or, beyond the paper and for ridge only, "fitted" (each step's loss-minimising scale, so that
+    # sharper labels are not paid for their sharpness alone). Changes results: part of the config.
+    target_scale: str = "shared"
     reset_window: int | None = None  # None: 100 for CIFAR-100 / K-49 (any N); else 50, 200 when N > 100
     # Validation, test and bookkeeping
     val_every: int = 5  # epochs between label-selection validations
@@ -156,6 +160,9 @@ class DistillConfig:
         from .strategies import STRATEGIES
 
         self.method = STRATEGIES.canonical(self.method)
+        scales = STRATEGIES.get(self.method).target_scales
+        if self.target_scale not in scales:
+            raise UserError(f"--target-scale {self.target_scale} is not available with --method {self.method} (it has: {', '.join(scales)}).")
         from .learned import IMAGE_INITS, LEARN
 
         self.learn = LEARN.canonical(self.learn)

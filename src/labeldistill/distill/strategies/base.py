@@ -62,10 +62,16 @@ def split_grads(grads: tuple[torch.Tensor, ...], wrt: Wrt) -> tuple[torch.Tensor
 class Strategy(ABC):
     name: ClassVar[str]
     head: ClassVar[str]  # head of the persistent, validation and test models: "linear" or "ridge"
+    # How the target loss scales the model's logits (DistillConfig.target_scale): "shared" (the paper's) for every
+    # strategy; a strategy that offers more names them here.
+    target_scales: ClassVar[tuple[str, ...]] = ("shared",)
 
-    def __init__(self, *, inner_lr: float = 0.01, meta_gradient: str = "jvp") -> None:
+    def __init__(self, *, inner_lr: float = 0.01, meta_gradient: str = "jvp", target_scale: str = "shared") -> None:
+        if target_scale not in self.target_scales:
+            raise ValueError(f"method {self.name} has no target scale {target_scale!r} (it has: {', '.join(self.target_scales)})")
         self.inner_lr = inner_lr
         self.meta_gradient = meta_gradient
+        self.target_scale = target_scale
 
     @abstractmethod
     def step(self, learner: Learner, model: ModelState, xb: torch.Tensor, yb: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor,
