@@ -103,6 +103,8 @@ def test_inner_batch_larger_than_base_set(bad_files, tmp_path):
     (["--method", "magic"], "Unknown method 'magic'"),
     (["--base", "abc"], "invalid int value"),
     (["--config", "/nonexistent.toml"], "not found"),
+    (["--test-protocol", "dc", "--test-models", "2"], "--test-models counts the paper protocol's test models; --test-protocol dc"),
+    (["--test-protocol", "mtt"], "Unknown evaluation protocol 'mtt'"),
 ])
 def test_bad_options(bad_files, tmp_path, args, needle):
     p = run_cli("distill", "--target", f"npz:{bad_files['ok']}", "--out", str(tmp_path / "r"), *args)

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..distill import DistillConfig, list_learn, list_methods, run_distillation
 from ..distill.label_init import list_label_inits
 from ..distill.learned import IMAGE_INITS
+from ..protocols import canonical_protocol
 from ..runs import RunLock, read_json
 from ..errors import UserError
 from ..selectors import list_selectors
@@ -71,7 +72,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--select-protocol", default=None, metavar="NAME",
                    help="how label selection scores each snapshot (and a start candidate): paper (default: one model trained T "
                         "steps) or dc / dc-dsa (--validation-models students of that protocol each; beyond the paper, slow on a CPU)")
-    p.add_argument("--test-models", type=int, default=None, help="fresh test models (20; dd / sldd: 200)")
+    p.add_argument("--test-models", type=int, default=None, help="fresh test models of the paper protocol (20; dd / sldd: 200); a --test-protocol dc / dc-dsa trains its own 5")
     p.add_argument("--test-protocol", default=None, metavar="NAME", help="how the final test trains fresh models: paper (default), dc, dc-dsa (labeldistill.protocols)")
     p.add_argument("--base-select", default=None, metavar="NAME",
                    help="how the base set is chosen: " + ", ".join(list_selectors()) + " (default random, the paper's draw)")
@@ -88,7 +89,14 @@ def add(sub: argparse._SubParsersAction) -> None:
 def config_from_args(args: argparse.Namespace) -> DistillConfig:
     flags = {k: v for k, v in vars(args).items()}
     flags["split"] = parse_split(args.split)
-    return merge(DistillConfig, read_toml(args.config), flags)
+    toml = read_toml(args.config)
+    cfg = merge(DistillConfig, toml, flags)
+    if (flags.get("test_models") is not None or "test_models" in toml) and canonical_protocol(cfg.test_protocol) != "paper":
+        # Said, not ignored: a fixed-epoch protocol trains its own count (its record names it); evaluate takes another.
+        raise UserError(f"--test-models counts the paper protocol's test models; --test-protocol {cfg.test_protocol} trains "
+                        "its own (5). For another count, test the finished run: labeldistill evaluate RUN --protocol "
+                        f"{cfg.test_protocol} --models M.")
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:
