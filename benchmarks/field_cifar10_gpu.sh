@@ -3,8 +3,9 @@
 # ConvNet-3 under dc-dsa with ZCA, 5 models), then the two levers made for it (session 20) on the teacher start:
 #   1. reproduce field --only 'cifar10/*': true labels, teacher labels, LD, LD RR, LD / LD RR from the teacher's labels;
 #   2. LD RR from the teacher's labels with the loop's steps on DSA views (--augment dsa), the labels learned as logits
-#      (--label-param logits --label-lr 1e-2, session 21: 0.86 points better than probabilities on MNIST) and the
-#      snapshots chosen by dc-dsa students (--select-protocol dc-dsa, one student each, every 20 epochs: 20 snapshots).
+#      (--label-param logits --label-lr 1e-2, session 21: 0.86 points better than probabilities on MNIST), the target
+#      loss at its fitted scale (--target-scale fitted, session 22: 0.23 better again) and the snapshots chosen by
+#      dc-dsa students (--select-protocol dc-dsa, one student each, every 20 epochs: 20 snapshots).
 # Every step has a deadline (SIGINT: runs checkpoint and resume); what finished is packed into RESULTS_DIR.
 #
 # The data do not fit one call (the checkout and its carried paths: 64 MiB; CIFAR-10's training file is 117 MB), so
@@ -47,10 +48,10 @@ stamp "reproduce field cifar10: rc=$?"
 
 EP=""; [ -n "$QUICK" ] && EP="--epochs 2 --val-every 1"
 timeout -s INT -k 20 "${T_LEVERS:-120}" $PY -m labeldistill distill --target cifar10 --base 100 --method ridge --label-init teacher \
-  --temperature auto --augment dsa --label-param logits --label-lr 1e-2 --select-protocol dc-dsa --val-every 20 \
+  --temperature auto --augment dsa --label-param logits --label-lr 1e-2 --target-scale fitted --select-protocol dc-dsa --val-every 20 \
   --test-protocol dc-dsa $EP --seed 0 --device "$DEV" \
   --data-root "$W/data" --out "$W/ldrr-teacher-aug-sel" --no-progress --json > "$W/levers.log" 2>&1
-stamp "LD RR teacher start, --augment dsa --label-param logits --select-protocol dc-dsa: rc=$?"
+stamp "LD RR teacher start, --augment dsa --label-param logits --target-scale fitted --select-protocol dc-dsa: rc=$?"
 
 # Small files only: configs, results, metrics, distilled sets, ledgers, logs (no data, checkpoints or teacher cache).
 tar czf "$R/field_cifar10.tgz" -C "$W" --exclude='data' --exclude='cache' --exclude='checkpoint.safetensors' --exclude='snapshots' . \
