@@ -64,6 +64,28 @@ def _config(method: str, **kw) -> DistillConfig:
     return DistillConfig(**base)
 
 
+def straight_and_resumed(tmp_path, method: str, *, epochs: int = 4, stop_at: int = 2, **kw):
+    """The same run (``_config(method, **kw)`` on blob_problem with TinyNet) straight through in tmp_path/a, and stopped
+    after ``stop_at`` epochs then resumed in tmp_path/b; asserts both logged the same steps and validations (each kind in
+    its own order: a stop flushes pending validations early). Returns (straight, resumed) as (Distiller, result)."""
+    problem = blob_problem()
+
+    def session(n: int, run_dir, resume: bool):
+        d = Distiller(_config(method, epochs=n, **kw), problem, model_factory=TinyNet, run_dir=run_dir, progress=False)
+        d.open_log(resume=resume)
+        res = d.run()
+        d.close()
+        return d, res
+
+    straight = session(epochs, tmp_path / "a", resume=False)
+    session(stop_at, tmp_path / "b", resume=False)
+    resumed = session(epochs, tmp_path / "b", resume=True)
+    for kind in ("step", "validation"):
+        recs = lambda d: [r for r in read_metrics(d / "metrics.jsonl") if r["kind"] == kind]  # noqa: E731
+        assert recs(tmp_path / "a") == recs(tmp_path / "b") != []
+    return straight, resumed
+
+
 @pytest.mark.parametrize("method", ["second-order", "ridge"])
 def test_distiller_end_to_end(tmp_path, method):
     cfg = _config(method)
