@@ -1,0 +1,134 @@
+"""Keep a run directory's record in main (records/), and put a parked run back to resume it.
+
+    python records/archive.py store RUN_DIR NAME                 # a finished run -> records/runs/NAME
+    python records/archive.py store RUN_DIR NAME --in-progress   # with its checkpoint -> records/in-progress/NAME
+    python records/archive.py restore NAME RUN_DIR               # records/in-progress/NAME -> RUN_DIR (then resume)
+    python records/archive.py size                               # what records/ holds, against its budget
+
+Why main: a session's machine can be replaced, and only main is carried over (session 23 lost the
+`results` branch, which lived in one machine's clone). So the records are small: JSON and JSONL are
+gzipped (split indices make a config.json up to 1 MB), files over 2 MB are left out (listed in the
+manifest) except the distilled set and, for a parked run, the checkpoint, and the folder keeps to a
+budget, because every tracked file also travels with each call to a lent GPU machine.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import gzip
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BUDGET_MB = 40.0          # the whole records/ folder; a GPU call carries the checkout within 64 MiB
+LARGE_MB = 2.0            # files above this are left out, except the ones a record exists for
+ALWAYS = {"distilled.safetensors", "result.json", "config.json"}
+SKIP = {".lock"}
+GZIP_SUFFIXES = (".json", ".jsonl")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(HERE), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _size_mb(root: Path) -> float:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 2**20
+
+
+def store(run_dir: Path, name: str, in_progress: bool) -> Path:
+    if not run_dir.is_dir():
+        sys.exit(f"error: {run_dir} is not a run directory")
+    keep = ALWAYS | ({"checkpoint.safetensors"} if in_progress else set())
+    dest = HERE / ("in-progress" if in_progress else "runs") / name
+    if dest.exists():
+        shutil.rmtree(dest)  # a record is replaced whole, never merged with an older one
+    files, left_out = {}, []
+    for src in sorted(p for p in run_dir.rglob("*") if p.is_file()):
+        rel = src.relative_to(run_dir).as_posix()
+        if src.name in SKIP or src.name.startswith(".") and src.name.endswith(".tmp"):
+            continue
+        mb = src.stat().st_size / 2**20
+        if mb > LARGE_MB and src.name not in keep:
+            left_out.append(f"{rel} ({mb:.1f} MB)")
+            continue
+        out = dest / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        raw = src.read_bytes()  # read once: the digest is of exactly the bytes stored, even if the run writes on
+        files[rel] = hashlib.sha256(raw).hexdigest()
+        if src.suffix in GZIP_SUFFIXES:
+            out = out.with_name(out.name + ".gz")
+            raw = gzip.compress(raw, mtime=0)  # mtime 0: the same file gives the same blob
+        out.write_bytes(raw)
+    manifest = {"source": str(run_dir), "stored": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "main_commit": _commit(), "in_progress": in_progress, "files": files, "left_out": left_out}
+    (dest / "MANIFEST.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    total = _size_mb(HERE)
+    print(f"{dest.relative_to(HERE.parent)}: {_size_mb(dest):.2f} MB; records/ {total:.1f} of {BUDGET_MB:.0f} MB"
+          + (f"; left out: {', '.join(left_out)}" if left_out else ""))
+    if total > BUDGET_MB:
+        sys.exit(f"error: records/ is {total:.1f} MB, over its {BUDGET_MB:.0f} MB budget; remove finished runs' "
+                 "parked checkpoints (records/in-progress/) or leave large files out")
+    return dest
+
+
+def restore(name: str, run_dir: Path) -> None:
+    src = HERE / "in-progress" / name
+    if not (src / "MANIFEST.json").is_file():
+        sys.exit(f"error: no parked run {name!r} in {src.parent}")
+    if run_dir.exists() and any(run_dir.iterdir()):
+        sys.exit(f"error: {run_dir} exists and is not empty; restore into a new folder")
+    manifest = json.loads((src / "MANIFEST.json").read_text())
+    for rel, digest in manifest["files"].items():
+        out = run_dir / rel
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stored = src / (rel + ".gz") if (src / (rel + ".gz")).is_file() else src / rel
+        if stored.suffix == ".gz" and not rel.endswith(".gz"):
+            with gzip.open(stored, "rb") as fi, out.open("wb") as fo:
+                shutil.copyfileobj(fi, fo)
+        else:
+            shutil.copyfile(stored, out)
+        if _sha256(out) != digest:
+            sys.exit(f"error: {rel} does not match its recorded sha256; the record is damaged")
+    print(f"restored {len(manifest['files'])} files into {run_dir}; resume it with the command in its record")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("store")
+    s.add_argument("run_dir", type=Path)
+    s.add_argument("name")
+    s.add_argument("--in-progress", action="store_true", help="keep the checkpoint, to resume in a later session")
+    r = sub.add_parser("restore")
+    r.add_argument("name")
+    r.add_argument("run_dir", type=Path)
+    sub.add_parser("size")
+    a = ap.parse_args()
+    if a.cmd == "store":
+        store(a.run_dir, a.name, a.in_progress)
+    elif a.cmd == "restore":
+        restore(a.name, a.run_dir)
+    else:
+        for d in sorted(p for p in HERE.glob("*/*") if p.is_dir()):
+            print(f"{_size_mb(d):8.2f} MB  {d.relative_to(HERE)}")
+        print(f"{_size_mb(HERE):8.2f} MB  records/ (budget {BUDGET_MB:.0f} MB)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,61 @@
+"""records/archive.py: a parked run comes back byte for byte; large files and the budget are enforced."""
+import gzip
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parent.parent / "records" / "archive.py"
+
+
+@pytest.fixture
+def archive(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("records_archive", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "HERE", tmp_path / "records")
+    return mod
+
+
+def _run_dir(root: Path) -> Path:
+    run = root / "run"
+    (run / "evaluations").mkdir(parents=True)
+    (run / "config.json").write_text(json.dumps({"split": list(range(5000))}))
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": i}) + "\n" for i in range(50)))
+    (run / "evaluations" / "dc.json").write_text("{}")
+    (run / "checkpoint.safetensors").write_bytes(bytes(range(256)) * 12_000)  # 3 MB: over the large-file limit
+    (run / "snapshots.bin").write_bytes(b"\x01" * 3_000_000)
+    (run / ".lock").write_text("123")
+    return run
+
+
+def test_parked_run_round_trip(archive, tmp_path):
+    run = _run_dir(tmp_path)
+    dest = archive.store(run, "r", in_progress=True)
+    manifest = json.loads((dest / "MANIFEST.json").read_text())
+    assert sorted(manifest["files"]) == ["checkpoint.safetensors", "config.json", "evaluations/dc.json", "metrics.jsonl"]
+    assert manifest["left_out"] == ["snapshots.bin (2.9 MB)"]
+    assert gzip.decompress((dest / "config.json.gz").read_bytes()) == (run / "config.json").read_bytes()
+    archive.restore("r", tmp_path / "back")
+    for rel in manifest["files"]:
+        assert (tmp_path / "back" / rel).read_bytes() == (run / rel).read_bytes()
+    assert not (tmp_path / "back" / ".lock").exists()
+
+
+def test_finished_run_leaves_checkpoint_out_and_restore_checks_digest(archive, tmp_path):
+    run = _run_dir(tmp_path)
+    dest = archive.store(run, "f", in_progress=False)
+    assert not (dest / "checkpoint.safetensors").exists() and dest.parent.name == "runs"
+    parked = archive.store(run, "p", in_progress=True)
+    (parked / "checkpoint.safetensors").write_bytes(b"damaged")
+    with pytest.raises(SystemExit, match="does not match its recorded sha256"):
+        archive.restore("p", tmp_path / "back")
+    with pytest.raises(SystemExit, match="exists and is not empty"):
+        archive.restore("p", tmp_path / "back")
+
+
+def test_budget(archive, tmp_path, monkeypatch):
+    monkeypatch.setattr(archive, "BUDGET_MB", 1.0)
+    with pytest.raises(SystemExit, match="over its 1 MB budget"):
+        archive.store(_run_dir(tmp_path), "big", in_progress=True)
