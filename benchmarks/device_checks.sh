@@ -13,6 +13,7 @@
 # On a lent machine (the copy of the checkout, data included, must stay under 64 MiB: main holds the code alone,
 # 3 MB, and the three files are 40 MB), prepare here, then one `run` call with carry [".devdata"] and timeout_s 600:
 #   mkdir -p .devdata && cp ../shared/data/{mnist_train,mnist_test,cifar100_test}.npz .devdata/   (/.devdata/ is ignored)
+#   rm -r records/in-progress   (a parked CPU checkpoint, up to 20 MB, would not leave room; git checkout records restores it)
 #   bash benchmarks/device_checks.sh .devdata $OUT
 # RESULTS_DIR gets session.log and device_checks.tgz only (what comes back from $OUT is at most 8 files); the work
 # folder is WORK_DIR (default a fresh temporary folder).

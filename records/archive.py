@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BUDGET_MB = 40.0          # the whole records/ folder; a GPU call carries the checkout within 64 MiB
+BUDGET_MB = 24.0          # the whole records/ folder: a GPU call carries the checkout and its data within 64 MiB
 LARGE_MB = 2.0            # files above this are left out, except the ones a record exists for
 ALWAYS = {"distilled.safetensors", "result.json", "config.json"}
 SKIP = {".lock"}
