@@ -54,7 +54,9 @@ timeout -s INT -k 20 "${T_LEVERS:-120}" $PY -m labeldistill distill --target cif
   --data-root "$W/data" --out "$W/ldrr-teacher-aug-sel" --no-progress --json > "$W/levers.log" 2>&1
 stamp "LD RR teacher start, --augment dsa --label-param logits --target-scale fitted --select-protocol dc-dsa: rc=$?"
 
-# Small files only: configs, results, metrics, distilled sets, ledgers, logs (no data, checkpoints or teacher cache).
-tar czf "$R/field_cifar10.tgz" -C "$W" --exclude='data' --exclude='cache' --exclude='checkpoint.safetensors' --exclude='snapshots' . \
-  && stamp "packed $(du -h "$R/field_cifar10.tgz" | cut -f1)"
+# Small files only: configs, results, metrics, distilled sets, ledgers, logs. A file comes back from $OUT only under
+# 16 MiB, so the data, the teacher cache and anything over 4 MiB stay behind (checkpoints; the ZCA cache is 38 MB).
+(cd "$W" && find . -type f -size +4096k > skipped.txt; find . -type f -size -4097k ! -name '*.tmp' ! -path './data/*' \
+   ! -path './cache/*' | tar czf "$R/field_cifar10.tgz" -T -) \
+  && stamp "packed $(du -h "$R/field_cifar10.tgz" | cut -f1); left behind: $(wc -l < "$W/skipped.txt") file(s) over 4 MiB"
 cp "$W/session.log" "$R/session.log"
