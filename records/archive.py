@@ -63,6 +63,8 @@ def store(run_dir: Path, name: str, in_progress: bool) -> Path:
         rel = src.relative_to(run_dir).as_posix()
         if src.name in SKIP or src.name.startswith(".") and src.name.endswith(".tmp"):
             continue
+        if src.name == "checkpoint.safetensors" and not in_progress:
+            continue  # a finished run resumes nothing: its record is the result, not the state to go on from
         mb = src.stat().st_size / 2**20
         if mb > LARGE_MB and src.name not in keep:
             left_out.append(f"{rel} ({mb:.1f} MB)")

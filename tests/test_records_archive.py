@@ -47,6 +47,7 @@ def test_finished_run_leaves_checkpoint_out_and_restore_checks_digest(archive, t
     run = _run_dir(tmp_path)
     dest = archive.store(run, "f", in_progress=False)
     assert not (dest / "checkpoint.safetensors").exists() and dest.parent.name == "runs"
+    assert "checkpoint.safetensors" not in json.loads((dest / "MANIFEST.json").read_text())["files"]
     parked = archive.store(run, "p", in_progress=True)
     (parked / "checkpoint.safetensors").write_bytes(b"damaged")
     with pytest.raises(SystemExit, match="does not match its recorded sha256"):
