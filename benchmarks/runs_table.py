@@ -32,7 +32,7 @@ def row(run: Path) -> str | None:
         return None
     cfg = _read(run, "config.json") or {}
     v = cfg.get("versions", {})
-    c = cfg["config"]
+    c = cfg.get("config", {})
     commit = (v.get("git_commit") or "no git")[:7] + (" (dirty)" if v.get("git_dirty") else "")
     setting = (f"{c['source']} → " if c.get("source") else "") + f"{res['target']}-{res['base']}"
     method = {"second-order": "LD", "ridge": "LD RR"}.get(res["method"], res["method"])

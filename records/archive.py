@@ -31,14 +31,6 @@ SKIP = {".lock"}
 GZIP_SUFFIXES = (".json", ".jsonl")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _commit() -> str:
     try:
         return subprocess.run(["git", "-C", str(HERE), "rev-parse", "HEAD"], capture_output=True, text=True,
@@ -96,17 +88,17 @@ def restore(name: str, run_dir: Path) -> None:
     if run_dir.exists() and any(run_dir.iterdir()):
         sys.exit(f"error: {run_dir} exists and is not empty; restore into a new folder")
     manifest = json.loads((src / "MANIFEST.json").read_text())
+    contents = {}
     for rel, digest in manifest["files"].items():
+        gz = src / (rel + ".gz")
+        raw = gzip.decompress(gz.read_bytes()) if gz.is_file() else (src / rel).read_bytes()
+        if hashlib.sha256(raw).hexdigest() != digest:  # all checked before any is written: a damaged record restores nothing
+            sys.exit(f"error: {rel} does not match its recorded sha256; the record is damaged")
+        contents[rel] = raw
+    for rel, raw in contents.items():
         out = run_dir / rel
         out.parent.mkdir(parents=True, exist_ok=True)
-        stored = src / (rel + ".gz") if (src / (rel + ".gz")).is_file() else src / rel
-        if stored.suffix == ".gz" and not rel.endswith(".gz"):
-            with gzip.open(stored, "rb") as fi, out.open("wb") as fo:
-                shutil.copyfileobj(fi, fo)
-        else:
-            shutil.copyfile(stored, out)
-        if _sha256(out) != digest:
-            sys.exit(f"error: {rel} does not match its recorded sha256; the record is damaged")
+        out.write_bytes(raw)
     print(f"restored {len(manifest['files'])} files into {run_dir}; resume it with the command in its record")
 
 

@@ -52,6 +52,9 @@ def test_finished_run_leaves_checkpoint_out_and_restore_checks_digest(archive, t
     (parked / "checkpoint.safetensors").write_bytes(b"damaged")
     with pytest.raises(SystemExit, match="does not match its recorded sha256"):
         archive.restore("p", tmp_path / "back")
+    assert not (tmp_path / "back").exists()  # every file is checked before any is written
+    archive.store(run, "p", in_progress=True)
+    archive.restore("p", tmp_path / "back")
     with pytest.raises(SystemExit, match="exists and is not empty"):
         archive.restore("p", tmp_path / "back")
 
