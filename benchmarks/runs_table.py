@@ -6,33 +6,23 @@ Usage:
 One row per run directory: target (and source), N, method, seed, device, test accuracy
 (mean ± std over the test models), T, resets, the selected epoch, numerics version, commit
 (and dirty flag), validation models per snapshot, and the resumes the run went through.
-Only runs with a ``result.json`` are listed; the others are named as unfinished. A record stored with
-``records/archive.py`` (its JSON gzipped) reads the same as the run directory it came from.
+Only runs with a ``result.json`` are listed; the others are named as unfinished. A record in records/ is a
+run directory too.
 """
 from __future__ import annotations
 
-import gzip
 import json
 import sys
 from pathlib import Path
 
 
-def _read(run: Path, name: str) -> dict | None:
-    """``name`` from a run directory, or ``name.gz`` from its record in records/."""
-    if (run / name).is_file():
-        return json.loads((run / name).read_text())
-    if (run / (name + ".gz")).is_file():
-        return json.loads(gzip.decompress((run / (name + ".gz")).read_bytes()))
-    return None
-
-
 def row(run: Path) -> str | None:
-    res = _read(run, "result.json")
-    if res is None:
+    if not (run / "result.json").exists():
         return None
-    cfg = _read(run, "config.json") or {}
+    res = json.loads((run / "result.json").read_text())
+    cfg = json.loads((run / "config.json").read_text())
     v = cfg.get("versions", {})
-    c = cfg.get("config", {})
+    c = cfg["config"]
     commit = (v.get("git_commit") or "no git")[:7] + (" (dirty)" if v.get("git_dirty") else "")
     setting = (f"{c['source']} → " if c.get("source") else "") + f"{res['target']}-{res['base']}"
     method = {"second-order": "LD", "ridge": "LD RR"}.get(res["method"], res["method"])

@@ -3,13 +3,14 @@
     python records/archive.py store RUN_DIR NAME                 # a finished run -> records/runs/NAME
     python records/archive.py store RUN_DIR NAME --in-progress   # with its checkpoint -> records/in-progress/NAME
     python records/archive.py restore NAME RUN_DIR               # records/in-progress/NAME -> RUN_DIR (then resume)
-    python records/archive.py size                               # what records/ holds, against its budget
+    python records/archive.py size                               # what records/ holds; runs/ against its budget
 
 Why main: a session's machine can be replaced, and only main is carried over (session 23 lost the
-`results` branch, which lived in one machine's clone). So the records are small: JSON and JSONL are
-gzipped (split indices make a config.json up to 1 MB), files over 2 MB are left out (listed in the
-manifest) except the distilled set and, for a parked run, the checkpoint, and the folder keeps to a
-budget, because every tracked file also travels with each call to a lent GPU machine.
+`results` branch, which lived in one machine's clone). A record stays a run directory that the library reads
+(`labeldistill report records/runs/NAME`), and small: the metrics log is gzipped (as the library reads it),
+files over 2 MB are left out (listed in the manifest) except the distilled set and, for a parked run, the
+checkpoint, and finished records keep to a budget, because every tracked file travels with each call to a
+lent GPU machine.
 """
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ HERE = Path(__file__).resolve().parent
 BUDGET_MB = 16.0          # finished records (runs/): they travel with every GPU call, within 64 MiB with its data;
                           # a parked checkpoint (in-progress/) is removed from the working tree before such a call
 LARGE_MB = 2.0            # files above this are left out, except the ones a record exists for
-ALWAYS = {"distilled.safetensors", "result.json", "config.json"}
+KEEP = {"distilled.safetensors", "result.json", "config.json", "checkpoint.safetensors"}  # whatever their size
 SKIP = {".lock"}
-GZIP_SUFFIXES = (".json", ".jsonl")
+GZIP_SUFFIXES = (".jsonl",)  # runs.metrics reads metrics.jsonl.gz; JSON stays plain for every other reader
 
 
 def _commit() -> str:
@@ -47,7 +48,6 @@ def _size_mb(root: Path) -> float:
 def store(run_dir: Path, name: str, in_progress: bool) -> Path:
     if not run_dir.is_dir():
         sys.exit(f"error: {run_dir} is not a run directory")
-    keep = ALWAYS | ({"checkpoint.safetensors"} if in_progress else set())
     dest = HERE / ("in-progress" if in_progress else "runs") / name
     if dest.exists():
         shutil.rmtree(dest)  # a record is replaced whole, never merged with an older one
@@ -59,7 +59,7 @@ def store(run_dir: Path, name: str, in_progress: bool) -> Path:
         if src.name == "checkpoint.safetensors" and not in_progress:
             continue  # a finished run resumes nothing: its record is the result, not the state to go on from
         mb = src.stat().st_size / 2**20
-        if mb > LARGE_MB and src.name not in keep:
+        if mb > LARGE_MB and src.name not in KEEP:
             left_out.append(f"{rel} ({mb:.1f} MB)")
             continue
         out = dest / rel

@@ -77,7 +77,7 @@ def metrics_path(run_dir: Path) -> Path | None:
 
 
 def read_metrics_lines(path: Path) -> list[str]:
-    """The lines of a metrics log (``metrics.jsonl``, or the gzip file ``results/archive.py`` makes of it); a one-line
+    """The lines of a metrics log (``metrics.jsonl``, or the gzip file ``records/archive.py`` makes of it); a one-line
     :class:`UserError` when it cannot be read."""
     try:
         if path.suffix == ".gz":
