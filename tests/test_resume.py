@@ -29,7 +29,7 @@ def cli(*args: str) -> subprocess.Popen:
 def config(mnist_small, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cfg") / "run.toml"
     path.write_text(
-        f'target = "npz:{mnist_small}"\nbase = 20\nmethod = "ridge"\nepochs = 12\nval_every = 2\nval_group = 2\n'
+        f'target = "npz:{mnist_small}"\nbase = 20\nmethod = "ridge"\nepochs = 24\nval_every = 2\nval_group = 2\n'
         "test_models = 2\nreset_window = 4\ncheckpoint_minutes = 0.004\ndevice = \"cpu\"\nseed = 3\n"
     )
     return path
@@ -49,9 +49,19 @@ def steps_of(run: Path) -> list[dict]:
     return [r for r in recs if r["kind"] == "step"]
 
 
+def flushed_steps(run: Path) -> int:
+    """Step records in a running run's log, counting whole lines only (a flush may be under way)."""
+    lines = (run / "metrics.jsonl").read_bytes().split(b"\n")[:-1]
+    return sum(json.loads(x)["kind"] == "step" for x in lines)
+
+
 def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
+    wait_until(path.exists, proc, timeout)
+
+
+def wait_until(done, proc: subprocess.Popen, timeout: float = 300) -> None:
     t0 = time.time()
-    while not path.exists():
+    while not done():
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else "finished early"
         assert time.time() - t0 < timeout
         time.sleep(0.02)
@@ -64,8 +74,13 @@ def wait_for(path: Path, proc: subprocess.Popen, timeout: float = 300) -> None:
 def test_interrupted_then_resumed_equals_straight_run(config, straight, tmp_path, sig):
     out = tmp_path / "run"
     p = cli("distill", "--config", str(config), "--out", str(out), "--no-progress")
+    # An arbitrary moment, usually between checkpoints, but always in the first half of the loop: chosen by progress
+    # (the log is flushed at each checkpoint), not by wall time, which a fast machine outruns (the run then finishes).
+    rng = random.Random(int(sig))
+    target = rng.randint(1, len(steps_of(straight)) // 2)
     wait_for(out / "checkpoint.safetensors", p)
-    time.sleep(random.Random(int(sig)).uniform(0.05, 0.6))  # an arbitrary moment, usually between checkpoints
+    wait_until(lambda: flushed_steps(out) >= target, p)
+    time.sleep(rng.uniform(0.0, 0.05))
     p.send_signal(sig)
     _, err = p.communicate(timeout=300)
     if p.returncode == 0:
