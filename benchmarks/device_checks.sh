@@ -29,6 +29,8 @@ EPOCHS=${EPOCHS:-0}  # 0: the paper's epochs (full protocol)
 K=${K:-8}
 QUICK=${QUICK:+--quick}
 DEADLINE=${DEADLINE:-560}  # seconds after the start by which everything has stopped and been packed
+# Every timeout has -k: SIGTERM only asks a run to checkpoint and stop (runs/interrupt.py), and a process stuck in a
+# failed CUDA call never gets there (2026-12-04: a stack that hit an illegal memory access held the call to its limit).
 export PYTHONPATH=$PWD/src:$PWD/benchmarks PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 START=$SECONDS
@@ -36,6 +38,13 @@ W=${WORK_DIR:-$(mktemp -d)}; mkdir -p "$W"
 stamp() { echo "[$(( SECONDS - START )) s] $*" | tee -a "$W/session.log"; }
 left() { local l=$(( DEADLINE - 25 - (SECONDS - START) )); [ $l -lt 1 ] && l=1; echo $l; }  # 25 s kept for stopping and packing
 cap() { local l; l=$(left); [ "$1" -lt "$l" ] && l=$1; echo "$l"; }  # a step's own limit, within the deadline
+# Small files only: configs, results, metrics, distilled sets, logs. A file comes back from $OUT only under 16 MiB,
+# so anything over 4 MiB stays behind (checkpoints, a ZCA cache: 38 MB for CIFAR), and the list says what did.
+# Packed after every stage: a stage that outlives the call's limit must not take the earlier stages' files with it.
+pack() {
+  (cd "$W" && find . -type f -size +4096k > skipped.txt; find . -type f -size -4097k ! -name '*.tmp' | tar czf "$R/device_checks.tgz.tmp" -T -) \
+    && mv "$R/device_checks.tgz.tmp" "$R/device_checks.tgz" && cp "$W/session.log" "$R/session.log"
+}
 
 { nvidia-smi 2>/dev/null; $PY -c "import torch, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no gpu', 'numpy', numpy.__version__)"; } > "$W/machine.txt" 2>&1
 stamp "machine: $(tail -n 1 "$W/machine.txt")"
@@ -50,15 +59,15 @@ for _ in $(seq 50); do [ "$(ps -o pgid= -p "$T2" 2>/dev/null | tr -d ' ')" = "$T
 stamp "reproduce 2 cifar100/ld-rr/100 started (process group $(ps -o pgid= -p "$T2" | tr -d ' '))"
 
 if [ "$DEV" != cpu ]; then  # the files that hold tests marked gpu (collecting the whole suite would import extras)
-  timeout "$(cap 100)" $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_distill_step.py tests/test_engine.py \
+  LABELDISTILL_TEST_DATA=$DR timeout -k 10 "$(cap 100)" $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_distill_step.py tests/test_engine.py \
     tests/test_image_distillation.py tests/test_stack.py > "$W/pytest_gpu.log" 2>&1
-  stamp "pytest -m gpu: rc=$? ($(tail -n 1 "$W/pytest_gpu.log"))"
+  stamp "pytest -m gpu: rc=$? ($(tail -n 1 "$W/pytest_gpu.log"))"; pack
 fi
 
 finished || { kill -STOP -- -"$T2"; stamp "stand-in paused"; }
-timeout "$(cap 360)" $PY benchmarks/bench_stack.py --data-root "$DR" --device "$DEV" --k "$K" --epochs "$EPOCHS" --alone one \
+timeout -k 10 "$(cap 360)" $PY benchmarks/bench_stack.py --data-root "$DR" --device "$DEV" --k "$K" --epochs "$EPOCHS" --alone one \
   --method ridge,second-order --keep "$W/alone" --out "$W/bench_stack.json" > "$W/bench_stack.log" 2>&1
-stamp "bench_stack: rc=$? $(grep -c 'K=' "$W/bench_stack.log") measurement(s)"
+stamp "bench_stack: rc=$? $(grep -c 'K=' "$W/bench_stack.log") measurement(s)"; pack
 
 if ! finished; then
   kill -CONT -- -"$T2"; stamp "stand-in resumed"
@@ -71,8 +80,5 @@ if ! finished; then
 fi
 wait "$T2"; stamp "reproduce 2 cifar100/ld-rr/100: rc=$? ($(cat "$W"/reproduce/runs/*/metrics.jsonl 2>/dev/null | grep -c '"kind":"step"') loop steps logged, $(ls "$W"/reproduce/runs/*/result.json 2>/dev/null | wc -l) result)"
 
-# Small files only: configs, results, metrics, distilled sets, logs. A file comes back from $OUT only under 16 MiB,
-# so anything over 4 MiB stays behind (checkpoints, a ZCA cache: 38 MB for CIFAR), and the list says what did.
-(cd "$W" && find . -type f -size +4096k > skipped.txt; find . -type f -size -4097k ! -name '*.tmp' | tar czf "$R/device_checks.tgz" -T -) \
-  && stamp "packed $(du -h "$R/device_checks.tgz" | cut -f1); left behind: $(wc -l < "$W/skipped.txt") file(s) over 4 MiB"
+pack; stamp "packed $(du -h "$R/device_checks.tgz" | cut -f1); left behind: $(wc -l < "$W/skipped.txt") file(s) over 4 MiB"
 cp "$W/session.log" "$R/session.log"

@@ -1,6 +1,7 @@
 """Shared fixtures: the real data folder CI also has (../shared/data from the repo root)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -8,7 +9,8 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+# LABELDISTILL_TEST_DATA: another folder with the same files (a lent GPU machine, where ../shared does not travel).
+SHARED_DATA = Path(os.environ.get("LABELDISTILL_TEST_DATA") or REPO / ".." / "shared" / "data").resolve()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -160,6 +160,22 @@ def test_ridge_solve_matches_numpy_and_primal(n, d, lam):
     assert _rel(ridge_solve_primal(zt, yt, lam).numpy(), ref) < 1e-8
 
 
+def test_ridge_solve_float32_features_that_break_a_float32_cholesky():
+    """Features like a trained AlexCifarNet's on CIFAR-100 (a large shared component, near-collinear rows): the float32
+    Gram is not positive definite any more (the old float32 factor fails, info > 0, and its solve is off by 1,000 %);
+    the solve, in float64 inside, matches the float64 primal reference for float32 input."""
+    g = torch.Generator().manual_seed(0)
+    n, d = 100, 193
+    z = torch.rand(d, generator=g) * 300 + torch.randn(n, 20, generator=g) @ torch.randn(20, d, generator=g) * 3
+    z = with_bias(z).float()
+    y = torch.softmax(torch.randn(n, 10, generator=g), 1)
+    _, info = torch.linalg.cholesky_ex(z @ z.T + torch.eye(n))  # what version 1 did: float32 throughout
+    assert int(info) > 0
+    w = ridge_solve(z, y, 1.0)
+    assert w.dtype == torch.float32 and bool(torch.isfinite(w).all())
+    assert _rel(w.double().numpy(), _numpy_ridge(z.double().numpy(), y.double().numpy(), 1.0)) < 1e-6
+
+
 def test_ridge_solve_batched():
     rng = np.random.default_rng(3)
     z = rng.normal(size=(3, 4, 7))

@@ -13,6 +13,9 @@ Versions:
     1  order- and chunk-independent evaluation of batch-norm models (training-set statistics);
        same-dataset sources restricted to the target's training split; K-49 / CIFAR-100 reset
        window 100 for every N; TF32 off unless asked for.
+    2  the ridge head's n x n solve in float64 (models/ridge.py): a float32 Gram of large features lost
+       lambda, and its Cholesky failed (NaN on a GPU within 20 steps of CIFAR-100 LD RR, a wrong solve
+       on a CPU). Moves every ridge run by rounding at least; second-order runs are unchanged.
 """
 from __future__ import annotations
 
@@ -21,7 +24,7 @@ from collections.abc import Iterator
 
 import torch
 
-NUMERICS_VERSION = 1
+NUMERICS_VERSION = 2
 
 
 def cpu_capability() -> str | None:

@@ -125,6 +125,14 @@ class MetaStep:
         return s_out.clone()
 
     def _side_stream(self, rows: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
+        """A warm-up step off the default stream (PyTorch's rule before a capture)."""
+        if _own_stream() is not None:
+            # A run of a stack (distill/stack.py) is on a stream of its own already: warm up there. A fresh side
+            # stream would come from PyTorch's pool of 32, which the stack's streams share, so it can be another
+            # run's stream: what this step allocates there (Adam's moments, its record) would then be freed into that
+            # run's pool while this run's stream still reads it. On 2026-12-04 a stack of 8 on an H200 failed with an
+            # illegal memory access (docs/benchmarks.md); this is the cross-stream reuse such a failure points to.
+            return self._compute(rows, inner)
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
@@ -136,6 +144,14 @@ class MetaStep:
         s_rows, s_inner = rows.clone(), inner.clone()
         torch.cuda.synchronize()
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph):
+        # On a stack's stream, capture there too (not on PyTorch's one capture stream, a pooled stream that can be
+        # another run's), so that the graph's static tensors belong to this run's stream.
+        with torch.cuda.graph(graph, stream=_own_stream()):
             s_out = self._compute(s_rows, s_inner)
         self._graph, self._static = graph, (s_rows, s_inner, s_out)
+
+
+def _own_stream() -> torch.cuda.Stream | None:
+    """The current CUDA stream where it is not the default one (a stack gives each run its own), else None."""
+    cur = torch.cuda.current_stream()
+    return None if cur == torch.cuda.default_stream(cur.device) else cur

@@ -3,7 +3,7 @@
 Features get a constant 1 appended (the bias is the last row of W and is regularised
 like the rest). The local solve uses the Woodbury form
 ``W_l = Z^T (Z Z^T + lambda I)^-1 Y`` (an n x n system for a minibatch of n examples)
-with a Cholesky solve, which is cheaper and more stable than an explicit inverse. The
+with a Cholesky solve in float64, which is cheaper and more stable than an explicit inverse. The
 global weights follow the pseudo-gradient ``W <- (1 - a) W + a W_l``; logits are
 ``[f(x), 1] @ (s W)`` with a learned calibration scale ``s``.
 """
@@ -28,12 +28,21 @@ def ridge_solve(z: torch.Tensor, y: torch.Tensor, lam: float = 1.0) -> torch.Ten
         D x C weights.
     """
     n = z.shape[-2]
-    gram = z @ z.transpose(-1, -2) + lam * torch.eye(n, dtype=z.dtype, device=z.device)
+    # The n x n system in float64 (numerics version 2). Unnormalised features grow while a model trains between
+    # resets (AlexCifarNet on CIFAR-100: entries near 3,000, Gram eigenvalues near 5e9 within 20 steps), and a
+    # float32 Gram then rounds by more than lambda = 1: it is no longer positive definite, the Cholesky factor fails
+    # (NaN on a GPU, a silently wrong solve on a CPU). In float64 the products of float32 features are exact and
+    # lambda survives. The last product Z^T C stays in float64 too: near-collinear features cancel there (a float32
+    # product lost every digit in tests/test_models.py's case). Only W returns to the features' dtype. The system is
+    # tiny (n <= a few hundred): the cost is negligible.
+    z64 = z.to(torch.float64)
+    gram = z64 @ z64.transpose(-1, -2) + lam * torch.eye(n, dtype=torch.float64, device=z.device)
     # cholesky_ex: no host synchronisation for the error check (the matrix is SPD by construction).
     chol, _ = torch.linalg.cholesky_ex(gram)
     # Two triangular solves (what cholesky_solve does), as plain BLAS calls: capturable in a CUDA graph.
-    u = torch.linalg.solve_triangular(chol, y, upper=False)
-    return z.transpose(-1, -2) @ torch.linalg.solve_triangular(chol.transpose(-1, -2), u, upper=True)
+    u = torch.linalg.solve_triangular(chol, y.to(torch.float64), upper=False)
+    coef = torch.linalg.solve_triangular(chol.transpose(-1, -2), u, upper=True)
+    return (z64.transpose(-1, -2) @ coef).to(torch.promote_types(z.dtype, y.dtype))
 
 
 def ridge_solve_primal(z: torch.Tensor, y: torch.Tensor, lam: float = 1.0) -> torch.Tensor:
