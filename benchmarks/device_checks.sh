@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The GPU checks that wait for a loan, as one prepared script for one `run` call (timeout_s 600; it ends by DEADLINE,
 # 560 s after its start, packing included):
-#   1. the tests marked gpu (CUDA-graph steps, labels and images, against eager ones; stacked runs vs alone), while
-#      Table 2's CIFAR-100 stand-in, LD RR, 100 base images (issue 14) starts beside them;
+#   1. the tests marked gpu (CUDA-graph steps, labels and images, against eager ones; stacked runs vs alone), and
+#      whether a GPU run is bit-reproducible alone and stacked (benchmarks/gpu_determinism.py, default and
+#      deterministic mode), while Table 2's CIFAR-100 stand-in, LD RR, 100 base images (issue 14) starts beside them;
 #   2. stacks (issue 19): MNIST-100 LD RR and LD, seeds 0-7 stacked, full protocol, against seed 0 alone
 #      (benchmarks/bench_stack.py; seed 0 alone kept as a run directory: the same-seed CPU/GPU pair of issue 14,
 #      compared with the CPU runs of seed 0). The stand-in is paused (SIGSTOP) meanwhile, so that the stack and the
@@ -63,6 +64,13 @@ if [ "$DEV" != cpu ]; then  # the files that hold tests marked gpu (collecting t
     tests/test_image_distillation.py tests/test_stack.py > "$W/pytest_gpu.log" 2>&1
   stamp "pytest -m gpu: rc=$? ($(tail -n 1 "$W/pytest_gpu.log"))"; pack
 fi
+
+# Is a GPU run bit-reproducible, alone and stacked, by default and in deterministic mode? (the stack test's tolerance)
+timeout -k 10 "$(cap 60)" $PY benchmarks/gpu_determinism.py --data-root "$DR" --device "$DEV" > "$W/gpu_determinism.log" 2>&1
+stamp "gpu_determinism: rc=$? $(tail -n 1 "$W/gpu_determinism.log" | grep -o '"alone_twice_max_label_diff.*')"
+CUBLAS_WORKSPACE_CONFIG=:4096:8 timeout -k 10 "$(cap 60)" $PY benchmarks/gpu_determinism.py --deterministic --data-root "$DR" \
+  --device "$DEV" > "$W/gpu_determinism_det.log" 2>&1
+stamp "gpu_determinism --deterministic: rc=$? $(tail -n 1 "$W/gpu_determinism_det.log" | grep -o '"alone_twice_max_label_diff.*')"; pack
 
 finished || { kill -STOP -- -"$T2"; stamp "stand-in paused"; }
 timeout -k 10 "$(cap 360)" $PY benchmarks/bench_stack.py --data-root "$DR" --device "$DEV" --k "$K" --epochs "$EPOCHS" --alone one \
