@@ -13,11 +13,11 @@
 #
 # Usage (repository root; DATA_DIR holds mnist_train/test.npz and cifar100_test.npz):
 #   bash benchmarks/device_checks.sh DATA_DIR RESULTS_DIR
-# On a lent machine (the copy of the checkout, data included, must stay under 64 MiB: main holds the code, 3 MB, and
-# the finished records, up to 16 MB; the three files are 38 MB), prepare here, then one `run` call with carry
+# On a lent machine (the copy of the checkout, data included, must stay under 64 MiB: the code is 3 MB, the three
+# files 38 MB, the run records up to 46 MB), prepare here, then one `run` call with carry
 # [".devdata"] and timeout_s 600:
 #   mkdir -p .devdata && cp ../shared/data/{mnist_train,mnist_test,cifar100_test}.npz .devdata/   (/.devdata/ is ignored)
-#   rm -r records/in-progress   (a parked CPU checkpoint, up to 22 MB, would not leave room; git checkout records restores it)
+#   rm -r records/runs records/in-progress   (they would not leave room; git checkout records restores them)
 #   bash benchmarks/device_checks.sh .devdata $OUT
 # RESULTS_DIR gets session.log and device_checks.tgz only (what comes back from $OUT is at most 8 files); the work
 # folder is WORK_DIR (default a fresh temporary folder).

@@ -15,7 +15,7 @@
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .devdata/p3/whl kornia==0.9.0 kornia_rs==0.2.0  # 7 MB
 #   (main's checkout is 2.8 MB: each call stays under 64 MiB; /.devdata/ is ignored)
-#   rm -r records/in-progress   (a parked CPU checkpoint, up to 20 MB, would not leave room; git checkout records restores it)
+#   rm -r records/runs records/in-progress   (they would not leave room; git checkout records restores them)
 # then three `run` calls in a row:  carry [".devdata/p1"], command "true";  carry [".devdata/p2"], command "true";
 #   carry [".devdata/p3"], command "bash benchmarks/field_cifar10_gpu.sh .devdata $OUT", timeout_s 600.
 # Rehearsal on a CPU (tiny, nothing measured): DEVICE=cpu QUICK=1 T_FIELD=120 T_LEVERS=60 bash benchmarks/field_cifar10_gpu.sh DIR OUT
