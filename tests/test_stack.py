@@ -146,3 +146,15 @@ def test_stacked_runs_on_a_gpu_equal_runs_alone(mnist_small, tmp_path):
     print("max label difference, stacked vs alone on", torch.cuda.get_device_name(), diffs)
     assert max(diffs) <= 1e-6
     assert [a.steps for a in alone] == [b.steps for b in stacked]
+
+
+@pytest.mark.gpu
+def test_a_stack_larger_than_the_stream_pool_runs_on_a_gpu(mnist_small):
+    """12 runs: their 12 streams and (before session 24's fix) 3 warm-up streams each outnumber PyTorch's pool of 32, so
+    pooled streams were shared between runs; a stack of 8 on an H200 then failed with an illegal memory access. Each
+    run now warms up and captures on its own stream: the stack finishes, with finite labels, and the device is sane."""
+    cfgs = [_cfg(mnist_small, device="cuda", seed=s, epochs=3) for s in range(12)]
+    stacked = distill_many(cfgs, progress=False)
+    torch.cuda.synchronize()
+    assert all(bool(torch.isfinite(s.labels).all()) and s.steps > 0 for s in stacked)
+    assert stacked[0].labels.shape == (20, 10) and not torch.equal(stacked[0].labels, stacked[1].labels)  # two seeds
