@@ -33,8 +33,8 @@ def row(run: Path) -> str | None:
         method += ")"
     elif learn != "labels":
         method += f", {learn} ({c.get('image_init')} start, image lr {c.get('image_lr', 1e-3):g})"
-    # DD and SLDD (distill/unrolled) have no resets and no selected epoch: their rows show "-" there.
     machine = cfg.get("device", "?") + "".join(f" → {r['device']}" for r in cfg.get("resumes", []))
+    # DD and SLDD (distill/unrolled) have no resets and no selected epoch: their rows show "-" there.
     return (f"| {setting} | {method} | {res['seed']} | {c.get('validation_models', 1)} | {machine} | "
             f"**{res['accuracy_mean']:.2f} ± {res['accuracy_std']:.2f}** | {res['T']} | {res.get('resets', '-')} | {res.get('selected_epoch', '-')} | "
             f"{v.get('numerics_version', '-')} | `{commit}` | {res['distill_seconds'] / 60:.1f} | `{run.name}` |")
