@@ -32,14 +32,55 @@ from labeldistill.runs.provenance import versions
 from bench_image_step import machine  # benchmarks/ is the script's folder
 
 
-def timed(cfgs: list[DistillConfig], stack: int, data_root: str, outs: list | None = None) -> tuple[float, list]:
+class Phases:
+    """Where a measurement's wall time went: validations (a run's own, or a stack's joint ones) and tests, timed by
+    wrapping the library's functions for the duration of one measurement (the rest is the loops and set-up)."""
+
+    def __init__(self) -> None:
+        self.seconds = {"validation": 0.0, "test": 0.0}
+        self._patches: list[tuple[object, str, object]] = []
+
+    def _wrap(self, owner: object, name: str, phase: str) -> None:
+        real = getattr(owner, name)
+
+        def timed_call(*a, **k):
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            try:
+                return real(*a, **k)
+            finally:
+                if torch.cuda.is_available():
+                    torch.cuda.synchronize()
+                self.seconds[phase] += time.perf_counter() - t0
+
+        self._patches.append((owner, name, real))
+        setattr(owner, name, timed_call)
+
+    def __enter__(self) -> Phases:
+        from labeldistill.distill import loop, run, stack
+
+        self._wrap(loop.Distiller, "_validate", "validation")  # a run's own validations (alone)
+        self._wrap(stack, "score_together", "validation")  # a stack's joint ones (its runs' _validate then only records)
+        self._wrap(run, "evaluate_labels", "test")  # a run's own test (alone)
+        self._wrap(stack, "evaluate_together", "test")  # a stack's joint tests
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for owner, name, real in reversed(self._patches):
+            setattr(owner, name, real)
+
+
+def timed(cfgs: list[DistillConfig], stack: int, data_root: str, outs: list | None = None) -> tuple[float, list, dict]:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    sets = distill_many(cfgs, stack=stack, data_root=data_root, progress=False, outs=outs)
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter() - t0, sets
+    with Phases() as phases:
+        t0 = time.perf_counter()
+        sets = distill_many(cfgs, stack=stack, data_root=data_root, progress=False, outs=outs)
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+    return wall, sets, {k: round(v, 2) for k, v in phases.seconds.items()}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -53,12 +94,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--alone", choices=("all", "one"), default="all", help="time all K runs alone, or only seed 0")
     ap.add_argument("--test-models", type=int, default=20)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--deterministic", action="store_true", help="deterministic GPU kernels (DistillConfig.deterministic)")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     ap.add_argument("--keep", default=None, metavar="DIR",
                     help="keep the runs alone as run directories DIR/<method>-k<K>-s<seed> (e.g. to compare a GPU run with the CPU run of the same seed)")
     args = ap.parse_args(argv)
     ks = [int(k) for k in args.k.split(",")]
-    base = DistillConfig(target=args.target, base=args.base, epochs=args.epochs or None, device=args.device, test_models=args.test_models)
+    base = DistillConfig(target=args.target, base=args.base, epochs=args.epochs or None, device=args.device, test_models=args.test_models,
+                         deterministic=args.deterministic)
     timed([dataclasses.replace(base, epochs=1, test_models=1, seed=99)], 1, args.data_root)  # warm-up, not timed
     results = []
     for method in args.method.split(","):
@@ -66,18 +109,20 @@ def main(argv: list[str] | None = None) -> dict:
             cfgs = [dataclasses.replace(base, method=method, seed=s) for s in range(k)]
             alone_cfgs = cfgs if args.alone == "all" else cfgs[:1]
             outs = [Path(args.keep) / f"{method}-k{k}-s{c.seed}" for c in alone_cfgs] if args.keep else None
-            t_alone, alone = timed(alone_cfgs, 1, args.data_root, outs)
-            t_stack, stacked = timed(cfgs, k, args.data_root)
+            t_alone, alone, ph_alone = timed(alone_cfgs, 1, args.data_root, outs)
+            t_stack, stacked, ph_stack = timed(cfgs, k, args.data_root)
             diffs = [float((a.labels - b.labels).abs().max()) for a, b in zip(alone, stacked)]
             acc = [round(s.evaluation["accuracy_mean"], 2) for s in stacked]
             rec = {"method": method, "k": k, "alone": args.alone, "alone_runs": len(alone_cfgs), "alone_seconds": round(t_alone, 2),
                    "stack_seconds": round(t_stack, 2),
+                   # validation / test seconds inside each (the rest: loops and set-up); what bounds a stack
+                   "alone_phases": ph_alone, "stack_phases": ph_stack,
                    "ratio": round(t_stack / t_alone, 3),  # stacked / alone: ~1 when nothing is gained (--alone all), K when nothing is shared (--alone one)
                    "labels_equal": all(d == 0.0 for d in diffs), "max_label_diff": max(diffs),
                    "accuracy_alone": [round(s.evaluation["accuracy_mean"], 2) for s in alone], "accuracy_stacked": acc,
                    "T_stacked": [s.steps for s in stacked]}
             results.append(rec)
-            print(f"{method} K={k}: alone ({len(alone_cfgs)} run(s)) {t_alone:.1f} s, stacked {t_stack:.1f} s, ratio {rec['ratio']}, "
+            print(f"{method} K={k}: alone ({len(alone_cfgs)} run(s)) {t_alone:.1f} s {ph_alone}, stacked {t_stack:.1f} s {ph_stack}, ratio {rec['ratio']}, "
                   f"labels equal {rec['labels_equal']} (max diff {rec['max_label_diff']:.3g}), accuracies {acc}", flush=True)
             if args.out:  # after every measurement: a run cut short keeps what it measured
                 Path(args.out).write_text(json.dumps(_report(args, results), indent=1))

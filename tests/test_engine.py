@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from labeldistill.engine import Learner, accuracy, draw_batches, evaluate_labels, soft_cross_entropy, train_models
+from labeldistill.engine import Learner, accuracy, draw_batches, evaluate_labels, predict, soft_cross_entropy, train_models
 from labeldistill.errors import UserError
 from labeldistill.models import build_model
 
@@ -113,6 +113,38 @@ def test_per_model_labels(data):
     _assert_models_differ(together, together, 0, 1)
     with pytest.raises(ValueError):
         train_models(learner, x, labels[:2], 3, seeds, batch_size=4)
+
+
+@pytest.mark.parametrize("arch", ["lenet", "resnet14"])
+def test_per_model_images_equal_each_model_on_its_own_images(arch):
+    """K x N x C x H x W images with ``images_per_model`` (each model its own set: the validation models of a stack's runs, each run on its
+    base images) give each model exactly what training it alone on its images gives, its accuracy included; with
+    batch norm (resnet14) each model is scored with its own images' statistics."""
+    side = 28 if arch == "lenet" else 8
+    ch = 1 if arch == "lenet" else 3
+    learner = Learner(lambda: build_model(arch, ch, side, C).double())
+    g = torch.Generator().manual_seed(5)
+    images = torch.randn(3, N, ch, side, side, dtype=torch.float64, generator=g)
+    labels = torch.softmax(2 * torch.randn(3, N, C, dtype=torch.float64, generator=g), -1)
+    xt = torch.randn(30, ch, side, side, dtype=torch.float64, generator=g)
+    yt = torch.randint(0, C, (30,), generator=g)
+    seeds, steps = [4, 4, 9], [3, 2, 3]
+    for mode in ("loop", "vmap"):
+        together = train_models(learner, images, labels, steps, seeds, batch_size=5, mode=mode, images_per_model=True)
+        acc = accuracy(learner, together, xt, yt, mode=mode)
+        for i in range(3):
+            alone = train_models(learner, images[i], labels[i], steps[i], [seeds[i]], batch_size=5, mode=mode)
+            atol = 0 if mode == "loop" else 1e-6
+            _assert_models_equal(together, alone, i, 0, atol=atol)
+            torch.testing.assert_close(acc[i], accuracy(learner, alone, xt, yt, mode=mode)[0], rtol=0, atol=0)
+        if learner.has_batch_norm:  # the per-model reference matters: model 0 with model 1's images scores otherwise
+            right = together.select(slice(0, 1))
+            assert right.reference.shape == (1, N, ch, side, side)
+            wrong = together.select(slice(0, 1))
+            wrong.reference = images[1:2]  # model 1's set, as the per-model reference of this one model
+            assert not torch.equal(predict(learner, wrong, xt), predict(learner, right, xt))
+    with pytest.raises(ValueError, match="one image set per model"):
+        train_models(learner, images[:2], labels, steps, seeds, batch_size=5, images_per_model=True)
 
 
 def test_observer_called_at_exactly_those_steps(data):
@@ -243,3 +275,31 @@ def test_loop_mode_gradients_equal_each_model_alone_bit_for_bit():
         alone.backward()
         assert torch.equal(values[i].detach(), alone.detach())
         assert torch.equal(w.grad[i], wi.grad) and torch.equal(b.grad[i], bi.grad)
+
+
+def test_evaluate_together_equals_each_evaluation_alone_in_one_call(monkeypatch):
+    """The tests of a stack's runs (each its own images, labels, T, seed and model count) train in one engine call and
+    give each run exactly ``evaluate_labels``' numbers; a test with other settings (another lr) trains alone."""
+    from labeldistill.engine import PaperTest, evaluate_together
+    from labeldistill.engine import evaluate as evaluate_mod
+
+    learner = Learner(lenet64)
+    g = torch.Generator().manual_seed(2)
+    xt = torch.randn(25, 1, 28, 28, dtype=torch.float64, generator=g)
+    yt = torch.randint(0, C, (25,), generator=g)
+
+    def test(seed, steps, models, lr=1e-3):
+        x = torch.randn(N, 1, 28, 28, dtype=torch.float64, generator=g)
+        y = torch.softmax(2 * torch.randn(N, C, dtype=torch.float64, generator=g), -1)
+        return PaperTest(learner, x, y, steps, models, seed, 4, lr)
+
+    tests = [test(0, 3, 2), test(1, 2, 3), test(1, 3, 1, lr=2e-3)]
+    alone = [evaluate_labels(t.learner, t.images, t.labels, xt, yt, steps=t.steps, models=t.models, seed=t.seed,
+                             batch_size=t.batch_size, lr=t.lr) for t in tests]
+    calls = []
+    real = evaluate_mod.train_models
+    monkeypatch.setattr(evaluate_mod, "train_models", lambda *a, **k: calls.append(len(a[4])) or real(*a, **k))
+    together = evaluate_together(tests, xt, yt)
+    for a, b in zip(alone, together):
+        assert (a.accuracies, a.accuracy_mean, a.accuracy_std, a.steps, a.models) == (b.accuracies, b.accuracy_mean, b.accuracy_std, b.steps, b.models)
+    assert calls == [2 + 3, 1]

@@ -71,6 +71,29 @@ def test_a_run_records_code_and_floats_and_resumes_only_on_the_same_numerics(mni
         labeldistill.distill(out=out, resume=True, progress=False)
 
 
+def test_deterministic_mode_is_recorded_restored_and_changes_no_cpu_result(mnist_small, tmp_path, monkeypatch):
+    """``--deterministic`` switches PyTorch's deterministic mode, cuDNN's deterministic algorithms and cuBLAS's workspace
+    on for the run only (recorded in config.json), and on a CPU, already deterministic, the run is the same bit for bit."""
+    from labeldistill.cli import main
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    before = (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic)
+    runs = {}
+    for name, extra in (("default", []), ("deterministic", ["--deterministic"])):
+        out = tmp_path / name
+        assert main(["distill", "--target", f"npz:{mnist_small}", "--base", "10", "--method", "ridge", "--epochs", "2",
+                     "--test-models", "2", "--device", "cpu", "--out", str(out), "--no-progress", *extra]) == 0
+        runs[name] = (read_json(out / "config.json"), labeldistill.load(out))
+    cfg_d, set_d = runs["deterministic"]
+    cfg_0, set_0 = runs["default"]
+    assert cfg_d["config"]["deterministic"] is True and cfg_0["config"]["deterministic"] is False
+    fs = cfg_d["float_settings"]
+    assert fs["deterministic_algorithms"] is True and fs["cudnn_deterministic"] is True and fs["cublas_workspace_config"] == ":4096:8"
+    assert cfg_0["float_settings"]["deterministic_algorithms"] is before[0]
+    assert torch.equal(set_d.labels, set_0.labels) and set_d.steps == set_0.steps
+    assert (torch.are_deterministic_algorithms_enabled(), torch.backends.cudnn.deterministic) == before
+
+
 def test_baseline_cli_records_the_tf32_choice(mnist_small, tmp_path, capsys):
     import json
 

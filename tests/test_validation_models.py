@@ -213,3 +213,31 @@ def test_validation_models_setting_cli_and_checks():
     a = normalise_distill(DistillConfig(target="mnist", validation_models=1).resolve("mnist", 1).to_dict())
     b = normalise_distill(DistillConfig(target="mnist", validation_models=3).resolve("mnist", 1).to_dict())
     assert config_diff(a, b) == ["validation_models: 3 (wanted 1)"]
+
+
+def test_runs_scored_together_equal_each_run_alone_in_one_engine_call(monkeypatch):
+    """The validations of a stack's runs (each with its own seed, base images and M) are trained in one engine call
+    and give each run exactly its own scores; a run of another kind (a different lr here) is scored alone."""
+    from labeldistill.distill.validation import Snapshot, score_together
+
+    problem = blob_problem(n_base=6)
+    val = problem.target.val
+    g = torch.Generator().manual_seed(4)
+    learner = _learner()
+
+    def score(seed, lr=1e-3):
+        base = torch.randn(6, *problem.base_x.shape[1:], generator=g)  # each run its own base images
+        return PaperScore(learner, base, val.x, val.y, seed=seed, batch_size=4, lr=lr)
+
+    scores = [score(3), score(8), score(8), score(5, lr=2e-3)]
+    groups = [[Snapshot(n, 5 * (n + 1), 10 * (n + 1), 3 + n, lab) for n, lab in enumerate(_random_labels(k, seed=i))]
+              for i, k in enumerate((2, 1, 3, 2))]
+    models = [1, 2, 1, 1]
+    alone = [sc(snaps, m) for sc, snaps, m in zip(scores, groups, models)]
+    calls = []
+    real = validation_mod.train_models
+    monkeypatch.setattr(validation_mod, "train_models", lambda *a, **k: calls.append(len(a[4])) or real(*a, **k))
+    together = score_together(scores, groups, models)
+    for a, b in zip(alone, together):
+        assert torch.equal(a.double(), b.double())
+    assert calls == [2 + 2 + 3, 2]  # the first three runs' 7 models in one call; the fourth run (another lr) alone

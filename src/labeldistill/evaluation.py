@@ -150,7 +150,7 @@ def evaluate(
     learner = make_learner(arch, int(ds.images.shape[1]), size, ds.num_classes, head=head)
     batch = int(ds.recipe.get("batch_size", min(50, len(ds))))
     train_lr, recipe, how = float(ds.recipe.get("lr", 1e-3)), None, {}
-    with float32_precision(bool(run_cfg.get("allow_tf32", False))) as floats:
+    with float32_precision(bool(run_cfg.get("allow_tf32", False)), bool(run_cfg.get("deterministic", False))) as floats:
         if custom:
             recipe, how = _other_training(learner, ds, data, optimizer=optimizer, lr=lr, order=order, steps=t, seed=seed, batch=batch)
             train_lr = recipe.lr
@@ -272,7 +272,7 @@ def _evaluate_protocol(ds, proto, path: Path, run_dir: Path | None, run_cfg: dic
     if data.num_classes != ds.num_classes:
         raise UserError(f"{target} has {data.num_classes} classes but the distilled labels have {ds.num_classes}.")
     learner = make_learner(arch, int(ds.images.shape[1]), size, ds.num_classes, head="linear")
-    with float32_precision(bool(run_cfg.get("allow_tf32", False))) as floats:
+    with float32_precision(bool(run_cfg.get("allow_tf32", False)), bool(run_cfg.get("deterministic", False))) as floats:
         zca = target_zca(proto, data, int(ds.images.shape[1]), ds.zca)
         how = {}
         ledger = run_dir / "evaluations" / "ledger" if save and run_dir is not None else None
@@ -316,7 +316,7 @@ def _evaluate_scheduled(ds, path: Path, run_dir: Path | None, run_cfg: dict, *, 
         raise UserError(f"{target} has {data.num_classes} classes but the distilled labels have {ds.num_classes}.")
     if data.preprocessing.channels != int(ds.images.shape[1]):
         raise UserError(f"{target} has {data.preprocessing.channels}-channel images but the set's have {int(ds.images.shape[1])}.")
-    with float32_precision(bool(run_cfg.get("allow_tf32", False))) as floats:
+    with float32_precision(bool(run_cfg.get("allow_tf32", False)), bool(run_cfg.get("deterministic", False))) as floats:
         ev = evaluate_set(ds, data, variant=name, arch=arch, models=models, seed=seed, steps=t,
                           group=int(run_cfg.get("test_group", 50)),
                           ledger=run_dir / "evaluations" / "ledger" if save and run_dir is not None else None)

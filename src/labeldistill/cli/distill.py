@@ -78,6 +78,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="how the base set is chosen: " + ", ".join(list_selectors()) + " (default random, the paper's draw)")
     p.add_argument("--allow-tf32", action="store_true", default=None,
                    help="let a GPU use TF32 for convolutions and matmuls (default off: float32 as on a CPU; recorded)")
+    p.add_argument("--deterministic", action="store_true", default=None,
+                   help="deterministic GPU kernels: a GPU run repeats bit for bit, a stacked run equals the run alone (recorded)")
     p.add_argument("--out", default=None, help="run directory (required unless --resume)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its last checkpoint")
     p.add_argument("--download", action="store_true", help="fetch missing datasets with torchvision")
@@ -161,7 +163,7 @@ def run_dd(args: argparse.Namespace, record: dict | None = None) -> int:
         if not args.out:
             raise UserError("distill needs --out DIR (the run directory), or --resume DIR.")
         flags = {"target": args.target, "base": args.base, "seed": args.seed, "epochs": args.epochs, "device": args.device,
-                 "arch": args.arch, "test_models": args.test_models, "allow_tf32": args.allow_tf32,
+                 "arch": args.arch, "test_models": args.test_models, "allow_tf32": args.allow_tf32, "deterministic": args.deterministic,
                  "split": parse_split(args.split), "batch_size": args.target_batch}
         settings = {**{k: v for k, v in toml.items() if k != "method"}, **{k: v for k, v in flags.items() if v is not None}}
         if isinstance(settings.get("split"), list):

@@ -103,6 +103,9 @@ class DistillConfig:
     # TF32 for cuDNN convolutions and CUDA matmuls (GPU only). Off: float32 everywhere, as on a CPU
     # (PyTorch's own defaults mix TF32 convolutions with float32 matmuls); see numerics.py.
     allow_tf32: bool = False
+    # Deterministic GPU kernels (numerics.float32_precision): a GPU run repeats bit for bit, and a stacked run equals
+    # the run alone. Off by default (PyTorch's default; the cost is measured in docs/benchmarks.md). A CPU is exact anyway.
+    deterministic: bool = False
 
     def resolve(self, target_name: str, channels: int) -> DistillConfig:
         """A copy with every ``None`` default filled in for this target."""

@@ -128,6 +128,10 @@ class Distiller:
         self._base_seconds = 0.0  # wall time of earlier sessions of a resumed run
         self.log: MetricsLog | None = None
         self._stop = StopRequest()  # Ctrl-C / SIGTERM: checkpoint at the next step, then stop
+        # A driver of several runs (:mod:`.stack`) sets this: a due validation then waits (``validation_due``) until the
+        # driver has scored it together with the other runs' and calls :meth:`complete_validation`.
+        self.defer_validation = False
+        self.validation_due = False
 
     @property
     def labels(self) -> Labels | FixedLabels:
@@ -248,10 +252,22 @@ class Distiller:
         if self.epoch % cfg.val_every == 0:
             self._snapshot()
             if len(self.selector.pending) >= self.val_group:
-                self._validate()
-            self.save_now()
+                if self.defer_validation:
+                    self.validation_due = True  # complete_validation validates and checkpoints
+                else:
+                    self._validate()
+            if not self.validation_due:
+                self.save_now()
         if on_epoch is not None:
             on_epoch(self)
+
+    def complete_validation(self, accuracies: torch.Tensor) -> None:
+        """Take the pending snapshots' validation ``accuracies`` (as ``self.score`` would give them, computed by a
+        driver together with other runs') and, when the validation was due at an epoch's end, checkpoint as then."""
+        self._validate(lambda snaps, models: accuracies)
+        if self.validation_due:
+            self.validation_due = False
+            self.save_now()
 
     def save_now(self) -> None:
         """Read the queued step records and write a checkpoint (with a run directory)."""
@@ -296,11 +312,11 @@ class Distiller:
                              lr=cfg.model_lr, protocol=proto, zca=target_zca(proto, t, channels),
                              ledger=None if self.run_dir is None else self.run_dir / LEDGER, progress=self.progress)
 
-    def _validate(self) -> None:
+    def _validate(self, score: Score | None = None) -> None:
         if self.run_dir is not None:  # every validated snapshot, for later study (re-selection, trajectories)
             for snap in self.selector.pending:
                 save_snapshot(self.run_dir, snap)
-        for rec in self.selector.flush(self.score):
+        for rec in self.selector.flush(score or self.score):
             self.last_val = rec["val_accuracy"]
             self._write(rec)
 

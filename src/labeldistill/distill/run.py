@@ -12,7 +12,7 @@ from torch import nn
 
 from ..artifact import FILE_NAME, DistilledSet
 from ..data import load_source, load_for_arch
-from ..engine import evaluate_labels
+from ..engine import Evaluation, PaperTest, evaluate_labels
 from ..errors import UserError
 from ..numerics import float32_precision, float_settings
 from ..problem import Problem, build_problem
@@ -88,7 +88,7 @@ def distill(
 
 def run_distillation(cfg: DistillConfig, *, model=None, out=None, resume=False, data_root=None, download=False, progress=True) -> DistilledSet:
     cfg.validate()
-    with float32_precision(cfg.allow_tf32):
+    with float32_precision(cfg.allow_tf32, cfg.deterministic):
         return _run(cfg, model=model, out=out, resume=resume, data_root=data_root, download=download, progress=progress)
 
 
@@ -161,15 +161,31 @@ class RunSession:
             self.lock.release()
             self.lock = None
 
-    def conclude(self, loop: LoopResult) -> DistilledSet:
+    def paper_test(self, loop: LoopResult) -> PaperTest | None:
+        """What :meth:`conclude`'s test trains, where it is exactly ``evaluate_labels`` of it (the paper's test protocol,
+        no label temperature), so that a driver of several runs can train their tests together and hand each its
+        :class:`~..engine.Evaluation` (``conclude(loop, evaluation=...)``); None where the test is anything else."""
+        r = self.resolved
+        if r.test_protocol != "paper" or r.label_temperature != 1.0:
+            return None
+        loop = self._tested(loop)
+        images = loop.images if loop.images is not None else self.problem.base_x
+        return PaperTest(self.distiller.learner, images, loop.labels, loop.steps, r.test_models, r.seed, r.inner_batch, r.model_lr)
+
+    def _tested(self, loop: LoopResult) -> LoopResult:
+        """The loop's selection, or the start labels at their own T where they validate better."""
+        if prefer_start(self.start, self.distiller.selector.best_error):
+            assert self.start is not None
+            return dataclasses.replace(loop, labels=self.start.labels, steps=self.start.steps)
+        return loop
+
+    def conclude(self, loop: LoopResult, evaluation: Evaluation | None = None) -> DistilledSet:
         """Test the loop's selected snapshot (or the start labels, when they validate better) and save the distilled
-        set and result.json."""
+        set and result.json. ``evaluation``: that test's result, computed already (:meth:`paper_test`)."""
         resolved, problem, distiller, run_dir = self.resolved, self.problem, self.distiller, self.run_dir
         device = self.device
         start_won = prefer_start(self.start, distiller.selector.best_error)
-        if start_won:
-            assert self.start is not None
-            loop = dataclasses.replace(loop, labels=self.start.labels, steps=self.start.steps)
+        loop = self._tested(loop)
         t0 = time.perf_counter()
         test = problem.target.test
         # Test models train on the selected snapshot's images when images were learned.
@@ -181,8 +197,9 @@ class RunSession:
             if tempered is not None:
                 loop = dataclasses.replace(loop, labels=tempered[0])
             if resolved.test_protocol == "paper":
-                ev = evaluate_labels(distiller.learner, images, loop.labels, test.x, test.y, steps=loop.steps,
-                                     models=resolved.test_models, seed=resolved.seed, batch_size=resolved.inner_batch, lr=resolved.model_lr)
+                ev = evaluation if evaluation is not None else evaluate_labels(
+                    distiller.learner, images, loop.labels, test.x, test.y, steps=loop.steps, models=resolved.test_models,
+                    seed=resolved.seed, batch_size=resolved.inner_batch, lr=resolved.model_lr)
             else:
                 ev, zca = _test_under_protocol(resolved, problem, images, loop.labels, loop.steps,
                                                ledger=None if run_dir is None else run_dir / LEDGER, progress=distiller.progress)

@@ -8,10 +8,16 @@ model, reset monitor, generators, validations), its own run directory, checkpoin
 * **CPU: bit for bit the single run.** Every random draw comes from the run's own seeded
   generators and nothing is shared between runs but read-only code, so interleaving their
   steps changes no value (``tests/test_stack.py`` compares every label, metric and accuracy).
-* **GPU: one CUDA stream per run.** A run's steps, validations and checkpoints are queued on its
-  own stream (its step replayed as its CUDA graph there), so the card runs the K small steps of
-  a round side by side instead of one after another, while the host only launches. The kernels
-  are the ones of a single run, so results do not depend on the stacking either.
+* **GPU: one CUDA stream per run.** A run's steps and checkpoints are queued on its own stream
+  (its step replayed as its CUDA graph there), so the card can run the K small steps of a round
+  side by side, while the host only launches. The kernels are a single run's: a stacked run
+  differs from the run alone only as two runs alone do (about 2e-6 in the labels after an epoch
+  on an H200), and not at all with ``deterministic=True`` (docs/design-notes.md).
+* **Validations and tests together.** Selection never feeds back into the loop, so a validation
+  that falls due waits for the end of the round and the pending snapshots of all runs are scored
+  in one engine call (:func:`.validation.score_together`: each run's validation models on its own
+  base images, seeds and labels), where one call per run ran one after another; the runs' final
+  tests likewise (:func:`..engine.evaluate_together`). Same numbers.
 
 Why streams, not one ``vmap`` over the K runs: the same exact per-run code (and so the same
 numbers and checkpoints as a single run, and a free choice of per-run settings such as
@@ -35,18 +41,21 @@ import torch
 from tqdm.auto import tqdm
 
 from ..artifact import DistilledSet
+from ..engine import Evaluation, evaluate_together
 from ..numerics import float32_precision
 from ..runs import StopRequest
 from .config import DistillConfig
 from .loop import Distiller, Interrupted, LoopResult
 from .run import RunSession
+from .validation import score_together
 
 # Settings every run of a stack must share: they fix the shapes and the schedule of the loop
 # (the data, what is learned and how, the minibatch sizes, the epochs and validations) and the
 # process-wide float settings. Everything else (seed, learning rates, validation models, ...)
 # may differ between the runs of one stack.
 STACK_FIELDS = ("target", "source", "base", "target_size", "split", "method", "learn", "arch", "epochs", "target_batch",
-                "inner_batch", "val_every", "meta_gradient", "test_protocol", "device", "cuda_graph", "allow_tf32")
+                "inner_batch", "val_every", "meta_gradient", "test_protocol", "device", "cuda_graph", "allow_tf32",
+                "deterministic")
 
 
 def stack_key(cfg: DistillConfig) -> tuple:
@@ -123,7 +132,7 @@ def run_stack(configs: Sequence[DistillConfig], *, outs: Sequence[str | Path | N
         raise ValueError("the runs of one stack must share their stack_key (see stack_groups)")
     out: list[DistilledSet | BaseException] = []
     sessions: list[RunSession | None] = []
-    with float32_precision(configs[0].allow_tf32):
+    with float32_precision(configs[0].allow_tf32, configs[0].deterministic):
         try:
             for cfg, o, r in zip(configs, outs, resume):
                 try:
@@ -137,14 +146,16 @@ def run_stack(configs: Sequence[DistillConfig], *, outs: Sequence[str | Path | N
                 out.append(None)  # type: ignore[arg-type]
             live = [i for i, s in enumerate(sessions) if s is not None]
             loops = lockstep([sessions[i].distiller for i in live], progress=progress, desc=f"stack of {len(live)}")  # type: ignore[union-attr]
+            done = [(i, loop) for i, loop in zip(live, loops) if not isinstance(loop, BaseException)]
             for i, loop in zip(live, loops):
-                s = sessions[i]
-                assert s is not None
                 if isinstance(loop, BaseException):
                     out[i] = loop
-                    continue
+            tests = _test_together([(sessions[i], loop) for i, loop in done])  # type: ignore[misc]
+            for (i, loop), ev in zip(done, tests):
+                s = sessions[i]
+                assert s is not None
                 try:
-                    out[i] = s.conclude(loop)
+                    out[i] = s.conclude(loop, evaluation=ev)
                 except Interrupted:
                     raise
                 except Exception as e:  # noqa: BLE001
@@ -157,6 +168,28 @@ def run_stack(configs: Sequence[DistillConfig], *, outs: Sequence[str | Path | N
     return out
 
 
+def _test_together(done: Sequence[tuple[RunSession, LoopResult]]) -> list[Evaluation | None]:
+    """The paper-protocol tests of a stack's finished runs trained together (:func:`..engine.evaluate_together`: one
+    engine call where K ran one after another), for the runs whose test is exactly that and shares the first's test
+    split; None for the others (``conclude`` tests them itself). A failure leaves every run to test itself."""
+    wanted = [(j, s.paper_test(loop)) for j, (s, loop) in enumerate(done)]
+    wanted = [(j, t) for j, t in wanted if t is not None]
+    out: list[Evaluation | None] = [None] * len(done)
+    if len(wanted) < 2:
+        return out
+    test = done[wanted[0][0]][0].problem.target.test
+    same = [(j, t) for j, t in wanted if done[j][0].problem.target.test.x is test.x
+            or (torch.equal(done[j][0].problem.target.test.x, test.x) and torch.equal(done[j][0].problem.target.test.y, test.y))]
+    try:
+        for (j, _), ev in zip(same, evaluate_together([t for _, t in same], test.x, test.y)):
+            out[j] = ev
+    except Interrupted:
+        raise
+    except Exception:  # noqa: BLE001  (each run then tests itself, and fails alone if it must)
+        return [None] * len(done)
+    return out
+
+
 def lockstep(distillers: Sequence[Distiller], *, progress: bool = True, desc: str = "stack") -> list[LoopResult | BaseException]:
     """Run the loops of ``distillers`` together, one step of each per round; their results in order.
 
@@ -165,6 +198,8 @@ def lockstep(distillers: Sequence[Distiller], *, progress: bool = True, desc: st
     """
     streams = [_stream_for(d) for d in distillers]
     results: list[LoopResult | BaseException | None] = [None] * len(distillers)
+    for d in distillers:
+        d.defer_validation = len(distillers) > 1  # due validations wait for the round's end, then go together
     with StopRequest() as stop:
         total = sum(d.total_steps for d in distillers)
         bar = tqdm(total=total, initial=sum(d.step for d in distillers), disable=not progress, desc=desc, unit="step",
@@ -180,13 +215,12 @@ def lockstep(distillers: Sequence[Distiller], *, progress: bool = True, desc: st
                     continue
                 active.append(i)
             while active:
+                finishing = []
                 for i in list(active):
                     d = distillers[i]
                     try:
                         with _on(streams[i]):
                             more = d.advance()
-                            if not more:
-                                results[i] = d.finish()
                     except Interrupted:
                         raise
                     except Exception as e:  # noqa: BLE001  (one failed run must not stop the others)
@@ -195,6 +229,21 @@ def lockstep(distillers: Sequence[Distiller], *, progress: bool = True, desc: st
                         bar.update(1)
                     else:
                         active.remove(i)
+                        if results[i] is None:
+                            finishing.append(i)
+                # The validations due this round (and the last ones of runs that finished), of all runs at once.
+                due = [i for i in active if distillers[i].validation_due] + [i for i in finishing if distillers[i].selector.pending]
+                _validate_together([distillers[i] for i in due], [streams[i] for i in due], results, due)
+                for i in finishing:
+                    if results[i] is None:
+                        try:
+                            with _on(streams[i]):
+                                results[i] = distillers[i].finish()
+                        except Interrupted:
+                            raise
+                        except Exception as e:  # noqa: BLE001
+                            results[i] = e
+                active = [i for i in active if results[i] is None]
                 if stop.requested:
                     for i in active:
                         with _on(streams[i]):
@@ -207,6 +256,39 @@ def lockstep(distillers: Sequence[Distiller], *, progress: bool = True, desc: st
             for d in distillers:
                 d.close_bar()
     return results  # type: ignore[return-value]
+
+
+def _validate_together(distillers: Sequence[Distiller], streams: Sequence[torch.cuda.Stream | None],
+                       results: list, index: Sequence[int]) -> None:
+    """Score the pending snapshots of ``distillers`` in as few engine calls as their settings allow
+    (:func:`.validation.score_together`: on a GPU one call trains the validation models of all K runs, where K calls
+    ran one after another) and hand each run its accuracies. A run whose validation fails stops alone
+    (``results[index[j]]``)."""
+    if not distillers:
+        return
+    for s in streams:  # the snapshots were taken on the runs' streams; the joint call runs on the current one
+        if s is not None:
+            torch.cuda.current_stream(s.device).wait_stream(s)
+    try:
+        accs = score_together([d.score for d in distillers], [list(d.selector.pending) for d in distillers],
+                              [d.selector.models for d in distillers])
+    except Interrupted:
+        raise
+    except Exception:  # noqa: BLE001  (one run's failure must not fail the others: each alone, as without a stack)
+        accs = [None] * len(distillers)
+    for d, s, acc, i in zip(distillers, streams, accs, index):
+        if s is not None:
+            s.wait_stream(torch.cuda.current_stream(s.device))
+        try:
+            with _on(s):
+                if acc is None:
+                    d.complete_validation(d.score(list(d.selector.pending), d.selector.models))
+                else:
+                    d.complete_validation(acc)
+        except Interrupted:
+            raise
+        except Exception as e:  # noqa: BLE001
+            results[i] = e
 
 
 def _stream_for(d: Distiller) -> torch.cuda.Stream | None:

@@ -103,6 +103,65 @@ class PaperScore(ValidationScore):
                                    batch_size=self.batch_size, lr=self.lr)
 
 
+def score_together(scores: list[Score], groups: list[list[Snapshot]], models: list[int]) -> list[torch.Tensor]:
+    """``[scores[i](groups[i], models[i]) for i ...]``, with the runs whose scoring can share one engine call trained
+    together (the runs of a stack, :mod:`.stack`: one call of every run's validation models, each on its run's base
+    images, instead of one call per run).
+
+    Runs share a call when each is a :class:`PaperScore` with the same architecture, head and settings, the same
+    validation split, and snapshots of fixed base images; any other run is scored alone. A model's result depends
+    only on its seed, its images and its labels, so this changes no result (on a CPU bit for bit; on a GPU up to the
+    rounding of larger batched kernels).
+    """
+    out: list[torch.Tensor | None] = [None] * len(scores)
+    shared: dict[tuple, list[int]] = {}
+    for i, (sc, snaps) in enumerate(zip(scores, groups)):
+        if type(sc) is PaperScore and snaps and all(s.images is None for s in snaps):
+            shared.setdefault(_sharing_key(sc), []).append(i)
+        else:
+            out[i] = sc(snaps, models[i]) if snaps else torch.zeros(0, dtype=torch.float64)
+    for members in shared.values():
+        members = _same_validation_split(scores, members, out, groups, models)
+        if len(members) == 1:  # alone: its own call, on its shared images
+            out[members[0]] = scores[members[0]](groups[members[0]], models[members[0]])
+            continue
+        first: PaperScore = scores[members[0]]  # type: ignore[assignment]
+        seeds, labels, steps, images, sizes = [], [], [], [], []
+        for i in members:
+            sc: PaperScore = scores[i]  # type: ignore[no-redef]
+            m = models[i]
+            seeds += [validation_seed(sc.seed, s.number, j) for s in groups[i] for j in range(m)]
+            labels += [s.labels for s in groups[i] for _ in range(m)]
+            steps += [s.steps_t for s in groups[i] for _ in range(m)]
+            images += [sc.base_x] * (len(groups[i]) * m)
+            sizes.append(len(groups[i]) * m)
+        state = train_models(first.learner, torch.stack(images), torch.stack(labels), steps, seeds,
+                             batch_size=first.batch_size, lr=first.lr, images_per_model=True)
+        acc = accuracy(first.learner, state, first.val_x, first.val_y)
+        for i, part in zip(members, acc.split(sizes)):
+            out[i] = part
+    return out  # type: ignore[return-value]
+
+
+def _sharing_key(sc: PaperScore) -> tuple:
+    lr = sc.learner
+    return (lr.head_kind, lr.cfg, type(lr.template), tuple(sc.base_x.shape), sc.base_x.dtype, sc.base_x.device,
+            tuple(sc.val_x.shape), sc.batch_size, sc.lr)
+
+
+def _same_validation_split(scores, members, out, groups, models) -> list[int]:
+    """The members whose validation split equals the first's (scored together); the others are scored alone."""
+    ref = scores[members[0]]
+    keep = [members[0]]
+    for i in members[1:]:
+        sc = scores[i]
+        if sc.val_x is ref.val_x or (torch.equal(sc.val_x, ref.val_x) and torch.equal(sc.val_y, ref.val_y)):
+            keep.append(i)
+        else:
+            out[i] = sc(groups[i], models[i])
+    return keep
+
+
 @dataclass
 class ProtocolScore(ValidationScore):
     """Selection under a fixed-epoch protocol (``select_protocol``): ``models`` students of ``protocol`` per snapshot

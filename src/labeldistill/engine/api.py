@@ -51,7 +51,8 @@ def to_modules(learner: Learner, state: ModelState, seeds: Sequence[int]) -> lis
         params, buffers = {n: p[k] for n, p in state.params.items()}, {n: b[k] for n, b in state.buffers.items()}
         body.load_state_dict({**params, **buffers}, strict=False)
         if learner.has_batch_norm:
-            export_batch_norm_(body, learner.population_stats(params, buffers, state.reference))
+            ref = state.reference[k] if state.reference_per_model else state.reference  # model k's own images, or shared
+            export_batch_norm_(body, learner.population_stats(params, buffers, ref))
         out.append(RidgeClassifier(body, state.head["w"][k], state.head["s"][k]) if learner.is_ridge else body)
     return out
 

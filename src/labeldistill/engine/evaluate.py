@@ -72,12 +72,69 @@ def evaluate_labels(
     t0 = time.perf_counter()
     state = train_models(learner, images, labels, steps, model_seeds(seed, "test-models", models), batch_size=batch_size, lr=lr,
                          recipe=recipe)
-    acc = accuracy(learner, state, test_x, test_y).double().cpu() * 100
+    acc = accuracy(learner, state, test_x, test_y)
+    return _evaluation(acc, steps, models, time.perf_counter() - t0)
+
+
+def _evaluation(acc: torch.Tensor, steps: int, models: int, seconds: float) -> Evaluation:
+    """An :class:`Evaluation` from the models' accuracies (fractions)."""
+    acc = acc.double().cpu() * 100
     return Evaluation(
         accuracy_mean=float(acc.mean()),
         accuracy_std=float(acc.std(unbiased=False)) if models > 1 else 0.0,
         accuracies=[round(float(a), 4) for a in acc],
         steps=int(steps),
         models=models,
-        seconds=round(time.perf_counter() - t0, 3),
+        seconds=round(seconds, 3),
     )
+
+
+@dataclass
+class PaperTest:
+    """One set's test under the paper's protocol: what :func:`evaluate_labels` takes, less the test split."""
+
+    learner: Learner
+    images: torch.Tensor
+    labels: torch.Tensor
+    steps: int
+    models: int
+    seed: int
+    batch_size: int
+    lr: float
+
+    def key(self) -> tuple:
+        """Tests with equal keys can train in one engine call."""
+        lr = self.learner
+        return (lr.head_kind, lr.cfg, type(lr.template), tuple(self.images.shape), self.images.dtype, self.images.device,
+                self.batch_size, self.lr)
+
+
+def evaluate_together(tests: list[PaperTest], test_x: torch.Tensor, test_y: torch.Tensor) -> list[Evaluation]:
+    """``[evaluate_labels(t.learner, t.images, t.labels, test_x, test_y, steps=t.steps, ...) for t in tests]``, with the
+    tests that share their settings (:meth:`PaperTest.key`) trained in one engine call, each on its own images, labels,
+    T and seeds. A model's result depends on those alone, so the numbers are the same (on a CPU bit for bit); the
+    time is one call's (each evaluation's ``seconds`` is its share). The stacks of ``distill_many`` test so."""
+    out: list[Evaluation | None] = [None] * len(tests)
+    groups: dict[tuple, list[int]] = {}
+    for i, t in enumerate(tests):
+        groups.setdefault(t.key(), []).append(i)
+    for members in groups.values():
+        t0 = time.perf_counter()
+        if len(members) == 1:
+            t = tests[members[0]]
+            out[members[0]] = evaluate_labels(t.learner, t.images, t.labels, test_x, test_y, steps=t.steps, models=t.models,
+                                              seed=t.seed, batch_size=t.batch_size, lr=t.lr)
+            continue
+        first = tests[members[0]]
+        per = [tests[i] for i in members]
+        images = torch.stack([t.images for t in per for _ in range(t.models)])
+        labels = torch.stack([t.labels for t in per for _ in range(t.models)])
+        steps = [t.steps for t in per for _ in range(t.models)]
+        seeds = [s for t in per for s in model_seeds(t.seed, "test-models", t.models)]
+        state = train_models(first.learner, images, labels, steps, seeds, batch_size=first.batch_size, lr=first.lr,
+                             images_per_model=True)
+        acc = accuracy(first.learner, state, test_x, test_y)
+        share = (time.perf_counter() - t0) / len(per)
+        for i, t, part in zip(members, per, acc.split([t.models for t in per])):
+            out[i] = _evaluation(part, t.steps, t.models, share)
+    return out  # type: ignore[return-value]

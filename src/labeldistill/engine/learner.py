@@ -59,8 +59,10 @@ class ModelState:
     buffers: Params
     head: Params  # ridge: {"w": K x (F+1) x C, "s": K}; linear: {}
     # The N x C x H x W images all K models were trained on (set by train_models): models with
-    # batch norm are evaluated with these images' statistics. Shared by the K models, not copied.
+    # batch norm are evaluated with these images' statistics. Shared by the K models, not copied;
+    # K x N x C x H x W where each model was trained on its own images (``reference_per_model``).
     reference: torch.Tensor | None = None
+    reference_per_model: bool = False
 
     @property
     def k(self) -> int:
@@ -69,7 +71,10 @@ class ModelState:
     def select(self, idx: torch.Tensor | slice) -> ModelState:
         """A detached copy of some of the models."""
         pick = lambda d: {n: t[idx].detach().clone() for n, t in d.items()}  # noqa: E731
-        return ModelState(pick(self.params), pick(self.buffers), pick(self.head), self.reference)
+        ref = self.reference
+        if ref is not None and self.reference_per_model:  # one image set per model: the selected models' sets
+            ref = ref[idx]
+        return ModelState(pick(self.params), pick(self.buffers), pick(self.head), ref, self.reference_per_model)
 
 
 def missing_reference() -> ValueError:

@@ -50,12 +50,15 @@ def train_models(
     observer: Callable[[int, ModelState], None] | None = None,
     mode: str = "auto",
     recipe: TrainRecipe | None = None,
+    images_per_model: bool = False,
 ) -> ModelState:
     """Train ``len(seeds)`` fresh models at once and return them.
 
     Args:
         learner: architecture + head.
-        images: N x C x H x W base images (normalised, on the training device).
+        images: N x C x H x W base images (normalised, on the training device) shared by all models, or with
+            ``images_per_model`` K x N x C x H x W, one set per model (e.g. the label snapshots of several runs, each
+            on its own base images, validated at once).
         labels: N x C label distributions shared by all models, or K x N x C (one set per
             model, e.g. several label snapshots validated at once).
         steps: T for all models, or one T per model (a model stops at its own T).
@@ -69,13 +72,15 @@ def train_models(
             schedule, augmentation); None (the default) is the paper's way above, unchanged.
             With a recipe, ``steps`` is one T (ignored when the recipe counts epochs) and an
             observer that returns True stops training (early stopping).
+        images_per_model: ``images`` holds one image set per model (dim 0).
     Example:
         >>> state = train_models(learner, x, y, steps=300, seeds=range(20))
     """
     if recipe is not None:
         return _train_recipe(learner, images, labels, steps, seeds, batch_size=batch_size, observe_at=observe_at,
-                             observer=observer, mode=mode, recipe=recipe)
-    k, n = len(seeds), images.shape[0]
+                             observer=observer, mode=mode, recipe=recipe, images_per_model=images_per_model)
+    k = len(seeds)
+    n = _examples(images, k, images_per_model)
     check_batch(n, batch_size)
     per_model_steps = [int(steps)] * k if isinstance(steps, int) else [int(t) for t in steps]
     if len(per_model_steps) != k:
@@ -85,7 +90,8 @@ def train_models(
     total = max(per_model_steps, default=0)
     device = images.device
     state = learner.init(seeds, device=device)
-    state.reference = images.detach()  # evaluation of batch-norm models normalises with these (observer included)
+    # evaluation of batch-norm models normalises with these (observer included)
+    state.reference, state.reference_per_model = images.detach(), images_per_model
     opt = learner.optimizer(state, lr)
     idx = torch.stack([draw_batches(batch_generator(s), total, n, batch_size) for s in seeds]).to(device)  # K x T x b
     rows = torch.arange(k, device=device)[:, None]
@@ -95,7 +101,7 @@ def train_models(
     observe = set(observe_at)
     for t in range(total):
         b = idx[:, t]
-        xb = images[b]
+        xb = images[rows, b] if images_per_model else images[b]
         yb = labels[b] if labels.dim() == 2 else labels[rows, b]
         _step(step_fn, opt, state, xb, yb)
         done = t + 1
@@ -106,6 +112,15 @@ def train_models(
     if result is None:
         return _detached(state)
     return result  # models asked for zero steps kept their initialisation
+
+
+def _examples(images: torch.Tensor, k: int, per_model: bool) -> int:
+    """N, the number of examples each model trains on (shared N x ... images, or K x N x ... with ``per_model``)."""
+    if per_model:
+        if images.shape[0] != k:
+            raise ValueError("per-model images need one image set per model")
+        return int(images.shape[1])
+    return int(images.shape[0])
 
 
 def _step(step_fn: Callable, opt: torch.optim.Optimizer, state: ModelState, xb: torch.Tensor, yb: torch.Tensor) -> None:
@@ -122,7 +137,7 @@ def _step(step_fn: Callable, opt: torch.optim.Optimizer, state: ModelState, xb: 
 def _detached(state: ModelState) -> ModelState:
     """The trained models, cut from the autograd graph (buffers and reference as they are)."""
     return ModelState({n_: p.detach() for n_, p in state.params.items()}, state.buffers,
-                      {n_: h.detach() for n_, h in state.head.items()}, state.reference)
+                      {n_: h.detach() for n_, h in state.head.items()}, state.reference, state.reference_per_model)
 
 
 def epoch_orders(generators: Sequence[torch.Generator], n: int) -> torch.Tensor:
@@ -145,6 +160,7 @@ def _optimizer(learner: Learner, state: ModelState, recipe: TrainRecipe) -> torc
 def _train_recipe(
     learner: Learner, images: torch.Tensor, labels: torch.Tensor, steps: int | Sequence[int], seeds: Sequence[int], *,
     batch_size: int, observe_at: Sequence[int], observer: Callable[[int, ModelState], object] | None, mode: str, recipe: TrainRecipe,
+    images_per_model: bool = False,
 ) -> ModelState:
     """``train_models`` with a recipe: K models, one optimiser step per minibatch, all in lockstep.
 
@@ -157,13 +173,14 @@ def _train_recipe(
 
     if not isinstance(steps, int):
         raise ValueError("a recipe trains every model for the same T")
-    k, n = len(seeds), images.shape[0]
+    k = len(seeds)
+    n = _examples(images, k, images_per_model)
     check_batch(n, batch_size)
     if labels.dim() == 3 and labels.shape[0] != k:
         raise ValueError("per-model labels need one label set per model")
     device = images.device
     state = learner.init(seeds, device=device)
-    state.reference = images.detach()
+    state.reference, state.reference_per_model = images.detach(), images_per_model
     opt = _optimizer(learner, state, recipe)
     gens = [batch_generator(s, recipe.order) for s in seeds]
     augment = DSAugmenter(recipe.augmentation, seeds, device) if recipe.augmentation is not None else None
@@ -186,7 +203,7 @@ def _train_recipe(
             b = order[:, j * batch_size : (j + 1) * batch_size]  # type: ignore[index]
         else:
             b = random_idx[:, t]  # type: ignore[index]
-        xb = images[b]
+        xb = images[rows, b] if images_per_model else images[b]
         yb = labels[b] if labels.dim() == 2 else labels[rows, b]
         if augment is not None:
             xb = augment(xb)
@@ -249,11 +266,12 @@ def _scoring(learner: Learner, state: ModelState, x: torch.Tensor, chunk: int | 
             default = cpu_chunk_rows(learner, x)
         fn = map_models(learner.logits, (0, 0, 0, None), mode)
         return (lambda xc: fn(state.params, state.buffers, state.head, xc)), chunk or default
-    fn = map_models(learner.eval_logits, (0, 0, 0, None, None), mode)
     ref = state.reference
     if ref is None:
         raise missing_reference()
-    return (lambda xc: fn(state.params, state.buffers, state.head, ref, xc)), chunk or max(default, ref.shape[0])
+    per_model = state.reference_per_model  # each model's own training images (train_models with K image sets)
+    fn = map_models(learner.eval_logits, (0, 0, 0, 0 if per_model else None, None), mode)
+    return (lambda xc: fn(state.params, state.buffers, state.head, ref, xc)), chunk or max(default, ref.shape[-x.dim()])
 
 
 @torch.no_grad()

@@ -71,6 +71,7 @@ class UnrolledRunConfig:
     checkpoint_every: int = 0
     device: str = "auto"
     allow_tf32: bool = False
+    deterministic: bool = False  # deterministic GPU kernels (numerics.float32_precision)
     unrolled: dict = field(default_factory=dict)
 
     @classmethod
@@ -187,7 +188,7 @@ def distill_unrolled(target: str = "mnist", *, method: str = "dd", base: int = 1
 
 def run_unrolled(cfg: UnrolledRunConfig, *, out=None, resume=False, data_root=None, download=False, progress=True) -> DistilledSet:
     cfg.validate()
-    with float32_precision(cfg.allow_tf32):
+    with float32_precision(cfg.allow_tf32, cfg.deterministic):
         return _run(cfg, out=out, resume=resume, data_root=data_root, download=download, progress=progress)
 
 
