@@ -7,6 +7,7 @@
 #      validation and test seconds inside each (what bounds a stack; since session 25 a stack's validations go
 #      together);
 #   3. what bounds a stack's loop (benchmarks/profile_stack.py): wall, host and kernel time per round, K = 1 and 8;
+#      and what a batched step of K runs would cost instead (benchmarks/proto_vmap_step.py, eager and as a graph);
 #   4. MNIST-100 LD (second order), seeds 0-7 stacked, against seed 0 alone, as in 2;
 #   5. the cost of deterministic mode: MNIST-100 LD RR seed 0, full protocol, twice alone with --deterministic (the
 #      same labels bit for bit is the check; the wall time against stage 2's run alone is the cost).
@@ -20,7 +21,7 @@
 #   mkdir -p .devdata && cp ../shared/data/{mnist_train,mnist_test}.npz .devdata/   (/.devdata/ is ignored)
 #   WORK_DIR=/tmp/dc bash benchmarks/device_checks.sh .devdata $OUT
 # RESULTS_DIR gets session.log and device_checks.tgz only (what comes back from $OUT is at most 8 files).
-# Rehearsal on a CPU (tiny settings, nothing measured): DEVICE=cpu EPOCHS=1 K=2 ROUNDS=3 bash benchmarks/device_checks.sh ...
+# Rehearsal on a CPU (tiny settings, nothing measured): DEVICE=cpu EPOCHS=1 K=2 ROUNDS=3 PROTO_STEPS=2 bash benchmarks/device_checks.sh ...
 set -u
 DR=$(cd "$1" && pwd)
 R=$(mkdir -p "$2" && cd "$2" && pwd)
@@ -62,6 +63,9 @@ bench stack_ridge 220 --k "$K" --alone one --method ridge --keep "$W/alone"
 timeout -k 10 "$(cap 60)" $PY benchmarks/profile_stack.py --data-root "$DR" --device "$DEV" --k "1,$K" --rounds "${ROUNDS:-60}" \
   --out "$W/profile_stack.json" > "$W/profile_stack.log" 2>&1
 stamp "profile_stack: rc=$? $(grep -h '^K=' "$W/profile_stack.log" | tr '\n' ' ')"; pack
+timeout -k 10 "$(cap 45)" $PY benchmarks/proto_vmap_step.py --device "$DEV" --k 1,2,4,8 --steps "${PROTO_STEPS:-200}" \
+  --out "$W/proto_vmap_step.json" > "$W/proto_vmap_step.log" 2>&1
+stamp "proto_vmap_step: rc=$? $(grep -h '^K=' "$W/proto_vmap_step.log" | tr '\n' ' ')"; pack
 bench stack_second_order 240 --k "$K" --alone one --method second-order --keep "$W/alone"
 bench deterministic_ridge 110 --k 1 --alone one --method ridge --deterministic
 
