@@ -19,6 +19,7 @@ import os
 import platform
 import statistics
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -51,6 +52,17 @@ def machine(device: str) -> dict:
         except (OSError, StopIteration):
             pass
     return {"device": device, "name": name, "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "platform": platform.platform()}
+
+
+def publish(name: str, args, results: list[dict], *, leave_out: tuple[str, ...] = ("data_root", "out")) -> dict:
+    """A benchmark's record (name, machine, versions, settings from ``args``, results): written to ``args.out`` when
+    given, printed as the last line, returned."""
+    report = {"benchmark": name, "machine": machine(args.device), "versions": versions(),
+              "settings": {k: v for k, v in vars(args).items() if k not in leave_out}, "results": results}
+    if getattr(args, "out", None):
+        Path(args.out).write_text(json.dumps(report, indent=1))
+    print(json.dumps(report))
+    return report
 
 
 def main(argv: list[str] | None = None) -> dict:

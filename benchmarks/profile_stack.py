@@ -20,18 +20,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import time
-from pathlib import Path
 
 import torch
 
 from labeldistill.distill import DistillConfig
 from labeldistill.distill.run import RunSession
 from labeldistill.distill.stack import _on, _stream_for
-from labeldistill.runs.provenance import versions
 
-from bench_image_step import machine  # benchmarks/ is the script's folder
+from bench_image_step import publish  # benchmarks/ is the script's folder
 
 
 def _sync(device: str) -> None:
@@ -134,12 +131,7 @@ def main(argv: list[str] | None = None) -> dict:
         rec = measure(k, args)
         results.append(rec)
         print(f"K={k}: " + ", ".join(f"{n} {v}" for n, v in rec.items() if n != "k"), flush=True)
-    report = {"benchmark": "profile_stack", "machine": machine(args.device), "versions": versions(),
-              "settings": {n: v for n, v in vars(args).items() if n not in ("data_root", "out")}, "results": results}
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=1))
-    print(json.dumps(report))
-    return report
+    return publish("profile_stack", args, results)
 
 
 if __name__ == "__main__":

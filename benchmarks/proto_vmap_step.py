@@ -19,9 +19,7 @@ If a batched step of K = 8 costs well under 8 single steps, the ``vmap`` over ru
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -29,9 +27,8 @@ from torch.func import vmap
 
 from labeldistill.engine import Learner, soft_cross_entropy
 from labeldistill.models import build_model, with_bias
-from labeldistill.runs.provenance import versions
 
-from bench_image_step import machine  # benchmarks/ is the script's folder
+from bench_image_step import publish  # benchmarks/ is the script's folder
 
 
 class BatchedRidgeStep:
@@ -127,12 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
         for key in ("eager_ms", "graph_ms"):
             if key in r and key in base:
                 r[key.replace("_ms", "_over_k_singles")] = round(r[key] / (r["k"] * base[key] / base["k"]), 3)
-    report = {"benchmark": "proto_vmap_step", "machine": machine(args.device), "versions": versions(),
-              "settings": {n: v for n, v in vars(args).items() if n != "out"}, "results": results}
-    if args.out:
-        Path(args.out).write_text(json.dumps(report, indent=1))
-    print(json.dumps(report))
-    return report
+    return publish("proto_vmap_step", args, results)
 
 
 if __name__ == "__main__":
