@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from ..engine import Learner, accuracy, train_models
+from ..engine import Learner, accuracy, group_key, train_groups, train_models
 from ..seeding import derive_seed
 
 if TYPE_CHECKING:
@@ -126,27 +126,19 @@ def score_together(scores: list[Score], groups: list[list[Snapshot]], models: li
             out[members[0]] = scores[members[0]](groups[members[0]], models[members[0]])
             continue
         first: PaperScore = scores[members[0]]  # type: ignore[assignment]
-        seeds, labels, steps, images, sizes = [], [], [], [], []
-        for i in members:
-            sc: PaperScore = scores[i]  # type: ignore[no-redef]
-            m = models[i]
-            seeds += [validation_seed(sc.seed, s.number, j) for s in groups[i] for j in range(m)]
-            labels += [s.labels for s in groups[i] for _ in range(m)]
-            steps += [s.steps_t for s in groups[i] for _ in range(m)]
-            images += [sc.base_x] * (len(groups[i]) * m)
-            sizes.append(len(groups[i]) * m)
-        state = train_models(first.learner, torch.stack(images), torch.stack(labels), steps, seeds,
-                             batch_size=first.batch_size, lr=first.lr, images_per_model=True)
+        parts = [(scores[i].base_x, [s.labels for s in groups[i] for _ in range(models[i])],  # type: ignore[attr-defined]
+                  [s.steps_t for s in groups[i] for _ in range(models[i])],
+                  [validation_seed(scores[i].seed, s.number, j) for s in groups[i] for j in range(models[i])])  # type: ignore[attr-defined]
+                 for i in members]
+        state = train_groups(first.learner, parts, batch_size=first.batch_size, lr=first.lr)
         acc = accuracy(first.learner, state, first.val_x, first.val_y)
-        for i, part in zip(members, acc.split(sizes)):
+        for i, part in zip(members, acc.split([len(p[3]) for p in parts])):
             out[i] = part
     return out  # type: ignore[return-value]
 
 
 def _sharing_key(sc: PaperScore) -> tuple:
-    lr = sc.learner
-    return (lr.head_kind, lr.cfg, type(lr.template), tuple(sc.base_x.shape), sc.base_x.dtype, sc.base_x.device,
-            tuple(sc.val_x.shape), sc.batch_size, sc.lr)
+    return (group_key(sc.learner, sc.base_x, sc.batch_size, sc.lr), tuple(sc.val_x.shape))
 
 
 def _same_validation_split(scores, members, out, groups, models) -> list[int]:

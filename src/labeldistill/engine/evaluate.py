@@ -10,7 +10,7 @@ from torch import nn
 
 from ..models import build_model
 from ..seeding import derive_seed
-from .learner import HeadConfig, Learner
+from .learner import HeadConfig, Learner, ModelState
 from .recipe import TrainRecipe
 from .train import accuracy, train_models
 
@@ -104,9 +104,24 @@ class PaperTest:
 
     def key(self) -> tuple:
         """Tests with equal keys can train in one engine call."""
-        lr = self.learner
-        return (lr.head_kind, lr.cfg, type(lr.template), tuple(self.images.shape), self.images.dtype, self.images.device,
-                self.batch_size, self.lr)
+        return group_key(self.learner, self.images, self.batch_size, self.lr)
+
+
+def group_key(learner: Learner, images: torch.Tensor, batch_size: int, lr: float) -> tuple:
+    """Model groups with equal keys can train in one engine call (:func:`train_groups`)."""
+    return (learner.signature(), tuple(images.shape), images.dtype, images.device, batch_size, lr)
+
+
+def train_groups(learner: Learner, groups: list[tuple[torch.Tensor, list[torch.Tensor], list[int], list[int]]], *,
+                 batch_size: int, lr: float) -> ModelState:
+    """The models of several groups trained in one engine call, group by group in order: a group is (its images, and
+    per model its labels, T and seed), and its models train on its own images (``train_models(images_per_model=True)``).
+    A model's result depends on its seed, images, labels and T alone: the same as training each group by itself."""
+    images = torch.stack([g[0] for g in groups for _ in g[3]])
+    labels = torch.stack([y for g in groups for y in g[1]])
+    steps = [t for g in groups for t in g[2]]
+    seeds = [sd for g in groups for sd in g[3]]
+    return train_models(learner, images, labels, steps, seeds, batch_size=batch_size, lr=lr, images_per_model=True)
 
 
 def evaluate_together(tests: list[PaperTest], test_x: torch.Tensor, test_y: torch.Tensor) -> list[Evaluation]:
@@ -127,12 +142,9 @@ def evaluate_together(tests: list[PaperTest], test_x: torch.Tensor, test_y: torc
             continue
         first = tests[members[0]]
         per = [tests[i] for i in members]
-        images = torch.stack([t.images for t in per for _ in range(t.models)])
-        labels = torch.stack([t.labels for t in per for _ in range(t.models)])
-        steps = [t.steps for t in per for _ in range(t.models)]
-        seeds = [s for t in per for s in model_seeds(t.seed, "test-models", t.models)]
-        state = train_models(first.learner, images, labels, steps, seeds, batch_size=first.batch_size, lr=first.lr,
-                             images_per_model=True)
+        state = train_groups(first.learner, [(t.images, [t.labels] * t.models, [t.steps] * t.models,
+                                              model_seeds(t.seed, "test-models", t.models)) for t in per],
+                             batch_size=first.batch_size, lr=first.lr)
         acc = accuracy(first.learner, state, test_x, test_y)
         share = (time.perf_counter() - t0) / len(per)
         for i, t, part in zip(members, per, acc.split([t.models for t in per])):

@@ -111,6 +111,12 @@ class Learner:
         self.num_classes = template.head.out_features
         self._body = template if self.head_kind == "linear" else template.features
 
+    def signature(self) -> tuple:
+        """Equal for learners that make the same models from the same seeds (head, ridge settings, module class and
+        parameter shapes): the models of such learners can train in one engine call (stacks, ``evaluate_together``)."""
+        shapes = tuple((n, tuple(p.shape)) for n, p in self.template.named_parameters())
+        return (self.head_kind, self.cfg, type(self.template), shapes)
+
     @property
     def is_ridge(self) -> bool:
         return self.head_kind == "ridge"
