@@ -52,6 +52,28 @@ def test_device_monitor_matches_reference(window):
     assert resets > 5
 
 
+def test_a_monitor_of_k_runs_decides_as_k_monitors():
+    """DeviceResetMonitor(shape=(K,)): K runs' monitors side by side (a batched step of a stack) decide exactly as K
+    separate reference monitors, each run fed its own errors; a run's slot can take a host monitor's state."""
+    window, k = 5, 4
+    g = torch.Generator().manual_seed(3)
+    refs = [ResetMonitor(window) for _ in range(k)]
+    dev = DeviceResetMonitor(window, "cpu", shape=(k,))
+    resets = 0
+    for step in range(1500):
+        level = (0.5 + 0.4 * torch.cos(torch.arange(k) + step / (30.0 + 7 * torch.arange(k)))).clamp(0.05, 0.95)
+        e = _percent(torch.binomial(torch.full((k,), 1024.0), level, generator=g), 1024)
+        flags, t_i = dev.update(e)
+        for j in range(k):
+            want = refs[j].update(float(e[j]))
+            assert bool(flags[j]) == want, (step, j)
+            assert int(t_i[j]) == (refs[j].t_list[-1] if want else -1)
+            resets += want
+        if step == 700:  # run 2's slot handed over from its host monitor, as a resume does
+            dev.load(ResetMonitor.from_state(refs[2].state_dict()), index=2)
+    assert resets > 4 * k
+
+
 def _plain_loop(cfg, problem):
     """The loop as the paper's reference code runs it: host monitor, re-init + new Adam at a reset."""
     d = Distiller(cfg, problem, model_factory=TinyNet, progress=False)

@@ -155,13 +155,21 @@ class Distiller:
                         cuda_graph=self.cfg.cuda_graph, augment=self.augmenter)
 
     def _one_step(self) -> None:
+        assert self._stepper is not None
+        self.take_record(self._stepper(*self.step_inputs()))
+
+    def step_inputs(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next step's target rows and inner rows (on the device)."""
         cfg = self.cfg
-        assert self.perm is not None and self.inner_rows is not None and self._stepper is not None
+        assert self.perm is not None and self.inner_rows is not None
         if self._epoch_on_device is None:
             self._epoch_on_device = (self.perm.to(self.device), self.inner_rows.to(self.device))
         perm, inner = self._epoch_on_device
-        rows = perm[self.pos * cfg.target_batch : (self.pos + 1) * cfg.target_batch]
-        self._pending.append((self.step + 1, self.epoch + 1, self._stepper(rows, inner[self.pos])))
+        return perm[self.pos * cfg.target_batch : (self.pos + 1) * cfg.target_batch], inner[self.pos]
+
+    def take_record(self, record: torch.Tensor) -> None:
+        """Queue the record of the step just taken (read on the host at the next flush)."""
+        self._pending.append((self.step + 1, self.epoch + 1, record))
 
     def _flush(self) -> None:
         """Read the queued step records (one host synchronisation), check and log them."""
@@ -219,16 +227,29 @@ class Distiller:
 
     def advance(self, on_epoch: Callable[[Distiller], None] | None = None) -> bool:
         """Take one step (and after an epoch's last step, the epoch's snapshot, validation and
-        checkpoint); False, doing nothing, once every epoch is done."""
-        cfg = self.cfg
+        checkpoint); False, doing nothing, once every epoch is done. In three parts, so that a driver of several
+        runs can take the step itself: :meth:`begin_step`, the step (:meth:`step_inputs`, :meth:`take_record`),
+        :meth:`end_step`."""
+        if not self.begin_step(on_epoch):
+            return False
+        t0 = time.perf_counter()
+        self._one_step()
+        self.end_step(t0, on_epoch)
+        return True
+
+    def begin_step(self, on_epoch: Callable[[Distiller], None] | None = None) -> bool:
+        """Before a step: finish an epoch left open by a checkpoint, start the next one; False once every epoch is done."""
         if self.pos >= self.steps_per_epoch:  # a checkpoint taken after an epoch's last step, before its end
             self._end_epoch(on_epoch)
-        if self.epoch >= cfg.epochs:
+        if self.epoch >= self.cfg.epochs:
             return False
         if self.perm is None or self.inner_rows is None:
             self._start_epoch()
-        t0 = time.perf_counter()
-        self._one_step()
+        return True
+
+    def end_step(self, t0: float, on_epoch: Callable[[Distiller], None] | None = None) -> None:
+        """After a step (begun at ``t0``): count it, read the records in chunks, checkpoint when due or asked, end the epoch."""
+        cfg = self.cfg
         self.pos += 1
         self.step += 1
         if len(self._pending) >= self.chunk or self.pos == self.steps_per_epoch:
@@ -243,7 +264,6 @@ class Distiller:
             self.save_now()
         if self.pos == self.steps_per_epoch:
             self._end_epoch(on_epoch)
-        return True
 
     def _end_epoch(self, on_epoch: Callable[[Distiller], None] | None) -> None:
         cfg = self.cfg

@@ -87,20 +87,21 @@ class DeviceResetMonitor:
     is exact in float64 whatever the order of summation: device and host decide alike.
     """
 
-    def __init__(self, window: int, device: torch.device | str) -> None:
+    def __init__(self, window: int, device: torch.device | str, shape: tuple[int, ...] = ()) -> None:
         self.window = w = int(window)
-        z = lambda dtype: torch.zeros((), dtype=dtype, device=device)  # noqa: E731
-        self.values = torch.zeros(w, dtype=torch.float64, device=device)  # a ring; empty slots hold 0
+        z = lambda dtype: torch.zeros(shape, dtype=dtype, device=device)  # noqa: E731
+        self.values = torch.zeros(*shape, w, dtype=torch.float64, device=device)  # a ring; empty slots hold 0
         self.pos, self.steps, self.since_best = z(torch.long), z(torch.long), z(torch.long)
-        self.best = torch.full((), math.inf, dtype=torch.float64, device=device)
+        self.best = torch.full(shape, math.inf, dtype=torch.float64, device=device)
 
     def update(self, error: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Feed one step's error (0-dim, %); returns (reset?, T_i) as 0-dim tensors (T_i = -1 without reset)."""
+        """Feed one step's error (%, of the monitor's ``shape``: 0-dim for one run, K for K runs side by side);
+        returns (reset?, T_i) of that shape (T_i = -1 without reset)."""
         w = self.window
-        self.values.index_put_((self.pos.view(1),), error.to(torch.float64).view(1))
+        self.values.scatter_(-1, self.pos.unsqueeze(-1), error.to(torch.float64).unsqueeze(-1))
         self.pos.add_(1).remainder_(w)
         self.steps.add_(1)
-        total = self.values.sum()
+        total = self.values.sum(-1)
         warm = self.steps <= w
         first_full = self.steps == w
         improved = ~warm & (total < self.best)
@@ -109,20 +110,21 @@ class DeviceResetMonitor:
         t_i = torch.where(reset, self.steps - self.since_best - 1, torch.full_like(self.steps, -1))
         self.best.copy_(torch.where(reset, torch.full_like(self.best, math.inf), torch.where(first_full | improved, total, self.best)))
         self.since_best.copy_(torch.where(first_full | improved | reset, torch.zeros_like(self.since_best), self.since_best + patient.long()))
-        self.values.mul_(~reset)
+        self.values.mul_((~reset).unsqueeze(-1))
         self.steps.mul_(~reset)
         return reset, t_i
 
-    def load(self, ref: ResetMonitor) -> None:
-        """Take the state of a host monitor (after a resume)."""
+    def load(self, ref: ResetMonitor, index: int | None = None) -> None:
+        """Take the state of a host monitor (after a resume); ``index``: into that run's slot of a monitor of K runs."""
         if ref.window != self.window:
             raise ValueError("window mismatch")
+        at = (lambda t: t) if index is None else (lambda t: t[index])  # noqa: E731
         vals = list(ref.values)
         with torch.no_grad():
-            self.values.zero_()
+            at(self.values).zero_()
             if vals:
-                self.values[: len(vals)] = torch.tensor(vals, dtype=torch.float64)
-            self.pos.fill_(len(vals) % self.window)
-            self.steps.fill_(ref.steps)
-            self.since_best.fill_(ref.since_best)
-            self.best.fill_(ref.best)
+                at(self.values)[: len(vals)] = torch.tensor(vals, dtype=torch.float64)
+            at(self.pos).fill_(len(vals) % self.window)
+            at(self.steps).fill_(ref.steps)
+            at(self.since_best).fill_(ref.since_best)
+            at(self.best).fill_(ref.best)
