@@ -2,14 +2,13 @@
 # The GPU checks that wait for a loan, as one prepared script for one `run` call (timeout_s 600; it ends by DEADLINE,
 # 560 s after its start, packing included). Issue 19 (many runs at once), in order of what matters most:
 #   1. the tests marked gpu (CUDA-graph steps, labels and images, against eager ones; stacked runs vs alone, by
-#      default within 1e-6 and bit for bit in deterministic mode; a stack of 12);
-#   2. MNIST-100 LD RR, seeds 0-7 stacked, full protocol, against seed 0 alone (benchmarks/bench_stack.py), with the
-#      validation and test seconds inside each (what bounds a stack; since session 25 a stack's validations go
-#      together);
-#   3. what bounds a stack's loop (benchmarks/profile_stack.py): wall, host and kernel time per round, K = 1 and 8;
-#      and what a batched step of K runs would cost instead (benchmarks/proto_vmap_step.py, eager and as a graph);
-#   4. MNIST-100 LD (second order), seeds 0-7 stacked, against seed 0 alone, as in 2;
-#   5. the cost of deterministic mode: MNIST-100 LD RR seed 0, full protocol, twice alone with --deterministic (the
+#      default within 1e-6 and bit for bit in deterministic mode; a stack of 12; batched stacks against lockstep);
+#   2. MNIST-100 LD RR, seeds 0-7 stacked in lockstep (a stream per run), full protocol, against seed 0 alone
+#      (benchmarks/bench_stack.py), with the validation and test seconds inside (they now go together);
+#   3. the same stack as one batched step per round (--batched: one kernel per layer for all K runs);
+#   4. MNIST-100 LD (second order), seeds 0-7, batched, against seed 0 alone;
+#   5. what bounds a stack's loop in lockstep (benchmarks/profile_stack.py): wall, host and kernel time per round;
+#   6. the cost of deterministic mode: MNIST-100 LD RR seed 0, full protocol, twice alone with --deterministic (the
 #      same labels bit for bit is the check; the wall time against stage 2's run alone is the cost).
 # Each stage has its own limit within the deadline; what finished is packed into RESULTS_DIR/device_checks.tgz after
 # every stage (a stage that outlives the call must not take the earlier ones with it).
@@ -21,7 +20,7 @@
 #   mkdir -p .devdata && cp ../shared/data/{mnist_train,mnist_test}.npz .devdata/   (/.devdata/ is ignored)
 #   WORK_DIR=/tmp/dc bash benchmarks/device_checks.sh .devdata $OUT
 # RESULTS_DIR gets session.log and device_checks.tgz only (what comes back from $OUT is at most 8 files).
-# Rehearsal on a CPU (tiny settings, nothing measured): DEVICE=cpu EPOCHS=1 K=2 ROUNDS=3 PROTO_STEPS=2 bash benchmarks/device_checks.sh ...
+# Rehearsal on a CPU (tiny settings, nothing measured): DEVICE=cpu EPOCHS=1 K=2 ROUNDS=3 bash benchmarks/device_checks.sh ...
 set -u
 DR=$(cd "$1" && pwd)
 R=$(mkdir -p "$2" && cd "$2" && pwd)
@@ -55,18 +54,16 @@ stamp "machine: $(tail -n 1 "$W/machine.txt")"
 
 if [ "$DEV" != cpu ]; then  # the files that hold tests marked gpu (collecting the whole suite would import extras)
   LABELDISTILL_TEST_DATA=$DR timeout -k 10 "$(cap 100)" $PY -m pytest -q -p no:cacheprovider -m gpu tests/test_distill_step.py tests/test_engine.py \
-    tests/test_image_distillation.py tests/test_stack.py > "$W/pytest_gpu.log" 2>&1
+    tests/test_image_distillation.py tests/test_stack.py tests/test_batched.py > "$W/pytest_gpu.log" 2>&1
   stamp "pytest -m gpu: rc=$? ($(tail -n 1 "$W/pytest_gpu.log"))"; pack
 fi
 
 bench stack_ridge 220 --k "$K" --alone one --method ridge --keep "$W/alone"
+bench stack_ridge_batched 200 --k "$K" --alone one --method ridge --batched
+bench stack_second_order_batched 200 --k "$K" --alone one --method second-order --batched --keep "$W/alone"
 timeout -k 10 "$(cap 60)" $PY benchmarks/profile_stack.py --data-root "$DR" --device "$DEV" --k "1,$K" --rounds "${ROUNDS:-60}" \
   --out "$W/profile_stack.json" > "$W/profile_stack.log" 2>&1
 stamp "profile_stack: rc=$? $(grep -h '^K=' "$W/profile_stack.log" | tr '\n' ' ')"; pack
-timeout -k 10 "$(cap 45)" $PY benchmarks/proto_vmap_step.py --device "$DEV" --k 1,2,4,8 --steps "${PROTO_STEPS:-200}" \
-  --out "$W/proto_vmap_step.json" > "$W/proto_vmap_step.log" 2>&1
-stamp "proto_vmap_step: rc=$? $(grep -h '^K=' "$W/proto_vmap_step.log" | tr '\n' ' ')"; pack
-bench stack_second_order 240 --k "$K" --alone one --method second-order --keep "$W/alone"
 bench deterministic_ridge 110 --k 1 --alone one --method ridge --deterministic
 
 pack; stamp "packed $(du -h "$R/device_checks.tgz" | cut -f1); left behind: $(wc -l < "$W/skipped.txt") file(s) over 4 MiB"

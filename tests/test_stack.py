@@ -181,31 +181,3 @@ def test_a_stack_larger_than_the_stream_pool_runs_on_a_gpu(mnist_small):
     assert all(bool(torch.isfinite(s.labels).all()) and s.steps > 0 for s in stacked)
     assert stacked[0].labels.shape == (20, 10) and not torch.equal(stacked[0].labels, stacked[1].labels)  # two seeds
 
-
-def test_proto_vmap_step_computes_the_ridge_strategys_label_gradients():
-    """benchmarks/proto_vmap_step.py times a batched LD RR step of K runs (a design question for stacks); its label
-    meta-gradients must be each run's own, as the library's Ridge strategy computes them for that run alone."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-    from proto_vmap_step import BatchedRidgeStep
-
-    from labeldistill.distill.strategies.ridge import Ridge
-
-    step = BatchedRidgeStep(3, torch.device("cpu"), target=64)
-    with torch.no_grad():
-        step.labels.copy_(torch.softmax(2 * torch.randn(step.labels.shape, generator=torch.Generator().manual_seed(1)), -1))
-    expected = []
-    for k in range(3):
-        model = step.state.select(slice(k, k + 1))
-        for p in model.params.values():
-            p.requires_grad_()
-        model.head["s"].requires_grad_()
-        rows = step.rows[k]
-        out = Ridge().step(step.learner, model, step.base[k][rows], step.labels[k][rows].detach(), step.xt[k], step.yt[k])
-        expected.append(out.label_grad)
-    step()
-    for k in range(3):
-        got = step.labels.grad[k][step.rows[k]]
-        assert float(expected[k].abs().max()) > 0
-        torch.testing.assert_close(got, expected[k], rtol=1e-5, atol=1e-9)

@@ -91,6 +91,20 @@ def test_local_stack_equals_one_by_one(tmp_path, monkeypatch):
     assert [o.action for o in run_cells(names, stacked, executor=get_executor("local", stack=4))] == ["stored cell"] * 4
 
 
+def test_local_batched_stack_through_reproduce(tmp_path, monkeypatch):
+    """reproduce --stack 3 --batched: the three LD RR seeds take their steps as one batched step; each cell is recorded as
+    without batching, its numbers the lockstep stack's up to rounding (the same T)."""
+    monkeypatch.setattr(plan, "QUICK_EPOCHS", 3)
+    monkeypatch.setattr(plan, "TEST_MODELS", 2)
+    names = ["digits/ld-rr/10", "digits/ld-rr/10@seed=1", "digits/ld-rr/10@seed=2"]
+    lock = run_cells(names, Options(out=tmp_path / "lock", quick=True, device="cpu"), executor=get_executor("local", stack=3))
+    b = run_cells(names, Options(out=tmp_path / "batched", quick=True, device="cpu", batched=True), executor=get_executor("local", stack=3))
+    assert [o.action for o in b] == ["ran (stacked x3, batched)"] * 3, [o.message for o in b]
+    for x, y in zip(lock, b):
+        assert x.record["result"]["T"] == y.record["result"]["T"]
+        assert abs(x.record["result"]["accuracy_mean"] - y.record["result"]["accuracy_mean"]) < 5.0
+
+
 def test_stack_option_errors(tmp_path, capsys):
     assert main(SWEEP + ["--out", str(tmp_path), "--stack", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

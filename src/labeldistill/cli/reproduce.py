@@ -25,6 +25,9 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stack", type=int, default=1, metavar="K",
                    help="step up to K distillation runs together in one loop (runs that share data, method, N and schedule, "
                         "e.g. seeds): on a GPU they run side by side on one card; on a CPU the same numbers as one by one")
+    p.add_argument("--batched", action="store_true",
+                   help="with --stack: take a stack's steps as one batched step (one kernel per layer for all its runs; LD RR "
+                        "and LD with the JVP meta-gradient; equal to the runs alone up to rounding, not bit for bit)")
     p.add_argument("--address", default=None, metavar="ADDR",
                    help="--executor ray: the Ray cluster to use (ray.init's address, e.g. ray://head:10001 or auto; default: "
                         "$RAY_ADDRESS, else a running local cluster, else a new local one). --out and --data-root must be "
@@ -130,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     opts = Options(out=Path(args.out), quick=args.quick, stand_in=args.stand_in, data_root=args.data_root,
                    device=args.device, progress=not args.json and sys.stderr.isatty(),
                    reuse_any_version=args.reuse_any_version, base_select=_base_select(spec, args.base_select),
-                   seeds=_seeds(spec, args.seeds))
+                   seeds=_seeds(spec, args.seeds), batched=args.batched)
     data = DataView(args.data_root)
     if args.list:
         return _list(spec, names, opts, data, args.json)

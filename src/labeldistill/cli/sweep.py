@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     test_models = _list(args.test_models, "test-models", int)
     out = Path(args.out)
     opts = Options(out=out, data_root=args.data_root, device=args.device, progress=not args.json and sys.stderr.isatty(),
-                   reuse_any_version=args.reuse_any_version)
+                   reuse_any_version=args.reuse_any_version, batched=args.batched)
     data = DataView(args.data_root)
     points = list(itertools.product(targets, bases, seeds, methods, epochs, test_models))
     plans = [point_plan(*p, opts, data) for p in points]

@@ -19,11 +19,14 @@ model, reset monitor, generators, validations), its own run directory, checkpoin
   base images, seeds and labels), where one call per run ran one after another; the runs' final
   tests likewise (:func:`..engine.evaluate_together`). Same numbers.
 
-Why streams, not one ``vmap`` over the K runs: the same exact per-run code (and so the same
+``batched=True`` takes a stack's steps as one batched step instead (:mod:`.batched`: the ``vmap`` over the runs;
+equal to the runs alone up to rounding, for the stacks it can take).
+
+Why streams by default, not one ``vmap`` over the K runs: the same exact per-run code (and so the same
 numbers and checkpoints as a single run, and a free choice of per-run settings such as
 learning rates or validation models), and a round costs K graph launches, which the host
-issues in microseconds. Whether the card's concurrency makes K steps cost about one is measured
-on a GPU (``benchmarks/bench_stack.py``, docs/benchmarks.md).
+issues in microseconds. On an H200 the streams overlapped only partly (8 loops in 3.8 times one;
+docs/benchmarks.md), hence the batched step; which to default to waits for its measurement.
 
 A run that fails (non-finite labels, its own error) stops alone: the others finish, and
 ``distill_many`` raises the first error afterwards (``errors="raise"``) or returns it in place
@@ -34,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -45,6 +49,7 @@ from ..engine import Evaluation, evaluate_together
 from ..numerics import float32_precision
 from ..runs import StopRequest
 from .config import DistillConfig
+from .batched import BatchedStep, batchable
 from .loop import Distiller, Interrupted, LoopResult
 from .run import RunSession
 from .validation import score_together
@@ -85,7 +90,7 @@ def stack_groups(configs: Sequence[DistillConfig], size: int) -> list[list[int]]
 
 def distill_many(configs: Sequence[DistillConfig], *, outs: Sequence[str | Path | None] | None = None,
                  resume: bool | Sequence[bool] = False, stack: int | None = None, data_root: str | Path | None = None,
-                 download: bool = False, progress: bool = True, errors: str = "raise") -> list[DistilledSet | BaseException]:
+                 download: bool = False, progress: bool = True, errors: str = "raise", batched: bool = False) -> list[DistilledSet | BaseException]:
     """Distil every config, stepping the runs of a stack together; one :class:`DistilledSet` per config, in order.
 
     Args:
@@ -95,6 +100,8 @@ def distill_many(configs: Sequence[DistillConfig], *, outs: Sequence[str | Path 
         stack: at most this many runs per stack (None: all runs with equal :func:`stack_key`).
         errors: ``"raise"`` (after every other run has finished, the first error) or ``"return"``
             (the exception in place of that run's set).
+        batched: take a stack's steps as one batched step where its runs allow it (:mod:`.batched`: a GPU runs one
+            kernel per layer for all K runs; equal to the runs alone up to rounding, not bit for bit).
     Returns:
         The distilled sets (each with its ``evaluation``), equal to ``distill`` of each config alone.
     Example:
@@ -113,7 +120,7 @@ def distill_many(configs: Sequence[DistillConfig], *, outs: Sequence[str | Path 
     results: list[DistilledSet | BaseException | None] = [None] * n
     for group in stack_groups(configs, stack or max(1, n)):
         got = run_stack([configs[i] for i in group], outs=[outs[i] for i in group], resume=[resumes[i] for i in group],
-                        data_root=data_root, download=download, progress=progress)
+                        data_root=data_root, download=download, progress=progress, batched=batched)
         for i, r in zip(group, got):
             results[i] = r
     if errors == "raise":
@@ -124,7 +131,8 @@ def distill_many(configs: Sequence[DistillConfig], *, outs: Sequence[str | Path 
 
 
 def run_stack(configs: Sequence[DistillConfig], *, outs: Sequence[str | Path | None], resume: Sequence[bool],
-              data_root: str | Path | None = None, download: bool = False, progress: bool = True) -> list[DistilledSet | BaseException]:
+              data_root: str | Path | None = None, download: bool = False, progress: bool = True,
+              batched: bool = False) -> list[DistilledSet | BaseException]:
     """One stack (equal :func:`stack_key`): open every run, step the loops in lockstep, test and save
     each. A run's own failure is returned in its place; Ctrl-C is raised after checkpointing all."""
     keys = {stack_key(c) for c in configs}
@@ -145,7 +153,8 @@ def run_stack(configs: Sequence[DistillConfig], *, outs: Sequence[str | Path | N
                     continue
                 out.append(None)  # type: ignore[arg-type]
             live = [i for i, s in enumerate(sessions) if s is not None]
-            loops = lockstep([sessions[i].distiller for i in live], progress=progress, desc=f"stack of {len(live)}")  # type: ignore[union-attr]
+            loops = lockstep([sessions[i].distiller for i in live], progress=progress, desc=f"stack of {len(live)}",  # type: ignore[union-attr]
+                             batched=batched)
             done = [(i, loop) for i, loop in zip(live, loops) if not isinstance(loop, BaseException)]
             for i, loop in zip(live, loops):
                 if isinstance(loop, BaseException):
@@ -190,13 +199,16 @@ def _test_together(done: Sequence[tuple[RunSession, LoopResult]]) -> list[Evalua
     return out
 
 
-def lockstep(distillers: Sequence[Distiller], *, progress: bool = True, desc: str = "stack") -> list[LoopResult | BaseException]:
+def lockstep(distillers: Sequence[Distiller], *, progress: bool = True, desc: str = "stack",
+             batched: bool = False) -> list[LoopResult | BaseException]:
     """Run the loops of ``distillers`` together, one step of each per round; their results in order.
 
     A loop that raises stops alone (its exception is its result). Ctrl-C (SIGINT) or SIGTERM asks every loop to
-    checkpoint where it is and then raises :class:`Interrupted`.
+    checkpoint where it is and then raises :class:`Interrupted`. ``batched``: the runs' steps of a round are one
+    batched step (:mod:`.batched`; equal to the runs alone up to rounding), where the runs allow it.
     """
-    streams = [_stream_for(d) for d in distillers]
+    streams = [None if batched else _stream_for(d) for d in distillers]
+    batch: BatchedStep | None = None
     results: list[LoopResult | BaseException | None] = [None] * len(distillers)
     for d in distillers:
         d.defer_validation = len(distillers) > 1  # due validations wait for the round's end, then go together
@@ -216,7 +228,17 @@ def lockstep(distillers: Sequence[Distiller], *, progress: bool = True, desc: st
                 active.append(i)
             while active:
                 finishing = []
-                for i in list(active):
+                if batched and batch is None and len(active) > 1 and batchable([distillers[i] for i in active]) is None:
+                    batch = BatchedStep([distillers[i] for i in active], cuda_graph=distillers[active[0]].cfg.cuda_graph)
+                if batch is not None:
+                    failed = _batched_round(batch, distillers, active, results, finishing)
+                    bar.update(len(active) - len(finishing) - len(failed))
+                    for i in failed + finishing:
+                        active.remove(i)
+                    if failed or finishing:  # the stack's membership changed: its runs become plain runs again
+                        batch.release()
+                        batch = None
+                for i in [] if batch is not None or finishing else list(active):
                     d = distillers[i]
                     try:
                         with _on(streams[i]):
@@ -245,6 +267,9 @@ def lockstep(distillers: Sequence[Distiller], *, progress: bool = True, desc: st
                             results[i] = e
                 active = [i for i in active if results[i] is None]
                 if stop.requested:
+                    if batch is not None:
+                        batch.release()
+                        batch = None
                     for i in active:
                         with _on(streams[i]):
                             distillers[i].save_now()
@@ -256,6 +281,32 @@ def lockstep(distillers: Sequence[Distiller], *, progress: bool = True, desc: st
             for d in distillers:
                 d.close_bar()
     return results  # type: ignore[return-value]
+
+
+def _batched_round(batch: BatchedStep, distillers: Sequence[Distiller], active: list[int], results: list,
+                   finishing: list[int]) -> list[int]:
+    """One round of a batched stack: each run begins its step (its minibatch from its own generators), one batched step
+    takes them all, each run ends its step (records, checkpoints, epoch end). Returns the runs that failed; runs whose
+    loops are done go into ``finishing``."""
+    members = batch.runs
+    t0 = time.perf_counter()
+    going = [d.begin_step() for d in members]
+    if not all(going):  # the runs share the schedule, so all end together (a run that has begun a step begins it again)
+        finishing.extend(i for i, g in zip(active, going) if not g)
+        return []
+    inputs = [d.step_inputs() for d in members]
+    records = batch(torch.stack([r for r, _ in inputs]), torch.stack([n for _, n in inputs]))
+    failed = []
+    for i, d, rec in zip(active, members, records):
+        try:
+            d.take_record(rec)
+            d.end_step(t0)
+        except Interrupted:
+            raise
+        except Exception as e:  # noqa: BLE001  (one failed run must not stop the others)
+            results[i] = e
+            failed.append(i)
+    return failed
 
 
 def _validate_together(distillers: Sequence[Distiller], streams: Sequence[torch.cuda.Stream | None],

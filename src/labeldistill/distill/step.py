@@ -104,7 +104,7 @@ class MetaStep:
 
     # -- dispatch ---------------------------------------------------------------------------
     def __call__(self, rows: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
-        if not self.use_graph or rows.shape[0] != self.full_batch:
+        if not self.use_graph or rows.shape[-1] != self.full_batch:  # (rows: B, or K x B for a batched stack)
             return self._compute(rows, inner)
         if self._graph is None:
             if self._warmups < GRAPH_WARMUP_STEPS:

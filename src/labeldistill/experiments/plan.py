@@ -158,6 +158,7 @@ class Options:
     reuse_any_version: bool = False  # reuse finished runs / cells of other numerics versions (marked)
     base_select: str | None = None  # base selector for cells that do not name one (None: random)
     seeds: tuple[int, ...] | None = None  # --seeds: every cell run with each seed, shown as the mean over seeds
+    batched: bool = False  # --batched: a stack's steps as one batched step (distill/batched.py)
 
     @property
     def protocol(self) -> str:

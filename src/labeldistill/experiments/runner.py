@@ -452,11 +452,11 @@ def ensure_stacked_runs(plans: list[Plan], opts: Options) -> dict[str, str | Bas
     for key, (plan, state) in todo.items():
         state = ready_run_dir(plan, opts, state)
         resumes.append(state == "resume")
-        done[key] = f"{'resumed run' if state == 'resume' else 'ran'} (stacked x{len(todo)})"
+        done[key] = f"{'resumed run' if state == 'resume' else 'ran'} (stacked x{len(todo)}{', batched' if opts.batched else ''})"
     plans_todo = [plan for plan, _ in todo.values()]
     with selection_cache(selections_dir(opts)):
         results = distill_many([p.config for p in plans_todo], outs=[p.run_dir(opts.out) for p in plans_todo], resume=resumes,
-                               data_root=opts.data_root, progress=opts.progress, errors="return")
+                               data_root=opts.data_root, progress=opts.progress, errors="return", batched=opts.batched)
     for key, r in zip(todo, results):
         if isinstance(r, BaseException):
             done[key] = r
