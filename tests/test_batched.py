@@ -31,6 +31,7 @@ def test_a_batched_stack_equals_the_stack_in_lockstep(mnist_small, method):
     batched = distill_many(cfgs, progress=False, batched=True)
     for a, b in zip(lock, batched):
         torch.testing.assert_close(b.labels, a.labels, rtol=0, atol=1e-5 if method == "ridge" else 2e-3)
+        assert b.evaluation["batched_stack"] == 3 and "batched_stack" not in a.evaluation  # recorded with the run
         assert (b.steps, b.evaluation["resets"], b.evaluation["selected_epoch"]) == (a.steps, a.evaluation["resets"], a.evaluation["selected_epoch"])
     assert sum(a.evaluation["resets"] for a in lock) > 0  # the resets (per-run masks, Adam restarts) were exercised
 

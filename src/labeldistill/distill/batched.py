@@ -90,6 +90,7 @@ class BatchedStep(MetaStep):
         for i, d in enumerate(distillers):
             self.monitor.load(d.monitor, index=i)
             d._stepper = _RunSlot(self, i)  # a reset's refill goes into the run's slot of the stacked fresh models
+            d.batched_stack = max(d.batched_stack, k)
 
     # -- the stacked state, and each run's tensors as views into it --------------------------
     def _stack_labels(self) -> None:

@@ -132,6 +132,9 @@ class Distiller:
         # driver has scored it together with the other runs' and calls :meth:`complete_validation`.
         self.defer_validation = False
         self.validation_due = False
+        # The most runs this run shared a batched step with (distill/batched.py; 0: never): its numbers then equal the
+        # run alone up to rounding only, so the run records it (result.json "batched_stack").
+        self.batched_stack = 0
 
     @property
     def labels(self) -> Labels | FixedLabels:
@@ -363,6 +366,7 @@ class Distiller:
             "perm": self.perm, "inner_rows": self.inner_rows, "fresh_seed": self.fresh_seed, "epoch": self.epoch, "pos": self.pos, "step": self.step,
             "monitor": self.monitor.state_dict(), "selector": self.selector.state_dict(),
             "loop_seconds": self.loop_seconds, "total_seconds": self.total_seconds, "last_val": self.last_val,
+            "batched_stack": self.batched_stack,
         }
 
     def load_state_dict(self, s: dict) -> None:
@@ -398,6 +402,7 @@ class Distiller:
             raise UserError(f"The checkpoint validates each label snapshot with {self.selector.models} model(s), the config with "
                             f"{self.cfg.validation_models}; resume with the run's own config (validation_models = {self.selector.models}).")
         self.loop_seconds, self.total_seconds, self.last_val = s["loop_seconds"], s["total_seconds"], s["last_val"]
+        self.batched_stack = int(s.get("batched_stack", 0))
 
     def checkpoint(self, session_seconds: float) -> None:
         """Record the wall time so far and, with a run directory, write the checkpoint atomically."""

@@ -221,6 +221,8 @@ class RunSession:
             result.update(test_protocol=resolved.test_protocol, test_arch=ev.extra.get("arch"))
         if resolved.select_protocol != "paper":  # the snapshots (and a start candidate) were scored under it
             result["select_protocol"] = resolved.select_protocol
+        if distiller.batched_stack:  # steps taken in a batched stack: equal to the run alone up to rounding only
+            result["batched_stack"] = distiller.batched_stack
         if resolved.augment != "none":
             result["augment"] = resolved.augment
         if tempered is not None:
