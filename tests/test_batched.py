@@ -79,6 +79,14 @@ def test_runs_of_a_batched_stack_keep_their_own_state_and_go_on_alone(mnist_smal
         assert b.monitor.t_list == a.monitor.t_list
 
 
+def test_a_stack_that_cannot_be_batched_steps_in_lockstep_and_says_why(mnist_small):
+    cfgs = [_cfg(mnist_small, seed=s, epochs=1, method="second-order", meta_gradient="double-backward") for s in (3, 4)]
+    with pytest.warns(UserWarning, match="JVP"):
+        got = distill_many(cfgs, progress=False, batched=True)
+    lock = distill_many(cfgs, progress=False)
+    assert all(torch.equal(a.labels, b.labels) and "batched_stack" not in b.evaluation for a, b in zip(lock, got))
+
+
 def test_what_cannot_be_batched_says_why(mnist_small):
     sessions = _sessions([_cfg(mnist_small, seed=3), _cfg(mnist_small, seed=4, label_lr=3e-3)])
     assert "label_lr" in batchable([s.distiller for s in sessions])

@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -207,6 +208,9 @@ def lockstep(distillers: Sequence[Distiller], *, progress: bool = True, desc: st
     checkpoint where it is and then raises :class:`Interrupted`. ``batched``: the runs' steps of a round are one
     batched step (:mod:`.batched`; equal to the runs alone up to rounding), where the runs allow it.
     """
+    if batched and len(distillers) > 1 and (why := batchable(distillers)) is not None:
+        warnings.warn(f"batched stack: {why}; its runs step in lockstep instead.", stacklevel=2)
+        batched = False
     streams = [None if batched else _stream_for(d) for d in distillers]
     batch: BatchedStep | None = None
     results: list[LoopResult | BaseException | None] = [None] * len(distillers)
