@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Issue 16's GPU deliverable, as one prepared script for a loan: original DD on CIFAR-10 (100 images = 10 steps x 10
+# classes, 30 unrolled AlexCifarNet steps, 400 outer epochs = 17,600 outer iterations; paper's rerun 35.20 ± 1.09),
+# tested on 200 fresh AlexCifarNets and, from the same run, on 200 LeNets (Table 15: `reproduce 15`); then SLDD on
+# CIFAR-10 (Table 1's cell, paper 39.8 ± 0.8) with whatever time is left. Both runs checkpoint and resume: stopped at
+# the deadline (SIGINT), the same command in a later call of the same loan (the machine still warm, the same WORK_DIR)
+# goes on where they stopped. What finished is packed into RESULTS_DIR/dd_cifar10.tgz (small files only).
+#
+# The data do not fit one call (the checkout and its carried paths: 64 MiB; CIFAR-10's training file is 117 MB), so
+# they travel in parts over consecutive calls, while the machine stays warm (30 s after a call). Here:
+#   python benchmarks/npz_parts.py split ../shared/data/cifar10_train.npz .devdata --parts 2   # p1, p2: 57.8 / 59.6 MB (LZMA)
+#   mkdir -p .devdata/p3 && cp ../shared/data/cifar10_test.npz .devdata/p3/                     # 23.5 MB
+#   rm -r records/runs records/in-progress   (they would not leave room; git checkout records restores them)
+# then three `run` calls in a row:  carry [".devdata/p1"], command "true";  carry [".devdata/p2"], command "true";
+#   carry [".devdata/p3"], command "WORK_DIR=/tmp/dd bash benchmarks/dd_cifar10_gpu.sh .devdata $OUT", timeout_s 600;
+#   and, if the budget allows, the same command again (no carry needed: the data and /tmp/dd are still there).
+# How long DD takes on an H200 is not known yet (a CPU thread takes ~0.5 s an outer iteration: 7 days in all); the
+# first call's log says how far it got (outer iteration / 17,600).
+# Rehearsal on a CPU (tiny, nothing measured): DEVICE=cpu T_DD=60 T_SLDD=30 DEADLINE=150 bash benchmarks/dd_cifar10_gpu.sh DIR OUT
+set -u
+D=$(cd "$1" && pwd)
+R=$(mkdir -p "$2" && cd "$2" && pwd)
+DEV=${DEVICE:-cuda}
+DEADLINE=${DEADLINE:-575}  # seconds after the start by which everything has stopped and been packed
+export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+START=$SECONDS
+W=${WORK_DIR:-$(mktemp -d)}; mkdir -p "$W/data"
+stamp() { echo "[$(( SECONDS - START )) s] $*" | tee -a "$W/session.log"; }
+left() { local l=$(( DEADLINE - 25 - (SECONDS - START) )); [ $l -lt 1 ] && l=1; echo $l; }  # 25 s for stopping and packing
+cap() { local l; l=$(left); [ "$1" -lt "$l" ] && l=$1; echo "$l"; }
+pack() {  # small files only (a file comes back from $OUT only under 16 MiB): checkpoints and the data stay behind
+  (cd "$W" && find . -type f -size +4096k > skipped.txt; find . -type f -size -4097k ! -name '*.tmp' ! -path './data/*' \
+     | tar czf "$R/dd_cifar10.tgz.tmp" -T -) && mv "$R/dd_cifar10.tgz.tmp" "$R/dd_cifar10.tgz" && cp "$W/session.log" "$R/session.log"
+}
+progress() { grep -h '"outer"\|"iteration"' "$1"/runs/*/metrics.jsonl 2>/dev/null | tail -n 1 | cut -c1-160; }
+
+if [ ! -f "$W/data/cifar10_train.npz" ]; then
+  if [ -f "$D/p1/cifar10_train.manifest.json" ]; then
+    $PY benchmarks/npz_parts.py join "$D" cifar10_train "$W/data/cifar10_train.npz" || exit 1
+    cp "$D/p3/cifar10_test.npz" "$W/data/"
+  else
+    cp "$D"/cifar10_t*.npz "$W/data/"  # (a rehearsal: the files as they are)
+  fi
+fi
+{ nvidia-smi 2>/dev/null; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no gpu')"; } > "$W/machine.txt" 2>&1
+stamp "machine: $(tail -n 1 "$W/machine.txt")"
+
+# Table 15: the DD run (AlexCifarNet) and its LeNet test; resumes the run directory when a previous call stopped it.
+timeout -s INT -k 20 "$(cap "${T_DD:-540}")" $PY -m labeldistill reproduce 15 --data-root "$W/data" --device "$DEV" \
+  --out "$W/t15" --json >> "$W/t15.log" 2>&1
+stamp "reproduce 15 (DD, CIFAR-10): rc=$? $(progress "$W/t15")"; pack
+
+# SLDD, Table 1's cell, with the time left (resumable the same way).
+if [ "$(left)" -gt 30 ]; then
+  timeout -s INT -k 20 "$(cap "${T_SLDD:-540}")" $PY -m labeldistill reproduce 1 --only cifar10/sldd/100 --data-root "$W/data" \
+    --device "$DEV" --out "$W/t1" --json >> "$W/t1.log" 2>&1
+  stamp "reproduce 1 cifar10/sldd/100: rc=$? $(progress "$W/t1")"
+fi
+pack; stamp "packed $(du -h "$R/dd_cifar10.tgz" | cut -f1); left behind: $(wc -l < "$W/skipped.txt") file(s) over 4 MiB"
+cp "$W/session.log" "$R/session.log"
