@@ -35,14 +35,8 @@ pack() {  # small files only (a file comes back from $OUT only under 16 MiB): ch
 }
 progress() { grep -h '"outer"\|"iteration"' "$1"/runs/*/metrics.jsonl 2>/dev/null | tail -n 1 | cut -c1-160; }
 
-if [ ! -f "$W/data/cifar10_train.npz" ]; then
-  if [ -f "$D/p1/cifar10_train.manifest.json" ]; then
-    $PY benchmarks/npz_parts.py join "$D" cifar10_train "$W/data/cifar10_train.npz" || exit 1
-    cp "$D/p3/cifar10_test.npz" "$W/data/"
-  else
-    cp "$D"/cifar10_t*.npz "$W/data/"  # (a rehearsal: the files as they are)
-  fi
-fi
+. benchmarks/cifar10_parts.sh
+[ -f "$W/data/cifar10_train.npz" ] || cifar10_into "$D" "$W/data" || exit 1  # a later call of the loan has them already
 { nvidia-smi 2>/dev/null; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no gpu')"; } > "$W/machine.txt" 2>&1
 stamp "machine: $(tail -n 1 "$W/machine.txt")"
 

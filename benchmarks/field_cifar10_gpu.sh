@@ -33,12 +33,8 @@ stamp() { echo "[$(( SECONDS - START )) s] $*" | tee -a "$W/session.log"; }
 if [ -d "$D/p3/whl" ]; then
   $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$D"/p3/whl/*.whl && export PYTHONPATH=$PYTHONPATH:/tmp/site
 fi
-if [ -f "$D/p1/cifar10_train.manifest.json" ]; then
-  $PY benchmarks/npz_parts.py join "$D" cifar10_train "$W/data/cifar10_train.npz" || exit 1
-  cp "$D/p3/cifar10_test.npz" "$W/data/"
-else
-  cp "$D"/cifar10_t*.npz "$W/data/"  # (a rehearsal: the files as they are)
-fi
+. benchmarks/cifar10_parts.sh
+cifar10_into "$D" "$W/data" || exit 1
 { nvidia-smi 2>/dev/null; $PY -c "import torch, kornia; print('torch', torch.__version__, 'kornia', kornia.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no gpu')"; } > "$W/machine.txt" 2>&1
 stamp "machine: $(tail -n 1 "$W/machine.txt")"
 

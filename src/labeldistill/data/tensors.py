@@ -28,6 +28,15 @@ class LabelledTensors:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
+    def same_as(self, other: LabelledTensors) -> bool:
+        """The same examples in the same order: what runs may share (:func:`same_examples`)."""
+        return same_examples(self.x, self.y, other.x, other.y)
+
+
+def same_examples(x: torch.Tensor, y: torch.Tensor, x2: torch.Tensor, y2: torch.Tensor) -> bool:
+    """(x, y) and (x2, y2) hold the same examples in the same order (the same tensors, or equal ones)."""
+    return (x is x2 and y is y2) or (x.shape == x2.shape and torch.equal(x, x2) and torch.equal(y, y2))
+
 
 @dataclass
 class TargetData:

@@ -69,14 +69,11 @@ class BatchedStep(MetaStep):
         self.learner, self.strategy, self.cfg = d0.learner, d0.strategy, d0.cfg
         dev = d0.device
         self.device = dev
-        # graph dispatch (MetaStep.__call__): full target minibatches only
-        self.full_batch, self.augment = d0.cfg.target_batch, None
-        self.use_graph = cuda_graph and dev.type == "cuda"
-        self._graph, self._warmups, self._static = None, 0, None
+        self._init_dispatch(d0.cfg.target_batch, cuda_graph and dev.type == "cuda")  # MetaStep.__call__: eager / graph
         # The target's training split: one tensor when every run has the same (a fixed split), else one per run (the
         # split drawn from the run's seed: K copies on the device).
         trains = [d.problem.target.train for d in distillers]
-        self.shared_train = all(t.x is trains[0].x or (torch.equal(t.x, trains[0].x) and torch.equal(t.y, trains[0].y)) for t in trains)
+        self.shared_train = all(t.same_as(trains[0]) for t in trains)
         if self.shared_train:
             self.train_x, self.train_y = trains[0].x, trains[0].y
         else:
@@ -294,7 +291,6 @@ def _adam_(p: torch.Tensor, g: torch.Tensor, m: torch.Tensor, v: torch.Tensor, s
         step.add_(1)
         m.lerp_(g, 1 - b1)
         v.mul_(b2).addcmul_(g, g, value=1 - b2)
-        shape = (-1, *([1] * (p.dim() - 1)))
-        bc1 = (1 - b1 ** step).view(shape)
-        bc2 = (1 - b2 ** step).view(shape)
+        bc1 = _bcast(1 - b1 ** step, p, step.dtype)
+        bc2 = _bcast(1 - b2 ** step, p, step.dtype)
         p.sub_(lr * m / bc1 / (v.sqrt() / bc2.sqrt() + EPS))

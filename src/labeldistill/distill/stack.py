@@ -188,8 +188,7 @@ def _test_together(done: Sequence[tuple[RunSession, LoopResult]]) -> list[Evalua
     if len(wanted) < 2:
         return out
     test = done[wanted[0][0]][0].problem.target.test
-    same = [(j, t) for j, t in wanted if done[j][0].problem.target.test.x is test.x
-            or (torch.equal(done[j][0].problem.target.test.x, test.x) and torch.equal(done[j][0].problem.target.test.y, test.y))]
+    same = [(j, t) for j, t in wanted if done[j][0].problem.target.test.same_as(test)]
     try:
         for (j, _), ev in zip(same, evaluate_together([t for _, t in same], test.x, test.y)):
             out[j] = ev
@@ -234,7 +233,7 @@ def lockstep(distillers: Sequence[Distiller], *, progress: bool = True, desc: st
                 finishing = []
                 if batched and batch is None and len(active) > 1 and batchable([distillers[i] for i in active]) is None:
                     batch = BatchedStep([distillers[i] for i in active], cuda_graph=distillers[active[0]].cfg.cuda_graph)
-                if batch is not None:
+                if batch is not None:  # one batched step of every run
                     failed = _batched_round(batch, distillers, active, results, finishing)
                     bar.update(len(active) - len(finishing) - len(failed))
                     for i in failed + finishing:
@@ -242,21 +241,22 @@ def lockstep(distillers: Sequence[Distiller], *, progress: bool = True, desc: st
                     if failed or finishing:  # the stack's membership changed: its runs become plain runs again
                         batch.release()
                         batch = None
-                for i in [] if batch is not None or finishing else list(active):
-                    d = distillers[i]
-                    try:
-                        with _on(streams[i]):
-                            more = d.advance()
-                    except Interrupted:
-                        raise
-                    except Exception as e:  # noqa: BLE001  (one failed run must not stop the others)
-                        results[i], more = e, False
-                    if more:
-                        bar.update(1)
-                    else:
-                        active.remove(i)
-                        if results[i] is None:
-                            finishing.append(i)
+                else:  # one step of each run, on its own stream
+                    for i in list(active):
+                        d = distillers[i]
+                        try:
+                            with _on(streams[i]):
+                                more = d.advance()
+                        except Interrupted:
+                            raise
+                        except Exception as e:  # noqa: BLE001  (one failed run must not stop the others)
+                            results[i], more = e, False
+                        if more:
+                            bar.update(1)
+                        else:
+                            active.remove(i)
+                            if results[i] is None:
+                                finishing.append(i)
                 # The validations due this round (and the last ones of runs that finished), of all runs at once.
                 due = [i for i in active if distillers[i].validation_due] + [i for i in finishing if distillers[i].selector.pending]
                 _validate_together([distillers[i] for i in due], [streams[i] for i in due], results, due)

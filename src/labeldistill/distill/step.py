@@ -42,18 +42,22 @@ class MetaStep:
                  full_batch: int, cuda_graph: bool = False, augment: DSAugmenter | None = None) -> None:
         self.strategy, self.learner, self.model, self.model_opt = strategy, learner, model, model_opt
         self.synthetic, self.monitor, self.fresh, self.problem = synthetic, monitor, fresh, problem
-        self.full_batch = full_batch  # the graph serves full target minibatches only
         self.augment = augment  # the loop's augmenter (--augment), or None
         # An augmented step chooses its transform on the host, so a captured graph would repeat one choice.
-        self.use_graph = cuda_graph and problem.base_x.device.type == "cuda" and augment is None
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._warmups = 0
-        self._static: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._init_dispatch(full_batch, cuda_graph and problem.base_x.device.type == "cuda" and augment is None)
         # (model tensor, fresh-model tensor) pairs: both are updated in place only, so listed once.
         pairs = [(d[n], f[n]) for d, f in ((model.params, fresh.params), (model.buffers, fresh.buffers), (model.head, fresh.head)) for n in d]
         self._float_pairs = [(m, f) for m, f in pairs if m.is_floating_point()]
         self._other_pairs = [(m, f) for m, f in pairs if not m.is_floating_point()]
         self._opt_tensors: list[torch.Tensor] | None = None  # Adam's state exists after its first step
+
+    def _init_dispatch(self, full_batch: int, use_graph: bool) -> None:
+        """The state of :meth:`__call__`'s dispatch: eager, warm-up or graph replay (shared with the batched step)."""
+        self.full_batch = full_batch  # the graph serves full target minibatches only
+        self.use_graph = use_graph
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._warmups = 0
+        self._static: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     # -- the step itself ----------------------------------------------------------------
     def _compute(self, rows: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..data.tensors import same_examples
 from ..engine import Learner, accuracy, group_key, train_groups, train_models
 from ..seeding import derive_seed
 
@@ -147,7 +148,7 @@ def _same_validation_split(scores, members, out, groups, models) -> list[int]:
     keep = [members[0]]
     for i in members[1:]:
         sc = scores[i]
-        if sc.val_x is ref.val_x or (torch.equal(sc.val_x, ref.val_x) and torch.equal(sc.val_y, ref.val_y)):
+        if same_examples(sc.val_x, sc.val_y, ref.val_x, ref.val_y):
             keep.append(i)
         else:
             out[i] = sc(groups[i], models[i])
