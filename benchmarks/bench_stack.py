@@ -71,12 +71,13 @@ class Phases:
             setattr(owner, name, real)
 
 
-def timed(cfgs: list[DistillConfig], stack: int, data_root: str, outs: list | None = None, batched: bool = False) -> tuple[float, list, dict]:
+def timed(cfgs: list[DistillConfig], stack: int, data_root: str, outs: list | None = None, batched: bool = False,
+          progress: bool = False) -> tuple[float, list, dict]:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     with Phases() as phases:
         t0 = time.perf_counter()
-        sets = distill_many(cfgs, stack=stack, data_root=data_root, progress=False, outs=outs, batched=batched)
+        sets = distill_many(cfgs, stack=stack, data_root=data_root, progress=progress, outs=outs, batched=batched)
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         wall = time.perf_counter() - t0
@@ -96,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--deterministic", action="store_true", help="deterministic GPU kernels (DistillConfig.deterministic)")
     ap.add_argument("--batched", action="store_true", help="the stack's steps as one batched step (distill_many(batched=True))")
+    ap.add_argument("--progress", action="store_true", help="progress bars on stderr (every 30 s in a log): a run cut short still shows its rate")
     ap.add_argument("--out", default=None, help="also write the JSON here")
     ap.add_argument("--keep", default=None, metavar="DIR",
                     help="keep the runs alone as run directories DIR/<method>-k<K>-s<seed> (e.g. to compare a GPU run with the CPU run of the same seed)")
@@ -110,8 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
             cfgs = [dataclasses.replace(base, method=method, seed=s) for s in range(k)]
             alone_cfgs = cfgs if args.alone == "all" else cfgs[:1]
             outs = [Path(args.keep) / f"{method}-k{k}-s{c.seed}" for c in alone_cfgs] if args.keep else None
-            t_alone, alone, ph_alone = timed(alone_cfgs, 1, args.data_root, outs)
-            t_stack, stacked, ph_stack = timed(cfgs, k, args.data_root, batched=args.batched)
+            t_alone, alone, ph_alone = timed(alone_cfgs, 1, args.data_root, outs, progress=args.progress)
+            t_stack, stacked, ph_stack = timed(cfgs, k, args.data_root, batched=args.batched, progress=args.progress)
             diffs = [float((a.labels - b.labels).abs().max()) for a, b in zip(alone, stacked)]
             acc = [round(s.evaluation["accuracy_mean"], 2) for s in stacked]
             rec = {"method": method, "k": k, "alone": args.alone, "alone_runs": len(alone_cfgs), "alone_seconds": round(t_alone, 2),

@@ -8,14 +8,17 @@
 #
 # The data do not fit one call (the checkout and its carried paths: 64 MiB; CIFAR-10's training file is 117 MB), so
 # they travel in parts over consecutive calls, while the machine stays warm (30 s after a call). Here:
-#   python benchmarks/npz_parts.py split ../shared/data/cifar10_train.npz .devdata --parts 2   # p1, p2: 57.8 / 59.6 MB (LZMA)
-#   mkdir -p .devdata/p3 && cp ../shared/data/cifar10_test.npz .devdata/p3/                     # 23.5 MB
+#   python benchmarks/npz_parts.py split ../shared/data/cifar10_train.npz .devdata --parts 4   # p1..p4: 28-31 MB each (LZMA)
+#   mkdir -p .devdata/p5 && cp ../shared/data/cifar10_test.npz .devdata/p5/                     # 23.5 MB
+#   python records/archive.py restore cifar10-dd-100-s0 .devdata/p5/dd_run                       # the parked run, 4.5 MB
 #   rm -r records/runs records/in-progress   (they would not leave room; git checkout records restores them)
-# then three `run` calls in a row:  carry [".devdata/p1"], command "true";  carry [".devdata/p2"], command "true";
-#   carry [".devdata/p3"], command "WORK_DIR=/tmp/dd bash benchmarks/dd_cifar10_gpu.sh .devdata $OUT", timeout_s 600;
+# then three `run` calls in a row (session 26 did exactly this, the first call doing device_checks.sh's stages with the
+# MNIST files beside p1): carry [".devdata/p1"], command "true";  carry [".devdata/p2", ".devdata/p3"], command "true";
+#   carry [".devdata/p4", ".devdata/p5"], command "DEADLINE=... WORK_DIR=/tmp/dd bash benchmarks/dd_cifar10_gpu.sh .devdata $OUT";
 #   and, if the budget allows, the same command again (no carry needed: the data and /tmp/dd are still there).
-# How long DD takes on an H200 is not known yet (a CPU thread takes ~0.5 s an outer iteration: 7 days in all); the
-# first call's log says how far it got (outer iteration / 17,600).
+# Speed: eager, an outer iteration took 0.31 s on an H200 (session 26: 1,460 of 17,600 in 450 s, host-bound); the
+# trainer now replays each one as a CUDA graph (UnrolledDistiller(cuda_graph=True)), not yet timed on a GPU. The
+# log says how far a call got (outer iteration / 17,600).
 # Rehearsal on a CPU (tiny, nothing measured): DEVICE=cpu T_DD=60 T_SLDD=30 DEADLINE=150 bash benchmarks/dd_cifar10_gpu.sh DIR OUT
 set -u
 D=$(cd "$1" && pwd)
@@ -40,6 +43,11 @@ progress() { grep -h '"outer"\|"iteration"' "$1"/runs/*/metrics.jsonl 2>/dev/nul
 { nvidia-smi 2>/dev/null; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no gpu')"; } > "$W/machine.txt" 2>&1
 stamp "machine: $(tail -n 1 "$W/machine.txt")"
 
+# A DD run parked by an earlier loan (records/in-progress/cifar10-dd-100-s0, restored into DATA_DIR/p5/dd_run by
+# `python records/archive.py restore cifar10-dd-100-s0 .devdata/p5/dd_run`) goes on where it stopped.
+if [ -f "$D/p5/dd_run/checkpoint.safetensors" ] && [ ! -d "$W/t15/runs/cifar10_dd_100" ]; then
+  mkdir -p "$W/t15/runs" && cp -r "$D/p5/dd_run" "$W/t15/runs/cifar10_dd_100" && stamp "resuming the carried DD run: $(progress "$W/t15")"
+fi
 # Table 15: the DD run (AlexCifarNet) and its LeNet test; resumes the run directory when a previous call stopped it.
 timeout -s INT -k 20 "$(cap "${T_DD:-540}")" $PY -m labeldistill reproduce 15 --data-root "$W/data" --device "$DEV" \
   --out "$W/t15" --json >> "$W/t15.log" 2>&1

@@ -1,11 +1,11 @@
 """What bounds a stack's loop: the card's kernel time per round against the wall time per round, K runs against one.
 
 Usage:
-    python benchmarks/profile_stack.py --data-root ../shared/data --device cuda --k 1,8 [--method ridge] [--rounds 200]
+    python benchmarks/profile_stack.py --data-root ../shared/data --device cuda --k 1,8 [--method ridge] [--rounds 200] [--batched]
 
 For each K: K runs (MNIST, N = 100, seeds 0..K-1, the stack's own code: a CUDA stream and graph per run) are started
 and stepped in lockstep, one step of each run per round, exactly as ``distill_many`` steps them (no validation falls in
-the measured rounds). After ``--warmup`` rounds (graph capture), ``--rounds`` rounds are timed (wall, the host's own
+the measured rounds); with ``--batched``, a stack's round is one batched step of all K runs. After ``--warmup`` rounds (graph capture), ``--rounds`` rounds are timed (wall, the host's own
 time inside the runs' ``advance``), then the same number again under ``torch.profiler`` for the card's kernels: their
 count and summed duration per round. Reading the result:
 
@@ -26,7 +26,8 @@ import torch
 
 from labeldistill.distill import DistillConfig
 from labeldistill.distill.run import RunSession
-from labeldistill.distill.stack import _on, _stream_for
+from labeldistill.distill.batched import BatchedStep
+from labeldistill.distill.stack import _batched_round, _on, _stream_for
 
 from bench_image_step import publish  # benchmarks/ is the script's folder
 
@@ -66,17 +67,27 @@ def measure(k: int, args: argparse.Namespace) -> dict:
     sessions = [RunSession(dataclasses.replace(cfg, seed=s), out=None, resume=False, data_root=args.data_root, progress=False)
                 for s in range(k)]
     runs = [s.distiller for s in sessions]
-    streams = [_stream_for(d) for d in runs]
+    batched = args.batched and k > 1
+    streams = [None if batched else _stream_for(d) for d in runs]
+    batch: BatchedStep | None = None
     try:
         for d, st in zip(runs, streams):
             with _on(st):
                 d.start(bar=False)
             if args.host_only:
                 d._stepper = ConstantStep(d.device)  # type: ignore[assignment]
+        if batched:  # the stack's rounds as distill_many(batched=True) takes them: one batched step of all K runs
+            batch = BatchedStep(runs, cuda_graph=cfg.cuda_graph)
         host = [0.0]
 
         def rounds(n: int) -> None:
             for _ in range(n):
+                if batch is not None:
+                    t0 = time.perf_counter()
+                    failed = _batched_round(batch, runs, list(range(k)), [None] * k, [])
+                    host[0] += time.perf_counter() - t0
+                    assert not failed, "a run of the batched stack failed"
+                    continue
                 for d, st in zip(runs, streams):
                     t0 = time.perf_counter()
                     with _on(st):
@@ -90,7 +101,7 @@ def measure(k: int, args: argparse.Namespace) -> dict:
         rounds(args.rounds)
         _sync(args.device)
         wall = time.perf_counter() - t0
-        rec = {"k": k, "rounds": args.rounds, "wall_ms_per_round": round(1e3 * wall / args.rounds, 4),
+        rec = {"k": k, "batched": batched, "rounds": args.rounds, "wall_ms_per_round": round(1e3 * wall / args.rounds, 4),
                "host_ms_per_round": round(1e3 * host[0] / args.rounds, 4)}
         if args.profile:
             from torch.profiler import ProfilerActivity, profile
@@ -107,6 +118,8 @@ def measure(k: int, args: argparse.Namespace) -> dict:
             rec["overlap"] = round(rec["kernel_ms_per_round"] / max(rec["busy_ms_per_round"], 1e-9), 3)  # 1: one at a time
         return rec
     finally:
+        if batch is not None:
+            batch.release()
         for s in sessions:
             s.distiller.close()
             s.release()
@@ -124,8 +137,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--no-profile", dest="profile", action="store_false", help="skip the profiled rounds")
     ap.add_argument("--host-only", action="store_true", help="replace each step's device work by a constant record: the host's cost alone")
+    ap.add_argument("--batched", action="store_true", help="K > 1: one batched step per round (distill_many(batched=True)), not K steps")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    if args.batched and args.host_only:
+        ap.error("--host-only replaces each run's own step; a batched stack has one step for all runs")
     results = []
     for k in (int(x) for x in args.k.split(",")):
         rec = measure(k, args)

@@ -12,17 +12,17 @@ from labeldistill.runs import MetricsLog, read_metrics
 from labeldistill.unrolled import FunctionalNet, UnrolledDistiller, crop_flip, unrolled_config
 
 
-def make(method: str, **overrides) -> UnrolledDistiller:
+def make(method: str, device: str = "cpu", cuda_graph: bool = False, **overrides) -> UnrolledDistiller:
     torch.manual_seed(0)
     features = nn.Sequential(nn.Conv2d(3, 2, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 8 * 8, 6), nn.ReLU())
-    net = FunctionalNet(Classifier(features, 6, 3))
+    net = FunctionalNet(Classifier(features, 6, 3).to(device))
     g = torch.Generator().manual_seed(5)
-    x, y = torch.randn(20, 3, 8, 8, generator=g), torch.arange(20) % 3
+    x, y = torch.randn(20, 3, 8, 8, generator=g).to(device), (torch.arange(20) % 3).to(device)
     # 3 outer iterations per epoch (8, 8, 4 images), the outer lr halves at epochs 1 and 3: both
     # boundaries and the augmentation stream are crossed by the resumed part.
     cfg = unrolled_config("cifar10", method, steps=2, epochs=2, batch_size=8, outer_epochs=4, decay_epochs=2,
                           distill_lr=0.05, **overrides)
-    return UnrolledDistiller(cfg, x, y, net, 3, seed=11)
+    return UnrolledDistiller(cfg, x, y, net, 3, seed=11, cuda_graph=cuda_graph)
 
 
 def snapshot(d: UnrolledDistiller) -> dict:
@@ -65,6 +65,24 @@ def test_resume_mid_run_is_bit_for_bit(tmp_path, method):
     assert read_metrics(tmp_path / "resumed.jsonl") == read_metrics(tmp_path / "full.jsonl")
     assert [r["outer_lr"] for r in read_metrics(tmp_path / "full.jsonl")] == [0.01] * 3 + [0.005] * 6 + [0.0025] * 3
     assert resumed.schedule() == full.schedule()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("method", ["dd", "sldd"])
+def test_cuda_graph_outer_iterations_equal_eager(method):
+    """On a GPU: outer iterations replayed as a CUDA graph (full minibatches; the short last one of each epoch runs
+    eagerly) give the eager run's losses, images, lrs and labels."""
+    runs = []
+    for graph in (False, True):
+        d = make(method, device="cuda", cuda_graph=graph)
+        losses = d.run()
+        assert (d._graphed.graph is not None) == graph, "the graph was not used"
+        runs.append((losses, snapshot(d)))
+    (eager_losses, eager), (graph_losses, graphed) = runs
+    torch.testing.assert_close(torch.tensor(graph_losses), torch.tensor(eager_losses), rtol=0, atol=1e-5)
+    for k in ("images", "raw_lrs", "labels"):
+        if eager[k] is not None:
+            torch.testing.assert_close(graphed[k], eager[k], rtol=0, atol=1e-5)
 
 
 def test_resume_refuses_another_configuration(tmp_path):

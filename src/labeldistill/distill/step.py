@@ -13,10 +13,9 @@ steps are captured in the graph as label steps are.
 """
 from __future__ import annotations
 
-import warnings
-
 import torch
 
+from ..cuda_graphs import GraphedCall
 from ..engine import DSAugmenter, Learner, ModelState
 from ..problem import Problem
 from .learned import SyntheticSet
@@ -24,7 +23,6 @@ from .reset import DeviceResetMonitor
 from .strategies import Strategy
 
 RECORD_FIELDS = ("error", "loss", "reset", "T_i", "grad_var", "finite")
-GRAPH_WARMUP_STEPS = 3  # eager steps on a side stream before capture (PyTorch's recipe)
 
 
 class MetaStep:
@@ -52,12 +50,14 @@ class MetaStep:
         self._opt_tensors: list[torch.Tensor] | None = None  # Adam's state exists after its first step
 
     def _init_dispatch(self, full_batch: int, use_graph: bool) -> None:
-        """The state of :meth:`__call__`'s dispatch: eager, warm-up or graph replay (shared with the batched step)."""
+        """The state of :meth:`__call__`'s dispatch: eager, or graph replay (shared with the batched step)."""
         self.full_batch = full_batch  # the graph serves full target minibatches only
-        self.use_graph = use_graph
-        self._graph: torch.cuda.CUDAGraph | None = None
-        self._warmups = 0
-        self._static: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self._graphed = GraphedCall(self._compute, enabled=use_graph, what="loop step")
+
+    @property
+    def _graph(self) -> torch.cuda.CUDAGraph | None:
+        """The captured step, once there is one."""
+        return self._graphed.graph
 
     # -- the step itself ----------------------------------------------------------------
     def _compute(self, rows: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
@@ -108,54 +108,8 @@ class MetaStep:
 
     # -- dispatch ---------------------------------------------------------------------------
     def __call__(self, rows: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
-        if not self.use_graph or rows.shape[-1] != self.full_batch:  # (rows: B, or K x B for a batched stack)
+        if not self._graphed.enabled or rows.shape[-1] != self.full_batch:  # (rows: B, or K x B for a batched stack)
             return self._compute(rows, inner)
-        if self._graph is None:
-            if self._warmups < GRAPH_WARMUP_STEPS:
-                self._warmups += 1
-                return self._side_stream(rows, inner)
-            try:
-                self._capture(rows, inner)
-            except Exception as e:  # capture is an optimisation: never lose the run over it
-                warnings.warn(f"CUDA graph capture failed ({type(e).__name__}: {e}); continuing without graphs.", stacklevel=2)
-                self.use_graph, self._graph = False, None
-                torch.cuda.synchronize()
-                return self._compute(rows, inner)
-        assert self._static is not None and self._graph is not None
-        s_rows, s_inner, s_out = self._static
-        s_rows.copy_(rows)
-        s_inner.copy_(inner)
-        self._graph.replay()
-        return s_out.clone()
-
-    def _side_stream(self, rows: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
-        """A warm-up step off the default stream (PyTorch's rule before a capture)."""
-        if _own_stream() is not None:
-            # A run of a stack (distill/stack.py) is on a stream of its own already: warm up there. A fresh side
-            # stream would come from PyTorch's pool of 32, which the stack's streams share, so it can be another
-            # run's stream: what this step allocates there (Adam's moments, its record) would then be freed into that
-            # run's pool while this run's stream still reads it. On 2026-12-04 a stack of 8 on an H200 failed with an
-            # illegal memory access (docs/benchmarks.md); this is the cross-stream reuse such a failure points to.
-            return self._compute(rows, inner)
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            out = self._compute(rows, inner)
-        torch.cuda.current_stream().wait_stream(side)
-        return out
-
-    def _capture(self, rows: torch.Tensor, inner: torch.Tensor) -> None:
-        s_rows, s_inner = rows.clone(), inner.clone()
-        torch.cuda.synchronize()
-        graph = torch.cuda.CUDAGraph()
-        # On a stack's stream, capture there too (not on PyTorch's one capture stream, a pooled stream that can be
-        # another run's), so that the graph's static tensors belong to this run's stream.
-        with torch.cuda.graph(graph, stream=_own_stream()):
-            s_out = self._compute(s_rows, s_inner)
-        self._graph, self._static = graph, (s_rows, s_inner, s_out)
-
-
-def _own_stream() -> torch.cuda.Stream | None:
-    """The current CUDA stream where it is not the default one (a stack gives each run its own), else None."""
-    cur = torch.cuda.current_stream()
-    return None if cur == torch.cuda.default_stream(cur.device) else cur
+        out = self._graphed(rows, inner)
+        assert isinstance(out, torch.Tensor)
+        return out.clone() if self._graphed.graph is not None else out  # a replay's output is overwritten by the next

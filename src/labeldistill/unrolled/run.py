@@ -72,6 +72,7 @@ class UnrolledRunConfig:
     device: str = "auto"
     allow_tf32: bool = False
     deterministic: bool = False  # deterministic GPU kernels (numerics.float32_precision)
+    cuda_graph: bool = True  # on a GPU, each outer iteration replayed as one CUDA graph (UnrolledDistiller)
     unrolled: dict = field(default_factory=dict)
 
     @classmethod
@@ -177,8 +178,10 @@ def distill_unrolled(target: str = "mnist", *, method: str = "dd", base: int = 1
         cfg = UnrolledRunConfig.from_dict(record["config"])
         if "device" in settings:
             cfg.device = str(settings.pop("device"))
+        if "cuda_graph" in settings:  # how the steps are launched, not what they compute: may change on resume
+            cfg.cuda_graph = bool(settings.pop("cuda_graph"))
         if settings:
-            raise UserError(f"A resumed run keeps its settings; only the device may change (got {', '.join(sorted(settings))}).")
+            raise UserError(f"A resumed run keeps its settings; only the device and cuda_graph may change (got {', '.join(sorted(settings))}).")
     elif config is not None:
         cfg = dataclasses.replace(config, **settings) if settings else config
     else:
@@ -204,7 +207,8 @@ def _run(cfg: UnrolledRunConfig, *, out, resume, data_root, download, progress) 
         data = load_for_arch(cfg.target, cfg.arch, data_root=data_root, seed=cfg.seed, split=cfg.split, device=device, download=download)
         resolved, ucfg = cfg.resolve(data.name, data.num_classes, data.preprocessing.channels)
         net = FunctionalNet.from_arch(resolved.arch, data.preprocessing.channels, int(data.train.x.shape[-1]), data.num_classes, device=device)
-        dist = UnrolledDistiller(ucfg, data.train.x, data.train.y, net, data.num_classes, seed=resolved.seed)
+        dist = UnrolledDistiller(ucfg, data.train.x, data.train.y, net, data.num_classes, seed=resolved.seed,
+                                 cuda_graph=resolved.cuda_graph)
         ckpt = run_dir / CHECKPOINT if run_dir is not None else None
         if run_dir is not None:
             record = _config_record(resolved, cfg, data, device, data_root)
