@@ -110,8 +110,14 @@ def measure(k: int, args: argparse.Namespace) -> dict:
             with profile(activities=[ProfilerActivity.CPU, *([ProfilerActivity.CUDA] if gpu else [])]) as prof:
                 rounds(args.rounds)
                 _sync(args.device)
-            spans = sorted((e.time_range.start, e.time_range.end) for e in prof.events()
-                           if e.device_type == torch.autograd.DeviceType.CUDA)  # microseconds
+            kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+            spans = sorted((e.time_range.start, e.time_range.end) for e in kernels)  # microseconds
+            by_name: dict[str, float] = {}
+            for e in kernels:
+                by_name[e.name] = by_name.get(e.name, 0.0) + (e.time_range.end - e.time_range.start)
+            # the kernels that take the most time per round: what to make faster (or fewer) first
+            rec["top_kernels_ms_per_round"] = {n[:80]: round(t / 1e3 / args.rounds, 4)
+                                               for n, t in sorted(by_name.items(), key=lambda kv: -kv[1])[:8]}
             rec["kernels_per_round"] = round(len(spans) / args.rounds, 1)
             rec["kernel_ms_per_round"] = round(sum(b - a for a, b in spans) / 1e3 / args.rounds, 4)
             rec["busy_ms_per_round"] = round(_union(spans) / 1e3 / args.rounds, 4)  # the card running any kernel
