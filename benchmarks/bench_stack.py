@@ -14,7 +14,8 @@ a line per measurement and one JSON object (versions, device, settings, results)
 ``--out FILE`` also writes it. ``labels_equal`` compares each stacked run's selected labels with
 the same run alone (bit for bit; ``max_label_diff`` is the largest difference). ``--keep DIR`` keeps
 the runs alone as run directories (metrics, result, distilled set): the timing then includes
-their writes.
+their writes. Stopped by SIGTERM (a caller's time limit), a measurement is reported as cut short, with
+the seconds until the stop and the validation / test seconds inside them, and the script ends there.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from pathlib import Path
 import torch
 
 from labeldistill.distill import DistillConfig, distill_many
+from labeldistill.distill.loop import Interrupted
 from labeldistill.runs.provenance import versions
 
 from bench_image_step import machine  # benchmarks/ is the script's folder
@@ -72,12 +74,17 @@ class Phases:
 
 
 def timed(cfgs: list[DistillConfig], stack: int, data_root: str, outs: list | None = None, batched: bool = False,
-          progress: bool = False) -> tuple[float, list, dict]:
+          progress: bool = False) -> tuple[float, list | None, dict]:
+    """Wall seconds, the sets (None when a stop request cut the measurement short: then the seconds are those until
+    the stop) and the validation / test seconds inside."""
     if torch.cuda.is_available():
         torch.cuda.synchronize()
     with Phases() as phases:
         t0 = time.perf_counter()
-        sets = distill_many(cfgs, stack=stack, data_root=data_root, progress=progress, outs=outs, batched=batched)
+        try:
+            sets = distill_many(cfgs, stack=stack, data_root=data_root, progress=progress, outs=outs, batched=batched)
+        except Interrupted:  # SIGTERM from the caller's time limit: report where the time went so far
+            sets = None
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         wall = time.perf_counter() - t0
@@ -113,7 +120,17 @@ def main(argv: list[str] | None = None) -> dict:
             alone_cfgs = cfgs if args.alone == "all" else cfgs[:1]
             outs = [Path(args.keep) / f"{method}-k{k}-s{c.seed}" for c in alone_cfgs] if args.keep else None
             t_alone, alone, ph_alone = timed(alone_cfgs, 1, args.data_root, outs, progress=args.progress)
-            t_stack, stacked, ph_stack = timed(cfgs, k, args.data_root, batched=args.batched, progress=args.progress)
+            t_stack, stacked, ph_stack = (0.0, None, {}) if alone is None else \
+                timed(cfgs, k, args.data_root, batched=args.batched, progress=args.progress)
+            if alone is None or stacked is None:  # cut short by the time limit: what it measured until then, and stop
+                rec = {"method": method, "k": k, "cut_short": "alone" if alone is None else "stack",
+                       "alone_seconds": round(t_alone, 2), "alone_phases": ph_alone,
+                       "stack_seconds_until_stop": None if alone is None else round(t_stack, 2), "stack_phases": ph_stack}
+                results.append(rec)
+                print(f"{method} K={k}: cut short ({rec['cut_short']}): {rec}", flush=True)
+                if args.out:
+                    Path(args.out).write_text(json.dumps(_report(args, results), indent=1))
+                return _report(args, results)
             diffs = [float((a.labels - b.labels).abs().max()) for a, b in zip(alone, stacked)]
             acc = [round(s.evaluation["accuracy_mean"], 2) for s in stacked]
             rec = {"method": method, "k": k, "alone": args.alone, "alone_runs": len(alone_cfgs), "alone_seconds": round(t_alone, 2),
