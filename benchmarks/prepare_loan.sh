@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Lay out .devdata/ for a GPU loan of three calls (docs/benchmarks.md, "The next loans"), idempotently, and print the
+# calls. A call carries the checkout (about 3 MB without records/) and the paths it names, at most 64 MiB in all; the
+# machine keeps what earlier calls carried while it stays warm (30 s after a call), so the data travel in parts:
+#   call 1: MNIST's two files + p1 (44 MB with the code)  -> device_checks.sh (issue 19)
+#   call 2: p2 + p3 (63 MB)                                -> true
+#   call 3: p4 + p5 (test file, the parked DD run; 60 MB)  -> dd_cifar10_gpu.sh (issue 16)
+# Usage (repository root): bash benchmarks/prepare_loan.sh [SHARED_DATA_DIR]   (default ../shared/data)
+set -eu
+S=${1:-../shared/data}
+PY=${PYTHON:-python3}
+mkdir -p .devdata
+for f in mnist_train mnist_test; do [ -f ".devdata/$f.npz" ] || cp "$S/$f.npz" .devdata/; done
+if [ ! -f .devdata/p4/cifar10_train.part4.npz ]; then
+  rm -rf .devdata/p1 .devdata/p2 .devdata/p3 .devdata/p4
+  $PY benchmarks/npz_parts.py split "$S/cifar10_train.npz" .devdata --parts 4
+fi
+mkdir -p .devdata/p5
+[ -f .devdata/p5/cifar10_test.npz ] || cp "$S/cifar10_test.npz" .devdata/p5/
+if [ -d records/in-progress/cifar10-dd-100-s0 ]; then  # always the parked run as it is now (4.5 MB)
+  rm -rf .devdata/p5/dd_run && $PY records/archive.py restore cifar10-dd-100-s0 .devdata/p5/dd_run
+fi
+du -sh .devdata/mnist_*.npz .devdata/p*
+cat <<'EOF'
+Now move the run records out of the working tree (they would not leave room): rm -r records/runs records/in-progress
+(git checkout records brings them back after the loan), then, with no pause between the calls:
+  1. carry [".devdata/mnist_train.npz", ".devdata/mnist_test.npz", ".devdata/p1"], timeout_s <= 600:
+     STAGES="tests profile_batched batched_ridge" DEADLINE=... WORK_DIR=/tmp/dc bash benchmarks/device_checks.sh .devdata $OUT
+  2. carry [".devdata/p2", ".devdata/p3"]: true
+  3. carry [".devdata/p4", ".devdata/p5"], timeout_s = what is left:
+     DEADLINE=... WORK_DIR=/tmp/dd bash benchmarks/dd_cifar10_gpu.sh .devdata $OUT
+EOF
