@@ -286,3 +286,19 @@ def test_alexcifarnet_set_tested_on_lenet(cifar_small, tmp_path):
     r = labeldistill.evaluate(out, arch="lenet", models=2)
     assert r["arch"] == "lenet" and r["variant"] == "learned" and r["steps"] == 2 and len(r["accuracies"]) == 2
     assert (out / "evaluations" / "lenet-learned-K2.json").exists()
+
+
+def test_no_cuda_graph_is_recorded_and_changes_nothing_on_a_cpu(small_config, small_straight, tmp_path):
+    """``--no-cuda-graph`` (DD / SLDD and label distillation alike) is recorded, may be given on resume, and a CPU run,
+    which never captures, gives the same set with it as without."""
+    from labeldistill.cli import build_parser
+    from labeldistill.cli.distill import config_from_args
+
+    assert config_from_args(build_parser().parse_args(["distill", "--out", "x"])).cuda_graph is True
+    assert config_from_args(build_parser().parse_args(["distill", "--out", "x", "--no-cuda-graph"])).cuda_graph is False
+    out = tmp_path / "run"
+    assert one_thread_main(["distill", "--config", str(small_config), "--out", str(out), "--no-progress", "--no-cuda-graph"]) == 0
+    assert json.loads((out / "config.json").read_text())["config"]["cuda_graph"] is False
+    assert json.loads((small_straight / "config.json").read_text())["config"]["cuda_graph"] is True
+    a, b = labeldistill.load(small_straight), labeldistill.load(out)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels) and a.schedule == b.schedule

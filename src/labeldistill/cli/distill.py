@@ -80,6 +80,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="let a GPU use TF32 for convolutions and matmuls (default off: float32 as on a CPU; recorded)")
     p.add_argument("--deterministic", action="store_true", default=None,
                    help="deterministic GPU kernels: a GPU run repeats bit for bit, a stacked run equals the run alone (recorded)")
+    p.add_argument("--no-cuda-graph", dest="cuda_graph", action="store_false", default=None,
+                   help="on a GPU, launch each step's kernels from Python instead of replaying one CUDA graph (the same "
+                        "arithmetic, slower; may change on --resume)")
     p.add_argument("--out", default=None, help="run directory (required unless --resume)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its last checkpoint")
     p.add_argument("--download", action="store_true", help="fetch missing datasets with torchvision")
@@ -113,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = DistillConfig.from_dict(record["config"])
         if args.device is not None:  # a run may move between machines (e.g. started on a GPU, finished on a CPU)
             cfg.device = args.device
+        if args.cuda_graph is not None:
+            cfg.cuda_graph = args.cuda_graph
         data_root = args.data_root or record.get("data_root")
         resume = True
     else:
@@ -152,6 +157,8 @@ def run_dd(args: argparse.Namespace, record: dict | None = None) -> int:
         cfg = UnrolledRunConfig.from_dict(record["config"])
         if args.device is not None:  # a run may move between machines
             cfg.device = args.device
+        if args.cuda_graph is not None:
+            cfg.cuda_graph = args.cuda_graph
         data_root = args.data_root or record.get("data_root")
     else:
         toml = read_toml(args.config)
@@ -164,7 +171,7 @@ def run_dd(args: argparse.Namespace, record: dict | None = None) -> int:
             raise UserError("distill needs --out DIR (the run directory), or --resume DIR.")
         flags = {"target": args.target, "base": args.base, "seed": args.seed, "epochs": args.epochs, "device": args.device,
                  "arch": args.arch, "test_models": args.test_models, "allow_tf32": args.allow_tf32, "deterministic": args.deterministic,
-                 "split": parse_split(args.split), "batch_size": args.target_batch}
+                 "split": parse_split(args.split), "batch_size": args.target_batch, "cuda_graph": args.cuda_graph}
         settings = {**{k: v for k, v in toml.items() if k != "method"}, **{k: v for k, v in flags.items() if v is not None}}
         if isinstance(settings.get("split"), list):
             settings["split"] = tuple(settings["split"])
