@@ -5,8 +5,12 @@
 #   call 1: MNIST's two files + p1 (44 MB with the code)  -> device_checks.sh (issue 19)
 #   call 2: p2 + p3 (63 MB)                                -> true
 #   call 3: p4 + p5 (test file, the parked DD run; 60 MB)  -> dd_cifar10_gpu.sh (issue 16)
-# Usage (repository root): bash benchmarks/prepare_loan.sh [SHARED_DATA_DIR]   (default ../shared/data)
+# With --dd-only the whole loan goes to DD (about 14,000 kernels an outer iteration, so some tens of ms each even as a
+# graph: the rest of the 17,600 iterations may need most of a loan):
+#   call 1: p1 + p2 -> true;  call 2: p3 + p4 -> true;  call 3: p5 -> dd_cifar10_gpu.sh
+# Usage (repository root): bash benchmarks/prepare_loan.sh [--dd-only] [SHARED_DATA_DIR]   (default ../shared/data)
 set -eu
+DD_ONLY=0; [ "${1:-}" = --dd-only ] && { DD_ONLY=1; shift; }
 S=${1:-../shared/data}
 PY=${PYTHON:-python3}
 mkdir -p .devdata
@@ -21,6 +25,16 @@ if [ -d records/in-progress/cifar10-dd-100-s0 ]; then  # always the parked run a
   rm -rf .devdata/p5/dd_run && $PY records/archive.py restore cifar10-dd-100-s0 .devdata/p5/dd_run
 fi
 du -sh .devdata/mnist_*.npz .devdata/p*
+if [ $DD_ONLY = 1 ]; then cat <<'EOF'
+Now move the run records out of the working tree (they would not leave room): rm -r records/runs records/in-progress
+(git checkout records brings them back after the loan), then, with no pause between the calls:
+  1. carry [".devdata/p1", ".devdata/p2"]: true
+  2. carry [".devdata/p3", ".devdata/p4"]: true
+  3. carry [".devdata/p5"], timeout_s = what is left (at most 600; if time is left after it, the same command again):
+     DEADLINE=... WORK_DIR=/tmp/dd bash benchmarks/dd_cifar10_gpu.sh .devdata $OUT
+EOF
+exit 0
+fi
 cat <<'EOF'
 Now move the run records out of the working tree (they would not leave room): rm -r records/runs records/in-progress
 (git checkout records brings them back after the loan), then, with no pause between the calls:
