@@ -49,8 +49,9 @@ class GraphedCall:
                 self.enabled, self.graph = False, None
                 torch.cuda.synchronize()
                 return self.fn(*inputs)
-        for static, x in zip(self._inputs, inputs):
-            static.copy_(x)
+        with torch.no_grad():  # a static input may be a leaf that requires grad (DD's fresh parameters)
+            for static, x in zip(self._inputs, inputs):
+                static.copy_(x)
         assert self.graph is not None and self._outputs is not None
         self.graph.replay()
         return self._outputs
