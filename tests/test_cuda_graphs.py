@@ -172,3 +172,37 @@ def test_loop_steps_through_the_graph_path_equal_eager_ones(monkeypatch, method)
     (eager, t_eager), (graphed, t_graphed) = results
     assert t_eager == t_graphed and len(t_eager) >= 2
     assert torch.equal(graphed, eager)
+
+
+@pytest.mark.parametrize("method", ["ridge", "second-order"])
+def test_a_batched_stack_through_the_graph_path_equals_its_eager_steps(monkeypatch, mnist_small, method):
+    """A batched stack (one step for all runs, distill/batched.py) dispatched through GraphedCall with the stand-in
+    graph gives the labels, T and resets of its eager steps bit for bit: its stacked state is updated in place and its
+    K records come back through the captured output."""
+    from labeldistill.distill import distill_many
+    from labeldistill.distill.batched import BatchedStep
+    from labeldistill.distill.step import MetaStep
+    from test_batched import _cfg
+
+    monkeypatch.setattr(cuda_graphs, "own_stream", lambda: object())
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda *a, **k: None)
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", _ReplayingGraph)
+    monkeypatch.setattr(torch.cuda, "graph", _NoCapture)
+    cfgs = [_cfg(mnist_small, method=method, seed=s, epochs=3) for s in (3, 4)]
+    eager = distill_many(cfgs, progress=False, batched=True)
+    captured = []
+    real = MetaStep._init_dispatch
+
+    def forced(self, full_batch, use_graph):
+        batched = isinstance(self, BatchedStep)  # (each run's own step object takes no step while it is stacked)
+        real(self, full_batch, use_graph or batched)
+        if batched:
+            captured.append(self)
+
+    monkeypatch.setattr(MetaStep, "_init_dispatch", forced)
+    graphed = distill_many(cfgs, progress=False, batched=True)
+    assert captured and all(s._graph is not None for s in captured), "the graph path was not taken"
+    for a, b in zip(eager, graphed):
+        assert torch.equal(a.labels, b.labels)
+        assert (a.steps, a.evaluation["resets"]) == (b.steps, b.evaluation["resets"])
+    assert sum(a.evaluation["resets"] for a in eager) > 0
