@@ -58,6 +58,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-scale", default=None, choices=["shared", "fitted"],
                    help="ridge: the target loss's logit scale: shared (default, the paper's: the head's calibration) or fitted "
                         "(each step's loss-minimising scale, so labels gain nothing from sharpness alone; beyond the paper)")
+    p.add_argument("--target-labels", default=None, choices=["true", "teacher"],
+                   help="what the target loss compares with: the true classes (the paper's, default) or a teacher's "
+                        "probabilities on the target images (knowledge distillation; the --label-init teacher's teacher)")
+    p.add_argument("--target-temperature", type=float, default=None, help="--target-labels teacher: softmax temperature (1)")
     p.add_argument("--model-lr", type=float, default=None, help="Adam lr of the model (1e-3)")
     p.add_argument("--inner-lr", type=float, default=None, help="alpha of the virtual inner step (0.01)")
     p.add_argument("--augment", default=None, metavar="NAME",
@@ -146,7 +150,7 @@ NOT_FOR_UNROLLED = {
     "meta_gradient": "--meta-gradient", "reset_window": "--reset-window", "val_every": "--val-every",
     "validation_models": "--validation-models", "base_select": "--base-select", "start_candidate": "--start-candidate",
     "label_temperature": "--label-temperature", "augment": "--augment",
-    "select_protocol": "--select-protocol",
+    "select_protocol": "--select-protocol", "target_labels": "--target-labels", "target_temperature": "--target-temperature",
 }
 
 

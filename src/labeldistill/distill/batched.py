@@ -44,6 +44,8 @@ def batchable(distillers: Sequence) -> str | None:
         return "a batched stack learns labels as probabilities only"
     if c0.augment != "none" or c0.target_scale != "shared":
         return "a batched stack takes no --augment and the paper's target scale"
+    if c0.target_labels != "true":
+        return "a batched stack compares with the target's true classes (no --target-labels teacher)"
     if c0.method not in ("ridge", "second-order") or (c0.method == "second-order" and d0.strategy.meta_gradient != "jvp"):
         return "a batched stack runs LD RR or LD (second order, JVP meta-gradient)"
     for d in distillers[1:]:

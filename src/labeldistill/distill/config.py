@@ -23,6 +23,9 @@ def resolve_meta_gradient(choice: str, device: str | object) -> str:
     return "jvp" if str(device).startswith("cuda") else "double-backward"
 
 
+TARGET_LABELS = ("true", "teacher")  # what the loop's target loss compares with (DistillConfig.target_labels)
+
+
 @dataclass
 class DistillConfig:
     # The problem
@@ -79,6 +82,12 @@ class DistillConfig:
     # the base loss) or, beyond the paper and for ridge only, "fitted" (each step's loss-minimising scale, so that
     # sharper labels are not paid for their sharpness alone). Changes results: part of the config.
     target_scale: str = "shared"
+    # What the target loss compares the model's predictions with (distill/target_labels.py): "true" (the paper's: the
+    # target's class indices) or, beyond the paper, "teacher" (an early-stopped expert's probabilities on the target
+    # images at target_temperature, the knowledge-distillation target: the loop then makes a model trained on the base
+    # set mimic the teacher on the target). Changes results: part of the config.
+    target_labels: str = "true"
+    target_temperature: float = 1.0
     reset_window: int | None = None  # None: 100 for CIFAR-100 / K-49 (any N); else 50, 200 when N > 100
     # Validation, test and bookkeeping
     val_every: int = 5  # epochs between label-selection validations
@@ -166,6 +175,12 @@ class DistillConfig:
         scales = STRATEGIES.get(self.method).target_scales
         if self.target_scale not in scales:
             raise UserError(f"--target-scale {self.target_scale} is not available with --method {self.method} (it has: {', '.join(scales)}).")
+        if self.target_labels not in TARGET_LABELS:
+            raise UserError(f"--target-labels must be one of {', '.join(TARGET_LABELS)}, got {self.target_labels!r}.")
+        if not (isinstance(self.target_temperature, (int, float)) and self.target_temperature > 0):
+            raise UserError(f"--target-temperature must be a positive number, got {self.target_temperature!r}.")
+        if self.target_labels != "true" and self.target_scale != "shared":
+            raise UserError("--target-scale fitted fits the scale to class indices; it does not take --target-labels teacher.")
         from .learned import IMAGE_INITS, LEARN
 
         self.learn = LEARN.canonical(self.learn)

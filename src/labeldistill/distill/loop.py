@@ -77,11 +77,15 @@ class Distiller:
         run_dir: where checkpoints and the metrics log go (None: keep nothing on disk).
         progress: show a progress bar.
         initial_labels: where the learned labels start (``--label-init``, :mod:`.label_init`); None: uniform.
+        target_labels: what the target loss compares with, one row per target training example (``--target-labels``,
+            :mod:`.target_labels`: probability vectors); None: the target's class indices.
     """
 
     def __init__(self, cfg: DistillConfig, problem: Problem, *, model_factory: Callable[[], nn.Module] | None = None,
-                 run_dir: str | Path | None = None, progress: bool = True, initial_labels: torch.Tensor | None = None) -> None:
+                 run_dir: str | Path | None = None, progress: bool = True, initial_labels: torch.Tensor | None = None,
+                 target_labels: torch.Tensor | None = None) -> None:
         self.cfg, self.problem = cfg, problem
+        self.target_labels = target_labels
         t = problem.target
         strategy_cls = STRATEGIES.get(cfg.method)
         self.strategy = strategy_cls(inner_lr=cfg.inner_lr, meta_gradient=resolve_meta_gradient(cfg.meta_gradient, problem.base_x.device),
@@ -155,7 +159,7 @@ class Distiller:
         monitor.load(self.monitor)
         return MetaStep(strategy=self.strategy, learner=self.learner, model=self.model, model_opt=self.model_opt, synthetic=self.synthetic,
                         monitor=monitor, fresh=fresh, problem=self.problem, full_batch=self.cfg.target_batch,
-                        cuda_graph=self.cfg.cuda_graph, augment=self.augmenter)
+                        cuda_graph=self.cfg.cuda_graph, augment=self.augmenter, target_labels=self.target_labels)
 
     def _one_step(self) -> None:
         assert self._stepper is not None

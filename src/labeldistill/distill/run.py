@@ -20,6 +20,7 @@ from ..runs import RunLock, atomic_write_json, read_json
 from ..runs.provenance import numerics_of, resolve_device, versions
 from .config import DistillConfig
 from .label_init import initial_labels
+from .target_labels import loop_targets
 from .loop import CHECKPOINT, LEDGER, Distiller, Interrupted, LoopResult
 from .start import START_FILE, StartCandidate, prefer_start, score_start
 from ..seeding import derive_seed
@@ -122,8 +123,9 @@ class RunSession:
                 self.label_init = old.get("label_init") or {"label_init": "uniform"}
             else:
                 start, self.label_init = initial_labels(self.resolved, self.problem, ledger=None if run_dir is None else run_dir / LEDGER)
+            targets, self.target_labels = loop_targets(self.resolved, self.problem)  # again on resume: a cached teacher
             self.distiller = Distiller(self.resolved, self.problem, model_factory=model, run_dir=run_dir, progress=progress,
-                                       initial_labels=start)
+                                       initial_labels=start, target_labels=targets)
             self.start = self._start_candidate(start, resume)
             if run_dir is not None:
                 record = {**_config_record(self.resolved, cfg, self.problem, self.device, data_root, model), "label_init": self.label_init}
@@ -242,7 +244,8 @@ class RunSession:
             images=images.detach().cpu(), labels=loop.labels.detach().cpu(), steps=loop.steps,
             preprocessing=problem.target.preprocessing, class_names=list(problem.target.class_names),
             recipe=recipe,
-            provenance={**_provenance(problem, distiller, resolved.seed), "label_init": self.label_init},
+            provenance={**_provenance(problem, distiller, resolved.seed), "label_init": self.label_init,
+                        **({"target_labels": self.target_labels} if resolved.target_labels != "true" else {})},
             learned=resolved.learn, image_init=resolved.image_init,
             initial_images=None if initial is None else initial.detach().cpu(),
             zca=None if zca is None else zca.to("cpu"),

@@ -37,9 +37,12 @@ class MetaStep:
 
     def __init__(self, *, strategy: Strategy, learner: Learner, model: ModelState, model_opt: torch.optim.Optimizer,
                  synthetic: SyntheticSet, monitor: DeviceResetMonitor, fresh: ModelState, problem: Problem,
-                 full_batch: int, cuda_graph: bool = False, augment: DSAugmenter | None = None) -> None:
+                 full_batch: int, cuda_graph: bool = False, augment: DSAugmenter | None = None,
+                 target_labels: torch.Tensor | None = None) -> None:
         self.strategy, self.learner, self.model, self.model_opt = strategy, learner, model, model_opt
         self.synthetic, self.monitor, self.fresh, self.problem = synthetic, monitor, fresh, problem
+        # What the target loss compares with: the target's class indices, or (--target-labels) one row per example.
+        self.target_y = problem.target.train.y if target_labels is None else target_labels
         self.augment = augment  # the loop's augmenter (--augment), or None
         # An augmented step chooses its transform on the host, so a captured graph would repeat one choice.
         self._init_dispatch(full_batch, cuda_graph and problem.base_x.device.type == "cuda" and augment is None)
@@ -62,7 +65,7 @@ class MetaStep:
     # -- the step itself ----------------------------------------------------------------
     def _compute(self, rows: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
         p = self.problem
-        xt, yt = p.target.train.x[rows], p.target.train.y[rows]
+        xt, yt = p.target.train.x[rows], self.target_y[rows]
         xb, yb = self.synthetic.batch(inner)
         if self.augment is not None:  # the inner minibatch as a dc-dsa test model would see it; the target stays clean
             xb = self.augment.augment_one(0, xb)

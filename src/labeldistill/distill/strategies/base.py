@@ -88,3 +88,9 @@ def register_strategy(name: str, aliases: tuple[str, ...] = ()):
         return STRATEGIES.register(name, aliases=aliases)(cls)
 
     return deco
+
+
+def target_classes(y: torch.Tensor) -> torch.Tensor:
+    """The classes of a target minibatch's labels: class indices as they are, probability vectors (``--target-labels
+    teacher``) by their most probable class; what a step's error counts against (the reset rule reads it)."""
+    return y.argmax(-1) if y.is_floating_point() else y

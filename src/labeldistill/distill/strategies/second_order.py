@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.func import jvp
 
 from ...engine import Learner, ModelState, soft_cross_entropy
-from .base import LABELS, StepOutput, Strategy, Wrt, leaf, register_strategy, split_grads
+from .base import LABELS, StepOutput, Strategy, Wrt, leaf, register_strategy, split_grads, target_classes
 
 
 @register_strategy("second-order", aliases=("ld", "second_order"))
@@ -47,7 +47,7 @@ class SecondOrder(Strategy):
         out = learner.logits(theta1, buffers, {}, xt)
         loss = F.cross_entropy(out, yt)
         v = torch.autograd.grad(loss, list(theta1.values()))
-        error = (out.argmax(-1) != yt).float().mean()
+        error = (out.argmax(-1) != target_classes(yt)).float().mean()
         if wrt.images:
             label_grad, image_grad = self._reverse_over_forward(learner, buffers, theta0, dict(zip(names, v)), xb, yb, wrt)
             return StepOutput(label_grad, error, loss.detach(), image_grad)
@@ -78,4 +78,4 @@ class SecondOrder(Strategy):
         loss = F.cross_entropy(out, yt)
         wanted = wrt.pick(y, x)
         label_grad, image_grad = split_grads(torch.autograd.grad(loss, wanted), wrt)
-        return StepOutput(label_grad, (out.argmax(-1) != yt).float().mean().detach(), loss.detach(), image_grad)
+        return StepOutput(label_grad, (out.argmax(-1) != target_classes(yt)).float().mean().detach(), loss.detach(), image_grad)
