@@ -249,8 +249,13 @@ def _ridge_target_loss_by_hand(feats, w_old, s, xb, y, xt, yt, lam=1.0, a=0.01):
     return F.cross_entropy(zt @ (s * w), yt), w, zb
 
 
-def test_ridge_label_gradient_equals_finite_differences():
+@pytest.mark.parametrize("targets", ["classes", "probabilities"])
+def test_ridge_label_gradient_equals_finite_differences(targets):
+    """Target labels as class indices (the paper's) or as probability vectors (``--target-labels teacher``); the error
+    counts against their most probable class."""
     learner, state, xb, yb, xt, yt = _ridge_setup()
+    if targets == "probabilities":
+        yt = torch.softmax(2 * torch.randn(7, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(5)), -1)
     w_old = state.head["w"][0].detach().clone()
     params0 = {n: p[0].detach().clone() for n, p in state.params.items()}
     feats_mod = TinyMLP(12, 5, 3).double().features
@@ -266,7 +271,7 @@ def test_ridge_label_gradient_equals_finite_differences():
     # Error on the target batch with the new global W.
     zt = torch.cat([feats(xt), torch.ones(7, 1, dtype=torch.float64)], 1)
     with torch.no_grad():
-        err = ((zt @ (1.3 * w_new)).argmax(-1) != yt).double().mean()
+        err = ((zt @ (1.3 * w_new)).argmax(-1) != (yt.argmax(-1) if targets == "probabilities" else yt)).double().mean()
     assert out.error.item() == pytest.approx(err.item())
     # The head's W is now 0.99 W_old + 0.01 W_l.
     torch.testing.assert_close(state.head["w"][0], w_new, rtol=1e-10, atol=1e-14)

@@ -1,7 +1,7 @@
 """``--target-labels teacher``: the loop's target loss against a teacher's probabilities on the target images.
 
-The strategies' label meta-gradients with probability-vector targets against finite differences of the loss
-recomputed by hand (float64), the error counted against the targets' most probable class, one-hot targets giving the
+The second-order label meta-gradient with probability-vector targets against finite differences of the loss
+recomputed by hand (float64; ridge's: tests/test_strategies.py), the error counted against the targets' most probable class, one-hot targets giving the
 class-index step; the run end to end on real MNIST (the teacher's record, a different set than with true classes, the
 same set again on resume of the same settings), and the settings that do not combine with it.
 """
@@ -18,8 +18,7 @@ from labeldistill.distill.run import RunSession
 from labeldistill.distill.strategies import STRATEGIES
 from labeldistill.engine import Learner
 from labeldistill.errors import UserError
-from test_strategies import (ALPHA, TinyMLP, _central_differences, _problem, _ridge_setup, _ridge_target_loss_by_hand,
-                             _second_order_loss_by_hand)
+from test_strategies import ALPHA, TinyMLP, _central_differences, _problem, _ridge_setup, _second_order_loss_by_hand
 
 
 def _soft_targets(m: int, classes: int, seed: int) -> torch.Tensor:
@@ -46,23 +45,6 @@ def test_second_order_with_probability_targets_equals_finite_differences(kind):
     theta1 = {n: theta[n].detach() - ALPHA * gi for n, gi in zip(theta, g)}
     pred = functional_call(module, theta1, (xt,)).argmax(-1)
     assert out.error.item() == pytest.approx((pred != yt.argmax(-1)).double().mean().item())
-
-
-def test_ridge_with_probability_targets_equals_finite_differences():
-    learner, state, xb, yb, xt, _ = _ridge_setup()
-    yt = _soft_targets(7, 3, seed=5)
-    w_old = state.head["w"][0].detach().clone()
-    params0 = {n: p[0].detach().clone() for n, p in state.params.items()}
-    feats_mod = TinyMLP(12, 5, 3).double().features
-    feats = lambda x: functional_call(feats_mod, params0, (x,))  # noqa: E731
-    out = STRATEGIES.get("ridge")().step(learner, state, xb, yb, xt, yt)
-    with torch.no_grad():
-        loss, w_new, _ = _ridge_target_loss_by_hand(feats, w_old, 1.3, xb, yb, xt, yt)
-        fd = _central_differences(lambda y: _ridge_target_loss_by_hand(feats, w_old, 1.3, xb, y, xt, yt)[0].item(), yb)
-    assert out.loss.item() == pytest.approx(loss.item(), rel=1e-10)
-    torch.testing.assert_close(out.label_grad, fd, rtol=1e-5, atol=1e-9)
-    zt = torch.cat([feats(xt), torch.ones(7, 1, dtype=torch.float64)], 1)
-    assert out.error.item() == pytest.approx(((zt @ (1.3 * w_new)).argmax(-1) != yt.argmax(-1)).double().mean().item())
 
 
 @pytest.mark.parametrize("method", ["second-order", "ridge"])
