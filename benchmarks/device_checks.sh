@@ -4,8 +4,11 @@
 #   tests: the tests marked gpu (CUDA-graph steps, labels and images, against eager ones; stacked runs vs alone, by
 #      default within 1e-6 and bit for bit in deterministic mode; a stack of 12; batched stacks against lockstep; DD's
 #      outer iterations as a CUDA graph against eager ones);
+#   grouped_conv: LeNet's convolutions for K runs in the forms a batched step can take (bench_grouped_conv.py: vmap's
+#      grouped convolution, the same in channels-last, K separate ones), with and without cudnn.benchmark (seconds);
 #   profile_batched: what a batched round of K runs costs on the card against one run's step (profile_stack.py
-#      --batched): wall, host and kernel time per round, kernels per round;
+#      --batched): wall, host and kernel time per round, kernels per round, the top kernels, whether the step replays
+#      as a captured graph; then again with cudnn.benchmark;
 #   batched_ridge: MNIST-100 LD RR, seeds 0-7 as one batched step per round (one kernel per layer for all K runs), full
 #      protocol, against seed 0 alone (benchmarks/bench_stack.py), validation and test seconds inside;
 #   batched_so: the same for MNIST-100 LD (second order);
@@ -23,8 +26,8 @@
 #   mkdir -p .devdata && cp ../shared/data/{mnist_train,mnist_test}.npz .devdata/   (/.devdata/ is ignored)
 #   WORK_DIR=/tmp/dc bash benchmarks/device_checks.sh .devdata $OUT
 # RESULTS_DIR gets session.log and device_checks.tgz only (what comes back from $OUT is at most 8 files).
-# STAGES picks stages by name (default all, in this order): tests profile_batched batched_ridge batched_so lockstep profile
-# deterministic; e.g. STAGES="tests profile_batched batched_ridge" when a loan must leave time for other work.
+# STAGES picks stages by name (default all, in this order): tests grouped_conv profile_batched batched_ridge batched_so lockstep
+# profile deterministic; e.g. STAGES="tests profile_batched batched_ridge" when a loan must leave time for other work.
 # Session 26's loan ran "tests batched_ridge batched_so": the batched stack of 8 did not finish within 146 s (the run
 # alone: 43 s), so profile_batched (what a batched round costs on the card: kernels, busy time, host time) goes first.
 # Rehearsal on a CPU (tiny settings, nothing measured): DEVICE=cpu EPOCHS=1 K=2 ROUNDS=3 bash benchmarks/device_checks.sh ...
@@ -34,7 +37,7 @@ R=$(mkdir -p "$2" && cd "$2" && pwd)
 DEV=${DEVICE:-cuda}
 EPOCHS=${EPOCHS:-0}  # 0: the paper's epochs (full protocol)
 K=${K:-8}
-STAGES=" ${STAGES:-tests profile_batched batched_ridge batched_so lockstep profile deterministic} "
+STAGES=" ${STAGES:-tests grouped_conv profile_batched batched_ridge batched_so lockstep profile deterministic} "
 DEADLINE=${DEADLINE:-560}  # seconds after the start by which everything has stopped and been packed
 # Every timeout has -k: SIGTERM only asks a run to checkpoint and stop (runs/interrupt.py), and a process stuck in a
 # failed CUDA call never gets there (2026-12-04: a stack that hit an illegal memory access held the call to its limit).
@@ -70,9 +73,15 @@ if want tests && [ "$DEV" != cpu ]; then  # the files that hold tests marked gpu
   stamp "pytest -m gpu: rc=$? ($(tail -n 1 "$W/pytest_gpu.log"))"; pack
 fi
 
-want profile_batched && { timeout -k 10 "$(cap 90)" $PY benchmarks/profile_stack.py --data-root "$DR" --device "$DEV" --k "1,$K" \
-  --rounds "${ROUNDS:-60}" --batched --out "$W/profile_batched.json" > "$W/profile_batched.log" 2>&1
-  stamp "profile_batched: rc=$? $(grep -h '^K=' "$W/profile_batched.log" | tr '\n' ' ')"; pack; }
+want grouped_conv && { timeout -k 10 "$(cap 40)" $PY benchmarks/bench_grouped_conv.py --device "$DEV" --k "$K" \
+  --reps "${ROUNDS:-20}" --out "$W/grouped_conv.json" > "$W/grouped_conv.log" 2>&1
+  stamp "grouped_conv: rc=$? $(grep -h '^conv' "$W/grouped_conv.log" | tr '\n' ' ')"; pack; }
+# profile_batched: as the runs are (cudnn.benchmark off), then with cudnn.benchmark (the grouped convolutions' algorithms)
+for cb in "" --cudnn-benchmark; do
+  want profile_batched && { timeout -k 10 "$(cap 75)" $PY benchmarks/profile_stack.py --data-root "$DR" --device "$DEV" --k "1,$K" \
+    --rounds "${ROUNDS:-60}" --batched $cb --out "$W/profile_batched$cb.json" > "$W/profile_batched$cb.log" 2>&1
+    stamp "profile_batched $cb: rc=$? $(grep -h '^K=' "$W/profile_batched$cb.log" | tr '\n' ' ')"; pack; }
+done
 want batched_ridge && bench stack_ridge_batched 200 --k "$K" --alone one --method ridge --batched
 want batched_so && bench stack_second_order_batched 200 --k "$K" --alone one --method second-order --batched --keep "$W/alone"
 want lockstep && bench stack_ridge 220 --k "$K" --alone one --method ridge --keep "$W/alone"

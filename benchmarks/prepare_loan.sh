@@ -39,7 +39,7 @@ cat <<'EOF'
 Now move the run records out of the working tree (they would not leave room): rm -r records/runs records/in-progress
 (git checkout records brings them back after the loan), then, with no pause between the calls:
   1. carry [".devdata/mnist_train.npz", ".devdata/mnist_test.npz", ".devdata/p1"], timeout_s <= 600:
-     STAGES="tests profile_batched batched_ridge" DEADLINE=... WORK_DIR=/tmp/dc bash benchmarks/device_checks.sh .devdata $OUT
+     STAGES="tests grouped_conv profile_batched batched_ridge" DEADLINE=... WORK_DIR=/tmp/dc bash benchmarks/device_checks.sh .devdata $OUT
   2. carry [".devdata/p2", ".devdata/p3"]: true
   3. carry [".devdata/p4", ".devdata/p5"], timeout_s = what is left:
      DEADLINE=... WORK_DIR=/tmp/dd bash benchmarks/dd_cifar10_gpu.sh .devdata $OUT

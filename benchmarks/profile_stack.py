@@ -101,8 +101,13 @@ def measure(k: int, args: argparse.Namespace) -> dict:
         rounds(args.rounds)
         _sync(args.device)
         wall = time.perf_counter() - t0
+        # How the steps ran (a capture that failed falls back to eager launches, with one warning in the log): the
+        # first thing to read when a round is slow.
+        steppers = [batch] if batch is not None else [d._stepper for d in runs]
+        graphs = sorted({getattr(s, "graph_status", "n/a") for s in steppers})
         rec = {"k": k, "batched": batched, "rounds": args.rounds, "wall_ms_per_round": round(1e3 * wall / args.rounds, 4),
-               "host_ms_per_round": round(1e3 * host[0] / args.rounds, 4)}
+               "host_ms_per_round": round(1e3 * host[0] / args.rounds, 4), "graph": " / ".join(graphs),
+               "cudnn_benchmark": bool(torch.backends.cudnn.benchmark)}
         if args.profile:
             from torch.profiler import ProfilerActivity, profile
 
@@ -144,8 +149,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--no-profile", dest="profile", action="store_false", help="skip the profiled rounds")
     ap.add_argument("--host-only", action="store_true", help="replace each step's device work by a constant record: the host's cost alone")
     ap.add_argument("--batched", action="store_true", help="K > 1: one batched step per round (distill_many(batched=True)), not K steps")
+    ap.add_argument("--cudnn-benchmark", action="store_true",
+                    help="torch.backends.cudnn.benchmark = True: cuDNN times its algorithms per shape (the batched step's "
+                         "convolutions are grouped, K groups, where the default heuristic may choose badly)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     if args.batched and args.host_only:
         ap.error("--host-only replaces each run's own step; a batched stack has one step for all runs")
     results = []

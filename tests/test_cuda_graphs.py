@@ -31,7 +31,7 @@ def test_disabled_calls_the_function_itself():
     g = GraphedCall(fn, enabled=False)
     for i in range(WARMUP_CALLS + 2):
         assert torch.equal(g(torch.tensor([float(i)])), torch.tensor([2.0 * i]))
-    assert len(calls) == WARMUP_CALLS + 2 and g.graph is None and not g.enabled
+    assert len(calls) == WARMUP_CALLS + 2 and g.graph is None and not g.enabled and g.status == "off"
 
 
 class _FailingGraph:
@@ -46,10 +46,11 @@ def test_failed_capture_falls_back_to_eager_with_a_warning(monkeypatch):
     fn, calls = _counting_fn()
     g = GraphedCall(fn, enabled=True, what="test step")
     outs = [g(torch.tensor([float(i)])) for i in range(WARMUP_CALLS)]  # warm-ups: eager, no capture yet
-    assert [float(o) for o in outs] == [2.0 * i for i in range(WARMUP_CALLS)] and g.enabled
+    assert [float(o) for o in outs] == [2.0 * i for i in range(WARMUP_CALLS)] and g.enabled and g.status == "warming up"
     with pytest.warns(UserWarning, match="CUDA graph capture of the test step failed"):
         out = g(torch.tensor([10.0]))
     assert float(out) == 20.0 and not g.enabled and g.graph is None
+    assert g.status == "failed: RuntimeError: capture not supported here"  # what benchmarks report
     out = g(torch.tensor([11.0]))  # from now on eager, no second attempt (no warning)
     assert float(out) == 22.0
     assert [float(c) for c in calls] == [0.0, 1.0, 2.0, 10.0, 11.0]  # every call ran the function once
@@ -89,7 +90,7 @@ def test_replays_copy_new_inputs_into_the_static_ones_even_leaves_that_require_g
         g(torch.tensor([float(i)], requires_grad=True))
     before = _NoopGraph.replays
     out = g(torch.tensor([5.0], requires_grad=True))  # captured (our stand-in runs fn on the static inputs), replayed
-    assert g.graph is not None and _NoopGraph.replays == before + 1
+    assert g.graph is not None and _NoopGraph.replays == before + 1 and g.status == "captured"
     (static,) = g._inputs
     assert static.requires_grad and static.is_leaf and float(static.detach()) == 5.0
     out2 = g(torch.tensor([7.0], requires_grad=True))

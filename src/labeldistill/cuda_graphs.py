@@ -33,6 +33,18 @@ class GraphedCall:
         self._warmups = 0
         self._inputs: tuple[torch.Tensor, ...] = ()
         self._outputs: Outputs | None = None
+        self.failure: str | None = None  # why a capture failed (then every call is eager)
+
+    @property
+    def status(self) -> str:
+        """How calls run: ``"off"`` (eager by request, or not on a GPU), ``"warming up"``, ``"captured"`` (replays),
+        or ``"failed: <reason>"`` (eager after a failed capture). Benchmarks report it: a graph that silently fell back
+        to eager launches is the first suspect when a GPU step is slow."""
+        if self.failure is not None:
+            return f"failed: {self.failure}"
+        if not self.enabled:
+            return "off"
+        return "captured" if self.graph is not None else "warming up"
 
     def __call__(self, *inputs: torch.Tensor) -> Outputs:
         if not self.enabled:
@@ -44,7 +56,8 @@ class GraphedCall:
             try:
                 self._capture(inputs)
             except Exception as e:
-                warnings.warn(f"CUDA graph capture of the {self.what} failed ({type(e).__name__}: {e}); "
+                self.failure = f"{type(e).__name__}: {e}"
+                warnings.warn(f"CUDA graph capture of the {self.what} failed ({self.failure}); "
                               "continuing without graphs.", stacklevel=2)
                 self.enabled, self.graph = False, None
                 torch.cuda.synchronize()

@@ -58,6 +58,11 @@ class MetaStep:
         self._graphed = GraphedCall(self._compute, enabled=use_graph, what="loop step")
 
     @property
+    def graph_status(self) -> str:
+        """:attr:`..cuda_graphs.GraphedCall.status` of this step."""
+        return self._graphed.status
+
+    @property
     def _graph(self) -> torch.cuda.CUDAGraph | None:
         """The captured step, once there is one."""
         return self._graphed.graph
