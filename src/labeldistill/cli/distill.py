@@ -64,6 +64,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-temperature", type=float, default=None, help="--target-labels teacher: softmax temperature (1)")
     p.add_argument("--model-lr", type=float, default=None, help="Adam lr of the model (1e-3)")
     p.add_argument("--inner-lr", type=float, default=None, help="alpha of the virtual inner step (0.01)")
+    p.add_argument("--horizon", type=int, default=None, metavar="K",
+                   help="--method lookahead: virtual steps the meta-objective looks ahead (1; beyond the paper)")
     p.add_argument("--augment", default=None, metavar="NAME",
                    help="augment every step's inner minibatch like this protocol's test: dsa (dc-dsa's DSA, per image; beyond "
                         "the paper) or none (default, the paper)")
@@ -147,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
 NOT_FOR_UNROLLED = {
     "source": "--source", "learn": "--learn", "image_init": "--image-init", "image_lr": "--image-lr", "target_size": "--target-size",
     "inner_batch": "--inner-batch", "label_lr": "--label-lr", "label_param": "--label-param", "target_scale": "--target-scale", "model_lr": "--model-lr", "inner_lr": "--inner-lr",
+    "horizon": "--horizon",
     "meta_gradient": "--meta-gradient", "reset_window": "--reset-window", "val_every": "--val-every",
     "validation_models": "--validation-models", "base_select": "--base-select", "start_candidate": "--start-candidate",
     "label_temperature": "--label-temperature", "augment": "--augment",

@@ -89,7 +89,7 @@ class Distiller:
         t = problem.target
         strategy_cls = STRATEGIES.get(cfg.method)
         self.strategy = strategy_cls(inner_lr=cfg.inner_lr, meta_gradient=resolve_meta_gradient(cfg.meta_gradient, problem.base_x.device),
-                                     target_scale=cfg.target_scale)
+                                     target_scale=cfg.target_scale, horizon=cfg.horizon)
         c, size = int(problem.base_x.shape[1]), int(problem.base_x.shape[-1])
         head_cfg = HeadConfig(cfg.ridge_lambda, cfg.ridge_step, cfg.scale_lr)
         self.learner: Learner = make_learner(model_factory or cfg.arch, c, size, t.num_classes, head=self.strategy.head, head_config=head_cfg)

@@ -65,13 +65,19 @@ class Strategy(ABC):
     # How the target loss scales the model's logits (DistillConfig.target_scale): "shared" (the paper's) for every
     # strategy; a strategy that offers more names them here.
     target_scales: ClassVar[tuple[str, ...]] = ("shared",)
+    # Whether the strategy looks more than one virtual step ahead (DistillConfig.horizon > 1); only one that does says so.
+    takes_horizon: ClassVar[bool] = False
 
-    def __init__(self, *, inner_lr: float = 0.01, meta_gradient: str = "jvp", target_scale: str = "shared") -> None:
+    def __init__(self, *, inner_lr: float = 0.01, meta_gradient: str = "jvp", target_scale: str = "shared",
+                 horizon: int = 1) -> None:
         if target_scale not in self.target_scales:
             raise ValueError(f"method {self.name} has no target scale {target_scale!r} (it has: {', '.join(self.target_scales)})")
+        if horizon != 1 and not self.takes_horizon:
+            raise ValueError(f"method {self.name} looks one step ahead (horizon 1, got {horizon}); --method lookahead takes more")
         self.inner_lr = inner_lr
         self.meta_gradient = meta_gradient
         self.target_scale = target_scale
+        self.horizon = horizon
 
     @abstractmethod
     def step(self, learner: Learner, model: ModelState, xb: torch.Tensor, yb: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor,
