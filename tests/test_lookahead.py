@@ -102,3 +102,72 @@ def test_a_lookahead_run_end_to_end(tmp_path):
     saved = json.loads((tmp_path / "h2" / "config.json").read_text())
     assert saved["config"]["horizon"] == 2 and saved["config"]["method"] == "lookahead"
     np.testing.assert_allclose(runs[2].labels.sum(-1).numpy(), 1.0, rtol=1e-5)
+
+
+# -- lookahead-linear: the K-step lookahead linearised at theta_0 (a Neumann series) ---------------------------------
+def _flat(module, params):
+    names, shapes = list(params), [p.shape for p in params.values()]
+    sizes = [p.numel() for p in params.values()]
+
+    def unflat(w):
+        return dict(zip(names, [c.view(s) for c, s in zip(w.split(sizes), shapes)]))
+
+    return torch.cat([p.reshape(-1) for p in params.values()]), unflat
+
+
+def test_linearised_lookahead_equals_its_dense_formula():
+    """u = sum_{j<K} (I - alpha H)^j v with H the inner loss's dense Hessian at theta_0 and v the target gradient after K
+    real SGD steps; the label gradient (alpha / n) J u with J the dense Jacobian of log softmax on the inner images."""
+    horizon, alpha = 4, 0.2
+    learner = Learner(lambda: TinyMLP().double())
+    state = learner.init([7])
+    xb, yb, xt, yt = _problem((1, 3, 4), 3, n=5, m=7, seed=4)
+    out = STRATEGIES.get("lookahead-linear")(inner_lr=alpha, horizon=horizon).step(learner, state, xb, yb, xt, yt)
+    module = TinyMLP().double()
+    w0, unflat = _flat(module, {n: t[0].detach() for n, t in state.params.items()})
+
+    def inner(w):
+        return _soft_ce(functional_call(module, unflat(w), (xb,)), yb)
+
+    w = w0.clone()
+    for _ in range(horizon):
+        wr = w.clone().requires_grad_()
+        (g,) = torch.autograd.grad(inner(wr), [wr])
+        w = w - alpha * g
+    wr = w.clone().requires_grad_()
+    (v,) = torch.autograd.grad(F.cross_entropy(functional_call(module, unflat(wr), (xt,)), yt), [wr])
+    h = torch.autograd.functional.hessian(inner, w0)
+    m = torch.eye(len(w0), dtype=torch.float64) - alpha * h
+    u = sum(torch.linalg.matrix_power(m, j) @ v for j in range(horizon))
+    jac = torch.autograd.functional.jacobian(lambda w: torch.log_softmax(functional_call(module, unflat(w), (xb,)), -1), w0)
+    ref = (alpha / len(xb)) * (jac @ u)
+    assert ref.abs().max() > 1e-4
+    torch.testing.assert_close(out.label_grad, ref, rtol=1e-9, atol=1e-13)
+    assert out.loss.item() == pytest.approx(F.cross_entropy(functional_call(module, unflat(w), (xt,)), yt).item(), rel=1e-12)
+
+
+def test_linearised_lookahead_approximates_the_exact_one_for_small_steps():
+    """Linearising the steps' Jacobian at theta_0 errs by O(alpha K) relative to the exact K-step gradient."""
+    learner = Learner(lambda: TinyMLP().double())
+    state = learner.init([7])
+    xb, yb, xt, yt = _problem((1, 3, 4), 3, n=5, m=7, seed=4)
+    for alpha, bound in ((0.01, 0.01), (0.001, 0.001)):
+        exact = STRATEGIES.get("lookahead")(inner_lr=alpha, horizon=5).step(learner, state, xb, yb, xt, yt).label_grad
+        lin = STRATEGIES.get("lookahead-linear")(inner_lr=alpha, horizon=5).step(learner, state, xb, yb, xt, yt).label_grad
+        assert (lin - exact).norm() <= bound * exact.norm()
+
+
+def test_linearised_lookahead_of_horizon_one_is_the_second_order_jvp_bit_for_bit():
+    learner = Learner(lambda: TinyMLP())
+    state = learner.init([5])
+    g = torch.Generator().manual_seed(1)
+    xb, xt = torch.randn(6, 1, 3, 4, generator=g), torch.randn(9, 1, 3, 4, generator=g)
+    yb, yt = torch.softmax(torch.randn(6, 3, generator=g), -1), torch.randint(0, 3, (9,), generator=g)
+    a = STRATEGIES.get("lookahead-linear")(inner_lr=0.01).step(learner, state, xb, yb, xt, yt)
+    grads_a = [p.grad.clone() for p in state.params.values()]
+    b = STRATEGIES.get("second-order")(inner_lr=0.01, meta_gradient="jvp").step(learner, state, xb, yb, xt, yt)
+    grads_b = [p.grad.clone() for p in state.params.values()]
+    assert torch.equal(a.label_grad, b.label_grad) and torch.equal(a.loss, b.loss) and torch.equal(a.error, b.error)
+    assert all(torch.equal(x, y) for x, y in zip(grads_a, grads_b))
+    with pytest.raises(ValueError, match="labels only"):
+        STRATEGIES.get("lookahead-linear")().step(learner, state, xb, yb, xt, yt, Wrt(images=True, labels=False))
