@@ -78,21 +78,22 @@ def test_horizon_one_is_the_second_order_method_bit_for_bit():
 def test_horizon_rules():
     with pytest.raises(ValueError, match="horizon 1"):
         STRATEGIES.get("second-order")(horizon=2)
-    with pytest.raises(UserError, match="--horizon 3 needs --method lookahead"):
+    with pytest.raises(UserError, match="--horizon 3 needs --method lookahead or lookahead-linear"):
         DistillConfig(target="digits", base=20, method="ridge", horizon=3).resolve("digits", 1)
     for bad in (0, -1, 1.5, True):
         with pytest.raises(UserError, match="--horizon must be a positive integer"):
             DistillConfig(target="digits", base=20, method="lookahead", horizon=bad).resolve("digits", 1)
 
 
-def test_a_lookahead_run_end_to_end(tmp_path):
+@pytest.mark.parametrize("method", ["lookahead", "lookahead-linear"])
+def test_a_lookahead_run_end_to_end(tmp_path, method):
     """A short run of the loop with --method lookahead on the embedded digits: it learns (labels move) and records its
     horizon in the run's config; the horizon changes the labels."""
     from labeldistill.distill import distill
 
     runs = {}
     for h in (1, 2):
-        runs[h] = distill("digits", base=20, method="lookahead", horizon=h, epochs=2, test_models=2, device="cpu", seed=0,
+        runs[h] = distill("digits", base=20, method=method, horizon=h, epochs=2, test_models=2, device="cpu", seed=0,
                           out=tmp_path / f"h{h}", progress=False)
     for h, ds in runs.items():
         assert torch.isfinite(ds.labels).all() and not torch.allclose(ds.labels, torch.full_like(ds.labels, 0.1))
@@ -100,7 +101,7 @@ def test_a_lookahead_run_end_to_end(tmp_path):
     import json
 
     saved = json.loads((tmp_path / "h2" / "config.json").read_text())
-    assert saved["config"]["horizon"] == 2 and saved["config"]["method"] == "lookahead"
+    assert saved["config"]["horizon"] == 2 and saved["config"]["method"] == method
     np.testing.assert_allclose(runs[2].labels.sum(-1).numpy(), 1.0, rtol=1e-5)
 
 

@@ -65,7 +65,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model-lr", type=float, default=None, help="Adam lr of the model (1e-3)")
     p.add_argument("--inner-lr", type=float, default=None, help="alpha of the virtual inner step (0.01)")
     p.add_argument("--horizon", type=int, default=None, metavar="K",
-                   help="--method lookahead: virtual steps the meta-objective looks ahead (1; beyond the paper)")
+                   help="--method lookahead / lookahead-linear: virtual steps the meta-objective looks ahead (1; beyond the paper)")
     p.add_argument("--augment", default=None, metavar="NAME",
                    help="augment every step's inner minibatch like this protocol's test: dsa (dc-dsa's DSA, per image; beyond "
                         "the paper) or none (default, the paper)")

@@ -69,8 +69,8 @@ class DistillConfig:
     label_param: str = "probabilities"
     model_lr: float = 1e-3  # beta for the persistent model (Adam)
     inner_lr: float = 0.01  # alpha, the virtual inner step (second order)
-    # Virtual steps the meta-objective looks ahead (beyond the paper; --method lookahead only, distill/strategies/
-    # lookahead.py): the paper's second order looks one. Changes results: part of the config.
+    # Virtual steps the meta-objective looks ahead (beyond the paper; --method lookahead / lookahead-linear only,
+    # distill/strategies/lookahead.py): the paper's second order looks one. Changes results: part of the config.
     horizon: int = 1
     # Beyond the paper: augment every step's inner minibatch like this protocol's test ("dsa" = dc-dsa's DSA, per
     # image; distill/augment.py); "none" (the paper) trains the loop on the images as they are.
@@ -179,7 +179,8 @@ class DistillConfig:
         if isinstance(self.horizon, bool) or not isinstance(self.horizon, int) or self.horizon < 1:
             raise UserError(f"--horizon must be a positive integer, got {self.horizon!r}.")
         if self.horizon != 1 and not STRATEGIES.get(self.method).takes_horizon:
-            raise UserError(f"--horizon {self.horizon} needs --method lookahead (--method {self.method} looks one step ahead).")
+            takers = " or ".join(n for n in STRATEGIES.names() if STRATEGIES.get(n).takes_horizon)
+            raise UserError(f"--horizon {self.horizon} needs --method {takers} (--method {self.method} looks one step ahead).")
         if self.target_scale not in scales:
             raise UserError(f"--target-scale {self.target_scale} is not available with --method {self.method} (it has: {', '.join(scales)}).")
         if self.target_labels not in TARGET_LABELS:

@@ -73,7 +73,7 @@ class Strategy(ABC):
         if target_scale not in self.target_scales:
             raise ValueError(f"method {self.name} has no target scale {target_scale!r} (it has: {', '.join(self.target_scales)})")
         if horizon != 1 and not self.takes_horizon:
-            raise ValueError(f"method {self.name} looks one step ahead (horizon 1, got {horizon}); --method lookahead takes more")
+            raise ValueError(f"method {self.name} looks one step ahead (horizon 1, got {horizon})")
         self.inner_lr = inner_lr
         self.meta_gradient = meta_gradient
         self.target_scale = target_scale
