@@ -11,9 +11,10 @@
 #   python benchmarks/npz_parts.py split ../shared/data/cifar10_train.npz .devdata --parts 4   # p1..p4: 28-31 MB each (LZMA)
 #   mkdir -p .devdata/p5 && cp ../shared/data/cifar10_test.npz .devdata/p5/                     # 23.5 MB
 #   python records/archive.py restore cifar10-dd-100-s0 .devdata/p5/dd_run                       # the parked run, 4.5 MB
+#   python records/archive.py restore cifar10-sldd-100-s0 .devdata/p6/sldd_run                   # the parked SLDD run, 4.5 MB
 #   rm -r records/runs records/in-progress   (they would not leave room; git checkout records restores them)
 # then three `run` calls in a row (session 26 did exactly this, the first call doing device_checks.sh's stages with the
-# MNIST files beside p1): carry [".devdata/p1"], command "true";  carry [".devdata/p2", ".devdata/p3"], command "true";
+# MNIST files beside p1): carry [".devdata/p1", ".devdata/p6"], command "true";  carry [".devdata/p2", ".devdata/p3"], command "true";
 #   carry [".devdata/p4", ".devdata/p5"], command "DEADLINE=... WORK_DIR=/tmp/dd bash benchmarks/dd_cifar10_gpu.sh .devdata $OUT";
 #   and, if the budget allows, the same command again (no carry needed: the data and /tmp/dd are still there).
 # Speed: eager, an outer iteration took 0.31 s on an H200 (session 26: 1,460 of 17,600 in 450 s, host-bound); the
@@ -53,7 +54,11 @@ timeout -s INT -k 20 "$(cap "${T_DD:-540}")" $PY -m labeldistill reproduce 15 --
   --out "$W/t15" --json >> "$W/t15.log" 2>&1
 stamp "reproduce 15 (DD, CIFAR-10): rc=$? $(progress "$W/t15")"; pack
 
-# SLDD, Table 1's cell, with the time left (resumable the same way).
+# SLDD, Table 1's cell, with the time left (resumable the same way). A parked SLDD run (records/in-progress/
+# cifar10-sldd-100-s0, CPU lanes since session 27; prepare_loan.sh restores it into DATA_DIR/p6/sldd_run) goes on.
+if [ -f "$D/p6/sldd_run/checkpoint.safetensors" ] && [ ! -d "$W/t1/runs/cifar10_sldd_100" ]; then
+  mkdir -p "$W/t1/runs" && cp -r "$D/p6/sldd_run" "$W/t1/runs/cifar10_sldd_100" && stamp "resuming the carried SLDD run: $(progress "$W/t1")"
+fi
 if [ "$(left)" -gt 30 ]; then
   timeout -s INT -k 20 "$(cap "${T_SLDD:-540}")" $PY -m labeldistill reproduce 1 --only cifar10/sldd/100 --data-root "$W/data" \
     --device "$DEV" --out "$W/t1" --json >> "$W/t1.log" 2>&1

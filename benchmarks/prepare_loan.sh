@@ -2,12 +2,12 @@
 # Lay out .devdata/ for a GPU loan of three calls (docs/benchmarks.md, "The next loans"), idempotently, and print the
 # calls. A call carries the checkout (about 3 MB without records/) and the paths it names, at most 64 MiB in all; the
 # machine keeps what earlier calls carried while it stays warm (30 s after a call), so the data travel in parts:
-#   call 1: MNIST's two files + p1 (44 MB with the code)  -> device_checks.sh (issue 19)
+#   call 1: MNIST's two files + p1 + p6 (the parked SLDD run; 49 MB with the code)  -> device_checks.sh (issue 19)
 #   call 2: p2 + p3 (63 MB)                                -> true
 #   call 3: p4 + p5 (test file, the parked DD run; 60 MB)  -> dd_cifar10_gpu.sh (issue 16)
 # With --dd-only the whole loan goes to DD (about 14,000 kernels an outer iteration, so some tens of ms each even as a
 # graph: the rest of the 17,600 iterations may need most of a loan):
-#   call 1: p1 + p2 -> true;  call 2: p3 + p4 -> true;  call 3: p5 -> dd_cifar10_gpu.sh
+#   call 1: p1 + p2 -> true;  call 2: p3 + p4 -> true;  call 3: p5 + p6 -> dd_cifar10_gpu.sh
 # Usage (repository root): bash benchmarks/prepare_loan.sh [--dd-only] [SHARED_DATA_DIR]   (default ../shared/data)
 set -eu
 DD_ONLY=0; [ "${1:-}" = --dd-only ] && { DD_ONLY=1; shift; }
@@ -24,13 +24,16 @@ mkdir -p .devdata/p5
 if [ -d records/in-progress/cifar10-dd-100-s0 ]; then  # always the parked run as it is now (4.5 MB)
   rm -rf .devdata/p5/dd_run && $PY records/archive.py restore cifar10-dd-100-s0 .devdata/p5/dd_run
 fi
+if [ -d records/in-progress/cifar10-sldd-100-s0 ]; then  # the parked SLDD run (session 27's CPU lanes), 4.5 MB
+  rm -rf .devdata/p6 && mkdir -p .devdata/p6 && $PY records/archive.py restore cifar10-sldd-100-s0 .devdata/p6/sldd_run
+fi
 du -sh .devdata/mnist_*.npz .devdata/p*
 if [ $DD_ONLY = 1 ]; then cat <<'EOF'
 Now move the run records out of the working tree (they would not leave room): rm -r records/runs records/in-progress
 (git checkout records brings them back after the loan), then, with no pause between the calls:
   1. carry [".devdata/p1", ".devdata/p2"]: true
   2. carry [".devdata/p3", ".devdata/p4"]: true
-  3. carry [".devdata/p5"], timeout_s = what is left (at most 600; if time is left after it, the same command again):
+  3. carry [".devdata/p5", ".devdata/p6"], timeout_s = what is left (at most 600; if time is left after it, the same command again):
      DEADLINE=... WORK_DIR=/tmp/dd bash benchmarks/dd_cifar10_gpu.sh .devdata $OUT
 EOF
 exit 0
@@ -38,7 +41,7 @@ fi
 cat <<'EOF'
 Now move the run records out of the working tree (they would not leave room): rm -r records/runs records/in-progress
 (git checkout records brings them back after the loan), then, with no pause between the calls:
-  1. carry [".devdata/mnist_train.npz", ".devdata/mnist_test.npz", ".devdata/p1"], timeout_s <= 600:
+  1. carry [".devdata/mnist_train.npz", ".devdata/mnist_test.npz", ".devdata/p1", ".devdata/p6"], timeout_s <= 600:
      STAGES="tests grouped_conv profile_batched batched_ridge" DEADLINE=... WORK_DIR=/tmp/dc bash benchmarks/device_checks.sh .devdata $OUT
   2. carry [".devdata/p2", ".devdata/p3"]: true
   3. carry [".devdata/p4", ".devdata/p5"], timeout_s = what is left:
