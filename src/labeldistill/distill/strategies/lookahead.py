@@ -4,7 +4,9 @@ Why. The paper's meta-objective looks one step ahead: the target loss after one 
 model. An objective that looks one step ahead rewards what speeds up the next step over what helps at the end of a
 long training run (short-horizon bias, Wu et al., ICLR 2018); on MNIST-100 every one-step lever sharpened a teacher's
 labels while their test under the field's 1,000-epoch protocol fell (docs/results.md, issue 18). This strategy
-lengthens the horizon and keeps everything else of the loop (the persistent model, its resets, selection).
+lengthens the horizon and keeps everything else of the loop (the persistent model, its resets, selection). Measured
+there (session 27): at the same step size a longer horizon sharpened the labels faster; a longer reach (horizon x
+step size) kept them softer; none of it beat the teacher's labels under that protocol.
 
 Per step: ``theta_0`` the persistent model, ``theta_{j+1} = theta_j - alpha grad L_inner(theta_j; X~, Y~)`` for
 ``j < horizon`` on the step's inner minibatch each time (with ``--inner-batch N``, full-batch steps, as the field's
