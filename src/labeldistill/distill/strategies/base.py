@@ -100,3 +100,9 @@ def target_classes(y: torch.Tensor) -> torch.Tensor:
     """The classes of a target minibatch's labels: class indices as they are, probability vectors (``--target-labels
     teacher``) by their most probable class; what a step's error counts against (the reset rule reads it)."""
     return y.argmax(-1) if y.is_floating_point() else y
+
+
+def step_error(out: torch.Tensor, yt: torch.Tensor) -> torch.Tensor:
+    """A step's error (:attr:`StepOutput.error`): the fraction of the target minibatch whose logits ``out`` pick
+    another class than :func:`target_classes` (no graph: argmax has none)."""
+    return (out.argmax(-1) != target_classes(yt)).float().mean()

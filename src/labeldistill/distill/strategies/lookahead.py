@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.func import jvp
 
 from ...engine import soft_cross_entropy
-from .base import LABELS, StepOutput, Strategy, Wrt, leaf, register_strategy, split_grads, target_classes
+from .base import LABELS, StepOutput, Strategy, Wrt, register_strategy, step_error
+from .second_order import label_grad_along, unrolled_step
 
 
 @register_strategy("lookahead", aliases=("ld-lookahead",))
@@ -42,23 +42,7 @@ class Lookahead(Strategy):
     takes_horizon = True
 
     def step(self, learner, model, xb, yb, xt, yt, wrt: Wrt = LABELS) -> StepOutput:
-        params, buffers, _ = learner.single(model)
-        names = list(params)
-        x, y = leaf(xb, wrt.images), leaf(yb, wrt.labels)
-        theta = {n: params[n].detach().requires_grad_() for n in names}
-        first: tuple[torch.Tensor, ...] = ()
-        for j in range(self.horizon):
-            inner = soft_cross_entropy(learner.logits(theta, buffers, {}, x), y)
-            grads = torch.autograd.grad(inner, list(theta.values()), create_graph=True)
-            if j == 0:
-                first = grads
-            theta = {n: theta[n] - self.inner_lr * g for n, g in zip(names, grads)}
-        for p, g in zip(model.params.values(), first):  # the persistent model's own step: the first inner gradient
-            p.grad = g.detach().unsqueeze(0)
-        out = learner.logits(theta, buffers, {}, xt)
-        loss = F.cross_entropy(out, yt)
-        label_grad, image_grad = split_grads(torch.autograd.grad(loss, wrt.pick(y, x)), wrt)
-        return StepOutput(label_grad, (out.argmax(-1) != target_classes(yt)).float().mean().detach(), loss.detach(), image_grad)
+        return unrolled_step(learner, model, xb, yb, xt, yt, wrt, self.inner_lr, steps=self.horizon)
 
 
 @register_strategy("lookahead-linear")
@@ -97,7 +81,5 @@ class LinearisedLookahead(Strategy):
             hv = torch.autograd.grad(g0, list(theta0.values()), grad_outputs=term, retain_graph=j < self.horizon - 2)
             term = [t - alpha * h for t, h in zip(term, hv)]
             u = [a + t for a, t in zip(u, term)]
-        _, tangent = jvp(lambda p: F.log_softmax(logits(p, xb), dim=-1),
-                         ({n: t.detach() for n, t in theta0.items()},), (dict(zip(names, u)),))
-        label_grad = tangent * (alpha / xb.shape[0])
-        return StepOutput(label_grad, (out.argmax(-1) != target_classes(yt)).float().mean().detach(), loss.detach())
+        label_grad = label_grad_along(learner, buffers, {n: t.detach() for n, t in theta0.items()}, xb, dict(zip(names, u)), alpha)
+        return StepOutput(label_grad, step_error(out, yt), loss.detach())

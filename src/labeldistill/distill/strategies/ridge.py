@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from ...engine import soft_cross_entropy
 from ...models import with_bias
-from .base import LABELS, StepOutput, Strategy, Wrt, leaf, register_strategy, split_grads, target_classes
+from .base import LABELS, StepOutput, Strategy, Wrt, leaf, register_strategy, split_grads, step_error
 
 SCALE_RANGE = (1e-3, 1e3)  # where the fitted target scale is sought (a separable minibatch would want c -> infinity)
 SCALE_ITERS = 40  # safeguarded Newton steps: a fixed count, no host sync (the step may be replayed as a CUDA graph)
@@ -89,4 +89,4 @@ class Ridge(Strategy):
             base_loss.backward()
         with torch.no_grad():
             model.head["w"].copy_(w.detach().unsqueeze(0))
-        return StepOutput(label_grad, (out.argmax(-1) != target_classes(yt)).float().mean(), loss.detach(), image_grad)
+        return StepOutput(label_grad, step_error(out, yt), loss.detach(), image_grad)

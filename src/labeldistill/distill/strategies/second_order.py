@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch.func import jvp
 
 from ...engine import Learner, ModelState, soft_cross_entropy
-from .base import LABELS, StepOutput, Strategy, Wrt, leaf, register_strategy, split_grads, target_classes
+from .base import LABELS, StepOutput, Strategy, Wrt, leaf, register_strategy, split_grads, step_error
 
 
 @register_strategy("second-order", aliases=("ld", "second_order"))
@@ -47,14 +47,11 @@ class SecondOrder(Strategy):
         out = learner.logits(theta1, buffers, {}, xt)
         loss = F.cross_entropy(out, yt)
         v = torch.autograd.grad(loss, list(theta1.values()))
-        error = (out.argmax(-1) != target_classes(yt)).float().mean()
+        error = step_error(out, yt)
         if wrt.images:
             label_grad, image_grad = self._reverse_over_forward(learner, buffers, theta0, dict(zip(names, v)), xb, yb, wrt)
             return StepOutput(label_grad, error, loss.detach(), image_grad)
-        _, tangent = jvp(
-            lambda p: F.log_softmax(learner.logits(p, buffers, {}, xb), dim=-1), (theta0,), (dict(zip(names, v)),)
-        )
-        label_grad = tangent * (self.inner_lr / xb.shape[0])
+        label_grad = label_grad_along(learner, buffers, theta0, xb, dict(zip(names, v)), self.inner_lr)
         return StepOutput(label_grad, error, loss.detach())
 
     def _reverse_over_forward(self, learner: Learner, buffers, theta0, v, xb, yb, wrt: Wrt):
@@ -65,17 +62,33 @@ class SecondOrder(Strategy):
         return split_grads(tuple(-self.inner_lr * g for g in torch.autograd.grad(directional, wanted)), wrt)
 
     def _double_backward(self, learner: Learner, model: ModelState, xb, yb, xt, yt, wrt: Wrt = LABELS) -> StepOutput:
-        params, buffers, _ = learner.single(model)
-        names = list(params)
-        theta0 = {n: params[n].detach().requires_grad_() for n in names}
-        x, y = leaf(xb, wrt.images), leaf(yb, wrt.labels)
-        inner = soft_cross_entropy(learner.logits(theta0, buffers, {}, x), y)
-        grads = torch.autograd.grad(inner, list(theta0.values()), create_graph=True)
-        for p, g in zip(model.params.values(), grads):
-            p.grad = g.detach().unsqueeze(0)
-        theta1 = {n: theta0[n] - self.inner_lr * g for n, g in zip(names, grads)}
-        out = learner.logits(theta1, buffers, {}, xt)
-        loss = F.cross_entropy(out, yt)
-        wanted = wrt.pick(y, x)
-        label_grad, image_grad = split_grads(torch.autograd.grad(loss, wanted), wrt)
-        return StepOutput(label_grad, (out.argmax(-1) != target_classes(yt)).float().mean().detach(), loss.detach(), image_grad)
+        return unrolled_step(learner, model, xb, yb, xt, yt, wrt, self.inner_lr, steps=1)
+
+
+def label_grad_along(learner: Learner, buffers, theta0, xb: torch.Tensor, direction, scale: float) -> torch.Tensor:
+    """``(scale / n) <grad_theta log softmax(f_theta0(x_i))_c, direction>`` for every inner example i and class c: the
+    label meta-gradient when the parameters move along ``direction`` per unit of ``scale`` (the inner loss is linear in
+    the labels), as one forward-mode product."""
+    _, tangent = jvp(lambda p: F.log_softmax(learner.logits(p, buffers, {}, xb), dim=-1), (theta0,), (direction,))
+    return tangent * (scale / xb.shape[0])
+
+
+def unrolled_step(learner: Learner, model: ModelState, xb, yb, xt, yt, wrt: Wrt, inner_lr: float, steps: int = 1) -> StepOutput:
+    """The target loss after ``steps`` virtual SGD steps (lr ``inner_lr``) on the inner minibatch, differentiated with
+    respect to what is learned through all of them (double backward); the persistent model keeps the first step's
+    gradient in ``.grad``. One step: the second-order method's double-backward form; more: the lookahead strategy."""
+    params, buffers, _ = learner.single(model)
+    names = list(params)
+    theta = {n: params[n].detach().requires_grad_() for n in names}
+    x, y = leaf(xb, wrt.images), leaf(yb, wrt.labels)
+    for j in range(steps):
+        inner = soft_cross_entropy(learner.logits(theta, buffers, {}, x), y)
+        grads = torch.autograd.grad(inner, list(theta.values()), create_graph=True)
+        if j == 0:  # the persistent model's own Adam step: the inner gradient at its parameters
+            for p, g in zip(model.params.values(), grads):
+                p.grad = g.detach().unsqueeze(0)
+        theta = {n: theta[n] - inner_lr * g for n, g in zip(names, grads)}
+    out = learner.logits(theta, buffers, {}, xt)
+    loss = F.cross_entropy(out, yt)
+    label_grad, image_grad = split_grads(torch.autograd.grad(loss, wrt.pick(y, x)), wrt)
+    return StepOutput(label_grad, step_error(out, yt), loss.detach(), image_grad)
