@@ -162,6 +162,55 @@ def test_recipe_k_at_once_equals_each_alone_with_augmentation():
             torch.testing.assert_close(both.params[name][i], alone.params[name][0], rtol=0, atol=1e-12)
 
 
+def test_view_labels_without_augmentation_equal_the_labels_they_compute():
+    # A labeller of each minibatch's images, where the views are the images themselves, trains the same models as
+    # the labels it gives the images (the rows it is asked for, in the minibatch's order).
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(12, 1, 8, 8, dtype=torch.float64, generator=g)
+
+    def labeller(v: torch.Tensor) -> torch.Tensor:  # row by row, elementwise: the same bits for a row in any batch
+        return torch.softmax(2 * v.flatten(-3)[..., :3], -1)
+
+    recipe = TrainRecipe(optimizer="sgd", lr=0.02, momentum=0.9, epochs=3)
+    learner = Learner(_small64)
+    fixed = train_models(learner, x, labeller(x), 1, [3, 4], batch_size=5, recipe=recipe, mode="loop")
+    viewed = train_models(learner, x, torch.zeros(12, 3, dtype=torch.float64), 1, [3, 4], batch_size=5, recipe=recipe,
+                          mode="loop", view_labels=labeller)
+    for name in fixed.params:
+        torch.testing.assert_close(viewed.params[name], fixed.params[name], rtol=0, atol=0)
+
+
+def test_view_labels_see_the_augmented_views():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(12, 1, 8, 8, dtype=torch.float64, generator=g)
+    seen: list[torch.Tensor] = []
+
+    def labeller(v: torch.Tensor) -> torch.Tensor:
+        seen.append(v.clone())
+        return torch.full((*v.shape[:2], 3), 1 / 3, dtype=v.dtype)
+
+    recipe = TrainRecipe(optimizer="sgd", lr=0.02, epochs=2, augmentation=DSAParams().without("flip"))
+    train_models(Learner(_small64), x, torch.zeros(12, 3, dtype=torch.float64), 1, [3, 4], batch_size=6, recipe=recipe,
+                 mode="loop", view_labels=labeller)
+    assert len(seen) == 4 and all(v.shape == (2, 6, 1, 8, 8) for v in seen)  # 2 epochs x 2 minibatches, K = 2 models
+    # the labeller is given the augmented views (DSA leaves the odd view unchanged), not the clean images
+    views = torch.cat([v.flatten(2).flatten(0, 1) for v in seen])
+    clean = torch.cdist(views, x.flatten(1)).min(dim=1).values < 1e-9
+    assert clean.double().mean() < 0.5
+
+
+def test_view_labels_need_a_recipe_and_no_ledger(tmp_path):
+    x = torch.randn(6, 1, 8, 8, dtype=torch.float64)
+    y = torch.full((6, 3), 1 / 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="recipe"):
+        train_models(Learner(_small64), x, y, 2, [0], batch_size=3, view_labels=lambda v: y[:3])
+    from labeldistill.protocols import evaluate_protocol
+
+    with pytest.raises(ValueError, match="ledger"):
+        evaluate_protocol("dc", Learner(_small64), x, y, x, torch.zeros(6, dtype=torch.long), steps=1, seed=0, models=1,
+                          ledger=tmp_path / "ledger", view_labels=lambda v: y[:3])
+
+
 # ---- DSA augmentation -----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -51,6 +51,7 @@ def train_models(
     mode: str = "auto",
     recipe: TrainRecipe | None = None,
     images_per_model: bool = False,
+    view_labels: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> ModelState:
     """Train ``len(seeds)`` fresh models at once and return them.
 
@@ -73,12 +74,18 @@ def train_models(
             With a recipe, ``steps`` is one T (ignored when the recipe counts epochs) and an
             observer that returns True stops training (early stopping).
         images_per_model: ``images`` holds one image set per model (dim 0).
+        view_labels: with a recipe only: each minibatch's labels computed from its images as the models see them
+            (K x b x C x H x W, after augmentation) -> K x b x C, instead of ``labels``: a teacher labelling every
+            augmented view (the relabelling evaluation of SRe2L-style work; ``benchmarks/per_view_teacher.py``).
     Example:
         >>> state = train_models(learner, x, y, steps=300, seeds=range(20))
     """
     if recipe is not None:
         return _train_recipe(learner, images, labels, steps, seeds, batch_size=batch_size, observe_at=observe_at,
-                             observer=observer, mode=mode, recipe=recipe, images_per_model=images_per_model)
+                             observer=observer, mode=mode, recipe=recipe, images_per_model=images_per_model,
+                             view_labels=view_labels)
+    if view_labels is not None:
+        raise ValueError("view_labels needs a recipe (the paper's path has no views: it trains on the images as they are)")
     k = len(seeds)
     n = _examples(images, k, images_per_model)
     check_batch(n, batch_size)
@@ -160,7 +167,7 @@ def _optimizer(learner: Learner, state: ModelState, recipe: TrainRecipe) -> torc
 def _train_recipe(
     learner: Learner, images: torch.Tensor, labels: torch.Tensor, steps: int | Sequence[int], seeds: Sequence[int], *,
     batch_size: int, observe_at: Sequence[int], observer: Callable[[int, ModelState], object] | None, mode: str, recipe: TrainRecipe,
-    images_per_model: bool = False,
+    images_per_model: bool = False, view_labels: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> ModelState:
     """``train_models`` with a recipe: K models, one optimiser step per minibatch, all in lockstep.
 
@@ -207,6 +214,8 @@ def _train_recipe(
         yb = labels[b] if labels.dim() == 2 else labels[rows, b]
         if augment is not None:
             xb = augment(xb)
+        if view_labels is not None:
+            yb = view_labels(xb)
         _step(step_fn, opt, state, xb, yb)
         if observer is not None and t + 1 in observe and observer(t + 1, state) is True:
             break

@@ -5,6 +5,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -79,6 +80,7 @@ def evaluate_protocol(
     protocol: str | Protocol, learner: Learner, images: torch.Tensor, labels: torch.Tensor, test_x: torch.Tensor,
     test_y: torch.Tensor, *, steps: int, seed: int, models: int | None = None, batch_size: int = 50, lr: float = 1e-3,
     zca: ZCA | None = None, purpose: str = "test-models", ledger: str | Path | None = None, progress: bool = False,
+    view_labels: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Evaluation:
     """``models`` fresh models (default: the protocol's) trained on (images, labels) the protocol's way, tested on
     (test_x, test_y). ``steps`` / ``batch_size`` / ``lr`` are the set's own (used where the protocol keeps them);
@@ -90,8 +92,12 @@ def evaluate_protocol(
     recorded there, and a later call with the same settings trains only the models it lacks (on a CPU the
     models then train one by one, which costs nothing there: the engine's CPU path is a loop over models).
     ``progress``: a progress bar over the training steps of the models still to train.
+    ``view_labels``: label every (augmented, whitened) minibatch by this function of its images instead of ``labels``
+    (``train_models``'s; a teacher on every view). Not with a ledger, whose key could not say which function it was.
     """
     p = get_protocol(protocol)
+    if view_labels is not None and ledger is not None:
+        raise ValueError("view_labels cannot be recorded in a ledger: evaluate without one")
     k = p.models if models is None else int(models)
     if k < 1:
         raise UserError(f"--models must be at least 1, got {k}.")
@@ -124,7 +130,7 @@ def evaluate_protocol(
             t0 = time.perf_counter()
             state = train_models(learner, x, labels, int(steps), [seeds[i] for i in group], batch_size=batch, recipe=recipe,
                                  observe_at=range(1, total + 1) if progress else (),
-                                 observer=tick if progress else None)
+                                 observer=tick if progress else None, view_labels=view_labels)
             acc = (accuracy(learner, state, tx, test_y).double().cpu() * 100).tolist()
             seconds = (time.perf_counter() - t0) / len(group)
             for i, a in zip(group, acc):

@@ -1,0 +1,78 @@
+"""Experiment (issue 18): how far can labels on these base images go? A teacher on every augmented view.
+
+A label set gives each base image one label, whatever view of it DSA shows the student. The most a labeller can
+give the same student on the same images is a label for every view: here the teacher labels each augmented
+minibatch as the student sees it (``softmax(teacher(view) / T)``; the relabelling evaluation of SRe2L-style work,
+which DD-Ranking was made to expose). Every other setting is the field table's teacher row: the run's base images,
+its cached LeNet teacher, ConvNet-3 under the protocol, the same model seeds and augmentation streams, so a model
+here compares model for model with that row (``--fixed`` trains the row's fixed labels instead, a control).
+
+    LABELDISTILL_CACHE=runs/s26/cache python benchmarks/per_view_teacher.py records/runs/mnist-field-lookahead-k1-100-s0 \\
+        --temperature 8 --models 2 --out runs/s28/per_view_t8.json
+
+Measured result and what it says: docs/results.md ("A teacher on every view").
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import labeldistill
+from labeldistill.data import load_target
+from labeldistill.engine import make_learner
+from labeldistill.numerics import float_settings
+from labeldistill.protocols import evaluate_protocol, get_protocol
+from labeldistill.runs.provenance import versions
+from labeldistill.teacher import TeacherConfig, teacher_labels, train_teacher
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path, help="a teacher-started run directory (its base images, target, split and teacher)")
+    ap.add_argument("--temperature", type=float, default=None, help="the teacher's softmax temperature (default: the run's)")
+    ap.add_argument("--protocol", default="dc-dsa")
+    ap.add_argument("--arch", default="convnet3")
+    ap.add_argument("--models", type=int, default=2)
+    ap.add_argument("--fixed", action="store_true", help="control: the teacher's labels of the clean images, one per image")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args()
+
+    record = json.loads((a.run / "config.json").read_text())
+    cfg, init = record["config"], record["label_init"]
+    if init.get("label_init") != "teacher":
+        raise SystemExit(f"{a.run} did not start from teacher labels: no teacher to reuse")
+    ds = labeldistill.load(a.run, device=a.device)
+    data = load_target(cfg["target"], data_root=record["data_root"], seed=int(cfg["seed"]),
+                       split=tuple(cfg["split"]) if cfg.get("split") else None, device=a.device, image_size=int(ds.images.shape[-1]))
+    t_cfg = TeacherConfig(**init["teacher"]["config"])
+    t_learner, t_state, teacher = train_teacher(data, t_cfg, zca=None)  # the run's teacher (from the cache when it is there)
+    temperature = float(a.temperature if a.temperature is not None else init["temperature"])
+    fixed = teacher_labels(t_learner, t_state, ds.images, temperature)
+
+    @torch.no_grad()
+    def every_view(xb: torch.Tensor) -> torch.Tensor:  # K x b x C x H x W views -> K x b x classes
+        return teacher_labels(t_learner, t_state, xb.flatten(0, 1), temperature).reshape(*xb.shape[:2], -1)
+
+    proto = get_protocol(a.protocol)
+    if proto.uses_zca(int(ds.images.shape[1])):
+        raise SystemExit("a whitening protocol would need the teacher to label whitened views; this script labels MNIST-like data")
+    learner = make_learner(a.arch, int(ds.images.shape[1]), int(ds.images.shape[-1]), ds.num_classes, head="linear")
+    t0 = time.perf_counter()
+    ev = evaluate_protocol(proto, learner, ds.images, fixed, data.test.x, data.test.y, steps=int(ds.steps), seed=int(cfg["seed"]),
+                           models=a.models, view_labels=None if a.fixed else every_view, progress=True)
+    out = {"experiment": "per-view teacher" if not a.fixed else "fixed teacher labels (control)", "run": str(a.run),
+           "temperature": temperature, "teacher": {k: teacher[k] for k in ("test_accuracy", "val_accuracy", "best_epoch", "cache")},
+           **ev.to_dict(), "arch": a.arch, "wall_seconds": round(time.perf_counter() - t0, 1), "versions": versions(),
+           "float_settings": float_settings(), "threads": torch.get_num_threads()}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(out, indent=1))
+    print(json.dumps({k: out[k] for k in ("experiment", "temperature", "accuracy_mean", "accuracies", "wall_seconds")}))
+
+
+if __name__ == "__main__":
+    main()
