@@ -24,7 +24,7 @@ import torch
 import labeldistill
 from labeldistill.data import load_target
 from labeldistill.engine import make_learner
-from labeldistill.numerics import float_settings
+from labeldistill.numerics import float32_precision
 from labeldistill.protocols import evaluate_protocol, get_protocol
 from labeldistill.runs.provenance import versions
 from labeldistill.teacher import TeacherConfig, teacher_labels, train_teacher
@@ -46,6 +46,12 @@ def main() -> None:
     cfg, init = record["config"], record["label_init"]
     if init.get("label_init") != "teacher":
         raise SystemExit(f"{a.run} did not start from teacher labels: no teacher to reuse")
+    with float32_precision(bool(cfg.get("allow_tf32", False)), bool(cfg.get("deterministic", False))) as floats:
+        run(a, record, cfg, init, floats)
+
+
+def run(a: argparse.Namespace, record: dict, cfg: dict, init: dict, floats: dict) -> None:
+    """Under the run's float settings, as the library's commands run (the teacher cache's key records them)."""
     ds = labeldistill.load(a.run, device=a.device)
     data = load_target(cfg["target"], data_root=record["data_root"], seed=int(cfg["seed"]),
                        split=tuple(cfg["split"]) if cfg.get("split") else None, device=a.device, image_size=int(ds.images.shape[-1]))
@@ -68,7 +74,7 @@ def main() -> None:
     out = {"experiment": "per-view teacher" if not a.fixed else "fixed teacher labels (control)", "run": str(a.run),
            "temperature": temperature, "teacher": {k: teacher[k] for k in ("test_accuracy", "val_accuracy", "best_epoch", "cache")},
            **ev.to_dict(), "arch": a.arch, "wall_seconds": round(time.perf_counter() - t0, 1), "versions": versions(),
-           "float_settings": float_settings(), "threads": torch.get_num_threads()}
+           "float_settings": floats, "threads": torch.get_num_threads()}
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(out, indent=1))
     print(json.dumps({k: out[k] for k in ("experiment", "temperature", "accuracy_mean", "accuracies", "wall_seconds")}))

@@ -288,3 +288,31 @@ def test_missing_kornia_is_a_one_line_error(monkeypatch):
     with pytest.raises(UserError, match=r"labeldistill\[dsa\]"):
         DistillConfig(target="cifar10", test_protocol="dc-dsa").resolve("cifar10", 3)
     DistillConfig(target="mnist", test_protocol="dc-dsa").resolve("mnist", 1)  # digits: no ZCA, no kornia needed
+
+
+def test_progress_bar_counts_every_model_step(monkeypatch):
+    # Models trained together tick once per step for each of them: the bar ends at its total (models x steps).
+    import labeldistill.protocols.evaluate as ev
+
+    bars: list = []
+
+    class Bar:
+        def __init__(self, total: int, **_kw) -> None:
+            self.total, self.n = total, 0
+            bars.append(self)
+
+        def update(self, n: int = 1) -> None:
+            self.n += n
+
+        def __enter__(self) -> Bar:
+            return self
+
+        def __exit__(self, *exc) -> None:
+            return None
+
+    monkeypatch.setattr(ev, "tqdm", Bar)
+    x = torch.randn(6, 1, 8, 8)
+    y = torch.full((6, 3), 1 / 3)
+    ev.evaluate_protocol("dc", Learner(lambda: build_model("convnet3", 1, 8, 3)), x, y, x, torch.zeros(6, dtype=torch.long),
+                         steps=1, seed=0, models=2, progress=True)
+    assert len(bars) == 1 and bars[0].total == 2 * 300 and bars[0].n == bars[0].total

@@ -122,11 +122,11 @@ def evaluate_protocol(
     bar = tqdm(total=len(todo) * total, disable=not progress or not todo, unit="step", leave=False,
                desc=f"{p.name}: {len(todo)} of {k} model(s) to train")
 
-    def tick(_step: int, _state: object) -> None:  # returns None: True would stop training early
-        bar.update(1)
-
     with bar:
         for group in groups:
+            def tick(_step: int, _state: object, n: int = len(group)) -> None:  # a step of the group's models; None: True would stop
+                bar.update(n)
+
             t0 = time.perf_counter()
             state = train_models(learner, x, labels, int(steps), [seeds[i] for i in group], batch_size=batch, recipe=recipe,
                                  observe_at=range(1, total + 1) if progress else (),
