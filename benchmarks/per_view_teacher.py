@@ -11,7 +11,7 @@ here compares model for model with that row (``--fixed`` trains the row's fixed 
     LABELDISTILL_CACHE=runs/s26/cache python benchmarks/per_view_teacher.py records/runs/mnist-field-lookahead-k1-100-s0 \\
         --temperature 8 --models 2 --out runs/s28/per_view_t8.json
 
-Measured result and what it says: docs/results.md ("A teacher on every view").
+Measured result and what it says: docs/results.md ("Session 28: how far labels on these images can go").
 """
 from __future__ import annotations
 
@@ -65,6 +65,8 @@ def run(a: argparse.Namespace, record: dict, cfg: dict, init: dict, floats: dict
     temperature = float(a.temperature if a.temperature is not None else init["temperature"])
     fixed = teacher_labels(t_learner, t_state, ds.images, temperature)
     proto = get_protocol(a.protocol)
+    if proto.uses_zca(int(ds.images.shape[1])):
+        raise SystemExit("a whitening protocol would need the teacher to label whitened views; this script labels MNIST-like data")
 
     @torch.no_grad()
     def every_view(xb: torch.Tensor) -> torch.Tensor:  # K x b x C x H x W views -> K x b x classes
@@ -74,8 +76,6 @@ def run(a: argparse.Namespace, record: dict, cfg: dict, init: dict, floats: dict
         own = derive_seed(int(cfg["seed"]), "per-view-teacher-averaged")
         views = DSAugmenter(proto.augmentation_for(int(ds.images.shape[1])), [own], a.device)
         fixed = torch.stack([every_view(views(ds.images[None]))[0] for _ in range(a.averaged)]).mean(0)
-    if proto.uses_zca(int(ds.images.shape[1])):
-        raise SystemExit("a whitening protocol would need the teacher to label whitened views; this script labels MNIST-like data")
     learner = make_learner(a.arch, int(ds.images.shape[1]), int(ds.images.shape[-1]), ds.num_classes, head="linear")
     t0 = time.perf_counter()
     ev = evaluate_protocol(proto, learner, ds.images, fixed, data.test.x, data.test.y, steps=int(ds.steps), seed=int(cfg["seed"]),
