@@ -23,8 +23,8 @@ from pathlib import Path
 import torch
 
 import labeldistill
-from labeldistill.data import load_target
 from labeldistill.engine import make_learner
+from labeldistill.evaluation import _run_target as run_target
 from labeldistill.engine.augment import DSAugmenter
 from labeldistill.seeding import derive_seed
 from labeldistill.numerics import float32_precision
@@ -58,8 +58,7 @@ def main() -> None:
 def run(a: argparse.Namespace, record: dict, cfg: dict, init: dict, floats: dict) -> None:
     """Under the run's float settings, as the library's commands run (the teacher cache's key records them)."""
     ds = labeldistill.load(a.run, device=a.device)
-    data = load_target(cfg["target"], data_root=record["data_root"], seed=int(cfg["seed"]),
-                       split=tuple(cfg["split"]) if cfg.get("split") else None, device=a.device, image_size=int(ds.images.shape[-1]))
+    data = run_target(cfg["target"], record["data_root"], cfg, int(cfg["seed"]), a.device, int(ds.images.shape[-1]))  # the run's split
     t_cfg = TeacherConfig(**init["teacher"]["config"])
     t_learner, t_state, teacher = train_teacher(data, t_cfg, zca=None)  # the run's teacher (from the cache when it is there)
     temperature = float(a.temperature if a.temperature is not None else init["temperature"])

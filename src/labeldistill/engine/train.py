@@ -211,11 +211,12 @@ def _train_recipe(
         else:
             b = random_idx[:, t]  # type: ignore[index]
         xb = images[rows, b] if images_per_model else images[b]
-        yb = labels[b] if labels.dim() == 2 else labels[rows, b]
         if augment is not None:
             xb = augment(xb)
-        if view_labels is not None:
+        if view_labels is not None:  # the views' own labels: the set's are not gathered
             yb = view_labels(xb)
+        else:
+            yb = labels[b] if labels.dim() == 2 else labels[rows, b]
         _step(step_fn, opt, state, xb, yb)
         if observer is not None and t + 1 in observe and observer(t + 1, state) is True:
             break
