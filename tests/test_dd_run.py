@@ -242,14 +242,15 @@ def test_interrupted_then_resumed_equals_straight_run(small_config, small_straig
     assert not (out / "result.json").exists()
     from labeldistill.runs import load_state
 
-    assert load_state(out / "checkpoint.safetensors")["iteration"] < 24  # stopped inside the outer loop
+    stopped_at = int(load_state(out / "checkpoint.safetensors")["iteration"])
+    assert stopped_at < 24  # stopped inside the outer loop
     assert one_thread_main(["distill", "--resume", str(out), "--no-progress"]) == 0
     a, b = labeldistill.load(small_straight), labeldistill.load(out)
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels) and a.schedule == b.schedule
     assert a.evaluation["accuracies"] == b.evaluation["accuracies"]
     assert read_metrics(small_straight / "metrics.jsonl") == read_metrics(out / "metrics.jsonl")
     record = json.loads((out / "config.json").read_text())
-    assert len(record["resumes"]) == 1
+    assert len(record["resumes"]) == 1 and record["resumes"][0]["iteration"] == stopped_at  # which code made which iterations
 
 
 def test_resume_refuses_another_numerics_version(small_straight, tmp_path, capsys):

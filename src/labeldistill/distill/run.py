@@ -321,12 +321,13 @@ def _lock_run_dir(run_dir: Path | None, resume: bool) -> RunLock | None:
     return RunLock(run_dir).acquire()
 
 
-def _record_resume(run_dir: Path, old: dict, record: dict, device: str) -> None:
+def _record_resume(run_dir: Path, old: dict, record: dict, device: str, at: dict | None = None) -> None:
     """Continue the run whose config.json is ``old`` with this code (whose record is ``record``): the
-    numerics must match, and each resume is recorded (a run finished on another machine or commit says so)."""
+    numerics must match, and each resume is recorded (a run finished on another machine or commit says so;
+    ``at``, e.g. ``{"iteration": 7723}``, says from where)."""
     _check_same_numerics(old, record, run_dir)
-    old["resumes"] = [*old.get("resumes", []), {"device": device, "versions": record["versions"],
-                                                "float_settings": record["float_settings"]}]
+    entry = {"device": device, "versions": record["versions"], "float_settings": record["float_settings"], **(at or {})}
+    old["resumes"] = [*old.get("resumes", []), entry]
     atomic_write_json(run_dir / "config.json", old)
 
 

@@ -197,7 +197,7 @@ def run_unrolled(cfg: UnrolledRunConfig, *, out=None, resume=False, data_root=No
 
 def _run(cfg: UnrolledRunConfig, *, out, resume, data_root, download, progress) -> DistilledSet:
     from ..distill.loop import CHECKPOINT, Interrupted, NonFiniteError
-    from ..distill.run import _lock_run_dir, _record_resume, _save_result
+    from ..distill.run import _check_same_numerics, _lock_run_dir, _record_resume, _save_result
 
     run_dir = Path(out) if out is not None else None
     lock = _lock_run_dir(run_dir, resume)
@@ -217,9 +217,10 @@ def _run(cfg: UnrolledRunConfig, *, out, resume, data_root, download, progress) 
                 old = read_json(run_dir / "config.json")
                 if old.get("split_sha256") != record["split_sha256"]:
                     raise UserError(f"The data found now differ from the data {run_dir} was started on; resume with the same --data-root.")
-                _record_resume(run_dir, old, record, device)
+                _check_same_numerics(old, record, run_dir)  # before the checkpoint is read; _record_resume checks again
                 offset = dist.load_checkpoint(ckpt)
                 offset = 0 if offset is None else int(offset)
+                _record_resume(run_dir, old, record, device, at={"iteration": dist.iteration})  # which code made which iterations
             else:
                 atomic_write_json(run_dir / "config.json", record)
             log = MetricsLog(run_dir / "metrics.jsonl", resume_offset=offset)
