@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from labeldistill.models import Classifier
-from labeldistill.unrolled import FunctionalNet, UnrolledDistiller, target_loss_and_grads, unrolled_config, unrolled_loss
+from labeldistill.unrolled import FunctionalNet, UnrolledDistiller, unrolled_config, unrolled_loss
 
 
 def tiny_net() -> FunctionalNet:
@@ -20,13 +20,13 @@ def tiny_net() -> FunctionalNet:
     return FunctionalNet(Classifier(features, 6, 3).double())
 
 
-def tiny_distiller(method: str, target_chunk: int | None = None) -> UnrolledDistiller:
+def tiny_distiller(method: str) -> UnrolledDistiller:
     g = torch.Generator().manual_seed(1)
     x = torch.randn(12, 1, 5, 5, generator=g, dtype=torch.float64)
     y = torch.arange(12) % 3
     # distill_lr 0.3 makes the 4 inner steps move the network enough for every gradient to matter.
     cfg = unrolled_config("mnist", method, steps=2, epochs=2, batch_size=6, distill_lr=0.3, init_gain=2.0)
-    dist = UnrolledDistiller(cfg, x, y, tiny_net(), 3, seed=3, target_chunk=target_chunk)
+    dist = UnrolledDistiller(cfg, x, y, tiny_net(), 3, seed=3)
     if method == "sldd":  # labels away from one-hot, so no derivative is special
         with torch.no_grad():
             dist.labels.add_(0.3 * torch.randn(dist.labels.shape, generator=g, dtype=torch.float64))
@@ -50,10 +50,9 @@ def central_difference(f, t: torch.Tensor, flat_index: int, eps: float = 1e-6) -
     return (f(plus).detach().item() - f(minus).detach().item()) / (2 * eps)
 
 
-@pytest.mark.parametrize("target_chunk", [None, 4])  # the whole minibatch of 6, or chunks of 4 and 2
 @pytest.mark.parametrize("method", ["dd", "sldd"])
-def test_meta_gradient_matches_finite_differences(method, target_chunk):
-    dist = tiny_distiller(method, target_chunk)
+def test_meta_gradient_matches_finite_differences(method):
+    dist = tiny_distiller(method)
     images0, raw0 = dist.images.detach().clone(), dist.raw_lrs.detach().clone()
     labels0 = None if dist.labels is None else dist.labels.detach().clone()
     dist.step()  # sets .grad of every learned tensor to the exact meta-gradient, then updates them
@@ -111,38 +110,3 @@ def test_unrolled_forward_is_plain_sgd_in_the_given_order():
         w = w - lrs[t] * x.T @ (torch.softmax(x @ w, -1) * soft[b].sum(-1, keepdim=True) - soft[b]) / x.shape[0]
     got = unrolled_loss(net, {"w": w0.clone().requires_grad_()}, images, soft, lrs, order, tx, ty)
     assert torch.allclose(got, F.cross_entropy(tx @ w, ty), rtol=1e-12, atol=0)
-
-
-@pytest.mark.parametrize("method", ["dd", "sldd"])
-def test_chunked_outer_loss_gives_the_whole_batch_gradients(method):
-    """The outer loss's backward split at the final weights, the target pass in chunks (a CPU's
-    default), against one backward through everything: equal to float64 rounding, for every chunk size."""
-    whole = tiny_distiller(method, None)
-    whole.step()
-    for chunk in (1, 4, 5, 6, 64):
-        dist = tiny_distiller(method, chunk)
-        loss = dist.step()
-        assert math.isclose(loss, float(outer_loss(whole, *_before(method)).detach()), rel_tol=1e-13)
-        for got, want in zip(dist._leaves, whole._leaves):
-            assert torch.allclose(got.grad, want.grad, rtol=1e-12, atol=1e-15), chunk
-
-
-def _before(method: str) -> tuple:
-    """The learned tensors of a fresh tiny distiller, before any step."""
-    d = tiny_distiller(method)
-    return d.images.detach(), d.raw_lrs.detach(), None if d.labels is None else d.labels.detach()
-
-
-def test_target_loss_and_grads_against_one_backward():
-    g = torch.Generator().manual_seed(4)
-    net = tiny_net()
-    params = {n: (0.5 * torch.randn(p.shape, generator=g, dtype=torch.float64)).requires_grad_()
-              for n, p in net.module.named_parameters()}
-    x, y = torch.randn(7, 1, 5, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (7,), generator=g)
-    want_loss = F.cross_entropy(net(params, x), y)
-    want = torch.autograd.grad(want_loss, list(params.values()))
-    for chunk in (1, 3, 7, 10):
-        loss, grads = target_loss_and_grads(net, params, x, y, chunk)
-        assert math.isclose(float(loss), float(want_loss), rel_tol=1e-14)
-        for a, b in zip(grads, want):
-            assert torch.allclose(a, b, rtol=1e-13, atol=1e-16)

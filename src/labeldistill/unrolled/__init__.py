@@ -21,7 +21,7 @@ from .network import FunctionalNet, inner_loss
 from .schedule import (VARIANTS, Schedule, apply_variant, average_lr, extended, first_steps, from_file_schedule, learned_schedule,
                        parse_variant, shuffled_across_epochs, shuffled_steps, shuffled_within_epochs,
                        to_file_schedule)
-from .trainer import UnrolledDistiller, crop_flip, target_loss_and_grads, unrolled_loss, unrolled_weights
+from .trainer import UnrolledDistiller, crop_flip, unrolled_loss
 from .run import UnrolledRunConfig, distill_unrolled, is_unrolled_record, run_unrolled
 
 __all__ = [
@@ -30,6 +30,6 @@ __all__ = [
     "FunctionalNet", "inner_loss",
     "VARIANTS", "Schedule", "apply_variant", "average_lr", "extended", "first_steps", "from_file_schedule", "learned_schedule",
     "parse_variant", "shuffled_across_epochs", "shuffled_steps", "shuffled_within_epochs", "to_file_schedule",
-    "UnrolledDistiller", "crop_flip", "target_loss_and_grads", "unrolled_loss", "unrolled_weights",
+    "UnrolledDistiller", "crop_flip", "unrolled_loss",
     "UnrolledRunConfig", "distill_unrolled", "is_unrolled_record", "run_unrolled",
 ]

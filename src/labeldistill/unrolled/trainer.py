@@ -18,7 +18,6 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -33,38 +32,6 @@ from .schedule import Schedule, learned_schedule
 
 CHECKPOINT_FORMAT = "labeldistill-unrolled-checkpoint"
 CHECKPOINT_VERSION = 1
-CPU_TARGET_CHUNK = 64  # target examples per forward / backward on a CPU (target_loss_and_grads); 32-128 measured alike
-
-
-def unrolled_weights(
-    net: Callable[[Params, torch.Tensor], torch.Tensor],
-    params: Params,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    lrs: torch.Tensor,
-    order: Sequence[int],
-) -> list[torch.Tensor]:
-    """The weights (in ``params``' order) after ``len(order)`` differentiable SGD steps from ``params``.
-
-    Step t: ``w <- w - lrs[t] * grad_w inner_loss(net(w, images[order[t]]), labels[order[t]])``
-    with the graph kept, so the result is differentiable in ``images``, ``lrs`` and ``labels``
-    (and in ``params``). ``params`` must require grad.
-
-    Args:
-        net: ``net(params, x) -> logits``.
-        params: the fresh network's parameters.
-        images: S x B x C x H x W distilled batches.
-        labels: S x B class indices (DD) or S x B x K label vectors (SLDD).
-        lrs: T learning rates (already through softplus).
-        order: T step-tensor indices.
-    """
-    names = list(params)
-    w = list(params.values())
-    for t, b in enumerate(order):
-        loss = inner_loss(net(dict(zip(names, w)), images[b]), labels[b])
-        grads = torch.autograd.grad(loss, w, create_graph=True)
-        w = [p - lrs[t] * g for p, g in zip(w, grads)]
-    return w
 
 
 def unrolled_loss(
@@ -77,37 +44,28 @@ def unrolled_loss(
     target_x: torch.Tensor,
     target_y: torch.Tensor,
 ) -> torch.Tensor:
-    """The outer loss: cross-entropy on the real minibatch ``(target_x, target_y)`` (hard labels) of
-    the network after :func:`unrolled_weights`; differentiable in everything that function is."""
-    w = unrolled_weights(net, params, images, labels, lrs, order)
-    return F.cross_entropy(net(dict(zip(params, w)), target_x), target_y)
+    """The outer loss after ``len(order)`` differentiable SGD steps from ``params``.
 
+    Step t: ``w <- w - lrs[t] * grad_w inner_loss(net(w, images[order[t]]), labels[order[t]])``
+    with the graph kept, so the returned loss is differentiable in ``images``, ``lrs`` and
+    ``labels`` (and in ``params``). ``params`` must require grad.
 
-def target_loss_and_grads(
-    net: Callable[[Params, torch.Tensor], torch.Tensor],
-    params: Params,
-    target_x: torch.Tensor,
-    target_y: torch.Tensor,
-    chunk: int,
-) -> tuple[torch.Tensor, list[torch.Tensor]]:
-    """The mean cross-entropy of ``net(params)`` on ``(target_x, target_y)`` and its gradients in
-    ``params`` (leaves that require grad), one forward and backward per ``chunk`` examples.
-
-    Every example's loss is its own, so this is the full batch's loss and gradient summed in
-    another order (rounding apart). On a CPU a pass over 1,024 CIFAR images streams activations far
-    larger than the caches; in pieces of 64 the forward and backward of AlexCifarNet took 3.2 s
-    instead of 7.3 s here (one thread, both cores busy; ``docs/benchmarks.md``).
+    Args:
+        net: ``net(params, x) -> logits``.
+        params: the fresh network's parameters.
+        images: S x B x C x H x W distilled batches.
+        labels: S x B class indices (DD) or S x B x K label vectors (SLDD).
+        lrs: T learning rates (already through softplus).
+        order: T step-tensor indices.
+        target_x, target_y: the real minibatch (hard labels).
     """
-    names, w = list(params), list(params.values())
-    n = target_x.shape[0]
-    loss = torch.zeros((), dtype=target_x.dtype, device=target_x.device)
-    grads = [torch.zeros_like(p) for p in w]
-    for xs, ys in zip(target_x.split(chunk), target_y.split(chunk)):
-        part = F.cross_entropy(net(dict(zip(names, w)), xs), ys, reduction="sum") / n
-        for acc, g in zip(grads, torch.autograd.grad(part, w)):
-            acc.add_(g)
-        loss += part.detach()
-    return loss, grads
+    names = list(params)
+    w = list(params.values())
+    for t, b in enumerate(order):
+        loss = inner_loss(net(dict(zip(names, w)), images[b]), labels[b])
+        grads = torch.autograd.grad(loss, w, create_graph=True)
+        w = [p - lrs[t] * g for p, g in zip(w, grads)]
+    return F.cross_entropy(net(dict(zip(names, w)), target_x), target_y)
 
 
 def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
@@ -143,9 +101,6 @@ class UnrolledDistiller:
             graph: the same arithmetic, without the host cost of its thousands of small kernels (an eager AlexCifarNet
             iteration took 0.31 s on an H200, bound by that cost). Full target minibatches only; a shorter last one
             of an epoch runs eagerly.
-        target_chunk: examples per forward / backward of the outer loss (:func:`target_loss_and_grads`): the same
-            gradients to rounding, faster on a CPU. ``"auto"``: :data:`CPU_TARGET_CHUNK` on a CPU, the whole
-            minibatch at once elsewhere (a GPU wants the big batch); ``None``: always the whole minibatch.
     Example:
         >>> data = load_for_arch("mnist", "lenet")
         >>> net = FunctionalNet.from_arch("lenet", 1, 28, 10)
@@ -154,8 +109,7 @@ class UnrolledDistiller:
     """
 
     def __init__(self, config: UnrolledConfig, train_x: torch.Tensor, train_y: torch.Tensor, net: FunctionalNet,
-                 num_classes: int, *, seed: int = 0, cuda_graph: bool = False,
-                 target_chunk: int | Literal["auto"] | None = "auto") -> None:
+                 num_classes: int, *, seed: int = 0, cuda_graph: bool = False) -> None:
         if train_x.dim() != 4 or train_x.shape[0] != train_y.shape[0] or train_x.shape[0] == 0:
             raise UserError(f"train_x must be N x C x H x W with one label per image, got {tuple(train_x.shape)} and {tuple(train_y.shape)}.")
         self.config, self.net, self.seed = config, net, int(seed)
@@ -164,11 +118,6 @@ class UnrolledDistiller:
             raise UserError(f"train_y must hold class indices 0..{self.num_classes - 1} (num_classes={self.num_classes}).")
         self.x, self.y = train_x, train_y
         self.device = train_x.device
-        if target_chunk == "auto":
-            target_chunk = CPU_TARGET_CHUNK if self.device.type == "cpu" else None
-        if target_chunk is not None and int(target_chunk) < 1:
-            raise UserError(f"target_chunk must be a positive number of examples or None, got {target_chunk}.")
-        self.target_chunk = None if target_chunk is None else int(target_chunk)
         cfg = config
         per_step = self.num_classes * cfg.images_per_class
         shape = (cfg.steps, per_step, *train_x.shape[1:])
@@ -229,16 +178,9 @@ class UnrolledDistiller:
     def _loss_and_grads(self, x: torch.Tensor, y: torch.Tensor, *params: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """The outer loss of fresh ``params`` (in the net's order) on the real minibatch ``(x, y)``, and its
         gradients in the learned leaves (images, raw lrs, SLDD's labels): device work only, so it can be captured."""
-        start = dict(zip(self.net.names, params))
-        w = unrolled_weights(self.net, start, self.images, self.step_labels(), self.lrs(), self.order)
-        if self.target_chunk is None or x.shape[0] <= self.target_chunk:
-            loss = F.cross_entropy(self.net(dict(zip(self.net.names, w)), x), y)
-            return (loss.detach(), *torch.autograd.grad(loss, self._leaves))
-        # The outer loss's gradient in the final weights, chunk by chunk, then back through the T steps:
-        # the chain rule split at w_T, which is what one backward through both would compute.
-        final = {n: t.detach().requires_grad_() for n, t in zip(self.net.names, w)}
-        loss, grad_w = target_loss_and_grads(self.net, final, x, y, self.target_chunk)
-        return (loss, *torch.autograd.grad(w, self._leaves, grad_outputs=grad_w))
+        loss = unrolled_loss(self.net, dict(zip(self.net.names, params)), self.images, self.step_labels(), self.lrs(),
+                             self.order, x, y)
+        return (loss.detach(), *torch.autograd.grad(loss, self._leaves))
 
     def step(self) -> float:
         """One outer iteration; returns its outer loss. Raises FloatingPointError on a non-finite
