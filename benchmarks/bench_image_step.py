@@ -25,6 +25,7 @@ import torch
 
 from labeldistill.data import load_for_arch
 from labeldistill.distill import DistillConfig, Distiller
+from labeldistill.numerics import cpu_capability
 from labeldistill.problem import build_problem
 from labeldistill.runs.provenance import versions
 
@@ -51,7 +52,10 @@ def machine(device: str) -> dict:
             name = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.lower().startswith("model name"))
         except (OSError, StopIteration):
             pass
-    return {"device": device, "name": name, "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "platform": platform.platform()}
+    # The CPU kernels' instruction set: CPUs reporting one model name ran this project's jobs at different speeds by it.
+    isa = None if device.startswith("cuda") else cpu_capability()
+    return {"device": device, "name": name, "cpus": os.cpu_count(), "threads": torch.get_num_threads(), "platform": platform.platform(),
+            "cpu_capability": isa}
 
 
 def publish(name: str, args, results: list[dict], *, leave_out: tuple[str, ...] = ("data_root", "out")) -> dict:
