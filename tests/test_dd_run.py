@@ -239,6 +239,7 @@ def test_interrupted_then_resumed_equals_straight_run(small_config, small_straig
         pytest.fail("the run finished before it could be interrupted; make it longer")
     if sig != signal.SIGKILL:
         assert p.returncode == 130 and f"--resume {out}" in err and len(err.strip().splitlines()) == 1, err
+        assert err.startswith("labeldistill: Stopped at outer iteration "), err  # a requested stop, not an "error:"
     assert not (out / "result.json").exists()
     from labeldistill.runs import load_state
 

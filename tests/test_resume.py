@@ -82,6 +82,7 @@ def test_interrupted_then_resumed_equals_straight_run(config, straight, tmp_path
         pytest.fail("the run finished before it could be interrupted; make it longer")
     if sig != signal.SIGKILL:
         assert p.returncode == 130 and f"--resume {out}" in err, err
+        assert "labeldistill: Stopped" in err and "error" not in err, err  # a requested stop, not an error
     assert not (out / "result.json").exists()
     r = cli("distill", "--resume", str(out), "--no-progress", "--json")
     stdout, err = r.communicate(timeout=600)

@@ -14,6 +14,7 @@ class UserError(Exception):
     """A problem with the user's input; the message says what is wrong and how to fix it."""
 
     exit_code = 2
+    prefix = "error: "  # how the command line introduces the message ("labeldistill: error: ...")
 
 
 class DataError(UserError):

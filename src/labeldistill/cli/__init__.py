@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UserError as e:
         lines = str(e).strip().splitlines() or [type(e).__name__]
-        print("labeldistill: error: " + "\n".join(lines[:3]), file=sys.stderr)
+        print(f"labeldistill: {e.prefix}" + "\n".join(lines[:3]), file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("labeldistill: interrupted", file=sys.stderr)

@@ -53,6 +53,7 @@ class Interrupted(UserError):
     """Stopped by Ctrl-C or SIGTERM (a scheduler's preemption) after writing a checkpoint."""
 
     exit_code = 130
+    prefix = ""  # a requested stop is not an error: "labeldistill: Stopped at ...; Resume with: ..."
 
 
 @dataclass
