@@ -304,3 +304,75 @@ def test_no_cuda_graph_is_recorded_and_changes_nothing_on_a_cpu(small_config, sm
     assert json.loads((small_straight / "config.json").read_text())["config"]["cuda_graph"] is True
     a, b = labeldistill.load(small_straight), labeldistill.load(out)
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels) and a.schedule == b.schedule
+
+
+@pytest.mark.parametrize("which", ["dd", "sldd"])
+def test_checkpoint_set_of_a_finished_run_is_its_set(which, dd_run, small_straight):
+    """The final checkpoint holds what the run saved: the set read from it (no data) equals distilled.safetensors field
+    by field, and says at which outer iteration it stands."""
+    from labeldistill.unrolled.run import checkpoint_set
+
+    run = dd_run if which == "dd" else small_straight
+    saved, got = labeldistill.load(run), checkpoint_set(run)
+    assert torch.equal(got.images, saved.images) and torch.equal(got.labels, saved.labels)
+    assert torch.equal(got.initial_images, saved.initial_images)
+    assert got.schedule == saved.schedule and got.steps == saved.steps and got.learned == saved.learned
+    assert got.preprocessing == saved.preprocessing and list(got.class_names) == list(saved.class_names)
+    assert got.recipe == saved.recipe
+    assert {k: v for k, v in got.provenance.items() if k != "checkpoint_iteration"} == saved.provenance
+    assert got.provenance["checkpoint_iteration"] == json.loads((run / "result.json").read_text())["iterations"]
+
+
+def test_checkpoint_set_refuses_what_it_cannot_read(dd_run, tmp_path, mnist_small):
+    from labeldistill.errors import UserError
+    from labeldistill.unrolled.run import checkpoint_set
+
+    with pytest.raises(UserError, match="not a DD / SLDD run directory"):
+        checkpoint_set(tmp_path)
+    import shutil
+
+    bare = tmp_path / "bare"
+    shutil.copytree(dd_run, bare)
+    (bare / "checkpoint.safetensors").unlink()
+    with pytest.raises(UserError, match="no checkpoint yet"):
+        checkpoint_set(bare)
+
+
+def test_evaluate_the_checkpoint_of_a_run_in_progress(dd_run, tmp_path):
+    """A run stopped part-way (no distilled set yet) is tested from its checkpoint; the result is saved under -iterN
+    and equals the test of the same set saved as a file."""
+    import shutil
+
+    from labeldistill.unrolled.run import checkpoint_set
+
+    run = tmp_path / "running"
+    shutil.copytree(dd_run, run)
+    for name in ("distilled.safetensors", "result.json"):
+        (run / name).unlink()
+    shutil.rmtree(run / "evaluations", ignore_errors=True)
+    assert one_thread_main(["evaluate", str(run), "--snapshot", "checkpoint", "--models", "3", "--json"]) == 0
+    saved = list((run / "evaluations").glob("*-iter*.json"))
+    assert len(saved) == 1 and saved[0].name.endswith("-K3-iter3.json"), saved
+    got = json.loads(saved[0].read_text())
+    assert got["checkpoint_iteration"] == 3
+    checkpoint_set(run).save(tmp_path / "set.safetensors")
+    want = labeldistill.evaluate(tmp_path / "set.safetensors", models=3, target=got["target"], data_root=None, seed=got["seed"])
+    assert got["accuracies"] == want["accuracies"]
+
+
+def test_report_of_a_run_in_progress_draws_its_checkpoint(dd_run, tmp_path):
+    import shutil
+
+    from labeldistill.report import make_report
+
+    run = tmp_path / "running"
+    shutil.copytree(dd_run, run)
+    for name in ("distilled.safetensors", "result.json"):
+        (run / name).unlink()
+    text = make_report(run).read_text()
+    assert "set at outer iteration 3, its last checkpoint" in text and "not there yet" not in text
+    for name in ("learned_images.png", "step_images.png", "lr_schedule.png", "outer_loss.png"):
+        assert (run / "report" / name).stat().st_size > 1000, name
+    (run / "checkpoint.safetensors").unlink()  # nothing to draw from: said so, no figures of the set
+    text = make_report(run, tmp_path / "bare-report").read_text()
+    assert "not there yet" in text and not (tmp_path / "bare-report" / "step_images.png").exists()

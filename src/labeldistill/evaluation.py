@@ -81,13 +81,21 @@ def evaluate(
         snapshot: a run directory's validated snapshot instead of its selected set: its number, or
             ``"best-learned"`` (the loop's choice among the learned snapshots, the start candidate left out);
             its labels (images, when learned) and T. Recorded, and ``-snapK`` in the saved evaluation's name.
+            A DD / SLDD run directory: ``"checkpoint"``, the set as it stands at the last checkpoint, finished or
+            not (:func:`labeldistill.unrolled.run.checkpoint_set`); recorded as ``checkpoint_iteration``, ``-iterN``
+            in the saved evaluation's name.
     Example:
         >>> labeldistill.evaluate("runs/mnist-ld", arch="alexnet", steps="+50")["accuracy_mean"]
         >>> labeldistill.evaluate("runs/mnist-dd", variant="first-steps:20")["accuracy_mean"]
     """
     path = Path(path)
     dev = resolve_device(device)
-    ds = load(path, device=dev)
+    if str(snapshot) == "checkpoint":  # a DD / SLDD run's set as it stands at its last checkpoint: a long run looked at before it ends
+        from .unrolled.run import checkpoint_set
+
+        ds, snapshot = checkpoint_set(path).to(dev), None
+    else:
+        ds = load(path, device=dev)
     picked = None
     if snapshot is not None:
         if not path.is_dir() or ds.schedule is not None:
@@ -316,14 +324,19 @@ def _evaluate_scheduled(ds, path: Path, run_dir: Path | None, run_cfg: dict, *, 
         raise UserError(f"{target} has {data.num_classes} classes but the distilled labels have {ds.num_classes}.")
     if data.preprocessing.channels != int(ds.images.shape[1]):
         raise UserError(f"{target} has {data.preprocessing.channels}-channel images but the set's have {int(ds.images.shape[1])}.")
+    iteration = ds.provenance.get("checkpoint_iteration")  # a set read from a checkpoint (evaluate(..., snapshot="checkpoint"))
+    # The ledger keeps the finished set's test models; a checkpoint's set is another set, tested in one go.
+    ledger = run_dir / "evaluations" / "ledger" if save and run_dir is not None and iteration is None else None
     with float32_precision(bool(run_cfg.get("allow_tf32", False)), bool(run_cfg.get("deterministic", False))) as floats:
         ev = evaluate_set(ds, data, variant=name, arch=arch, models=models, seed=seed, steps=t,
-                          group=int(run_cfg.get("test_group", 50)),
-                          ledger=run_dir / "evaluations" / "ledger" if save and run_dir is not None else None)
+                          group=int(run_cfg.get("test_group", 50)), ledger=ledger)
     result = {**ev, "method": ds.recipe.get("method"), "learned": ds.learned, "distilled_steps": ds.steps, "target": data.name,
               "seed": seed, "source": str(path), "device": device, "versions": versions(), "float_settings": floats}
+    if iteration is not None:
+        result["checkpoint_iteration"] = int(iteration)
     if save and run_dir is not None:
         tag = name.replace(":", "")
         fixed = f"-T{t}" if t is not None else ""
-        _save_evaluation(run_dir, f"{ev['arch']}-{tag}{fixed}-K{models}.json", result, run_cfg)
+        at = f"-iter{int(iteration)}" if iteration is not None else ""
+        _save_evaluation(run_dir, f"{ev['arch']}-{tag}{fixed}-K{models}{at}.json", result, run_cfg)
     return result

@@ -41,7 +41,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                         "or auto: chosen from 1, 2, 4, 8 on the validation split as these models train (as distill --label-temperature auto)")
     p.add_argument("--snapshot", default=None, metavar="K",
                    help="a run directory's validated snapshot K instead of its selected set, or best-learned (the loop's "
-                        "choice among its learned snapshots, when a start candidate won); saved as ...-snapK.json")
+                        "choice among its learned snapshots, when a start candidate won); saved as ...-snapK.json. A DD / SLDD "
+                        "run: checkpoint, the set at its last checkpoint, while it runs (saved as ...-iterN.json)")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -63,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         how = f", {r['optimizer']} lr {r['lr']:g}" + (f", order {r['order']}" if r.get("order") is not None else "")
         text = f"{r['arch']} / {r['head']} head{how}, {r['models']} models x {r['steps']} steps: test accuracy {fmt_acc(r)}"
+    if r.get("checkpoint_iteration") is not None:
+        at += f" (the set at outer iteration {r['checkpoint_iteration']}, its last checkpoint)"
     if r.get("snapshot") is not None:
         at += f" (snapshot {r['snapshot']['number']}: epoch {r['snapshot']['epoch']}, validation {r['snapshot']['val_accuracy']:.2f})"
     emit(r, args.json, text + at)

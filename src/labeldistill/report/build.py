@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..distill.loop import CHECKPOINT
 from ..errors import UserError
 from . import figures as F
 from .document import Document
@@ -241,6 +242,12 @@ def _unrolled_report(run: Run, out: Path, max_images: int) -> Path:
     if r.get("distill_seconds") is not None:
         rows.append(["training time", f"{float(r['distill_seconds']) / 60:.1f} min on {r.get('device', '?')}"])
     doc.table(["setting", "value"], rows)
+    if ds is None and (run.path / CHECKPOINT).is_file():  # a run still going: its images and schedule as of the last checkpoint
+        from ..unrolled.run import checkpoint_set
+
+        ds = checkpoint_set(run.path)
+        doc.para(f"The run has not finished: the figures show its set at outer iteration {ds.provenance['checkpoint_iteration']}, "
+                 "its last checkpoint (`labeldistill evaluate RUN --snapshot checkpoint` tests that set).")
     if ds is None:
         doc.para("`distilled.safetensors` is not there yet (the run has not finished): the image and schedule figures are left out.")
     else:

@@ -22,7 +22,7 @@ from .schedule import (VARIANTS, Schedule, apply_variant, average_lr, extended, 
                        parse_variant, shuffled_across_epochs, shuffled_steps, shuffled_within_epochs,
                        to_file_schedule)
 from .trainer import UnrolledDistiller, crop_flip, unrolled_loss
-from .run import UnrolledRunConfig, distill_unrolled, is_unrolled_record, run_unrolled
+from .run import UnrolledRunConfig, checkpoint_set, distill_unrolled, is_unrolled_record, run_unrolled
 
 __all__ = [
     "METHODS", "UnrolledConfig", "unrolled_config",
@@ -31,5 +31,5 @@ __all__ = [
     "VARIANTS", "Schedule", "apply_variant", "average_lr", "extended", "first_steps", "from_file_schedule", "learned_schedule",
     "parse_variant", "shuffled_across_epochs", "shuffled_steps", "shuffled_within_epochs", "to_file_schedule",
     "UnrolledDistiller", "crop_flip", "unrolled_loss",
-    "UnrolledRunConfig", "distill_unrolled", "is_unrolled_record", "run_unrolled",
+    "UnrolledRunConfig", "checkpoint_set", "distill_unrolled", "is_unrolled_record", "run_unrolled",
 ]

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from .. import protocol
 from ..artifact import DistilledSet
 from ..data import TargetData, load_for_arch
+from ..data.preprocess import Preprocessing
 from ..errors import UserError
 from ..numerics import float32_precision, float_settings
 from ..runs import MetricsLog, StopRequest, atomic_write_json, read_json
@@ -30,8 +31,8 @@ from ..settings import from_dict
 from .config import _DATASET, METHODS, UnrolledConfig, unrolled_config
 from .evaluate import evaluate_set
 from .network import FunctionalNet
-from .schedule import to_file_schedule
-from .trainer import UnrolledDistiller
+from .schedule import learned_schedule, to_file_schedule
+from .trainer import UnrolledDistiller, initial_images, step_classes
 
 UNROLLED_FIELDS = frozenset(f.name for f in dataclasses.fields(UnrolledConfig)) - {"method"}
 # Flat names of trainer settings whose own names mean something else at the run level ("epochs" is
@@ -272,25 +273,68 @@ def _run(cfg: UnrolledRunConfig, *, out, resume, data_root, download, progress) 
 
 
 def _distilled_set(dist: UnrolledDistiller, cfg: UnrolledRunConfig, ucfg: UnrolledConfig, data: TargetData) -> DistilledSet:
-    images, labels = dist.distilled()
+    return _assemble_set(dist.images.detach(), dist.step_labels().detach(), dist.lrs().detach(), dist.initial_images(), cfg, ucfg,
+                         data.preprocessing, list(data.class_names), data.name)
+
+
+def _assemble_set(images: torch.Tensor, labels: torch.Tensor, lrs: torch.Tensor, initial: torch.Tensor, cfg: UnrolledRunConfig,
+                  ucfg: UnrolledConfig, preprocessing: Preprocessing, class_names: list[str], target: str) -> DistilledSet:
+    """The distilled set of a run's learned tensors: ``images`` S x B x C x H x W, ``labels`` S x B classes (DD) or S x B x C
+    vectors (SLDD), ``lrs`` the T learned lrs (through softplus), ``initial`` the images before learning."""
+    per_step = int(images.shape[1])
+    classes_per_step = [int(c) for c in step_classes(len(class_names), ucfg.images_per_class)]  # SLDD's labels start there
+    labels = labels.flatten(0, 1)
     if labels.dtype == torch.int64:  # DD: fixed classes -> one-hot rows
-        labels = F.one_hot(labels, data.num_classes).to(images.dtype)
+        labels = F.one_hot(labels, len(class_names)).to(images.dtype)
     learned = "images+labels" if ucfg.learns_labels else "images"
     recipe = {
         "optimizer": "sgd", "momentum": 0.0, "schedule": True, "arch": cfg.arch, "method": cfg.method, "learned": learned,
-        "batch_size": int(dist.images.shape[1]), "init": ucfg.init, "init_gain": ucfg.init_gain,
+        "batch_size": per_step, "init": ucfg.init, "init_gain": ucfg.init_gain,
         "loss": "soft-cross-entropy" if ucfg.learns_labels else "cross-entropy", "test_models": cfg.test_models,
     }
     provenance = {
-        "target": data.name, "seed": cfg.seed, "method": cfg.method, "learned": learned, "image_init": "normal",
+        "target": target, "seed": cfg.seed, "method": cfg.method, "learned": learned, "image_init": "normal",
         "base_dataset": None, "base_indices": None, "base_labels": None, "cross_dataset": False,
-        "classes_per_step": [int(c) for c in dist.hard_labels[0].cpu()],
+        "classes_per_step": classes_per_step,
     }
+    schedule = learned_schedule(lrs.cpu().tolist(), ucfg.steps, per_step)
     return DistilledSet(
-        images=images.cpu(), labels=labels.detach().cpu(), steps=ucfg.inner_steps, preprocessing=data.preprocessing,
-        class_names=list(data.class_names), recipe=recipe, provenance=provenance, learned=learned, image_init="normal",
-        initial_images=dist.initial_images().flatten(0, 1).cpu(), schedule=to_file_schedule(dist.schedule()),
+        images=images.flatten(0, 1).clone().cpu(), labels=labels.clone().cpu(), steps=ucfg.inner_steps, preprocessing=preprocessing,
+        class_names=list(class_names), recipe=recipe, provenance=provenance, learned=learned, image_init="normal",
+        initial_images=initial.flatten(0, 1).cpu(), schedule=to_file_schedule(schedule),
     )
+
+
+def checkpoint_set(run_dir: str | Path) -> DistilledSet:
+    """A DD / SLDD run's set as it stands at its last checkpoint (a run still going, or stopped): the images, labels and
+    learned schedule of that outer iteration, which ``provenance["checkpoint_iteration"]`` gives.
+
+    For looking at a long run before it ends (``labeldistill report``) and testing it (``labeldistill evaluate RUN
+    --snapshot checkpoint``). Reads the run directory only, no data. The checkpoint is written whole and then renamed
+    into place, so a running job's file can be read at any time.
+    """
+    from ..distill.loop import CHECKPOINT
+    from ..runs import load_state
+
+    run_dir = Path(run_dir)
+    record = read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else None
+    if not isinstance(record, dict) or not is_unrolled_record(record):
+        raise UserError(f"{run_dir} is not a DD / SLDD run directory (no config.json of a --method dd / sldd run); "
+                        "a label-distillation run's snapshots are numbers (--snapshot K).")
+    if not (run_dir / CHECKPOINT).is_file():
+        raise UserError(f"{run_dir} has no checkpoint yet (the first is written within --checkpoint-minutes of the start).")
+    state = load_state(run_dir / CHECKPOINT)
+    cfg, ucfg = UnrolledRunConfig.from_dict(record["config"]), UnrolledConfig.from_dict(state["config"])
+    class_names = list((record.get("problem") or {}).get("class_names") or [])
+    images = state["images"]
+    labels = state["labels"]
+    if labels is None:  # DD: the fixed classes of every step
+        labels = step_classes(len(class_names), ucfg.images_per_class).expand(ucfg.steps, -1).contiguous()
+    initial = initial_images(images.shape, int(state["seed"]), ucfg.image_std, dtype=images.dtype)
+    ds = _assemble_set(images, labels, F.softplus(state["raw_lrs"]), initial, cfg, ucfg, Preprocessing.from_dict(record["preprocessing"]),
+                       class_names, str((record.get("problem") or {}).get("target") or cfg.target))
+    ds.provenance["checkpoint_iteration"] = int(state["iteration"])
+    return ds
 
 
 def _config_record(resolved: UnrolledRunConfig, given: UnrolledRunConfig, data: TargetData, device: str, data_root) -> dict:

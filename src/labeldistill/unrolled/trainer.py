@@ -68,6 +68,19 @@ def unrolled_loss(
     return F.cross_entropy(net(dict(zip(names, w)), target_x), target_y)
 
 
+def initial_images(shape: Sequence[int], seed: int, image_std: float, *, device: str | torch.device = "cpu",
+                   dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A run's images before learning: ``image_std`` x N(0, 1) noise of ``shape`` (S x B x C x H x W) from the
+    run seed's own stream, so they can be drawn again from the seed alone (figures, a checkpoint's set)."""
+    g = torch_generator(seed, "unrolled-images", device=device)
+    return torch.randn(tuple(shape), generator=g, device=device, dtype=dtype) * image_std
+
+
+def step_classes(num_classes: int, images_per_class: int) -> torch.Tensor:
+    """The classes of one step's images, class-blocked: ``[0] * k + [1] * k + ...`` (k images per class)."""
+    return torch.arange(num_classes).repeat_interleave(images_per_class)
+
+
 def crop_flip(x: torch.Tensor, generator: torch.Generator, pad: int = 4) -> torch.Tensor:
     """Reflect-pad by ``pad``, crop back to the input size at a random offset, flip half the
     images horizontally; one random draw per image, all in one gather.
@@ -121,9 +134,8 @@ class UnrolledDistiller:
         cfg = config
         per_step = self.num_classes * cfg.images_per_class
         shape = (cfg.steps, per_step, *train_x.shape[1:])
-        g = torch_generator(self.seed, "unrolled-images", device=self.device)
-        self.images = (torch.randn(shape, generator=g, device=self.device, dtype=train_x.dtype) * cfg.image_std).requires_grad_()
-        classes = torch.arange(self.num_classes, device=self.device).repeat_interleave(cfg.images_per_class)  # [0, 0, ..., 1, 1, ...]
+        self.images = initial_images(shape, self.seed, cfg.image_std, device=self.device, dtype=train_x.dtype).requires_grad_()
+        classes = step_classes(self.num_classes, cfg.images_per_class).to(self.device)
         self.hard_labels = classes.expand(cfg.steps, per_step).contiguous()
         raw = math.log(math.expm1(cfg.distill_lr))  # softplus^-1
         self.raw_lrs = torch.full((cfg.inner_steps,), raw, device=self.device, dtype=train_x.dtype, requires_grad=True)
@@ -254,8 +266,7 @@ class UnrolledDistiller:
 
     def initial_images(self) -> torch.Tensor:
         """The images before learning (S x B x C x H x W), drawn again from the run's stream."""
-        g = torch_generator(self.seed, "unrolled-images", device=self.device)
-        return torch.randn(self.images.shape, generator=g, device=self.device, dtype=self.images.dtype) * self.config.image_std
+        return initial_images(self.images.shape, self.seed, self.config.image_std, device=self.device, dtype=self.images.dtype)
 
     def distilled(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The flat distilled set: (S*B) x C x H x W images and (S*B) labels (DD: class
