@@ -248,6 +248,7 @@ def test_interrupted_then_resumed_equals_straight_run(small_config, small_straig
     assert one_thread_main(["distill", "--resume", str(out), "--no-progress"]) == 0
     a, b = labeldistill.load(small_straight), labeldistill.load(out)
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels) and a.schedule == b.schedule
+    assert torch.equal(a.initial_images, b.initial_images)
     assert a.evaluation["accuracies"] == b.evaluation["accuracies"]
     assert read_metrics(small_straight / "metrics.jsonl") == read_metrics(out / "metrics.jsonl")
     record = json.loads((out / "config.json").read_text())
@@ -376,3 +377,33 @@ def test_report_of_a_run_in_progress_draws_its_checkpoint(dd_run, tmp_path):
     (run / "checkpoint.safetensors").unlink()  # nothing to draw from: said so, no figures of the set
     text = make_report(run, tmp_path / "bare-report").read_text()
     assert "not there yet" in text and not (tmp_path / "bare-report" / "step_images.png").exists()
+
+
+def test_the_start_comes_from_the_checkpoint_or_is_left_out(small_straight, tmp_path):
+    """The start images are drawn from the generator of the device a run starts on, so checkpoints keep them. An older
+    checkpoint without them: drawn again when the run started on a CPU (as here), left out when it started on a GPU,
+    which a CPU cannot draw again: by checkpoint_set and by a resumed run's final set alike."""
+    import shutil
+
+    from labeldistill.runs import load_state, save_state
+    from labeldistill.unrolled.run import checkpoint_set
+
+    saved = labeldistill.load(small_straight)
+    state = load_state(small_straight / "checkpoint.safetensors")
+    assert torch.equal(state["initial_images"].flatten(0, 1), saved.initial_images)
+    assert not torch.equal(saved.initial_images, saved.images)  # learned away from the start
+    for started_on, kept in (("cpu", True), ("cuda", False)):
+        run = tmp_path / started_on
+        shutil.copytree(small_straight, run)
+        old = {k: v for k, v in state.items() if k != "initial_images"}
+        save_state(run / "checkpoint.safetensors", old)
+        record = json.loads((run / "config.json").read_text())
+        record["device"] = started_on
+        (run / "config.json").write_text(json.dumps(record))
+        got = checkpoint_set(run).initial_images
+        assert (got is not None and torch.equal(got, saved.initial_images)) if kept else got is None, started_on
+        assert one_thread_main(["distill", "--resume", str(run), "--no-progress"]) == 0  # finished: only the final set and test
+        after = labeldistill.load(run)
+        assert torch.equal(after.images, saved.images)
+        assert (after.initial_images is not None and torch.equal(after.initial_images, saved.initial_images)) if kept \
+            else after.initial_images is None, started_on

@@ -221,6 +221,8 @@ def _run(cfg: UnrolledRunConfig, *, out, resume, data_root, download, progress) 
                 _check_same_numerics(old, record, run_dir)  # before the checkpoint is read; _record_resume checks again
                 offset = dist.load_checkpoint(ckpt)
                 offset = 0 if offset is None else int(offset)
+                if dist.initial_images() is None and _device_kind(old.get("device")) == _device_kind(device):
+                    dist.initial = dist.draw_initial()  # an older checkpoint, on the kind of device whose generator drew the start
                 _record_resume(run_dir, old, record, device, at={"iteration": dist.iteration})  # which code made which iterations
             else:
                 atomic_write_json(run_dir / "config.json", record)
@@ -277,10 +279,14 @@ def _distilled_set(dist: UnrolledDistiller, cfg: UnrolledRunConfig, ucfg: Unroll
                          data.preprocessing, list(data.class_names), data.name)
 
 
-def _assemble_set(images: torch.Tensor, labels: torch.Tensor, lrs: torch.Tensor, initial: torch.Tensor, cfg: UnrolledRunConfig,
+def _device_kind(device: object) -> str:
+    return str(device).split(":", 1)[0]
+
+
+def _assemble_set(images: torch.Tensor, labels: torch.Tensor, lrs: torch.Tensor, initial: torch.Tensor | None, cfg: UnrolledRunConfig,
                   ucfg: UnrolledConfig, preprocessing: Preprocessing, class_names: list[str], target: str) -> DistilledSet:
     """The distilled set of a run's learned tensors: ``images`` S x B x C x H x W, ``labels`` S x B classes (DD) or S x B x C
-    vectors (SLDD), ``lrs`` the T learned lrs (through softplus), ``initial`` the images before learning."""
+    vectors (SLDD), ``lrs`` the T learned lrs (through softplus), ``initial`` the images before learning (None: not known)."""
     per_step = int(images.shape[1])
     classes_per_step = [int(c) for c in step_classes(len(class_names), ucfg.images_per_class)]  # SLDD's labels start there
     labels = labels.flatten(0, 1)
@@ -301,7 +307,7 @@ def _assemble_set(images: torch.Tensor, labels: torch.Tensor, lrs: torch.Tensor,
     return DistilledSet(
         images=images.flatten(0, 1).clone().cpu(), labels=labels.clone().cpu(), steps=ucfg.inner_steps, preprocessing=preprocessing,
         class_names=list(class_names), recipe=recipe, provenance=provenance, learned=learned, image_init="normal",
-        initial_images=initial.flatten(0, 1).cpu(), schedule=to_file_schedule(schedule),
+        initial_images=None if initial is None else initial.flatten(0, 1).cpu(), schedule=to_file_schedule(schedule),
     )
 
 
@@ -330,7 +336,9 @@ def checkpoint_set(run_dir: str | Path) -> DistilledSet:
     labels = state["labels"]
     if labels is None:  # DD: the fixed classes of every step
         labels = step_classes(len(class_names), ucfg.images_per_class).expand(ucfg.steps, -1).contiguous()
-    initial = initial_images(images.shape, int(state["seed"]), ucfg.image_std, dtype=images.dtype)
+    initial = state.get("initial_images")
+    if initial is None and _device_kind(record.get("device")) == "cpu":  # an older checkpoint of a run started on a CPU
+        initial = initial_images(images.shape, int(state["seed"]), ucfg.image_std, dtype=images.dtype)
     ds = _assemble_set(images, labels, F.softplus(state["raw_lrs"]), initial, cfg, ucfg, Preprocessing.from_dict(record["preprocessing"]),
                        class_names, str((record.get("problem") or {}).get("target") or cfg.target))
     ds.provenance["checkpoint_iteration"] = int(state["iteration"])

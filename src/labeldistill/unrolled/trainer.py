@@ -134,7 +134,10 @@ class UnrolledDistiller:
         cfg = config
         per_step = self.num_classes * cfg.images_per_class
         shape = (cfg.steps, per_step, *train_x.shape[1:])
-        self.images = initial_images(shape, self.seed, cfg.image_std, device=self.device, dtype=train_x.dtype).requires_grad_()
+        # The start is kept, not drawn again later: the noise comes from the generator of the device the run starts on,
+        # and a run may finish on another kind (a CPU cannot draw what a GPU's generator drew).
+        self.initial: torch.Tensor | None = initial_images(shape, self.seed, cfg.image_std, device=self.device, dtype=train_x.dtype)
+        self.images = self.initial.clone().requires_grad_()
         classes = step_classes(self.num_classes, cfg.images_per_class).to(self.device)
         self.hard_labels = classes.expand(cfg.steps, per_step).contiguous()
         raw = math.log(math.expm1(cfg.distill_lr))  # softplus^-1
@@ -264,8 +267,14 @@ class UnrolledDistiller:
         """The learned schedule: step t on step-tensor ``t mod steps`` with ``softplus(raw_t)``."""
         return learned_schedule(self.lrs().detach().cpu().tolist(), self.config.steps, self.images.shape[1])
 
-    def initial_images(self) -> torch.Tensor:
-        """The images before learning (S x B x C x H x W), drawn again from the run's stream."""
+    def initial_images(self) -> torch.Tensor | None:
+        """The images before learning (S x B x C x H x W). None after loading a checkpoint written before checkpoints kept
+        them (a caller that knows the run started on this kind of device may :meth:`draw_initial` them again)."""
+        return self.initial
+
+    def draw_initial(self) -> torch.Tensor:
+        """The run's start drawn again from its seed on this distiller's device: the start only on the kind of device the
+        run started on."""
         return initial_images(self.images.shape, self.seed, self.config.image_std, device=self.device, dtype=self.images.dtype)
 
     def distilled(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -286,6 +295,7 @@ class UnrolledDistiller:
             "images": self.images.detach(),
             "raw_lrs": self.raw_lrs.detach(),
             "labels": None if self.labels is None else self.labels.detach(),
+            "initial_images": self.initial,
             "optimizer": self.optimizer.state_dict(),
         }
 
@@ -302,6 +312,8 @@ class UnrolledDistiller:
             self.raw_lrs.copy_(state["raw_lrs"])
             if self.labels is not None:
                 self.labels.copy_(state["labels"])
+        initial = state.get("initial_images")  # absent from checkpoints written before session 29
+        self.initial = None if initial is None else initial.to(device=self.device, dtype=self.images.dtype)
         self.optimizer.load_state_dict(state["optimizer"])  # moves the moments to the leaves' device
         self.iteration = int(state["iteration"])
         self.seconds = float(state.get("seconds") or 0.0)
