@@ -339,7 +339,7 @@ def test_checkpoint_set_refuses_what_it_cannot_read(dd_run, tmp_path, mnist_smal
         checkpoint_set(bare)
 
 
-def test_evaluate_the_checkpoint_of_a_run_in_progress(dd_run, tmp_path):
+def test_evaluate_the_checkpoint_of_a_run_in_progress(dd_run, tmp_path, capsys):
     """A run stopped part-way (no distilled set yet) is tested from its checkpoint; the result is saved under -iterN
     and equals the test of the same set saved as a file."""
     import shutil
@@ -351,6 +351,9 @@ def test_evaluate_the_checkpoint_of_a_run_in_progress(dd_run, tmp_path):
     for name in ("distilled.safetensors", "result.json"):
         (run / name).unlink()
     shutil.rmtree(run / "evaluations", ignore_errors=True)
+    assert one_thread_main(["evaluate", str(run)]) == 2  # without --snapshot checkpoint: says what there is, one line
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "has not finished" in err and "--snapshot checkpoint" in err, err
     assert one_thread_main(["evaluate", str(run), "--snapshot", "checkpoint", "--models", "3", "--json"]) == 0
     saved = list((run / "evaluations").glob("*-iter*.json"))
     assert len(saved) == 1 and saved[0].name.endswith("-K3-iter3.json"), saved

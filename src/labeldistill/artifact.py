@@ -232,6 +232,10 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> DistilledSet:
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
+        if run_dir is not None and (run_dir / "checkpoint.safetensors").is_file():  # a run still going, or stopped
+            raise ArtifactError(f"{run_dir} has not finished: no {FILE_NAME} yet, only a checkpoint. Finish it with 'labeldistill "
+                                f"distill --resume {run_dir}'; a DD / SLDD run's set so far: 'labeldistill evaluate {run_dir} "
+                                "--snapshot checkpoint', 'labeldistill report'.") from None
         raise ArtifactError(f"{path} not found: pass a run directory made by 'labeldistill distill' or an exported file.") from None
     except IsADirectoryError:
         raise ArtifactError(f"{path} is a directory without {FILE_NAME}.") from None
