@@ -410,3 +410,8 @@ def test_the_start_comes_from_the_checkpoint_or_is_left_out(small_straight, tmp_
         assert torch.equal(after.images, saved.images)
         assert (after.initial_images is not None and torch.equal(after.initial_images, saved.initial_images)) if kept \
             else after.initial_images is None, started_on
+        from labeldistill.report import make_report
+
+        text = make_report(run).read_text()
+        assert ("Mean absolute change per pixel" in text) == kept
+        assert ("does not keep the initial images (`initial_images`): the learned images are shown in step order below" in text) != kept

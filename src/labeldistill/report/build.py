@@ -202,8 +202,8 @@ def _learned_images_section(doc: Document, run: Run, ds, out: Path) -> None:
     """Learned images beside the images they started from, per class (runs with learned images)."""
     doc.heading("Learned images")
     if ds.initial_images is None:
-        doc.para("The distilled set does not keep the initial images (`initial_images`): the learned images are shown in "
-                 "the label grid only.")
+        where = "in step order below" if run.unrolled else "in the label grid only"
+        doc.para(f"The distilled set does not keep the initial images (`initial_images`): the learned images are shown {where}.")
         return
     labels_fixed = run.learned == "images"
     p = F.learned_vs_initial(_pixels(ds, ds.initial_images), _pixels(ds, ds.images), _classes(ds), ds.class_names,
