@@ -93,3 +93,25 @@ def test_what_does_not_combine_with_teacher_targets(mnist_small):
     cfgs = [_cfg(mnist_small, target_labels="teacher", seed=s, meta_gradient="jvp") for s in (3, 4)]
     sessions = [RunSession(c, out=None, resume=False, progress=False) for c in cfgs]
     assert "target-labels" in batchable([s.distiller for s in sessions])
+
+
+def test_one_teacher_for_the_start_and_the_targets_trained_once(mnist_small, monkeypatch):
+    """--label-init teacher with --target-labels teacher asks twice for one teacher (the same key): with the disk cache
+    off it is trained once per run (shared_teachers), and again by the next run, whose block is its own."""
+    import labeldistill.teacher as teacher
+
+    monkeypatch.setenv("LABELDISTILL_CACHE", "off")
+    trained = []
+    real = teacher.train_models
+    monkeypatch.setattr(teacher, "train_models", lambda *a, **k: (trained.append(1), real(*a, **k))[1])
+    cfg = _cfg(mnist_small, target_labels="teacher", label_init="teacher", temperature=2.0, epochs=1)
+    session = RunSession(cfg, out=None, resume=False, progress=False)
+    assert session.label_init["teacher"]["cache"]["file"] is None  # no disk cache was involved
+    assert session.target_labels["teacher"]["val_accuracy"] == session.label_init["teacher"]["val_accuracy"]
+    assert len(trained) == 1
+    RunSession(cfg, out=None, resume=False, progress=False)
+    assert len(trained) == 2
+    with teacher.shared_teachers():  # a caller's block spans runs: their teacher once for all
+        RunSession(cfg, out=None, resume=False, progress=False)
+        RunSession(cfg, out=None, resume=False, progress=False)
+    assert len(trained) == 3

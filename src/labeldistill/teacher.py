@@ -19,6 +19,9 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +49,21 @@ class TeacherConfig:
 
 
 _DEFAULT_CACHE = object()
+# Teachers trained within a ``shared_teachers()`` block, by key: a block's later requests reuse them even with the
+# disk cache off. Scoped to the block (a context variable), never process-wide.
+_SHARED: ContextVar[dict[str, tuple] | None] = ContextVar("labeldistill_shared_teachers", default=None)
+
+
+@contextmanager
+def shared_teachers() -> Iterator[None]:
+    """Within the block, a teacher is trained at most once per key (target and split, architecture, seed, numerics,
+    settings, whitening), with or without the disk cache: one distillation that starts from a teacher's labels
+    (``--label-init teacher``) and also targets its probabilities (``--target-labels teacher``) trains it once."""
+    token = _SHARED.set({} if _SHARED.get() is None else _SHARED.get())
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
 
 
 def teacher_cache_dir() -> Path | None:
@@ -107,12 +125,18 @@ def train_teacher(target, cfg: TeacherConfig, *, zca=None, cache_dir: Path | Non
     seeds = model_seeds(cfg.seed, "teacher", 1)
     tx = target.train.x if zca is None else zca.apply(target.train.x)
     key = _teacher_key(target, cfg, zca)
+    shared, shared_key = _SHARED.get(), json.dumps(key, sort_keys=True, default=str)
+    if shared is not None and shared_key in shared:
+        return shared[shared_key]
     folder = teacher_cache_dir() if cache_dir is _DEFAULT_CACHE else cache_dir
     path = None if folder is None else _teacher_file(folder, target.name, cfg, key)  # type: ignore[arg-type]
     if path is not None and path.exists():
         found = _cached_teacher(path, key, learner, seeds, tx)
         if found is not None:
-            return learner, found[0], {**found[1], "cache": {"file": str(path), "reused": True}}
+            out = learner, found[0], {**found[1], "cache": {"file": str(path), "reused": True}}
+            if shared is not None:
+                shared[shared_key] = out
+            return out
     t0 = time.perf_counter()
     vx = target.val.x if zca is None else zca.apply(target.val.x)
     batch = min(cfg.batch_size, len(target.train))
@@ -142,7 +166,10 @@ def train_teacher(target, cfg: TeacherConfig, *, zca=None, cache_dir: Path | Non
 
         tensors = {n: t.detach().cpu().contiguous() for n, t in state.params.items()}
         atomic_write_bytes(path, save(tensors, metadata={"record": json.dumps(record, sort_keys=True)}))
-    return learner, state, {**record, "cache": {"file": None if path is None else str(path), "reused": False}}
+    out = learner, state, {**record, "cache": {"file": None if path is None else str(path), "reused": False}}
+    if shared is not None:
+        shared[shared_key] = out
+    return out
 
 
 def teacher_labels(learner: Learner, state: ModelState, x: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

@@ -24,6 +24,7 @@ from .target_labels import loop_targets
 from .loop import CHECKPOINT, LEDGER, Distiller, Interrupted, LoopResult
 from .start import START_FILE, StartCandidate, prefer_start, score_start
 from ..seeding import derive_seed
+from ..teacher import shared_teachers
 
 
 def prepare(cfg: DistillConfig, *, data_root: str | Path | None = None, download: bool = False) -> tuple[DistillConfig, Problem, str]:
@@ -118,15 +119,16 @@ class RunSession:
         try:
             self.resolved, self.problem, self.device = prepare(cfg, data_root=data_root, download=download)
             start = None
-            if resume:  # the labels come from the checkpoint; how they started, from config.json
-                old = read_json(run_dir / "config.json")
-                self.label_init = old.get("label_init") or {"label_init": "uniform"}
-            else:
-                start, self.label_init = initial_labels(self.resolved, self.problem, ledger=None if run_dir is None else run_dir / LEDGER)
-            targets, self.target_labels = loop_targets(self.resolved, self.problem)  # again on resume: a cached teacher
-            self.distiller = Distiller(self.resolved, self.problem, model_factory=model, run_dir=run_dir, progress=progress,
-                                       initial_labels=start, target_labels=targets)
-            self.start = self._start_candidate(start, resume)
+            with shared_teachers():  # the labels' start and the loop's targets may ask for one teacher: trained once
+                if resume:  # the labels come from the checkpoint; how they started, from config.json
+                    old = read_json(run_dir / "config.json")
+                    self.label_init = old.get("label_init") or {"label_init": "uniform"}
+                else:
+                    start, self.label_init = initial_labels(self.resolved, self.problem, ledger=None if run_dir is None else run_dir / LEDGER)
+                targets, self.target_labels = loop_targets(self.resolved, self.problem)  # again on resume: a cached teacher
+                self.distiller = Distiller(self.resolved, self.problem, model_factory=model, run_dir=run_dir, progress=progress,
+                                           initial_labels=start, target_labels=targets)
+                self.start = self._start_candidate(start, resume)
             if run_dir is not None:
                 record = {**_config_record(self.resolved, cfg, self.problem, self.device, data_root, model), "label_init": self.label_init}
                 if resume:
