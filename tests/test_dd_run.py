@@ -415,3 +415,23 @@ def test_the_start_comes_from_the_checkpoint_or_is_left_out(small_straight, tmp_
         text = make_report(run).read_text()
         assert ("Mean absolute change per pixel" in text) == kept
         assert ("does not keep the initial images (`initial_images`): the learned images are shown in step order below" in text) != kept
+
+
+def test_the_final_test_keeps_its_networks_and_a_stopped_test_resumes(dd_run, tmp_path):
+    """The final test records each network in the run's evaluation ledger: `evaluate RUN` reads them back (trained once),
+    and a run stopped in its test (no set, no result.json yet) resumes with the networks it lacks: the same result."""
+    import shutil
+
+    want = json.loads((dd_run / "result.json").read_text())
+    run = tmp_path / "run"
+    shutil.copytree(dd_run, run)
+    again = labeldistill.evaluate(run)  # the run's own test (variant learned, its 4 networks): all from the ledger
+    assert again["accuracies"] == want["accuracies"] and again["models_from_ledger"] == 4
+    (ledger,) = (run / "evaluations" / "ledger").glob("schedule-*.jsonl")
+    lines = ledger.read_text().splitlines(keepends=True)
+    ledger.write_text("".join(lines[:-2]))  # stopped after two of the four networks
+    for name in ("result.json", "distilled.safetensors"):
+        (run / name).unlink()
+    assert one_thread_main(["distill", "--resume", str(run), "--no-progress"]) == 0
+    got = json.loads((run / "result.json").read_text())
+    assert got["accuracies"] == want["accuracies"] and got["models_from_ledger"] == 2
