@@ -425,6 +425,11 @@ def test_the_final_test_keeps_its_networks_and_a_stopped_test_resumes(dd_run, tm
     want = json.loads((dd_run / "result.json").read_text())
     run = tmp_path / "run"
     shutil.copytree(dd_run, run)
+    shutil.rmtree(run / "evaluations")  # other tests add their variants' ledgers to the shared run
+    for name in ("result.json", "distilled.safetensors"):
+        (run / name).unlink()
+    assert one_thread_main(["distill", "--resume", str(run), "--no-progress"]) == 0  # the loop is done: only the test runs
+    assert json.loads((run / "result.json").read_text())["models_from_ledger"] == 0
     again = labeldistill.evaluate(run)  # the run's own test (variant learned, its 4 networks): all from the ledger
     assert again["accuracies"] == want["accuracies"] and again["models_from_ledger"] == 4
     (ledger,) = (run / "evaluations" / "ledger").glob("schedule-*.jsonl")
