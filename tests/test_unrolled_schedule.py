@@ -200,3 +200,34 @@ def test_evaluate_schedule_resumes_from_its_ledger(tmp_path, monkeypatch):
     # Another schedule (other lrs) is another key: nothing reused.
     other = evaluate_schedule(net, images, labels, average_lr(scripted()), tx, ty, models=2, mode="loop", ledger=tmp_path)
     assert other.from_ledger == 0 and len(list(tmp_path.glob("schedule-*.jsonl"))) == 2
+
+
+def test_evaluate_schedule_progress_counts_every_network(tmp_path, monkeypatch):
+    """The bar's total is the networks asked for; it starts at those read back from a ledger and ends at its total."""
+    import labeldistill.unrolled.evaluate as ev_mod
+
+    bars: list = []
+
+    class Bar:
+        def __init__(self, total: int, initial: int = 0, **_kw) -> None:
+            self.total, self.n, self.initial = total, initial, initial
+            bars.append(self)
+
+        def update(self, n: int = 1) -> None:
+            self.n += n
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            return None
+
+    monkeypatch.setattr(ev_mod, "tqdm", Bar)
+    net = _net(torch.float32)
+    g = torch.Generator().manual_seed(0)
+    images, labels = torch.randn(6, 1, 4, 4, generator=g), torch.tensor([0, 1, 2, 0, 1, 2])
+    tx, ty = torch.randn(50, 1, 4, 4, generator=g), torch.randint(0, 3, (50,), generator=g)
+    evaluate_schedule(net, images, labels, scripted(), tx, ty, models=3, group=2, mode="loop", ledger=tmp_path, progress=True)
+    evaluate_schedule(net, images, labels, scripted(), tx, ty, models=5, group=2, mode="loop", ledger=tmp_path, progress=True)
+    # the second call read 3 networks back from the ledger and trained the 2 it lacked
+    assert [(b.total, b.initial, b.n) for b in bars] == [(3, 0, 3), (5, 3, 5)]

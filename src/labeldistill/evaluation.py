@@ -69,7 +69,7 @@ def evaluate(
             ``arch``, SGD, fixed epochs, DSA and ZCA; 5 models unless ``models``). For a run directory (and
             ``save``) such an evaluation records each finished model in ``RUN_DIR/evaluations/ledger/``: run
             again after an interruption, it trains only the models it lacks.
-        progress: a progress bar over the training of a fixed-epoch protocol's models.
+        progress: a progress bar over the training of a fixed-epoch protocol's models, or a DD / SLDD set's networks.
         optimizer, lr: label sets under the paper protocol: train the fresh models with ``"sgd"``
             (plain SGD, one constant lr; ``lr`` None: chosen on the validation split from
             :data:`labeldistill.lrsearch.SGD_LRS`) or ``"adam"`` at another ``lr`` (default: the
@@ -146,7 +146,7 @@ def evaluate(
                                   label_temperature=label_temperature, snapshot=picked)
     if ds.schedule is not None:
         return _evaluate_scheduled(ds, path, run_dir, run_cfg, arch=arch, head=head, models=models, steps=steps, target=target,
-                                   data_root=data_root, device=dev, seed=seed, save=save, variant=variant)
+                                   data_root=data_root, device=dev, seed=seed, save=save, variant=variant, progress=progress)
     models = 20 if models is None else models
     arch = arch or ds.recipe.get("arch", "lenet")
     head = head or ds.recipe.get("head", "linear")
@@ -304,7 +304,7 @@ def _evaluate_protocol(ds, proto, path: Path, run_dir: Path | None, run_cfg: dic
 
 
 def _evaluate_scheduled(ds, path: Path, run_dir: Path | None, run_cfg: dict, *, arch, head, models, steps, target, data_root, device,
-                        seed, save, variant) -> dict:
+                        seed, save, variant, progress: bool = False) -> dict:
     """A DD / SLDD set: its schedule (or a variant of it) on fresh networks (unrolled.evaluate_set)."""
     from .unrolled import evaluate_set, parse_variant
     from .unrolled.schedule import variant_name
@@ -329,7 +329,7 @@ def _evaluate_scheduled(ds, path: Path, run_dir: Path | None, run_cfg: dict, *, 
     ledger = run_dir / "evaluations" / "ledger" if save and run_dir is not None and iteration is None else None
     with float32_precision(bool(run_cfg.get("allow_tf32", False)), bool(run_cfg.get("deterministic", False))) as floats:
         ev = evaluate_set(ds, data, variant=name, arch=arch, models=models, seed=seed, steps=t,
-                          group=int(run_cfg.get("test_group", 50)), ledger=ledger)
+                          group=int(run_cfg.get("test_group", 50)), ledger=ledger, progress=progress)
     result = {**ev, "method": ds.recipe.get("method"), "learned": ds.learned, "distilled_steps": ds.steps, "target": data.name,
               "seed": seed, "source": str(path), "device": device, "versions": versions(), "float_settings": floats}
     if iteration is not None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from ..engine import Learner, ModelState, accuracy
 from ..engine.batching import map_models, resolve_mode
@@ -94,7 +95,8 @@ def evaluation_seeds(seed: int, models: int) -> list[int]:
 
 def evaluate_schedule(net: FunctionalNet, images: torch.Tensor, labels: torch.Tensor, schedule: Schedule,
                       test_x: torch.Tensor, test_y: torch.Tensor, *, models: int = 200, seed: int = 0,
-                      group: int = 50, gain: float = 1.0, mode: str = "auto", ledger: str | Path | None = None) -> ScheduleEvaluation:
+                      group: int = 50, gain: float = 1.0, mode: str = "auto", ledger: str | Path | None = None,
+                      progress: bool = False) -> ScheduleEvaluation:
     """DD's test: ``models`` fresh networks trained by ``schedule``, scored on (test_x, test_y).
 
     Args:
@@ -106,6 +108,7 @@ def evaluate_schedule(net: FunctionalNet, images: torch.Tensor, labels: torch.Te
         ledger: a folder for a :class:`~labeldistill.runs.ledger.ModelLedger`: each finished network's accuracy is
             recorded as its group finishes, and networks already there are not trained again (on a CPU, groups of
             at most 10, so an interruption loses little).
+        progress: a progress bar over the networks (a CIFAR-10 set's 200 take about an hour of one CPU thread).
     Example:
         >>> ev = evaluate_schedule(net, *dist.distilled(), first_steps(dist.schedule(), 20), data.test.x, data.test.y)
         >>> print(f"{100 * ev.mean:.2f} +- {100 * ev.std:.2f}")
@@ -120,14 +123,17 @@ def evaluate_schedule(net: FunctionalNet, images: torch.Tensor, labels: torch.Te
     todo = [i for i in range(models) if i not in done]
     if book is not None and resolve_mode(mode, images.device) == "loop":
         group = min(group, 10)
-    for start in range(0, len(todo), group):
-        chunk = todo[start : start + group]
-        params = train_on_schedule(net, images, labels, schedule, [seeds[i] for i in chunk], gain=gain, mode=mode)
-        buffers = {n: b.expand(len(chunk), *b.shape) for n, b in net.buffers.items()}
-        for i, a in zip(chunk, accuracy(learner, ModelState(params, buffers, {}), test_x, test_y, mode=mode).tolist()):
-            done[i] = float(a)
-            if book is not None:
-                book.record(i, seed=seeds[i], accuracy=float(a))
+    with tqdm(total=models, initial=models - len(todo), disable=not progress or not todo, unit="net", leave=False,
+              desc=f"test: {len(todo)} of {models} network(s) to train") as bar:
+        for start in range(0, len(todo), group):
+            chunk = todo[start : start + group]
+            params = train_on_schedule(net, images, labels, schedule, [seeds[i] for i in chunk], gain=gain, mode=mode)
+            buffers = {n: b.expand(len(chunk), *b.shape) for n, b in net.buffers.items()}
+            for i, a in zip(chunk, accuracy(learner, ModelState(params, buffers, {}), test_x, test_y, mode=mode).tolist()):
+                done[i] = float(a)
+                if book is not None:
+                    book.record(i, seed=seeds[i], accuracy=float(a))
+            bar.update(len(chunk))
     return ScheduleEvaluation(tuple(done[i] for i in range(models)), from_ledger=models - len(todo))
 
 
@@ -168,7 +174,7 @@ def test_arch(ds, arch: str | None) -> str:
 
 
 def evaluate_set(ds, data, *, variant: str | None = None, arch: str | None = None, models: int = 200, seed: int = 0,
-                 group: int = 50, steps: int | None = None, ledger: str | Path | None = None) -> dict:
+                 group: int = 50, steps: int | None = None, ledger: str | Path | None = None, progress: bool = False) -> dict:
     """Test a DD / SLDD set (:class:`~labeldistill.DistilledSet` with a schedule) on ``data``'s test split.
 
     Args:
@@ -185,6 +191,7 @@ def evaluate_set(ds, data, *, variant: str | None = None, arch: str | None = Non
         steps: ``like-ld`` only: train for this T instead of choosing it on validation.
         ledger: the schedule variants: a folder where each finished network is recorded, so an interrupted
             test resumes (:func:`evaluate_schedule`).
+        progress: a progress bar over the schedule variants' networks.
     Returns:
         accuracy_mean / accuracy_std (%, sample std over the K for the schedule variants as DD
         reports; the engine's population std for ``like-ld``), accuracies, models, steps,
@@ -210,7 +217,7 @@ def evaluate_set(ds, data, *, variant: str | None = None, arch: str | None = Non
         schedule = apply_variant(from_file_schedule(ds.schedule), name, arg, seed)
         net = FunctionalNet.from_arch(arch, channels, size, ds.num_classes, device=ds.images.device)
         ev = evaluate_schedule(net, ds.images, schedule_labels(ds), schedule, test.x, test.y, models=models, seed=seed,
-                               group=group, ledger=ledger, gain=float(ds.recipe.get("init_gain", 1.0)))
+                               group=group, ledger=ledger, gain=float(ds.recipe.get("init_gain", 1.0)), progress=progress)
         out.update(accuracy_mean=100 * ev.mean, accuracy_std=100 * ev.std, std="sample",
                    accuracies=[round(100 * a, 4) for a in ev.accuracies], models=models, steps=len(schedule),
                    moving_steps=sum(lr > 0 for lr in schedule.lrs), lrs=list(schedule.lrs), optimizer="sgd")
