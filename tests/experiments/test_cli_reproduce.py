@@ -93,7 +93,7 @@ def test_ctrl_c_stops_reproduce_with_one_line_and_exit_130(capsys, fakes, data_r
     fakes.interrupt.add("mnist")  # the first distillation checkpoints, then stops (a first Ctrl-C)
     rc = main(["reproduce", "1", "--only", "mnist/ld/10", "mnist/ld-rr/10", "--data-root", str(data_root), "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 130 and len(err) == 1 and err[0].startswith("labeldistill: error: mnist/ld/10: Stopped at step 3")
+    assert rc == 130 and len(err) == 1 and err[0].startswith("labeldistill: mnist/ld/10: Stopped at step 3")
     assert fakes.count("distill") == 1  # mnist/ld-rr/10 was not started
 
 
