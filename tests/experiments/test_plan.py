@@ -92,7 +92,7 @@ def test_time_model(tmp_path):
 
 
 def test_units_go_longest_first(tmp_path):
-    # The order workers receive units in: DD (~1 h at 0.5 s an iteration), LD, LD RR, then the baseline; ties keep
+    # The order workers receive units in: DD (~1 h at 0.18 s an iteration), LD, LD RR, then the baseline; ties keep
     # the table's order. A unit's estimate counts its run once and each evaluation of it.
     data = DataView(tmp_path / "empty")
     opts = Options(out=tmp_path / "out")
@@ -163,3 +163,18 @@ def test_a_record_from_before_a_setting_existed_matches_the_current_plan(data):
     images_from_real = {**plan("mnist/ld-rr/100", data).expected_config(), "learn": "images+labels", "image_init": "real"}
     del images_from_real["image_lr"]
     assert normalise_distill(images_from_real)["image_lr"] == 1e-4  # what such a run resolves to today
+
+
+def test_time_model_uses_measured_figures_where_there_are_some(tmp_path):
+    # AlexCifarNet's steps and DD iterations were measured: they are used as they are, not LeNet's times ARCH_FACTOR;
+    # an architecture without a figure of its own is scaled from LeNet's.
+    from labeldistill.experiments.plan import STEP_SECONDS, UNROLLED_ITERATION_SECONDS, UNROLLED_TEST_SECONDS, measured_seconds
+
+    data = DataView(tmp_path / "empty")
+    _, iterations = distill_steps(plan("cifar10/dd/100", data), data)
+    assert run_seconds(plan("cifar10/dd/100", data), data) == pytest.approx(
+        iterations * UNROLLED_ITERATION_SECONDS["alexnet"] + UNROLLED_TEST_SECONDS["alexnet"])
+    assert measured_seconds(STEP_SECONDS["ridge"], "alexnet") == STEP_SECONDS["ridge"]["alexnet"]
+    assert measured_seconds(STEP_SECONDS["ridge"], "resnet14") == pytest.approx(STEP_SECONDS["ridge"]["lenet"] * ARCH_FACTOR["resnet14"])
+    # Table 15's LeNet test of the CIFAR-10 DD set costs LeNet's 200 networks, not AlexCifarNet's
+    assert evaluation_seconds(plan("cifar10/dd/100@arch=lenet", data)) == UNROLLED_TEST_SECONDS["lenet"]

@@ -50,13 +50,19 @@ def reduced_row() -> str:
 IGNORED_KEYS = ("device", "checkpoint_minutes", "val_group", "cuda_graph", "meta_gradient", "checkpoint_every", "test_group")
 
 # ---- the time model (estimates, calibrated on this project's 2-core CPU machine)
-STEP_SECONDS = {"ridge": 0.06, "second-order": 0.2}  # one meta-step, LeNet on MNIST, target batch 1024
+# One loop meta-step (target batch 1,024) and one DD / SLDD outer iteration (30 unrolled steps on 10 images and the
+# backward through them), measured by benchmarks/bench_unrolled.py on this project's 2-core CPU (AVX512, one thread
+# beside one other job; session 29, records/checks/bench-unrolled-cpu-s29.json, bench-unrolled-cifar10-cpu-s29.json):
+# LeNet on MNIST, AlexCifarNet on CIFAR-10. Another architecture: LeNet's figure times ARCH_FACTOR. (The figures
+# before, 0.2 s a second-order step and a guessed 0.5 s a DD iteration times 70 for AlexNet, put CIFAR-10's DD run at
+# 7 days against the 20 hours it takes.)
+STEP_SECONDS = {"ridge": {"lenet": 0.0225, "alexnet": 0.91}, "second-order": {"lenet": 0.071, "alexnet": 2.24}}
+UNROLLED_ITERATION_SECONDS = {"lenet": 0.175, "alexnet": 4.04}
+# DD's test of 200 networks by the schedule: MNIST's LeNets 96 s (session 14's run); CIFAR-10's AlexCifarNets 20 in
+# 5.5 minutes beside two other jobs (session 29), about 40 minutes for 200 beside one.
+UNROLLED_TEST_SECONDS = {"lenet": 100.0, "alexnet": 2400.0}
 # Learned images add the image meta-gradient to the step (a guess from the step's extra backward pass, not measured).
 IMAGE_STEP_FACTOR = 1.5
-# One DD / SLDD outer iteration (30 unrolled LeNet steps on 10 images, their backward, target batch 1024):
-# a rough guess, not measured; then DD's test of 200 networks.
-UNROLLED_ITERATION_SECONDS = 0.5
-UNROLLED_TEST_SECONDS = 60.0
 VALIDATION_OVERHEAD = 1.25  # label-selection validations every 5 epochs (measured: ridge ~0.075 s/step all in)
 # Forward+backward cost relative to LeNet (measured; ConvNet-3: 1.95 s against 0.044 s for a step on 100 MNIST images,
 # one thread, session 12; without it a ConvNet-3 evaluation of a label set was estimated at LeNet's 30 s, not hours).
@@ -343,6 +349,11 @@ def distill_takes_select() -> bool:
 
 # ---- time estimates -----------------------------------------------------------------------------
 
+def measured_seconds(per_arch: dict[str, float], arch: str) -> float:
+    """The measured figure for ``arch``, else LeNet's scaled by :data:`ARCH_FACTOR`."""
+    return per_arch[arch] if arch in per_arch else per_arch["lenet"] * ARCH_FACTOR.get(arch, 1.0)
+
+
 def distill_steps(plan: Plan, data: DataView) -> tuple[int, int]:
     """(epochs, meta-steps) of a distillation: steps = epochs * ceil(train size / target batch)
     (DD / SLDD: outer epochs and outer iterations)."""
@@ -361,15 +372,17 @@ def run_seconds(plan: Plan, data: DataView) -> float:
     """Estimated seconds of the plan's run (distillation + its 20-model test, or the baseline)."""
     if plan.kind == "unrolled":
         resolved, _ = plan.config.resolve(plan.config.target, plan.num_classes, plan.channels)  # type: ignore[union-attr]
-        factor = ARCH_FACTOR.get(resolved.arch or "lenet", 1.0)
+        arch = resolved.arch or "lenet"
         _, iterations = distill_steps(plan, data)
-        return (iterations * UNROLLED_ITERATION_SECONDS + UNROLLED_TEST_SECONDS) * factor
+        return iterations * measured_seconds(UNROLLED_ITERATION_SECONDS, arch) + measured_seconds(UNROLLED_TEST_SECONDS, arch)
     if plan.kind == "distill":
         cfg = plan.config.resolve(plan.config.target, plan.channels)  # type: ignore[union-attr]
-        factor = ARCH_FACTOR.get(cfg.arch or "lenet", 1.0) * (IMAGE_STEP_FACTOR if cfg.learn != "labels" else 1.0)
+        arch = cfg.arch or "lenet"
+        per_arch = STEP_SECONDS.get(cfg.method, STEP_SECONDS["second-order"])  # lookahead: about a second-order step
+        step = measured_seconds(per_arch, arch) * (IMAGE_STEP_FACTOR if cfg.learn != "labels" else 1.0)
         _, steps = distill_steps(plan, data)
         start = TEACHER_SECONDS + TEMPERATURE_STUDENTS * BASELINE_SECONDS if cfg.label_init == "teacher" else 0.0
-        return steps * STEP_SECONDS.get(cfg.method, 0.2) * VALIDATION_OVERHEAD * factor + test_seconds(cfg.arch or "lenet") + start
+        return steps * step * VALIDATION_OVERHEAD + test_seconds(arch) + start
     proto = get_protocol(plan.config.protocol)  # type: ignore[union-attr]
     teacher = plan.config.labels == "teacher"  # type: ignore[union-attr]
     if not proto.is_paper:
@@ -398,7 +411,8 @@ def evaluation_seconds(plan: Plan) -> float:
     if not plan.evaluation:
         return 0.0
     if plan.kind == "unrolled":  # DD's 200 networks, of the architecture the set was learned with unless the cell names another
-        return UNROLLED_TEST_SECONDS * (ARCH_FACTOR.get(plan.evaluation["arch"], 1.0) if plan.evaluation.get("arch") else 1.0)
+        resolved, _ = plan.config.resolve(plan.config.target, plan.num_classes, plan.channels)  # type: ignore[union-attr]
+        return measured_seconds(UNROLLED_TEST_SECONDS, plan.evaluation.get("arch") or resolved.arch or "lenet")
     proto = get_protocol(plan.evaluation.get("protocol"))
     if not proto.is_paper:
         return protocol_seconds(proto, plan.cell.base, proto.models)
