@@ -70,8 +70,9 @@ def unrolled_loss(
 
 def initial_images(shape: Sequence[int], seed: int, image_std: float, *, device: str | torch.device = "cpu",
                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """A run's images before learning: ``image_std`` x N(0, 1) noise of ``shape`` (S x B x C x H x W) from the
-    run seed's own stream, so they can be drawn again from the seed alone (figures, a checkpoint's set)."""
+    """A run's images before learning: ``image_std`` x N(0, 1) noise of ``shape`` (S x B x C x H x W) from the run
+    seed's own stream on ``device``. The same numbers only on the same kind of device: a CUDA generator draws others
+    than a CPU one, which is why the distiller keeps its start in its checkpoints."""
     g = torch_generator(seed, "unrolled-images", device=device)
     return torch.randn(tuple(shape), generator=g, device=device, dtype=dtype) * image_std
 
