@@ -198,7 +198,7 @@ def run_unrolled(cfg: UnrolledRunConfig, *, out=None, resume=False, data_root=No
 
 def _run(cfg: UnrolledRunConfig, *, out, resume, data_root, download, progress) -> DistilledSet:
     from ..distill.loop import CHECKPOINT, Interrupted, NonFiniteError
-    from ..distill.run import _check_same_numerics, _lock_run_dir, _record_resume, _save_result
+    from ..distill.run import _lock_run_dir, _record_resume, _save_result
 
     run_dir = Path(out) if out is not None else None
     lock = _lock_run_dir(run_dir, resume)
@@ -218,11 +218,10 @@ def _run(cfg: UnrolledRunConfig, *, out, resume, data_root, download, progress) 
                 old = read_json(run_dir / "config.json")
                 if old.get("split_sha256") != record["split_sha256"]:
                     raise UserError(f"The data found now differ from the data {run_dir} was started on; resume with the same --data-root.")
-                _check_same_numerics(old, record, run_dir)  # before the checkpoint is read; _record_resume checks again
-                offset = dist.load_checkpoint(ckpt)
+                offset = dist.load_checkpoint(ckpt)  # changes only the distiller: _record_resume still refuses other numerics
                 offset = 0 if offset is None else int(offset)
-                if dist.initial_images() is None and _device_kind(old.get("device")) == _device_kind(device):
-                    dist.initial = dist.draw_initial()  # an older checkpoint, on the kind of device whose generator drew the start
+                if dist.initial_images() is None and _can_redraw_start(old, device):  # a checkpoint from before they were kept
+                    dist.initial = dist.draw_initial()
                 _record_resume(run_dir, old, record, device, at={"iteration": dist.iteration})  # which code made which iterations
             else:
                 atomic_write_json(run_dir / "config.json", record)
@@ -283,8 +282,13 @@ def _distilled_set(dist: UnrolledDistiller, cfg: UnrolledRunConfig, ucfg: Unroll
                          data.preprocessing, list(data.class_names), data.name)
 
 
-def _device_kind(device: object) -> str:
-    return str(device).split(":", 1)[0]
+def _can_redraw_start(record: dict, device: object) -> bool:
+    """Whether ``device`` draws the same start images from the seed as the run whose config.json is ``record`` did:
+    only a device of the kind it started on ("cuda:1" and "cuda" are one kind; a CPU's generator draws other numbers)."""
+    def kind(d: object) -> str:
+        return str(d).split(":", 1)[0]
+
+    return kind(record.get("device")) == kind(device)
 
 
 def _assemble_set(images: torch.Tensor, labels: torch.Tensor, lrs: torch.Tensor, initial: torch.Tensor | None, cfg: UnrolledRunConfig,
@@ -341,7 +345,7 @@ def checkpoint_set(run_dir: str | Path) -> DistilledSet:
     if labels is None:  # DD: the fixed classes of every step
         labels = step_classes(len(class_names), ucfg.images_per_class).expand(ucfg.steps, -1).contiguous()
     initial = state.get("initial_images")
-    if initial is None and _device_kind(record.get("device")) == "cpu":  # an older checkpoint of a run started on a CPU
+    if initial is None and _can_redraw_start(record, "cpu"):  # a checkpoint from before they were kept; drawn here on the CPU
         initial = initial_images(images.shape, int(state["seed"]), ucfg.image_std, dtype=images.dtype)
     ds = _assemble_set(images, labels, F.softplus(state["raw_lrs"]), initial, cfg, ucfg, Preprocessing.from_dict(record["preprocessing"]),
                        class_names, str((record.get("problem") or {}).get("target") or cfg.target))
