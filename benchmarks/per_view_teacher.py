@@ -24,7 +24,7 @@ import torch
 
 import labeldistill
 from labeldistill.engine import make_learner
-from labeldistill.evaluation import _run_target as run_target
+from labeldistill.evaluation import run_target
 from labeldistill.engine.augment import DSAugmenter
 from labeldistill.seeding import derive_seed
 from labeldistill.numerics import float32_precision

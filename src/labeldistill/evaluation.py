@@ -152,7 +152,7 @@ def evaluate(
     head = head or ds.recipe.get("head", "linear")
     t = parse_steps(steps, ds.steps)
     size = int(ds.images.shape[-1])
-    data = _run_target(target, data_root, run_cfg, seed, dev, size)
+    data = run_target(target, data_root, run_cfg, seed, dev, size)
     if data.num_classes != ds.num_classes:
         raise UserError(f"{target} has {data.num_classes} classes but the distilled labels have {ds.num_classes}.")
     learner = make_learner(arch, int(ds.images.shape[1]), size, ds.num_classes, head=head)
@@ -193,7 +193,7 @@ def label_evaluation_file(arch: str, head: str, steps: int, models: int, *, opti
     return name + _temperature_suffix(label_temperature) + ".json"
 
 
-def _run_target(target: str, data_root, run_cfg: dict, seed: int, device, size: int):
+def run_target(target: str, data_root, run_cfg: dict, seed: int, device, size: int):
     """The target split as the run made it: the run's own seed draws the split, whatever the
     evaluation's seed. Another seed would move images between the run's training part (its base images) and the
     validation / test parts that choose and score, a leak; the evaluation's seed draws only its models."""
@@ -276,7 +276,7 @@ def _evaluate_protocol(ds, proto, path: Path, run_dir: Path | None, run_cfg: dic
     if need is not None and need != size:
         raise UserError(f"{arch} needs {need} px images but the set's are {size} px.")
     t = parse_steps(steps, ds.steps)
-    data = _run_target(target, data_root, run_cfg, seed, device, size)
+    data = run_target(target, data_root, run_cfg, seed, device, size)
     if data.num_classes != ds.num_classes:
         raise UserError(f"{target} has {data.num_classes} classes but the distilled labels have {ds.num_classes}.")
     learner = make_learner(arch, int(ds.images.shape[1]), size, ds.num_classes, head="linear")
@@ -319,7 +319,7 @@ def _evaluate_scheduled(ds, path: Path, run_dir: Path | None, run_cfg: dict, *, 
     if models < 1:
         raise UserError(f"--models must be at least 1, got {models}.")
     size = int(ds.images.shape[-1])
-    data = _run_target(target, data_root, run_cfg, seed, device, size)
+    data = run_target(target, data_root, run_cfg, seed, device, size)
     if data.num_classes != ds.num_classes:
         raise UserError(f"{target} has {data.num_classes} classes but the distilled labels have {ds.num_classes}.")
     if data.preprocessing.channels != int(ds.images.shape[1]):
