@@ -37,19 +37,16 @@ import torch.nn.functional as F
 from torch.func import jvp, vjp
 from tqdm import tqdm
 
-import labeldistill
 from labeldistill.allocator import keep_freed_memory
 from labeldistill.engine import make_learner, soft_cross_entropy
 from labeldistill.engine.augment import DSAugmenter
 from labeldistill.distill.strategies.ridge import fitted_scale
 from labeldistill.engine.train import train_models
-from labeldistill.evaluation import run_target
-from labeldistill.numerics import float32_precision
 from labeldistill.protocols import evaluate_protocol, get_protocol
 from labeldistill.runs.provenance import versions
 from labeldistill.runs.tensorstate import load_state, save_state
 from labeldistill.seeding import derive_seed
-from labeldistill.teacher import TeacherConfig, teacher_labels, train_teacher
+from labeldistill.teacher import RunTeacher, run_teacher
 
 
 CHUNK = 256  # images per pass where a whole split would not fit in memory
@@ -117,24 +114,17 @@ def main() -> None:
                     "and OUT.ledger/ (each tested model as it finishes)")
     a = ap.parse_args()
     keep_freed_memory()  # as the labeldistill command: freed memory is kept, not page-faulted in again
-    record = json.loads((a.run / "config.json").read_text())
-    cfg, init = record["config"], record["label_init"]
-    if init.get("label_init") != "teacher":
-        raise SystemExit(f"{a.run} did not start from teacher labels: no teacher to reuse")
-    with float32_precision(bool(cfg.get("allow_tf32", False)), bool(cfg.get("deterministic", False))) as floats:
-        run(a, record, cfg, init, floats)
+    with run_teacher(a.run, a.device) as rt:  # the run's set, split and cached teacher, under the run's float settings
+        run(a, rt)
 
 
-def run(a: argparse.Namespace, record: dict, cfg: dict, init: dict, floats: dict) -> None:
+def run(a: argparse.Namespace, rt: RunTeacher) -> None:
     dev = torch.device(a.device)
-    seed = int(cfg["seed"])
-    ds = labeldistill.load(a.run, device=a.device)
+    ds, data, teacher, floats, seed = rt.run, rt.data, rt.record, rt.float_settings, rt.seed
     x = ds.images
     n, ch = int(x.shape[0]), int(x.shape[1])
-    data = run_target(cfg["target"], record["data_root"], cfg, seed, a.device, int(x.shape[-1]))
-    t_learner, t_state, teacher = train_teacher(data, TeacherConfig(**init["teacher"]["config"]), zca=None)
-    temperature = float(a.temperature if a.temperature is not None else init["temperature"])
-    y0 = teacher_labels(t_learner, t_state, x, temperature)
+    temperature = float(a.temperature if a.temperature is not None else rt.temperature)
+    y0 = rt.labels(x, temperature)
     proto = get_protocol("dc-dsa")
     recipe = proto.recipe(ch, lr=1e-3)
     batch = proto.batch_for(n, 50)

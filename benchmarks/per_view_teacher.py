@@ -22,15 +22,12 @@ from pathlib import Path
 
 import torch
 
-import labeldistill
 from labeldistill.engine import make_learner
-from labeldistill.evaluation import run_target
 from labeldistill.engine.augment import DSAugmenter
-from labeldistill.seeding import derive_seed
-from labeldistill.numerics import float32_precision
 from labeldistill.protocols import evaluate_protocol, get_protocol
 from labeldistill.runs.provenance import versions
-from labeldistill.teacher import TeacherConfig, teacher_labels, train_teacher
+from labeldistill.seeding import derive_seed
+from labeldistill.teacher import RunTeacher, run_teacher
 
 
 def main() -> None:
@@ -47,37 +44,30 @@ def main() -> None:
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
 
-    record = json.loads((a.run / "config.json").read_text())
-    cfg, init = record["config"], record["label_init"]
-    if init.get("label_init") != "teacher":
-        raise SystemExit(f"{a.run} did not start from teacher labels: no teacher to reuse")
-    with float32_precision(bool(cfg.get("allow_tf32", False)), bool(cfg.get("deterministic", False))) as floats:
-        run(a, record, cfg, init, floats)
+    with run_teacher(a.run, a.device) as rt:  # the run's set, split and cached teacher, under the run's float settings
+        run(a, rt)
 
 
-def run(a: argparse.Namespace, record: dict, cfg: dict, init: dict, floats: dict) -> None:
-    """Under the run's float settings, as the library's commands run (the teacher cache's key records them)."""
-    ds = labeldistill.load(a.run, device=a.device)
-    data = run_target(cfg["target"], record["data_root"], cfg, int(cfg["seed"]), a.device, int(ds.images.shape[-1]))  # the run's split
-    t_cfg = TeacherConfig(**init["teacher"]["config"])
-    t_learner, t_state, teacher = train_teacher(data, t_cfg, zca=None)  # the run's teacher (from the cache when it is there)
-    temperature = float(a.temperature if a.temperature is not None else init["temperature"])
-    fixed = teacher_labels(t_learner, t_state, ds.images, temperature)
+def run(a: argparse.Namespace, rt: RunTeacher) -> None:
+    ds, data, floats, teacher = rt.run, rt.data, rt.float_settings, rt.record
+    seed = rt.seed  # the run's: the test models' seeds are the field table's
+    temperature = float(a.temperature if a.temperature is not None else rt.temperature)
+    fixed = rt.labels(ds.images, temperature)
     proto = get_protocol(a.protocol)
     if proto.uses_zca(int(ds.images.shape[1])):
         raise SystemExit("a whitening protocol would need the teacher to label whitened views; this script labels MNIST-like data")
 
     @torch.no_grad()
     def every_view(xb: torch.Tensor) -> torch.Tensor:  # K x b x C x H x W views -> K x b x classes
-        return teacher_labels(t_learner, t_state, xb.flatten(0, 1), temperature).reshape(*xb.shape[:2], -1)
+        return rt.labels(xb.flatten(0, 1), temperature).reshape(*xb.shape[:2], -1)
 
     if a.averaged:  # views from their own seeded stream (not the students'): labels made before any student trains
-        own = derive_seed(int(cfg["seed"]), "per-view-teacher-averaged")
+        own = derive_seed(seed, "per-view-teacher-averaged")
         views = DSAugmenter(proto.augmentation_for(int(ds.images.shape[1])), [own], a.device)
         fixed = torch.stack([every_view(views(ds.images[None]))[0] for _ in range(a.averaged)]).mean(0)
     learner = make_learner(a.arch, int(ds.images.shape[1]), int(ds.images.shape[-1]), ds.num_classes, head="linear")
     t0 = time.perf_counter()
-    ev = evaluate_protocol(proto, learner, ds.images, fixed, data.test.x, data.test.y, steps=int(ds.steps), seed=int(cfg["seed"]),
+    ev = evaluate_protocol(proto, learner, ds.images, fixed, data.test.x, data.test.y, steps=int(ds.steps), seed=seed,
                            models=a.models, view_labels=None if a.fixed or a.averaged else every_view, progress=True)
     kind = (f"teacher labels averaged over {a.averaged} views, one per image" if a.averaged else
             "fixed teacher labels (control)" if a.fixed else "per-view teacher")

@@ -15,7 +15,7 @@ from labeldistill.cli import main
 from labeldistill.distill import DistillConfig, Distiller, prepare
 from labeldistill.distill.label_init import initial_labels
 from labeldistill.errors import UserError
-from labeldistill.teacher import TEMPERATURES, choose_temperature, grid_edge, parse_temperature
+from labeldistill.teacher import TEMPERATURES, choose_temperature, grid_edge, parse_temperature, run_teacher
 
 
 def _cfg(mnist_small, **kw) -> DistillConfig:
@@ -99,6 +99,11 @@ def test_teacher_start_end_to_end_and_resume_keeps_its_record(mnist_small, tmp_p
     saved = json.loads((out / "config.json").read_text())["label_init"]
     assert saved["label_init"] == "teacher" and saved["temperature"] == record["temperature"]
     assert ds.provenance["label_init"]["temperature"] == record["temperature"]
+    # The run's teacher for experiments on its images (benchmarks/): the same cached teacher gives the same start.
+    with run_teacher(out) as rt:
+        assert rt.record["cache"]["reused"] and rt.temperature == record["temperature"] and rt.seed == 3
+        torch.testing.assert_close(rt.labels(rt.run.images), start, rtol=0, atol=0)
+        assert torch.equal(rt.data.train.y, problem.target.train.y)  # the run's own split
     # Resume: the labels come from the checkpoint and the record from config.json; no teacher work.
     (out / "result.json").unlink()
     import importlib
@@ -121,3 +126,15 @@ def test_label_init_errors(mnist_small, shared_data, tmp_path, capsys):
                  "--out", str(tmp_path / "x"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--temperature must be a positive number or auto" in err[0]
+
+
+def test_run_teacher_refuses_a_run_without_a_teacher_start(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"config": {"seed": 0}, "label_init": {"label_init": "uniform"}}))
+    with pytest.raises(UserError, match="did not start from teacher labels"):
+        with run_teacher(tmp_path):
+            pass
+    (tmp_path / "config.json").write_text(json.dumps({"config": {"seed": 0}, "label_init": {
+        "label_init": "teacher", "teacher": {"key": {"zca": {"eps": 0.1}}}, "temperature": 4.0}}))
+    with pytest.raises(UserError, match="whitened"):
+        with run_teacher(tmp_path):
+            pass
