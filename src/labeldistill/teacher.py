@@ -27,10 +27,15 @@ from pathlib import Path
 
 import torch
 
+from .artifact import DistilledSet, load
 from .calibration import TEMPERATURES, choose_temperature, grid_edge, parse_temperature, validation_scorer  # noqa: F401  (re-exported)
 from .engine import Learner, ModelState, accuracy, make_learner, model_seeds, predict, train_models
+from .data import TargetData
 from .engine.recipe import TrainRecipe
 from .errors import UserError
+from .evaluation import run_target
+from .numerics import float32_precision
+from .runs import read_json
 from .runs.provenance import versions
 
 
@@ -185,8 +190,8 @@ class RunTeacher:
     target split (``data``), and the teacher its start came from (``learner``, ``state``, ``record``) at the run's
     ``temperature``; ``seed`` is the run's (its split's, and the test models' of its evaluations)."""
 
-    run: object  # labeldistill.DistilledSet
-    data: object  # labeldistill.data.TargetData
+    run: DistilledSet
+    data: TargetData
     learner: Learner
     state: ModelState
     record: dict
@@ -207,11 +212,6 @@ def run_teacher(run_dir: str | Path, device: str = "cpu", data_root: str | Path 
     (``benchmarks/per_view_teacher.py``, ``benchmarks/implicit_labels.py``). A teacher of whitened images is refused
     (it labels whitened views, which these experiments do not make). ``data_root``: where the target is (default: where
     the run found it)."""
-    from .artifact import load
-    from .evaluation import run_target
-    from .numerics import float32_precision
-    from .runs import read_json
-
     run_dir = Path(run_dir)
     record = read_json(run_dir / "config.json")
     cfg, init = record.get("config") or {}, record.get("label_init") or {}
