@@ -38,7 +38,7 @@ from torch.func import jvp, vjp
 from tqdm import tqdm
 
 from labeldistill.allocator import keep_freed_memory
-from labeldistill.engine import make_learner, soft_cross_entropy
+from labeldistill.engine import ModelState, make_learner, predict, soft_cross_entropy
 from labeldistill.engine.augment import DSAugmenter
 from labeldistill.distill.strategies.ridge import fitted_scale
 from labeldistill.engine.train import train_models
@@ -49,7 +49,7 @@ from labeldistill.seeding import derive_seed
 from labeldistill.teacher import RunTeacher, run_teacher
 
 
-CHUNK = 256  # images per pass where a whole split would not fit in memory
+CHUNK = 256  # target images per gradient pass: a ConvNet-3's activations on 2,048 images are gigabytes
 
 
 def cg(apply, b: dict, iters: int) -> dict:
@@ -140,8 +140,7 @@ def run(a: argparse.Namespace, rt: RunTeacher) -> None:
     if saved is None and a.test_only:
         raise SystemExit(f"--test-only: no checkpoint {ckpt}")
     if saved is None:
-        first = recipe if a.init_epochs is None else dataclasses.replace(
-            recipe, epochs=a.init_epochs, lr_decay_epochs=tuple(int(f * a.init_epochs) for f in proto.lr_decay_at))
+        first = recipe if a.init_epochs is None else dataclasses.replace(proto, epochs=a.init_epochs).recipe(ch, lr=1e-3)
         state = train_models(learner, x, y0, 1, seeds, batch_size=batch, recipe=first)
         params, buffers = state.params, state.buffers
     else:
@@ -176,9 +175,11 @@ def run(a: argparse.Namespace, rt: RunTeacher) -> None:
         start = int(saved["outer"]) + 1
         init_seconds = float(saved["init_seconds"])
 
+    def students() -> ModelState:  # the K students as the engine stacks models (a copy, outside autograd)
+        return ModelState({n: torch.stack([t[n].detach() for t in thetas]) for n in thetas[0]}, buffers, {})
+
     def checkpoint(o: int) -> None:
-        theta = {n: torch.stack([t[n].detach() for t in thetas]) for n in thetas[0]}
-        save_state(ckpt, {"outer": o, "theta": theta, "buffers": buffers, "z": z.detach(), "z_opt": z_opt.state_dict(),
+        save_state(ckpt, {"outer": o, "theta": students().params, "buffers": buffers, "z": z.detach(), "z_opt": z_opt.state_dict(),
                           "opts": [opt.state_dict() for opt in opts], "rows": rows.get_state(),
                           "track_aug": track_aug.state_dict(), "view_aug": view_aug.state_dict(), "history": json.dumps(history),
                           "kept": {str(k): v for k, v in kept.items()}, "init_seconds": init_seconds,
@@ -188,16 +189,15 @@ def run(a: argparse.Namespace, rt: RunTeacher) -> None:
         return lambda p, xb: learner.logits(p, bufs[k], {}, xb)
 
     @torch.no_grad()
-    def val_acc(k: int) -> float:
-        right = sum(int((logits_of(k)(thetas[k], val_x[c : c + CHUNK]).argmax(-1) == val_y[c : c + CHUNK]).sum())
-                    for c in range(0, val_x.shape[0], CHUNK))
-        return 100.0 * right / val_x.shape[0]
+    def students_val() -> list[float]:  # each student's validation accuracy (the engine's chunked scoring)
+        right = (predict(learner, students(), val_x).argmax(-1) == val_y).sum(-1)
+        return [100.0 * int(r) / val_x.shape[0] for r in right]
 
     def entropy(y: torch.Tensor) -> float:
         return float(-(y * y.clamp_min(1e-12).log()).sum(-1).mean())
 
     if not history:
-        history.append({"outer": 0, "student_val": [val_acc(k) for k in range(a.students)], "entropy": entropy(y0)})
+        history.append({"outer": 0, "student_val": students_val(), "entropy": entropy(y0)})
     last = start - 1 if a.test_only else a.outer
     if a.test_only and not a.test_at:
         raise SystemExit("--test-only needs --test-at")
@@ -220,7 +220,7 @@ def run(a: argparse.Namespace, rt: RunTeacher) -> None:
                 scale = fitted_scale(out_t, yt)
             g_t = {n: torch.zeros_like(v) for n, v in theta.items()}
             loss_t = 0.0
-            for c in range(0, xt.shape[0], CHUNK):  # in chunks: a ConvNet-3's activations on 2,048 images are gigabytes
+            for c in range(0, xt.shape[0], CHUNK):
                 part = F.cross_entropy(scale * f(theta, xt[c : c + CHUNK]), yt[c : c + CHUNK], reduction="sum") / xt.shape[0]
                 for n, g in zip(theta, torch.autograd.grad(part, list(theta.values()))):
                     g_t[n] += g
@@ -243,7 +243,7 @@ def run(a: argparse.Namespace, rt: RunTeacher) -> None:
                 opt.step()
         kept[o] = y_new.clone()
         history.append({"outer": o, "target_loss": losses, "target_scale": scales,
-                        "student_val": [val_acc(k) for k in range(a.students)], "entropy": entropy(y_new),
+                        "student_val": students_val(), "entropy": entropy(y_new),
                         "moved_l1": float((y_new - y0).abs().sum(-1).mean()), "grad_norm": float(grad_y.norm())})
         tqdm.write(json.dumps(history[-1]))
         checkpoint(o)  # after every outer iteration (about 40 s of one thread a student): a stopped run loses at most one
