@@ -22,7 +22,9 @@ under ``dc-dsa`` on the field table's model seeds, so they compare model for mod
     LABELDISTILL_CACHE=runs/s26/cache python benchmarks/implicit_labels.py records/runs/mnist-field-lookahead-k1-100-s0 \\
         --outer 40 --out runs/s30/implicit.json
 
-Measured result and what it says: docs/results.md ("Session 30: the test's own student as the learner").
+Measured result and what it says: docs/results.md ("Session 30: the test's own student as the learner"). The method
+is now the library's ``--method implicit`` (distill/strategies/implicit.py, its gradient and CG solve imported here);
+this script stays as the record of the session-30 runs.
 """
 from __future__ import annotations
 
@@ -34,12 +36,12 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.func import jvp, vjp
 from tqdm import tqdm
 
 from labeldistill.allocator import keep_freed_memory
 from labeldistill.engine import ModelState, make_learner, predict, soft_cross_entropy
 from labeldistill.engine.augment import DSAugmenter
+from labeldistill.distill.strategies.implicit import CHUNK, implicit_label_grad
 from labeldistill.distill.strategies.ridge import fitted_scale
 from labeldistill.engine.train import train_models
 from labeldistill.protocols import evaluate_protocol, get_protocol
@@ -47,48 +49,6 @@ from labeldistill.runs.provenance import versions
 from labeldistill.runs.tensorstate import load_state, save_state
 from labeldistill.seeding import derive_seed
 from labeldistill.teacher import RunTeacher, run_teacher
-
-
-CHUNK = 256  # target images per gradient pass: a ConvNet-3's activations on 2,048 images are gigabytes
-
-
-def cg(apply, b: dict, iters: int) -> dict:
-    """Conjugate gradients for ``apply(x) = b`` over dicts of tensors (apply symmetric positive definite)."""
-    dot = lambda a, c: sum((a[n] * c[n]).sum() for n in a)  # noqa: E731
-    x = {n: torch.zeros_like(t) for n, t in b.items()}
-    r = {n: t.clone() for n, t in b.items()}
-    p = {n: t.clone() for n, t in r.items()}
-    rr = dot(r, r)
-    for _ in range(iters):
-        ap = apply(p)
-        alpha = rr / dot(p, ap)
-        x = {n: x[n] + alpha * p[n] for n in x}
-        r = {n: r[n] - alpha * ap[n] for n in r}
-        rr_new = dot(r, r)
-        p = {n: r[n] + (rr_new / rr) * p[n] for n in p}
-        rr = rr_new
-    return x
-
-
-def implicit_label_grad(logits_of, theta: dict, xv: torch.Tensor, views: int, g_t: dict, *, damping: float,
-                        cg_iters: int) -> torch.Tensor:
-    """dL_target / dY (N x C) at ``theta`` for the training loss ``soft CE(logits_of(theta, views of X), Y) +
-    damping/2 |theta|^2`` (``xv``: V stacked views of the N base images, view-major): ``(1/N) <grad log p_c(x_i), u>``
-    averaged over the views, ``u = (G + damping I)^-1 g_t`` by conjugate gradients, G the Gauss-Newton matrix
-    (the Hessian itself for a model linear in theta)."""
-    n = xv.shape[0] // views
-    out, vjp_fn = vjp(lambda p: logits_of(p, xv), theta)
-    prob = torch.softmax(out.detach(), -1)
-
-    def ggn(v: dict) -> dict:
-        _, jv = jvp(lambda p: logits_of(p, xv), (theta,), (v,))
-        hjv = prob * jv - prob * (prob * jv).sum(-1, keepdim=True)  # the soft CE's Hessian in the logits, per row
-        (back,) = vjp_fn(hjv / xv.shape[0])
-        return {k: back[k] + damping * v[k] for k in v}
-
-    u = cg(ggn, g_t, cg_iters)
-    _, tangent = jvp(lambda p: F.log_softmax(logits_of(p, xv), -1), (theta,), (u,))
-    return tangent.view(views, n, -1).mean(0) / n
 
 
 def main() -> None:

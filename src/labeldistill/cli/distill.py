@@ -66,6 +66,13 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inner-lr", type=float, default=None, help="alpha of the virtual inner step (0.01)")
     p.add_argument("--horizon", type=int, default=None, metavar="K",
                    help="--method lookahead / lookahead-linear: virtual steps the meta-objective looks ahead (1; beyond the paper)")
+    g = p.add_argument_group("--method implicit (beyond the paper: labels learned through students trained the test's way)")
+    g.add_argument("--students", type=int, default=None, metavar="K", help="students the label gradient is averaged over (1)")
+    g.add_argument("--views", type=int, default=None, metavar="V", help="augmented views of each base image in the gradient (4)")
+    g.add_argument("--cg-iters", type=int, default=None, help="conjugate-gradient steps of the implicit solve (10)")
+    g.add_argument("--damping", type=float, default=None, help="ridge added to the students' weight decay in the solve (1e-3)")
+    g.add_argument("--follow-epochs", type=int, default=None, help="students' epochs at the protocol's final lr after each label step (20)")
+    g.add_argument("--student-epochs", type=int, default=None, help="the students' first training, epochs (the test protocol's)")
     p.add_argument("--augment", default=None, metavar="NAME",
                    help="augment every step's inner minibatch like this protocol's test: dsa (dc-dsa's DSA, per image; beyond "
                         "the paper) or none (default, the paper)")
@@ -150,6 +157,8 @@ NOT_FOR_UNROLLED = {
     "source": "--source", "learn": "--learn", "image_init": "--image-init", "image_lr": "--image-lr", "target_size": "--target-size",
     "inner_batch": "--inner-batch", "label_lr": "--label-lr", "label_param": "--label-param", "target_scale": "--target-scale", "model_lr": "--model-lr", "inner_lr": "--inner-lr",
     "horizon": "--horizon",
+    "students": "--students", "views": "--views", "cg_iters": "--cg-iters", "damping": "--damping",
+    "follow_epochs": "--follow-epochs", "student_epochs": "--student-epochs",
     "meta_gradient": "--meta-gradient", "reset_window": "--reset-window", "val_every": "--val-every",
     "validation_models": "--validation-models", "base_select": "--base-select", "start_candidate": "--start-candidate",
     "label_temperature": "--label-temperature", "augment": "--augment",

@@ -72,6 +72,16 @@ class DistillConfig:
     # Virtual steps the meta-objective looks ahead (beyond the paper; --method lookahead / lookahead-linear only,
     # distill/strategies/lookahead.py): the paper's second order looks one. Changes results: part of the config.
     horizon: int = 1
+    # --method implicit only (beyond the paper; distill/strategies/implicit.py, distill/students.py): the students its
+    # gradient is averaged over, the augmented views of each base image in it, conjugate-gradient steps, the ridge added
+    # to the students' weight decay, the students' epochs after each label step, and their first training's epochs
+    # (None: the test protocol's own). Change results: part of the config.
+    students: int = 1
+    views: int = 4
+    cg_iters: int = 10
+    damping: float = 1e-3
+    follow_epochs: int = 20
+    student_epochs: int | None = None
     # Beyond the paper: augment every step's inner minibatch like this protocol's test ("dsa" = dc-dsa's DSA, per
     # image; distill/augment.py); "none" (the paper) trains the loop on the images as they are.
     augment: str = "none"
@@ -122,6 +132,16 @@ class DistillConfig:
     def resolve(self, target_name: str, channels: int) -> DistillConfig:
         """A copy with every ``None`` default filled in for this target."""
         c = dataclasses.replace(self)
+        from ..protocols import get_protocol
+        from .strategies import STRATEGIES
+
+        if STRATEGIES.get(STRATEGIES.canonical(c.method)).persistent == "protocol":
+            # Students trained the test's way: the test's architecture, all base images in every step (they train
+            # full-batch), and one epoch over the target split (a step costs about 40 s of a CPU thread a student on
+            # MNIST-100; the labels gained most within the first 10-20 steps, docs/results.md).
+            c.arch = c.arch or get_protocol(c.test_protocol).arch
+            c.inner_batch = c.inner_batch or c.base
+            c.epochs = c.epochs or 1
         c.arch = c.arch or protocol.default_arch(target_name, channels)
         c.epochs = c.epochs if c.epochs is not None else protocol.epochs(c.base, target_name)
         c.inner_batch = c.inner_batch or protocol.inner_batch_size(c.base, target_name)
@@ -143,7 +163,7 @@ class DistillConfig:
         from .start import wanted
 
         c.start_candidate = "on" if wanted(c.start_candidate, c.label_init, c.learn) else "off"
-        from ..protocols import get_protocol, require_kornia
+        from ..protocols import require_kornia
 
         if get_protocol(c.test_protocol).uses_zca(channels):  # fail now, not after the whole run
             require_kornia(f"--test-protocol {c.test_protocol}")
@@ -181,6 +201,7 @@ class DistillConfig:
         if self.horizon != 1 and not STRATEGIES.get(self.method).takes_horizon:
             takers = " or ".join(n for n in STRATEGIES.names() if STRATEGIES.get(n).takes_horizon)
             raise UserError(f"--horizon {self.horizon} needs --method {takers} (--method {self.method} looks one step ahead).")
+        self._validate_persistent()
         if self.target_scale not in scales:
             raise UserError(f"--target-scale {self.target_scale} is not available with --method {self.method} (it has: {', '.join(scales)}).")
         if self.target_labels not in TARGET_LABELS:
@@ -229,6 +250,51 @@ class DistillConfig:
         self.base_select = canonical_selector(self.base_select)
         if self.base_select != "random" and self.source is not None:
             raise UserError(f"--base-select {self.base_select} chooses among the target's training images; drop it or --source.")
+
+    # The settings of --method implicit's students, with their flags (a strategy with protocol-trained students).
+    STUDENT_FLAGS = {"students": "--students", "views": "--views", "cg_iters": "--cg-iters", "damping": "--damping",
+                     "follow_epochs": "--follow-epochs", "student_epochs": "--student-epochs"}
+
+    def _validate_persistent(self) -> None:
+        """Students trained the test's way (``persistent == "protocol"``) need a fixed-epoch test and selection; their
+        settings mean nothing to another method."""
+        from ..protocols import canonical_protocol, get_protocol
+        from .strategies import STRATEGIES
+
+        defaults = {f.name: f.default for f in dataclasses.fields(DistillConfig)}
+        if STRATEGIES.get(self.method).persistent != "protocol":
+            for name, flag in self.STUDENT_FLAGS.items():
+                if getattr(self, name) != defaults[name]:
+                    raise UserError(f"{flag} sets the students of --method implicit (--method {self.method} has a persistent model of its own).")
+            return
+        for name in ("students", "views", "cg_iters", "follow_epochs"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "follow_epochs" else 1):
+                raise UserError(f"{self.STUDENT_FLAGS[name]} must be a {'non-negative' if name == 'follow_epochs' else 'positive'} integer, got {v!r}.")
+        if self.student_epochs is not None and (isinstance(self.student_epochs, bool) or not isinstance(self.student_epochs, int)
+                                                or self.student_epochs < 1):
+            raise UserError(f"--student-epochs must be a positive integer, got {self.student_epochs!r}.")
+        if not (isinstance(self.damping, (int, float)) and self.damping >= 0):
+            raise UserError(f"--damping must be a number of at least 0, got {self.damping!r}.")
+        test = get_protocol(canonical_protocol(self.test_protocol))
+        if test.epochs is None:
+            raise UserError(f"--method {self.method} trains its students the way the test trains models: give a fixed-epoch "
+                            "--test-protocol (dc, dc-dsa).")
+        if get_protocol(canonical_protocol(self.select_protocol)).epochs is None:
+            raise UserError(f"--method {self.method}: label selection's paper score trains models T steps, a count its "
+                            f"students never have; give --select-protocol {test.name} (or dc).")
+        from ..models import MODELS
+        from .learned import LEARN
+
+        if self.augment not in (None, "none"):
+            raise UserError(f"--method {self.method}'s students see the views of --test-protocol {test.name} already: drop --augment.")
+        if LEARN.get(LEARN.canonical(self.learn)).images:
+            raise UserError(f"--method {self.method} learns labels only (--learn labels).")
+        if self.inner_batch is not None and self.inner_batch != self.base:
+            raise UserError(f"--method {self.method} takes every base image in every step: --inner-batch {self.base} (or leave it out).")
+        if self.arch is not None and test.arch is not None and MODELS.canonical(self.arch) != test.arch:
+            raise UserError(f"--method {self.method}'s students are the test's models: --arch {test.arch} (the arch of "
+                            f"--test-protocol {test.name}), not {self.arch}.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

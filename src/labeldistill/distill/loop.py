@@ -36,6 +36,7 @@ from .labels import FixedLabels, Labels
 from .learned import SyntheticSet, build_synthetic
 from .reset import DeviceResetMonitor, ResetMonitor
 from .step import RECORD_FIELDS, MetaStep
+from .students import ProtocolStudents
 from .strategies import STRATEGIES
 from .validation import LabelSelector, PaperScore, ProtocolScore, Score, Snapshot, save_snapshot
 
@@ -89,8 +90,8 @@ class Distiller:
         self.target_labels = target_labels
         t = problem.target
         strategy_cls = STRATEGIES.get(cfg.method)
-        self.strategy = strategy_cls(inner_lr=cfg.inner_lr, meta_gradient=resolve_meta_gradient(cfg.meta_gradient, problem.base_x.device),
-                                     target_scale=cfg.target_scale, horizon=cfg.horizon)
+        self.strategy = strategy_cls.from_config(cfg, inner_lr=cfg.inner_lr, target_scale=cfg.target_scale, horizon=cfg.horizon,
+                                                 meta_gradient=resolve_meta_gradient(cfg.meta_gradient, problem.base_x.device))
         c, size = int(problem.base_x.shape[1]), int(problem.base_x.shape[-1])
         head_cfg = HeadConfig(cfg.ridge_lambda, cfg.ridge_step, cfg.scale_lr)
         self.learner: Learner = make_learner(model_factory or cfg.arch, c, size, t.num_classes, head=self.strategy.head, head_config=head_cfg)
@@ -108,8 +109,12 @@ class Distiller:
         self.synthetic: SyntheticSet = build_synthetic(cfg.learn, problem, seed=cfg.seed, image_init=cfg.image_init,
                                                        label_lr=cfg.label_lr, image_lr=cfg.image_lr, device=self.device,
                                                        initial_labels=initial_labels, label_param=cfg.label_param)
-        self.model = self.learner.init([draw_seed(self.g_init)], device=self.device)
-        self.model_opt = self.learner.optimizer(self.model, cfg.model_lr, capturable=self.device.type == "cuda")
+        # The persistent model: the paper's young model (Adam, reset on over-fitting), or students trained the test's way
+        # (distill/students.py), never reset, for a strategy that learns through them.
+        self.students = self._students(c) if self.strategy.persistent == "protocol" else None
+        self.resets = self.students is None
+        self.model = self.learner.init([draw_seed(self.g_init)], device=self.device) if self.students is None else self.students.state
+        self.model_opt = self.learner.optimizer(self.model, cfg.model_lr, capturable=self.device.type == "cuda") if self.students is None else None
         # The model the next reset switches to, drawn ahead (same seed order as drawing at the reset).
         self.fresh_seed = draw_seed(self.g_init)
         self.monitor = ResetMonitor(cfg.reset_window)
@@ -141,6 +146,14 @@ class Distiller:
         # run alone up to rounding only, so the run records it (result.json "batched_stack").
         self.batched_stack = 0
 
+    def _students(self, channels: int) -> ProtocolStudents:
+        from ..protocols import get_protocol, target_zca
+
+        proto, cfg = get_protocol(self.cfg.test_protocol), self.cfg
+        return ProtocolStudents(self.learner, proto, channels=channels, n_base=self.problem.n_base, seed=cfg.seed,
+                                students=cfg.students, follow_epochs=cfg.follow_epochs, first_epochs=cfg.student_epochs,
+                                zca=target_zca(proto, self.problem.target, channels), device=self.device)
+
     @property
     def labels(self) -> Labels | FixedLabels:
         """The labels of the synthetic set (learned :class:`Labels`, or fixed one-hot ones when images are learned)."""
@@ -155,12 +168,12 @@ class Distiller:
         self._epoch_on_device = None
 
     def _build_stepper(self) -> MetaStep:
-        fresh = self.learner.init([self.fresh_seed], device=self.device)
+        fresh = self.learner.init([self.fresh_seed], device=self.device) if self.resets else None
         monitor = DeviceResetMonitor(self.cfg.reset_window, self.device)
         monitor.load(self.monitor)
         return MetaStep(strategy=self.strategy, learner=self.learner, model=self.model, model_opt=self.model_opt, synthetic=self.synthetic,
                         monitor=monitor, fresh=fresh, problem=self.problem, full_batch=self.cfg.target_batch,
-                        cuda_graph=self.cfg.cuda_graph, augment=self.augmenter, target_labels=self.target_labels)
+                        cuda_graph=self.cfg.cuda_graph, augment=self.augmenter, target_labels=self.target_labels, students=self.students)
 
     def _one_step(self) -> None:
         assert self._stepper is not None
@@ -196,7 +209,7 @@ class Distiller:
             rec: dict = {"kind": "step", "step": step, "epoch": epoch, "error": round(error, 4), "loss": round(loss, 6)}
             if self.cfg.grad_var_every and step % self.cfg.grad_var_every == 0:
                 rec["grad_var"] = v[f["grad_var"]]
-            reset = self.monitor.update(error)
+            reset = self.monitor.update(error) if self.resets else False
             if reset != bool(v[f["reset"]]) or (reset and self.monitor.t_list[-1] != int(v[f["T_i"]])):
                 raise RuntimeError(f"internal error: device and host reset monitors disagree at step {step}")
             if reset:
@@ -232,6 +245,9 @@ class Distiller:
         self._bar = tqdm(total=self.total_steps, initial=self.step, disable=not (self.progress and bar), desc=f"distill {self.cfg.method}",
                          unit="step", dynamic_ncols=True, mininterval=0.1 if sys.stderr.isatty() else 30.0)
         self._stepper = self._build_stepper()
+        if self.students is not None and not self.students.trained:  # their first, whole training, on the start labels
+            self.students.train_first(self.problem.base_x, self.synthetic.labels.seen(), progress=self.progress and bar)
+            self.save_now()  # minutes of work: kept before the first step
 
     def advance(self, on_epoch: Callable[[Distiller], None] | None = None) -> bool:
         """Take one step (and after an epoch's last step, the epoch's snapshot, validation and
@@ -364,8 +380,8 @@ class Distiller:
         return {
             "format_version": 1,
             **self.synthetic.state_dict(),  # labels (and their Adam) and / or images (and theirs), as learned
-            "model": {"params": self.model.params, "buffers": self.model.buffers, "head": self.model.head},
-            "model_opt": self.model_opt.state_dict(),
+            **({"model": {"params": self.model.params, "buffers": self.model.buffers, "head": self.model.head},
+                "model_opt": self.model_opt.state_dict()} if self.students is None else {"students": self.students.state_dict()}),
             "generators": {"target": self.g_target.get_state(), "inner": self.g_inner.get_state(), "init": self.g_init.get_state(),
                            **({"augment": self.augmenter.state_dict()} if self.augmenter is not None else {})},
             "perm": self.perm, "inner_rows": self.inner_rows, "fresh_seed": self.fresh_seed, "epoch": self.epoch, "pos": self.pos, "step": self.step,
@@ -376,15 +392,18 @@ class Distiller:
 
     def load_state_dict(self, s: dict) -> None:
         self.synthetic.load_state_dict(s)
-        with torch.no_grad():
-            for part in ("params", "buffers", "head"):
-                for name, t in getattr(self.model, part).items():
-                    t.copy_(s["model"][part][name])
-        self.model_opt = self.learner.optimizer(self.model, self.cfg.model_lr, capturable=self.device.type == "cuda")
-        self.model_opt.load_state_dict(s["model_opt"])
+        if self.students is not None:
+            self.students.load_state_dict(s["students"])
+        else:
+            with torch.no_grad():
+                for part in ("params", "buffers", "head"):
+                    for name, t in getattr(self.model, part).items():
+                        t.copy_(s["model"][part][name])
+            self.model_opt = self.learner.optimizer(self.model, self.cfg.model_lr, capturable=self.device.type == "cuda")
+            self.model_opt.load_state_dict(s["model_opt"])
         # load_state_dict restores the saving machine's options: a run started on a GPU and resumed on
         # a CPU (or back) needs this machine's capturable setting.
-        for opt in (*self.synthetic.optimizers(), self.model_opt):
+        for opt in (*self.synthetic.optimizers(), *([self.model_opt] if self.model_opt is not None else [])):
             for group in opt.param_groups:
                 group["capturable"] = self.device.type == "cuda"
         for name, g in (("target", self.g_target), ("inner", self.g_inner), ("init", self.g_init)):

@@ -21,6 +21,7 @@ from ..problem import Problem
 from .learned import SyntheticSet
 from .reset import DeviceResetMonitor
 from .strategies import Strategy
+from .students import ProtocolStudents
 
 RECORD_FIELDS = ("error", "loss", "reset", "T_i", "grad_var", "finite")
 
@@ -35,19 +36,23 @@ class MetaStep:
     runs eagerly on the same state. A failed capture falls back to eager steps with a warning.
     """
 
-    def __init__(self, *, strategy: Strategy, learner: Learner, model: ModelState, model_opt: torch.optim.Optimizer,
-                 synthetic: SyntheticSet, monitor: DeviceResetMonitor, fresh: ModelState, problem: Problem,
+    def __init__(self, *, strategy: Strategy, learner: Learner, model: ModelState, model_opt: torch.optim.Optimizer | None,
+                 synthetic: SyntheticSet, monitor: DeviceResetMonitor, fresh: ModelState | None, problem: Problem,
                  full_batch: int, cuda_graph: bool = False, augment: DSAugmenter | None = None,
-                 target_labels: torch.Tensor | None = None) -> None:
+                 target_labels: torch.Tensor | None = None, students: ProtocolStudents | None = None) -> None:
         self.strategy, self.learner, self.model, self.model_opt = strategy, learner, model, model_opt
         self.synthetic, self.monitor, self.fresh, self.problem = synthetic, monitor, fresh, problem
         # What the target loss compares with: the target's class indices, or (--target-labels) one row per example.
         self.target_y = problem.target.train.y if target_labels is None else target_labels
         self.augment = augment  # the loop's augmenter (--augment), or None
+        # Students trained the test's way (distill/students.py) instead of the Adam-stepped model: they see the images as
+        # the test's models do (whitened, V augmented views for the strategy), follow each label step, are never reset.
+        self.students = students
         # An augmented step chooses its transform on the host, so a captured graph would repeat one choice.
-        self._init_dispatch(full_batch, cuda_graph and problem.base_x.device.type == "cuda" and augment is None)
+        self._init_dispatch(full_batch, cuda_graph and problem.base_x.device.type == "cuda" and augment is None and students is None)
         # (model tensor, fresh-model tensor) pairs: both are updated in place only, so listed once.
-        pairs = [(d[n], f[n]) for d, f in ((model.params, fresh.params), (model.buffers, fresh.buffers), (model.head, fresh.head)) for n in d]
+        pairs = [] if fresh is None else [(d[n], f[n]) for d, f in ((model.params, fresh.params), (model.buffers, fresh.buffers),
+                                                                     (model.head, fresh.head)) for n in d]
         self._float_pairs = [(m, f) for m, f in pairs if m.is_floating_point()]
         self._other_pairs = [(m, f) for m, f in pairs if not m.is_floating_point()]
         self._opt_tensors: list[torch.Tensor] | None = None  # Adam's state exists after its first step
@@ -74,6 +79,9 @@ class MetaStep:
         xb, yb = self.synthetic.batch(inner)
         if self.augment is not None:  # the inner minibatch as a dc-dsa test model would see it; the target stays clean
             xb = self.augment.augment_one(0, xb)
+        if self.students is not None:
+            return self._students_step(inner, xb, yb, xt, yt)
+        assert self.model_opt is not None
         self.model_opt.zero_grad(set_to_none=True)
         out = self.strategy.step(self.learner, self.model, xb, yb, xt, yt, self.synthetic.wrt)
         self.synthetic.step(inner, out)
@@ -82,6 +90,23 @@ class MetaStep:
         error = out.error.float() * 100.0
         reset, t_i = self.monitor.update(error)
         self._masked_reset(reset)
+        return self._record(out, error, reset, t_i)
+
+    def _students_step(self, inner: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor) -> torch.Tensor:
+        """The strategy's gradient at the students (their views of the inner minibatch, the target as they see it), the
+        label step, then the students' own training on the new labels; never a reset."""
+        st = self.students
+        assert st is not None
+        out = self.strategy.step(self.learner, self.model, st.views(xb, self.strategy.views), yb, st.whiten(xt), yt,
+                                 self.synthetic.wrt)
+        self.synthetic.step(inner, out)
+        xb_new, yb_new = self.synthetic.batch(inner)
+        st.follow(xb_new, yb_new)
+        no = torch.zeros((), dtype=torch.bool, device=xb.device)
+        return self._record(out, out.error.float() * 100.0, no, torch.zeros((), dtype=torch.long, device=xb.device))
+
+    def _record(self, out, error: torch.Tensor, reset: torch.Tensor, t_i: torch.Tensor) -> torch.Tensor:
+        """The step's record, laid out as RECORD_FIELDS."""
         finite = torch.isfinite(out.loss)
         for g in out.grads():
             finite = finite & torch.isfinite(g).all()

@@ -1,5 +1,5 @@
 """Meta-gradient strategies plugged into the one online loop (registered by name)."""
-from . import lookahead, ridge, second_order  # noqa: F401  (fill the registry)
+from . import implicit, lookahead, ridge, second_order  # noqa: F401  (fill the registry)
 from .base import STRATEGIES, StepOutput, Strategy, register_strategy
 
 

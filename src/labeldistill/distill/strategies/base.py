@@ -67,6 +67,12 @@ class Strategy(ABC):
     target_scales: ClassVar[tuple[str, ...]] = ("shared",)
     # Whether the strategy looks more than one virtual step ahead (DistillConfig.horizon > 1); only one that does says so.
     takes_horizon: ClassVar[bool] = False
+    # How the loop's persistent model trains: "adam" (the paper's: one young model, an Adam step per loop step from the
+    # gradients the strategy leaves in it, reset on over-fitting) or "protocol" (students trained the test protocol's
+    # way, never reset: distill/students.py; the strategy then leaves no gradient in them).
+    persistent: ClassVar[str] = "adam"
+    # A "protocol" strategy's inner minibatch: this many augmented views of each image (distill/students.py).
+    views: int = 1
 
     def __init__(self, *, inner_lr: float = 0.01, meta_gradient: str = "jvp", target_scale: str = "shared",
                  horizon: int = 1) -> None:
@@ -78,6 +84,12 @@ class Strategy(ABC):
         self.meta_gradient = meta_gradient
         self.target_scale = target_scale
         self.horizon = horizon
+
+    @classmethod
+    def from_config(cls, cfg, **common) -> Strategy:
+        """The strategy for a resolved :class:`~labeldistill.distill.config.DistillConfig`; ``common``: the settings every
+        strategy takes (inner_lr, meta_gradient, target_scale, horizon). A strategy with settings of its own reads them here."""
+        return cls(**common)
 
     @abstractmethod
     def step(self, learner: Learner, model: ModelState, xb: torch.Tensor, yb: torch.Tensor, xt: torch.Tensor, yt: torch.Tensor,

@@ -1,0 +1,139 @@
+"""The persistent model of a strategy that learns through the test's own learner (``--method implicit``).
+
+The paper's loop keeps one young model, stepped once per loop step by Adam and reset when it over-fits: the
+meta-gradient then asks what the labels do for a model early in its training. A strategy whose ``persistent`` is
+``"protocol"`` asks instead what they do for the model the test trains: :class:`ProtocolStudents` holds K such models
+(ConvNet-3 under ``dc-dsa``), first trained the protocol's whole way on the start labels (SGD with momentum and weight
+decay, its lr schedule, DSA views, 1,000 epochs), then, after every label step, trained ``follow_epochs`` more
+full-batch epochs at the protocol's final learning rate on the new labels, so they track the minimiser the labels
+define instead of being retrained (38 s a step against 3.8 minutes for a fresh student on one CPU thread, MNIST-100).
+They are never reset.
+
+Everything they see is the protocol's view of the images: whitened when the protocol whitens them (ZCA fitted on the
+target's training split, as the test's), and augmented by the protocol's transforms. Every draw comes from the run's
+own generators (the students' seeds: one stream for the following, one for the views the strategy differentiates
+over), saved in the checkpoint with the students and their optimiser, so a resumed run continues exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from ..engine import DSAugmenter, Learner, ModelState, TrainRecipe, train_models
+from ..engine.batching import map_models, resolve_mode
+from ..errors import UserError
+from ..protocols import Protocol
+from ..protocols.evaluate import whiten
+from ..protocols.zca import ZCA
+from ..seeding import derive_seed
+
+
+class ProtocolStudents:
+    """K students trained by ``protocol``'s recipe on the whole base set at once (full batch).
+
+    Args:
+        learner: the students' architecture (the protocol's) with a linear head.
+        protocol: a fixed-epoch protocol (``dc``, ``dc-dsa``).
+        channels: the images' channels (the protocol's transforms and ZCA depend on them).
+        n_base: N, the base images; at most the protocol's batch (the students train full-batch).
+        seed: the run's seed; student k is initialised from ``(seed, "protocol-students", k)``.
+        students: K, the students a label step's gradient is averaged over.
+        follow_epochs: full-batch epochs at the protocol's final lr after every label step.
+        first_epochs: the first training's epochs (None: the protocol's own, with its lr schedule).
+        zca: the protocol's whitening of these images, or None.
+    """
+
+    def __init__(self, learner: Learner, protocol: Protocol, *, channels: int, n_base: int, seed: int, students: int,
+                 follow_epochs: int, first_epochs: int | None, zca: ZCA | None, device: torch.device) -> None:
+        if protocol.is_paper or protocol.epochs is None:
+            raise UserError(f"the students train by a fixed-epoch protocol (dc, dc-dsa), not {protocol.name}")
+        batch = protocol.batch_for(n_base, n_base)
+        if batch < n_base:
+            raise UserError(f"--method implicit trains its students on all base images at once: at most {batch} under "
+                            f"{protocol.name} (got {n_base})")
+        self.learner, self.protocol, self.zca, self.device = learner, protocol, zca, device
+        self.n_base, self.follow_epochs = n_base, follow_epochs
+        self.recipe: TrainRecipe = protocol.recipe(channels, lr=1e-3)
+        first = self.recipe if first_epochs is None else dataclasses.replace(protocol, epochs=first_epochs).recipe(channels, lr=1e-3)
+        self.first_recipe: TrainRecipe = first
+        self.seeds = [derive_seed(seed, "protocol-students", k) for k in range(students)]
+        self.state: ModelState = learner.init(self.seeds, device=device)  # replaced by the first training
+        self.trained = False
+        aug = self.recipe.augmentation
+        self._follow_aug = DSAugmenter(aug, [derive_seed(s, "follow") for s in self.seeds], device) if aug is not None else None
+        self._view_aug = DSAugmenter(aug, [derive_seed(s, "views") for s in self.seeds], device) if aug is not None else None
+        self._step_fn = map_models(learner.train_loss, (0, 0, 0, 0, None), resolve_mode("auto", device))
+        self.opt = self._optimizer()
+
+    @property
+    def k(self) -> int:
+        return len(self.seeds)
+
+    @property
+    def weight_decay(self) -> float:
+        """The students' weight decay: part of the training loss whose minimiser they approach."""
+        return self.recipe.weight_decay
+
+    def _optimizer(self) -> torch.optim.SGD:
+        """SGD at the protocol's final lr over the K stacked students (elementwise: one optimiser equals K)."""
+        r = self.recipe
+        return torch.optim.SGD(list(self.state.params.values()), lr=r.lr_at(r.epochs - 1), momentum=r.momentum,
+                               weight_decay=r.weight_decay)
+
+    def whiten(self, x: torch.Tensor) -> torch.Tensor:
+        """Images as the protocol's models see them before augmentation (whitened when the protocol whitens them)."""
+        return whiten(self.zca, x)
+
+    def train_first(self, x: torch.Tensor, y: torch.Tensor, *, progress: bool = False) -> None:
+        """The protocol's whole training (``first_recipe``) on base images ``x`` (the loop's normalisation) and labels ``y``."""
+        xw = self.whiten(x)
+        total = self.first_recipe.total_steps(self.n_base, self.n_base, 1)
+        with tqdm(total=total * self.k, disable=not progress, unit="step", leave=False,
+                  desc=f"{self.protocol.name}: training {self.k} student(s)") as bar:
+            state = train_models(self.learner, xw, y, 1, self.seeds, batch_size=self.n_base, recipe=self.first_recipe,
+                                 observe_at=range(1, total + 1) if progress else (),
+                                 observer=(lambda *_: bar.update(self.k)) if progress else None)
+        with torch.no_grad():  # into the tensors the optimiser holds (a resumed run loads into them as well)
+            for part in ("params", "buffers", "head"):
+                for n, t in getattr(self.state, part).items():
+                    t.copy_(getattr(state, part)[n])
+        self.trained = True
+
+    def views(self, x: torch.Tensor, views: int) -> torch.Tensor:
+        """K x (V N) x C x H x W: ``views`` augmented views of the whitened images ``x`` for each student, view-major
+        (view v of image i at row v N + i), each student from its own stream; the images as they are without augmentation."""
+        xk = self.whiten(x)[None].expand(self.k, *x.shape).contiguous()
+        if self._view_aug is None:
+            return xk.repeat(1, views, 1, 1, 1)
+        return torch.stack([self._view_aug(xk) for _ in range(views)], 1).flatten(1, 2)
+
+    def follow(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """``follow_epochs`` full-batch SGD steps of every student on (augmented, whitened) ``x`` with labels ``y``."""
+        xk = self.whiten(x)[None].expand(self.k, *x.shape).contiguous()
+        s = self.state
+        for _ in range(self.follow_epochs):
+            xb = self._follow_aug(xk) if self._follow_aug is not None else xk
+            losses, _ = self._step_fn(s.params, s.buffers, s.head, xb, y)
+            self.opt.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            self.opt.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"params": {n: t.detach() for n, t in self.state.params.items()}, "buffers": self.state.buffers,
+                "head": self.state.head, "opt": self.opt.state_dict(), "trained": self.trained,
+                "follow_aug": self._follow_aug.state_dict() if self._follow_aug is not None else None,
+                "view_aug": self._view_aug.state_dict() if self._view_aug is not None else None}
+
+    def load_state_dict(self, s: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for part in ("params", "buffers", "head"):
+                for n, t in getattr(self.state, part).items():
+                    t.copy_(s[part][n])
+        self.opt.load_state_dict(s["opt"])
+        self.trained = bool(s["trained"])
+        for aug, key in ((self._follow_aug, "follow_aug"), (self._view_aug, "view_aug")):
+            if aug is not None:
+                aug.load_state_dict(s[key])

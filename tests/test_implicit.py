@@ -1,0 +1,173 @@
+"""``--method implicit``: the implicit-function label gradient and its protocol-trained students in the one loop.
+
+The math is checked in float64 on a softmax regression, where the trained model is the exact minimiser of a strictly
+convex loss (found by Newton's method) and the Gauss-Newton matrix is the Hessian itself, so the formula must match the
+derivative of the target loss through the retrained model to rounding. The loop is checked on small blobs with a short
+``dc-dsa`` (3 epochs, the test's own small net): the students' first training is the protocol's training, they are
+never reset, the strategy averages its students, and a stopped run resumes exactly.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from labeldistill.distill import DistillConfig, Distiller
+from labeldistill.distill.strategies.implicit import Implicit, cg, implicit_label_grad
+from labeldistill.engine import make_learner, train_models
+from labeldistill.errors import UserError
+from labeldistill.protocols import _base as protocol_base
+from labeldistill.protocols import get_protocol
+from labeldistill.runs import read_metrics
+
+from test_distill_loop import TinyNet, _config, blob_problem, straight_and_resumed
+
+
+def test_cg_solves_a_symmetric_positive_definite_system():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    m = a @ a.T + 0.5 * torch.eye(6, dtype=torch.float64)
+    b = {"p": torch.randn(4, generator=g, dtype=torch.float64), "q": torch.randn(2, generator=g, dtype=torch.float64)}
+
+    def apply(v):
+        out = m @ torch.cat([v["p"], v["q"]])
+        return {"p": out[:4], "q": out[4:]}
+
+    x = cg(apply, b, iters=6)  # n steps solve an n x n system exactly, up to rounding
+    want = torch.linalg.solve(m, torch.cat([b["p"], b["q"]]))
+    torch.testing.assert_close(torch.cat([x["p"], x["q"]]), want, rtol=1e-8, atol=1e-10)
+
+
+def test_implicit_label_gradient_matches_finite_differences_through_the_retrained_model():
+    dt = torch.float64
+    g = torch.Generator().manual_seed(1)
+    n, views, c, d, lam = 5, 3, 3, 4, 0.1
+    xv = torch.randn(views * n, d, generator=g, dtype=dt)  # view-major: rows v*n .. v*n+n-1 are view v of the n images
+    y = torch.softmax(torch.randn(n, c, generator=g, dtype=dt), -1)
+    xt, yt = torch.randn(40, d, generator=g, dtype=dt), torch.randint(0, c, (40,), generator=g)
+
+    def logits_of(p, x):
+        return x @ p["w"].T + p["b"]
+
+    def unpack(flat):
+        return {"w": flat[: c * d].view(c, d), "b": flat[c * d :]}
+
+    def train_loss(flat, labels):
+        return -(labels.repeat(views, 1) * F.log_softmax(logits_of(unpack(flat), xv), -1)).sum(-1).mean() + lam / 2 * (flat**2).sum()
+
+    def minimiser(labels):
+        flat = torch.zeros(c * d + c, dtype=dt)
+        for _ in range(30):  # Newton on a strictly convex loss: converged to rounding
+            grad = torch.autograd.functional.jacobian(lambda f: train_loss(f, labels), flat)
+            hess = torch.autograd.functional.hessian(lambda f: train_loss(f, labels), flat)
+            flat = flat - torch.linalg.solve(hess, grad)
+        return unpack(flat)
+
+    def target_loss(labels):
+        return F.cross_entropy(logits_of(minimiser(labels), xt), yt)
+
+    theta = minimiser(y)
+    leaves = {k: v.clone().requires_grad_() for k, v in theta.items()}
+    g_t = dict(zip(leaves, torch.autograd.grad(F.cross_entropy(logits_of(leaves, xt), yt), list(leaves.values()))))
+    got = implicit_label_grad(logits_of, theta, xv, views, g_t, damping=lam, cg_iters=40)
+
+    h = 1e-6
+    fd = torch.zeros(n, c, dtype=dt)
+    for i in range(n):
+        for j in range(c):
+            e = torch.zeros(n, c, dtype=dt)
+            e[i, j] = h
+            fd[i, j] = (target_loss(y + e) - target_loss(y - e)) / (2 * h)
+    assert fd.abs().max() > 1e-3  # a gradient worth comparing
+    torch.testing.assert_close(got, fd, rtol=1e-6, atol=1e-8)
+
+
+def _students_and_batch(k: int):
+    learner = make_learner(TinyNet, 1, 6, 2, head="linear")
+    p = blob_problem()
+    state = learner.init(list(range(10, 10 + k)))
+    views = 2
+    xb = torch.stack([torch.cat([p.base_x + 0.1 * v for v in range(views)]) for _ in range(k)])  # K x (V n) x ...
+    yb = torch.softmax(torch.randn(6, 2, generator=torch.Generator().manual_seed(2)), -1)
+    return learner, state, xb, yb, p.target.train.x[:20], p.target.train.y[:20], views
+
+
+@pytest.mark.parametrize("scale", ["shared", "fitted"])
+def test_the_strategy_averages_its_students_gradients(scale):
+    learner, state, xb, yb, xt, yt, views = _students_and_batch(3)
+    strat = Implicit(views=views, cg_iters=5, damping=1e-3, weight_decay=5e-4, target_scale=scale)
+    out = strat.step(learner, state, xb, yb, xt, yt)
+    one = [Implicit(views=views, cg_iters=5, damping=1e-3, weight_decay=5e-4, target_scale=scale).step(
+        learner, state.select(slice(k, k + 1)), xb[k : k + 1], yb, xt, yt) for k in range(3)]
+    torch.testing.assert_close(out.label_grad, sum(o.label_grad for o in one) / 3)
+    torch.testing.assert_close(out.loss, sum(o.loss for o in one) / 3)
+    # One student's gradient is the formula at its parameters (target loss at scale 1 when shared).
+    if scale == "shared":
+        theta = {n: t[0].detach() for n, t in state.params.items()}
+        f = lambda p, x: learner.logits(p, {}, {}, x)  # noqa: E731
+        leaves = {n: t.clone().requires_grad_() for n, t in theta.items()}
+        g_t = dict(zip(leaves, torch.autograd.grad(F.cross_entropy(f(leaves, xt), yt), list(leaves.values()))))
+        want = implicit_label_grad(f, theta, xb[0], views, g_t, damping=5e-4 + 1e-3, cg_iters=5)
+        torch.testing.assert_close(one[0].label_grad, want)
+    assert all(p.grad is None for p in state.params.values())  # the students follow by their own training
+
+
+@pytest.fixture
+def short_dsa(monkeypatch):
+    short = dataclasses.replace(get_protocol("dc-dsa"), epochs=3, arch=None)  # the loop's own small net, 3 epochs
+    monkeypatch.setitem(protocol_base.PROTOCOLS._items, "dc-dsa", short)
+    return short
+
+
+IMPLICIT = dict(test_protocol="dc-dsa", select_protocol="dc-dsa", inner_batch=6, students=2, views=2, cg_iters=3,
+                follow_epochs=2, label_param="logits", label_lr=0.05, validation_models=1)
+
+
+def test_students_train_the_protocols_way_then_follow_the_labels_without_resets(tmp_path, short_dsa):
+    d = Distiller(_config("implicit", epochs=2, **IMPLICIT), blob_problem(), model_factory=TinyNet, run_dir=tmp_path, progress=False)
+    st = d.students
+    assert st is not None and st.k == 2 and d.model_opt is None
+    start = d.labels.seen()
+    d.open_log(resume=False)
+    d.start(bar=False)
+    # The first training is the protocol's, on the start labels, from the students' seeds.
+    want = train_models(d.learner, d.problem.base_x, start, 1, st.seeds, batch_size=6, recipe=short_dsa.recipe(1, lr=1e-3))
+    for n, t in want.params.items():
+        assert torch.equal(st.state.params[n], t)
+    before = {n: t.clone() for n, t in st.state.params.items()}
+    while d.advance():
+        pass
+    d.finish()
+    d.close()
+    assert any(not torch.equal(st.state.params[n], before[n]) for n in before)  # they followed the labels
+    steps = [r for r in read_metrics(tmp_path / "metrics.jsonl") if r["kind"] == "step"]
+    assert len(steps) == 8 and not any(r.get("reset") for r in steps)
+    assert not torch.allclose(d.labels.seen(), start)
+
+
+def test_a_stopped_implicit_run_resumes_exactly(tmp_path, short_dsa):
+    (a, ra), (b, rb) = straight_and_resumed(tmp_path, "implicit", epochs=4, stop_at=2, **IMPLICIT)
+    assert torch.equal(ra.labels, rb.labels)
+    for n, t in a.students.state.params.items():
+        assert torch.equal(b.students.state.params[n], t)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(method="implicit"), "fixed-epoch --test-protocol"),
+    (dict(method="implicit", test_protocol="dc"), "--select-protocol dc"),
+    (dict(method="implicit", test_protocol="dc", select_protocol="dc", inner_batch=5), "--inner-batch 10"),
+    (dict(method="implicit", test_protocol="dc", select_protocol="dc", augment="dsa"), "drop --augment"),
+    (dict(method="implicit", test_protocol="dc", select_protocol="dc", arch="lenet"), "--arch convnet3"),
+    (dict(method="implicit", test_protocol="dc", select_protocol="dc", students=0), "--students must be"),
+    (dict(method="second-order", views=8), "--views sets the students of --method implicit"),
+])
+def test_bad_implicit_settings_are_refused_in_one_line(settings, message):
+    with pytest.raises(UserError, match=message.replace("-", r"\-")):
+        DistillConfig(target="mnist", base=10, **settings).resolve("mnist", 1)
+
+
+def test_implicit_resolves_to_the_tests_architecture_all_base_images_and_one_epoch():
+    c = DistillConfig(target="mnist", base=10, method="implicit", test_protocol="dc-dsa", select_protocol="dc-dsa").resolve("mnist", 1)
+    assert (c.arch, c.inner_batch, c.epochs) == ("convnet3", 10, 1)
