@@ -147,6 +147,32 @@ def test_students_train_the_protocols_way_then_follow_the_labels_without_resets(
     assert not torch.allclose(d.labels.seen(), start)
 
 
+def test_the_students_progress_bar_changes_nothing(short_dsa, monkeypatch):
+    """The first training with its progress bar shown trains every step: tqdm's update returns True when it redraws,
+    and an observer's True stops a training (here the bar redraws at every step)."""
+    from labeldistill.distill import students as students_mod
+    from labeldistill.distill.students import ProtocolStudents
+
+    class Redrawing(students_mod.tqdm):
+        def update(self, n=1):
+            super().update(n)
+            return True
+
+    monkeypatch.setattr(students_mod, "tqdm", Redrawing)
+
+    p = blob_problem()
+    learner = make_learner(TinyNet, 1, 6, 2, head="linear")
+    y = torch.softmax(torch.randn(6, 2, generator=torch.Generator().manual_seed(4)), -1)
+    made = []
+    for progress in (False, True):
+        st = ProtocolStudents(learner, short_dsa, channels=1, n_base=6, seed=0, students=2, follow_epochs=1, first_epochs=None,
+                              zca=None, device=torch.device("cpu"))
+        st.train_first(p.base_x, y, progress=progress)
+        made.append(st.state.params)
+    for n, t in made[0].items():
+        assert torch.equal(made[1][n], t)
+
+
 def test_a_stopped_implicit_run_resumes_exactly(tmp_path, short_dsa):
     (a, ra), (b, rb) = straight_and_resumed(tmp_path, "implicit", epochs=4, stop_at=2, **IMPLICIT)
     assert torch.equal(ra.labels, rb.labels)

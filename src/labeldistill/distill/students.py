@@ -93,9 +93,11 @@ class ProtocolStudents:
         total = self.first_recipe.total_steps(self.n_base, self.n_base, 1)
         with tqdm(total=total * self.k, disable=not progress, unit="step", leave=False,
                   desc=f"{self.protocol.name}: training {self.k} student(s)") as bar:
+            def tick(_step: int, _state: object) -> None:  # None, never tqdm's True: an observer's True stops the training
+                bar.update(self.k)
+
             state = train_models(self.learner, xw, y, 1, self.seeds, batch_size=self.n_base, recipe=self.first_recipe,
-                                 observe_at=range(1, total + 1) if progress else (),
-                                 observer=(lambda *_: bar.update(self.k)) if progress else None)
+                                 observe_at=range(1, total + 1) if progress else (), observer=tick if progress else None)
         with torch.no_grad():  # into the tensors the optimiser holds (a resumed run loads into them as well)
             for part in ("params", "buffers", "head"):
                 for n, t in getattr(self.state, part).items():
