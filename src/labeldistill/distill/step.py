@@ -20,7 +20,7 @@ from ..engine import DSAugmenter, Learner, ModelState
 from ..problem import Problem
 from .learned import SyntheticSet
 from .reset import DeviceResetMonitor
-from .strategies import Strategy
+from .strategies import StepOutput, Strategy
 from .students import ProtocolStudents
 
 RECORD_FIELDS = ("error", "loss", "reset", "T_i", "grad_var", "finite")
@@ -105,7 +105,7 @@ class MetaStep:
         no = torch.zeros((), dtype=torch.bool, device=xb.device)
         return self._record(out, out.error.float() * 100.0, no, torch.zeros((), dtype=torch.long, device=xb.device))
 
-    def _record(self, out, error: torch.Tensor, reset: torch.Tensor, t_i: torch.Tensor) -> torch.Tensor:
+    def _record(self, out: StepOutput, error: torch.Tensor, reset: torch.Tensor, t_i: torch.Tensor) -> torch.Tensor:
         """The step's record, laid out as RECORD_FIELDS."""
         finite = torch.isfinite(out.loss)
         for g in out.grads():
