@@ -112,9 +112,12 @@ class Distiller:
         # The persistent model: the paper's young model (Adam, reset on over-fitting), or students trained the test's way
         # (distill/students.py), never reset, for a strategy that learns through them.
         self.students = self._students(c) if self.strategy.persistent == "protocol" else None
-        self.resets = self.students is None
-        self.model = self.learner.init([draw_seed(self.g_init)], device=self.device) if self.students is None else self.students.state
-        self.model_opt = self.learner.optimizer(self.model, cfg.model_lr, capturable=self.device.type == "cuda") if self.students is None else None
+        self.model_opt: torch.optim.Optimizer | None = None
+        if self.students is None:
+            self.model = self.learner.init([draw_seed(self.g_init)], device=self.device)
+            self.model_opt = self.learner.optimizer(self.model, cfg.model_lr, capturable=self.device.type == "cuda")
+        else:
+            self.model = self.students.state
         # The model the next reset switches to, drawn ahead (same seed order as drawing at the reset).
         self.fresh_seed = draw_seed(self.g_init)
         self.monitor = ResetMonitor(cfg.reset_window)
@@ -153,6 +156,11 @@ class Distiller:
         return ProtocolStudents(self.learner, proto, channels=channels, n_base=self.problem.n_base, seed=cfg.seed,
                                 students=cfg.students, follow_epochs=cfg.follow_epochs, first_epochs=cfg.student_epochs,
                                 zca=target_zca(proto, self.problem.target, channels), device=self.device)
+
+    @property
+    def resets(self) -> bool:
+        """Whether the persistent model is reset on over-fitting (the paper's; never for students)."""
+        return self.students is None
 
     @property
     def labels(self) -> Labels | FixedLabels:
@@ -395,10 +403,7 @@ class Distiller:
         if self.students is not None:
             self.students.load_state_dict(s["students"])
         else:
-            with torch.no_grad():
-                for part in ("params", "buffers", "head"):
-                    for name, t in getattr(self.model, part).items():
-                        t.copy_(s["model"][part][name])
+            self.model.copy_(s["model"]["params"], s["model"]["buffers"], s["model"]["head"])
             self.model_opt = self.learner.optimizer(self.model, self.cfg.model_lr, capturable=self.device.type == "cuda")
             self.model_opt.load_state_dict(s["model_opt"])
         # load_state_dict restores the saving machine's options: a run started on a GPU and resumed on

@@ -134,10 +134,8 @@ class MetaStep:
 
     def refill(self, fresh: ModelState) -> None:
         """Copy a newly initialised model into the fresh-model tensors (in place: a graph keeps reading them)."""
-        with torch.no_grad():
-            for d, f in ((self.fresh.params, fresh.params), (self.fresh.buffers, fresh.buffers), (self.fresh.head, fresh.head)):
-                for n, t in d.items():
-                    t.copy_(f[n])
+        assert self.fresh is not None
+        self.fresh.copy_(fresh.params, fresh.buffers, fresh.head)
 
     # -- dispatch ---------------------------------------------------------------------------
     def __call__(self, rows: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:

@@ -87,6 +87,10 @@ class ProtocolStudents:
         """Images as the protocol's models see them before augmentation (whitened when the protocol whitens them)."""
         return whiten(self.zca, x)
 
+    def _per_student(self, x: torch.Tensor) -> torch.Tensor:
+        """K x N x ...: the whitened images once for each student (the augmenters take one minibatch a model)."""
+        return self.whiten(x)[None].expand(self.k, *x.shape).contiguous()
+
     def train_first(self, x: torch.Tensor, y: torch.Tensor, *, progress: bool = False) -> None:
         """The protocol's whole training (``first_recipe``) on base images ``x`` (the loop's normalisation) and labels ``y``."""
         xw = self.whiten(x)
@@ -98,23 +102,20 @@ class ProtocolStudents:
 
             state = train_models(self.learner, xw, y, 1, self.seeds, batch_size=self.n_base, recipe=self.first_recipe,
                                  observe_at=range(1, total + 1) if progress else (), observer=tick if progress else None)
-        with torch.no_grad():  # into the tensors the optimiser holds (a resumed run loads into them as well)
-            for part in ("params", "buffers", "head"):
-                for n, t in getattr(self.state, part).items():
-                    t.copy_(getattr(state, part)[n])
+        self.state.copy_(state.params, state.buffers, state.head)  # into the tensors the optimiser holds
         self.trained = True
 
     def views(self, x: torch.Tensor, views: int) -> torch.Tensor:
         """K x (V N) x C x H x W: ``views`` augmented views of the whitened images ``x`` for each student, view-major
         (view v of image i at row v N + i), each student from its own stream; the images as they are without augmentation."""
-        xk = self.whiten(x)[None].expand(self.k, *x.shape).contiguous()
+        xk = self._per_student(x)
         if self._view_aug is None:
             return xk.repeat(1, views, 1, 1, 1)
         return torch.stack([self._view_aug(xk) for _ in range(views)], 1).flatten(1, 2)
 
     def follow(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """``follow_epochs`` full-batch SGD steps of every student on (augmented, whitened) ``x`` with labels ``y``."""
-        xk = self.whiten(x)[None].expand(self.k, *x.shape).contiguous()
+        xk = self._per_student(x)
         s = self.state
         for _ in range(self.follow_epochs):
             xb = self._follow_aug(xk) if self._follow_aug is not None else xk
@@ -130,10 +131,7 @@ class ProtocolStudents:
                 "view_aug": self._view_aug.state_dict() if self._view_aug is not None else None}
 
     def load_state_dict(self, s: dict[str, Any]) -> None:
-        with torch.no_grad():
-            for part in ("params", "buffers", "head"):
-                for n, t in getattr(self.state, part).items():
-                    t.copy_(s[part][n])
+        self.state.copy_(s["params"], s["buffers"], s["head"])
         self.opt.load_state_dict(s["opt"])
         self.trained = bool(s["trained"])
         for aug, key in ((self._follow_aug, "follow_aug"), (self._view_aug, "view_aug")):

@@ -68,6 +68,14 @@ class ModelState:
     def k(self) -> int:
         return next(iter(self.params.values())).shape[0]
 
+    @torch.no_grad()
+    def copy_(self, params: Params, buffers: Params, head: Params) -> None:
+        """Overwrite these models' tensors in place with the given ones, name by name (an optimiser, or a captured
+        graph, that holds these tensors keeps reading them)."""
+        for mine, theirs in ((self.params, params), (self.buffers, buffers), (self.head, head)):
+            for n, t in mine.items():
+                t.copy_(theirs[n])
+
     def select(self, idx: torch.Tensor | slice) -> ModelState:
         """A detached copy of some of the models."""
         pick = lambda d: {n: t[idx].detach().clone() for n, t in d.items()}  # noqa: E731

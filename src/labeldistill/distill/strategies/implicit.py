@@ -96,9 +96,8 @@ class Implicit(Strategy):
     def from_config(cls, cfg, **common) -> Implicit:
         from ...protocols import get_protocol
 
-        proto = get_protocol(cfg.test_protocol)
-        wd = proto.recipe(1, lr=1e-3).weight_decay if proto.epochs is not None else 0.0
-        return cls(views=cfg.views, cg_iters=cfg.cg_iters, damping=cfg.damping, weight_decay=wd, **common)
+        return cls(views=cfg.views, cg_iters=cfg.cg_iters, damping=cfg.damping,
+                   weight_decay=get_protocol(cfg.test_protocol).weight_decay, **common)  # the students' (they train by it)
 
     def step(self, learner, model, xb, yb, xt, yt, wrt: Wrt = LABELS) -> StepOutput:
         """``model``: the K students (stacked); ``xb``: K x (V n) x ... their views of the inner minibatch (view-major,
@@ -106,7 +105,7 @@ class Implicit(Strategy):
         Leaves no gradient in the students: they follow the new labels by their own training."""
         if wrt.images:
             raise ValueError("--method implicit learns labels only (its formula uses the inner loss's linearity in the labels)")
-        k_students = int(next(iter(model.params.values())).shape[0])
+        k_students = model.k
         grad_y = torch.zeros_like(yb)
         losses, errors = [], []
         for k in range(k_students):
@@ -119,7 +118,7 @@ class Implicit(Strategy):
             with torch.no_grad():
                 out_t = torch.cat([logits_of(theta, xt[c : c + CHUNK]) for c in range(0, xt.shape[0], CHUNK)])
             scale = fitted_scale(out_t, yt).to(out_t.dtype) if self.target_scale == "fitted" else out_t.new_ones(())
-            leaves = {n: t.requires_grad_() for n, t in ((n, t.clone()) for n, t in theta.items())}
+            leaves = {n: t.clone().requires_grad_() for n, t in theta.items()}
             g_t = {n: torch.zeros_like(t) for n, t in theta.items()}
             for c in range(0, xt.shape[0], CHUNK):
                 part = F.cross_entropy(scale * logits_of(leaves, xt[c : c + CHUNK]), yt[c : c + CHUNK], reduction="sum") / xt.shape[0]
