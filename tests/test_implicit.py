@@ -197,3 +197,16 @@ def test_bad_implicit_settings_are_refused_in_one_line(settings, message):
 def test_implicit_resolves_to_the_tests_architecture_all_base_images_and_one_epoch():
     c = DistillConfig(target="mnist", base=10, method="implicit", test_protocol="dc-dsa", select_protocol="dc-dsa").resolve("mnist", 1)
     assert (c.arch, c.inner_batch, c.epochs) == ("convnet3", 10, 1)
+
+
+def test_implicit_defaults_are_its_measured_settings_the_dataset_teacher_and_given_values_win():
+    kw = dict(target="mnist", base=10, test_protocol="dc-dsa", select_protocol="dc-dsa", label_init="teacher")
+    c = DistillConfig(method="implicit", **kw).resolve("mnist", 1)
+    assert (c.target_batch, c.label_lr, c.label_param, c.target_scale) == (2048, 0.03, "logits", "fitted")
+    assert c.teacher_arch == "lenet"  # the teacher of `baseline --labels teacher`, not the students' ConvNet-3
+    given = DistillConfig(method="implicit", target_batch=1024, label_lr=1e-3, label_param="probabilities", target_scale="shared",
+                          **kw).resolve("mnist", 1)
+    assert (given.target_batch, given.label_lr, given.label_param, given.target_scale) == (1024, 1e-3, "probabilities", "shared")
+    paper = DistillConfig(method="ridge", **kw).resolve("mnist", 1)
+    assert (paper.target_batch, paper.label_lr, paper.label_param, paper.target_scale) == (1024, 1e-3, "probabilities", "shared")
+    assert paper.teacher_arch == paper.arch == "lenet"

@@ -108,8 +108,10 @@ def test_a_run_learns_logits_and_resumes_bit_for_bit(tmp_path, method):
 
 
 def test_names_and_errors(tmp_path):
-    assert DistillConfig().label_param == "probabilities"
-    assert DistillConfig.from_dict({k: v for k, v in DistillConfig().to_dict().items() if k != "label_param"}).label_param == "probabilities"
+    assert DistillConfig().resolve("mnist", 1).label_param == "probabilities"  # the paper's methods' default
+    assert DistillConfig(method="implicit", test_protocol="dc", select_protocol="dc").resolve("mnist", 1).label_param == "logits"
+    old = {k: v for k, v in DistillConfig().resolve("mnist", 1).to_dict().items() if k != "label_param"}  # a record from before
+    assert DistillConfig.from_dict(old).with_method_defaults().label_param == "probabilities"
     with pytest.raises(UserError, match="--label-param must be one of probabilities, logits"):
         DistillConfig(label_param="logit").validate()
     from test_cli import assert_clean_error, run_cli

@@ -97,9 +97,10 @@ def test_a_fitted_scale_run_differs_and_resumes_bit_for_bit(tmp_path):
 
 
 def test_names_and_errors(tmp_path):
-    assert DistillConfig().target_scale == "shared"
-    old = {k: v for k, v in DistillConfig(method="ridge").to_dict().items() if k != "target_scale"}
-    assert DistillConfig.from_dict(old).target_scale == "shared"  # records from before the setting: the paper's
+    assert DistillConfig().resolve("mnist", 1).target_scale == "shared"
+    assert DistillConfig(method="implicit", test_protocol="dc", select_protocol="dc").resolve("mnist", 1).target_scale == "fitted"
+    old = {k: v for k, v in DistillConfig(method="ridge").resolve("mnist", 1).to_dict().items() if k != "target_scale"}
+    assert DistillConfig.from_dict(old).with_method_defaults().target_scale == "shared"  # records from before: the paper's
     with pytest.raises(UserError, match="--target-scale fitted is not available with --method second-order"):
         DistillConfig(method="second-order", target_scale="fitted").validate()
     with pytest.raises(UserError, match="--target-scale exact is not available with --method ridge"):

@@ -37,7 +37,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                         "teacher (an early-stopped expert's soft labels, as baseline --labels teacher)")
     p.add_argument("--temperature", default=None, help="--label-init teacher: softmax temperature, a number (1) or auto (chosen on validation)")
     p.add_argument("--teacher-arch", default=None, help="--label-init teacher: the teacher's architecture (default: the loop's, by default "
-                   "the dataset's cheap one: lenet / alexnet; convnet3: the field's expert, slow on a CPU)")
+                   "the dataset's cheap one: lenet / alexnet, which --method implicit keeps; convnet3: the field's expert, slow on a CPU)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="--label-init teacher: most epochs the teacher trains (30)")
     p.add_argument("--teacher-patience", type=int, default=None, help="--label-init teacher: epochs without a better validation accuracy before it stops (3)")
     p.add_argument("--label-temperature", default=None,
@@ -50,14 +50,16 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target-size", type=int, default=None, help="use only M target training examples")
     p.add_argument("--split", default=None, help="TRAIN,VAL,TEST fractions for data without official splits (default 0.8,0.1,0.1)")
     p.add_argument("--inner-batch", type=int, default=None, help="N_i, base examples per step (paper rule by N)")
-    p.add_argument("--target-batch", type=int, default=None, help="N_o, target examples per step (1024)")
-    p.add_argument("--label-lr", type=float, default=None, help="Adam lr of the labels (1e-3)")
+    p.add_argument("--target-batch", type=int, default=None, help="N_o, target examples per step (1024; --method implicit: 2048)")
+    p.add_argument("--label-lr", type=float, default=None, help="Adam lr of the labels (1e-3; --method implicit: 0.03)")
     p.add_argument("--label-param", default=None, choices=["probabilities", "logits"],
                    help="what Adam steps for the labels: probabilities (default, the paper's: clamped, renormalised) or logits "
-                        "(labels = softmax of learned logits, so steps scale a start's small entries; beyond the paper)")
+                        "(labels = softmax of learned logits, so steps scale a start's small entries; beyond the paper; "
+                        "--method implicit's default)")
     p.add_argument("--target-scale", default=None, choices=["shared", "fitted"],
-                   help="ridge: the target loss's logit scale: shared (default, the paper's: the head's calibration) or fitted "
-                        "(each step's loss-minimising scale, so labels gain nothing from sharpness alone; beyond the paper)")
+                   help="ridge, implicit: the target loss's logit scale: shared (default, the paper's: the head's calibration) or "
+                        "fitted (each step's loss-minimising scale, so labels gain nothing from sharpness alone; beyond the paper; "
+                        "--method implicit's default)")
     p.add_argument("--target-labels", default=None, choices=["true", "teacher"],
                    help="what the target loss compares with: the true classes (the paper's, default) or a teacher's "
                         "probabilities on the target images (knowledge distillation; the --label-init teacher's teacher)")

@@ -1,7 +1,8 @@
 """Settings of a distillation run, with the paper's values as defaults.
 
 ``None`` means "the paper's per-setting default" (epochs, inner batch size, reset window,
-architecture), resolved by :meth:`DistillConfig.resolve` once the target is known.
+architecture), resolved by :meth:`DistillConfig.resolve` once the target is known; for a few settings
+it means "the method's" (:data:`METHOD_DEFAULTS`: the paper's, unless the strategy names its own).
 """
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ def resolve_meta_gradient(choice: str, device: str | object) -> str:
         return choice
     return "jvp" if str(device).startswith("cuda") else "double-backward"
 
+
+# Settings whose default belongs to the method (None in a config): the paper's values, which a strategy may replace with
+# its own (``Strategy.defaults``; --method implicit's are the settings it was measured with, docs/results.md).
+METHOD_DEFAULTS: dict[str, object] = {"target_batch": 1024, "label_lr": 1e-3, "label_param": "probabilities", "target_scale": "shared"}
 
 TARGET_LABELS = ("true", "teacher")  # what the loop's target loss compares with (DistillConfig.target_labels)
 
@@ -60,13 +65,13 @@ class DistillConfig:
     label_temperature: float | str = 1.0
     arch: str | None = None  # None: lenet for greyscale, alexnet for colour
     epochs: int | None = None  # None: 400 (800 when N > 100 or CIFAR-100; K-49 100 / 200)
-    target_batch: int = 1024  # N_o
+    target_batch: int | None = None  # N_o; None: the method's (METHOD_DEFAULTS: 1,024, the paper's)
     inner_batch: int | None = None  # N_i; None: 10 / 10 / 25 / 50 (100 for CIFAR-100), at most N
-    label_lr: float = 1e-3  # beta for the labels (Adam)
+    label_lr: float | None = None  # beta for the labels (Adam); None: the method's (1e-3, the paper's)
     # What Adam steps for learned labels: "probabilities" (the paper's: clamped, rows renormalised) or, beyond the paper,
     # "logits" (labels = softmax of learned logits: steps scale probabilities, so a teacher start's small entries keep
     # their proportions; distill/labels.py). Changes results: part of the config.
-    label_param: str = "probabilities"
+    label_param: str | None = None  # None: the method's ("probabilities", the paper's)
     model_lr: float = 1e-3  # beta for the persistent model (Adam)
     inner_lr: float = 0.01  # alpha, the virtual inner step (second order)
     # Virtual steps the meta-objective looks ahead (beyond the paper; --method lookahead / lookahead-linear only,
@@ -94,7 +99,7 @@ class DistillConfig:
     # The target loss's logit scale (distill/strategies/ridge.py): "shared" (the paper's: the calibration s, trained on
     # the base loss) or, beyond the paper and for ridge only, "fitted" (each step's loss-minimising scale, so that
     # sharper labels are not paid for their sharpness alone). Changes results: part of the config.
-    target_scale: str = "shared"
+    target_scale: str | None = None  # None: the method's ("shared", the paper's)
     # What the target loss compares the model's predictions with (distill/target_labels.py): "true" (the paper's: the
     # target's class indices) or, beyond the paper, "teacher" (an early-stopped expert's probabilities on the target
     # images at target_temperature, the knowledge-distillation target: the loop then makes a model trained on the base
@@ -135,7 +140,9 @@ class DistillConfig:
         from ..protocols import get_protocol
         from .strategies import STRATEGIES
 
-        if STRATEGIES.get(STRATEGIES.canonical(c.method)).persistent == "protocol":
+        c = c.with_method_defaults()
+        strategy = STRATEGIES.get(STRATEGIES.canonical(c.method))
+        if strategy.persistent == "protocol":
             # Students trained the test's way: the test's architecture, all base images in every step (they train
             # full-batch), and one epoch over the target split (a step costs about 40 s of a CPU thread a student on
             # MNIST-100; the labels gained most within the first 10-20 steps, docs/results.md).
@@ -157,8 +164,10 @@ class DistillConfig:
             c.image_lr = default_image_lr(c.image_init if spec.images else None)
         if c.label_init == "teacher" and c.teacher_arch is None:
             # Recorded, not left to a default (which changed in session 9): the loop's architecture, which takes the images
-            # as the run loads them (by default the dataset's own, a cheap teacher: LeNet / AlexCifarNet).
-            c.teacher_arch = c.arch
+            # as the run loads them (by default the dataset's own, a cheap teacher: LeNet / AlexCifarNet). Students trained
+            # the test's way have the test's architecture (ConvNet-3: hours as a teacher on a CPU); their teacher is the
+            # dataset's own, the one `baseline --labels teacher` trains.
+            c.teacher_arch = protocol.default_arch(target_name, channels) if strategy.persistent == "protocol" else c.arch
         c.validate()
         from .start import wanted
 
@@ -171,6 +180,15 @@ class DistillConfig:
             require_kornia(f"--select-protocol {c.select_protocol}")
         return c
 
+    def with_method_defaults(self) -> DistillConfig:
+        """A copy with the method's defaults (:data:`METHOD_DEFAULTS`, a strategy's own ``defaults``) in place of ``None``;
+        part of :meth:`resolve`, and what the loop applies to a config it is given as it is."""
+        from .strategies import STRATEGIES
+
+        strategy = STRATEGIES.get(STRATEGIES.canonical(self.method))
+        fill = {k: v for k, v in {**METHOD_DEFAULTS, **strategy.defaults}.items() if getattr(self, k) is None}
+        return dataclasses.replace(self, **fill) if fill else self
+
     def validate(self) -> None:
         from .labels import LABEL_PARAMS
 
@@ -179,14 +197,14 @@ class DistillConfig:
             (self.inner_batch is None or 1 <= self.inner_batch <= self.base,
              f"inner batch {self.inner_batch} must be between 1 and the number of base examples ({self.base})"),
             (self.epochs is None or self.epochs >= 1, f"--epochs must be at least 1 (got {self.epochs})"),
-            (self.target_batch >= 1, "target batch must be at least 1"),
+            (self.target_batch is None or self.target_batch >= 1, "target batch must be at least 1"),
             (self.val_every >= 1 and (self.val_group is None or self.val_group >= 1), "val_every and val_group must be at least 1"),
             (self.test_models >= 1, "test_models must be at least 1"),
             (isinstance(self.validation_models, int) and not isinstance(self.validation_models, bool) and self.validation_models >= 1,
              f"--validation-models must be an integer of at least 1 (got {self.validation_models!r})"),
             (self.image_lr is None or self.image_lr > 0, f"--image-lr must be positive (got {self.image_lr})"),
             (self.meta_gradient in META_GRADIENTS, f"meta_gradient must be one of {', '.join(META_GRADIENTS)}, got {self.meta_gradient!r}"),
-            (self.label_param in LABEL_PARAMS, f"--label-param must be one of {', '.join(LABEL_PARAMS)}, got {self.label_param!r}"),
+            (self.label_param is None or self.label_param in LABEL_PARAMS, f"--label-param must be one of {', '.join(LABEL_PARAMS)}, got {self.label_param!r}"),
         ]
         for ok, msg in checks:
             if not ok:
@@ -202,13 +220,13 @@ class DistillConfig:
             takers = " or ".join(n for n in STRATEGIES.names() if STRATEGIES.get(n).takes_horizon)
             raise UserError(f"--horizon {self.horizon} needs --method {takers} (--method {self.method} looks one step ahead).")
         self._validate_persistent()
-        if self.target_scale not in scales:
+        if self.target_scale is not None and self.target_scale not in scales:
             raise UserError(f"--target-scale {self.target_scale} is not available with --method {self.method} (it has: {', '.join(scales)}).")
         if self.target_labels not in TARGET_LABELS:
             raise UserError(f"--target-labels must be one of {', '.join(TARGET_LABELS)}, got {self.target_labels!r}.")
         if not (isinstance(self.target_temperature, (int, float)) and self.target_temperature > 0):
             raise UserError(f"--target-temperature must be a positive number, got {self.target_temperature!r}.")
-        if self.target_labels != "true" and self.target_scale != "shared":
+        if self.target_labels != "true" and self.target_scale == "fitted":
             raise UserError("--target-scale fitted fits the scale to class indices; it does not take --target-labels teacher.")
         from .learned import IMAGE_INITS, LEARN
 

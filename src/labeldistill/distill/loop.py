@@ -86,6 +86,7 @@ class Distiller:
     def __init__(self, cfg: DistillConfig, problem: Problem, *, model_factory: Callable[[], nn.Module] | None = None,
                  run_dir: str | Path | None = None, progress: bool = True, initial_labels: torch.Tensor | None = None,
                  target_labels: torch.Tensor | None = None) -> None:
+        cfg = cfg.with_method_defaults()  # a config given as it is (resolve() has done it otherwise)
         self.cfg, self.problem = cfg, problem
         self.target_labels = target_labels
         t = problem.target

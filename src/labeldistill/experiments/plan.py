@@ -24,6 +24,7 @@ from ..data import dataset_status, resolve_data_root
 from ..data.catalog import CATALOG, TEST_IMAGE_STAND_INS
 from ..data.splits import DEFAULT_FRACTIONS
 from ..distill import DistillConfig
+from ..distill.config import METHOD_DEFAULTS
 from ..lrsearch import SEARCH_MODELS, SGD_LRS
 from ..protocols import get_protocol
 from ..runs.metrics import last_epoch
@@ -239,6 +240,8 @@ def _with_defaults(d: dict, cls: type) -> dict:
 
 def normalise_distill(d: dict) -> dict:
     d = _with_defaults({"start_candidate": "off", **d}, DistillConfig)  # a record from before the start candidate: none
+    filled = DistillConfig(method=d["method"], **{k: d[k] for k in METHOD_DEFAULTS}).with_method_defaults()
+    d.update({k: getattr(filled, k) for k in METHOD_DEFAULTS})  # one recorded before it existed: the method's default
     if d.get("image_lr") is None:  # a record from before the image lr existed: the value resolve() gives that run
         from ..distill.learned import LEARN, default_image_lr
 

@@ -71,6 +71,8 @@ class Strategy(ABC):
     # gradients the strategy leaves in it, reset on over-fitting) or "protocol" (students trained the test protocol's
     # way, never reset: distill/students.py; the strategy then leaves no gradient in them).
     persistent: ClassVar[str] = "adam"
+    # The strategy's own defaults for settings that are None in a config (config.METHOD_DEFAULTS: the paper's otherwise).
+    defaults: ClassVar[dict[str, object]] = {}
     # A "protocol" strategy's inner minibatch: this many augmented views of each image (distill/students.py).
     views: int = 1
 
