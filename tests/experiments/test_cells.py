@@ -49,6 +49,10 @@ def test_canonical_spelling_and_properties():
     assert parse_cell("mnist/ld/100@protocol=dc").is_evaluation and parse_cell("mnist/ld/100@protocol=dc").protocol == "dc"
     assert parse_cell("mnist/ld/100@protocol=paper") == parse_cell("mnist/ld/100")
     assert not parse_cell("mnist/baseline-teacher/100@protocol=dc").is_evaluation
+    # A run made under its protocol: @protocol is part of the run, not a re-test.
+    c = parse_cell("mnist/implicit-teacher/100@protocol=dc-dsa@seed=1")
+    assert c.distils_under_protocol and not c.is_evaluation and c.name == "mnist/implicit-teacher/100@seed=1@protocol=dc-dsa"
+    assert not parse_cell("mnist/ld/100@protocol=dc").distils_under_protocol
 
 
 @pytest.mark.parametrize("text, words", [
@@ -78,6 +82,9 @@ def test_canonical_spelling_and_properties():
     ("mnist/ld/10@steps=+5@protocol=dc-dsa", "@protocol dc-dsa fixes how the models train"),
     ("mnist/baseline-rr/10@protocol=dc", "has a ridge head"),
     ("mnist/dd/100@protocol=dc", "a DD / SLDD cell takes only"),
+    ("mnist/implicit-teacher/100", "give a fixed-epoch @protocol"),
+    ("mnist/implicit-teacher/100@protocol=paper", "give a fixed-epoch @protocol"),
+    ("mnist/implicit-teacher/100@protocol=dc@arch=lenet", "takes only @seed, @target-size, @select and @protocol, not @arch"),
     ("mnist/ld/10@select=nope", f"Unknown base selector 'nope' in cell 'mnist/ld/10@select=nope'. Known: {', '.join(list_selectors())}."),
     ("emnist-letters:mnist/ld/10@select=kcenter", "drawn at random from the source"),
 ])

@@ -20,7 +20,7 @@ def test_field_table_cells_and_what_they_run(tmp_path):
     assert all(c.mean is None for c in spec.cells)  # ours only
     data, opts = DataView(tmp_path / "empty"), Options(out=tmp_path)
     plans = {c.cell: plan_cell(parse_cell(c.cell), opts, data) for c in spec.cells}
-    assert len(plans) == 12 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
+    assert len(plans) == 14 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
     true, teacher = plans["mnist/baseline/100@protocol=dc-dsa"], plans["mnist/baseline-teacher/100@protocol=dc-dsa"]
     for p in (true, teacher):  # baselines run under the protocol itself: its models, its architecture
         assert p.kind == "baseline" and p.evaluation is None and p.config.protocol == "dc-dsa" and p.config.models == 5
@@ -39,10 +39,22 @@ def test_field_table_cells_and_what_they_run(tmp_path):
     assert p.run_slug == "mnist_ld-rr-teacher_100" and p.evaluation["protocol"] == "dc-dsa"
     assert p.expected_config()["teacher_arch"] == "lenet"  # resolved and recorded: the loop's (the dataset's) architecture
     assert plans["mnist/ld-rr/100@protocol=dc-dsa"].expected_config()["teacher_arch"] is None  # no teacher: as every earlier run
+    # The implicit method distils under the protocol itself: its run is the cell (no re-test), with the method's defaults.
+    p = plans["mnist/implicit-teacher/100@protocol=dc-dsa"]
+    assert p.kind == "distill" and p.evaluation is None and p.run_slug == "mnist_implicit-teacher_100__protocol=dc-dsa"
+    want = {"method": "implicit", "label_init": "teacher", "temperature": "auto", "test_protocol": "dc-dsa", "select_protocol": "dc-dsa",
+            "arch": "convnet3", "teacher_arch": "lenet", "epochs": 1, "target_batch": 2048, "label_param": "logits"}
+    assert {k: p.expected_config()[k] for k in want} == want
+    assert plan_cell(parse_cell(p.cell.name), Options(out=tmp_path, quick=True), data).config.epochs is None  # --quick: same run
     # The time estimates count the protocol's models: 5 x 1,000 epochs of one step (100 images, batch 256).
     dsa = get_protocol("dc-dsa")
     assert plan.evaluation_seconds(plans["mnist/ld/100@protocol=dc-dsa"]) == plan.protocol_seconds(dsa, 100, 5) == 5000 * plan.PROTOCOL_STEP_SECONDS
     assert plan.run_seconds(teacher, data) == plan.protocol_seconds(dsa, 100, 5 + plan.TEMPERATURE_STUDENTS) + plan.TEACHER_SECONDS
+    # Implicit: teacher + 4 temperature students, the start (step search + 1 student), 1 student's first training,
+    # 1 snapshot student, the 5 test models, and the label steps (one epoch of the 2,048-image target batches).
+    _, steps = plan.distill_steps(p, data)
+    assert plan.run_seconds(p, data) == pytest.approx(plan.TEACHER_SECONDS + plan.BASELINE_SECONDS + steps * plan.IMPLICIT_STEP_SECONDS
+                                                       + plan.protocol_seconds(dsa, 100, plan.TEMPERATURE_STUDENTS + 1 + 1 + 1 + 5))
 
 
 def test_cost_text():
@@ -61,12 +73,13 @@ def test_field_cells_end_to_end_on_digits(monkeypatch, tmp_path, short_step_sear
     monkeypatch.setitem(PROTOCOLS._items, "dc", dataclasses.replace(get_protocol("dc"), epochs=2))
     fit = teacher_module.train_teacher  # a two-epoch teacher: the cells' code path, not a converged teacher
     monkeypatch.setattr(teacher_module, "train_teacher", lambda target, cfg, **kw: fit(target, dataclasses.replace(cfg, epochs=2, patience=1), **kw))
-    names = ["digits/baseline-teacher/20@protocol=dc", "digits/ld-rr/20@protocol=dc", "digits/ld-rr-teacher/20@protocol=dc"]
+    names = ["digits/baseline-teacher/20@protocol=dc", "digits/ld-rr/20@protocol=dc", "digits/ld-rr-teacher/20@protocol=dc",
+             "digits/implicit-teacher/20@protocol=dc"]
     spec = TableSpec(97, "digits field", tuple(PaperCell(n, None, None, n.split("/")[1], "dc") for n in names), cost=True)
     opts = Options(out=tmp_path / "out", quick=True, device="cpu")
     out = run_cells(spec.names(), opts)
-    assert [o.status for o in out] == ["done"] * 3, [o.message for o in out]
-    teacher, rr, rr_teacher = (o.record for o in out)
+    assert [o.status for o in out] == ["done"] * 4, [o.message for o in out]
+    teacher, rr, rr_teacher, implicit = (o.record for o in out)
     assert teacher["result"]["models"] == 5 and teacher["result"]["arch"] == "convnet3"
     assert set(teacher["cost_seconds"]) == {"teacher", "test"}  # the teacher, its temperature choice, the 5 students
     assert rr["kind"] == "evaluation" and rr["evaluation"]["protocol"] == "dc" and rr["result"]["arch"] == "convnet3"
@@ -74,9 +87,14 @@ def test_field_cells_end_to_end_on_digits(monkeypatch, tmp_path, short_step_sear
     assert (tmp_path / "out" / "runs" / "digits_ld-rr_20-quick" / "evaluations" / "dc-convnet3-K5.json").exists()
     assert set(rr_teacher["cost_seconds"]) == {"distill", "teacher", "test"}
     assert rr_teacher["run_slug"] == "digits_ld-rr-teacher_20-quick"
+    # The implicit run is made and tested under dc itself (its 5 ConvNet-3s); --quick leaves it as it is.
+    assert implicit["kind"] != "evaluation" and implicit["run_slug"] == "digits_implicit-teacher_20__protocol=dc"
+    assert implicit["result"]["models"] == 5 and implicit["result"]["arch"] == "convnet3"
+    assert (implicit["run_config"]["test_protocol"], implicit["run_config"]["select_protocol"]) == ("dc", "dc")
+    assert set(implicit["cost_seconds"]) == {"distill", "teacher", "test"}
     text, _ = write_report(spec, opts, table_rows(spec, opts, collect(spec, opts, out, DataView(None))))
-    assert "| Cost |" in text and text.count(" min |") == 3
-    assert [o.action for o in run_cells(spec.names(), opts)] == ["stored cell"] * 3
+    assert "| Cost |" in text and text.count(" min |") == 4
+    assert [o.action for o in run_cells(spec.names(), opts)] == ["stored cell"] * 4
     # Without its cell record, the re-tested cell finds the evaluation its run directory keeps.
     (tmp_path / "out" / "cells" / "digits_ld-rr_20__protocol=dc-quick.json").unlink()
     again = run_cells(["digits/ld-rr/20@protocol=dc"], opts)[0]

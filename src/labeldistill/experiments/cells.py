@@ -14,7 +14,9 @@ Grammar::
   DD and SLDD: :mod:`labeldistill.unrolled`, 30 unrolled steps with learned lrs);
   ``baseline-teacher`` (an early-stopped teacher's soft labels, temperature chosen on validation:
   ``baseline --labels teacher --temperature auto``) and ``ld-teacher`` / ``ld-rr-teacher`` (the
-  loop started from those labels: ``distill --label-init teacher --temperature auto``).
+  loop started from those labels: ``distill --label-init teacher --temperature auto``);
+  ``implicit-teacher`` (``distill --method implicit`` from the teacher's labels: students trained the way
+  ``@protocol`` trains, which it needs, so its ``@protocol`` names how it distils and is tested, not a re-test).
 * ``N``: number of base examples.
 * ``@KEY=VALUE``: the setting a supplementary table varies:
   ``seed=K`` (run seed), ``target-size=M|all`` (Table 8), ``arch=NAME`` (test architecture,
@@ -64,6 +66,9 @@ METHODS: dict[str, dict] = {
                    "paper": "LD (teacher start)"},
     "ld-rr-teacher": {"kind": "distill", "method": "ridge", "label_init": "teacher", "temperature": "auto",
                       "paper": "LD RR (teacher start)"},
+    # Students trained the test's way (beyond the paper; distill/strategies/implicit.py): the run is made under @protocol.
+    "implicit-teacher": {"kind": "distill", "method": "implicit", "label_init": "teacher", "temperature": "auto",
+                         "distils_under_protocol": True, "paper": "Implicit (teacher start)"},
 }
 KEYS = ("seed", "target-size", "arch", "head", "steps", "optimizer", "order", "variant", "protocol", "select")  # canonical order
 EVAL_KEYS = ("arch", "head", "steps", "optimizer", "order", "variant", "protocol")  # keys that make a distillation cell an evaluation
@@ -71,6 +76,7 @@ LABEL_SET_KEYS = ("optimizer", "order", "protocol")  # evaluations of label sets
 BASELINE_KEYS = ("seed", "arch", "select", "protocol")  # what a baseline cell may vary
 DISTILL_KINDS = ("distill", "unrolled")  # cells that name a distillation run (the rest: baselines)
 UNROLLED_KEYS = ("seed", "arch", "variant")  # what a DD / SLDD cell may vary
+UNDER_PROTOCOL_KEYS = ("seed", "target-size", "select", "protocol")  # what a cell distilled under its @protocol may vary
 
 _FORM = "[SOURCE:]TARGET/METHOD/N[@KEY=VALUE], e.g. mnist/ld-rr/100 or emnist-letters:mnist/ld/100@target-size=5000"
 _NAME = re.compile(r"^(?:(?P<source>[^:/@\s]+):)?(?P<target>[^:/@\s]+)/(?P<method>[^:/@\s]+)/(?P<n>[^:/@\s]+)(?P<rest>(?:@[^@\s]*)*)$")
@@ -213,9 +219,15 @@ class Cell:
         return METHODS[self.method]["kind"]
 
     @property
+    def distils_under_protocol(self) -> bool:
+        """Whether the cell's run is made under its ``@protocol`` (its students train that way), not re-tested under it."""
+        return bool(METHODS[self.method].get("distils_under_protocol"))
+
+    @property
     def is_evaluation(self) -> bool:
         """A distillation cell that only re-tests a distilled run (other arch / head / steps / variant)."""
-        return self.kind in DISTILL_KINDS and any(self.get(k) is not None for k in EVAL_KEYS)
+        keys = tuple(k for k in EVAL_KEYS if not (k == "protocol" and self.distils_under_protocol))
+        return self.kind in DISTILL_KINDS and any(self.get(k) is not None for k in keys)
 
     # ---- names
     @property
@@ -287,6 +299,16 @@ def parse_cell(text: str) -> Cell:
         extra = sorted(set(settings) - set(UNROLLED_KEYS))
         if extra:
             raise _bad(raw, f"a DD / SLDD cell takes only @seed, @arch and @variant, not @{extra[0]}")
+    if METHODS[method].get("distils_under_protocol"):
+        from ..protocols import get_protocol
+
+        extra = sorted(set(settings) - set(UNDER_PROTOCOL_KEYS))
+        if extra:
+            raise _bad(raw, f"{method} distils and tests under its @protocol; it takes only @seed, @target-size, @select and "
+                            f"@protocol, not @{extra[0]}")
+        if get_protocol(settings.get("protocol", "paper")).epochs is None:
+            raise _bad(raw, f"{method} trains its students the way the test trains models: give a fixed-epoch @protocol "
+                            "(dc, dc-dsa)")
     label_only = sorted(set(settings) & set(LABEL_SET_KEYS))
     if label_only and kind != "distill":
         if not (kind == "baseline" and label_only == ["protocol"]):

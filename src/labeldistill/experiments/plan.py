@@ -77,9 +77,13 @@ BASELINE_SECONDS = 45.0  # one validation model up to 1,000 steps, then 20 test 
 # paper-table7: 150 LeNets x 1,000 steps + 20 validations of 150 models (a rough guess, not measured);
 # the feature selectors: one LeNet for 2,000 steps of 256, then the features of the training split.
 SELECT_SECONDS = {"paper-table7": 900.0, "other": 120.0}
-# Fixed-epoch protocols (dc, dc-dsa): one ConvNet-3 step on 100 MNIST images, one thread beside another job (measured,
-# sessions 7 and 9: about 1 s); a teacher (LeNet, early-stopped, about 15 epochs of 9 s) and its 4 temperature students.
-PROTOCOL_STEP_SECONDS = 1.0
+# Fixed-epoch protocols (dc, dc-dsa): one ConvNet-3 step on 100 MNIST images, one thread beside another job (measured:
+# about 1 s in sessions 7-18, 0.39 s in session 31: a dc-dsa student's 1,000 steps in 6.5 min, records/runs/
+# mnist-implicit-k1-100-s0); a teacher (LeNet, early-stopped, about 15 epochs of 9 s) and its 4 temperature students.
+PROTOCOL_STEP_SECONDS = 0.4
+# --method implicit: one label step a student on 100 MNIST images (ConvNet-3: the implicit gradient, then 20 full-batch
+# epochs of following), one thread beside one other job (measured, session 31: 50.7 s); scaled by N / 100.
+IMPLICIT_STEP_SECONDS = 50.7
 TEACHER_SECONDS = 150.0
 TEMPERATURE_STUDENTS = 4
 _OFFICIAL_TRAIN = {"mnist": 60_000, "kmnist": 60_000, "kuzushiji-49": 232_365, "cifar10": 50_000, "cifar100": 50_000,
@@ -307,12 +311,17 @@ def plan_cell(cell: Cell, opts: Options, data: DataView) -> Plan:
         if learn:  # learned from uniform noise: no base selection applies
             select, named = "random", {"select": None}
         start = {"label_init": info["label_init"], "temperature": info["temperature"]} if "label_init" in info else {}
+        # A run made under its @protocol (students trained the test's way): that protocol tests and selects; its own epochs
+        # (one over the target), which --quick leaves as they are (its cost is the protocol's training, not the loop's epochs).
+        under = {"test_protocol": cell.protocol, "select_protocol": cell.protocol} if cell.distils_under_protocol else {}
+        quick_epochs = QUICK_EPOCHS if opts.quick and not under else None
         config = DistillConfig(
             target=target, source=source, base=cell.base, method=info["method"], seed=seed, target_size=cell.target_size,
-            epochs=QUICK_EPOCHS if opts.quick else None, test_models=TEST_MODELS, split=split, device=device, **learn, **start)
+            epochs=quick_epochs, test_models=TEST_MODELS, split=split, device=device, **learn, **start, **under)
         if select != "random" and distill_takes_select():
             config = dataclasses.replace(config, base_select=select)
-        run_cell = cell.with_settings(arch=None, head=None, steps=None, optimizer=None, order=None, protocol=None, **drop, **named)
+        run_cell = cell.with_settings(arch=None, head=None, steps=None, optimizer=None, order=None,
+                                      protocol=cell.protocol if under else None, **drop, **named)
         if cell.get("target-size") == "all":
             run_cell = run_cell.with_settings(target_size=None)
         if cell.is_evaluation:
@@ -329,7 +338,8 @@ def plan_cell(cell: Cell, opts: Options, data: DataView) -> Plan:
                                   base_select=select, protocol=proto.name, **teacher)
         run_cell = cell.with_settings(arch=arch, **drop, **named)
     suffix = "-stand-in" if notes else ""
-    quick_run = opts.quick and info["kind"] != "baseline"  # --quick does not change a baseline: share its run
+    # --quick does not change a baseline or a run made under its protocol: share the run
+    quick_run = opts.quick and info["kind"] != "baseline" and not cell.distils_under_protocol
     return Plan(cell=cell, kind=info["kind"], config=config, run_cell=run_cell,
                 run_slug=run_cell.slug + suffix + ("-quick" if quick_run else ""),
                 cell_slug=cell.with_settings(**named).slug + suffix + ("-quick" if opts.quick else ""),
@@ -378,6 +388,8 @@ def run_seconds(plan: Plan, data: DataView) -> float:
         arch = resolved.arch or "lenet"
         _, iterations = distill_steps(plan, data)
         return iterations * measured_seconds(UNROLLED_ITERATION_SECONDS, arch) + measured_seconds(UNROLLED_TEST_SECONDS, arch)
+    if plan.kind == "distill" and plan.cell.distils_under_protocol:
+        return implicit_seconds(plan, data)
     if plan.kind == "distill":
         cfg = plan.config.resolve(plan.config.target, plan.channels)  # type: ignore[union-attr]
         arch = cfg.arch or "lenet"
@@ -393,6 +405,21 @@ def run_seconds(plan: Plan, data: DataView) -> float:
         return protocol_seconds(proto, plan.cell.base, students) + (TEACHER_SECONDS if teacher else 0.0)
     arch = plan.config.arch or protocol.default_arch(plan.config.target, plan.channels)  # type: ignore[union-attr]
     return BASELINE_SECONDS * ARCH_FACTOR.get(arch, 1.0) * (1 + TEMPERATURE_STUDENTS if teacher else 1) + (TEACHER_SECONDS if teacher else 0.0)
+
+
+def implicit_seconds(plan: Plan, data: DataView) -> float:
+    """Estimated seconds of a run made under its protocol (``--method implicit``): the teacher and its temperature
+    students, the start candidate (the paper's step search, then its protocol students), the students' first training,
+    the label steps, the snapshots' protocol students and the protocol's test."""
+    cfg = plan.config.resolve(plan.config.target, plan.channels)  # type: ignore[union-attr]
+    proto, n = get_protocol(cfg.test_protocol), plan.cell.base
+    _, steps = distill_steps(plan, data)
+    start = TEACHER_SECONDS + protocol_seconds(proto, n, TEMPERATURE_STUDENTS) if cfg.label_init == "teacher" else 0.0
+    if cfg.start_candidate == "on":
+        start += BASELINE_SECONDS + protocol_seconds(proto, n, cfg.validation_models)
+    snapshots = max(1, int(cfg.epochs) // cfg.val_every)
+    return (start + protocol_seconds(proto, n, cfg.students) + steps * cfg.students * IMPLICIT_STEP_SECONDS * n / 100
+            + protocol_seconds(proto, n, snapshots * cfg.validation_models) + protocol_seconds(proto, n, proto.models))
 
 
 def protocol_seconds(proto, n_images: int, models: int) -> float:
