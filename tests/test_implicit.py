@@ -10,19 +10,23 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from labeldistill.data import Preprocessing
+from labeldistill.data.tensors import LabelledTensors, TargetData
 from labeldistill.distill import DistillConfig, Distiller
 from labeldistill.distill.strategies.implicit import Implicit, cg, implicit_label_grad
 from labeldistill.engine import make_learner, train_models
 from labeldistill.errors import UserError
 from labeldistill.protocols import _base as protocol_base
-from labeldistill.protocols import get_protocol
+from labeldistill.problem import Problem
+from labeldistill.protocols import get_protocol, target_zca
 from labeldistill.runs import read_metrics
 
-from test_distill_loop import TinyNet, _config, blob_problem, straight_and_resumed
+from test_distill_loop import SIDE, TinyNet, _config, blob_problem, straight_and_resumed
 
 
 def test_cg_solves_a_symmetric_positive_definite_system():
@@ -210,3 +214,59 @@ def test_implicit_defaults_are_its_measured_settings_the_dataset_teacher_and_giv
     paper = DistillConfig(method="ridge", **kw).resolve("mnist", 1)
     assert (paper.target_batch, paper.label_lr, paper.label_param, paper.target_scale) == (1024, 1e-3, "probabilities", "shared")
     assert paper.teacher_arch == paper.arch == "lenet"
+
+
+class TinyColourNet(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * SIDE * SIDE, 8), torch.nn.ReLU())
+        self.head = torch.nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+
+def colour_blob_problem(n_base: int = 6) -> Problem:
+    """blob_problem in three channels (each its own noise): a protocol that whitens colour images whitens these."""
+    g = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> LabelledTensors:
+        y = torch.arange(n) % 2
+        return LabelledTensors(torch.where(y == 1, 1.5, -1.5)[:, None, None, None] + torch.randn(n, 3, SIDE, SIDE, generator=g), y,
+                               np.arange(n))
+
+    train, val, test = split(64), split(32), split(32)
+    target = TargetData("colour-blobs", ["neg", "pos"], train, val, test, Preprocessing(3, SIDE, (0.5,) * 3, (0.5,) * 3), {}, "generated")
+    return Problem(target, train.x[:n_base].clone(), train.y[:n_base].clone(), np.arange(n_base), "colour-blobs", ["neg", "pos"], "generated")
+
+
+def test_colour_students_train_and_are_scored_on_the_protocols_whitened_images(tmp_path, monkeypatch):
+    pytest.importorskip("kornia")  # ZCA and DSA (the [dsa] extra, part of the test install)
+    monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path / "cache"))
+    short = dataclasses.replace(get_protocol("dc-dsa"), epochs=3, arch=None)  # dc-dsa whitens colour images (ZCA)
+    monkeypatch.setitem(protocol_base.PROTOCOLS._items, "dc-dsa", short)
+    p = colour_blob_problem()
+    d = Distiller(_config("implicit", epochs=1, **IMPLICIT), p, model_factory=TinyColourNet, run_dir=tmp_path / "run", progress=False)
+    zca = target_zca(short, p.target, 3)
+    assert zca is not None and d.students is not None and d.students.zca is not None
+    seen_targets = []
+    step = d.strategy.step
+
+    def capture(learner, model, xb, yb, xt, yt, wrt):
+        seen_targets.append(xt.clone())
+        return step(learner, model, xb, yb, xt, yt, wrt)
+
+    monkeypatch.setattr(d.strategy, "step", capture)
+    start = d.labels.seen()
+    d.open_log(resume=False)
+    d.start(bar=False)
+    want = train_models(d.learner, zca.apply(p.base_x), start, 1, d.students.seeds, batch_size=6, recipe=short.recipe(3, lr=1e-3))
+    for n, t in want.params.items():
+        assert torch.equal(d.students.state.params[n], t)  # the first training saw the whitened base images
+    d.advance()
+    d.close()
+    whitened = zca.apply(p.target.train.x)
+    xt = seen_targets[0]
+    assert xt.shape[0] == 16 and not torch.allclose(xt, p.target.train.x[: len(xt)])
+    for row in xt:  # every target image the gradient is taken on is a whitened training image
+        assert torch.isclose(whitened, row).flatten(1).all(1).any()
