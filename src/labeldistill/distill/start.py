@@ -74,12 +74,13 @@ class StartCandidate:
 
 
 def score_start(learner: Learner, problem, labels: torch.Tensor, *, seed: int, batch: int, lr: float,
-                score: Score | None = None, models: int = 1) -> StartCandidate:
+                score: Score | None = None, models: int = 1, progress: bool = False) -> StartCandidate:
     """Score the start labels on the validation split as a baseline's set is scored (its own model seed). ``score``:
     the loop's way of scoring snapshots; under a fixed-epoch protocol (``select_protocol``,
     :class:`.validation.ProtocolScore`) it gives the accuracy the snapshots are compared with: the mean of ``models`` students (the snapshots' number),
-    seeded from ``(seed, "start-candidate")``; the step search still gives the start its T."""
-    steps, curve = choose_steps(learner, problem, labels, seed=derive_seed(seed, "start-candidate"), lr=lr, batch=batch)
+    seeded from ``(seed, "start-candidate")``; the step search still gives the start its T. ``progress``: its bar."""
+    steps, curve = choose_steps(learner, problem, labels, seed=derive_seed(seed, "start-candidate"), lr=lr, batch=batch,
+                                progress=progress)
     start = StartCandidate(labels.detach().clone(), steps, curve[steps], curve)
     if isinstance(score, ProtocolScore):
         acc = score.labels(start.labels, None, steps, seed=derive_seed(seed, "start-candidate"), models=models)
