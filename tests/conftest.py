@@ -66,3 +66,18 @@ def short_step_search(monkeypatch):
     from labeldistill import protocol
 
     monkeypatch.setattr(protocol, "baseline_checkpoints", lambda n_base: [10, 25, 50])
+
+
+@pytest.fixture
+def redrawing_bars(monkeypatch):
+    """``redrawing_bars(module)``: the module's tqdm replaced by one that redraws at every update, so that ``update``
+    returns True each time (tqdm's own returns True when it redraws; an observer that passed it on would stop a training)."""
+    def patch(module) -> None:
+        class Redrawing(module.tqdm):
+            def update(self, n=1):
+                super().update(n)
+                return True
+
+        monkeypatch.setattr(module, "tqdm", Redrawing)
+
+    return patch

@@ -151,19 +151,13 @@ def test_students_train_the_protocols_way_then_follow_the_labels_without_resets(
     assert not torch.allclose(d.labels.seen(), start)
 
 
-def test_the_students_progress_bar_changes_nothing(short_dsa, monkeypatch):
+def test_the_students_progress_bar_changes_nothing(short_dsa, redrawing_bars):
     """The first training with its progress bar shown trains every step: tqdm's update returns True when it redraws,
     and an observer's True stops a training (here the bar redraws at every step)."""
     from labeldistill.distill import students as students_mod
     from labeldistill.distill.students import ProtocolStudents
 
-    class Redrawing(students_mod.tqdm):
-        def update(self, n=1):
-            super().update(n)
-            return True
-
-    monkeypatch.setattr(students_mod, "tqdm", Redrawing)
-
+    redrawing_bars(students_mod)
     p = blob_problem()
     learner = make_learner(TinyNet, 1, 6, 2, head="linear")
     y = torch.softmax(torch.randn(6, 2, generator=torch.Generator().manual_seed(4)), -1)

@@ -105,7 +105,7 @@ def test_impossible_choice_is_one_line_and_exit_2(mnist_small, tmp_path, capsys)
     assert len(err) == 1 and "teaches nothing" in err[0]
 
 
-def test_the_step_search_bar_changes_nothing(monkeypatch, short_step_search):
+def test_the_step_search_bar_changes_nothing(redrawing_bars, short_step_search):
     """The paper step search with its bar shown (here one that redraws, so tqdm's update returns True, at every checkpoint)
     measures the same curve and T as without it."""
     from labeldistill import stepsearch
@@ -113,12 +113,7 @@ def test_the_step_search_bar_changes_nothing(monkeypatch, short_step_search):
 
     from test_distill_loop import TinyNet, blob_problem
 
-    class Redrawing(stepsearch.tqdm):
-        def update(self, n=1):
-            super().update(n)
-            return True
-
-    monkeypatch.setattr(stepsearch, "tqdm", Redrawing)
+    redrawing_bars(stepsearch)
     p = blob_problem()
     learner = make_learner(TinyNet, 1, 6, 2, head="linear")
     y = torch.softmax(torch.randn(6, 2, generator=torch.Generator().manual_seed(1)), -1)
