@@ -205,6 +205,10 @@ def test_implicit_defaults_are_its_measured_settings_the_dataset_teacher_and_giv
     given = DistillConfig(method="implicit", target_batch=1024, label_lr=1e-3, label_param="probabilities", target_scale="shared",
                           **kw).resolve("mnist", 1)
     assert (given.target_batch, given.label_lr, given.label_param, given.target_scale) == (1024, 1e-3, "probabilities", "shared")
+    kd = DistillConfig(method="implicit", target_labels="teacher", **kw).resolve("mnist", 1)
+    assert kd.target_scale == "shared"  # the fitted scale fits class indices: with a teacher's targets the default is shared
+    with pytest.raises(UserError, match="does not take --target-labels teacher"):
+        DistillConfig(method="implicit", target_labels="teacher", target_scale="fitted", **kw).resolve("mnist", 1)
     paper = DistillConfig(method="ridge", **kw).resolve("mnist", 1)
     assert (paper.target_batch, paper.label_lr, paper.label_param, paper.target_scale) == (1024, 1e-3, "probabilities", "shared")
     assert paper.teacher_arch == paper.arch == "lenet"

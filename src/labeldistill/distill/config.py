@@ -187,6 +187,8 @@ class DistillConfig:
 
         strategy = STRATEGIES.get(STRATEGIES.canonical(self.method))
         fill = {k: v for k, v in {**METHOD_DEFAULTS, **strategy.defaults}.items() if getattr(self, k) is None}
+        if fill.get("target_scale") == "fitted" and self.target_labels != "true":  # the fitted scale needs class indices
+            fill["target_scale"] = "shared"
         return dataclasses.replace(self, **fill) if fill else self
 
     def validate(self) -> None:
