@@ -244,7 +244,7 @@ def _with_defaults(d: dict, cls: type) -> dict:
 
 def normalise_distill(d: dict) -> dict:
     d = _with_defaults({"start_candidate": "off", **d}, DistillConfig)  # a record from before the start candidate: none
-    filled = DistillConfig(method=d["method"], **{k: d[k] for k in METHOD_DEFAULTS}).with_method_defaults()
+    filled = DistillConfig(method=d["method"], target_labels=d["target_labels"], **{k: d[k] for k in METHOD_DEFAULTS}).with_method_defaults()
     d.update({k: getattr(filled, k) for k in METHOD_DEFAULTS})  # one recorded before it existed: the method's default
     if d.get("image_lr") is None:  # a record from before the image lr existed: the value resolve() gives that run
         from ..distill.learned import LEARN, default_image_lr
