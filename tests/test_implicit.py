@@ -268,3 +268,31 @@ def test_colour_students_train_and_are_scored_on_the_protocols_whitened_images(t
     assert xt.shape[0] == 16 and not torch.allclose(xt, p.target.train.x[: len(xt)])
     for row in xt:  # every target image the gradient is taken on is a whitened training image
         assert torch.isclose(whitened, row).flatten(1).all(1).any()
+
+
+def test_an_implicit_set_has_no_paper_steps_so_its_start_skips_the_search_and_evaluate_uses_its_protocol(
+        mnist_small, tmp_path, monkeypatch):
+    import json
+
+    import labeldistill
+    from labeldistill.distill import start as start_mod
+    from labeldistill.evaluation import evaluate
+
+    short = dataclasses.replace(get_protocol("dc"), epochs=20, arch="lenet")
+    monkeypatch.setitem(protocol_base.PROTOCOLS._items, "dc", short)
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the paper step search ran for a set that has no paper T")
+
+    monkeypatch.setattr(start_mod, "choose_steps", no_search)
+    cfg = DistillConfig(target=f"npz:{mnist_small}", base=20, method="implicit", label_init="onehot", test_protocol="dc",
+                        select_protocol="dc", views=2, cg_iters=3, follow_epochs=2, device="cpu", seed=1, checkpoint_minutes=0.0)
+    out = tmp_path / "run"
+    labeldistill.distill(config=cfg, out=out, progress=False)
+    r = json.loads((out / "result.json").read_text())
+    assert r["start_candidate"]["curve"] == {} and r["start_candidate"]["T"] == r["T"]  # the snapshots' placeholder
+    with pytest.raises(UserError, match="carry no T for the paper protocol; give --steps N"):
+        evaluate(out, protocol="paper", save=False)
+    own = evaluate(out, save=False)  # its own test protocol by default: the run's test again
+    assert own["protocol"] == "dc" and own["accuracies"] == r["accuracies"]
+    assert evaluate(out, protocol="paper", steps=30, models=2, save=False)["steps"] == 30

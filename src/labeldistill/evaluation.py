@@ -65,7 +65,8 @@ def evaluate(
             ``shuffle-steps-within``, ``shuffle-steps-across`` or ``like-ld``;
             recorded as ``variant`` in the result.
         protocol: how the fresh models train (``labeldistill.protocols``): ``paper`` (the default:
-            Adam, T random minibatches, every number as before), ``dc`` or ``dc-dsa`` (ConvNet-3 unless
+            Adam, T random minibatches, every number as before; a set learned by students trained the test's way,
+            ``--method implicit``, defaults to its own test protocol: it has no T), ``dc`` or ``dc-dsa`` (ConvNet-3 unless
             ``arch``, SGD, fixed epochs, DSA and ZCA; 5 models unless ``models``). For a run directory (and
             ``save``) such an evaluation records each finished model in ``RUN_DIR/evaluations/ledger/``: run
             again after an interruption, it trains only the models it lacks.
@@ -124,6 +125,13 @@ def evaluate(
             raise UserError("--label-temperature auto chooses for the set's own training; drop --optimizer / --lr / --order.")
         if label_temperature != "auto":
             ds.labels = temper(ds.labels, float(label_temperature))
+    if _no_paper_steps(ds):  # labels learned by students trained the test's way: no T was ever measured for them
+        from .protocols import canonical_protocol
+
+        protocol = canonical_protocol(protocol or ds.recipe["test_protocol"])
+        if protocol == "paper" and (steps is None or not str(steps).strip().isdigit()):
+            raise UserError(f"{path}'s labels were learned by students trained under {ds.recipe['test_protocol']} (--method "
+                            f"{ds.recipe['method']}): they carry no T for the paper protocol; give --steps N (a number of steps).")
     run_dir = path if path.is_dir() else None
     record = read_json(run_dir / "config.json") if run_dir and (run_dir / "config.json").exists() else {}
     run_cfg = record.get("config", {})
@@ -178,6 +186,16 @@ def evaluate(
         name = label_evaluation_file(arch, head, t, models, optimizer=optimizer, lr=lr, order=order, label_temperature=label_temperature)
         _save_evaluation(run_dir, name, result, run_cfg)
     return result
+
+
+def _no_paper_steps(ds) -> bool:
+    """Whether a set's labels were learned by students trained the test protocol's way (a strategy whose persistent
+    models are such students): their T is a placeholder, never measured, and their test protocol is in the recipe."""
+    from .distill.strategies import STRATEGIES
+
+    method = ds.recipe.get("method")
+    return (ds.schedule is None and method in STRATEGIES and STRATEGIES.get(STRATEGIES.canonical(method)).persistent == "protocol"
+            and ds.recipe.get("test_protocol") not in (None, "paper"))
 
 
 def label_evaluation_file(arch: str, head: str, steps: int, models: int, *, optimizer: str | None = None, lr: float | None = None,

@@ -154,7 +154,8 @@ class RunSession:
         if start is None:
             start, _ = initial_labels(cfg, self.problem, ledger=None if run_dir is None else run_dir / LEDGER)
         cand = score_start(self.distiller.learner, self.problem, start, seed=cfg.seed, batch=cfg.inner_batch, lr=cfg.model_lr,
-                           score=self.distiller.score, models=cfg.validation_models, progress=self.distiller.progress)
+                           score=self.distiller.score, models=cfg.validation_models, progress=self.distiller.progress,
+                           steps=None if self.distiller.resets else self.distiller.monitor.estimate_steps())  # students: no T
         if run_dir is not None:
             cand.save(run_dir)
         return cand

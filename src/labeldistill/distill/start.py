@@ -74,14 +74,21 @@ class StartCandidate:
 
 
 def score_start(learner: Learner, problem, labels: torch.Tensor, *, seed: int, batch: int, lr: float,
-                score: Score | None = None, models: int = 1, progress: bool = False) -> StartCandidate:
+                score: Score | None = None, models: int = 1, progress: bool = False, steps: int | None = None) -> StartCandidate:
     """Score the start labels on the validation split as a baseline's set is scored (its own model seed). ``score``:
     the loop's way of scoring snapshots; under a fixed-epoch protocol (``select_protocol``,
     :class:`.validation.ProtocolScore`) it gives the accuracy the snapshots are compared with: the mean of ``models`` students (the snapshots' number),
-    seeded from ``(seed, "start-candidate")``; the step search still gives the start its T. ``progress``: its bar."""
-    steps, curve = choose_steps(learner, problem, labels, seed=derive_seed(seed, "start-candidate"), lr=lr, batch=batch,
-                                progress=progress)
-    start = StartCandidate(labels.detach().clone(), steps, curve[steps], curve)
+    seeded from ``(seed, "start-candidate")``; the step search still gives the start its T. ``progress``: its bar.
+    ``steps``: a run whose labels carry no paper T (students trained the test's way, scored by the protocol: ``score``
+    must be a :class:`ProtocolScore`) skips the step search and gives the start this T, its snapshots' placeholder."""
+    if steps is not None:
+        if not isinstance(score, ProtocolScore):
+            raise ValueError("a start without the step search is scored by a fixed-epoch protocol (a ProtocolScore)")
+        start = StartCandidate(labels.detach().clone(), steps, float("nan"), {})
+    else:
+        steps, curve = choose_steps(learner, problem, labels, seed=derive_seed(seed, "start-candidate"), lr=lr, batch=batch,
+                                    progress=progress)
+        start = StartCandidate(labels.detach().clone(), steps, curve[steps], curve)
     if isinstance(score, ProtocolScore):
         acc = score.labels(start.labels, None, steps, seed=derive_seed(seed, "start-candidate"), models=models)
         start.val_accuracy = 100.0 * math.fsum(acc) / len(acc)
