@@ -78,3 +78,19 @@ def test_archived_run_reads_its_gzipped_metrics(tmp_path):
     (run / "metrics.jsonl.gz").write_bytes(b"not gzip")
     with pytest.raises(UserError, match="Cannot read"):
         load_run(run)
+
+
+def test_a_students_run_has_no_resets_and_no_paper_t(tmp_path):
+    """--method implicit's record (session 31's MNIST run, committed under records/runs): its students are never reset and
+    its set has no paper T, so the report says so and draws two training panels, not the T_i panel."""
+    from pathlib import Path
+
+    record = Path(__file__).resolve().parents[2] / "records" / "runs" / "mnist-implicit-k1-100-s0"
+    run = load_run(record)
+    assert run.students and not load_run(make_image_run(tmp_path / "img", n=10)).students
+    md = make_report(record, tmp_path / "report")
+    text = md.read_text()
+    assert "| resets (T_i) | none (students trained the test's way are never reset) |" in text
+    assert "| T (training steps) | - (none: tested under dc-dsa's fixed epochs) |" in text
+    assert "T_i recorded at each reset" not in text and "98.07" in text
+    check_png(tmp_path / "report" / "training_curves.png")

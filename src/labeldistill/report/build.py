@@ -72,9 +72,11 @@ def _summary_rows(run: Run) -> list[list[str]]:
         ["architecture / head", f"{run.get('arch')} / {r.get('head', '-')}"],
         ["epochs", f"{run.steps[-1]['epoch'] if run.steps else 0} of {c.get('epochs')}"],
         ["steps", str(len(run.steps))],
-        ["resets (T_i)", f"{len(rs)}" + (f" ({', '.join(str(int(t)) for t in t_i[-8:])}{', …' if len(t_i) > 8 else ''})" if len(t_i) else "")],
+        ["resets (T_i)", "none (students trained the test's way are never reset)" if run.students else
+                         f"{len(rs)}" + (f" ({', '.join(str(int(t)) for t in t_i[-8:])}{', …' if len(t_i) > 8 else ''})" if len(t_i) else "")],
         ["selected labels", f"epoch {sel['epoch']}, validation accuracy {float(sel['val_accuracy']):.2f} %" if sel else "-"],
-        ["T (training steps)", str(r.get("T", ds.steps if ds is not None else "-"))],
+        ["T (training steps)", f"- (none: tested under {c.get('test_protocol')}'s fixed epochs)" if run.students else
+                               str(r.get("T", ds.steps if ds is not None else "-"))],
         ["test accuracy", f"{_fmt_acc(r.get('accuracy_mean'), r.get('accuracy_std'))}"
                           + (f" ({r.get('models')} models)" if r.get("models") else "") if r else "- (no result.json yet)"],
     ]
@@ -90,7 +92,7 @@ def steps_series(run: Run) -> dict[str, list[tuple[int, float, float]]]:
         key = f"{e.get('arch', '?')} / {e.get('head', '?')}"
         series.setdefault(key, {})[int(e["steps"])] = (int(e["steps"]), float(e["accuracy_mean"]), float(e.get("accuracy_std", 0.0)))
     r = run.result
-    if r and r.get("accuracy_mean") is not None and r.get("T") is not None:
+    if r and r.get("accuracy_mean") is not None and r.get("T") is not None and not run.students:
         key = f"{r.get('arch', '?')} / {r.get('head', '?')}"
         series.setdefault(key, {}).setdefault(int(r["T"]), (int(r["T"]), float(r["accuracy_mean"]), float(r.get("accuracy_std", 0.0))))
     return {k: sorted(v.values()) for k, v in series.items()}
@@ -163,13 +165,18 @@ def make_report(run_dir: str | Path, out: str | Path | None = None, *, max_image
     doc.heading("Training")
     rs, t_i = run.resets()
     sel = selected_validation(run)
-    final_t = (run.result or {}).get("T", ds.steps if ds is not None else (int(sel["T"]) if sel and "T" in sel else None))
+    final_t = None if run.students else (run.result or {}).get("T", ds.steps if ds is not None else (int(sel["T"]) if sel and "T" in sel else None))
     p = F.training_curves(run.step_array(), run.error_array(), out / "training_curves.png", window=run.window, reset_steps=rs, t_i=t_i,
                           validations=run.validations, selected_step=int(sel["step"]) if sel else None, final_t=final_t,
-                          context=_describe(run))
-    doc.figure(p, f"Top: accuracy of the persistent model on the target minibatches, moving average over {run.window} steps "
-                  "(the reset window), resets as dashed lines. Middle: validation accuracy of the label snapshots, the "
-                  "selected one starred. Bottom: T_i recorded at each reset.")
+                          context=_describe(run), students=run.students)
+    if run.students:
+        doc.figure(p, f"Top: accuracy of the students (trained the {run.config.get('test_protocol')} way, never reset) on the "
+                      f"target minibatches, moving average over {run.window} steps. Bottom: validation accuracy of the label "
+                      "snapshots, the selected one starred.")
+    else:
+        doc.figure(p, f"Top: accuracy of the persistent model on the target minibatches, moving average over {run.window} steps "
+                      "(the reset window), resets as dashed lines. Middle: validation accuracy of the label snapshots, the "
+                      "selected one starred. Bottom: T_i recorded at each reset.")
     gs, gv = run.grad_var()
     if len(gs):
         p = F.grad_variance([(run.name, gs, gv)], out / "grad_variance.png", context=_describe(run))

@@ -292,15 +292,18 @@ def _no_data(ax, text: str) -> None:
 def training_curves(steps: np.ndarray, errors: np.ndarray, path: str | Path, *, window: int = 50,
                     reset_steps: Sequence[int] = (), t_i: Sequence[int] = (), validations: Sequence[dict] = (),
                     selected_step: int | None = None, final_t: int | None = None, title: str | None = None,
-                    context: str | None = None) -> Path:
+                    context: str | None = None, students: bool = False) -> Path:
     """Moving-average target accuracy with the resets, validation accuracy (the selected labels
-    highlighted), and T_i at each reset."""
+    highlighted), and T_i at each reset. ``students``: the persistent models were students trained the test's way
+    (never reset, no T): the first two panels only."""
     steps, errors = np.asarray(steps), np.asarray(errors, dtype=np.float64)
     reset_steps, t_i = np.asarray(reset_steps, dtype=np.int64), np.asarray(t_i, dtype=np.int64)
-    fig = _figure(10, 10)
-    axes = fig.subplots(3, 1, gridspec_kw={"height_ratios": [1.4, 1, 1], "hspace": 0.45})
+    height = 7.0 if students else 10.0
+    fig = _figure(10, height)
+    ratios = [1.4, 1] if students else [1.4, 1, 1]
+    axes = fig.subplots(len(ratios), 1, gridspec_kw={"height_ratios": ratios, "hspace": 0.45})
     lines = _notes(context)
-    fig.subplots_adjust(left=0.09, right=0.97, top=1 - (_header_inches(lines) + 0.3) / 10, bottom=0.06)
+    fig.subplots_adjust(left=0.09, right=0.97, top=1 - (_header_inches(lines) + 0.3) / height, bottom=0.06 * 10 / height)
     ax = axes[0]
     if len(steps):
         acc = 100.0 - errors
@@ -309,12 +312,14 @@ def training_curves(steps: np.ndarray, errors: np.ndarray, path: str | Path, *, 
         ax.plot(steps, ma, color="tab:blue", lw=1.6, label=f"moving average ({window} steps)")
         for i, s in enumerate(reset_steps):
             ax.axvline(s, color="tab:red", lw=0.8, ls="--", alpha=0.7, label="model reset" if i == 0 else None)
-        ax.set_yticks(np.arange(0, 101, 20))
+        if not students:  # a young model's accuracy climbs from chance; students start trained: their range is narrow
+            ax.set_yticks(np.arange(0, 101, 20))
         _legend_on_top(ax)
         ax.set_xlim(steps.min(), steps.max() + 1)
     else:
         _no_data(ax, "no step records yet")
-    ax.set_title(f"Target accuracy of the persistent model ({len(reset_steps)} resets)", fontsize=10)
+    ax.set_title("Target accuracy of the students (never reset)" if students else
+                 f"Target accuracy of the persistent model ({len(reset_steps)} resets)", fontsize=10)
     ax.set_xlabel("step")
     ax.set_ylabel("target minibatch accuracy (%)")
     ax.grid(alpha=0.3)
@@ -327,8 +332,9 @@ def training_curves(steps: np.ndarray, errors: np.ndarray, path: str | Path, *, 
         sel = [v for v in validations if int(v["step"]) == selected_step] if selected_step is not None else []
         if sel:
             s = sel[-1]
+            t = "" if students else f"T={s.get('T', '?')}, "
             ax.plot([int(s["step"])], [float(s["val_accuracy"])], marker="*", ms=16, color="tab:red", ls="none",
-                    label=f"selected: epoch {s.get('epoch', '?')}, T={s.get('T', '?')}, {float(s['val_accuracy']):.1f} %")
+                    label=f"selected: epoch {s.get('epoch', '?')}, {t}{float(s['val_accuracy']):.1f} %")
         _legend_on_top(ax)
         if len(steps):
             ax.set_xlim(axes[0].get_xlim())
@@ -338,6 +344,9 @@ def training_curves(steps: np.ndarray, errors: np.ndarray, path: str | Path, *, 
     ax.set_xlabel("step")
     ax.set_ylabel("validation accuracy (%)")
     ax.grid(alpha=0.3)
+    if students:
+        _header(fig, title or "Training curves", lines)
+        return _save(fig, path)
 
     ax = axes[2]
     if len(reset_steps):

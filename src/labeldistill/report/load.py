@@ -44,6 +44,15 @@ class Run:
         return is_unrolled_record({"method": self.config.get("method"), "config": self.config})
 
     @property
+    def students(self) -> bool:
+        """Whether the loop's persistent models were students trained the test's way (``--method implicit``): never reset,
+        and the set has no paper T (its T is a placeholder)."""
+        from ..distill.strategies import STRATEGIES
+
+        method = self.config.get("method")
+        return method in STRATEGIES and STRATEGIES.get(STRATEGIES.canonical(method)).persistent == "protocol"
+
+    @property
     def learned(self) -> str:
         """What the run learned: "labels", "images" or "images+labels"."""
         if self.distilled is not None:
