@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from labeldistill.data import Preprocessing
 from labeldistill.data.tensors import LabelledTensors, TargetData
 from labeldistill.distill import DistillConfig, Distiller
-from labeldistill.distill.strategies.implicit import Implicit, cg, implicit_label_grad
+from labeldistill.distill.strategies.implicit import Implicit, Linearised, cg, implicit_label_grad
 from labeldistill.engine import make_learner, train_models
 from labeldistill.errors import UserError
 from labeldistill.protocols import _base as protocol_base
@@ -44,7 +44,8 @@ def test_cg_solves_a_symmetric_positive_definite_system():
     torch.testing.assert_close(torch.cat([x["p"], x["q"]]), want, rtol=1e-8, atol=1e-10)
 
 
-def test_implicit_label_gradient_matches_finite_differences_through_the_retrained_model():
+@pytest.mark.parametrize("mode", ["jvp", "double-backward"])
+def test_implicit_label_gradient_matches_finite_differences_through_the_retrained_model(mode):
     dt = torch.float64
     g = torch.Generator().manual_seed(1)
     n, views, c, d, lam = 5, 3, 3, 4, 0.1
@@ -75,7 +76,7 @@ def test_implicit_label_gradient_matches_finite_differences_through_the_retraine
     theta = minimiser(y)
     leaves = {k: v.clone().requires_grad_() for k, v in theta.items()}
     g_t = dict(zip(leaves, torch.autograd.grad(F.cross_entropy(logits_of(leaves, xt), yt), list(leaves.values()))))
-    got = implicit_label_grad(logits_of, theta, xv, views, g_t, damping=lam, cg_iters=40)
+    got = implicit_label_grad(logits_of, theta, xv, views, g_t, damping=lam, cg_iters=40, mode=mode)
 
     h = 1e-6
     fd = torch.zeros(n, c, dtype=dt)
@@ -86,6 +87,32 @@ def test_implicit_label_gradient_matches_finite_differences_through_the_retraine
             fd[i, j] = (target_loss(y + e) - target_loss(y - e)) / (2 * h)
     assert fd.abs().max() > 1e-3  # a gradient worth comparing
     torch.testing.assert_close(got, fd, rtol=1e-6, atol=1e-8)
+
+
+def test_jacobian_products_by_double_backward_equal_forward_mode_on_a_convnet():
+    """ConvNet-3 (convolutions, GroupNorm, pooling) in float64: J v and J^T w, and the label gradient, the same both ways."""
+    with torch.autocast("cpu", enabled=False):
+        learner = make_learner("convnet3", 1, 12, 3, head="linear")
+        state = learner.init([0])
+        theta = {n: t[0].detach().double() for n, t in state.params.items()}
+        buffers, head = {n: t[0] for n, t in state.buffers.items()}, {n: t[0].double() for n, t in state.head.items()}
+        g = torch.Generator().manual_seed(3)
+        xv = torch.randn(8, 1, 12, 12, generator=g, dtype=torch.float64)
+
+        def logits_of(p, x):
+            return learner.logits(p, buffers, head, x)
+
+        v = {n: torch.randn(t.shape, generator=g, dtype=torch.float64) for n, t in theta.items()}
+        w = torch.randn(8, 3, generator=g, dtype=torch.float64)
+        fwd, rev = (Linearised(lambda p: logits_of(p, xv), theta, mode) for mode in ("jvp", "double-backward"))
+        torch.testing.assert_close(rev.out, fwd.out)
+        torch.testing.assert_close(rev.jv(v), fwd.jv(v))
+        for n, t in fwd.jt(w).items():
+            torch.testing.assert_close(rev.jt(w)[n], t)
+        got = {mode: implicit_label_grad(logits_of, theta, xv, 2, v, damping=0.1, cg_iters=4, mode=mode) for mode in ("jvp", "double-backward")}
+        torch.testing.assert_close(got["double-backward"], got["jvp"])
+        with pytest.raises(ValueError, match="mode must be"):
+            Linearised(lambda p: logits_of(p, xv), theta, "hvp")
 
 
 def _students_and_batch(k: int):

@@ -74,7 +74,7 @@ def test_field_cells_end_to_end_on_digits(monkeypatch, tmp_path, short_step_sear
     fit = teacher_module.train_teacher  # a two-epoch teacher: the cells' code path, not a converged teacher
     monkeypatch.setattr(teacher_module, "train_teacher", lambda target, cfg, **kw: fit(target, dataclasses.replace(cfg, epochs=2, patience=1), **kw))
     names = ["digits/baseline-teacher/20@protocol=dc", "digits/ld-rr/20@protocol=dc", "digits/ld-rr-teacher/20@protocol=dc",
-             "digits/implicit-teacher/20@protocol=dc"]
+             "digits/implicit-teacher/20@target-size=300@protocol=dc"]
     spec = TableSpec(97, "digits field", tuple(PaperCell(n, None, None, n.split("/")[1], "dc") for n in names), cost=True)
     opts = Options(out=tmp_path / "out", quick=True, device="cpu")
     out = run_cells(spec.names(), opts)
@@ -88,7 +88,7 @@ def test_field_cells_end_to_end_on_digits(monkeypatch, tmp_path, short_step_sear
     assert set(rr_teacher["cost_seconds"]) == {"distill", "teacher", "test"}
     assert rr_teacher["run_slug"] == "digits_ld-rr-teacher_20-quick"
     # The implicit run is made and tested under dc itself (its 5 ConvNet-3s); --quick leaves it as it is.
-    assert implicit["kind"] != "evaluation" and implicit["run_slug"] == "digits_implicit-teacher_20__protocol=dc"
+    assert implicit["kind"] != "evaluation" and implicit["run_slug"] == "digits_implicit-teacher_20__target-size=300__protocol=dc"
     assert implicit["result"]["models"] == 5 and implicit["result"]["arch"] == "convnet3"
     assert (implicit["run_config"]["test_protocol"], implicit["run_config"]["select_protocol"]) == ("dc", "dc")
     assert set(implicit["cost_seconds"]) == {"distill", "teacher", "test"}

@@ -60,24 +60,60 @@ def cg(apply: Callable[[Tensors], Tensors], b: Tensors, iters: int) -> Tensors:
     return x
 
 
+class Linearised:
+    """The logits ``out = f(theta)`` of one batch, with their Jacobian J's products ``J v`` and ``J^T w`` at ``theta``, made
+    once and reused by every CG step. ``mode``: ``"jvp"`` (forward mode, one pass a product) or ``"double-backward"``
+    (``J v`` as the gradient in w of ``<J^T w, v>``: reverse passes through a graph built once, no forward pass a
+    product; on a CPU forward mode through GroupNorm is slow, as for the loop's second order, docs/benchmarks.md).
+    Equal up to rounding (tests/test_implicit.py)."""
+
+    def __init__(self, f: Callable[[Tensors], torch.Tensor], theta: Tensors, mode: str = "jvp") -> None:
+        if mode not in ("jvp", "double-backward"):
+            raise ValueError(f"mode must be 'jvp' or 'double-backward', got {mode!r}")
+        self.f, self.theta, self.mode = f, theta, mode
+        if mode == "jvp":
+            out, self._vjp = vjp(f, theta)
+        else:
+            self._leaves = {k: t.detach().requires_grad_() for k, t in theta.items()}
+            self._graph = out = f(self._leaves)
+            self._w = torch.zeros_like(out, requires_grad=True)
+            self._jt_w = torch.autograd.grad(out, list(self._leaves.values()), self._w, create_graph=True)
+        self.out = out.detach()
+
+    def jv(self, v: Tensors) -> torch.Tensor:
+        """J v (the logits' tangent), for v shaped as theta."""
+        if self.mode == "jvp":
+            return jvp(self.f, (self.theta,), (v,))[1]
+        (jv,) = torch.autograd.grad(self._jt_w, self._w, [v[k] for k in self._leaves], retain_graph=True)
+        return jv
+
+    def jt(self, w: torch.Tensor) -> Tensors:
+        """J^T w, shaped as theta, for w shaped as the logits."""
+        if self.mode == "jvp":
+            return self._vjp(w)[0]
+        return dict(zip(self._leaves, torch.autograd.grad(self._graph, list(self._leaves.values()), w, retain_graph=True)))
+
+
 def implicit_label_grad(logits_of: Callable[[Tensors, torch.Tensor], torch.Tensor], theta: Tensors, xv: torch.Tensor,
-                        views: int, g_t: Tensors, *, damping: float, cg_iters: int) -> torch.Tensor:
+                        views: int, g_t: Tensors, *, damping: float, cg_iters: int, mode: str = "jvp") -> torch.Tensor:
     """dL_target / dY (N x C) at ``theta`` for the training loss ``soft CE(logits_of(theta, xv), Y) + damping/2 |theta|^2``
     (``xv``: V stacked views of the N images, view-major; ``g_t``: the target loss's gradient at ``theta``):
     ``(1/N) <grad log p_c(x_i), u>`` averaged over the views, ``u = (G + damping I)^-1 g_t`` by conjugate gradients,
-    G the Gauss-Newton matrix (the Hessian itself for a model linear in theta)."""
+    G the Gauss-Newton matrix (the Hessian itself for a model linear in theta). ``mode``: how Jacobian products are
+    taken (:class:`Linearised`)."""
     n = xv.shape[0] // views
-    out, vjp_fn = vjp(lambda p: logits_of(p, xv), theta)
-    prob = torch.softmax(out.detach(), -1)
+    lin = Linearised(lambda p: logits_of(p, xv), theta, mode)
+    prob = torch.softmax(lin.out, -1)
 
     def ggn(v: Tensors) -> Tensors:
-        _, jv = jvp(lambda p: logits_of(p, xv), (theta,), (v,))
+        jv = lin.jv(v)
         hjv = prob * jv - prob * (prob * jv).sum(-1, keepdim=True)  # the soft CE's Hessian in the logits, row by row
-        (back,) = vjp_fn(hjv / xv.shape[0])
+        back = lin.jt(hjv / xv.shape[0])
         return {k: back[k] + damping * v[k] for k in v}
 
     u = cg(ggn, g_t, cg_iters)
-    _, tangent = jvp(lambda p: F.log_softmax(logits_of(p, xv), -1), (theta,), (u,))
+    ju = lin.jv(u)
+    tangent = ju - (prob * ju).sum(-1, keepdim=True)  # the log-softmax's Jacobian times J u
     return tangent.view(views, n, -1).mean(0) / n
 
 
@@ -129,7 +165,7 @@ class Implicit(Strategy):
                 for n, g in zip(leaves, torch.autograd.grad(part, list(leaves.values()))):
                     g_t[n] += g
             grad_y += implicit_label_grad(logits_of, theta, xb[k], self.views, g_t, damping=self.weight_decay + self.damping,
-                                          cg_iters=self.cg_iters) / k_students
+                                          cg_iters=self.cg_iters, mode=self.meta_gradient) / k_students
             losses.append(F.cross_entropy(scale * out_t, yt))
             errors.append(step_error(out_t, yt))
         return StepOutput(grad_y, torch.stack(errors).mean(), torch.stack(losses).mean())
