@@ -148,7 +148,8 @@ def test_config_file_and_flags_merge(bad_files, tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('epochs = 7\nmethod = "ridge"\nbase = 12\n')
     c = merge(DistillConfig, read_toml(str(cfg)), {"base": 30, "epochs": None})
-    assert (c.epochs, c.method, c.base, c.target_batch) == (7, "ridge", 30, 1024)
+    assert (c.epochs, c.method, c.base, c.target_batch) == (7, "ridge", 30, None)  # None: the method's (resolve)
+    assert c.resolve("mnist", 1).target_batch == 1024
 
 
 def test_export_strips_target_paths_and_metrics(tmp_path):

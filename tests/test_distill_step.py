@@ -77,6 +77,7 @@ def test_a_monitor_of_k_runs_decides_as_k_monitors():
 def _plain_loop(cfg, problem):
     """The loop as the paper's reference code runs it: host monitor, re-init + new Adam at a reset."""
     d = Distiller(cfg, problem, model_factory=TinyNet, progress=False)
+    cfg = d.cfg  # with the method's defaults (label lr, target batch)
     learner, strategy, t = d.learner, d.strategy, problem.target
     g_target, g_inner, g_init = (torch_generator(cfg.seed, p) for p in ("target-batches", "inner-batches", "model-init"))
     labels = Labels(problem.n_base, t.num_classes, lr=cfg.label_lr)
