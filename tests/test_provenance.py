@@ -106,3 +106,32 @@ def test_baseline_cli_records_the_tf32_choice(mnist_small, tmp_path, capsys):
     assert res["settings"]["allow_tf32"] is True and res["float_settings"]["cudnn_allow_tf32"] is True
     assert res["versions"]["numerics_version"] == NUMERICS_VERSION
     assert read_json(out / "result.json")["float_settings"]["cuda_matmul_allow_tf32"] is True
+
+
+def test_a_run_records_the_code_it_started_with_not_the_tree_when_it_writes(mnist_small, tmp_path, monkeypatch):
+    """The tree is edited while a long run runs (here: while it builds its problem, before it writes a record): its records
+    keep naming the code the process started with."""
+    import importlib
+
+    from labeldistill.runs import provenance
+
+    run_mod = importlib.import_module("labeldistill.distill.run")
+    tree = {"state": "tree-at-start"}
+    monkeypatch.setattr(provenance, "source_sha256", lambda package_dir=provenance.PACKAGE_DIR: tree["state"])
+    build = run_mod.build_problem
+
+    def edited_meanwhile(*args, **kwargs):
+        tree["state"] = "tree-edited-later"
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(run_mod, "build_problem", edited_meanwhile)
+    provenance.code_identity.cache_clear()
+    try:
+        out = tmp_path / "run"
+        labeldistill.distill(f"npz:{mnist_small}", base=10, method="ridge", out=out, progress=False, epochs=1, val_every=1,
+                             test_models=1, device="cpu")
+        assert tree["state"] == "tree-edited-later"
+        for name in ("config.json", "result.json"):
+            assert read_json(out / name)["versions"]["source_sha256"] == "tree-at-start"
+    finally:
+        provenance.code_identity.cache_clear()

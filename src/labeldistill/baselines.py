@@ -29,7 +29,7 @@ from .problem import Problem, build_problem
 from .protocol import default_arch
 from .runs import RunLock, atomic_write_json
 from .numerics import float32_precision
-from .runs.provenance import resolve_device, versions
+from .runs.provenance import pin_code_identity, resolve_device, versions
 from .selectors import canonical_selector
 from .stepsearch import choose_steps
 from .teacher import TeacherConfig, parse_temperature, teacher_labels, teacher_soft_labels, train_teacher  # noqa: F401  (re-exported)
@@ -110,6 +110,7 @@ def baseline(s: BaselineSettings, *, data_root=None, out=None, progress: bool = 
     Example:
         >>> baseline(BaselineSettings(target="mnist", base=100, smoothing=0.1), data_root="data")["accuracy_mean"]
     """
+    pin_code_identity()  # its records name the code it started with
     device = resolve_device(s.device)
     check_choice("head", s.head, HEADS)
     s = dataclasses.replace(s, base_select=canonical_selector(s.base_select))

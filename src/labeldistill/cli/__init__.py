@@ -36,6 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     from ..allocator import keep_freed_memory
 
     keep_freed_memory()  # a labeldistill process is one job: keep freed memory rather than page-fault it in again
+    from ..runs.provenance import pin_code_identity
+
+    pin_code_identity()  # the records name the code the process started with (a long run outlives edits to the tree)
     parser = build_parser()
     args = parser.parse_args(argv)
     warnings.filterwarnings("default", category=UserWarning, module="labeldistill")

@@ -17,7 +17,7 @@ from ..errors import UserError
 from ..numerics import float32_precision, float_settings
 from ..problem import Problem, build_problem
 from ..runs import RunLock, atomic_write_json, read_json
-from ..runs.provenance import numerics_of, resolve_device, versions
+from ..runs.provenance import numerics_of, pin_code_identity, resolve_device, versions
 from .config import DistillConfig
 from .label_init import initial_labels
 from .target_labels import loop_targets
@@ -89,6 +89,7 @@ def distill(
 
 
 def run_distillation(cfg: DistillConfig, *, model=None, out=None, resume=False, data_root=None, download=False, progress=True) -> DistilledSet:
+    pin_code_identity()  # its records name the code it started with
     cfg.validate()
     with float32_precision(cfg.allow_tf32, cfg.deterministic):
         return _run(cfg, model=model, out=out, resume=resume, data_root=data_root, download=download, progress=progress)

@@ -53,6 +53,13 @@ def code_identity() -> dict:
     return {"numerics_version": NUMERICS_VERSION, "git_commit": commit, "git_dirty": dirty, "source_sha256": source_sha256()}
 
 
+def pin_code_identity() -> dict:
+    """Take :func:`code_identity` now, at the start of a job, so that every record of the process names the code it
+    started with: the first call is kept, and a long run writes its records hours later, when the tree on disk may hold
+    other code (session 32: a run started at one commit recorded the commit made an hour into it)."""
+    return code_identity()
+
+
 def versions() -> dict:
     return {
         "labeldistill": __version__, "torch": torch.__version__, "numpy": np.__version__,

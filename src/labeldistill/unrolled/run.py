@@ -26,7 +26,7 @@ from ..data.preprocess import Preprocessing
 from ..errors import UserError
 from ..numerics import float32_precision, float_settings
 from ..runs import MetricsLog, StopRequest, atomic_write_json, read_json
-from ..runs.provenance import resolve_device, versions
+from ..runs.provenance import pin_code_identity, resolve_device, versions
 from ..settings import from_dict
 from .config import _DATASET, METHODS, UnrolledConfig, unrolled_config
 from .evaluate import evaluate_set
@@ -191,6 +191,7 @@ def distill_unrolled(target: str = "mnist", *, method: str = "dd", base: int = 1
 
 
 def run_unrolled(cfg: UnrolledRunConfig, *, out=None, resume=False, data_root=None, download=False, progress=True) -> DistilledSet:
+    pin_code_identity()  # its records name the code it started with
     cfg.validate()
     with float32_precision(cfg.allow_tf32, cfg.deterministic):
         return _run(cfg, out=out, resume=resume, data_root=data_root, download=download, progress=progress)
