@@ -191,11 +191,9 @@ def evaluate(
 def _no_paper_steps(ds) -> bool:
     """Whether a set's labels were learned by students trained the test protocol's way (a strategy whose persistent
     models are such students): their T is a placeholder, never measured, and their test protocol is in the recipe."""
-    from .distill.strategies import STRATEGIES
+    from .distill.strategies import trains_students
 
-    method = ds.recipe.get("method")
-    return (ds.schedule is None and method in STRATEGIES and STRATEGIES.get(STRATEGIES.canonical(method)).persistent == "protocol"
-            and ds.recipe.get("test_protocol") not in (None, "paper"))
+    return ds.schedule is None and trains_students(ds.recipe.get("method")) and ds.recipe.get("test_protocol") not in (None, "paper")
 
 
 def label_evaluation_file(arch: str, head: str, steps: int, models: int, *, optimizer: str | None = None, lr: float | None = None,

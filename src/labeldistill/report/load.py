@@ -47,10 +47,9 @@ class Run:
     def students(self) -> bool:
         """Whether the loop's persistent models were students trained the test's way (``--method implicit``): never reset,
         and the set has no paper T (its T is a placeholder)."""
-        from ..distill.strategies import STRATEGIES
+        from ..distill.strategies import trains_students
 
-        method = self.config.get("method")
-        return method in STRATEGIES and STRATEGIES.get(STRATEGIES.canonical(method)).persistent == "protocol"
+        return trains_students(self.config.get("method"))
 
     @property
     def learned(self) -> str:

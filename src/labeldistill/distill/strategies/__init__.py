@@ -7,4 +7,10 @@ def list_methods() -> list[str]:
     return STRATEGIES.names()
 
 
-__all__ = ["STRATEGIES", "StepOutput", "Strategy", "list_methods", "register_strategy"]
+def trains_students(method: str | None) -> bool:
+    """Whether ``method`` is a strategy whose persistent models are students trained the test protocol's way
+    (``persistent == "protocol"``: never reset, and its sets have no paper T); False for any other name (DD, SLDD)."""
+    return method in STRATEGIES and STRATEGIES.get(STRATEGIES.canonical(method)).persistent == "protocol"
+
+
+__all__ = ["STRATEGIES", "StepOutput", "Strategy", "list_methods", "register_strategy", "trains_students"]
