@@ -241,7 +241,7 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
                     else:
                         cfg = plan.config.resolve(plan.config.target, plan.channels)
                         what = f"{cfg.method}/{cfg.arch}" + (f", learning {cfg.learn} from {cfg.image_init}" if cfg.learn != "labels" else "")
-                        action += f"{verb} {what}, {epochs} epochs = {steps} steps{at}, into {run_dir}"
+                        action += f"{verb} {what}, {epochs} epoch{'s' * (epochs != 1)} = {steps} steps{at}, into {run_dir}"
                     counts["resume" if state == "resume" else "distill"] += 1
                 else:
                     action += f"baseline ({plan.config.head} head, smoothing {plan.config.smoothing}) into {run_dir}"
@@ -261,8 +261,9 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
                  f"{counts['evaluate']} evaluations; reuse {counts['reuse']} finished runs and {counts['stored']} stored cells; "
                  f"{counts['missing']} cells lack data; {counts['conflict']} conflicts.")
     lines.append(f"Estimated time on this machine: about {fmt_seconds(total)}. This is an ESTIMATE from a per-step cost "
-                 "model (steps = epochs x ceil(train size / 1024); per step on one thread of a 2-core CPU, measured: ridge "
-                 "0.02 s, second-order 0.07 s, DD 0.18 s with LeNet on MNIST, 0.9 / 2.2 / 4.0 s with AlexCifarNet on CIFAR-10; "
+                 "model (steps = epochs x ceil(train size / target batch); per step on one thread of a 2-core CPU, measured: ridge "
+                 "0.02 s, second-order 0.07 s, DD 0.18 s with LeNet on MNIST, 0.9 / 2.2 / 4.0 s with AlexCifarNet on CIFAR-10, "
+                 "implicit 51 s a student with ConvNet-3 on MNIST-100; fixed-epoch protocols 0.4 s a ConvNet-3 step; "
                  "+25% validation; other networks scaled from LeNet, ResNet x24; ~30 s per 20-model test; learned images "
                  "x1.5 is a guess), not a measurement.")
     emit({"table": spec.number, "dry_run": True, "protocol": opts.protocol, "cells": rows, "counts": counts,
