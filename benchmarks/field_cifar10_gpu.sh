@@ -12,7 +12,9 @@
 # Every step has a deadline (SIGINT: runs checkpoint and resume); what finished is packed into RESULTS_DIR.
 #
 # The data do not fit one call (the checkout and its carried paths: 64 MiB; CIFAR-10's training file is 117 MB), so
-# they travel in parts over consecutive calls, while the machine stays warm (30 s after a call). Here:
+# they travel in parts over consecutive calls, while the machine stays warm (30 s after a call). Since session 32
+# `bash benchmarks/prepare_loan.sh` lays them out (four training parts, the test file and kornia's wheels in p5) and
+# prints the three calls; by hand, the two-part layout:
 #   python benchmarks/npz_parts.py split ../shared/data/cifar10_train.npz .devdata --parts 2   # p1, p2: 57.8 / 59.6 MB (LZMA)
 #   mkdir -p .devdata/p3 && cp ../shared/data/cifar10_test.npz .devdata/p3/                     # 23.5 MB
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -34,9 +36,10 @@ START=$SECONDS
 W=${WORK_DIR:-$(mktemp -d)}; mkdir -p "$W/data"
 stamp() { echo "[$(( SECONDS - START )) s] $*" | tee -a "$W/session.log"; }
 
-if [ -d "$D/p3/whl" ]; then
-  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$D"/p3/whl/*.whl && export PYTHONPATH=$PYTHONPATH:/tmp/site
-fi
+for whl in "$D"/p*/whl; do  # kornia's wheels, in whichever part carried them
+  [ -d "$whl" ] && $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$whl"/*.whl \
+    && export PYTHONPATH=$PYTHONPATH:/tmp/site
+done
 . benchmarks/cifar10_parts.sh
 cifar10_into "$D" "$W/data" || exit 1
 { nvidia-smi 2>/dev/null; $PY -c "import torch, kornia; print('torch', torch.__version__, 'kornia', kornia.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no gpu')"; } > "$W/machine.txt" 2>&1

@@ -1,16 +1,20 @@
 #!/usr/bin/env bash
 # Lay out .devdata/ for a GPU loan of three calls (docs/benchmarks.md, "The next loans"), idempotently, and print the
 # calls. A call carries the checkout (about 3 MB without records/) and the paths it names, at most 64 MiB in all; the
-# machine keeps what earlier calls carried while it stays warm (30 s after a call), so the data travel in parts:
-#   call 1: MNIST's two files + p1 + p6 (the parked SLDD run; 49 MB with the code)  -> device_checks.sh (issue 19)
-#   call 2: p2 + p3 (63 MB)                                -> true
-#   call 3: p4 + p5 (test file, the parked DD run; 60 MB)  -> dd_cifar10_gpu.sh (issue 16)
+# machine keeps what earlier calls carried while it stays warm (30 s after a call), so the data travel in parts.
+# The default (session 32): the loan goes to issue 18's CIFAR-10 field table, the one deliverable a CPU cannot make:
+#   call 1: p1 + p2 -> true;  call 2: p3 + p4 -> true;  call 3: p5 (test file, kornia's wheels) -> field_cifar10_gpu.sh
 # With --dd-only the whole loan goes to DD (about 14,000 kernels an outer iteration, so some tens of ms each even as a
 # graph: the rest of the 17,600 iterations may need most of a loan):
 #   call 1: p1 + p2 -> true;  call 2: p3 + p4 -> true;  call 3: p5 + p6 -> dd_cifar10_gpu.sh
-# Usage (repository root): bash benchmarks/prepare_loan.sh [--dd-only] [SHARED_DATA_DIR]   (default ../shared/data)
+# With --checks, the order of sessions 24-31 (issue 19's device checks, since resolved, then DD):
+#   call 1: MNIST's two files + p1 + p6 (the parked SLDD run; 49 MB with the code)  -> device_checks.sh
+#   call 2: p2 + p3 (63 MB)                                -> true
+#   call 3: p4 + p5 (test file, the parked DD run; 60 MB)  -> dd_cifar10_gpu.sh (issue 16)
+# Usage (repository root): bash benchmarks/prepare_loan.sh [--dd-only | --checks] [SHARED_DATA_DIR]   (default ../shared/data)
 set -eu
-DD_ONLY=0; [ "${1:-}" = --dd-only ] && { DD_ONLY=1; shift; }
+MODE=field
+case "${1:-}" in --dd-only) MODE=dd; shift ;; --checks) MODE=checks; shift ;; esac
 S=${1:-../shared/data}
 PY=${PYTHON:-python3}
 mkdir -p .devdata
@@ -27,23 +31,34 @@ fi
 if [ -d records/in-progress/cifar10-sldd-100-s0 ]; then  # the parked SLDD run (session 27's CPU lanes), 4.5 MB
   rm -rf .devdata/p6 && mkdir -p .devdata/p6 && $PY records/archive.py restore cifar10-sldd-100-s0 .devdata/p6/sldd_run
 fi
+if [ $MODE = field ] && ! ls .devdata/p5/whl/kornia-*.whl > /dev/null 2>&1; then  # the GPU machine reaches no network
+  $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .devdata/p5/whl kornia==0.9.0 kornia_rs==0.2.0
+fi
 du -sh .devdata/mnist_*.npz .devdata/p*
-if [ $DD_ONLY = 1 ]; then cat <<'EOF'
-Now move the run records out of the working tree (they would not leave room): rm -r records/runs records/in-progress
-(git checkout records brings them back after the loan), then, with no pause between the calls:
+echo "Now move the run records out of the working tree (they would not leave room): rm -r records/runs records/in-progress"
+echo "(git checkout records brings them back after the loan), then, with no pause between the calls:"
+case $MODE in
+field) cat <<'EOF'
+  1. carry [".devdata/p1", ".devdata/p2"]: true
+  2. carry [".devdata/p3", ".devdata/p4"]: true
+  3. carry [".devdata/p5"], timeout_s = what is left (at most 600):
+     WORK_DIR=/tmp/field bash benchmarks/field_cifar10_gpu.sh .devdata $OUT
+EOF
+;;
+dd) cat <<'EOF'
   1. carry [".devdata/p1", ".devdata/p2"]: true
   2. carry [".devdata/p3", ".devdata/p4"]: true
   3. carry [".devdata/p5", ".devdata/p6"], timeout_s = what is left (at most 600; if time is left after it, the same command again):
      DEADLINE=... WORK_DIR=/tmp/dd bash benchmarks/dd_cifar10_gpu.sh .devdata $OUT
 EOF
-exit 0
-fi
-cat <<'EOF'
-Now move the run records out of the working tree (they would not leave room): rm -r records/runs records/in-progress
-(git checkout records brings them back after the loan), then, with no pause between the calls:
+;;
+checks) cat <<'EOF'
   1. carry [".devdata/mnist_train.npz", ".devdata/mnist_test.npz", ".devdata/p1", ".devdata/p6"], timeout_s <= 600:
      STAGES="tests grouped_conv profile_batched batched_ridge" DEADLINE=... WORK_DIR=/tmp/dc bash benchmarks/device_checks.sh .devdata $OUT
   2. carry [".devdata/p2", ".devdata/p3"]: true
   3. carry [".devdata/p4", ".devdata/p5"], timeout_s = what is left:
      DEADLINE=... WORK_DIR=/tmp/dd bash benchmarks/dd_cifar10_gpu.sh .devdata $OUT
 EOF
+;;
+esac
