@@ -28,6 +28,17 @@ def resolve_meta_gradient(choice: str, device: str | object) -> str:
 # its own (``Strategy.defaults``; --method implicit's are the settings it was measured with, docs/results.md).
 METHOD_DEFAULTS: dict[str, object] = {"target_batch": 1024, "label_lr": 1e-3, "label_param": "probabilities", "target_scale": "shared"}
 
+
+def method_defaults(method: str, target_labels: str = "true") -> dict[str, object]:
+    """The values ``None`` stands for in :data:`METHOD_DEFAULTS`'s settings under ``method``: the paper's, replaced by the
+    strategy's own ``defaults``; a fitted target scale needs class indices, so with a teacher's targets it is the shared one."""
+    from .strategies import STRATEGIES
+
+    d = {**METHOD_DEFAULTS, **STRATEGIES.get(STRATEGIES.canonical(method)).defaults}
+    if d["target_scale"] == "fitted" and target_labels != "true":
+        d["target_scale"] = "shared"
+    return d
+
 TARGET_LABELS = ("true", "teacher")  # what the loop's target loss compares with (DistillConfig.target_labels)
 
 
@@ -181,14 +192,9 @@ class DistillConfig:
         return c
 
     def with_method_defaults(self) -> DistillConfig:
-        """A copy with the method's defaults (:data:`METHOD_DEFAULTS`, a strategy's own ``defaults``) in place of ``None``;
+        """A copy with the method's defaults (:func:`method_defaults`) in place of ``None``;
         part of :meth:`resolve`, and what the loop applies to a config it is given as it is."""
-        from .strategies import STRATEGIES
-
-        strategy = STRATEGIES.get(STRATEGIES.canonical(self.method))
-        fill = {k: v for k, v in {**METHOD_DEFAULTS, **strategy.defaults}.items() if getattr(self, k) is None}
-        if fill.get("target_scale") == "fitted" and self.target_labels != "true":  # the fitted scale needs class indices
-            fill["target_scale"] = "shared"
+        fill = {k: v for k, v in method_defaults(self.method, self.target_labels).items() if getattr(self, k) is None}
         return dataclasses.replace(self, **fill) if fill else self
 
     def validate(self) -> None:

@@ -24,7 +24,7 @@ from ..data import dataset_status, resolve_data_root
 from ..data.catalog import CATALOG, TEST_IMAGE_STAND_INS
 from ..data.splits import DEFAULT_FRACTIONS
 from ..distill import DistillConfig
-from ..distill.config import METHOD_DEFAULTS
+from ..distill.config import method_defaults
 from ..lrsearch import SEARCH_MODELS, SGD_LRS
 from ..protocols import get_protocol
 from ..runs.metrics import last_epoch
@@ -244,8 +244,9 @@ def _with_defaults(d: dict, cls: type) -> dict:
 
 def normalise_distill(d: dict) -> dict:
     d = _with_defaults({"start_candidate": "off", **d}, DistillConfig)  # a record from before the start candidate: none
-    filled = DistillConfig(method=d["method"], target_labels=d["target_labels"], **{k: d[k] for k in METHOD_DEFAULTS}).with_method_defaults()
-    d.update({k: getattr(filled, k) for k in METHOD_DEFAULTS})  # one recorded before it existed: the method's default
+    for k, v in method_defaults(d["method"], d["target_labels"]).items():  # one recorded before it existed: the method's default
+        if d[k] is None:
+            d[k] = v
     if d.get("image_lr") is None:  # a record from before the image lr existed: the value resolve() gives that run
         from ..distill.learned import LEARN, default_image_lr
 
