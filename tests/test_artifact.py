@@ -10,9 +10,9 @@ from safetensors.torch import save as st_save
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader
 
-from labeldistill.artifact import FILE_NAME, FORMAT, FORMAT_VERSION, DistilledSet, load
+from labeldistill.artifact import FILE_NAME, FORMAT, FORMAT_VERSION, DistilledSet, Schedule, load
 from labeldistill.data import Preprocessing
-from labeldistill.errors import ArtifactError
+from labeldistill.errors import ArtifactError, UserError
 
 
 def make_set(n=6, c=3) -> DistilledSet:
@@ -83,7 +83,7 @@ def test_hash_is_over_document_and_tensors(tmp_path):
     _, header = _split(raw)
     meta = header["__metadata__"]
     doc = json.loads(meta["labeldistill"])
-    assert doc["format"] == FORMAT and doc["format_version"] == FORMAT_VERSION and doc["steps"] == 137
+    assert doc["format"] == FORMAT and doc["format_version"] == 2 and doc["steps"] == 137  # a set with a T: as before version 3
     assert meta["sha256"] == _digest(meta["labeldistill"], {"images": ds.images, "labels": ds.labels})
 
 
@@ -155,8 +155,6 @@ def test_foreign_safetensors_files(tmp_path):
 
 
 # -- format version 2: what was learned, initial images, a per-step schedule ------------------
-from labeldistill.artifact import Schedule  # noqa: E402
-from labeldistill.errors import UserError  # noqa: E402
 
 
 def make_image_set(n=6) -> DistilledSet:
@@ -250,3 +248,54 @@ def test_schedule_must_fit_the_set(tmp_path):
     (tmp_path / "bad.safetensors").write_bytes(st_save(tensors, metadata={"labeldistill": doc, "sha256": _digest(doc, tensors)}))
     with pytest.raises(ArtifactError, match="invalid field"):
         load(tmp_path / "bad.safetensors")
+
+
+def _write_doc(path, ds: DistilledSet, **fields) -> None:
+    """A file with the document's fields as given (a correct hash): what another version of the library wrote."""
+    tensors = {"images": ds.images.contiguous(), "labels": ds.labels.contiguous()}
+    doc = {"format": FORMAT, "format_version": 2, "steps": ds.steps, "preprocessing": ds.preprocessing.to_dict(),
+           "class_names": ds.class_names, "recipe": ds.recipe, "provenance": ds.provenance, "learned": "labels",
+           "image_init": None, "schedule": None, **fields}
+    text = json.dumps(doc, sort_keys=True)
+    path.write_bytes(st_save(tensors, metadata={"labeldistill": text, "sha256": _digest(text, tensors)}))
+
+
+def test_a_set_without_a_T_is_version_3_and_round_trips(tmp_path):
+    ds = make_set()
+    with_t = ds.save(tmp_path / "t.safetensors").read_bytes()
+    ds.steps, ds.recipe = None, {**ds.recipe, "method": "implicit", "test_protocol": "dc-dsa"}
+    raw = ds.save(tmp_path / "none.safetensors").read_bytes()
+    doc = json.loads(_split(raw)[1]["__metadata__"]["labeldistill"])
+    assert doc["format_version"] == 3 == FORMAT_VERSION and doc["steps"] is None
+    assert json.loads(_split(with_t)[1]["__metadata__"]["labeldistill"])["format_version"] == 2
+    back = load(tmp_path / "none.safetensors")
+    assert back.steps is None and back.recipe["test_protocol"] == "dc-dsa" and torch.equal(back.labels, ds.labels)
+
+
+def test_a_set_without_a_T_needs_a_test_protocol_and_no_schedule(tmp_path):
+    ds = make_set()
+    with pytest.raises(UserError, match="test_protocol"):  # nothing would say how to train it
+        DistilledSet(ds.images, ds.labels, None, ds.preprocessing, ds.class_names, recipe={"test_protocol": "paper"})
+    with pytest.raises(UserError, match="schedule"):
+        DistilledSet(ds.images, ds.labels, None, ds.preprocessing, ds.class_names, recipe={"test_protocol": "dc"},
+                     schedule=Schedule("per-step", [0.1]))
+    _write_doc(tmp_path / "v3.safetensors", ds, format_version=3, steps=None)  # no test protocol in its recipe
+    with pytest.raises(ArtifactError, match="invalid field"):
+        load(tmp_path / "v3.safetensors")
+    _write_doc(tmp_path / "v2.safetensors", ds, steps=None)  # version 2 had no null T
+    with pytest.raises(ArtifactError, match="invalid field"):
+        load(tmp_path / "v2.safetensors")
+
+
+@pytest.mark.parametrize("method,protocol,want", [
+    ("implicit", "dc-dsa", None),  # written before version 3 with the placeholder T = 1
+    ("ld-implicit", "dc", None),  # an alias names the same strategy
+    ("second-order", "dc-dsa", 1),  # the paper's loop: its T is real, whatever protocol tested it
+    ("implicit", None, 1),  # (a recipe without a test protocol is not such a set)
+    ("dd", "dc-dsa", 1),
+])
+def test_version_2_sets_of_students_read_without_their_placeholder_T(tmp_path, method, protocol, want):
+    ds = make_set()
+    recipe = {**ds.recipe, "method": method, **({"test_protocol": protocol} if protocol else {})}
+    _write_doc(tmp_path / "old.safetensors", ds, steps=1, recipe=recipe)
+    assert load(tmp_path / "old.safetensors").steps == want

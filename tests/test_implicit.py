@@ -303,7 +303,7 @@ def test_an_implicit_set_has_no_paper_steps_so_its_start_skips_the_search_and_ev
 
     import labeldistill
     from labeldistill.distill import start as start_mod
-    from labeldistill.evaluation import evaluate
+    from labeldistill.evaluation import evaluate, parse_steps
 
     short = dataclasses.replace(get_protocol("dc"), epochs=20, arch="lenet")
     monkeypatch.setitem(protocol_base.PROTOCOLS._items, "dc", short)
@@ -317,9 +317,16 @@ def test_an_implicit_set_has_no_paper_steps_so_its_start_skips_the_search_and_ev
     out = tmp_path / "run"
     labeldistill.distill(config=cfg, out=out, progress=False)
     r = json.loads((out / "result.json").read_text())
-    assert r["start_candidate"]["curve"] == {} and r["start_candidate"]["T"] == r["T"]  # the snapshots' placeholder
+    assert r["start_candidate"]["curve"] == {} and r["T"] is None  # no step search, and no T in the result
+    ds = labeldistill.load(out)
+    assert ds.steps is None and ds.written_version == 3 and ds.recipe["test_protocol"] == "dc"  # nor in the set
     with pytest.raises(UserError, match="carry no T for the paper protocol; give --steps N"):
         evaluate(out, protocol="paper", save=False)
+    with pytest.raises(UserError, match="carry no T"):
+        evaluate(out, protocol="paper", steps="+50", save=False)  # a change of a T it does not have
+    with pytest.raises(UserError, match="this set has none"):
+        parse_steps("x0.5", ds.steps)
+    assert parse_steps("30", ds.steps) == 30 and parse_steps(None, ds.steps) is None
     own = evaluate(out, save=False)  # its own test protocol by default: the run's test again
     assert own["protocol"] == "dc" and own["accuracies"] == r["accuracies"]
     assert evaluate(out, protocol="paper", steps=30, models=2, save=False)["steps"] == 30

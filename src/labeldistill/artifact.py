@@ -1,6 +1,6 @@
 """The distilled set: images + labels + how to train on them, in one safe file.
 
-Format (version 2): one safetensors file whose tensors are
+Format (version 2, or 3 for a set without a T): one safetensors file whose tensors are
 
 * ``images``: N x C x H x W float32, normalised with ``preprocessing`` (what models see);
 * ``labels``: N x C float32 probabilities;
@@ -18,6 +18,13 @@ images started (``image_init``: null, "uniform", "real" or "normal") and an opti
 ``schedule`` (:class:`Schedule`), plus a SHA-256 over all of it. Nothing is pickled; ``load``
 refuses a file whose contents do not match its hash or whose format is newer than this
 library, and reads version-1 files (labels for base images: ``learned = "labels"``).
+
+Version 3 differs from 2 in one thing: ``steps`` may be null. A set learned by students trained the test protocol's
+way (``--method implicit``) was never selected for a number of the paper protocol's steps; it trains by the fixed
+epochs of its recipe's ``test_protocol``, and saying "T = 1" would let a reader train it for one step. Only such a set
+is written as version 3 (a set with a T is written byte for byte as before, and readers before version 3 refuse one
+without with "upgrade"); version-2 files of such sets (written with the placeholder T = 1 before version 3) are read
+with ``steps = None``.
 """
 from __future__ import annotations
 
@@ -41,7 +48,7 @@ from .runs.files import atomic_write_bytes
 from .runs.tensorstate import content_digest
 
 FORMAT = "labeldistill.distilled-set"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # the newest this library reads; a set with a T is still written as version 2 (``written_version``)
 FILE_NAME = "distilled.safetensors"
 RESULT_FILE = "result.json"
 LEARNED = ("labels", "images", "images+labels")
@@ -124,7 +131,8 @@ class DistilledSet:
     Attributes:
         images: N x C x H x W, normalised with ``preprocessing``.
         labels: N x C probabilities over ``class_names``.
-        steps: T, the number of training steps the set was selected for.
+        steps: T, the number of training steps the set was selected for; None for a set that has none (labels learned by
+            students trained the test's way, ``--method implicit``): it trains by its recipe's ``test_protocol``.
         recipe: how the paper trains on them (optimizer, lr, batch size, arch, head).
         provenance: where the images come from (dataset, indices, licence note; indices are
             None for images learned from uniform noise), and what was learned.
@@ -144,7 +152,7 @@ class DistilledSet:
 
     images: torch.Tensor
     labels: torch.Tensor
-    steps: int
+    steps: int | None
     preprocessing: Preprocessing
     class_names: list[str]
     recipe: dict[str, Any] = field(default_factory=dict)
@@ -163,6 +171,12 @@ class DistilledSet:
             raise UserError(f"Unknown image_init {self.image_init!r}. Known: {', '.join(IMAGE_INITS)} (or None).")
         if self.initial_images is not None and tuple(self.initial_images.shape) != tuple(self.images.shape):
             raise UserError(f"initial_images {tuple(self.initial_images.shape)} must have the images' shape {tuple(self.images.shape)}.")
+        if self.steps is None:  # what trains it then is its test protocol's fixed epochs
+            if self.schedule is not None:
+                raise UserError("A set with a per-step schedule has T = the schedule's steps, not None.")
+            if self.recipe.get("test_protocol") in (None, "paper"):
+                raise UserError("A set without a T (steps None) trains by its recipe's test_protocol (a fixed-epoch protocol "
+                                "such as dc-dsa); this recipe names none.")
         if self.schedule is not None:
             self.schedule.check(len(self), int(self.steps))
         if self.zca is not None and tuple(self.zca.shape) != tuple(self.images.shape[1:]):
@@ -186,9 +200,14 @@ class DistilledSet:
                                    zca=None if self.zca is None else self.zca.to(device))
 
     # -- file format ------------------------------------------------------------------
+    @property
+    def written_version(self) -> int:
+        """The format version this set is written as: 3 only for a set without a T (its one new field value)."""
+        return 2 if self.steps is not None else 3
+
     def _document(self) -> dict[str, Any]:
         doc = {
-            "format": FORMAT, "format_version": FORMAT_VERSION, "steps": int(self.steps),
+            "format": FORMAT, "format_version": self.written_version, "steps": None if self.steps is None else int(self.steps),
             "preprocessing": self.preprocessing.to_dict(), "class_names": list(self.class_names),
             "recipe": self.recipe, "provenance": self.provenance,
             "learned": self.learned, "image_init": self.image_init,
@@ -270,14 +289,28 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> DistilledSet:
         learned, image_init = (doc["learned"], doc["image_init"]) if version >= 2 else ("labels", None)
         schedule = Schedule.from_dict(doc["schedule"]) if version >= 2 and doc["schedule"] is not None else None
         zca = ZCA.from_parts(doc["zca"], tensors).to(device) if has_zca else None
-        ds = DistilledSet(images.to(device), labels.to(device), int(doc["steps"]), pre, list(doc["class_names"]),
-                          dict(doc.get("recipe", {})), dict(doc.get("provenance", {})), learned=learned, image_init=image_init,
+        recipe = dict(doc.get("recipe", {}))
+        steps = None if doc["steps"] is None and version >= 3 else int(doc["steps"])
+        if version == 2 and _trained_by_students(recipe):
+            steps = None  # written before version 3 with the placeholder T = 1
+        ds = DistilledSet(images.to(device), labels.to(device), steps, pre, list(doc["class_names"]),
+                          recipe, dict(doc.get("provenance", {})), learned=learned, image_init=image_init,
                           initial_images=None if initial is None else initial.to(device), schedule=schedule, zca=zca)
     except (KeyError, TypeError, ValueError, UserError) as e:
         raise ArtifactError(f"{path} has an invalid field ({e}).") from None
     if run_dir is not None:
         ds.evaluation = _run_result(run_dir)
     return ds
+
+
+def _trained_by_students(recipe: dict[str, Any]) -> bool:
+    """Whether a version-2 set's labels were learned by students trained the test's way: its T is the placeholder 1."""
+    method = recipe.get("method")
+    if not isinstance(method, str) or recipe.get("test_protocol") in (None, "paper"):
+        return False
+    from .distill.strategies import trains_students  # only for such a file: the registry is not the format's business
+
+    return trains_students(method)
 
 
 def _run_result(run_dir: Path) -> dict[str, Any] | None:

@@ -17,13 +17,16 @@ from .numerics import float32_precision
 from .runs.provenance import resolve_device, versions
 
 
-def parse_steps(value: str | int | None, default: int) -> int:
+def parse_steps(value: str | int | None, default: int | None) -> int | None:
     """An absolute T (``300``), a signed change of the distilled T (``+50``, ``-20``) or a fraction of it
     (``x0.5``, ``x10/30``: T x 10 / 30, rounded to the nearest step; DD's "first 10 of its 30 steps" for a
-    label set)."""
+    label set). ``default``: the set's T, None for a set without one (then only an absolute T means anything)."""
     if value is None:
         return default
     text = str(value).strip()
+    if default is None and not text.isdigit():
+        raise UserError(f"--steps {value} changes the set's T, but this set has none (labels learned by students trained "
+                        "the test's way): give a number of steps.")
     try:
         if text[:1] in "xX":
             num, _, den = text[1:].partition("/")
@@ -104,10 +107,12 @@ def evaluate(
         from .distill.validation import pick_snapshot
 
         snap, rec = pick_snapshot(path, snapshot, dev)
-        ds.labels, ds.steps = snap.labels, snap.steps_t
+        ds.labels = snap.labels
+        if ds.steps is not None:  # a snapshot of a set without a T has none either (its steps_t is the loop's placeholder)
+            ds.steps = snap.steps_t
         if snap.images is not None:
             ds.images = snap.images
-        picked = {"number": snap.number, "epoch": snap.epoch, "T": snap.steps_t, "val_accuracy": rec["val_accuracy"],
+        picked = {"number": snap.number, "epoch": snap.epoch, "T": ds.steps, "val_accuracy": rec["val_accuracy"],
                   "asked": str(snapshot)}
     if ds.schedule is None and variant is not None:
         raise UserError(f"--variant applies only to DD / SLDD sets (a learned step schedule); {path} holds a label set.")
@@ -125,13 +130,13 @@ def evaluate(
             raise UserError("--label-temperature auto chooses for the set's own training; drop --optimizer / --lr / --order.")
         if label_temperature != "auto":
             ds.labels = temper(ds.labels, float(label_temperature))
-    if _no_paper_steps(ds):  # labels learned by students trained the test's way: no T was ever measured for them
+    if ds.steps is None:  # labels learned by students trained the test's way: no T was ever measured for them
         from .protocols import canonical_protocol
 
         protocol = canonical_protocol(protocol or ds.recipe["test_protocol"])
         if protocol == "paper" and (steps is None or not str(steps).strip().isdigit()):
             raise UserError(f"{path}'s labels were learned by students trained under {ds.recipe['test_protocol']} (--method "
-                            f"{ds.recipe['method']}): they carry no T for the paper protocol; give --steps N (a number of steps).")
+                            f"{ds.recipe.get('method')}): they carry no T for the paper protocol; give --steps N (a number of steps).")
     run_dir = path if path.is_dir() else None
     record = read_json(run_dir / "config.json") if run_dir and (run_dir / "config.json").exists() else {}
     run_cfg = record.get("config", {})
@@ -175,7 +180,7 @@ def evaluate(
                                                                         lr=train_lr, steps=t)
         ev = evaluate_labels(learner, ds.images, ds.labels, data.test.x, data.test.y, steps=t, models=models, seed=seed,
                              batch_size=batch, lr=train_lr, recipe=recipe)
-    result = {**ev.to_dict(), "protocol": "paper", "arch": arch, "head": head, "learned": ds.learned, "steps_delta": t - ds.steps, "distilled_steps": ds.steps,
+    result = {**ev.to_dict(), "protocol": "paper", "arch": arch, "head": head, "learned": ds.learned, "steps_delta": None if ds.steps is None else t - ds.steps, "distilled_steps": ds.steps,
               "optimizer": recipe.optimizer if recipe else "adam", "lr": train_lr, **how,
               "target": data.name, "seed": seed, "source": str(path), "device": dev, "versions": versions(), "float_settings": floats}
     if label_temperature is not None:
@@ -186,14 +191,6 @@ def evaluate(
         name = label_evaluation_file(arch, head, t, models, optimizer=optimizer, lr=lr, order=order, label_temperature=label_temperature)
         _save_evaluation(run_dir, name, result, run_cfg)
     return result
-
-
-def _no_paper_steps(ds) -> bool:
-    """Whether a set's labels were learned by students trained the test protocol's way (a strategy whose persistent
-    models are such students): their T is a placeholder, never measured, and their test protocol is in the recipe."""
-    from .distill.strategies import trains_students
-
-    return ds.schedule is None and trains_students(ds.recipe.get("method")) and ds.recipe.get("test_protocol") not in (None, "paper")
 
 
 def label_evaluation_file(arch: str, head: str, steps: int, models: int, *, optimizer: str | None = None, lr: float | None = None,

@@ -212,9 +212,12 @@ class RunSession:
         except KeyboardInterrupt:
             hint = f" Resume with: labeldistill distill --resume {run_dir}" if run_dir is not None else ""
             raise Interrupted(f"Stopped while testing the selected labels; the loop's final checkpoint is kept.{hint}") from None
+        # Students trained the test's way never measured a T for the paper protocol (the loop's is a placeholder): the
+        # set and its result say it has none, so no reader trains it for the placeholder's steps.
+        set_t = None if distiller.strategy.persistent == "protocol" else loop.steps
         result = ev.to_dict()
         result.update(
-            T=loop.steps, selected_epoch=loop.selected.epoch, resets=loop.resets, T_list=loop.t_list,
+            T=set_t, selected_epoch=loop.selected.epoch, resets=loop.resets, T_list=loop.t_list,
             distill_seconds=round(loop.seconds, 2), test_seconds=round(time.perf_counter() - t0, 2),
             seconds=round(loop.seconds + time.perf_counter() - t0, 2), seconds_per_step=round(loop.seconds_per_step, 5),
             method=resolved.method, arch=resolved.arch, head=distiller.strategy.head, base=resolved.base,
@@ -245,7 +248,7 @@ class RunSession:
         if resolved.test_protocol != "paper":
             recipe["test_protocol"] = resolved.test_protocol
         ds = DistilledSet(
-            images=images.detach().cpu(), labels=loop.labels.detach().cpu(), steps=loop.steps,
+            images=images.detach().cpu(), labels=loop.labels.detach().cpu(), steps=set_t,
             preprocessing=problem.target.preprocessing, class_names=list(problem.target.class_names),
             recipe=recipe,
             provenance={**_provenance(problem, distiller, resolved.seed), "label_init": self.label_init,

@@ -94,7 +94,7 @@ class ProtocolStudents:
     def train_first(self, x: torch.Tensor, y: torch.Tensor, *, progress: bool = False) -> None:
         """The protocol's whole training (``first_recipe``) on base images ``x`` (the loop's normalisation) and labels ``y``."""
         xw = self.whiten(x)
-        total = self.first_recipe.total_steps(self.n_base, self.n_base, 1)
+        total = self.first_recipe.total_steps(self.n_base, self.n_base, None)
         with tqdm(total=total * self.k, disable=not progress, unit="step", leave=False,
                   desc=f"{self.protocol.name}: training {self.k} student(s)") as bar:
             def tick(_step: int, _state: object) -> None:  # None, never tqdm's True: an observer's True stops the training

@@ -65,5 +65,10 @@ class TrainRecipe:
     def steps_per_epoch(n: int, batch: int) -> int:
         return math.ceil(n / batch)
 
-    def total_steps(self, n: int, batch: int, steps: int) -> int:
-        return steps if self.epochs is None else self.epochs * self.steps_per_epoch(n, batch)
+    def total_steps(self, n: int, batch: int, steps: int | None) -> int:
+        """The training's steps: its fixed epochs', else ``steps`` (the set's T; a set without one has only fixed epochs)."""
+        if self.epochs is not None:
+            return self.epochs * self.steps_per_epoch(n, batch)
+        if steps is None:
+            raise ValueError("a recipe without fixed epochs trains for T steps: give steps")
+        return int(steps)

@@ -11,4 +11,5 @@ from . import register_format
 def write(ds: DistilledSet, out: str | Path) -> tuple[Path, list[str]]:
     path = ds.save(Path(out))
     what = "learned labels" if ds.learned == "labels" else f"learned {ds.learned}"
-    return path, [f"wrote {path}: {len(ds)} images, {ds.num_classes} classes, {what}, T={ds.steps} (no target paths or metrics)"]
+    t = f"T={ds.steps}" if ds.steps is not None else f"no T (trains by {ds.recipe['test_protocol']})"
+    return path, [f"wrote {path}: {len(ds)} images, {ds.num_classes} classes, {what}, {t} (no target paths or metrics)"]

@@ -78,12 +78,13 @@ def whiten(zca: ZCA | None, x: torch.Tensor, *, already: bool = False) -> torch.
 
 def evaluate_protocol(
     protocol: str | Protocol, learner: Learner, images: torch.Tensor, labels: torch.Tensor, test_x: torch.Tensor,
-    test_y: torch.Tensor, *, steps: int, seed: int, models: int | None = None, batch_size: int = 50, lr: float = 1e-3,
+    test_y: torch.Tensor, *, steps: int | None, seed: int, models: int | None = None, batch_size: int = 50, lr: float = 1e-3,
     zca: ZCA | None = None, purpose: str = "test-models", ledger: str | Path | None = None, progress: bool = False,
     view_labels: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Evaluation:
     """``models`` fresh models (default: the protocol's) trained on (images, labels) the protocol's way, tested on
-    (test_x, test_y). ``steps`` / ``batch_size`` / ``lr`` are the set's own (used where the protocol keeps them);
+    (test_x, test_y). ``steps`` / ``batch_size`` / ``lr`` are the set's own (used where the protocol keeps them; ``steps`` None for a set
+    without a T, which only a fixed-epoch protocol trains);
     ``zca``: the whitening (from :func:`target_zca`), applied to the test images and, unless the set's images are
     already whitened, to them. Model seeds are the paper protocol's test-model seeds (``purpose``: another
     stream, e.g. ``"validation-models"`` for a choice made on the validation split).
@@ -105,7 +106,7 @@ def evaluate_protocol(
     tx = whiten(zca, test_x)
     batch = p.batch_for(int(images.shape[0]), batch_size)
     recipe = p.recipe(int(images.shape[1]), lr=lr)
-    total = recipe.total_steps(int(images.shape[0]), batch, int(steps))
+    total = recipe.total_steps(int(images.shape[0]), batch, steps)
     seeds = model_seeds(seed, purpose, k)
     book = None
     if ledger is not None:
@@ -128,7 +129,7 @@ def evaluate_protocol(
                 bar.update(n)
 
             t0 = time.perf_counter()
-            state = train_models(learner, x, labels, int(steps), [seeds[i] for i in group], batch_size=batch, recipe=recipe,
+            state = train_models(learner, x, labels, total, [seeds[i] for i in group], batch_size=batch, recipe=recipe,
                                  observe_at=range(1, total + 1) if progress else (),
                                  observer=tick if progress else None, view_labels=view_labels)
             acc = (accuracy(learner, state, tx, test_y).double().cpu() * 100).tolist()
