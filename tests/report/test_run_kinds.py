@@ -7,7 +7,7 @@ import pytest
 
 from labeldistill.cli import main
 from labeldistill.errors import UserError
-from labeldistill.report import load_run, make_report
+from labeldistill.report import compare_runs, load_run, make_report
 
 from .conftest import make_dd_run, make_image_run
 from .helpers import check_png
@@ -94,3 +94,7 @@ def test_a_students_run_has_no_resets_and_no_paper_t(tmp_path):
     assert "| T (training steps) | - (none: tested under dc-dsa's fixed epochs) |" in text
     assert "T_i recorded at each reset" not in text and "98.07" in text
     check_png(tmp_path / "report" / "training_curves.png")
+    rows = [line.split(" | ") for line in compare_runs([record, make_image_run(tmp_path / "img2", n=10)],
+                                                       tmp_path / "cmp").read_text().splitlines() if line.startswith("| ")]
+    t_col = rows[0].index("T")
+    assert rows[1][t_col] == "-" and rows[2][t_col] != "-"  # in the comparison too: the record's result says T 1, the placeholder of its version

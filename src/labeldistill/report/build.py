@@ -329,7 +329,7 @@ def compare_runs(run_dirs: Sequence[str | Path], out: str | Path | None = None) 
         _, gv = run.grad_var()
         rows.append([lab, str(run.config.get("target")), str(run.config.get("source") or "-"), str(run.config.get("method")),
                      f"{run.get('arch')} / {r.get('head', '-')}", str(run.config.get("base")), str(len(run.steps)),
-                     str(len(run.resets()[0])), str(r.get("T", "-")), _fmt_acc(r.get("accuracy_mean"), r.get("accuracy_std")),
+                     str(len(run.resets()[0])), "-" if run.students or r.get("T") is None else str(r["T"]), _fmt_acc(r.get("accuracy_mean"), r.get("accuracy_std")),
                      f"{float(sel['val_accuracy']):.2f} %" if sel else "-",
                      f"{float(r['seconds_per_step']):.4f}" if r.get("seconds_per_step") else "-",
                      f"{float(np.median(gv)):.2e}" if len(gv) else "-"])
