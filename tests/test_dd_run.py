@@ -260,6 +260,7 @@ def test_resume_refuses_another_numerics_version(small_straight, tmp_path, capsy
 
     out = tmp_path / "old"
     shutil.copytree(small_straight, out)
+    (out / "result.json").unlink()  # unfinished: a finished run is reported as it is, whatever its numerics
     record = json.loads((out / "config.json").read_text())
     record["versions"]["numerics_version"] = 0
     (out / "config.json").write_text(json.dumps(record))
@@ -440,3 +441,14 @@ def test_the_final_test_keeps_its_networks_and_a_stopped_test_resumes(dd_run, tm
     assert one_thread_main(["distill", "--resume", str(run), "--no-progress"]) == 0
     got = json.loads((run / "result.json").read_text())
     assert got["accuracies"] == want["accuracies"] and got["models_from_ledger"] == 2
+
+
+def test_resuming_a_finished_dd_run_changes_nothing(small_straight, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "done"
+    shutil.copytree(small_straight, run)
+    before = {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    code, out, _ = run_main(capsys, "distill", "--resume", str(run), "--no-progress")
+    assert code == 0 and "The run had finished: nothing was run" in out
+    assert {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == before

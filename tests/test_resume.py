@@ -153,3 +153,26 @@ def test_resume_of_a_directory_just_taken_says_in_use(tmp_path, capsys):
         lock.release()
     assert main(["distill", "--resume", str(out)]) == 2
     assert "nothing to resume" in capsys.readouterr().err
+
+
+def _files(run: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_resuming_a_finished_run_changes_nothing(straight, tmp_path, capsys):
+    """A finished run asked to resume is reported as it is: before, it was tested again from its ledger and its result
+    rewritten (the test's time, the finishing code's identity), and a resume was added to its config.json."""
+    import shutil
+
+    from labeldistill.cli import main
+
+    run = tmp_path / "done"
+    shutil.copytree(straight, run)
+    before = _files(run)
+    assert main(["distill", "--resume", str(run), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "The run had finished: nothing was run" in out
+    assert _files(run) == before
+    ds = labeldistill.distill(out=run, resume=True)
+    assert ds.evaluation["already_finished"] and ds.evaluation["accuracies"] == json.loads((run / "result.json").read_text())["accuracies"]
+    assert _files(run) == before

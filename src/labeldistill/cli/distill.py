@@ -144,8 +144,11 @@ def run(args: argparse.Namespace) -> int:
     ds = run_distillation(cfg, out=out, resume=resume, data_root=data_root, download=args.download, progress=not args.no_progress)
     r = ds.evaluation or {}
     learned = "" if r.get("learned", "labels") == "labels" else f", learning {r['learned']}"
+    t = f"T={ds.steps}" if ds.steps is not None else f"{r.get('test_protocol')}'s fixed epochs, no T"
     text = (f"{r['method']}{learned} on {r['target']} with {r['base']} base examples: test accuracy {fmt_acc(r)} "
-            f"({r['models']} models, T={r['T']}, {r['seconds']:.0f} s). Run directory: {out}")
+            f"({r['models']} models, {t}, {r['seconds']:.0f} s). Run directory: {out}")
+    if r.get("already_finished"):
+        text += "\nThe run had finished: nothing was run, and its record is as it was."
     if "label_temperature" in r:
         text += f"\nLabels tested at temperature {r['label_temperature']['temperature']:g}."
     if (r.get("start_candidate") or {}).get("selected") == "start":
@@ -199,5 +202,7 @@ def run_dd(args: argparse.Namespace, record: dict | None = None) -> int:
     r = ds.evaluation or {}
     text = (f"{r['method']} on {r['target']}: {r['base']} learned images, T={r['T']} learned steps: test accuracy {fmt_acc(r)} "
             f"({r['models']} networks, {r['seconds']:.0f} s). Run directory: {out}")
+    if r.get("already_finished"):
+        text += "\nThe run had finished: nothing was run, and its record is as it was."
     emit({**r, "run_dir": str(out)}, args.json, text)
     return 0

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..artifact import FILE_NAME, DistilledSet
+from ..artifact import FILE_NAME, DistilledSet, load
 from ..data import load_source, load_for_arch
 from ..engine import Evaluation, PaperTest, evaluate_labels
 from ..errors import UserError
@@ -96,6 +96,9 @@ def run_distillation(cfg: DistillConfig, *, model=None, out=None, resume=False, 
 
 
 def _run(cfg: DistillConfig, *, model, out, resume, data_root, download, progress) -> DistilledSet:
+    done = finished_run(out, resume)
+    if done is not None:
+        return done
     session = RunSession(cfg, model=model, out=out, resume=resume, data_root=data_root, download=download, progress=progress)
     try:
         try:
@@ -314,6 +317,20 @@ def _provenance(problem: Problem, distiller: Distiller, seed: int) -> dict:
     if distiller.synthetic.image_init == "uniform":
         prov.update(base_indices=None, base_labels=None)
     return prov
+
+
+def finished_run(out: str | Path | None, resume: bool) -> DistilledSet | None:
+    """A run asked to resume that has finished (its set and ``result.json`` written): its set and result as they are, with
+    ``already_finished`` in the returned evaluation (not saved); else None. Resuming it would test it again (from its
+    ledger) and write the result anew, replacing the test's time and the finishing code's identity in a finished record."""
+    if not resume or out is None:
+        return None
+    run_dir = Path(out)
+    if not ((run_dir / "result.json").is_file() and (run_dir / FILE_NAME).is_file()):
+        return None
+    ds = load(run_dir)
+    ds.evaluation = {**(ds.evaluation or {}), "already_finished": True}
+    return ds
 
 
 def _lock_run_dir(run_dir: Path | None, resume: bool) -> RunLock | None:

@@ -199,8 +199,11 @@ def run_unrolled(cfg: UnrolledRunConfig, *, out=None, resume=False, data_root=No
 
 def _run(cfg: UnrolledRunConfig, *, out, resume, data_root, download, progress) -> DistilledSet:
     from ..distill.loop import CHECKPOINT, Interrupted, NonFiniteError
-    from ..distill.run import _lock_run_dir, _record_resume, _save_result
+    from ..distill.run import _lock_run_dir, _record_resume, _save_result, finished_run
 
+    done = finished_run(out, resume)
+    if done is not None:
+        return done
     run_dir = Path(out) if out is not None else None
     lock = _lock_run_dir(run_dir, resume)
     log: MetricsLog | None = None
