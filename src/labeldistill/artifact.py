@@ -303,14 +303,15 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> DistilledSet:
     return ds
 
 
+# The methods whose version-2 sets carry the placeholder T = 1: those with students trained the test's way when version 3
+# came (session 33). A fixed list, not the strategy registry: it describes files already written; any later such method
+# writes version 3.
+_V2_STUDENT_METHODS = ("implicit", "ld-implicit")
+
+
 def _trained_by_students(recipe: dict[str, Any]) -> bool:
     """Whether a version-2 set's labels were learned by students trained the test's way: its T is the placeholder 1."""
-    method = recipe.get("method")
-    if not isinstance(method, str) or recipe.get("test_protocol") in (None, "paper"):
-        return False
-    from .distill.strategies import trains_students  # only for such a file: the registry is not the format's business
-
-    return trains_students(method)
+    return recipe.get("method") in _V2_STUDENT_METHODS and recipe.get("test_protocol") not in (None, "paper")
 
 
 def _run_result(run_dir: Path) -> dict[str, Any] | None:

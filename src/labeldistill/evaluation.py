@@ -9,7 +9,7 @@ import math
 from pathlib import Path
 
 from .artifact import load
-from .data import load_target
+from .problem import run_target
 from .engine import TrainRecipe, evaluate_labels, make_learner
 from .errors import UserError
 from .runs import atomic_write_json, read_json
@@ -204,15 +204,6 @@ def label_evaluation_file(arch: str, head: str, steps: int, models: int, *, opti
     if order is not None:
         name += f"-order{order}"
     return name + _temperature_suffix(label_temperature) + ".json"
-
-
-def run_target(target: str, data_root, run_cfg: dict, seed: int, device, size: int):
-    """The target split as the run made it: the run's own seed draws the split, whatever the
-    evaluation's seed. Another seed would move images between the run's training part (its base images) and the
-    validation / test parts that choose and score, a leak; the evaluation's seed draws only its models."""
-    split_seed = int(run_cfg.get("seed", seed))
-    return load_target(target, data_root=data_root, seed=split_seed, split=tuple(run_cfg["split"]) if run_cfg.get("split") else None,
-                       device=device, image_size=size)
 
 
 def _save_evaluation(run_dir: Path, name: str, result: dict, run_cfg: dict) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .data import SourceData, TargetData, select_base
+from .data import SourceData, TargetData, load_target, select_base
 from .data.overlap import own_train_mask, shared_files
 from .errors import UserError
 from .seeding import numpy_generator
@@ -127,3 +127,12 @@ def build_problem(target: TargetData, n_base: int, seed: int, source: SourceData
         base_select=select_record,
         base_sha256=content_sha256(base_x, base_y),
     )
+
+
+def run_target(target: str, data_root, run_cfg: dict, seed: int, device, size: int):
+    """The target split as the run made it: the run's own seed draws the split, whatever the
+    evaluation's seed. Another seed would move images between the run's training part (its base images) and the
+    validation / test parts that choose and score, a leak; the evaluation's seed draws only its models."""
+    split_seed = int(run_cfg.get("seed", seed))
+    return load_target(target, data_root=data_root, seed=split_seed, split=tuple(run_cfg["split"]) if run_cfg.get("split") else None,
+                       device=device, image_size=size)

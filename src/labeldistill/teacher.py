@@ -33,7 +33,7 @@ from .engine import Learner, ModelState, accuracy, make_learner, model_seeds, pr
 from .data import TargetData
 from .engine.recipe import TrainRecipe
 from .errors import UserError
-from .evaluation import run_target
+from .problem import run_target
 from .numerics import float32_precision
 from .runs import read_json
 from .runs.provenance import versions
