@@ -104,7 +104,7 @@ def test_learned_variant_is_evaluate_schedule_of_the_learned_schedule(dd_run, mn
 def test_another_seed_tests_on_the_runs_own_split(dd_run, mnist_small, monkeypatch):
     # The subset file has no official test part, so its split is drawn from a seed: another split would put some of
     # the run's base images (its training part) into the test part. The evaluation's seed draws only its networks.
-    import labeldistill.evaluation as ev_mod
+    import labeldistill.problem as ev_mod  # run_target: the target split as the run made it
     from labeldistill.data import load_target
 
     a, b = load_target(f"npz:{mnist_small}", seed=2), load_target(f"npz:{mnist_small}", seed=5)
@@ -406,7 +406,9 @@ def test_the_start_comes_from_the_checkpoint_or_is_left_out(small_straight, tmp_
         (run / "config.json").write_text(json.dumps(record))
         got = checkpoint_set(run).initial_images
         assert (got is not None and torch.equal(got, saved.initial_images)) if kept else got is None, started_on
-        assert one_thread_main(["distill", "--resume", str(run), "--no-progress"]) == 0  # finished: only the final set and test
+        (run / "result.json").unlink()  # stopped after its last iteration: the resume makes only the final set and test
+        (run / "distilled.safetensors").unlink()
+        assert one_thread_main(["distill", "--resume", str(run), "--no-progress"]) == 0
         after = labeldistill.load(run)
         assert torch.equal(after.images, saved.images)
         assert (after.initial_images is not None and torch.equal(after.initial_images, saved.initial_images)) if kept \

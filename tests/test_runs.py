@@ -230,3 +230,24 @@ def test_last_epoch_reads_a_runs_progress_from_the_logs_end(tmp_path):
     assert last_epoch(path) == 60
     path.write_text('{"kind": "step", "step": 1}\n')  # records without epochs only
     assert last_epoch(path) is None
+
+
+def test_json_records_keep_long_number_lists_on_one_line(tmp_path):
+    """A run's split (tens of thousands of indices) is one line of config.json, not one line per index; what is read back
+    is what was written, and everything else keeps its indented layout."""
+    import numpy as np
+
+    split = {"train": list(range(1000)), "val": np.arange(1000, 1040), "test": torch.arange(5)}
+    obj = {"config": {"lr": 0.001, "name": "a\u0000b"}, "split": split, "mixed": [1, "x"] * 20, "flags": [True] * 30,
+           "floats": [0.5] * 17, "nested": [[1, 2]] * 20, "path": tmp_path}
+    atomic_write_json(tmp_path / "c.json", obj)
+    text = (tmp_path / "c.json").read_text()
+    back = read_json(tmp_path / "c.json")
+    assert back == {**obj, "split": {"train": list(range(1000)), "val": list(range(1000, 1040)), "test": [0, 1, 2, 3, 4]},
+                    "path": str(tmp_path)}
+    lines = text.splitlines()
+    assert any(line.strip().startswith('"train": [0, 1, 2,') for line in lines)  # one line
+    assert any(line.strip().startswith('"floats": [0.5, 0.5') for line in lines)
+    assert len(lines) < 200  # indices one per line would be over 1,000
+    assert '"flags": [\n' in text and '"mixed": [\n' in text  # not numbers (booleans, strings): laid out as before
+    assert json.dumps(json.loads(text), indent=2, sort_keys=True) == json.dumps(back, indent=2, sort_keys=True)

@@ -32,8 +32,35 @@ def _umask() -> int:
     return mask
 
 
+INLINE_AT = 16  # a list of more numbers than this is written on one line
+
+
+def dumps(obj: Any) -> str:
+    """``obj`` as indented JSON (sorted keys), except that a long list of numbers stands on one line: a run's split
+    (tens of thousands of indices) took a line each, most of a record's bytes and of a reader's scrolling."""
+    inline: dict[str, str] = {}
+
+    def mark(o: Any) -> Any:
+        if hasattr(o, "tolist") and not isinstance(o, (str, bytes)):
+            o = o.tolist()
+        if isinstance(o, dict):
+            return {k: mark(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            if len(o) > INLINE_AT and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in o):
+                key = f"\x00inline{len(inline)}\x00"  # a string no value holds: a NUL cannot come from a config
+                inline[json.dumps(key)] = json.dumps(list(o), allow_nan=True)
+                return key
+            return [mark(x) for x in o]
+        return o
+
+    text = json.dumps(mark(obj), indent=2, sort_keys=True, default=_jsonable)
+    for key, value in inline.items():
+        text = text.replace(key, value, 1)
+    return text
+
+
 def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=_jsonable) + "\n").encode())
+    atomic_write_bytes(path, (dumps(obj) + "\n").encode())
 
 
 def read_json(path: str | Path) -> Any:
