@@ -327,6 +327,8 @@ def test_an_implicit_set_has_no_paper_steps_so_its_start_skips_the_search_and_ev
     with pytest.raises(UserError, match="this set has none"):
         parse_steps("x0.5", ds.steps)
     assert parse_steps("30", ds.steps) == 30 and parse_steps(None, ds.steps) is None
+    with pytest.raises(UserError, match="no T for the paper's training"):
+        labeldistill.train_on(ds.images, ds.labels, "lenet", steps=ds.steps)
     own = evaluate(out, save=False)  # its own test protocol by default: the run's test again
     assert own["protocol"] == "dc" and own["accuracies"] == r["accuracies"]
     assert evaluate(out, protocol="paper", steps=30, models=2, save=False)["steps"] == 30

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from ..errors import UserError
 from ..models import RidgeClassifier
 from ..models.norm import export_batch_norm_
 from .evaluate import model_seeds
@@ -58,7 +59,7 @@ def to_modules(learner: Learner, state: ModelState, seeds: Sequence[int]) -> lis
 
 
 def train_on(
-    images: torch.Tensor, labels: torch.Tensor, model: str | nn.Module | Callable[[], nn.Module] = "lenet", steps: int = 300, *,
+    images: torch.Tensor, labels: torch.Tensor, model: str | nn.Module | Callable[[], nn.Module] = "lenet", steps: int | None = 300, *,
     models: int = 1, head: str = "linear", seed: int = 0, batch_size: int = 50, lr: float = 1e-3, head_config: HeadConfig | None = None,
 ) -> list[nn.Module]:
     """Train ``models`` fresh models the paper's way (Adam, soft cross-entropy, random minibatches).
@@ -75,6 +76,9 @@ def train_on(
         >>> ds = labeldistill.load("runs/mnist-rr")
         >>> [net] = train_on(ds.images, ds.labels, "lenet", steps=ds.steps)
     """
+    if steps is None:  # ds.steps of a set learned by students trained the test's way (--method implicit)
+        raise UserError("steps is None: this set has no T for the paper's training; it trains by its recipe's test_protocol "
+                        "(labeldistill.evaluate(run, protocol=...)), or give a number of steps.")
     factory = module_factory(model, int(images.shape[1]), int(images.shape[-1]), int(labels.shape[-1]))
     learner = Learner(factory, head=head, head_config=head_config)
     seeds = model_seeds(seed, "train-on", models)
