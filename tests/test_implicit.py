@@ -198,11 +198,44 @@ def test_the_students_progress_bar_changes_nothing(short_dsa, redrawing_bars):
         assert torch.equal(made[1][n], t)
 
 
-def test_a_stopped_implicit_run_resumes_exactly(tmp_path, short_dsa):
-    (a, ra), (b, rb) = straight_and_resumed(tmp_path, "implicit", epochs=4, stop_at=2, **IMPLICIT)
+@pytest.mark.parametrize("refresh_every", [None, 3])  # 3: a refresh on either side of the stop
+def test_a_stopped_implicit_run_resumes_exactly(tmp_path, short_dsa, refresh_every):
+    (a, ra), (b, rb) = straight_and_resumed(tmp_path, "implicit", epochs=4, stop_at=2, refresh_every=refresh_every, **IMPLICIT)
     assert torch.equal(ra.labels, rb.labels)
     for n, t in a.students.state.params.items():
         assert torch.equal(b.students.state.params[n], t)
+    assert a.students.followed == b.students.followed == 16  # 4 epochs of 4 label steps
+
+
+def test_a_refresh_replaces_one_student_in_turn_by_a_fresh_training_on_the_labels_as_they_are(short_dsa):
+    from labeldistill.distill.students import ProtocolStudents
+
+    p = blob_problem()
+    learner = make_learner(TinyNet, 1, 6, 2, head="linear")
+    g = torch.Generator().manual_seed(7)
+    ys = [torch.softmax(torch.randn(6, 2, generator=g), -1) for _ in range(5)]
+    st = ProtocolStudents(learner, short_dsa, channels=1, n_base=6, seed=3, students=2, follow_epochs=1, first_epochs=None,
+                          zca=None, device=torch.device("cpu"), refresh_every=2)
+    st.train_first(p.base_x, ys[0])
+
+    def fresh(k: int, generation: int, y: torch.Tensor):
+        return train_models(learner, p.base_x, y, 1, [st.refresh_seed(k, generation)], batch_size=6, recipe=st.first_recipe)
+
+    def same(k: int, state) -> bool:
+        return all(torch.equal(st.state.params[n][k], t[0]) for n, t in state.params.items())
+
+    st.follow(p.base_x, ys[1])
+    assert not same(0, fresh(0, 0, ys[1]))  # one step: both only followed
+    before_1 = {n: t[1].clone() for n, t in st.state.params.items()}
+    st.follow(p.base_x, ys[2])  # the second step: student 0 is the first refreshed, on the labels it just followed
+    assert same(0, fresh(0, 0, ys[2])) and not same(1, fresh(1, 0, ys[2]))
+    assert any(not torch.equal(st.state.params[n][1], t) for n, t in before_1.items())  # student 1 followed
+    bufs = [st.opt.state[q]["momentum_buffer"] for q in st.opt.param_groups[0]["params"]]
+    assert all(not b[0].any() for b in bufs) and any(b[1].any() for b in bufs)  # its momentum starts again
+    st.follow(p.base_x, ys[3])
+    st.follow(p.base_x, ys[4])  # the fourth: student 1's turn, with the second refresh's seed
+    assert same(1, fresh(1, 1, ys[4])) and st.followed == 4
+    assert st.refresh_seed(0, 0) != st.refresh_seed(1, 0) != st.refresh_seed(1, 1) and st.refresh_seed(0, 0) not in st.seeds
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -213,6 +246,8 @@ def test_a_stopped_implicit_run_resumes_exactly(tmp_path, short_dsa):
     (dict(method="implicit", test_protocol="dc", select_protocol="dc", arch="lenet"), "--arch convnet3"),
     (dict(method="implicit", test_protocol="dc", select_protocol="dc", students=0), "--students must be"),
     (dict(method="second-order", views=8), "--views sets the students of --method implicit"),
+    (dict(method="implicit", test_protocol="dc", select_protocol="dc", refresh_every=0), "--refresh-every must be a positive"),
+    (dict(method="ridge", refresh_every=5), "--refresh-every sets the students of --method implicit"),
 ])
 def test_bad_implicit_settings_are_refused_in_one_line(settings, message):
     with pytest.raises(UserError, match=message.replace("-", r"\-")):

@@ -75,6 +75,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--damping", type=float, default=None, help="ridge added to the students' weight decay in the solve (1e-3)")
     g.add_argument("--follow-epochs", type=int, default=None, help="students' epochs at the protocol's final lr after each label step (20)")
     g.add_argument("--student-epochs", type=int, default=None, help="the students' first training, epochs (the test protocol's)")
+    g.add_argument("--refresh-every", type=int, default=None, metavar="R",
+                   help="every R label steps, replace one student (in turn) by a fresh one trained the whole way on the labels "
+                        "as they are (default: never; costs a first training each time)")
     p.add_argument("--augment", default=None, metavar="NAME",
                    help="augment every step's inner minibatch like this protocol's test: dsa (dc-dsa's DSA, per image; beyond "
                         "the paper) or none (default, the paper)")
@@ -163,7 +166,7 @@ NOT_FOR_UNROLLED = {
     "inner_batch": "--inner-batch", "label_lr": "--label-lr", "label_param": "--label-param", "target_scale": "--target-scale", "model_lr": "--model-lr", "inner_lr": "--inner-lr",
     "horizon": "--horizon",
     "students": "--students", "views": "--views", "cg_iters": "--cg-iters", "damping": "--damping",
-    "follow_epochs": "--follow-epochs", "student_epochs": "--student-epochs",
+    "follow_epochs": "--follow-epochs", "student_epochs": "--student-epochs", "refresh_every": "--refresh-every",
     "meta_gradient": "--meta-gradient", "reset_window": "--reset-window", "val_every": "--val-every",
     "validation_models": "--validation-models", "base_select": "--base-select", "start_candidate": "--start-candidate",
     "label_temperature": "--label-temperature", "augment": "--augment",

@@ -90,14 +90,16 @@ class DistillConfig:
     horizon: int = 1
     # --method implicit only (beyond the paper; distill/strategies/implicit.py, distill/students.py): the students its
     # gradient is averaged over, the augmented views of each base image in it, conjugate-gradient steps, the ridge added
-    # to the students' weight decay, the students' epochs after each label step, and their first training's epochs
-    # (None: the test protocol's own). Change results: part of the config.
+    # to the students' weight decay, the students' epochs after each label step, their first training's epochs
+    # (None: the test protocol's own), and every how many label steps one student (in turn) is replaced by a fresh one
+    # trained the whole way on the labels as they are (None: never, students only follow). Change results: part of the config.
     students: int = 1
     views: int = 4
     cg_iters: int = 10
     damping: float = 1e-3
     follow_epochs: int = 20
     student_epochs: int | None = None
+    refresh_every: int | None = None
     # Beyond the paper: augment every step's inner minibatch like this protocol's test ("dsa" = dc-dsa's DSA, per
     # image; distill/augment.py); "none" (the paper) trains the loop on the images as they are.
     augment: str = "none"
@@ -279,7 +281,7 @@ class DistillConfig:
 
     # The settings of --method implicit's students, with their flags (a strategy with protocol-trained students).
     STUDENT_FLAGS = {"students": "--students", "views": "--views", "cg_iters": "--cg-iters", "damping": "--damping",
-                     "follow_epochs": "--follow-epochs", "student_epochs": "--student-epochs"}
+                     "follow_epochs": "--follow-epochs", "student_epochs": "--student-epochs", "refresh_every": "--refresh-every"}
 
     def _validate_persistent(self) -> None:
         """Students trained the test's way (``persistent == "protocol"``) need a fixed-epoch test and selection; their
@@ -297,9 +299,10 @@ class DistillConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "follow_epochs" else 1):
                 raise UserError(f"{self.STUDENT_FLAGS[name]} must be a {'non-negative' if name == 'follow_epochs' else 'positive'} integer, got {v!r}.")
-        if self.student_epochs is not None and (isinstance(self.student_epochs, bool) or not isinstance(self.student_epochs, int)
-                                                or self.student_epochs < 1):
-            raise UserError(f"--student-epochs must be a positive integer, got {self.student_epochs!r}.")
+        for name in ("student_epochs", "refresh_every"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise UserError(f"{self.STUDENT_FLAGS[name]} must be a positive integer, got {v!r}.")
         if not (isinstance(self.damping, (int, float)) and self.damping >= 0):
             raise UserError(f"--damping must be a number of at least 0, got {self.damping!r}.")
         test = get_protocol(canonical_protocol(self.test_protocol))

@@ -7,7 +7,10 @@ meta-gradient then asks what the labels do for a model early in its training. A 
 decay, its lr schedule, DSA views, 1,000 epochs), then, after every label step, trained ``follow_epochs`` more
 full-batch epochs at the protocol's final learning rate on the new labels, so they track the minimiser the labels
 define instead of being retrained (38 s a step against 3.8 minutes for a fresh student on one CPU thread, MNIST-100).
-They are never reset.
+They are never reset. With ``refresh_every`` R, every R label steps one of them (in turn) is replaced by a fresh student
+trained the protocol's whole way on the labels as they are, from a new seed: followed students keep the history of
+the start labels, where the test's models are trained from scratch on the final ones (the one- and three-student runs
+moved the labels in the same direction, and fresh students stopped gaining along it: docs/results.md, session 33).
 
 Everything they see is the protocol's view of the images: whitened when the protocol whitens them (ZCA fitted on the
 target's training split, as the test's), and augmented by the protocol's transforms. Every draw comes from the run's
@@ -44,10 +47,13 @@ class ProtocolStudents:
         follow_epochs: full-batch epochs at the protocol's final lr after every label step.
         first_epochs: the first training's epochs (None: the protocol's own, with its lr schedule).
         zca: the protocol's whitening of these images, or None.
+        refresh_every: every this many label steps (calls of :meth:`follow`), student ``r mod K`` of refresh r is trained
+            afresh (``first_recipe``, seed ``(its seed, "refresh", r)``) on the labels just followed; None: never.
     """
 
     def __init__(self, learner: Learner, protocol: Protocol, *, channels: int, n_base: int, seed: int, students: int,
-                 follow_epochs: int, first_epochs: int | None, zca: ZCA | None, device: torch.device) -> None:
+                 follow_epochs: int, first_epochs: int | None, zca: ZCA | None, device: torch.device,
+                 refresh_every: int | None = None) -> None:
         if protocol.is_paper or protocol.epochs is None:
             raise UserError(f"the students train by a fixed-epoch protocol (dc, dc-dsa), not {protocol.name}")
         batch = protocol.batch_for(n_base, n_base)
@@ -55,7 +61,8 @@ class ProtocolStudents:
             raise UserError(f"--method implicit trains its students on all base images at once: at most {batch} under "
                             f"{protocol.name} (got {n_base})")
         self.learner, self.protocol, self.zca, self.device = learner, protocol, zca, device
-        self.n_base, self.follow_epochs = n_base, follow_epochs
+        self.n_base, self.follow_epochs, self.refresh_every = n_base, follow_epochs, refresh_every
+        self.followed = 0  # label steps followed: when the next refresh comes, and which student it replaces
         self.recipe: TrainRecipe = protocol.recipe(channels, lr=1e-3)
         first = self.recipe if first_epochs is None else dataclasses.replace(protocol, epochs=first_epochs).recipe(channels, lr=1e-3)
         self.first_recipe: TrainRecipe = first
@@ -114,7 +121,8 @@ class ProtocolStudents:
         return torch.stack([self._view_aug(xk) for _ in range(views)], 1).flatten(1, 2)
 
     def follow(self, x: torch.Tensor, y: torch.Tensor) -> None:
-        """``follow_epochs`` full-batch SGD steps of every student on (augmented, whitened) ``x`` with labels ``y``."""
+        """``follow_epochs`` full-batch SGD steps of every student on (augmented, whitened) ``x`` with labels ``y``; then,
+        every ``refresh_every`` calls, one student replaced by a fresh one (:meth:`refresh`)."""
         xk = self._per_student(x)
         s = self.state
         for _ in range(self.follow_epochs):
@@ -123,10 +131,31 @@ class ProtocolStudents:
             self.opt.zero_grad(set_to_none=True)
             losses.sum().backward()
             self.opt.step()
+        self.followed += 1
+        if self.refresh_every is not None and self.followed % self.refresh_every == 0:
+            r = self.followed // self.refresh_every - 1
+            self.refresh(r % self.k, x, y, generation=r)
+
+    def refresh_seed(self, k: int, generation: int) -> int:
+        return derive_seed(self.seeds[k], "refresh", generation)
+
+    def refresh(self, k: int, x: torch.Tensor, y: torch.Tensor, *, generation: int) -> None:
+        """Student ``k`` replaced by a fresh model trained ``first_recipe``'s whole way on ``x`` (the loop's normalisation)
+        and labels ``y``, from seed :meth:`refresh_seed`; its momentum in the following optimiser starts again at zero."""
+        fresh = train_models(self.learner, self.whiten(x), y, 1, [self.refresh_seed(k, generation)], batch_size=self.n_base,
+                             recipe=self.first_recipe)
+        with torch.no_grad():
+            for mine, new in ((self.state.params, fresh.params), (self.state.buffers, fresh.buffers), (self.state.head, fresh.head)):
+                for n, t in new.items():
+                    mine[n][k].copy_(t[0])
+            for p in self.opt.param_groups[0]["params"]:
+                buf = self.opt.state.get(p, {}).get("momentum_buffer")
+                if buf is not None:
+                    buf[k].zero_()
 
     def state_dict(self) -> dict[str, Any]:
         return {"params": {n: t.detach() for n, t in self.state.params.items()}, "buffers": self.state.buffers,
-                "head": self.state.head, "opt": self.opt.state_dict(), "trained": self.trained,
+                "head": self.state.head, "opt": self.opt.state_dict(), "trained": self.trained, "followed": self.followed,
                 "follow_aug": self._follow_aug.state_dict() if self._follow_aug is not None else None,
                 "view_aug": self._view_aug.state_dict() if self._view_aug is not None else None}
 
@@ -134,6 +163,7 @@ class ProtocolStudents:
         self.state.copy_(s["params"], s["buffers"], s["head"])
         self.opt.load_state_dict(s["opt"])
         self.trained = bool(s["trained"])
+        self.followed = int(s.get("followed", 0))  # checkpoints before refreshes: only a refresh reads it
         for aug, key in ((self._follow_aug, "follow_aug"), (self._view_aug, "view_aug")):
             if aug is not None:
                 aug.load_state_dict(s[key])

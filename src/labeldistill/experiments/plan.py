@@ -410,16 +410,17 @@ def run_seconds(plan: Plan, data: DataView) -> float:
 
 def implicit_seconds(plan: Plan, data: DataView) -> float:
     """Estimated seconds of a run made under its protocol (``--method implicit``): the teacher and its temperature
-    students, the start candidate (the paper's step search, then its protocol students), the students' first training,
-    the label steps, the snapshots' protocol students and the protocol's test."""
+    students, the start candidate (its protocol students; no paper step search since session 32), the students' first
+    training, the label steps, the refreshed students' trainings, the snapshots' protocol students and the protocol's test."""
     cfg = plan.config.resolve(plan.config.target, plan.channels)  # type: ignore[union-attr]
     proto, n = get_protocol(cfg.test_protocol), plan.cell.base
     _, steps = distill_steps(plan, data)
     start = TEACHER_SECONDS + protocol_seconds(proto, n, TEMPERATURE_STUDENTS) if cfg.label_init == "teacher" else 0.0
     if cfg.start_candidate == "on":
-        start += BASELINE_SECONDS + protocol_seconds(proto, n, cfg.validation_models)
+        start += protocol_seconds(proto, n, cfg.validation_models)
     snapshots = max(1, int(cfg.epochs) // cfg.val_every)
-    return (start + protocol_seconds(proto, n, cfg.students) + steps * cfg.students * IMPLICIT_STEP_SECONDS * n / 100
+    refreshes = steps // cfg.refresh_every if cfg.refresh_every else 0
+    return (start + protocol_seconds(proto, n, cfg.students + refreshes) + steps * cfg.students * IMPLICIT_STEP_SECONDS * n / 100
             + protocol_seconds(proto, n, snapshots * cfg.validation_models) + protocol_seconds(proto, n, proto.models))
 
 
