@@ -75,6 +75,18 @@ def test_training_curves_with_and_without_records(tmp_path):
     check_png(F.training_curves(steps, err, tmp_path / "c.png", reset_steps=[120, 240], t_i=[90, 85], validations=vals,
                                 selected_step=150, final_t=87))
     check_png(F.training_curves(np.zeros(0), np.zeros(0), tmp_path / "empty.png"))  # a run that just started
+    check_png(F.training_curves(steps[:25], err[:25], tmp_path / "s.png", validations=vals[:1], selected_step=50, window=5,
+                                students=True, start_accuracy=71.2))
+
+
+@pytest.mark.parametrize("values, want", [
+    ([97.65], (96.65, 98.65)),  # one validation: a point-wide range, not matplotlib's 92.5 to 105
+    ([97.65, 97.02], (96.02, 98.65)),
+    ([99.6, 98.0], (97.0, 100.0)),  # never above 100
+    ([0.4], (0.0, 1.4)),  # nor below 0
+])
+def test_accuracy_limits(values, want):
+    assert F.accuracy_limits(values) == pytest.approx(want)
 
 
 def test_steps_accuracy_and_comparison(tmp_path):

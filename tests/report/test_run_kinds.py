@@ -93,6 +93,7 @@ def test_a_students_run_has_no_resets_and_no_paper_t(tmp_path):
     assert "| resets (T_i) | none (students trained the test's way are never reset) |" in text
     assert "| T (training steps) | - (none: tested under dc-dsa's fixed epochs) |" in text
     assert "T_i recorded at each reset" not in text and "98.07" in text
+    assert "moving average over 5 steps" in text and "the start labels' validation accuracy" in text  # 25 steps, a start candidate
     check_png(tmp_path / "report" / "training_curves.png")
     rows = [line.split(" | ") for line in compare_runs([record, make_image_run(tmp_path / "img2", n=10)],
                                                        tmp_path / "cmp").read_text().splitlines() if line.startswith("| ")]

@@ -166,17 +166,21 @@ def make_report(run_dir: str | Path, out: str | Path | None = None, *, max_image
     rs, t_i = run.resets()
     sel = selected_validation(run)
     final_t = None if run.students else (run.result or {}).get("T", ds.steps if ds is not None else (int(sel["T"]) if sel and "T" in sel else None))
-    p = F.training_curves(run.step_array(), run.error_array(), out / "training_curves.png", window=run.window, reset_steps=rs, t_i=t_i,
+    # Students have no reset window: their average spans a fifth of the run (a 25-step run's 50-step "average" was its running mean).
+    window = min(run.window, max(1, len(run.steps) // 5)) if run.students else run.window
+    start = ((run.result or {}).get("start_candidate") or {}).get("val_accuracy")
+    p = F.training_curves(run.step_array(), run.error_array(), out / "training_curves.png", window=window, reset_steps=rs, t_i=t_i,
                           validations=run.validations, selected_step=int(sel["step"]) if sel else None, final_t=final_t,
-                          context=_describe(run), students=run.students)
+                          context=_describe(run), students=run.students, start_accuracy=None if start is None else float(start))
+    start_text = " The dashed line: the start labels' validation accuracy, which the selected snapshot had to beat." if start is not None else ""
     if run.students:
         doc.figure(p, f"Top: accuracy of the students (trained the {run.config.get('test_protocol')} way, never reset) on the "
-                      f"target minibatches, moving average over {run.window} steps. Bottom: validation accuracy of the label "
-                      "snapshots, the selected one starred.")
+                      f"target minibatches, moving average over {window} steps. Bottom: validation accuracy of the label "
+                      f"snapshots, the selected one starred.{start_text}")
     else:
         doc.figure(p, f"Top: accuracy of the persistent model on the target minibatches, moving average over {run.window} steps "
                       "(the reset window), resets as dashed lines. Middle: validation accuracy of the label snapshots, the "
-                      "selected one starred. Bottom: T_i recorded at each reset.")
+                      f"selected one starred.{start_text} Bottom: T_i recorded at each reset.")
     gs, gv = run.grad_var()
     if len(gs):
         p = F.grad_variance([(run.name, gs, gv)], out / "grad_variance.png", context=_describe(run))
