@@ -191,8 +191,9 @@ def test_the_students_progress_bar_changes_nothing(short_dsa, redrawing_bars):
     made = []
     for progress in (False, True):
         st = ProtocolStudents(learner, short_dsa, channels=1, n_base=6, seed=0, students=2, follow_epochs=1, first_epochs=None,
-                              zca=None, device=torch.device("cpu"))
+                              zca=None, device=torch.device("cpu"), refresh_every=1, progress=progress)
         st.train_first(p.base_x, y, progress=progress)
+        st.follow(p.base_x, y.flip(0))  # and a refresh, with its own bar
         made.append(st.state.params)
     for n, t in made[0].items():
         assert torch.equal(made[1][n], t)

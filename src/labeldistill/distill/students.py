@@ -49,11 +49,12 @@ class ProtocolStudents:
         zca: the protocol's whitening of these images, or None.
         refresh_every: every this many label steps (calls of :meth:`follow`), student ``r mod K`` of refresh r is trained
             afresh (``first_recipe``, seed ``(its seed, "refresh", r)``) on the labels just followed; None: never.
+        progress: a progress bar over each refresh's training.
     """
 
     def __init__(self, learner: Learner, protocol: Protocol, *, channels: int, n_base: int, seed: int, students: int,
                  follow_epochs: int, first_epochs: int | None, zca: ZCA | None, device: torch.device,
-                 refresh_every: int | None = None) -> None:
+                 refresh_every: int | None = None, progress: bool = False) -> None:
         if protocol.is_paper or protocol.epochs is None:
             raise UserError(f"the students train by a fixed-epoch protocol (dc, dc-dsa), not {protocol.name}")
         batch = protocol.batch_for(n_base, n_base)
@@ -63,6 +64,7 @@ class ProtocolStudents:
         self.learner, self.protocol, self.zca, self.device = learner, protocol, zca, device
         self.n_base, self.follow_epochs, self.refresh_every = n_base, follow_epochs, refresh_every
         self.followed = 0  # label steps followed: when the next refresh comes, and which student it replaces
+        self.progress = progress  # a bar over a refresh's training (minutes on a CPU, inside one label step)
         self.recipe: TrainRecipe = protocol.recipe(channels, lr=1e-3)
         first = self.recipe if first_epochs is None else dataclasses.replace(protocol, epochs=first_epochs).recipe(channels, lr=1e-3)
         self.first_recipe: TrainRecipe = first
@@ -98,17 +100,20 @@ class ProtocolStudents:
         """K x N x ...: the whitened images once for each student (the augmenters take one minibatch a model)."""
         return self.whiten(x)[None].expand(self.k, *x.shape).contiguous()
 
+    def _train_fresh(self, x: torch.Tensor, y: torch.Tensor, seeds: list[int], *, progress: bool, desc: str) -> ModelState:
+        """Fresh models from ``seeds`` trained ``first_recipe``'s whole way on base images ``x`` (the loop's normalisation)
+        and labels ``y``, with a progress bar over their steps when ``progress``."""
+        total = self.first_recipe.total_steps(self.n_base, self.n_base, None)
+        with tqdm(total=total * len(seeds), disable=not progress, unit="step", leave=False, desc=desc) as bar:
+            def tick(_step: int, _state: object) -> None:  # None, never tqdm's True: an observer's True stops the training
+                bar.update(len(seeds))
+
+            return train_models(self.learner, self.whiten(x), y, 1, seeds, batch_size=self.n_base, recipe=self.first_recipe,
+                                observe_at=range(1, total + 1) if progress else (), observer=tick if progress else None)
+
     def train_first(self, x: torch.Tensor, y: torch.Tensor, *, progress: bool = False) -> None:
         """The protocol's whole training (``first_recipe``) on base images ``x`` (the loop's normalisation) and labels ``y``."""
-        xw = self.whiten(x)
-        total = self.first_recipe.total_steps(self.n_base, self.n_base, None)
-        with tqdm(total=total * self.k, disable=not progress, unit="step", leave=False,
-                  desc=f"{self.protocol.name}: training {self.k} student(s)") as bar:
-            def tick(_step: int, _state: object) -> None:  # None, never tqdm's True: an observer's True stops the training
-                bar.update(self.k)
-
-            state = train_models(self.learner, xw, y, 1, self.seeds, batch_size=self.n_base, recipe=self.first_recipe,
-                                 observe_at=range(1, total + 1) if progress else (), observer=tick if progress else None)
+        state = self._train_fresh(x, y, self.seeds, progress=progress, desc=f"{self.protocol.name}: training {self.k} student(s)")
         self.state.copy_(state.params, state.buffers, state.head)  # into the tensors the optimiser holds
         self.trained = True
 
@@ -142,8 +147,8 @@ class ProtocolStudents:
     def refresh(self, k: int, x: torch.Tensor, y: torch.Tensor, *, generation: int) -> None:
         """Student ``k`` replaced by a fresh model trained ``first_recipe``'s whole way on ``x`` (the loop's normalisation)
         and labels ``y``, from seed :meth:`refresh_seed`; its momentum in the following optimiser starts again at zero."""
-        fresh = train_models(self.learner, self.whiten(x), y, 1, [self.refresh_seed(k, generation)], batch_size=self.n_base,
-                             recipe=self.first_recipe)
+        fresh = self._train_fresh(x, y, [self.refresh_seed(k, generation)], progress=self.progress,
+                                  desc=f"{self.protocol.name}: training student {k} afresh")
         with torch.no_grad():
             for mine, new in ((self.state.params, fresh.params), (self.state.buffers, fresh.buffers), (self.state.head, fresh.head)):
                 for n, t in new.items():
