@@ -373,8 +373,7 @@ def training_curves(steps: np.ndarray, errors: np.ndarray, path: str | Path, *, 
 def accuracy_limits(values: Sequence[float], margin: float = 1.0) -> tuple[float, float]:
     """Y limits for accuracies in percent: the values with ``margin`` points either side, never above 100 nor below 0
     (matplotlib pads a lone point by a fraction of its value: 92.5 to 105 % for one validation at 97.7)."""
-    lo, hi = min(values) - margin, max(values) + margin
-    return max(0.0, lo), min(100.0, hi) if hi > lo else lo + 2 * margin
+    return max(0.0, min(values) - margin), min(100.0, max(values) + margin)
 
 
 # -- Figure 2a: test accuracy against training steps ---------------------------------------
