@@ -165,6 +165,12 @@ class Distiller:
         return self.students is None
 
     @property
+    def measures_t(self) -> bool:
+        """Whether the loop measures a T for the paper protocol (its reset monitor's); students trained the test's way
+        never step by it, so their sets have none (the snapshots' T is a placeholder)."""
+        return self.students is None
+
+    @property
     def labels(self) -> Labels | FixedLabels:
         """The labels of the synthetic set (learned :class:`Labels`, or fixed one-hot ones when images are learned)."""
         return self.synthetic.labels  # type: ignore[return-value]

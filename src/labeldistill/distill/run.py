@@ -159,7 +159,7 @@ class RunSession:
             start, _ = initial_labels(cfg, self.problem, ledger=None if run_dir is None else run_dir / LEDGER)
         cand = score_start(self.distiller.learner, self.problem, start, seed=cfg.seed, batch=cfg.inner_batch, lr=cfg.model_lr,
                            score=self.distiller.score, models=cfg.validation_models, progress=self.distiller.progress,
-                           steps=None if self.distiller.resets else self.distiller.monitor.estimate_steps())  # students: no T
+                           steps=None if self.distiller.measures_t else self.distiller.monitor.estimate_steps())  # students: no T
         if run_dir is not None:
             cand.save(run_dir)
         return cand
@@ -217,7 +217,7 @@ class RunSession:
             raise Interrupted(f"Stopped while testing the selected labels; the loop's final checkpoint is kept.{hint}") from None
         # Students trained the test's way never measured a T for the paper protocol (the loop's is a placeholder): the
         # set and its result say it has none, so no reader trains it for the placeholder's steps.
-        set_t = None if distiller.strategy.persistent == "protocol" else loop.steps
+        set_t = loop.steps if distiller.measures_t else None
         result = ev.to_dict()
         result.update(
             T=set_t, selected_epoch=loop.selected.epoch, resets=loop.resets, T_list=loop.t_list,
