@@ -29,14 +29,15 @@ import torch
 
 from .artifact import DistilledSet, load
 from .calibration import TEMPERATURES, choose_temperature, grid_edge, parse_temperature, validation_scorer  # noqa: F401  (re-exported)
-from .engine import Learner, ModelState, accuracy, make_learner, model_seeds, predict, train_models
+from .engine import Learner, ModelState, RecipeCheckpoint, accuracy, make_learner, model_seeds, predict, train_models
 from .data import TargetData
 from .engine.recipe import TrainRecipe
-from .errors import UserError
+from .errors import ArtifactError, UserError
 from .problem import run_target
 from .numerics import float32_precision
 from .runs import read_json
 from .runs.provenance import versions
+from .runs.tensorstate import load_state, save_state
 
 
 
@@ -148,6 +149,10 @@ def train_teacher(target, cfg: TeacherConfig, *, zca=None, cache_dir: Path | Non
     per_epoch = TrainRecipe.steps_per_epoch(len(target.train), batch)
     curve: dict[int, float] = {}
     best: dict = {}
+    # Each epoch's end is checkpointed beside the cache file (a CIFAR-10 teacher is an hour of a CPU core): an
+    # interrupted training goes on from its last epoch, exactly as if it had not stopped.
+    partial = None if path is None else path.with_name(path.stem + ".partial.safetensors")
+    resume, before = _partial_teacher(partial, key, curve, best, reference=tx)
 
     def observe(step: int, st: ModelState) -> bool:
         epoch = step // per_epoch
@@ -156,25 +161,53 @@ def train_teacher(target, cfg: TeacherConfig, *, zca=None, cache_dir: Path | Non
             best.update(val=curve[epoch], epoch=epoch, state=st.select(slice(None)))
         return epoch - best["epoch"] >= cfg.patience
 
+    def checkpoint(ck: RecipeCheckpoint) -> None:
+        b = best["state"]
+        save_state(partial, {"key": key, "training": ck.to_dict(), "curve": curve, "seconds": before + time.perf_counter() - t0,
+                             "best": {"val": best["val"], "epoch": best["epoch"], "params": b.params, "buffers": b.buffers, "head": b.head}})
+
     train_models(learner, tx, torch.nn.functional.one_hot(target.train.y, target.num_classes).float(), 1, seeds, batch_size=batch,
                  recipe=TrainRecipe(optimizer="adam", lr=cfg.lr, epochs=cfg.epochs),
-                 observe_at=[per_epoch * (e + 1) for e in range(cfg.epochs)], observer=observe)
+                 observe_at=[per_epoch * (e + 1) for e in range(cfg.epochs)], observer=observe,
+                 checkpoint=checkpoint if partial is not None else None, resume=resume)
     state: ModelState = best["state"]
     state.reference = tx
     test_x = target.test.x if zca is None else zca.apply(target.test.x)
     record = {"arch": cfg.arch, "val_accuracy": round(best["val"], 4), "best_epoch": best["epoch"], "epochs_trained": max(curve),
               "test_accuracy": round(float(accuracy(learner, state, test_x, target.test.y)[0]) * 100, 4),
               "validation_curve": {str(k): round(v, 4) for k, v in curve.items()}, "config": dataclasses.asdict(cfg),
-              "seconds": round(time.perf_counter() - t0, 3), "key": key, "versions": versions()}
+              "seconds": round(before + time.perf_counter() - t0, 3), "key": key, "versions": versions(),
+              **({"resumed_after_epoch": resume.step // per_epoch} if resume is not None else {})}
     if path is not None:
         from safetensors.torch import save
 
         tensors = {n: t.detach().cpu().contiguous() for n, t in state.params.items()}
         atomic_write_bytes(path, save(tensors, metadata={"record": json.dumps(record, sort_keys=True)}))
+        if partial is not None:
+            partial.unlink(missing_ok=True)
     out = learner, state, {**record, "cache": {"file": None if path is None else str(path), "reused": False}}
     if shared is not None:
         shared[shared_key] = out
     return out
+
+
+def _partial_teacher(partial: Path | None, key: dict, curve: dict[int, float], best: dict, *,
+                     reference: torch.Tensor) -> tuple[RecipeCheckpoint | None, float]:
+    """An interrupted teacher training's last epoch (``partial``, written by :func:`train_teacher`): fills ``curve`` and
+    ``best`` and returns the training's checkpoint and the seconds it had run; (None, 0) where there is none, or one of
+    another teacher (its key differs) or one that cannot be read (a training then starts afresh and overwrites it)."""
+    if partial is None or not partial.exists():
+        return None, 0.0
+    try:
+        saved = load_state(partial, device=reference.device)
+    except ArtifactError:
+        return None, 0.0
+    if saved.get("key") != key:
+        return None, 0.0
+    curve.update({int(e): float(v) for e, v in saved["curve"].items()})
+    b = saved["best"]
+    best.update(val=float(b["val"]), epoch=int(b["epoch"]), state=ModelState(b["params"], b["buffers"], b["head"], reference))
+    return RecipeCheckpoint.from_dict(saved["training"]), float(saved["seconds"])
 
 
 def teacher_labels(learner: Learner, state: ModelState, x: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

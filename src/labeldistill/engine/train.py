@@ -10,6 +10,8 @@ so training it alone gives the same model.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -52,6 +54,8 @@ def train_models(
     recipe: TrainRecipe | None = None,
     images_per_model: bool = False,
     view_labels: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    checkpoint: Callable[[RecipeCheckpoint], None] | None = None,
+    resume: RecipeCheckpoint | None = None,
 ) -> ModelState:
     """Train ``len(seeds)`` fresh models at once and return them.
 
@@ -83,9 +87,11 @@ def train_models(
     if recipe is not None:
         return _train_recipe(learner, images, labels, steps, seeds, batch_size=batch_size, observe_at=observe_at,
                              observer=observer, mode=mode, recipe=recipe, images_per_model=images_per_model,
-                             view_labels=view_labels)
+                             view_labels=view_labels, checkpoint=checkpoint, resume=resume)
     if view_labels is not None:
         raise ValueError("view_labels needs a recipe (the paper's path has no views: it trains on the images as they are)")
+    if checkpoint is not None or resume is not None:
+        raise ValueError("checkpoint and resume need a recipe (the paper's path trains a few hundred steps at once)")
     k = len(seeds)
     n = _examples(images, k, images_per_model)
     check_batch(n, batch_size)
@@ -147,6 +153,29 @@ def _detached(state: ModelState) -> ModelState:
                       {n_: h.detach() for n_, h in state.head.items()}, state.reference, state.reference_per_model)
 
 
+@dataclass
+class RecipeCheckpoint:
+    """A recipe training's state after ``step`` steps: the K models, the optimiser's state and the augmenter's streams.
+    With the seeds and the recipe that is all a resumed training needs: the minibatch orders are replayed from the
+    seeds (a few ``randperm`` calls), not stored. ``to_dict`` / ``from_dict`` give nested tensors for
+    :func:`~labeldistill.runs.tensorstate.save_state` (safetensors and JSON, no pickle)."""
+
+    step: int
+    params: dict[str, torch.Tensor]
+    buffers: dict[str, torch.Tensor]
+    head: dict[str, torch.Tensor]
+    optimizer: dict[str, Any]
+    augment: dict[str, list[torch.Tensor]] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"step": self.step, "params": self.params, "buffers": self.buffers, "head": self.head,
+                "optimizer": self.optimizer, "augment": self.augment}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RecipeCheckpoint:
+        return cls(int(d["step"]), d["params"], d["buffers"], d["head"], d["optimizer"], d.get("augment"))
+
+
 def epoch_orders(generators: Sequence[torch.Generator], n: int) -> torch.Tensor:
     """K x n: one fresh shuffle of ``range(n)`` per model (model k from its own generator)."""
     return torch.stack([torch.randperm(n, generator=g) for g in generators])
@@ -168,6 +197,7 @@ def _train_recipe(
     learner: Learner, images: torch.Tensor, labels: torch.Tensor, steps: int | Sequence[int], seeds: Sequence[int], *,
     batch_size: int, observe_at: Sequence[int], observer: Callable[[int, ModelState], object] | None, mode: str, recipe: TrainRecipe,
     images_per_model: bool = False, view_labels: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    checkpoint: Callable[[RecipeCheckpoint], None] | None = None, resume: RecipeCheckpoint | None = None,
 ) -> ModelState:
     """``train_models`` with a recipe: K models, one optimiser step per minibatch, all in lockstep.
 
@@ -198,7 +228,11 @@ def _train_recipe(
     random_idx = None if recipe.epochs is not None else torch.stack([draw_batches(g, total, n, batch_size) for g in gens]).to(device)
     observe = set(observe_at)
     order = None
-    for t in range(total):
+    start = 0
+    if resume is not None:
+        order = _resume_recipe(resume, state, opt, augment, gens, n, recipe, per_epoch)
+        start = resume.step
+    for t in range(start, total):
         if recipe.epochs is not None:
             epoch, j = divmod(t, per_epoch)
             if j == 0:
@@ -218,9 +252,35 @@ def _train_recipe(
         else:
             yb = labels[b] if labels.dim() == 2 else labels[rows, b]
         _step(step_fn, opt, state, xb, yb)
-        if observer is not None and t + 1 in observe and observer(t + 1, state) is True:
-            break
+        if t + 1 in observe:
+            if observer is not None and observer(t + 1, state) is True:
+                break
+            if checkpoint is not None:
+                checkpoint(RecipeCheckpoint(t + 1, dict(state.params), dict(state.buffers), dict(state.head), opt.state_dict(),
+                                            augment.state_dict() if augment is not None else None))
     return _detached(state)
+
+
+def _resume_recipe(resume: RecipeCheckpoint, state: ModelState, opt: torch.optim.Optimizer, augment, gens: list[torch.Generator],
+                   n: int, recipe: TrainRecipe, per_epoch: int) -> torch.Tensor | None:
+    """Put a fresh recipe training where ``resume`` left it: the models' tensors in place (the optimiser holds them), the
+    optimiser's and augmenter's state, and the minibatch streams advanced past the epochs already trained. Returns the
+    current epoch's order where training stopped within an epoch (else None: the loop draws the next epoch's)."""
+    if (augment is None) != (resume.augment is None):
+        raise ValueError("the checkpoint was taken from a training " + ("without" if resume.augment is None else "with") + " augmentation")
+    state.copy_(resume.params, resume.buffers, resume.head)
+    opt.load_state_dict(resume.optimizer)
+    if augment is not None:
+        augment.load_state_dict(resume.augment)
+    if recipe.epochs is None:  # random minibatches: all drawn up front from the fresh streams, as before
+        return None
+    epoch, j = divmod(resume.step, per_epoch)
+    order = None
+    for _ in range(epoch + (1 if j else 0)):
+        order = epoch_orders(gens, n).to(next(iter(state.params.values())).device)
+    if j:
+        opt.param_groups[0]["lr"] = recipe.lr_at(epoch)
+    return order if j else None
 
 
 def _copy_models(dst: ModelState, src: ModelState, which: list[int]) -> None:

@@ -1,0 +1,121 @@
+"""A recipe training checkpointed and resumed goes on exactly as without the interruption (``train_models(...,
+checkpoint=, resume=)``), through a state file; and a teacher's training, cut after an epoch, resumes from its file."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from labeldistill.baselines import TeacherConfig, train_teacher
+from labeldistill.data import load_target
+from labeldistill.engine import Learner, RecipeCheckpoint, train_models
+from labeldistill.engine.augment import DSAParams
+from labeldistill.engine.recipe import TrainRecipe
+from labeldistill.models import build_model
+from labeldistill.runs.tensorstate import load_state, save_state
+
+
+def _small64():
+    return build_model("convnet3", 1, 8, 3).double()
+
+
+def _data():
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(14, 1, 8, 8, dtype=torch.float64, generator=g)
+    y = torch.softmax(2 * torch.randn(14, 3, dtype=torch.float64, generator=g), -1)
+    return x, y
+
+
+RECIPES = {
+    # momentum restarted at the decay, the last minibatch of an epoch smaller (14 = 5 + 5 + 4), DSA per model
+    "sgd-decay-dsa": TrainRecipe(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, epochs=4, lr_decay_epochs=(2,),
+                                 reset_momentum_at_decay=True, augmentation=DSAParams().without("flip")),
+    "adam": TrainRecipe(optimizer="adam", lr=1e-2, epochs=4),
+    "random-minibatches": TrainRecipe(optimizer="sgd", lr=0.05, momentum=0.9),  # no epochs: T random minibatches
+}
+
+
+@pytest.mark.parametrize("name", list(RECIPES))
+@pytest.mark.parametrize("cut", [6, 7])  # after epoch 2 (3 steps an epoch), and within epoch 3
+def test_resumed_training_equals_the_uninterrupted_one(name, cut, tmp_path):
+    recipe, (x, y) = RECIPES[name], _data()
+    learner, seeds = Learner(_small64), [3, 4]
+    whole = train_models(learner, x, y, 12, seeds, batch_size=5, recipe=recipe, mode="loop")
+    taken: list[RecipeCheckpoint] = []
+
+    def keep(ck: RecipeCheckpoint) -> None:  # saved at once, as a caller must: the tensors are the training's own
+        save_state(tmp_path / f"at{ck.step}.safetensors", ck.to_dict())
+        taken.append(ck)
+
+    train_models(learner, x, y, 12, seeds, batch_size=5, recipe=recipe, mode="loop", observe_at=[cut], checkpoint=keep)
+    assert [ck.step for ck in taken] == [cut]
+    resume = RecipeCheckpoint.from_dict(load_state(tmp_path / f"at{cut}.safetensors"))
+    resumed = train_models(learner, x, y, 12, seeds, batch_size=5, recipe=recipe, mode="loop", resume=resume)
+    for part in ("params", "head"):
+        for n, t in getattr(whole, part).items():
+            torch.testing.assert_close(getattr(resumed, part)[n], t, rtol=0, atol=0)
+    # Not vacuous: the checkpoint's models are not the finished ones.
+    assert any(not torch.equal(resume.params[n], t) for n, t in whole.params.items())
+
+
+def test_a_checkpoint_needs_a_recipe_and_the_same_augmentation(tmp_path):
+    x, y = _data()
+    learner = Learner(_small64)
+    with pytest.raises(ValueError, match="recipe"):
+        train_models(learner, x, y, 3, [0], batch_size=5, checkpoint=lambda ck: None)
+    taken: list[RecipeCheckpoint] = []
+    plain = TrainRecipe(optimizer="sgd", lr=0.05, epochs=2)
+    train_models(learner, x, y, 1, [0], batch_size=5, recipe=plain, observe_at=[3], checkpoint=taken.append)
+    with pytest.raises(ValueError, match="without augmentation"):
+        train_models(learner, x, y, 1, [0], batch_size=5, recipe=dataclasses.replace(plain, augmentation=DSAParams()),
+                     resume=taken[0])
+
+
+@pytest.fixture(scope="module")
+def small(mnist_small):
+    return load_target(f"npz:{mnist_small}", seed=0)  # 2,400 / 300 / 300 real MNIST images
+
+
+def test_teacher_training_cut_after_an_epoch_resumes_to_the_same_teacher(small, tmp_path, monkeypatch):
+    import labeldistill.teacher as teacher_mod
+
+    cfg = TeacherConfig(arch="lenet", seed=0, epochs=4, patience=4)
+    _, whole, rec = train_teacher(small, cfg, cache_dir=tmp_path / "whole")
+    assert not list((tmp_path / "whole").glob("*.partial.*"))  # a finished training leaves no partial file
+
+    real = teacher_mod.train_models
+
+    def cut_after_two_epochs(*args, checkpoint, **kwargs):
+        def save_then_stop(ck):
+            checkpoint(ck)
+            if ck.step >= 2 * 10:  # 2,400 images in minibatches of 256: 10 steps an epoch
+                raise KeyboardInterrupt
+
+        return real(*args, checkpoint=save_then_stop, **kwargs)
+
+    monkeypatch.setattr(teacher_mod, "train_models", cut_after_two_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(small, cfg, cache_dir=tmp_path / "cut")
+    partial = list((tmp_path / "cut").glob("*.partial.safetensors"))
+    assert len(partial) == 1 and load_state(partial[0])["training"]["step"] == 20
+    monkeypatch.setattr(teacher_mod, "train_models", real)
+    _, resumed, rec2 = train_teacher(small, cfg, cache_dir=tmp_path / "cut")
+    assert rec2["resumed_after_epoch"] == 2 and "resumed_after_epoch" not in rec
+    for k in ("val_accuracy", "best_epoch", "epochs_trained", "test_accuracy", "validation_curve"):
+        assert rec2[k] == rec[k], k
+    for n, t in whole.params.items():
+        torch.testing.assert_close(resumed.params[n], t, rtol=0, atol=0)
+    assert not list((tmp_path / "cut").glob("*.partial.*"))
+    # A partial file of another teacher (its key differs) is not used: that training starts afresh.
+    other = dataclasses.replace(cfg, seed=1)
+    monkeypatch.setattr(teacher_mod, "train_models", cut_after_two_epochs)
+    (tmp_path / "cut2").mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(small, cfg, cache_dir=tmp_path / "cut2")
+    monkeypatch.setattr(teacher_mod, "train_models", real)
+    stale = next((tmp_path / "cut2").glob("*.partial.safetensors"))
+    target = teacher_mod._teacher_file(tmp_path / "cut2", small.name, other, teacher_mod._teacher_key(small, other, None))
+    stale.rename(target.with_name(target.stem + ".partial.safetensors"))
+    _, _, rec3 = train_teacher(small, other, cache_dir=tmp_path / "cut2")
+    assert "resumed_after_epoch" not in rec3
