@@ -199,7 +199,7 @@ def test_the_students_progress_bar_changes_nothing(short_dsa, redrawing_bars):
         assert torch.equal(made[1][n], t)
 
 
-@pytest.mark.parametrize("refresh_every", [None, 3])  # 3: a refresh on either side of the stop
+@pytest.mark.parametrize("refresh_every", [0, 3])  # 0: never; 3: a refresh on either side of the stop
 def test_a_stopped_implicit_run_resumes_exactly(tmp_path, short_dsa, refresh_every):
     (a, ra), (b, rb) = straight_and_resumed(tmp_path, "implicit", epochs=4, stop_at=2, refresh_every=refresh_every, **IMPLICIT)
     assert torch.equal(ra.labels, rb.labels)
@@ -237,6 +237,17 @@ def test_a_refresh_replaces_one_student_in_turn_by_a_fresh_training_on_the_label
     st.follow(p.base_x, ys[4])  # the fourth: student 1's turn, with the second refresh's seed
     assert same(1, fresh(1, 1, ys[4])) and st.followed == 4
     assert st.refresh_seed(0, 0) != st.refresh_seed(1, 0) != st.refresh_seed(1, 1) and st.refresh_seed(0, 0) not in st.seeds
+    # No refresh after the loop's last step: its student would never give a gradient.
+    last = ProtocolStudents(learner, short_dsa, channels=1, n_base=6, seed=3, students=2, follow_epochs=1, first_epochs=None,
+                            zca=None, device=torch.device("cpu"), refresh_every=2, last_step=2)
+    last.train_first(p.base_x, ys[0])
+    never = ProtocolStudents(learner, short_dsa, channels=1, n_base=6, seed=3, students=2, follow_epochs=1, first_epochs=None,
+                             zca=None, device=torch.device("cpu"), refresh_every=0)
+    never.train_first(p.base_x, ys[0])
+    for y in ys[1:3]:
+        last.follow(p.base_x, y)
+        never.follow(p.base_x, y)
+    assert all(torch.equal(last.state.params[n], t) for n, t in never.state.params.items())
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -247,7 +258,7 @@ def test_a_refresh_replaces_one_student_in_turn_by_a_fresh_training_on_the_label
     (dict(method="implicit", test_protocol="dc", select_protocol="dc", arch="lenet"), "--arch convnet3"),
     (dict(method="implicit", test_protocol="dc", select_protocol="dc", students=0), "--students must be"),
     (dict(method="second-order", views=8), "--views sets the students of --method implicit"),
-    (dict(method="implicit", test_protocol="dc", select_protocol="dc", refresh_every=0), "--refresh-every must be a positive"),
+    (dict(method="implicit", test_protocol="dc", select_protocol="dc", refresh_every=-1), "--refresh-every must be a non-negative"),
     (dict(method="ridge", refresh_every=5), "--refresh-every sets the students of --method implicit"),
 ])
 def test_bad_implicit_settings_are_refused_in_one_line(settings, message):
@@ -258,6 +269,22 @@ def test_bad_implicit_settings_are_refused_in_one_line(settings, message):
 def test_implicit_resolves_to_the_tests_architecture_all_base_images_and_one_epoch():
     c = DistillConfig(target="mnist", base=10, method="implicit", test_protocol="dc-dsa", select_protocol="dc-dsa").resolve("mnist", 1)
     assert (c.arch, c.inner_batch, c.epochs) == ("convnet3", 10, 1)
+
+
+def test_a_refresh_every_5_steps_is_the_default_and_stored_configs_keep_what_their_runs_did():
+    from labeldistill.experiments.plan import normalise_distill
+
+    kw = dict(target="mnist", base=10, method="implicit", test_protocol="dc-dsa", select_protocol="dc-dsa")
+    assert DistillConfig(**kw).resolve("mnist", 1).refresh_every == 5
+    assert DistillConfig(**kw, refresh_every=0).resolve("mnist", 1).refresh_every == 0  # never
+    assert DistillConfig(target="mnist", base=10, method="ridge").resolve("mnist", 1).refresh_every is None  # no students
+    stored = DistillConfig(**kw).resolve("mnist", 1).to_dict()
+    assert DistillConfig.from_dict(stored).refresh_every == 5
+    # A run made before the setting existed (no key), or one of session 33 that wrote None for never, did not refresh.
+    for old in ({k: v for k, v in stored.items() if k != "refresh_every"}, {**stored, "refresh_every": None}):
+        assert DistillConfig.from_dict(old).refresh_every == 0 and normalise_distill(old)["refresh_every"] == 0
+    ridge = DistillConfig(target="mnist", base=10, method="ridge").resolve("mnist", 1).to_dict()
+    assert DistillConfig.from_dict(ridge).refresh_every is None and normalise_distill(ridge)["refresh_every"] is None
 
 
 def test_implicit_defaults_are_its_measured_settings_the_dataset_teacher_and_given_values_win():

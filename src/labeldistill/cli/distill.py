@@ -77,7 +77,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--student-epochs", type=int, default=None, help="the students' first training, epochs (the test protocol's)")
     g.add_argument("--refresh-every", type=int, default=None, metavar="R",
                    help="every R label steps, replace one student (in turn) by a fresh one trained the whole way on the labels "
-                        "as they are (default: never; costs a first training each time)")
+                        "as they are (5; 0: never; each costs a first training, none after the last step)")
     p.add_argument("--augment", default=None, metavar="NAME",
                    help="augment every step's inner minibatch like this protocol's test: dsa (dc-dsa's DSA, per image; beyond "
                         "the paper) or none (default, the paper)")

@@ -26,7 +26,8 @@ def resolve_meta_gradient(choice: str, device: str | object) -> str:
 
 # Settings whose default belongs to the method (None in a config): the paper's values, which a strategy may replace with
 # its own (``Strategy.defaults``; --method implicit's are the settings it was measured with, docs/results.md).
-METHOD_DEFAULTS: dict[str, object] = {"target_batch": 1024, "label_lr": 1e-3, "label_param": "probabilities", "target_scale": "shared"}
+METHOD_DEFAULTS: dict[str, object] = {"target_batch": 1024, "label_lr": 1e-3, "label_param": "probabilities", "target_scale": "shared",
+                                      "refresh_every": None}
 
 
 def method_defaults(method: str, target_labels: str = "true") -> dict[str, object]:
@@ -92,7 +93,8 @@ class DistillConfig:
     # gradient is averaged over, the augmented views of each base image in it, conjugate-gradient steps, the ridge added
     # to the students' weight decay, the students' epochs after each label step, their first training's epochs
     # (None: the test protocol's own), and every how many label steps one student (in turn) is replaced by a fresh one
-    # trained the whole way on the labels as they are (None: never, students only follow). Change results: part of the config.
+    # trained the whole way on the labels as they are (0: never, students only follow; None: the method's, 5 since session
+    # 34). Change results: part of the config.
     students: int = 1
     views: int = 4
     cg_iters: int = 10
@@ -299,10 +301,11 @@ class DistillConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < (0 if name == "follow_epochs" else 1):
                 raise UserError(f"{self.STUDENT_FLAGS[name]} must be a {'non-negative' if name == 'follow_epochs' else 'positive'} integer, got {v!r}.")
-        for name in ("student_epochs", "refresh_every"):
+        for name, least in (("student_epochs", 1), ("refresh_every", 0)):
             v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise UserError(f"{self.STUDENT_FLAGS[name]} must be a positive integer, got {v!r}.")
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < least):
+                raise UserError(f"{self.STUDENT_FLAGS[name]} must be a " + ("positive integer" if least else "non-negative integer (0: never)")
+                                + f", got {v!r}.")
         if not (isinstance(self.damping, (int, float)) and self.damping >= 0):
             raise UserError(f"--damping must be a number of at least 0, got {self.damping!r}.")
         test = get_protocol(canonical_protocol(self.test_protocol))
@@ -330,7 +333,19 @@ class DistillConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> DistillConfig:
-        """A stored configuration; one written before ``start_candidate`` existed had none ("off")."""
-        return from_dict(cls, {"start_candidate": "off", **d}, tuples=("split",))
+        """A stored configuration (:func:`stored_settings`)."""
+        return from_dict(cls, stored_settings(d), tuples=("split",))
+
+
+def stored_settings(d: dict) -> dict:
+    """A stored configuration's settings, with the values its run had for settings added since: one written before
+    ``start_candidate`` existed had none ("off"); students of one written before ``refresh_every`` existed, or of one that
+    wrote None for "never" (session 33, before the method had a default), were never refreshed (0)."""
+    from .strategies import STRATEGIES
+
+    d = {"start_candidate": "off", **d}
+    if d.get("refresh_every") is None and "method" in d and STRATEGIES.get(STRATEGIES.canonical(d["method"])).persistent == "protocol":
+        d["refresh_every"] = 0
+    return d
 
 

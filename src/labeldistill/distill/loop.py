@@ -156,7 +156,7 @@ class Distiller:
         proto, cfg = get_protocol(self.cfg.test_protocol), self.cfg
         return ProtocolStudents(self.learner, proto, channels=channels, n_base=self.problem.n_base, seed=cfg.seed,
                                 students=cfg.students, follow_epochs=cfg.follow_epochs, first_epochs=cfg.student_epochs,
-                                refresh_every=cfg.refresh_every, progress=self.progress,
+                                refresh_every=cfg.refresh_every, last_step=self.total_steps, progress=self.progress,
                                 zca=target_zca(proto, self.problem.target, channels), device=self.device)
 
     @property

@@ -10,7 +10,9 @@ define instead of being retrained (38 s a step against 3.8 minutes for a fresh s
 They are never reset. With ``refresh_every`` R, every R label steps one of them (in turn) is replaced by a fresh student
 trained the protocol's whole way on the labels as they are, from a new seed: followed students keep the history of
 the start labels, where the test's models are trained from scratch on the final ones (the one- and three-student runs
-moved the labels in the same direction, and fresh students stopped gaining along it: docs/results.md, session 33).
+moved the labels in the same direction, and fresh students stopped gaining along it: docs/results.md, session 33). The
+method refreshes one every 5 steps by default since session 34 (MNIST-100: 98.26 against 98.07 without); none after the
+loop's last step.
 
 Everything they see is the protocol's view of the images: whitened when the protocol whitens them (ZCA fitted on the
 target's training split, as the test's), and augmented by the protocol's transforms. Every draw comes from the run's
@@ -48,13 +50,14 @@ class ProtocolStudents:
         first_epochs: the first training's epochs (None: the protocol's own, with its lr schedule).
         zca: the protocol's whitening of these images, or None.
         refresh_every: every this many label steps (calls of :meth:`follow`), student ``r mod K`` of refresh r is trained
-            afresh (``first_recipe``, seed ``(its seed, "refresh", r)``) on the labels just followed; None: never.
+            afresh (``first_recipe``, seed ``(its seed, "refresh", r)``) on the labels just followed; None or 0: never.
+        last_step: the loop's last label step: no refresh after it (that student would never give a gradient).
         progress: a progress bar over each refresh's training.
     """
 
     def __init__(self, learner: Learner, protocol: Protocol, *, channels: int, n_base: int, seed: int, students: int,
                  follow_epochs: int, first_epochs: int | None, zca: ZCA | None, device: torch.device,
-                 refresh_every: int | None = None, progress: bool = False) -> None:
+                 refresh_every: int | None = None, last_step: int | None = None, progress: bool = False) -> None:
         if protocol.is_paper or protocol.epochs is None:
             raise UserError(f"the students train by a fixed-epoch protocol (dc, dc-dsa), not {protocol.name}")
         batch = protocol.batch_for(n_base, n_base)
@@ -62,7 +65,7 @@ class ProtocolStudents:
             raise UserError(f"--method implicit trains its students on all base images at once: at most {batch} under "
                             f"{protocol.name} (got {n_base})")
         self.learner, self.protocol, self.zca, self.device = learner, protocol, zca, device
-        self.n_base, self.follow_epochs, self.refresh_every = n_base, follow_epochs, refresh_every
+        self.n_base, self.follow_epochs, self.refresh_every, self.last_step = n_base, follow_epochs, refresh_every, last_step
         self.followed = 0  # label steps followed: when the next refresh comes, and which student it replaces
         self.progress = progress  # a bar over a refresh's training (minutes on a CPU, inside one label step)
         self.recipe: TrainRecipe = protocol.recipe(channels, lr=1e-3)
@@ -137,7 +140,7 @@ class ProtocolStudents:
             losses.sum().backward()
             self.opt.step()
         self.followed += 1
-        if self.refresh_every is not None and self.followed % self.refresh_every == 0:
+        if self.refresh_every and self.followed % self.refresh_every == 0 and (self.last_step is None or self.followed < self.last_step):
             r = self.followed // self.refresh_every - 1
             self.refresh(r % self.k, x, y, generation=r)
 

@@ -24,7 +24,7 @@ from ..data import dataset_status, resolve_data_root
 from ..data.catalog import CATALOG, TEST_IMAGE_STAND_INS
 from ..data.splits import DEFAULT_FRACTIONS
 from ..distill import DistillConfig
-from ..distill.config import method_defaults
+from ..distill.config import method_defaults, stored_settings
 from ..lrsearch import SEARCH_MODELS, SGD_LRS
 from ..protocols import get_protocol
 from ..runs.metrics import last_epoch
@@ -243,7 +243,7 @@ def _with_defaults(d: dict, cls: type) -> dict:
 
 
 def normalise_distill(d: dict) -> dict:
-    d = _with_defaults({"start_candidate": "off", **d}, DistillConfig)  # a record from before the start candidate: none
+    d = _with_defaults(stored_settings(d), DistillConfig)  # what a record from before a setting existed had
     for k, v in method_defaults(d["method"], d["target_labels"]).items():  # one recorded before it existed: the method's default
         if d[k] is None:
             d[k] = v
@@ -419,7 +419,7 @@ def implicit_seconds(plan: Plan, data: DataView) -> float:
     if cfg.start_candidate == "on":
         start += protocol_seconds(proto, n, cfg.validation_models)
     snapshots = max(1, int(cfg.epochs) // cfg.val_every)
-    refreshes = steps // cfg.refresh_every if cfg.refresh_every else 0
+    refreshes = (steps - 1) // cfg.refresh_every if cfg.refresh_every else 0  # none after the last step
     return (start + protocol_seconds(proto, n, cfg.students + refreshes) + steps * cfg.students * IMPLICIT_STEP_SECONDS * n / 100
             + protocol_seconds(proto, n, snapshots * cfg.validation_models) + protocol_seconds(proto, n, proto.models))
 
