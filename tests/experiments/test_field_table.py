@@ -49,16 +49,19 @@ def test_field_table_cells_and_what_they_run(tmp_path):
     # The time estimates count the protocol's models: 5 x 1,000 epochs of one step (100 images, batch 256).
     dsa = get_protocol("dc-dsa")
     assert plan.evaluation_seconds(plans["mnist/ld/100@protocol=dc-dsa"]) == plan.protocol_seconds(dsa, 100, 5) == 5000 * plan.PROTOCOL_STEP_SECONDS
-    assert plan.run_seconds(teacher, data) == plan.protocol_seconds(dsa, 100, 5 + plan.TEMPERATURE_STUDENTS) + plan.TEACHER_SECONDS
+    assert plan.run_seconds(teacher, data) == plan.protocol_seconds(dsa, 100, 5 + plan.TEMPERATURE_STUDENTS) + plan.TEACHER_SECONDS["lenet"]
+    # CIFAR-10's teacher is its AlexCifarNet (measured apart: 15 times LeNet's on MNIST here).
+    cifar_teacher = plans["cifar10/baseline-teacher/100@protocol=dc-dsa"]
+    assert plan.run_seconds(cifar_teacher, data) == plan.protocol_seconds(dsa, 100, 5 + plan.TEMPERATURE_STUDENTS) + plan.TEACHER_SECONDS["alexnet"]
     # Implicit: teacher + 4 temperature students, the start (1 student; no step search), 1 student's first training,
     # 1 snapshot student, the 5 test models, the label steps (one epoch of the 2,048-image target batches) and, by the
     # method's default, a fresh student every 5 label steps but none after the last (one first training each).
     _, steps = plan.distill_steps(p, data)
     assert p.expected_config()["refresh_every"] == 5 and steps == 25
-    assert plan.run_seconds(p, data) == pytest.approx(plan.TEACHER_SECONDS + steps * plan.IMPLICIT_STEP_SECONDS
+    assert plan.run_seconds(p, data) == pytest.approx(plan.TEACHER_SECONDS["lenet"] + steps * plan.IMPLICIT_STEP_SECONDS
                                                        + plan.protocol_seconds(dsa, 100, plan.TEMPERATURE_STUDENTS + 8 + 4))
     p.config.refresh_every = 0  # never
-    assert plan.run_seconds(p, data) == pytest.approx(plan.TEACHER_SECONDS + steps * plan.IMPLICIT_STEP_SECONDS
+    assert plan.run_seconds(p, data) == pytest.approx(plan.TEACHER_SECONDS["lenet"] + steps * plan.IMPLICIT_STEP_SECONDS
                                                        + plan.protocol_seconds(dsa, 100, plan.TEMPERATURE_STUDENTS + 1 + 1 + 1 + 5))
 
 

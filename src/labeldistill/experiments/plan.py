@@ -84,7 +84,9 @@ PROTOCOL_STEP_SECONDS = 0.4
 # --method implicit: one label step a student on 100 MNIST images (ConvNet-3: the implicit gradient, then 20 full-batch
 # epochs of following), one thread beside one other job (measured, session 31: 50.7 s); scaled by N / 100.
 IMPLICIT_STEP_SECONDS = 50.7
-TEACHER_SECONDS = 150.0
+# A teacher's training (Adam, minibatches of 256 over the training split, early-stopped), one thread beside one other job:
+# LeNet on MNIST about 15 epochs of 9 s; AlexCifarNet on CIFAR-10 14 epochs (best 11) in 37 minutes (session 34).
+TEACHER_SECONDS = {"lenet": 150.0, "alexnet": 2230.0}
 TEMPERATURE_STUDENTS = 4
 _OFFICIAL_TRAIN = {"mnist": 60_000, "kmnist": 60_000, "kuzushiji-49": 232_365, "cifar10": 50_000, "cifar100": 50_000,
                    "digits": 1_797, "emnist-letters": 124_800, "cub": 5_994, "cifar100-test-stand-in": 9_999}
@@ -397,15 +399,22 @@ def run_seconds(plan: Plan, data: DataView) -> float:
         per_arch = STEP_SECONDS.get(cfg.method, STEP_SECONDS["second-order"])  # lookahead: about a second-order step
         step = measured_seconds(per_arch, arch) * (IMAGE_STEP_FACTOR if cfg.learn != "labels" else 1.0)
         _, steps = distill_steps(plan, data)
-        start = TEACHER_SECONDS + TEMPERATURE_STUDENTS * BASELINE_SECONDS if cfg.label_init == "teacher" else 0.0
+        start = teacher_seconds(plan) + TEMPERATURE_STUDENTS * BASELINE_SECONDS if cfg.label_init == "teacher" else 0.0
         return steps * step * VALIDATION_OVERHEAD + test_seconds(arch) + start
     proto = get_protocol(plan.config.protocol)  # type: ignore[union-attr]
     teacher = plan.config.labels == "teacher"  # type: ignore[union-attr]
     if not proto.is_paper:
         students = plan.config.models + (TEMPERATURE_STUDENTS if teacher else 0)  # type: ignore[union-attr]
-        return protocol_seconds(proto, plan.cell.base, students) + (TEACHER_SECONDS if teacher else 0.0)
+        return protocol_seconds(proto, plan.cell.base, students) + (teacher_seconds(plan) if teacher else 0.0)
     arch = plan.config.arch or protocol.default_arch(plan.config.target, plan.channels)  # type: ignore[union-attr]
-    return BASELINE_SECONDS * ARCH_FACTOR.get(arch, 1.0) * (1 + TEMPERATURE_STUDENTS if teacher else 1) + (TEACHER_SECONDS if teacher else 0.0)
+    return BASELINE_SECONDS * ARCH_FACTOR.get(arch, 1.0) * (1 + TEMPERATURE_STUDENTS if teacher else 1) + (teacher_seconds(plan) if teacher else 0.0)
+
+
+def teacher_seconds(plan: Plan) -> float:
+    """Estimated seconds of the plan's teacher (its ``teacher_arch``, else the dataset's architecture, as
+    :func:`~labeldistill.teacher.default_teacher_arch` gives for images at their size)."""
+    arch = getattr(plan.config, "teacher_arch", None) or protocol.default_arch(plan.config.target, plan.channels)  # type: ignore[union-attr]
+    return measured_seconds(TEACHER_SECONDS, arch)
 
 
 def implicit_seconds(plan: Plan, data: DataView) -> float:
@@ -415,7 +424,7 @@ def implicit_seconds(plan: Plan, data: DataView) -> float:
     cfg = plan.config.resolve(plan.config.target, plan.channels)  # type: ignore[union-attr]
     proto, n = get_protocol(cfg.test_protocol), plan.cell.base
     _, steps = distill_steps(plan, data)
-    start = TEACHER_SECONDS + protocol_seconds(proto, n, TEMPERATURE_STUDENTS) if cfg.label_init == "teacher" else 0.0
+    start = teacher_seconds(plan) + protocol_seconds(proto, n, TEMPERATURE_STUDENTS) if cfg.label_init == "teacher" else 0.0
     if cfg.start_candidate == "on":
         start += protocol_seconds(proto, n, cfg.validation_models)
     snapshots = max(1, int(cfg.epochs) // cfg.val_every)
