@@ -183,8 +183,7 @@ def train_teacher(target, cfg: TeacherConfig, *, zca=None, cache_dir: Path | Non
 
         tensors = {n: t.detach().cpu().contiguous() for n, t in state.params.items()}
         atomic_write_bytes(path, save(tensors, metadata={"record": json.dumps(record, sort_keys=True)}))
-        if partial is not None:
-            partial.unlink(missing_ok=True)
+        partial.unlink(missing_ok=True)  # type: ignore[union-attr]  (a cache file has its partial file beside it)
     out = learner, state, {**record, "cache": {"file": None if path is None else str(path), "reused": False}}
     if shared is not None:
         shared[shared_key] = out

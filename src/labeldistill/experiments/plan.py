@@ -411,8 +411,8 @@ def run_seconds(plan: Plan, data: DataView) -> float:
 
 
 def teacher_seconds(plan: Plan) -> float:
-    """Estimated seconds of the plan's teacher (its ``teacher_arch``, else the dataset's architecture, as
-    :func:`~labeldistill.teacher.default_teacher_arch` gives for images at their size)."""
+    """Estimated seconds of the plan's teacher: its ``teacher_arch``, else the dataset's architecture (the estimate does
+    not model :func:`~labeldistill.teacher.default_teacher_arch`'s ConvNet-3 for images that architecture cannot take)."""
     arch = getattr(plan.config, "teacher_arch", None) or protocol.default_arch(plan.config.target, plan.channels)  # type: ignore[union-attr]
     return measured_seconds(TEACHER_SECONDS, arch)
 
