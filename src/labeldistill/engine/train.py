@@ -230,7 +230,7 @@ def _train_recipe(
     order = None
     start = 0
     if resume is not None:
-        order = _resume_recipe(resume, state, opt, augment, gens, n, recipe, per_epoch)
+        order = _resume_recipe(resume, state, opt, augment, gens, n, recipe, per_epoch, device)
         start = resume.step
     for t in range(start, total):
         if recipe.epochs is not None:
@@ -262,10 +262,11 @@ def _train_recipe(
 
 
 def _resume_recipe(resume: RecipeCheckpoint, state: ModelState, opt: torch.optim.Optimizer, augment, gens: list[torch.Generator],
-                   n: int, recipe: TrainRecipe, per_epoch: int) -> torch.Tensor | None:
+                   n: int, recipe: TrainRecipe, per_epoch: int, device: torch.device) -> torch.Tensor | None:
     """Put a fresh recipe training where ``resume`` left it: the models' tensors in place (the optimiser holds them), the
-    optimiser's and augmenter's state, and the minibatch streams advanced past the epochs already trained. Returns the
-    current epoch's order where training stopped within an epoch (else None: the loop draws the next epoch's)."""
+    optimiser's and augmenter's state (its lr included), and the minibatch streams advanced past the epochs already
+    trained. Returns the current epoch's order where training stopped within an epoch (else None: the loop draws the
+    next epoch's)."""
     if (augment is None) != (resume.augment is None):
         raise ValueError("the checkpoint was taken from a training " + ("without" if resume.augment is None else "with") + " augmentation")
     state.copy_(resume.params, resume.buffers, resume.head)
@@ -277,9 +278,7 @@ def _resume_recipe(resume: RecipeCheckpoint, state: ModelState, opt: torch.optim
     epoch, j = divmod(resume.step, per_epoch)
     order = None
     for _ in range(epoch + (1 if j else 0)):
-        order = epoch_orders(gens, n).to(next(iter(state.params.values())).device)
-    if j:
-        opt.param_groups[0]["lr"] = recipe.lr_at(epoch)
+        order = epoch_orders(gens, n).to(device)
     return order if j else None
 
 
