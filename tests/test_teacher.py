@@ -92,6 +92,34 @@ def test_teacher_temperature_auto_under_a_dc_protocol(mnist_small, tmp_path, mon
     assert r["labels"] == "teacher" and r["models"] == 2
 
 
+
+def test_teacher_temperature_grid_scores_the_given_temperatures_as_auto_does(mnist_small, tmp_path, monkeypatch):
+    """``grid=`` (the check beyond the default grid's end, benchmarks/temperature_beyond_grid.py) scores just those
+    temperatures, each as ``auto`` scores it: a temperature both grids hold scores the same, and the record names the grid."""
+    short = dataclasses.replace(protocol_base.PROTOCOLS.get("dc-dsa"), epochs=3, arch="lenet")
+    monkeypatch.setitem(protocol_base.PROTOCOLS._items, "dc-dsa", short)
+    monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path))
+    from labeldistill import protocol
+    from labeldistill.data import load_for_arch
+    from labeldistill.engine import make_learner
+    from labeldistill.problem import build_problem
+    from labeldistill.teacher import TEMPERATURES, teacher_soft_labels
+
+    s = BaselineSettings(target=f"npz:{mnist_small}", base=20, protocol="dc-dsa", models=1, device="cpu", labels="teacher",
+                         temperature="auto", teacher_arch="lenet", teacher_epochs=1, teacher_patience=1)
+    auto = baseline(s)["temperature_choice"]
+    target = load_for_arch(s.target, "lenet", seed=0, device="cpu")
+    problem = build_problem(target, 20, 0)
+    learner = make_learner("lenet", 1, 28, 10)
+    _, rec = teacher_soft_labels(problem, proto=short, zca=None, student=learner, seed=0, arch="lenet", epochs=1, patience=1,
+                                 temperature="auto", batch=protocol.inner_batch_size(20, target.name), lr=1e-3,
+                                 grid=(0.5, 1.0, 16.0))
+    choice = rec["temperature_choice"]
+    assert auto["grid"] == list(TEMPERATURES) and choice["grid"] == [0.5, 1.0, 16.0]
+    assert sorted(choice["val_accuracy"]) == ["0.5", "1.0", "16.0"]
+    assert choice["val_accuracy"]["1.0"] == auto["val_accuracy"]["1.0"]  # the same student, from the same seeds
+    assert rec["temperature"] == choice["chosen"] and choice["val_accuracy"][str(choice["chosen"])] == max(choice["val_accuracy"].values())
+
 def test_default_teacher_is_the_datasets_cheap_architecture_where_it_fits():
     from labeldistill.teacher import default_teacher_arch
 

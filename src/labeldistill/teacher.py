@@ -274,7 +274,8 @@ def default_teacher_arch(target_name: str, channels: int, image_size: int) -> st
 
 
 def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arch: str | None, epochs: int, patience: int,
-                        temperature: float | str, batch: int, lr: float, ledger: Path | None = None) -> tuple[torch.Tensor, dict]:
+                        temperature: float | str, batch: int, lr: float, ledger: Path | None = None,
+                        grid: tuple[float, ...] = TEMPERATURES) -> tuple[torch.Tensor, dict]:
     """The teacher's soft labels for ``problem``'s base images, and a record (the teacher's, the temperature and,
     with ``"auto"``, every candidate's validation accuracy).
 
@@ -283,7 +284,9 @@ def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arc
     ``zca``: its whitening (the teacher trains and labels whitened images); ``student``: the learner
     scored (linear head); ``batch`` / ``lr``: the student's minibatch size and lr under the paper protocol;
     ``ledger``: a folder where the temperature choice under a fixed-epoch protocol keeps each finished student
-    (:class:`~labeldistill.runs.ledger.ModelLedger`), so an interrupted choice resumes.
+    (:class:`~labeldistill.runs.ledger.ModelLedger`), so an interrupted choice resumes;
+    ``grid``: the temperatures ``"auto"`` scores (a check beyond the default grid's end:
+    ``benchmarks/temperature_beyond_grid.py``).
     """
     target = problem.target
     arch = arch or default_teacher_arch(target.name, target.preprocessing.channels, int(target.train.x.shape[-1]))
@@ -294,9 +297,9 @@ def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arc
     if temperature == "auto":
         score = validation_scorer(problem, proto=proto, student=student, seed=seed, batch=batch, lr=lr, zca=zca, ledger=ledger)
         t0 = time.perf_counter()
-        temperature, scores = choose_temperature(logits, score)
-        record.update(temperature_choice={"grid": list(TEMPERATURES), "val_accuracy": scores, "chosen": temperature,
-                                          "at_grid_edge": grid_edge(temperature, scores, TEMPERATURES),
+        temperature, scores = choose_temperature(logits, score, grid)
+        record.update(temperature_choice={"grid": list(grid), "val_accuracy": scores, "chosen": temperature,
+                                          "at_grid_edge": grid_edge(temperature, scores, grid),
                                           "seconds": round(time.perf_counter() - t0, 3),
                                           "how": "one student per temperature on the validation split, trained as the test trains"})
     record["temperature"] = float(temperature)  # type: ignore[arg-type]

@@ -1,0 +1,67 @@
+"""Check (issue 18): is a teacher-label row's temperature, chosen at an end of the ``auto`` grid, the best one?
+
+``--temperature auto`` scores T = 1, 2, 4, 8 and warns when the best is an end of that grid (``at_grid_edge``); the
+grid does not grow on its own (``docs/design-notes.md``, "Temperature"). This scores the temperatures given here the
+same way (one validation student per temperature, trained as the test trains, from the same seeds), on the same base
+set and the same cached teacher as ``baseline --labels teacher --temperature auto`` with the same settings. Give it a
+copy of that baseline's ``ledger/`` and the temperatures it already scored cost nothing: a key that matches there shows
+the check scores exactly what the baseline scored.
+
+    LABELDISTILL_CACHE=runs/s34/field-cifar10 python benchmarks/temperature_beyond_grid.py --target cifar10 \\
+        --protocol dc-dsa --temperatures 0.5 1 --ledger runs/s35/t05/ledger --out runs/s35/t05/result.json
+
+Measured result: docs/results.md ("The field table, CIFAR-10").
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from labeldistill import protocol
+from labeldistill.baselines import BaselineConfig, BaselineSettings
+from labeldistill.data import load_for_arch
+from labeldistill.engine import make_learner
+from labeldistill.numerics import float32_precision
+from labeldistill.problem import build_problem
+from labeldistill.protocols import get_protocol, target_zca
+from labeldistill.runs.provenance import pin_code_identity, versions
+from labeldistill.teacher import teacher_soft_labels
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--target", default="mnist")
+    ap.add_argument("--base", type=int, default=100)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--protocol", default="dc-dsa")
+    ap.add_argument("--temperatures", type=float, nargs="+", required=True)
+    ap.add_argument("--ledger", type=Path, required=True, help="the validation students' ledger (a copy of the baseline's)")
+    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args()
+    pin_code_identity()
+    s = BaselineSettings(target=a.target, base=a.base, seed=a.seed, protocol=a.protocol, labels="teacher", temperature="auto")
+    proto = get_protocol(s.protocol)
+    t0 = time.perf_counter()
+    with float32_precision(s.allow_tf32) as floats:  # as `baseline` does, so the students' ledger keys match
+        target = load_for_arch(s.target, proto.arch, data_root=a.data_root, seed=s.seed, split=None, device=a.device)
+        problem = build_problem(target, s.base, s.seed, select=s.base_select)
+        learner = make_learner(proto.arch, int(problem.base_x.shape[1]), int(problem.base_x.shape[-1]), target.num_classes)
+        zca = target_zca(proto, target, target.preprocessing.channels)
+        _, rec = teacher_soft_labels(problem, proto=proto, zca=zca, student=learner, seed=s.seed, arch=s.teacher_arch,
+                                     epochs=s.teacher_epochs, patience=s.teacher_patience, temperature="auto",
+                                     batch=protocol.inner_batch_size(problem.n_base, target.name), lr=BaselineConfig().lr,
+                                     ledger=a.ledger, grid=tuple(sorted(a.temperatures)))
+    out = {"settings": vars(a) | {"ledger": str(a.ledger), "out": str(a.out)}, "base_sha256": problem.base_sha256,
+           "temperature_choice": rec["temperature_choice"], "teacher": rec["teacher"], "seconds": round(time.perf_counter() - t0, 1),
+           "versions": versions(), "float_settings": floats}
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    a.out.write_text(json.dumps(out, indent=1) + "\n")
+    print(json.dumps(out["temperature_choice"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
