@@ -29,6 +29,30 @@ def test_ledger_round_trip_and_keys_kept_apart(tmp_path):
     assert book.path.name.startswith("dc-")
 
 
+
+def test_ledger_sources_lend_another_runs_finished_models_of_the_same_key(tmp_path):
+    from labeldistill.runs.ledger import ledger_sources
+
+    key = {"labels": "abc", "protocol": "dc-dsa"}
+    few, most, mine = tmp_path / "run-a" / "ledger", tmp_path / "run-b" / "ledger", tmp_path / "run-c" / "ledger"
+    ModelLedger(few, key).record(0, accuracy=36.72)
+    for k, acc in enumerate((36.72, 36.28)):
+        ModelLedger(most, key).record(k, accuracy=acc)
+    ModelLedger(most, {"labels": "other"}).record(0, accuracy=1.0)
+    # A file under the right name whose header holds another key is never adopted.
+    foreign = tmp_path / "run-d" / "ledger"
+    foreign.mkdir(parents=True)
+    (foreign / ModelLedger(mine, key).path.name).write_text(json.dumps({"format": "labeldistill-model-ledger", "version": 1,
+                                                                        "key": {"labels": "x"}}) + "\n" + '{"model": 5}\n' * 3)
+    assert ModelLedger(mine, key).done() == {} and not mine.exists()  # outside a block: nothing lent
+    with ledger_sources([foreign, few, tmp_path / "nowhere", most]):
+        book = ModelLedger(mine, key)
+        assert {i: r["accuracy"] for i, r in book.done().items()} == {0: 36.72, 1: 36.28}  # the source with the most models
+        book.record(2, accuracy=34.4)  # goes on in its own file ...
+        assert ModelLedger(mine, {"labels": "new"}).done() == {}  # ... and a key no source holds starts empty
+    assert set(ModelLedger(mine, key).done()) == {0, 1, 2} and set(ModelLedger(most, key).done()) == {0, 1}  # nothing written back
+    assert sorted(p.name for p in mine.iterdir()) == [book.path.name]  # only what was asked for was copied
+
 def test_ledger_ignores_a_torn_line_and_never_trusts_a_foreign_header(tmp_path):
     book = ModelLedger(tmp_path, {"k": 1})
     book.record(0, accuracy=50.0)

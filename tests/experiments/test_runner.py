@@ -159,3 +159,35 @@ def test_stale_cell_json_is_not_trusted(fakes, opts):
     atomic_write_json(path, rec)
     out = run_cells(["mnist/ld/10"], opts)
     assert out[0].action == "reused run" and read_json(path)["run_config"]["epochs"] == 400
+
+
+def test_a_run_stopped_before_its_configuration_starts_again_and_adopts_its_siblings_models(fakes, opts, monkeypatch):
+    """A distillation stopped while its start was chosen (no config.json yet: a teacher start's temperature choice
+    under dc-dsa is four 1,000-epoch students) is started again, not called a conflict, and within a cell a run's
+    ledgers adopt the models its sibling runs finished under the same key (runs/ledger.py)."""
+    from pathlib import Path
+
+    from labeldistill.experiments import runner
+    from labeldistill.experiments.machine import record_machine
+    from labeldistill.runs.ledger import ModelLedger
+
+    key = {"students": "a teacher's labels at temperature 1"}
+    ModelLedger(opts.out / "runs" / "mnist_baseline-teacher_10" / "ledger", key).record(0, accuracy=42.0)
+    run_dir = opts.out / "runs" / "mnist_ld_10"
+    ModelLedger(run_dir / "ledger", {"students": "another temperature"}).record(0, accuracy=7.0)  # its own, kept
+    record_machine(run_dir, "cpu", resumed=False)
+    seen = []
+    fake = fakes.distill
+
+    def distill(cfg, *, out, **kw):
+        seen.append((ModelLedger(Path(out) / "ledger", key).done(), ModelLedger(Path(out) / "ledger", {"students": "another temperature"}).done()))
+        return fake(cfg, out=out, **kw)
+
+    monkeypatch.setattr(runner, "run_distillation", distill)
+    out = run_cells(["mnist/ld/10"], opts)
+    assert (out[0].status, out[0].action) == ("done", "ran")
+    assert seen == [({0: {"model": 0, "accuracy": 42.0}}, {0: {"model": 0, "accuracy": 7.0}})]
+    other = opts.out / "runs" / "mnist_ld-rr_10"  # a folder with something else in it stays a conflict, left alone
+    (other / "ledger").mkdir(parents=True)
+    (other / "notes.txt").write_text("mine")
+    assert run_cells(["mnist/ld-rr/10"], opts)[0].status == "conflict" and (other / "notes.txt").read_text() == "mine"

@@ -33,6 +33,7 @@ from ..errors import ArtifactError, UserError
 from ..numerics import NUMERICS_VERSION
 from ..evaluation import evaluate, label_evaluation_file, parse_steps
 from ..runs import atomic_write_json, read_json
+from ..runs.ledger import ledger_sources
 from ..runs.provenance import numerics_of
 from ..selectors import selection_cache
 from ..unrolled import is_unrolled_record, run_unrolled
@@ -102,6 +103,11 @@ def run_record(plan: Plan, run_dir: Path) -> dict:
     return _read(run_dir / "result.json") or {}
 
 
+# What a run directory holds when its run stopped before writing config.json: the lock, reproduce's machine note and
+# the finished models of its start (a teacher's temperature choice), which the run, started again, finds there.
+_STARTED_ONLY = {".lock", "machine.json", "ledger"}
+
+
 def run_state(plan: Plan, out: Path, reuse_any_version: bool = False) -> tuple[str, str]:
     """("finished" | "resume" | "new" | "stale" | "conflict", detail) of the plan's run directory.
 
@@ -115,6 +121,8 @@ def run_state(plan: Plan, out: Path, reuse_any_version: bool = False) -> tuple[s
     if stored is None:
         if plan.kind == "baseline" and not has_result:
             return "new", ""  # a baseline interrupted before it wrote anything: start again
+        if plan.kind in ("distill", "unrolled") and {p.name for p in run_dir.iterdir()} <= _STARTED_ONLY:
+            return "new", ""  # stopped before its configuration was written (a teacher start's temperature choice): start again
         return "conflict", f"{run_dir} is not a run directory of this kind (no readable configuration)"
     diff = config_diff(plan.expected_config(), stored)
     if diff:
@@ -321,9 +329,18 @@ def selections_dir(opts: Options) -> Path:
     return Path(opts.out) / "selections"
 
 
+def sibling_ledgers(run_dir: Path) -> list[Path]:
+    """The model ledgers of the other runs beside ``run_dir`` (their own and their evaluations'): a ledger is keyed by
+    everything that decides its models, so a cell may adopt what another cell's run finished (runs/ledger.py)."""
+    if not run_dir.parent.is_dir():
+        return []
+    others = sorted(d for d in run_dir.parent.iterdir() if d.is_dir() and d.name != run_dir.name)
+    return [f for d in others for f in (d / "ledger", d / "evaluations" / "ledger")]
+
+
 def compute_cell(plan: Plan, opts: Options, stacked: dict[str, str] | None = None) -> tuple[dict, str]:
     t0 = time.perf_counter()
-    with selection_cache(selections_dir(opts)):
+    with selection_cache(selections_dir(opts)), ledger_sources(sibling_ledgers(plan.run_dir(opts.out))):
         run_result, action = ensure_run(plan, opts, stacked)
         result = run_result
         if plan.evaluation:

@@ -13,12 +13,20 @@ finished model, appended and synced as it finishes. The file is named after a ha
 so evaluations with different settings never share one, and a ledger is reused only by an
 evaluation with the same key (a larger ``models`` reuses a smaller run's models: model k's seed
 does not depend on how many there are). A line cut short by a kill is ignored.
+
+Because a file's name and header are its key, a ledger means the same models wherever it lies: within a
+:func:`ledger_sources` block, a ledger that has no file of its own adopts a copy of the file of the same key
+from another run's folder (``reproduce`` lends each cell its sibling runs': a teacher-label row and a
+teacher-started distillation choose their temperature with the same students, trained once).
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +34,21 @@ import torch
 
 LEDGER_FORMAT = "labeldistill-model-ledger"
 LEDGER_VERSION = 1
+
+# Folders of other runs' ledgers that a ledger without a file of its own may adopt from (ledger_sources()).
+_SOURCES: ContextVar[tuple[Path, ...]] = ContextVar("labeldistill_ledger_sources", default=())
+
+
+@contextmanager
+def ledger_sources(folders: Iterable[str | Path]) -> Iterator[None]:
+    """Within the block, a :class:`ModelLedger` whose file does not exist yet first copies in the file of the same
+    key from ``folders`` (the one with the most finished models), so models another run finished are not trained
+    again. Its own file then goes on alone: nothing is written back to ``folders``."""
+    token = _SOURCES.set(tuple(Path(f) for f in folders))
+    try:
+        yield
+    finally:
+        _SOURCES.reset(token)
 
 
 def tensor_sha256(*tensors: torch.Tensor) -> str:
@@ -61,6 +84,8 @@ class ModelLedger:
 
     def done(self) -> dict[int, dict[str, Any]]:
         """The finished models' records by model index (empty when there is no ledger, or its key differs)."""
+        if not self.path.exists():
+            self._adopt()
         lines = self._text().splitlines()
         if not lines or not self._is_header(lines[0]):
             return {}  # no ledger, a header cut short, a hash collision or a foreign file: trust nothing in it
@@ -76,6 +101,8 @@ class ModelLedger:
 
     def record(self, model: int, **values: Any) -> None:
         """Append model ``model``'s result (synced to disk before returning)."""
+        if not self.path.exists():
+            self._adopt()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         text = self._text()
         fresh = not self._is_header(text.split("\n", 1)[0])
@@ -87,6 +114,23 @@ class ModelLedger:
             f.write(json.dumps({"model": int(model), **values}, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())
+
+    def _adopt(self) -> None:
+        """Copy in the :func:`ledger_sources` file of this key that holds the most models (none: nothing to do)."""
+        best, best_lines = None, 1
+        for folder in _SOURCES.get():
+            try:
+                text = (folder / self.path.name).read_text()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                continue
+            lines = text.splitlines()
+            if lines and self._is_header(lines[0]) and len(lines) > best_lines:
+                best, best_lines = text, len(lines)
+        if best is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(f".{self.path.name}.tmp")
+            tmp.write_text(best)
+            os.replace(tmp, self.path)
 
     def _text(self) -> str:
         try:
