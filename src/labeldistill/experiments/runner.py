@@ -28,7 +28,7 @@ from pathlib import Path
 from .._version import __version__
 from ..baselines import baseline
 from ..distill import run_distillation
-from ..distill.loop import CHECKPOINT, Interrupted
+from ..distill.loop import CHECKPOINT, LEDGER, Interrupted
 from ..errors import ArtifactError, UserError
 from ..numerics import NUMERICS_VERSION
 from ..evaluation import evaluate, label_evaluation_file, parse_steps
@@ -105,7 +105,7 @@ def run_record(plan: Plan, run_dir: Path) -> dict:
 
 # What a run directory holds when its run stopped before writing config.json: the lock, reproduce's machine note and
 # the finished models of its start (a teacher's temperature choice), which the run, started again, finds there.
-_STARTED_ONLY = {".lock", "machine.json", "ledger"}
+_STARTED_ONLY = {".lock", "machine.json", LEDGER}
 
 
 def run_state(plan: Plan, out: Path, reuse_any_version: bool = False) -> tuple[str, str]:
@@ -335,7 +335,7 @@ def sibling_ledgers(run_dir: Path) -> list[Path]:
     if not run_dir.parent.is_dir():
         return []
     others = sorted(d for d in run_dir.parent.iterdir() if d.is_dir() and d.name != run_dir.name)
-    return [f for d in others for f in (d / "ledger", d / "evaluations" / "ledger")]
+    return [f for d in others for f in (d / LEDGER, d / "evaluations" / LEDGER)]
 
 
 def compute_cell(plan: Plan, opts: Options, stacked: dict[str, str] | None = None) -> tuple[dict, str]:

@@ -32,6 +32,8 @@ from typing import Any
 
 import torch
 
+from .files import atomic_write_bytes
+
 LEDGER_FORMAT = "labeldistill-model-ledger"
 LEDGER_VERSION = 1
 
@@ -84,8 +86,6 @@ class ModelLedger:
 
     def done(self) -> dict[int, dict[str, Any]]:
         """The finished models' records by model index (empty when there is no ledger, or its key differs)."""
-        if not self.path.exists():
-            self._adopt()
         lines = self._text().splitlines()
         if not lines or not self._is_header(lines[0]):
             return {}  # no ledger, a header cut short, a hash collision or a foreign file: trust nothing in it
@@ -101,8 +101,6 @@ class ModelLedger:
 
     def record(self, model: int, **values: Any) -> None:
         """Append model ``model``'s result (synced to disk before returning)."""
-        if not self.path.exists():
-            self._adopt()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         text = self._text()
         fresh = not self._is_header(text.split("\n", 1)[0])
@@ -115,9 +113,9 @@ class ModelLedger:
             f.flush()
             os.fsync(f.fileno())
 
-    def _adopt(self) -> None:
-        """Copy in the :func:`ledger_sources` file of this key that holds the most models (none: nothing to do)."""
-        best, best_lines = None, 1
+    def _adopt(self) -> str:
+        """Copy in the :func:`ledger_sources` file of this key that holds the most models; its text ("" when none)."""
+        best, best_lines = "", 1
         for folder in _SOURCES.get():
             try:
                 text = (folder / self.path.name).read_text()
@@ -126,17 +124,16 @@ class ModelLedger:
             lines = text.splitlines()
             if lines and self._is_header(lines[0]) and len(lines) > best_lines:
                 best, best_lines = text, len(lines)
-        if best is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_name(f".{self.path.name}.tmp")
-            tmp.write_text(best)
-            os.replace(tmp, self.path)
+        if best:
+            atomic_write_bytes(self.path, best.encode())
+        return best
 
     def _text(self) -> str:
+        """The ledger file's text; with no file of its own, what it adopts from :func:`ledger_sources` ("" when none)."""
         try:
             return self.path.read_text()
         except FileNotFoundError:
-            return ""
+            return self._adopt()
 
     def _is_header(self, line: str) -> bool:
         try:
