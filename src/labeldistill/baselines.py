@@ -29,6 +29,7 @@ from .problem import Problem, build_problem
 from .protocol import default_arch
 from .runs import RunLock, atomic_write_json
 from .numerics import float32_precision
+from .runs.ledger import run_ledger
 from .runs.provenance import pin_code_identity, resolve_device, versions
 from .selectors import canonical_selector
 from .stepsearch import choose_steps
@@ -129,7 +130,7 @@ def baseline(s: BaselineSettings, *, data_root=None, out=None, progress: bool = 
     lock = RunLock(out).acquire() if out else None
     try:
         with float32_precision(s.allow_tf32) as floats:
-            result = _baseline(s, device, data_root, floats, ledger=Path(out) / "ledger" if out else None, progress=progress)
+            result = _baseline(s, device, data_root, floats, ledger=run_ledger(out) if out else None, progress=progress)
         if out:
             atomic_write_json(Path(out) / "result.json", result)
         return result

@@ -14,6 +14,7 @@ from .engine import TrainRecipe, evaluate_labels, make_learner
 from .errors import UserError
 from .runs import atomic_write_json, read_json
 from .numerics import float32_precision
+from .runs.ledger import evaluation_ledger
 from .runs.provenance import resolve_device, versions
 
 
@@ -287,7 +288,7 @@ def _evaluate_protocol(ds, proto, path: Path, run_dir: Path | None, run_cfg: dic
     with float32_precision(bool(run_cfg.get("allow_tf32", False)), bool(run_cfg.get("deterministic", False))) as floats:
         zca = target_zca(proto, data, int(ds.images.shape[1]), ds.zca)
         how = {}
-        ledger = run_dir / "evaluations" / "ledger" if save and run_dir is not None else None
+        ledger = evaluation_ledger(run_dir) if save and run_dir is not None else None
         batch, lr = int(ds.recipe.get("batch_size", min(50, len(ds)))), float(ds.recipe.get("lr", 1e-3))
         if label_temperature == "auto":
             how["label_temperature_choice"] = _choose_label_temperature(ds, data, proto, learner, seed=seed, batch=batch, lr=lr, steps=t,
@@ -330,7 +331,7 @@ def _evaluate_scheduled(ds, path: Path, run_dir: Path | None, run_cfg: dict, *, 
         raise UserError(f"{target} has {data.preprocessing.channels}-channel images but the set's have {int(ds.images.shape[1])}.")
     iteration = ds.provenance.get("checkpoint_iteration")  # a set read from a checkpoint (evaluate(..., snapshot="checkpoint"))
     # The ledger keeps the finished set's test models; a checkpoint's set is another set, tested in one go.
-    ledger = run_dir / "evaluations" / "ledger" if save and run_dir is not None and iteration is None else None
+    ledger = evaluation_ledger(run_dir) if save and run_dir is not None and iteration is None else None
     with float32_precision(bool(run_cfg.get("allow_tf32", False)), bool(run_cfg.get("deterministic", False))) as floats:
         ev = evaluate_set(ds, data, variant=name, arch=arch, models=models, seed=seed, steps=t,
                           group=int(run_cfg.get("test_group", 50)), ledger=ledger, progress=progress)

@@ -29,6 +29,7 @@ from ..engine import HeadConfig, Learner, make_learner
 from ..errors import UserError
 from ..problem import Problem
 from ..runs import MetricsLog, StopRequest, load_state, save_state
+from ..runs.ledger import run_ledger
 from ..seeding import draw_seed, torch_generator
 from .augment import loop_augmenter
 from .config import DistillConfig, resolve_meta_gradient
@@ -41,8 +42,6 @@ from .strategies import STRATEGIES
 from .validation import LabelSelector, PaperScore, ProtocolScore, Score, Snapshot, save_snapshot
 
 CHECKPOINT = "checkpoint.safetensors"
-# In a run directory: the finished models of long, fixed-epoch evaluations (runs/ledger.py), so they resume.
-LEDGER = "ledger"
 MAX_CHUNK = 25  # steps between host reads of the step records
 
 
@@ -370,7 +369,7 @@ class Distiller:
         student = make_learner(proto.arch or model_factory or cfg.arch, channels, size, t.num_classes, head="linear")
         return ProtocolScore(student, self.problem.base_x, t.val.x, t.val.y, seed=cfg.seed, batch_size=cfg.inner_batch,
                              lr=cfg.model_lr, protocol=proto, zca=target_zca(proto, t, channels),
-                             ledger=None if self.run_dir is None else self.run_dir / LEDGER, progress=self.progress)
+                             ledger=None if self.run_dir is None else run_ledger(self.run_dir), progress=self.progress)
 
     def _validate(self, score: Score | None = None) -> None:
         if self.run_dir is not None:  # every validated snapshot, for later study (re-selection, trajectories)

@@ -17,11 +17,12 @@ from ..errors import UserError
 from ..numerics import float32_precision, float_settings
 from ..problem import Problem, build_problem
 from ..runs import RunLock, atomic_write_json, read_json
+from ..runs.ledger import run_ledger
 from ..runs.provenance import numerics_of, pin_code_identity, resolve_device, versions
 from .config import DistillConfig
 from .label_init import initial_labels
 from .target_labels import loop_targets
-from .loop import CHECKPOINT, LEDGER, Distiller, Interrupted, LoopResult
+from .loop import CHECKPOINT, Distiller, Interrupted, LoopResult
 from .start import START_FILE, StartCandidate, prefer_start, score_start
 from ..seeding import derive_seed
 from ..teacher import shared_teachers
@@ -128,7 +129,7 @@ class RunSession:
                     old = read_json(run_dir / "config.json")
                     self.label_init = old.get("label_init") or {"label_init": "uniform"}
                 else:
-                    start, self.label_init = initial_labels(self.resolved, self.problem, ledger=None if run_dir is None else run_dir / LEDGER)
+                    start, self.label_init = initial_labels(self.resolved, self.problem, ledger=None if run_dir is None else run_ledger(run_dir))
                 targets, self.target_labels = loop_targets(self.resolved, self.problem)  # again on resume: a cached teacher
                 self.distiller = Distiller(self.resolved, self.problem, model_factory=model, run_dir=run_dir, progress=progress,
                                            initial_labels=start, target_labels=targets)
@@ -156,7 +157,7 @@ class RunSession:
         if resume and run_dir is not None and (run_dir / START_FILE).exists():
             return StartCandidate.load(run_dir, self.problem.base_x.device)
         if start is None:
-            start, _ = initial_labels(cfg, self.problem, ledger=None if run_dir is None else run_dir / LEDGER)
+            start, _ = initial_labels(cfg, self.problem, ledger=None if run_dir is None else run_ledger(run_dir))
         cand = score_start(self.distiller.learner, self.problem, start, seed=cfg.seed, batch=cfg.inner_batch, lr=cfg.model_lr,
                            score=self.distiller.score, models=cfg.validation_models, progress=self.distiller.progress,
                            steps=None if self.distiller.measures_t else self.distiller.monitor.estimate_steps())  # students: no T
@@ -202,7 +203,7 @@ class RunSession:
         zca = None
         try:
             tempered = _label_temperature(resolved, problem, distiller, images, loop.labels, loop.steps,
-                                          ledger=None if run_dir is None else run_dir / LEDGER)
+                                          ledger=None if run_dir is None else run_ledger(run_dir))
             if tempered is not None:
                 loop = dataclasses.replace(loop, labels=tempered[0])
             if resolved.test_protocol == "paper":
@@ -211,7 +212,7 @@ class RunSession:
                     seed=resolved.seed, batch_size=resolved.inner_batch, lr=resolved.model_lr)
             else:
                 ev, zca = _test_under_protocol(resolved, problem, images, loop.labels, loop.steps,
-                                               ledger=None if run_dir is None else run_dir / LEDGER, progress=distiller.progress)
+                                               ledger=None if run_dir is None else run_ledger(run_dir), progress=distiller.progress)
         except KeyboardInterrupt:
             hint = f" Resume with: labeldistill distill --resume {run_dir}" if run_dir is not None else ""
             raise Interrupted(f"Stopped while testing the selected labels; the loop's final checkpoint is kept.{hint}") from None

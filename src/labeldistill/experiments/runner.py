@@ -28,12 +28,12 @@ from pathlib import Path
 from .._version import __version__
 from ..baselines import baseline
 from ..distill import run_distillation
-from ..distill.loop import CHECKPOINT, LEDGER, Interrupted
+from ..distill.loop import CHECKPOINT, Interrupted
 from ..errors import ArtifactError, UserError
 from ..numerics import NUMERICS_VERSION
 from ..evaluation import evaluate, label_evaluation_file, parse_steps
 from ..runs import atomic_write_json, read_json
-from ..runs.ledger import ledger_sources
+from ..runs.ledger import RUN_LEDGER, evaluation_ledger, ledger_sources, run_ledger
 from ..runs.provenance import numerics_of
 from ..selectors import selection_cache
 from ..unrolled import is_unrolled_record, run_unrolled
@@ -105,7 +105,7 @@ def run_record(plan: Plan, run_dir: Path) -> dict:
 
 # What a run directory holds when its run stopped before writing config.json: the lock, reproduce's machine note and
 # the finished models of its start (a teacher's temperature choice), which the run, started again, finds there.
-_STARTED_ONLY = {".lock", "machine.json", LEDGER}
+_STARTED_ONLY = {".lock", "machine.json", RUN_LEDGER}
 
 
 def run_state(plan: Plan, out: Path, reuse_any_version: bool = False) -> tuple[str, str]:
@@ -335,7 +335,7 @@ def sibling_ledgers(run_dir: Path) -> list[Path]:
     if not run_dir.parent.is_dir():
         return []
     others = sorted(d for d in run_dir.parent.iterdir() if d.is_dir() and d.name != run_dir.name)
-    return [f for d in others for f in (d / LEDGER, d / "evaluations" / LEDGER)]
+    return [f for d in others for f in (run_ledger(d), evaluation_ledger(d))]
 
 
 def compute_cell(plan: Plan, opts: Options, stacked: dict[str, str] | None = None) -> tuple[dict, str]:

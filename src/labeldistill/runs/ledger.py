@@ -37,6 +37,21 @@ from .files import atomic_write_bytes
 LEDGER_FORMAT = "labeldistill-model-ledger"
 LEDGER_VERSION = 1
 
+# Where a run directory keeps its ledgers: the loop's own (validation students, the final test) at RUN_LEDGER,
+# later evaluations' (`evaluate RUN`, an unrolled run's final test) in the evaluations folder.
+RUN_LEDGER = "ledger"
+EVALUATIONS = "evaluations"
+
+
+def run_ledger(run_dir: str | Path) -> Path:
+    """The ledger folder of a run directory's own loop (validation students, the final test)."""
+    return Path(run_dir) / RUN_LEDGER
+
+
+def evaluation_ledger(run_dir: str | Path) -> Path:
+    """The ledger folder of a run directory's later evaluations (``evaluate RUN``; an unrolled run's test)."""
+    return Path(run_dir) / EVALUATIONS / RUN_LEDGER
+
 # Folders of other runs' ledgers that a ledger without a file of its own may adopt from (ledger_sources()).
 _SOURCES: ContextVar[tuple[Path, ...]] = ContextVar("labeldistill_ledger_sources", default=())
 

@@ -26,6 +26,7 @@ from ..data.preprocess import Preprocessing
 from ..errors import UserError
 from ..numerics import float32_precision, float_settings
 from ..runs import MetricsLog, StopRequest, atomic_write_json, read_json
+from ..runs.ledger import evaluation_ledger
 from ..runs.provenance import pin_code_identity, resolve_device, versions
 from ..settings import from_dict
 from .config import _DATASET, METHODS, UnrolledConfig, unrolled_config
@@ -259,7 +260,7 @@ def _run(cfg: UnrolledRunConfig, *, out, resume, data_root, download, progress) 
             # Each finished test network goes into the run's evaluation ledger (the one `evaluate RUN` keeps): the 200-network
             # test of a CIFAR-10 set is about an hour of one CPU thread, and a stopped test resumes with the networks it lacks.
             ev = evaluate_set(ds.to(device), data, models=resolved.test_models, seed=resolved.seed, group=resolved.test_group,
-                              ledger=None if run_dir is None else run_dir / "evaluations" / "ledger", progress=progress)
+                              ledger=None if run_dir is None else evaluation_ledger(run_dir), progress=progress)
         except KeyboardInterrupt:
             kept = (f"the loop's final checkpoint and the finished test networks are kept. Resume with: labeldistill distill "
                     f"--resume {run_dir}" if run_dir is not None else "nothing kept (no run directory).")
