@@ -4,6 +4,7 @@
     python records/archive.py store RUN_DIR NAME --in-progress   # with its checkpoint -> records/in-progress/NAME
     python records/archive.py restore NAME RUN_DIR               # records/in-progress/NAME -> RUN_DIR (then resume)
     python records/archive.py size                               # what records/ holds; runs/ against its budget
+    python records/archive.py compact                            # old records' JSON with long lists on one line
 
 Why main: a session's machine can be replaced, and only main is carried over (session 23 lost the
 `results` branch, which lived in one machine's clone). A record stays a run directory that the library reads
@@ -106,6 +107,40 @@ def restore(name: str, run_dir: Path) -> None:
     print(f"restored {len(manifest['files'])} files into {run_dir}; resume it with the command in its record")
 
 
+def compact() -> None:
+    """Rewrite the records' JSON files that the library would now write shorter (runs.files.dumps: a long list of
+    numbers on one line; a run's split indices took a line each, half of an MNIST record's bytes) with the very same
+    JSON values, and update each manifest: the file's new digest, and under ``rewritten`` its digest as stored, so the
+    record says what changed and git history keeps the old bytes. Needs the library (it writes what a run writes)."""
+    from labeldistill.runs.files import dumps  # lazily: store / restore run without the library or torch
+
+    saved, when = 0, _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    for manifest_path in sorted(HERE.glob("*/*/MANIFEST.json")):
+        record, manifest = manifest_path.parent, json.loads(manifest_path.read_text())
+        changed = {}
+        for rel in sorted(manifest["files"]):
+            path = record / rel
+            if path.suffix != ".json" or not path.is_file():
+                continue
+            old = path.read_bytes()
+            new = (dumps(json.loads(old)) + "\n").encode()
+            if len(new) >= len(old):
+                continue
+            if json.loads(new) != json.loads(old):  # never: dumps writes the values it read; checked all the same
+                sys.exit(f"error: {path} would not keep its values when rewritten")
+            path.write_bytes(new)
+            digest = hashlib.sha256(new).hexdigest()
+            changed[rel] = {"was_sha256": manifest["files"][rel], "on": when, "main_commit": _commit(),
+                            "why": "long lists of numbers on one line (runs.files.dumps); the same JSON values"}
+            manifest["files"][rel] = digest
+            saved += len(old) - len(new)
+        if changed:
+            manifest.setdefault("rewritten", {}).update(changed)
+            manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+            print(f"{record.relative_to(HERE)}: {', '.join(changed)}")
+    print(f"saved {saved / 2**20:.2f} MB; records/runs {_size_mb(HERE / 'runs'):.1f} of {BUDGET_MB:.0f} MB")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -117,11 +152,14 @@ def main() -> None:
     r.add_argument("name")
     r.add_argument("run_dir", type=Path)
     sub.add_parser("size")
+    sub.add_parser("compact", help="rewrite old records' JSON with long lists on one line (the same values)")
     a = ap.parse_args()
     if a.cmd == "store":
         store(a.run_dir, a.name, a.in_progress)
     elif a.cmd == "restore":
         restore(a.name, a.run_dir)
+    elif a.cmd == "compact":
+        compact()
     else:
         for d in sorted(p for p in HERE.glob("*/*") if p.is_dir()):
             print(f"{_size_mb(d):8.2f} MB  {d.relative_to(HERE)}")

@@ -67,3 +67,23 @@ def test_budget(archive, tmp_path, monkeypatch):
     archive.store(run, "parked", in_progress=True)  # a parked checkpoint is not counted
     with pytest.raises(SystemExit, match="over its 0 MB budget"):
         archive.store(run, "big", in_progress=False)
+
+
+def test_compact_keeps_values_and_restores(archive, tmp_path):
+    """An old record's JSON (a line per index) is rewritten with the same values; the manifest follows, keeping the
+    digest as stored, and a parked run still restores (the restore checks the new digest)."""
+    run = _run_dir(tmp_path)
+    old = json.dumps({"split": list(range(5000)), "seed": 1, "name": "x"}, indent=2, sort_keys=True) + "\n"
+    (run / "config.json").write_text(old)
+    dest = archive.store(run, "p", in_progress=True)
+    stored = json.loads((dest / "MANIFEST.json").read_text())["files"]["config.json"]
+    archive.compact()
+    new = (dest / "config.json").read_text()
+    assert json.loads(new) == json.loads(old) and len(new) < 0.6 * len(old) and "\n    1,\n" not in new
+    manifest = json.loads((dest / "MANIFEST.json").read_text())
+    assert manifest["rewritten"]["config.json"]["was_sha256"] == stored != manifest["files"]["config.json"]
+    assert list(manifest["rewritten"]) == ["config.json"]  # dc.json ("{}") and the metrics log are not touched
+    archive.restore("p", tmp_path / "back")
+    assert json.loads((tmp_path / "back" / "config.json").read_text()) == json.loads(old)
+    archive.compact()  # a second pass finds nothing shorter to write
+    assert json.loads((dest / "MANIFEST.json").read_text()) == manifest
