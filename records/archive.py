@@ -26,8 +26,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BUDGET_MB = 44.0          # finished records (runs/; each MNIST run about 2 MB, most of it the split's indices in
-                          # config.json, 0.9 MB, 0.5 MB for runs from session 33 on, which write them on one line; CIFAR-100's 160 label snapshots 6.4 MB): tracked files travel with every
+BUDGET_MB = 44.0          # finished records (runs/; each MNIST run about 1.2 MB, most of it the split's indices in
+                          # config.json, 0.5 MB on one line: `compact` rewrote the older records' 0.9 MB a line per index in
+                          # session 36; CIFAR-100's 160 label snapshots 6.4 MB): tracked files travel with every
                           # GPU call (64 MiB with the code), so `rm -r records/runs records/in-progress` in the
                           # working tree before a call that carries data. 40 MB until session 33, which kept every
                           # record docs/results.md cites and added the implicit method's --students 3 run
