@@ -115,7 +115,7 @@ def compact() -> None:
     record says what changed and git history keeps the old bytes. Needs the library (it writes what a run writes)."""
     from labeldistill.runs.files import dumps  # lazily: store / restore run without the library or torch
 
-    saved, when = 0, _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    saved, when, commit = 0, _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), _commit()
     for manifest_path in sorted(HERE.glob("*/*/MANIFEST.json")):
         record, manifest = manifest_path.parent, json.loads(manifest_path.read_text())
         changed = {}
@@ -124,14 +124,15 @@ def compact() -> None:
             if path.suffix != ".json" or not path.is_file():
                 continue
             old = path.read_bytes()
-            new = (dumps(json.loads(old)) + "\n").encode()
+            value = json.loads(old)
+            new = (dumps(value) + "\n").encode()
             if len(new) >= len(old):
                 continue
-            if json.loads(new) != json.loads(old):  # never: dumps writes the values it read; checked all the same
+            if json.loads(new) != value:  # never: dumps writes the values it read; checked all the same
                 sys.exit(f"error: {path} would not keep its values when rewritten")
             path.write_bytes(new)
             digest = hashlib.sha256(new).hexdigest()
-            changed[rel] = {"was_sha256": manifest["files"][rel], "on": when, "main_commit": _commit(),
+            changed[rel] = {"was_sha256": manifest["files"][rel], "on": when, "main_commit": commit,
                             "why": "long lists of numbers on one line (runs.files.dumps); the same JSON values"}
             manifest["files"][rel] = digest
             saved += len(old) - len(new)

@@ -52,6 +52,7 @@ def evaluation_ledger(run_dir: str | Path) -> Path:
     """The ledger folder of a run directory's later evaluations (``evaluate RUN``; an unrolled run's test)."""
     return Path(run_dir) / EVALUATIONS / RUN_LEDGER
 
+
 # Folders of other runs' ledgers that a ledger without a file of its own may adopt from (ledger_sources()).
 _SOURCES: ContextVar[tuple[Path, ...]] = ContextVar("labeldistill_ledger_sources", default=())
 
