@@ -14,7 +14,7 @@ from .engine import TrainRecipe, evaluate_labels, make_learner
 from .errors import UserError
 from .runs import atomic_write_json, read_json
 from .numerics import float32_precision
-from .runs.ledger import evaluation_ledger
+from .runs.ledger import evaluation_ledger, evaluations_dir
 from .runs.provenance import resolve_device, versions
 
 
@@ -214,7 +214,7 @@ def _save_evaluation(run_dir: Path, name: str, result: dict, run_cfg: dict) -> N
         name = name.removesuffix(".json") + f"-seed{int(result['seed'])}.json"
     if result.get("snapshot") is not None:  # another set than the run's selected one
         name = name.removesuffix(".json") + f"-snap{int(result['snapshot']['number'])}.json"
-    atomic_write_json(run_dir / "evaluations" / name, result)
+    atomic_write_json(evaluations_dir(run_dir) / name, result)
 
 
 def _temperature_suffix(label_temperature: float | str | None) -> str:

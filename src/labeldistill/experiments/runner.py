@@ -33,7 +33,7 @@ from ..errors import ArtifactError, UserError
 from ..numerics import NUMERICS_VERSION
 from ..evaluation import evaluate, label_evaluation_file, parse_steps
 from ..runs import atomic_write_json, read_json
-from ..runs.ledger import RUN_LEDGER, evaluation_ledger, ledger_sources, run_ledger
+from ..runs.ledger import RUN_LEDGER, evaluation_ledger, evaluations_dir, ledger_sources, run_ledger
 from ..runs.provenance import numerics_of
 from ..selectors import selection_cache
 from ..unrolled import is_unrolled_record, run_unrolled
@@ -237,7 +237,7 @@ def ensure_evaluation(plan: Plan, opts: Options, run_result: dict) -> tuple[dict
     head = ev.get("head") or run_result.get("head")
     if run_result.get("T") is not None and arch and head:
         t = parse_steps(ev.get("steps"), int(run_result["T"]))
-        stored = _stored_evaluation(run_dir / "evaluations" / label_evaluation_file(arch, head, t, _plan.TEST_MODELS,
+        stored = _stored_evaluation(evaluations_dir(run_dir) / label_evaluation_file(arch, head, t, _plan.TEST_MODELS,
                                                                                     optimizer=ev.get("optimizer"), order=ev.get("order")), opts,
                                     plan.cell.seed)
         if stored is not None:
@@ -258,7 +258,7 @@ def _ensure_protocol_evaluation(plan: Plan, opts: Options) -> tuple[dict, str]:
     arch = ev.get("arch") or proto.arch
     run_dir = plan.run_dir(opts.out)
     if arch:
-        stored = _stored_evaluation(run_dir / "evaluations" / f"{proto.name}-{arch}-K{proto.models}.json", opts, plan.cell.seed)
+        stored = _stored_evaluation(evaluations_dir(run_dir) / f"{proto.name}-{arch}-K{proto.models}.json", opts, plan.cell.seed)
         if stored is not None:
             return stored, "reused evaluation"
     result = evaluate(run_dir, arch=ev.get("arch"), protocol=proto.name, models=proto.models, data_root=opts.data_root,
@@ -277,7 +277,7 @@ def _ensure_unrolled_evaluation(plan: Plan, opts: Options, run_result: dict) -> 
     arch = ev.get("arch") or run_result.get("arch")
     models = run_result.get("models")
     if arch and models:
-        stored = _stored_evaluation(run_dir / "evaluations" / f"{arch}-{variant.replace(':', '')}-K{models}.json", opts, plan.cell.seed)
+        stored = _stored_evaluation(evaluations_dir(run_dir) / f"{arch}-{variant.replace(':', '')}-K{models}.json", opts, plan.cell.seed)
         if stored is not None and stored.get("variant") == variant:
             return stored, "reused evaluation"
     result = evaluate(run_dir, arch=ev.get("arch"), variant=variant, data_root=opts.data_root, device=opts.device or "auto")

@@ -48,9 +48,14 @@ def run_ledger(run_dir: str | Path) -> Path:
     return Path(run_dir) / RUN_LEDGER
 
 
+def evaluations_dir(run_dir: str | Path) -> Path:
+    """The folder of a run directory's later evaluations: one JSON result each, and their ledger."""
+    return Path(run_dir) / EVALUATIONS
+
+
 def evaluation_ledger(run_dir: str | Path) -> Path:
     """The ledger folder of a run directory's later evaluations (``evaluate RUN``; an unrolled run's test)."""
-    return Path(run_dir) / EVALUATIONS / RUN_LEDGER
+    return evaluations_dir(run_dir) / RUN_LEDGER
 
 
 # Folders of other runs' ledgers that a ledger without a file of its own may adopt from (ledger_sources()).
