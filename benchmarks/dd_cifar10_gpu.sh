@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Issue 16's GPU deliverable, as one prepared script for a loan: original DD on CIFAR-10 (100 images = 10 steps x 10
+# Issue 16's GPU deliverable, as one prepared script for a loan (since session 36 only SLDD is left: DD finished on
+# CPUs, and runs here only from a parked run or with DD=1): original DD on CIFAR-10 (100 images = 10 steps x 10
 # classes, 30 unrolled AlexCifarNet steps, 400 outer epochs = 17,600 outer iterations; paper's rerun 35.20 ± 1.09),
 # tested on 200 fresh AlexCifarNets and, from the same run, on 200 LeNets (Table 15: `reproduce 15`); then SLDD on
 # CIFAR-10 (Table 1's cell, paper 39.8 ± 0.8) with whatever time is left. Both runs checkpoint and resume: stopped at
@@ -50,9 +51,15 @@ if [ -f "$D/p5/dd_run/checkpoint.safetensors" ] && [ ! -d "$W/t15/runs/cifar10_d
   mkdir -p "$W/t15/runs" && cp -r "$D/p5/dd_run" "$W/t15/runs/cifar10_dd_100" && stamp "resuming the carried DD run: $(progress "$W/t15")"
 fi
 # Table 15: the DD run (AlexCifarNet) and its LeNet test; resumes the run directory when a previous call stopped it.
-timeout -s INT -k 20 "$(cap "${T_DD:-540}")" $PY -m labeldistill reproduce 15 --data-root "$W/data" --device "$DEV" \
-  --out "$W/t15" --json >> "$W/t15.log" 2>&1
-stamp "reproduce 15 (DD, CIFAR-10): rc=$? $(progress "$W/t15")"; pack
+# Only with a parked DD run carried, or DD=1: the CIFAR-10 DD run finished on CPUs in session 36
+# (records/runs/cifar10-dd-100-s0), and without a parked run reproduce 15 would start a new one from scratch.
+if [ -d "$W/t15/runs/cifar10_dd_100" ] || [ "${DD:-0}" = 1 ]; then
+  timeout -s INT -k 20 "$(cap "${T_DD:-540}")" $PY -m labeldistill reproduce 15 --data-root "$W/data" --device "$DEV" \
+    --out "$W/t15" --json >> "$W/t15.log" 2>&1
+  stamp "reproduce 15 (DD, CIFAR-10): rc=$? $(progress "$W/t15")"; pack
+else
+  stamp "no parked DD run carried: DD skipped (DD=1 runs it from the start)"
+fi
 
 # SLDD, Table 1's cell, with the time left (resumable the same way). A parked SLDD run (records/in-progress/
 # cifar10-sldd-100-s0, CPU lanes since session 27; prepare_loan.sh restores it into DATA_DIR/p6/sldd_run) goes on.
