@@ -33,7 +33,7 @@ from .runs.ledger import run_ledger
 from .runs.provenance import pin_code_identity, resolve_device, versions
 from .selectors import canonical_selector
 from .stepsearch import choose_steps
-from .teacher import TeacherConfig, parse_temperature, teacher_labels, teacher_soft_labels, train_teacher  # noqa: F401  (re-exported)
+from .teacher import TeacherConfig, parse_teacher_epoch, parse_temperature, teacher_labels, teacher_soft_labels, train_teacher  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,7 @@ class BaselineSettings:
     teacher_arch: str | None = None  # None: the target's default architecture (lenet / alexnet), under every protocol
     teacher_epochs: int = 30  # at most this many epochs over the training split ...
     teacher_patience: int = 3  # ... stopping after this many without a better validation accuracy
+    teacher_epoch: int | str = "best"  # which epoch's weights label: "best" (validation accuracy), "auto" (students') or N
 
 
 LABEL_KINDS = ("true", "smooth", "teacher")
@@ -124,7 +125,7 @@ def baseline(s: BaselineSettings, *, data_root=None, out=None, progress: bool = 
         s = dataclasses.replace(s, teacher_arch=MODELS.canonical(s.teacher_arch))
     if s.labels == "smooth" and not s.smoothing:
         s = dataclasses.replace(s, smoothing=0.1)  # the paper's LS baseline
-    s = dataclasses.replace(s, temperature=parse_temperature(s.temperature))
+    s = dataclasses.replace(s, temperature=parse_temperature(s.temperature), teacher_epoch=parse_teacher_epoch(s.teacher_epoch))
     if s.labels == "teacher" and (s.smoothing or s.teacher_epochs < 1 or s.teacher_patience < 1):
         raise UserError("--labels teacher takes at least one teacher epoch and patience, and no --smoothing.")
     lock = RunLock(out).acquire() if out else None
@@ -165,7 +166,7 @@ def _baseline(s: BaselineSettings, device: str, data_root, floats: dict, *, ledg
         batch = s.batch_size or protocol.inner_batch_size(problem.n_base, target.name)
         labels, teacher = teacher_soft_labels(problem, proto=proto, zca=zca, student=learner, seed=s.seed, arch=s.teacher_arch,
                                               epochs=s.teacher_epochs, patience=s.teacher_patience, temperature=s.temperature,
-                                              batch=batch, lr=cfg.lr, ledger=ledger)
+                                              batch=batch, lr=cfg.lr, ledger=ledger, epoch=s.teacher_epoch)
     if proto.is_paper:
         result = run_baseline(learner, problem, cfg, labels=labels)
     else:

@@ -124,6 +124,23 @@ def train_teacher(target, cfg: TeacherConfig, *, zca=None, cache_dir: Path | Non
     accuracy (%), the best epoch, the epochs trained and the cache file (``cache_dir``: default
     :func:`teacher_cache_dir`; None: no cache).
     """
+    learner, state, record, _ = _train_teacher(target, cfg, zca=zca, cache_dir=cache_dir, keep_epochs=False)
+    return learner, state, record
+
+
+def train_teacher_epochs(target, cfg: TeacherConfig, *, zca=None,
+                         cache_dir: Path | None | object = _DEFAULT_CACHE) -> tuple[Learner, dict[int, ModelState], dict]:
+    """The same teacher as :func:`train_teacher` (the same training, bit for bit, and the same cache entry), with the
+    weights after every epoch it trained: ``{epoch: state}`` (1-based; the best epoch's equal
+    ``train_teacher``'s). They are kept in a second cache file beside the teacher's (``NAME.epochs.safetensors``);
+    a teacher cached without them trains again once, the same way. For the choice of a teacher epoch by the
+    students it labels (:func:`teacher_soft_labels` with ``epoch="auto"``)."""
+    learner, _, record, epochs = _train_teacher(target, cfg, zca=zca, cache_dir=cache_dir, keep_epochs=True)
+    return learner, epochs, record  # type: ignore[return-value]
+
+
+def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep_epochs: bool
+                   ) -> tuple[Learner, ModelState, dict, dict[int, ModelState] | None]:
     from .runs.files import atomic_write_bytes
 
     channels, size = target.preprocessing.channels, int(target.train.x.shape[-1])
@@ -131,15 +148,18 @@ def train_teacher(target, cfg: TeacherConfig, *, zca=None, cache_dir: Path | Non
     seeds = model_seeds(cfg.seed, "teacher", 1)
     tx = target.train.x if zca is None else zca.apply(target.train.x)
     key = _teacher_key(target, cfg, zca)
+    # The epochs are a request, not a setting: a teacher trained with them is the same teacher (same key, same file).
     shared, shared_key = _SHARED.get(), json.dumps(key, sort_keys=True, default=str)
-    if shared is not None and shared_key in shared:
+    if shared is not None and shared_key in shared and (not keep_epochs or shared[shared_key][3] is not None):
         return shared[shared_key]
     folder = teacher_cache_dir() if cache_dir is _DEFAULT_CACHE else cache_dir
     path = None if folder is None else _teacher_file(folder, target.name, cfg, key)  # type: ignore[arg-type]
+    epochs_file = None if path is None else path.with_name(path.stem + ".epochs.safetensors")
     if path is not None and path.exists():
         found = _cached_teacher(path, key, learner, seeds, tx)
-        if found is not None:
-            out = learner, found[0], {**found[1], "cache": {"file": str(path), "reused": True}}
+        kept = _cached_epochs(epochs_file, key, tx) if found is not None and keep_epochs else None
+        if found is not None and (kept is not None or not keep_epochs):
+            out = learner, found[0], {**found[1], "cache": {"file": str(path), "reused": True}}, kept
             if shared is not None:
                 shared[shared_key] = out
             return out
@@ -149,14 +169,17 @@ def train_teacher(target, cfg: TeacherConfig, *, zca=None, cache_dir: Path | Non
     per_epoch = TrainRecipe.steps_per_epoch(len(target.train), batch)
     curve: dict[int, float] = {}
     best: dict = {}
+    kept: dict[int, ModelState] | None = {} if keep_epochs else None
     # Each epoch's end is checkpointed beside the cache file (a CIFAR-10 teacher is an hour of a CPU core): an
     # interrupted training goes on from its last epoch, exactly as if it had not stopped.
     partial = None if path is None else path.with_name(path.stem + ".partial.safetensors")
-    resume, before = _partial_teacher(partial, key, curve, best, reference=tx)
+    resume, before = _partial_teacher(partial, key, curve, best, reference=tx, kept=kept)
 
     def observe(step: int, st: ModelState) -> bool:
         epoch = step // per_epoch
         curve[epoch] = float(accuracy(learner, st, vx, target.val.y)[0]) * 100
+        if kept is not None:
+            kept[epoch] = st.select(slice(None))
         if not best or curve[epoch] > best["val"]:
             best.update(val=curve[epoch], epoch=epoch, state=st.select(slice(None)))
         return epoch - best["epoch"] >= cfg.patience
@@ -164,7 +187,8 @@ def train_teacher(target, cfg: TeacherConfig, *, zca=None, cache_dir: Path | Non
     def checkpoint(ck: RecipeCheckpoint) -> None:
         b = best["state"]
         save_state(partial, {"key": key, "training": ck.to_dict(), "curve": curve, "seconds": before + time.perf_counter() - t0,
-                             "best": {"val": best["val"], "epoch": best["epoch"], "params": b.params, "buffers": b.buffers, "head": b.head}})
+                             "best": {"val": best["val"], "epoch": best["epoch"], "params": b.params, "buffers": b.buffers, "head": b.head},
+                             **({} if kept is None else {"epochs": _states_dict(kept)})})
 
     train_models(learner, tx, torch.nn.functional.one_hot(target.train.y, target.num_classes).float(), 1, seeds, batch_size=batch,
                  recipe=TrainRecipe(optimizer="adam", lr=cfg.lr, epochs=cfg.epochs),
@@ -183,26 +207,54 @@ def train_teacher(target, cfg: TeacherConfig, *, zca=None, cache_dir: Path | Non
 
         tensors = {n: t.detach().cpu().contiguous() for n, t in state.params.items()}
         atomic_write_bytes(path, save(tensors, metadata={"record": json.dumps(record, sort_keys=True)}))
+        if kept is not None:
+            save_state(epochs_file, {"key": key, "epochs": _states_dict(kept)})  # type: ignore[arg-type]
         partial.unlink(missing_ok=True)  # type: ignore[union-attr]  (a cache file has its partial file beside it)
-    out = learner, state, {**record, "cache": {"file": None if path is None else str(path), "reused": False}}
+    if kept is not None:
+        for st in kept.values():
+            st.reference = tx
+    out = learner, state, {**record, "cache": {"file": None if path is None else str(path), "reused": False}}, kept
     if shared is not None:
         shared[shared_key] = out
     return out
 
 
+def _states_dict(states: dict[int, ModelState]) -> dict:
+    return {int(e): {"params": st.params, "buffers": st.buffers, "head": st.head} for e, st in states.items()}
+
+
+def _states_from(saved: dict, reference: torch.Tensor) -> dict[int, ModelState]:
+    return {int(e): ModelState(d["params"], d["buffers"], d["head"], reference) for e, d in saved.items()}
+
+
+def _cached_epochs(path: Path | None, key: dict, reference: torch.Tensor) -> dict[int, ModelState] | None:
+    """The per-epoch weights cached beside a teacher (:func:`train_teacher_epochs`), or None (absent, another key,
+    unreadable: the teacher then trains again and writes them)."""
+    if path is None or not path.exists():
+        return None
+    try:
+        saved = load_state(path, device=reference.device)
+    except ArtifactError:
+        return None
+    return _states_from(saved["epochs"], reference) if saved.get("key") == key else None
+
+
 def _partial_teacher(partial: Path | None, key: dict, curve: dict[int, float], best: dict, *,
-                     reference: torch.Tensor) -> tuple[RecipeCheckpoint | None, float]:
+                     reference: torch.Tensor, kept: dict[int, ModelState] | None = None) -> tuple[RecipeCheckpoint | None, float]:
     """An interrupted teacher training's last epoch (``partial``, written by :func:`train_teacher`): fills ``curve`` and
-    ``best`` and returns the training's checkpoint and the seconds it had run; (None, 0) where there is none, or one of
-    another teacher (its key differs) or one that cannot be read (a training then starts afresh and overwrites it)."""
+    ``best`` (and ``kept``, the epochs' weights, when given) and returns the training's checkpoint and the seconds it
+    had run; (None, 0) where there is none, or one of another teacher (its key differs), one without the epochs
+    ``kept`` asks for, or one that cannot be read (a training then starts afresh and overwrites it)."""
     if partial is None or not partial.exists():
         return None, 0.0
     try:
         saved = load_state(partial, device=reference.device)
     except ArtifactError:
         return None, 0.0
-    if saved.get("key") != key:
+    if saved.get("key") != key or (kept is not None and "epochs" not in saved):
         return None, 0.0
+    if kept is not None:
+        kept.update(_states_from(saved["epochs"], reference))
     curve.update({int(e): float(v) for e, v in saved["curve"].items()})
     b = saved["best"]
     best.update(val=float(b["val"]), epoch=int(b["epoch"]), state=ModelState(b["params"], b["buffers"], b["head"], reference))
@@ -273,9 +325,28 @@ def default_teacher_arch(target_name: str, channels: int, image_size: int) -> st
     return arch if need is None or need == image_size else "convnet3"
 
 
+# The teacher epochs epoch="auto" scores (those trained, plus the best validation epoch): Qin et al.'s experts label
+# best early in their training, well before their best accuracy, so the grid is dense early and sparse late.
+TEACHER_EPOCHS = (1, 2, 4, 8, 16, 32, 64)
+
+
+def parse_teacher_epoch(value: object, flag: str = "--teacher-epoch") -> int | str:
+    """``"best"`` (the epoch of best validation accuracy, the default), ``"auto"`` (chosen by the students it labels,
+    on the validation split) or a positive epoch number."""
+    if isinstance(value, str) and value.strip().lower() in ("best", "auto"):
+        return value.strip().lower()
+    try:
+        e = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        e = 0
+    if e < 1 or (isinstance(value, float) and value != e):
+        raise UserError(f"{flag} must be best, auto or a positive epoch number, got {value!r}.")
+    return e
+
+
 def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arch: str | None, epochs: int, patience: int,
                         temperature: float | str, batch: int, lr: float, ledger: Path | None = None,
-                        grid: tuple[float, ...] = TEMPERATURES) -> tuple[torch.Tensor, dict]:
+                        grid: tuple[float, ...] = TEMPERATURES, epoch: int | str = "best") -> tuple[torch.Tensor, dict]:
     """The teacher's soft labels for ``problem``'s base images, and a record (the teacher's, the temperature and,
     with ``"auto"``, every candidate's validation accuracy).
 
@@ -286,21 +357,58 @@ def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arc
     ``ledger``: a folder where the temperature choice under a fixed-epoch protocol keeps each finished student
     (:class:`~labeldistill.runs.ledger.ModelLedger`), so an interrupted choice resumes;
     ``grid``: the temperatures ``"auto"`` scores (a check beyond the default grid's end:
-    ``benchmarks/temperature_beyond_grid.py``).
+    ``benchmarks/temperature_beyond_grid.py``);
+    ``epoch``: which of the teacher's weights label: ``"best"`` (its best validation accuracy), an epoch number, or
+    ``"auto"``: the epoch whose labels train the best student (Qin et al.'s early-stopped expert), scored like a
+    temperature on :data:`TEACHER_EPOCHS` (those trained) and the best epoch. With both ``"auto"``, one coordinate
+    step each: the temperature at the best epoch (the students ``epoch="best"`` trains, which the ledger keeps), the
+    epoch at that temperature, then the temperature again at the chosen epoch where it is another.
     """
     target = problem.target
     arch = arch or default_teacher_arch(target.name, target.preprocessing.channels, int(target.train.x.shape[-1]))
-    t_learner, t_state, teacher = train_teacher(target, TeacherConfig(arch=arch, seed=seed, epochs=epochs, patience=patience), zca=zca)
+    cfg = TeacherConfig(arch=arch, seed=seed, epochs=epochs, patience=patience)
+    epoch = parse_teacher_epoch(epoch)
+    if epoch == "best":
+        t_learner, t_state, teacher = train_teacher(target, cfg, zca=zca)
+        states = {int(teacher["best_epoch"]): t_state}
+    else:
+        t_learner, states, teacher = train_teacher_epochs(target, cfg, zca=zca)
+        if isinstance(epoch, int) and epoch not in states:
+            raise UserError(f"--teacher-epoch {epoch}: the teacher trained {max(states)} epochs (it stops {patience} after its "
+                            f"best, epoch {teacher['best_epoch']}; --teacher-patience lets it go on).")
     bx = problem.base_x if zca is None else zca.apply(problem.base_x)
-    logits = predict(t_learner, t_state, bx)[0].float()
+    logits_at = lambda e: predict(t_learner, states[e], bx)[0].float()  # noqa: E731
+    best_epoch = int(teacher["best_epoch"])
+    chosen = best_epoch if epoch in ("best", "auto") else int(epoch)
     record: dict = {"teacher": teacher}
-    if temperature == "auto":
+    score = None
+    if temperature == "auto" or epoch == "auto":
         score = validation_scorer(problem, proto=proto, student=student, seed=seed, batch=batch, lr=lr, zca=zca, ledger=ledger)
+
+    def choose_t(e: int) -> tuple[float, dict]:
         t0 = time.perf_counter()
-        temperature, scores = choose_temperature(logits, score, grid)
-        record.update(temperature_choice={"grid": list(grid), "val_accuracy": scores, "chosen": temperature,
-                                          "at_grid_edge": grid_edge(temperature, scores, grid),
-                                          "seconds": round(time.perf_counter() - t0, 3),
-                                          "how": "one student per temperature on the validation split, trained as the test trains"})
+        t, scores = choose_temperature(logits_at(e), score, grid)  # type: ignore[arg-type]
+        return t, {"grid": list(grid), "val_accuracy": scores, "chosen": t, "at_grid_edge": grid_edge(t, scores, grid),
+                   "seconds": round(time.perf_counter() - t0, 3),
+                   "how": "one student per temperature on the validation split, trained as the test trains",
+                   **({} if epoch == "best" else {"epoch": e})}
+
+    if temperature == "auto":
+        temperature, record["temperature_choice"] = choose_t(chosen)
+    if epoch == "auto":
+        t0 = time.perf_counter()
+        candidates = sorted({e for e in TEACHER_EPOCHS if e in states} | {best_epoch})
+        scores = {e: float(score(torch.softmax(logits_at(e) / float(temperature), dim=-1))) for e in candidates}  # type: ignore[misc, arg-type]
+        top = max(scores.values())
+        chosen = next(e for e in candidates if scores[e] == top)  # the earliest on ties
+        record["epoch_choice"] = {"grid": candidates, "val_accuracy": {str(e): round(v, 4) for e, v in scores.items()},
+                                  "chosen": chosen, "temperature": float(temperature),  # type: ignore[arg-type]
+                                  "seconds": round(time.perf_counter() - t0, 3),
+                                  "how": "one student per teacher epoch on the validation split, trained as the test trains"}
+        if "temperature_choice" in record and chosen != best_epoch:  # the temperature again, for the epoch chosen
+            record["temperature_choice_at_best_epoch"] = record["temperature_choice"]
+            temperature, record["temperature_choice"] = choose_t(chosen)
+    if epoch != "best":  # (records of the default keep their shape: the best epoch is the teacher record's)
+        record["epoch"] = chosen
     record["temperature"] = float(temperature)  # type: ignore[arg-type]
-    return torch.softmax(logits / float(temperature), dim=-1), record  # type: ignore[arg-type]
+    return torch.softmax(logits_at(chosen) / float(temperature), dim=-1), record  # type: ignore[arg-type]

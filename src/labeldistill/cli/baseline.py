@@ -36,6 +36,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher-arch", default=None, help="the teacher's architecture (default: the dataset's, a cheap one: lenet / alexnet; convnet3: the field's expert, slow on a CPU)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="most epochs the teacher trains (30)")
     p.add_argument("--teacher-patience", type=int, default=None, help="epochs without a better validation accuracy before it stops (3)")
+    p.add_argument("--teacher-epoch", default=None, help="which of the teacher's epochs labels (best: its best validation accuracy, the default; auto: the epoch whose labels train the best student on the validation split, Qin et al.'s early-stopped expert; or an epoch number)")
     p.add_argument("--out", default=None, help="run directory for result.json (optional)")
     add_common(p)
     p.set_defaults(func=run)

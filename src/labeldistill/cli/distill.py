@@ -40,6 +40,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                    "the dataset's cheap one: lenet / alexnet, which --method implicit keeps; convnet3: the field's expert, slow on a CPU)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="--label-init teacher: most epochs the teacher trains (30)")
     p.add_argument("--teacher-patience", type=int, default=None, help="--label-init teacher: epochs without a better validation accuracy before it stops (3)")
+    p.add_argument("--teacher-epoch", default=None, help="--label-init teacher: which of the teacher's epochs labels (best: its best validation accuracy, the default; auto: the epoch whose labels train the best student on the validation split, Qin et al.'s early-stopped expert; or an epoch number)")
     p.add_argument("--label-temperature", default=None,
                    help="softmax temperature of the final labels before the test: a number (1: as learned, the default) or auto "
                         "(chosen on validation as the test trains, from 1, 2, 4, 8: the teacher labels' rule)")

@@ -69,6 +69,7 @@ class DistillConfig:
     teacher_arch: str | None = None  # None: the loop's architecture (by default the dataset's: lenet / alexnet), any protocol
     teacher_epochs: int = 30  # the teacher trains at most this many epochs ...
     teacher_patience: int = 3  # ... stopping this many after its best validation accuracy
+    teacher_epoch: int | str = "best"  # which epoch's weights label: "best" (validation accuracy), "auto" (students') or N
     # The start labels as a label-selection candidate (distill/start.py): "auto" (on for any start but uniform,
     # label-only runs), "on" or "off". Resolved to "on" / "off"; records from before it existed mean "off".
     start_candidate: str = "auto"
@@ -258,6 +259,9 @@ class DistillConfig:
         wanted(self.start_candidate, self.label_init, self.learn)  # a clear error for an impossible choice, before any work
         if self.teacher_epochs < 1 or self.teacher_patience < 1:
             raise UserError("--teacher-epochs and --teacher-patience must be at least 1.")
+        from ..teacher import parse_teacher_epoch
+
+        self.teacher_epoch = parse_teacher_epoch(self.teacher_epoch)
         if self.teacher_arch is not None:
             from ..models import MODELS as _MODELS
 

@@ -68,5 +68,5 @@ def _teacher(cfg, problem: Problem, *, ledger: Path | None = None) -> tuple[torc
     student = make_learner(cfg.arch if proto.is_paper else (proto.arch or cfg.arch), channels, size, t.num_classes, head="linear")
     labels, record = teacher_soft_labels(problem, proto=proto, zca=zca, student=student, seed=cfg.seed, arch=cfg.teacher_arch,
                                          epochs=cfg.teacher_epochs, patience=cfg.teacher_patience, temperature=cfg.temperature,
-                                         batch=cfg.inner_batch, lr=cfg.model_lr, ledger=ledger)
+                                         batch=cfg.inner_batch, lr=cfg.model_lr, ledger=ledger, epoch=cfg.teacher_epoch)
     return labels, record

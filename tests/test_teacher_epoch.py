@@ -1,0 +1,172 @@
+"""The teacher epoch that labels (``--teacher-epoch best | auto | N``): every epoch's weights kept beside the cached
+teacher, equal to the teacher trained without them, resumable; ``auto`` chooses the epoch whose labels train the best
+validation student (Qin et al.'s early-stopped expert), on real MNIST images."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from labeldistill.baselines import BaselineSettings, TeacherConfig, baseline, train_teacher
+from labeldistill.data import load_target
+from labeldistill.errors import UserError
+from labeldistill.protocols import _base as protocol_base
+from labeldistill.runs.tensorstate import load_state
+
+
+@pytest.fixture(scope="module")
+def small(mnist_small):
+    return load_target(f"npz:{mnist_small}", seed=0)  # 2,400 / 300 / 300 real MNIST images
+
+
+def test_epochs_kept_equal_the_teacher_and_its_cache(small, tmp_path):
+    import labeldistill.teacher as teacher_mod
+
+    cfg = TeacherConfig(arch="lenet", seed=0, epochs=3, patience=3)
+    _, best, rec = train_teacher(small, cfg, cache_dir=tmp_path)
+    learner, epochs, rec_e = teacher_mod.train_teacher_epochs(small, cfg, cache_dir=tmp_path)
+    # The cached teacher had no epochs file: it trained again, the same way, and wrote one beside it.
+    assert not rec_e["cache"]["reused"] and sorted(epochs) == [1, 2, 3] == sorted(int(e) for e in rec["validation_curve"])
+    assert len(list(tmp_path.glob("*.epochs.safetensors"))) == 1
+    for n, t in best.params.items():  # the best epoch's weights are the teacher's, bit for bit
+        torch.testing.assert_close(epochs[rec["best_epoch"]].params[n], t, rtol=0, atol=0)
+    # Each epoch's weights score what the validation curve recorded for that epoch.
+    for e, st in epochs.items():
+        acc = float(teacher_mod.accuracy(learner, st, small.val.x, small.val.y)[0]) * 100
+        assert acc == pytest.approx(rec["validation_curve"][str(e)], abs=1e-3)
+    assert any(not torch.equal(epochs[1].params[n], t) for n, t in epochs[3].params.items())  # epochs differ
+    # Now both files are there: reused, the same weights.
+    _, again, rec_a = teacher_mod.train_teacher_epochs(small, cfg, cache_dir=tmp_path)
+    assert rec_a["cache"]["reused"]
+    for e in epochs:
+        for n, t in epochs[e].params.items():
+            torch.testing.assert_close(again[e].params[n], t, rtol=0, atol=0)
+    # The plain teacher still reads its own file (the epochs are a request, not another teacher).
+    _, _, rec_b = train_teacher(small, cfg, cache_dir=tmp_path)
+    assert rec_b["cache"]["reused"] and len(list(tmp_path.glob("*.safetensors"))) == 2
+
+
+def test_epochs_resume_from_a_cut_training(small, tmp_path, monkeypatch):
+    import labeldistill.teacher as teacher_mod
+
+    cfg = TeacherConfig(arch="lenet", seed=0, epochs=3, patience=3)
+    _, whole, _ = teacher_mod.train_teacher_epochs(small, cfg, cache_dir=tmp_path / "whole")
+    real = teacher_mod.train_models
+
+    def cut_after_two_epochs(*args, checkpoint, **kwargs):
+        def save_then_stop(ck):
+            checkpoint(ck)
+            if ck.step >= 2 * 10:  # 10 steps an epoch
+                raise KeyboardInterrupt
+
+        return real(*args, checkpoint=save_then_stop, **kwargs)
+
+    # A partial file without the epochs (a plain teacher's) cannot give them: the training starts afresh.
+    monkeypatch.setattr(teacher_mod, "train_models", cut_after_two_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(small, cfg, cache_dir=tmp_path / "cut")
+    partial = next((tmp_path / "cut").glob("*.partial.safetensors"))
+    assert "epochs" not in load_state(partial)
+    with pytest.raises(KeyboardInterrupt):
+        teacher_mod.train_teacher_epochs(small, cfg, cache_dir=tmp_path / "cut")
+    assert sorted(load_state(partial)["epochs"]) == [1, 2]
+    monkeypatch.setattr(teacher_mod, "train_models", real)
+    _, resumed, rec = teacher_mod.train_teacher_epochs(small, cfg, cache_dir=tmp_path / "cut")
+    assert rec["resumed_after_epoch"] == 2 and sorted(resumed) == [1, 2, 3]
+    for e in whole:
+        for n, t in whole[e].params.items():
+            torch.testing.assert_close(resumed[e].params[n], t, rtol=0, atol=0)
+
+
+def test_teacher_epoch_auto_chooses_the_epoch_its_students_score_best(mnist_small, tmp_path, monkeypatch):
+    """One validation student per candidate epoch (the grid's epochs that were trained, and the best), at the given
+    temperature; the best-scoring epoch labels (the earliest on ties), and the test trains on its labels."""
+    short = dataclasses.replace(protocol_base.PROTOCOLS.get("dc-dsa"), epochs=3, arch="lenet")
+    monkeypatch.setitem(protocol_base.PROTOCOLS._items, "dc-dsa", short)
+    monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path))
+    import labeldistill.teacher as teacher_mod
+    from labeldistill import protocols
+
+    scored: list[torch.Tensor] = []
+    real = protocols.evaluate_protocol
+
+    def spy(proto, learner, x, labels, *a, **k):
+        if k.get("purpose") == "validation-models":
+            scored.append(labels.clone())
+        return real(proto, learner, x, labels, *a, **k)
+
+    monkeypatch.setattr(protocols, "evaluate_protocol", spy)
+    monkeypatch.setattr(teacher_mod, "TEACHER_EPOCHS", (1, 2))  # with the best epoch (the teacher trains 3 epochs here)
+    s = BaselineSettings(target=f"npz:{mnist_small}", base=20, protocol="dc-dsa", models=1, device="cpu", labels="teacher",
+                         temperature=2.0, teacher_arch="lenet", teacher_epochs=3, teacher_patience=3, teacher_epoch="auto")
+    r = baseline(s)
+    choice = r["epoch_choice"]
+    best = r["teacher"]["best_epoch"]
+    assert choice["grid"] == sorted({1, 2, best}) and choice["temperature"] == 2.0 and r["temperature"] == 2.0
+    assert len(scored) == len(choice["grid"])  # one student per candidate, none for the temperature (given)
+    top = max(choice["val_accuracy"].values())
+    assert r["epoch"] == choice["chosen"] == min(e for e in choice["grid"] if choice["val_accuracy"][str(e)] == top)
+    # Each candidate's student trained on that epoch's labels at T = 2; the chosen one's labels are the test's.
+    target = load_target(f"npz:{mnist_small}", seed=0)
+    learner, epochs, _ = teacher_mod.train_teacher_epochs(target, TeacherConfig(arch="lenet", seed=0, epochs=3, patience=3))
+    from labeldistill.problem import build_problem
+
+    problem = build_problem(target, 20, 0)
+    assert [int(i) for i in problem.base_index] == r["base_indices"]
+    bx = problem.base_x
+    for e, y in zip(choice["grid"], scored):
+        torch.testing.assert_close(y, torch.softmax(teacher_mod.predict(learner, epochs[e], bx)[0].float() / 2.0, -1))
+    # A given epoch: those weights, no student; an epoch the teacher never reached: a clear error.
+    r2 = baseline(dataclasses.replace(s, teacher_epoch=1))
+    assert r2["epoch"] == 1 and "epoch_choice" not in r2 and len(scored) == len(choice["grid"])
+    if r["epoch"] == 1:
+        assert r2["accuracies"] == r["accuracies"]
+    with pytest.raises(UserError, match="trained 3 epochs"):
+        baseline(dataclasses.replace(s, teacher_epoch=9))
+    with pytest.raises(UserError, match="best, auto or a positive epoch"):
+        baseline(dataclasses.replace(s, teacher_epoch="early"))
+    # The default keeps today's record: the best epoch labels, no epoch fields.
+    r3 = baseline(dataclasses.replace(s, teacher_epoch="best"))
+    assert "epoch" not in r3 and "epoch_choice" not in r3
+    if r["epoch"] == best:
+        assert r3["accuracies"] == r["accuracies"]
+
+
+def test_epoch_and_temperature_both_auto_take_one_coordinate_step_each(small, tmp_path, monkeypatch):
+    """Temperature at the best epoch, then the epoch at that temperature, then the temperature again at the epoch
+    chosen: each step's scores recorded; a scripted scorer (a score per (epoch, temperature)) decides."""
+    import labeldistill.teacher as teacher_mod
+    from labeldistill.engine import make_learner
+    from labeldistill.problem import build_problem
+
+    monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path))
+    monkeypatch.setattr(teacher_mod, "TEACHER_EPOCHS", (1, 2))
+    cfg = TeacherConfig(arch="lenet", seed=0, epochs=3, patience=3)
+    learner, epochs, rec = teacher_mod.train_teacher_epochs(small, cfg)
+    best = rec["best_epoch"]
+    problem = build_problem(small, 20, 0)
+    early = min(e for e in (1, 2) if e != best)
+    table = {(e, t): 50.0 for e in epochs for t in teacher_mod.TEMPERATURES}
+    table[(best, 1.0)] = 60.0  # at the best epoch, T 1 wins ...
+    table[(early, 1.0)] = 70.0  # ... at T 1 the early epoch beats it ...
+    table[(early, 4.0)] = 80.0  # ... and at that epoch T 4 wins
+    logits = {e: teacher_mod.predict(learner, st, problem.base_x)[0].float() for e, st in epochs.items()}
+
+    def scripted(*a, **k):
+        def score(y):
+            found = [(e, t) for (e, t) in table if torch.allclose(y, torch.softmax(logits[e] / t, -1), atol=1e-6)]
+            assert len(found) == 1
+            return table[found[0]]
+        return score
+
+    monkeypatch.setattr(teacher_mod, "validation_scorer", scripted)
+    student = make_learner("lenet", 1, 28, 10)
+    labels, r = teacher_mod.teacher_soft_labels(problem, proto=None, zca=None, student=student, seed=0, arch="lenet", epochs=3,
+                                                patience=3, temperature="auto", batch=10, lr=1e-3, epoch="auto")
+    assert r["temperature_choice_at_best_epoch"]["chosen"] == 1.0 and r["temperature_choice_at_best_epoch"]["epoch"] == best
+    assert r["epoch_choice"]["chosen"] == early and r["epoch_choice"]["temperature"] == 1.0
+    assert r["epoch_choice"]["val_accuracy"][str(early)] == 70.0
+    assert r["temperature_choice"]["epoch"] == early and r["temperature"] == 4.0 == r["temperature_choice"]["chosen"]
+    assert r["epoch"] == early
+    torch.testing.assert_close(labels, torch.softmax(logits[early] / 4.0, -1))
