@@ -22,6 +22,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache(tmp_path_factory):
+    """Teachers and base-set selections that tests train go to a folder of the test session's, never the user's
+    ``~/.cache/labeldistill`` (a test that wants its own sets LABELDISTILL_CACHE itself)."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LABELDISTILL_CACHE", str(tmp_path_factory.mktemp("labeldistill-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not (SHARED_DATA / "mnist_test.npz").exists():
