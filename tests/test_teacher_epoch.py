@@ -28,7 +28,7 @@ def test_epochs_kept_equal_the_teacher_and_its_cache(small, tmp_path):
     learner, epochs, rec_e = teacher_mod.train_teacher_epochs(small, cfg, cache_dir=tmp_path)
     # The cached teacher had no epochs file: it trained again, the same way, and wrote one beside it.
     assert not rec_e["cache"]["reused"] and sorted(epochs) == [1, 2, 3] == sorted(int(e) for e in rec["validation_curve"])
-    assert len(list(tmp_path.glob("*.epochs.safetensors"))) == 1
+    assert len(list(tmp_path.glob("*.epochs.safetensors"))) == 1 and rec_e["same_as_cached"] is True
     for n, t in best.params.items():  # the best epoch's weights are the teacher's, bit for bit
         torch.testing.assert_close(epochs[rec["best_epoch"]].params[n], t, rtol=0, atol=0)
     # Each epoch's weights score what the validation curve recorded for that epoch.

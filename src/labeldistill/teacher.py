@@ -19,6 +19,7 @@ import hashlib
 import json
 import re
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -155,6 +156,7 @@ def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep_epochs: b
     folder = teacher_cache_dir() if cache_dir is _DEFAULT_CACHE else cache_dir
     path = None if folder is None else _teacher_file(folder, target.name, cfg, key)  # type: ignore[arg-type]
     epochs_file = None if path is None else path.with_name(path.stem + ".epochs.safetensors")
+    found = None
     if path is not None and path.exists():
         found = _cached_teacher(path, key, learner, seeds, tx)
         kept = _cached_epochs(epochs_file, key, tx) if found is not None and keep_epochs else None
@@ -202,11 +204,19 @@ def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep_epochs: b
               "validation_curve": {str(k): round(v, 4) for k, v in curve.items()}, "config": dataclasses.asdict(cfg),
               "seconds": round(before + time.perf_counter() - t0, 3), "key": key, "versions": versions(),
               **({"resumed_after_epoch": resume.step // per_epoch} if resume is not None else {})}
+    if found is not None:  # trained again for its epochs: the cached teacher stays what runs made with it used
+        same = all(torch.equal(state.params[n], t) for n, t in found[0].params.items())
+        record["same_as_cached"] = same
+        if not same:
+            warnings.warn(f"{path} trained again for its epochs gave other weights than the cached teacher (another machine "
+                          "or thread count?): the cached teacher stays, and its epochs' labels come from this training.",
+                          stacklevel=2)
     if path is not None:
         from safetensors.torch import save
 
-        tensors = {n: t.detach().cpu().contiguous() for n, t in state.params.items()}
-        atomic_write_bytes(path, save(tensors, metadata={"record": json.dumps(record, sort_keys=True)}))
+        if found is None:
+            tensors = {n: t.detach().cpu().contiguous() for n, t in state.params.items()}
+            atomic_write_bytes(path, save(tensors, metadata={"record": json.dumps(record, sort_keys=True)}))
         if kept is not None:
             save_state(epochs_file, {"key": key, "epochs": _states_dict(kept)})  # type: ignore[arg-type]
         partial.unlink(missing_ok=True)  # type: ignore[union-attr]  (a cache file has its partial file beside it)
