@@ -20,7 +20,7 @@ def test_field_table_cells_and_what_they_run(tmp_path):
     assert all(c.mean is None for c in spec.cells)  # ours only
     data, opts = DataView(tmp_path / "empty"), Options(out=tmp_path)
     plans = {c.cell: plan_cell(parse_cell(c.cell), opts, data) for c in spec.cells}
-    assert len(plans) == 14 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
+    assert len(plans) == 18 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
     true, teacher = plans["mnist/baseline/100@protocol=dc-dsa"], plans["mnist/baseline-teacher/100@protocol=dc-dsa"]
     for p in (true, teacher):  # baselines run under the protocol itself: its models, its architecture
         assert p.kind == "baseline" and p.evaluation is None and p.config.protocol == "dc-dsa" and p.config.models == 5
@@ -60,6 +60,15 @@ def test_field_table_cells_and_what_they_run(tmp_path):
     assert p.expected_config()["refresh_every"] == 5 and steps == 25
     assert plan.run_seconds(p, data) == pytest.approx(plan.TEACHER_SECONDS["lenet"] + steps * plan.IMPLICIT_STEP_SECONDS
                                                        + plan.protocol_seconds(dsa, 100, plan.TEMPERATURE_STUDENTS + 8 + 4))
+    # The expert rows: the same two with the teacher epoch chosen by students (and its validation students counted).
+    expert, implicit_expert = plans["mnist/baseline-expert/100@protocol=dc-dsa"], plans["mnist/implicit-expert/100@protocol=dc-dsa"]
+    assert (expert.config.labels, expert.config.temperature, expert.config.teacher_epoch) == ("teacher", "auto", "auto")
+    assert teacher.config.teacher_epoch == "best" and expert.run_slug == "mnist_baseline-expert_100__protocol=dc-dsa"
+    assert implicit_expert.expected_config()["teacher_epoch"] == "auto" and p.expected_config()["teacher_epoch"] == "best"
+    assert plan.run_seconds(expert, data) - plan.run_seconds(teacher, data) == pytest.approx(
+        plan.protocol_seconds(dsa, 100, plan.EPOCH_STUDENTS))
+    assert plan.run_seconds(implicit_expert, data) - plan.run_seconds(p, data) == pytest.approx(
+        plan.protocol_seconds(dsa, 100, plan.EPOCH_STUDENTS))
     p.config.refresh_every = 0  # never
     assert plan.run_seconds(p, data) == pytest.approx(plan.TEACHER_SECONDS["lenet"] + steps * plan.IMPLICIT_STEP_SECONDS
                                                        + plan.protocol_seconds(dsa, 100, plan.TEMPERATURE_STUDENTS + 1 + 1 + 1 + 5))

@@ -16,7 +16,9 @@ Grammar::
   ``baseline --labels teacher --temperature auto``) and ``ld-teacher`` / ``ld-rr-teacher`` (the
   loop started from those labels: ``distill --label-init teacher --temperature auto``);
   ``implicit-teacher`` (``distill --method implicit`` from the teacher's labels: students trained the way
-  ``@protocol`` trains, which it needs, so its ``@protocol`` names how it distils and is tested, not a re-test).
+  ``@protocol`` trains, which it needs, so its ``@protocol`` names how it distils and is tested, not a re-test);
+  ``baseline-expert`` / ``implicit-expert``: the same two from the teacher epoch the students choose
+  (``--teacher-epoch auto``: Qin et al.'s early-stopped expert) instead of its best-accuracy epoch.
 * ``N``: number of base examples.
 * ``@KEY=VALUE``: the setting a supplementary table varies:
   ``seed=K`` (run seed), ``target-size=M|all`` (Table 8), ``arch=NAME`` (test architecture,
@@ -69,6 +71,12 @@ METHODS: dict[str, dict] = {
     # Students trained the test's way (beyond the paper; distill/strategies/implicit.py): the run is made under @protocol.
     "implicit-teacher": {"kind": "distill", "method": "implicit", "label_init": "teacher", "temperature": "auto",
                          "distils_under_protocol": True, "paper": "Implicit (teacher start)"},
+    # Qin et al.'s early-stopped expert: the teacher epoch chosen by the students its labels train (--teacher-epoch auto),
+    # not by the teacher's own accuracy; tested as they are, and refined by the implicit method.
+    "baseline-expert": {"kind": "baseline", "smoothing": 0.0, "head": "linear", "labels": "teacher", "temperature": "auto",
+                        "teacher_epoch": "auto", "paper": "Baseline (expert epoch's labels)"},
+    "implicit-expert": {"kind": "distill", "method": "implicit", "label_init": "teacher", "temperature": "auto",
+                        "teacher_epoch": "auto", "distils_under_protocol": True, "paper": "Implicit (expert start)"},
 }
 KEYS = ("seed", "target-size", "arch", "head", "steps", "optimizer", "order", "variant", "protocol", "select")  # canonical order
 EVAL_KEYS = ("arch", "head", "steps", "optimizer", "order", "variant", "protocol")  # keys that make a distillation cell an evaluation

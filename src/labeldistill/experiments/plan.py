@@ -88,6 +88,14 @@ IMPLICIT_STEP_SECONDS = 50.7
 # LeNet on MNIST about 15 epochs of 9 s; AlexCifarNet on CIFAR-10 14 epochs (best 11) in 37 minutes (session 34).
 TEACHER_SECONDS = {"lenet": 150.0, "alexnet": 2230.0}
 TEMPERATURE_STUDENTS = 4
+# --teacher-epoch auto: a student for each of 1, 2, 4, 8 and the best epoch (MNIST's LeNet: 12, CIFAR-10's AlexCifarNet:
+# 11), the best epoch's already trained for the temperature; then the temperature again at a chosen early epoch.
+EPOCH_STUDENTS = 4 + TEMPERATURE_STUDENTS - 1
+
+
+def teacher_students(cfg) -> int:
+    """Validation students a teacher's labels cost: the temperature choice's, and the epoch choice's."""
+    return TEMPERATURE_STUDENTS + (EPOCH_STUDENTS if getattr(cfg, "teacher_epoch", "best") == "auto" else 0)
 _OFFICIAL_TRAIN = {"mnist": 60_000, "kmnist": 60_000, "kuzushiji-49": 232_365, "cifar10": 50_000, "cifar100": 50_000,
                    "digits": 1_797, "emnist-letters": 124_800, "cub": 5_994, "cifar100-test-stand-in": 9_999}
 
@@ -313,7 +321,7 @@ def plan_cell(cell: Cell, opts: Options, data: DataView) -> Plan:
         learn = {"learn": info["learn"], "image_init": info["image_init"]} if "learn" in info else {}
         if learn:  # learned from uniform noise: no base selection applies
             select, named = "random", {"select": None}
-        start = {"label_init": info["label_init"], "temperature": info["temperature"]} if "label_init" in info else {}
+        start = {k: info[k] for k in ("label_init", "temperature", "teacher_epoch") if k in info}
         # A run made under its @protocol (students trained the test's way): that protocol tests and selects; its own epochs
         # (one over the target), which --quick leaves as they are (its cost is the protocol's training, not the loop's epochs).
         under = {"test_protocol": cell.protocol, "select_protocol": cell.protocol} if cell.distils_under_protocol else {}
@@ -335,7 +343,7 @@ def plan_cell(cell: Cell, opts: Options, data: DataView) -> Plan:
         proto = get_protocol(cell.protocol)
         default = protocol.default_arch(cell.target, channels) if proto.is_paper else proto.arch
         arch = cell.arch if cell.arch not in (None, default) else None
-        teacher = {"labels": info["labels"], "temperature": info["temperature"]} if "labels" in info else {}
+        teacher = {k: info[k] for k in ("labels", "temperature", "teacher_epoch") if k in info}
         config = BaselineSettings(target=target, base=cell.base, smoothing=info["smoothing"], head=info["head"], arch=arch,
                                   models=TEST_MODELS if proto.is_paper else proto.models, seed=seed, split=split, device=device,
                                   base_select=select, protocol=proto.name, **teacher)
@@ -404,7 +412,7 @@ def run_seconds(plan: Plan, data: DataView) -> float:
     proto = get_protocol(plan.config.protocol)  # type: ignore[union-attr]
     teacher = plan.config.labels == "teacher"  # type: ignore[union-attr]
     if not proto.is_paper:
-        students = plan.config.models + (TEMPERATURE_STUDENTS if teacher else 0)  # type: ignore[union-attr]
+        students = plan.config.models + (teacher_students(plan.config) if teacher else 0)  # type: ignore[union-attr]
         return protocol_seconds(proto, plan.cell.base, students) + (teacher_seconds(plan) if teacher else 0.0)
     arch = plan.config.arch or protocol.default_arch(plan.config.target, plan.channels)  # type: ignore[union-attr]
     return BASELINE_SECONDS * ARCH_FACTOR.get(arch, 1.0) * (1 + TEMPERATURE_STUDENTS if teacher else 1) + (teacher_seconds(plan) if teacher else 0.0)
@@ -424,7 +432,7 @@ def implicit_seconds(plan: Plan, data: DataView) -> float:
     cfg = plan.config.resolve(plan.config.target, plan.channels)  # type: ignore[union-attr]
     proto, n = get_protocol(cfg.test_protocol), plan.cell.base
     _, steps = distill_steps(plan, data)
-    start = teacher_seconds(plan) + protocol_seconds(proto, n, TEMPERATURE_STUDENTS) if cfg.label_init == "teacher" else 0.0
+    start = teacher_seconds(plan) + protocol_seconds(proto, n, teacher_students(cfg)) if cfg.label_init == "teacher" else 0.0
     if cfg.start_candidate == "on":
         start += protocol_seconds(proto, n, cfg.validation_models)
     snapshots = max(1, int(cfg.epochs) // cfg.val_every)
