@@ -5,6 +5,8 @@
 #      LABELDISTILL_CACHE and serves step 2);
 #   2. reproduce field --only 'cifar10/implicit*': the teacher's labels refined by --method implicit (the labels that beat
 #      the teacher on every MNIST test model, session 31), distilled, selected and tested under dc-dsa;
+#   2b. (session 37) reproduce field --only 'cifar10/*-expert*': the same two from the teacher epoch chosen by its
+#      students (--teacher-epoch auto; on the CPU epoch 4 of 14 validated 0.9 above the best-accuracy epoch 11);
 #   3. the LD / LD RR rows with the time left (their loops are hours on a CPU; a cut run checkpoints but does not come
 #      back: files over 4 MiB stay on the machine, so only finished cells count).
 # (Until session 32 step 2 was LD RR from the teacher with --augment dsa, logits, the fitted scale and dc-dsa selection:
@@ -52,7 +54,8 @@ field() {  # field DEADLINE_S PATTERN NAME: the field table's CIFAR-10 cells mat
   stamp "reproduce field $2: rc=$?"
 }
 field "${T_BASELINES:-200}" 'cifar10/baseline*' baselines
-field "${T_IMPLICIT:-300}" 'cifar10/implicit*' implicit
+field "${T_IMPLICIT:-300}" 'cifar10/implicit-teacher*' implicit
+field "${T_EXPERT:-200}" 'cifar10/*-expert*' expert  # session 37: the teacher epoch its students choose (Qin et al.'s expert)
 field "${T_REST:-60}" 'cifar10/ld*' ld
 
 # Small files only: configs, results, metrics, distilled sets, ledgers, logs. A file comes back from $OUT only under
