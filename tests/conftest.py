@@ -69,6 +69,40 @@ def mnist_small(tmp_path_factory, shared_data) -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def mnist_small_target(mnist_small):
+    """:func:`mnist_small` loaded and split with seed 0: 2,400 / 300 / 300 real MNIST images."""
+    from labeldistill.data import load_target
+
+    return load_target(f"npz:{mnist_small}", seed=0)
+
+
+@pytest.fixture
+def cut_teacher_training(monkeypatch):
+    """``cut(after_epochs)``: teacher trainings stop (KeyboardInterrupt) right after the checkpoint of that epoch
+    (:func:`mnist_small_target`'s 2,400 images in minibatches of 256: 10 steps an epoch); ``restore()`` undoes it."""
+    import labeldistill.teacher as teacher_mod
+
+    real = teacher_mod.train_models
+
+    class Cut:
+        def __call__(self, after_epochs: int) -> None:
+            def cut_training(*args, checkpoint, **kwargs):
+                def save_then_stop(ck):
+                    checkpoint(ck)
+                    if ck.step >= after_epochs * 10:
+                        raise KeyboardInterrupt
+
+                return real(*args, checkpoint=save_then_stop, **kwargs)
+
+            monkeypatch.setattr(teacher_mod, "train_models", cut_training)
+
+        def restore(self) -> None:
+            monkeypatch.setattr(teacher_mod, "train_models", real)
+
+    return Cut()
+
+
 @pytest.fixture
 def short_step_search(monkeypatch):
     """The paper's step search (one model validated at 10, 25, 50, ... 1,000 steps) cut to three checkpoints:

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from labeldistill.baselines import TeacherConfig, train_teacher
-from labeldistill.data import load_target
 from labeldistill.engine import Learner, RecipeCheckpoint, train_models
 from labeldistill.engine.augment import DSAParams
 from labeldistill.engine.recipe import TrainRecipe
@@ -73,33 +72,22 @@ def test_a_checkpoint_needs_a_recipe_and_the_same_augmentation(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def small(mnist_small):
-    return load_target(f"npz:{mnist_small}", seed=0)  # 2,400 / 300 / 300 real MNIST images
+def small(mnist_small_target):
+    return mnist_small_target
 
 
-def test_teacher_training_cut_after_an_epoch_resumes_to_the_same_teacher(small, tmp_path, monkeypatch):
+def test_teacher_training_cut_after_an_epoch_resumes_to_the_same_teacher(small, tmp_path, cut_teacher_training):
     import labeldistill.teacher as teacher_mod
 
     cfg = TeacherConfig(arch="lenet", seed=0, epochs=4, patience=4)
     _, whole, rec = train_teacher(small, cfg, cache_dir=tmp_path / "whole")
     assert not list((tmp_path / "whole").glob("*.partial.*"))  # a finished training leaves no partial file
-
-    real = teacher_mod.train_models
-
-    def cut_after_two_epochs(*args, checkpoint, **kwargs):
-        def save_then_stop(ck):
-            checkpoint(ck)
-            if ck.step >= 2 * 10:  # 2,400 images in minibatches of 256: 10 steps an epoch
-                raise KeyboardInterrupt
-
-        return real(*args, checkpoint=save_then_stop, **kwargs)
-
-    monkeypatch.setattr(teacher_mod, "train_models", cut_after_two_epochs)
+    cut_teacher_training(2)
     with pytest.raises(KeyboardInterrupt):
         train_teacher(small, cfg, cache_dir=tmp_path / "cut")
     partial = list((tmp_path / "cut").glob("*.partial.safetensors"))
     assert len(partial) == 1 and load_state(partial[0])["training"]["step"] == 20
-    monkeypatch.setattr(teacher_mod, "train_models", real)
+    cut_teacher_training.restore()
     _, resumed, rec2 = train_teacher(small, cfg, cache_dir=tmp_path / "cut")
     assert rec2["resumed_after_epoch"] == 2 and "resumed_after_epoch" not in rec
     for k in ("val_accuracy", "best_epoch", "epochs_trained", "test_accuracy", "validation_curve"):
@@ -109,11 +97,11 @@ def test_teacher_training_cut_after_an_epoch_resumes_to_the_same_teacher(small, 
     assert not list((tmp_path / "cut").glob("*.partial.*"))
     # A partial file of another teacher (its key differs) is not used: that training starts afresh.
     other = dataclasses.replace(cfg, seed=1)
-    monkeypatch.setattr(teacher_mod, "train_models", cut_after_two_epochs)
+    cut_teacher_training(2)
     (tmp_path / "cut2").mkdir()
     with pytest.raises(KeyboardInterrupt):
         train_teacher(small, cfg, cache_dir=tmp_path / "cut2")
-    monkeypatch.setattr(teacher_mod, "train_models", real)
+    cut_teacher_training.restore()
     stale = next((tmp_path / "cut2").glob("*.partial.safetensors"))
     target = teacher_mod._teacher_file(tmp_path / "cut2", small.name, other, teacher_mod._teacher_key(small, other, None))
     stale.rename(target.with_name(target.stem + ".partial.safetensors"))

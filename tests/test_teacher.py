@@ -8,13 +8,12 @@ import pytest
 import torch
 
 from labeldistill.baselines import BaselineSettings, TeacherConfig, baseline, teacher_labels, train_teacher
-from labeldistill.data import load_target
 from labeldistill.protocols import _base as protocol_base
 
 
 @pytest.fixture(scope="module")
-def small(mnist_small):
-    return load_target(f"npz:{mnist_small}", seed=0)  # 2,400 / 300 / 300 real MNIST images
+def small(mnist_small_target):
+    return mnist_small_target
 
 
 def test_teacher_labels_are_probability_vectors_and_cached(small, tmp_path):

@@ -9,15 +9,14 @@ import pytest
 import torch
 
 from labeldistill.baselines import BaselineSettings, TeacherConfig, baseline, train_teacher
-from labeldistill.data import load_target
 from labeldistill.errors import UserError
 from labeldistill.protocols import _base as protocol_base
 from labeldistill.runs.tensorstate import load_state
 
 
 @pytest.fixture(scope="module")
-def small(mnist_small):
-    return load_target(f"npz:{mnist_small}", seed=0)  # 2,400 / 300 / 300 real MNIST images
+def small(mnist_small_target):
+    return mnist_small_target
 
 
 def test_epochs_kept_equal_the_teacher_and_its_cache(small, tmp_path):
@@ -47,23 +46,13 @@ def test_epochs_kept_equal_the_teacher_and_its_cache(small, tmp_path):
     assert rec_b["cache"]["reused"] and len(list(tmp_path.glob("*.safetensors"))) == 2
 
 
-def test_epochs_resume_from_a_cut_training(small, tmp_path, monkeypatch):
+def test_epochs_resume_from_a_cut_training(small, tmp_path, cut_teacher_training):
     import labeldistill.teacher as teacher_mod
 
     cfg = TeacherConfig(arch="lenet", seed=0, epochs=3, patience=3)
     _, whole, _ = teacher_mod.train_teacher_epochs(small, cfg, cache_dir=tmp_path / "whole")
-    real = teacher_mod.train_models
-
-    def cut_after_two_epochs(*args, checkpoint, **kwargs):
-        def save_then_stop(ck):
-            checkpoint(ck)
-            if ck.step >= 2 * 10:  # 10 steps an epoch
-                raise KeyboardInterrupt
-
-        return real(*args, checkpoint=save_then_stop, **kwargs)
-
     # A partial file without the epochs (a plain teacher's) cannot give them: the training starts afresh.
-    monkeypatch.setattr(teacher_mod, "train_models", cut_after_two_epochs)
+    cut_teacher_training(2)
     with pytest.raises(KeyboardInterrupt):
         train_teacher(small, cfg, cache_dir=tmp_path / "cut")
     partial = next((tmp_path / "cut").glob("*.partial.safetensors"))
@@ -71,7 +60,7 @@ def test_epochs_resume_from_a_cut_training(small, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         teacher_mod.train_teacher_epochs(small, cfg, cache_dir=tmp_path / "cut")
     assert sorted(load_state(partial)["epochs"]) == [1, 2]
-    monkeypatch.setattr(teacher_mod, "train_models", real)
+    cut_teacher_training.restore()
     _, resumed, rec = teacher_mod.train_teacher_epochs(small, cfg, cache_dir=tmp_path / "cut")
     assert rec["resumed_after_epoch"] == 2 and sorted(resumed) == [1, 2, 3]
     for e in whole:
@@ -79,7 +68,7 @@ def test_epochs_resume_from_a_cut_training(small, tmp_path, monkeypatch):
             torch.testing.assert_close(resumed[e].params[n], t, rtol=0, atol=0)
 
 
-def test_teacher_epoch_auto_chooses_the_epoch_its_students_score_best(mnist_small, tmp_path, monkeypatch):
+def test_teacher_epoch_auto_chooses_the_epoch_its_students_score_best(mnist_small, small, tmp_path, monkeypatch):
     """One validation student per candidate epoch (the grid's epochs that were trained, and the best), at the given
     temperature; the best-scoring epoch labels (the earliest on ties), and the test trains on its labels."""
     short = dataclasses.replace(protocol_base.PROTOCOLS.get("dc-dsa"), epochs=3, arch="lenet")
@@ -108,7 +97,7 @@ def test_teacher_epoch_auto_chooses_the_epoch_its_students_score_best(mnist_smal
     top = max(choice["val_accuracy"].values())
     assert r["epoch"] == choice["chosen"] == min(e for e in choice["grid"] if choice["val_accuracy"][str(e)] == top)
     # Each candidate's student trained on that epoch's labels at T = 2; the chosen one's labels are the test's.
-    target = load_target(f"npz:{mnist_small}", seed=0)
+    target = small
     learner, epochs, _ = teacher_mod.train_teacher_epochs(target, TeacherConfig(arch="lenet", seed=0, epochs=3, patience=3))
     from labeldistill.problem import build_problem
 
