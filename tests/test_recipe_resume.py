@@ -71,24 +71,19 @@ def test_a_checkpoint_needs_a_recipe_and_the_same_augmentation(tmp_path):
                      resume=taken[0])
 
 
-@pytest.fixture(scope="module")
-def small(mnist_small_target):
-    return mnist_small_target
-
-
-def test_teacher_training_cut_after_an_epoch_resumes_to_the_same_teacher(small, tmp_path, cut_teacher_training):
+def test_teacher_training_cut_after_an_epoch_resumes_to_the_same_teacher(mnist_small_target, tmp_path, cut_teacher_training):
     import labeldistill.teacher as teacher_mod
 
     cfg = TeacherConfig(arch="lenet", seed=0, epochs=4, patience=4)
-    _, whole, rec = train_teacher(small, cfg, cache_dir=tmp_path / "whole")
+    _, whole, rec = train_teacher(mnist_small_target, cfg, cache_dir=tmp_path / "whole")
     assert not list((tmp_path / "whole").glob("*.partial.*"))  # a finished training leaves no partial file
     cut_teacher_training(2)
     with pytest.raises(KeyboardInterrupt):
-        train_teacher(small, cfg, cache_dir=tmp_path / "cut")
+        train_teacher(mnist_small_target, cfg, cache_dir=tmp_path / "cut")
     partial = list((tmp_path / "cut").glob("*.partial.safetensors"))
     assert len(partial) == 1 and load_state(partial[0])["training"]["step"] == 20
     cut_teacher_training.restore()
-    _, resumed, rec2 = train_teacher(small, cfg, cache_dir=tmp_path / "cut")
+    _, resumed, rec2 = train_teacher(mnist_small_target, cfg, cache_dir=tmp_path / "cut")
     assert rec2["resumed_after_epoch"] == 2 and "resumed_after_epoch" not in rec
     for k in ("val_accuracy", "best_epoch", "epochs_trained", "test_accuracy", "validation_curve"):
         assert rec2[k] == rec[k], k
@@ -100,10 +95,10 @@ def test_teacher_training_cut_after_an_epoch_resumes_to_the_same_teacher(small, 
     cut_teacher_training(2)
     (tmp_path / "cut2").mkdir()
     with pytest.raises(KeyboardInterrupt):
-        train_teacher(small, cfg, cache_dir=tmp_path / "cut2")
+        train_teacher(mnist_small_target, cfg, cache_dir=tmp_path / "cut2")
     cut_teacher_training.restore()
     stale = next((tmp_path / "cut2").glob("*.partial.safetensors"))
-    target = teacher_mod._teacher_file(tmp_path / "cut2", small.name, other, teacher_mod._teacher_key(small, other, None))
+    target = teacher_mod._teacher_file(tmp_path / "cut2", mnist_small_target.name, other, teacher_mod._teacher_key(mnist_small_target, other, None))
     stale.rename(target.with_name(target.stem + ".partial.safetensors"))
-    _, _, rec3 = train_teacher(small, other, cache_dir=tmp_path / "cut2")
+    _, _, rec3 = train_teacher(mnist_small_target, other, cache_dir=tmp_path / "cut2")
     assert "resumed_after_epoch" not in rec3

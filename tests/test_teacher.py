@@ -11,17 +11,12 @@ from labeldistill.baselines import BaselineSettings, TeacherConfig, baseline, te
 from labeldistill.protocols import _base as protocol_base
 
 
-@pytest.fixture(scope="module")
-def small(mnist_small_target):
-    return mnist_small_target
-
-
-def test_teacher_labels_are_probability_vectors_and_cached(small, tmp_path):
+def test_teacher_labels_are_probability_vectors_and_cached(mnist_small_target, tmp_path):
     cfg = TeacherConfig(arch="lenet", seed=0, epochs=2, patience=1)
-    learner, state, rec = train_teacher(small, cfg, cache_dir=tmp_path)
+    learner, state, rec = train_teacher(mnist_small_target, cfg, cache_dir=tmp_path)
     assert not rec["cache"]["reused"] and rec["best_epoch"] in (1, 2) and rec["epochs_trained"] <= 2
     assert 30 < rec["val_accuracy"] <= 100 and 30 < rec["test_accuracy"] <= 100  # chance is 10 %
-    x = small.train.x[:40]
+    x = mnist_small_target.train.x[:40]
     y = teacher_labels(learner, state, x)
     assert y.shape == (40, 10) and (y >= 0).all()
     torch.testing.assert_close(y.sum(-1), torch.ones(40), rtol=0, atol=1e-5)
@@ -34,11 +29,11 @@ def test_teacher_labels_are_probability_vectors_and_cached(small, tmp_path):
     # Cached: the same key reuses the stored teacher, with its record.
     files = list(tmp_path.iterdir())
     assert len(files) == 1 and files[0].name.startswith("mnist3k.npz-lenet-seed0-")
-    learner2, state2, rec2 = train_teacher(small, cfg, cache_dir=tmp_path)
+    learner2, state2, rec2 = train_teacher(mnist_small_target, cfg, cache_dir=tmp_path)
     assert rec2["cache"]["reused"] and rec2["val_accuracy"] == rec["val_accuracy"] and rec2["test_accuracy"] == rec["test_accuracy"]
     torch.testing.assert_close(teacher_labels(learner2, state2, x), y, rtol=0, atol=0)
     # Another seed is another teacher.
-    _, _, rec3 = train_teacher(small, dataclasses.replace(cfg, seed=1), cache_dir=tmp_path)
+    _, _, rec3 = train_teacher(mnist_small_target, dataclasses.replace(cfg, seed=1), cache_dir=tmp_path)
     assert not rec3["cache"]["reused"] and len(list(tmp_path.iterdir())) == 2
 
 

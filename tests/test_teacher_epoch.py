@@ -14,17 +14,12 @@ from labeldistill.protocols import _base as protocol_base
 from labeldistill.runs.tensorstate import load_state
 
 
-@pytest.fixture(scope="module")
-def small(mnist_small_target):
-    return mnist_small_target
-
-
-def test_epochs_kept_equal_the_teacher_and_its_cache(small, tmp_path):
+def test_epochs_kept_equal_the_teacher_and_its_cache(mnist_small_target, tmp_path):
     import labeldistill.teacher as teacher_mod
 
     cfg = TeacherConfig(arch="lenet", seed=0, epochs=3, patience=3)
-    _, best, rec = train_teacher(small, cfg, cache_dir=tmp_path)
-    learner, epochs, rec_e = teacher_mod.train_teacher_epochs(small, cfg, cache_dir=tmp_path)
+    _, best, rec = train_teacher(mnist_small_target, cfg, cache_dir=tmp_path)
+    learner, epochs, rec_e = teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path)
     # The cached teacher had no epochs file: it trained again, the same way, and wrote one beside it.
     assert not rec_e["cache"]["reused"] and sorted(epochs) == [1, 2, 3] == sorted(int(e) for e in rec["validation_curve"])
     assert len(list(tmp_path.glob("*.epochs.safetensors"))) == 1 and rec_e["same_as_cached"] is True
@@ -32,43 +27,43 @@ def test_epochs_kept_equal_the_teacher_and_its_cache(small, tmp_path):
         torch.testing.assert_close(epochs[rec["best_epoch"]].params[n], t, rtol=0, atol=0)
     # Each epoch's weights score what the validation curve recorded for that epoch.
     for e, st in epochs.items():
-        acc = float(teacher_mod.accuracy(learner, st, small.val.x, small.val.y)[0]) * 100
+        acc = float(teacher_mod.accuracy(learner, st, mnist_small_target.val.x, mnist_small_target.val.y)[0]) * 100
         assert acc == pytest.approx(rec["validation_curve"][str(e)], abs=1e-3)
     assert any(not torch.equal(epochs[1].params[n], t) for n, t in epochs[3].params.items())  # epochs differ
     # Now both files are there: reused, the same weights.
-    _, again, rec_a = teacher_mod.train_teacher_epochs(small, cfg, cache_dir=tmp_path)
+    _, again, rec_a = teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path)
     assert rec_a["cache"]["reused"]
     for e in epochs:
         for n, t in epochs[e].params.items():
             torch.testing.assert_close(again[e].params[n], t, rtol=0, atol=0)
     # The plain teacher still reads its own file (the epochs are a request, not another teacher).
-    _, _, rec_b = train_teacher(small, cfg, cache_dir=tmp_path)
+    _, _, rec_b = train_teacher(mnist_small_target, cfg, cache_dir=tmp_path)
     assert rec_b["cache"]["reused"] and len(list(tmp_path.glob("*.safetensors"))) == 2
 
 
-def test_epochs_resume_from_a_cut_training(small, tmp_path, cut_teacher_training):
+def test_epochs_resume_from_a_cut_training(mnist_small_target, tmp_path, cut_teacher_training):
     import labeldistill.teacher as teacher_mod
 
     cfg = TeacherConfig(arch="lenet", seed=0, epochs=3, patience=3)
-    _, whole, _ = teacher_mod.train_teacher_epochs(small, cfg, cache_dir=tmp_path / "whole")
+    _, whole, _ = teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path / "whole")
     # A partial file without the epochs (a plain teacher's) cannot give them: the training starts afresh.
     cut_teacher_training(2)
     with pytest.raises(KeyboardInterrupt):
-        train_teacher(small, cfg, cache_dir=tmp_path / "cut")
+        train_teacher(mnist_small_target, cfg, cache_dir=tmp_path / "cut")
     partial = next((tmp_path / "cut").glob("*.partial.safetensors"))
     assert "epochs" not in load_state(partial)
     with pytest.raises(KeyboardInterrupt):
-        teacher_mod.train_teacher_epochs(small, cfg, cache_dir=tmp_path / "cut")
+        teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path / "cut")
     assert sorted(load_state(partial)["epochs"]) == [1, 2]
     cut_teacher_training.restore()
-    _, resumed, rec = teacher_mod.train_teacher_epochs(small, cfg, cache_dir=tmp_path / "cut")
+    _, resumed, rec = teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path / "cut")
     assert rec["resumed_after_epoch"] == 2 and sorted(resumed) == [1, 2, 3]
     for e in whole:
         for n, t in whole[e].params.items():
             torch.testing.assert_close(resumed[e].params[n], t, rtol=0, atol=0)
 
 
-def test_teacher_epoch_auto_chooses_the_epoch_its_students_score_best(mnist_small, small, tmp_path, monkeypatch):
+def test_teacher_epoch_auto_chooses_the_epoch_its_students_score_best(mnist_small, mnist_small_target, tmp_path, monkeypatch):
     """One validation student per candidate epoch (the grid's epochs that were trained, and the best), at the given
     temperature; the best-scoring epoch labels (the earliest on ties), and the test trains on its labels."""
     short = dataclasses.replace(protocol_base.PROTOCOLS.get("dc-dsa"), epochs=3, arch="lenet")
@@ -97,7 +92,7 @@ def test_teacher_epoch_auto_chooses_the_epoch_its_students_score_best(mnist_smal
     top = max(choice["val_accuracy"].values())
     assert r["epoch"] == choice["chosen"] == min(e for e in choice["grid"] if choice["val_accuracy"][str(e)] == top)
     # Each candidate's student trained on that epoch's labels at T = 2; the chosen one's labels are the test's.
-    target = small
+    target = mnist_small_target
     learner, epochs, _ = teacher_mod.train_teacher_epochs(target, TeacherConfig(arch="lenet", seed=0, epochs=3, patience=3))
     from labeldistill.problem import build_problem
 
@@ -122,7 +117,7 @@ def test_teacher_epoch_auto_chooses_the_epoch_its_students_score_best(mnist_smal
         assert r3["accuracies"] == r["accuracies"]
 
 
-def test_epoch_and_temperature_both_auto_take_one_coordinate_step_each(small, tmp_path, monkeypatch):
+def test_epoch_and_temperature_both_auto_take_one_coordinate_step_each(mnist_small_target, tmp_path, monkeypatch):
     """Temperature at the best epoch, then the epoch at that temperature, then the temperature again at the epoch
     chosen: each step's scores recorded; a scripted scorer (a score per (epoch, temperature)) decides."""
     import labeldistill.teacher as teacher_mod
@@ -132,9 +127,9 @@ def test_epoch_and_temperature_both_auto_take_one_coordinate_step_each(small, tm
     monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path))
     monkeypatch.setattr(teacher_mod, "TEACHER_EPOCHS", (1, 2))
     cfg = TeacherConfig(arch="lenet", seed=0, epochs=3, patience=3)
-    learner, epochs, rec = teacher_mod.train_teacher_epochs(small, cfg)
+    learner, epochs, rec = teacher_mod.train_teacher_epochs(mnist_small_target, cfg)
     best = rec["best_epoch"]
-    problem = build_problem(small, 20, 0)
+    problem = build_problem(mnist_small_target, 20, 0)
     early = min(e for e in (1, 2) if e != best)
     table = {(e, t): 50.0 for e in epochs for t in teacher_mod.TEMPERATURES}
     table[(best, 1.0)] = 60.0  # at the best epoch, T 1 wins ...
