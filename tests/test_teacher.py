@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import json
 
-import pytest
 import torch
 
 from labeldistill.baselines import BaselineSettings, TeacherConfig, baseline, teacher_labels, train_teacher
