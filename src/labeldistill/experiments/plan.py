@@ -96,6 +96,8 @@ EPOCH_STUDENTS = 4 + TEMPERATURE_STUDENTS - 1
 def teacher_students(cfg) -> int:
     """Validation students a teacher's labels cost: the temperature choice's, and the epoch choice's."""
     return TEMPERATURE_STUDENTS + (EPOCH_STUDENTS if getattr(cfg, "teacher_epoch", "best") == "auto" else 0)
+
+
 _OFFICIAL_TRAIN = {"mnist": 60_000, "kmnist": 60_000, "kuzushiji-49": 232_365, "cifar10": 50_000, "cifar100": 50_000,
                    "digits": 1_797, "emnist-letters": 124_800, "cub": 5_994, "cifar100-test-stand-in": 9_999}
 
