@@ -43,12 +43,18 @@ def parse_temperature(value: object, flag: str = "--temperature") -> float | str
     return t
 
 
+def choose_best(candidates, score: Callable) -> tuple:
+    """The candidate that ``score`` rates best (the first on ties, so order ``candidates`` by preference), and every
+    score by ``str(candidate)``, rounded to 4 places. The one rule of the temperature and teacher-epoch choices."""
+    scores = {c: float(score(c)) for c in candidates}
+    best = max(scores.values())
+    return next(c for c in candidates if scores[c] == best), {str(c): round(v, 4) for c, v in scores.items()}
+
+
 def choose_temperature(logits: torch.Tensor, score: Callable[[torch.Tensor], float],
                        grid: tuple[float, ...] = TEMPERATURES) -> tuple[float, dict[str, float]]:
     """The grid temperature whose labels ``softmax(logits / T)`` score best (the lowest on ties), and every score."""
-    scores = {t: float(score(torch.softmax(logits / t, dim=-1))) for t in grid}
-    best = max(scores.values())
-    return next(t for t in grid if scores[t] == best), {str(t): round(v, 4) for t, v in scores.items()}
+    return choose_best(grid, lambda t: score(torch.softmax(logits / t, dim=-1)))
 
 
 def grid_edge(chosen: float, scores: dict[str, float], grid: tuple[float, ...]) -> str | None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from .artifact import DistilledSet, load
-from .calibration import TEMPERATURES, choose_temperature, grid_edge, parse_temperature, validation_scorer  # noqa: F401  (re-exported)
+from .calibration import TEMPERATURES, choose_best, choose_temperature, grid_edge, parse_temperature, validation_scorer  # noqa: F401  (re-exported)
 from .engine import Learner, ModelState, RecipeCheckpoint, accuracy, make_learner, model_seeds, predict, train_models
 from .data import TargetData
 from .engine.recipe import TrainRecipe
@@ -237,16 +237,22 @@ def _states_from(saved: dict, reference: torch.Tensor) -> dict[int, ModelState]:
     return {int(e): ModelState(d["params"], d["buffers"], d["head"], reference) for e, d in saved.items()}
 
 
-def _cached_epochs(path: Path | None, key: dict, reference: torch.Tensor) -> dict[int, ModelState] | None:
-    """The per-epoch weights cached beside a teacher (:func:`train_teacher_epochs`), or None (absent, another key,
-    unreadable: the teacher then trains again and writes them)."""
+def _keyed_state(path: Path | None, key: dict, reference: torch.Tensor) -> dict | None:
+    """A state file written beside a teacher (its epochs, its partial training) for this teacher's ``key``, or None:
+    absent, another teacher's, or unreadable (the teacher then trains again and overwrites it)."""
     if path is None or not path.exists():
         return None
     try:
         saved = load_state(path, device=reference.device)
     except ArtifactError:
         return None
-    return _states_from(saved["epochs"], reference) if saved.get("key") == key else None
+    return saved if saved.get("key") == key else None
+
+
+def _cached_epochs(path: Path | None, key: dict, reference: torch.Tensor) -> dict[int, ModelState] | None:
+    """The per-epoch weights cached beside a teacher (:func:`train_teacher_epochs`), or None."""
+    saved = _keyed_state(path, key, reference)
+    return None if saved is None else _states_from(saved["epochs"], reference)
 
 
 def _partial_teacher(partial: Path | None, key: dict, curve: dict[int, float], best: dict, *,
@@ -255,13 +261,8 @@ def _partial_teacher(partial: Path | None, key: dict, curve: dict[int, float], b
     ``best`` (and ``kept``, the epochs' weights, when given) and returns the training's checkpoint and the seconds it
     had run; (None, 0) where there is none, or one of another teacher (its key differs), one without the epochs
     ``kept`` asks for, or one that cannot be read (a training then starts afresh and overwrites it)."""
-    if partial is None or not partial.exists():
-        return None, 0.0
-    try:
-        saved = load_state(partial, device=reference.device)
-    except ArtifactError:
-        return None, 0.0
-    if saved.get("key") != key or (kept is not None and "epochs" not in saved):
+    saved = _keyed_state(partial, key, reference)
+    if saved is None or (kept is not None and "epochs" not in saved):
         return None, 0.0
     if kept is not None:
         kept.update(_states_from(saved["epochs"], reference))
@@ -407,11 +408,9 @@ def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arc
         temperature, record["temperature_choice"] = choose_t(chosen)
     if epoch == "auto":
         t0 = time.perf_counter()
-        candidates = sorted({e for e in TEACHER_EPOCHS if e in states} | {best_epoch})
-        scores = {e: float(score(torch.softmax(logits_at(e) / float(temperature), dim=-1))) for e in candidates}  # type: ignore[misc, arg-type]
-        top = max(scores.values())
-        chosen = next(e for e in candidates if scores[e] == top)  # the earliest on ties
-        record["epoch_choice"] = {"grid": candidates, "val_accuracy": {str(e): round(v, 4) for e, v in scores.items()},
+        candidates = sorted({e for e in TEACHER_EPOCHS if e in states} | {best_epoch})  # the earliest wins ties
+        chosen, scores = choose_best(candidates, lambda e: score(torch.softmax(logits_at(e) / float(temperature), dim=-1)))  # type: ignore[misc, arg-type]
+        record["epoch_choice"] = {"grid": candidates, "val_accuracy": scores,
                                   "chosen": chosen, "temperature": float(temperature),  # type: ignore[arg-type]
                                   "seconds": round(time.perf_counter() - t0, 3),
                                   "how": "one student per teacher epoch on the validation split, trained as the test trains"}

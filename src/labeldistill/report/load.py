@@ -153,7 +153,7 @@ def load_run(run_dir: str | Path, *, distilled: bool = True) -> Run:
     outer = read_outer_iterations(lines)
     result = _read_json(path / "result.json", path) if (path / "result.json").is_file() else None
     evals = []
-    for f in sorted(evaluations_dir(path).glob("*.json")) if evaluations_dir(path).is_dir() else []:
+    for f in sorted(evaluations_dir(path).glob("*.json")):  # none where the folder is missing
         e = _read_json(f, path)
         if isinstance(e, dict) and "accuracy_mean" in e and ("steps" in e or "variant" in e):
             evals.append({**e, "file": f.name})
