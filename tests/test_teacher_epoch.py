@@ -41,6 +41,23 @@ def test_epochs_kept_equal_the_teacher_and_its_cache(mnist_small_target, tmp_pat
     assert rec_b["cache"]["reused"] and len(list(tmp_path.glob("*.safetensors"))) == 2
 
 
+def test_teacher_training_shows_its_epochs(mnist_small_target, tmp_path, capsys, cut_teacher_training):
+    cfg = TeacherConfig(arch="lenet", seed=0, epochs=3, patience=3)
+    cut_teacher_training(2)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(mnist_small_target, cfg, cache_dir=tmp_path, progress=True)
+    cut_teacher_training.restore()
+    first = capsys.readouterr().err
+    assert "teacher lenet on " in first and "2/3" in first and "val=" in first
+    _, _, rec = train_teacher(mnist_small_target, cfg, cache_dir=tmp_path, progress=True)
+    resumed = capsys.readouterr().err  # the bar goes on from the epoch the cut training checkpointed
+    assert rec["resumed_after_epoch"] == 2 and "3/3" in resumed and "0/3" not in resumed and "1/3" not in resumed
+    train_teacher(mnist_small_target, cfg, cache_dir=tmp_path, progress=True)
+    assert "teacher lenet" not in capsys.readouterr().err  # a cached teacher trains nothing: no bar
+    train_teacher(mnist_small_target, cfg, cache_dir=tmp_path / "quiet")
+    assert "teacher lenet" not in capsys.readouterr().err  # the default is quiet
+
+
 def test_epochs_resume_from_a_cut_training(mnist_small_target, tmp_path, cut_teacher_training):
     import labeldistill.teacher as teacher_mod
 

@@ -166,7 +166,7 @@ def _baseline(s: BaselineSettings, device: str, data_root, floats: dict, *, ledg
         batch = s.batch_size or protocol.inner_batch_size(problem.n_base, target.name)
         labels, teacher = teacher_soft_labels(problem, proto=proto, zca=zca, student=learner, seed=s.seed, arch=s.teacher_arch,
                                               epochs=s.teacher_epochs, patience=s.teacher_patience, temperature=s.temperature,
-                                              batch=batch, lr=cfg.lr, ledger=ledger, epoch=s.teacher_epoch)
+                                              batch=batch, lr=cfg.lr, ledger=ledger, epoch=s.teacher_epoch, progress=progress)
     if proto.is_paper:
         result = run_baseline(learner, problem, cfg, labels=labels)
     else:

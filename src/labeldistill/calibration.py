@@ -89,10 +89,11 @@ def choose_label_temperature(labels: torch.Tensor, score: Callable[[torch.Tensor
 
 def validation_scorer(problem, *, proto, student: Learner, seed: int, batch: int, lr: float, zca=None,
                       steps: int | None = None, images: torch.Tensor | None = None, ledger: Path | None = None,
-                      purpose: str = "validation-models") -> Callable[[torch.Tensor], float]:
+                      purpose: str = "validation-models", progress: bool = False) -> Callable[[torch.Tensor], float]:
     """``score(labels) -> validation accuracy (%)`` of one student trained on ``images`` (default ``problem.base_x``)
     as the test under ``proto`` trains: the paper protocol's step search (its best accuracy) when ``steps`` is None,
-    else one model trained ``steps`` steps; a fixed-epoch protocol's own training (``ledger``: its finished models)."""
+    else one model trained ``steps`` steps; a fixed-epoch protocol's own training (``ledger``: its finished models;
+    ``progress``: a bar over each student's epochs)."""
     val = problem.target.val
     x = problem.base_x if images is None else images
     if proto.is_paper and steps is None:
@@ -109,4 +110,5 @@ def validation_scorer(problem, *, proto, student: Learner, seed: int, batch: int
     from .protocols import evaluate_protocol
 
     return lambda labels: evaluate_protocol(proto, student, x, labels, val.x, val.y, steps=int(steps or 1), seed=seed,
-                                            models=1, batch_size=batch, lr=lr, zca=zca, purpose=purpose, ledger=ledger).accuracy_mean
+                                            models=1, batch_size=batch, lr=lr, zca=zca, purpose=purpose, ledger=ledger,
+                                            progress=progress).accuracy_mean

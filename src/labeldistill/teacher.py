@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from .artifact import DistilledSet, load
 from .calibration import TEMPERATURES, choose_best, choose_temperature, grid_edge, parse_temperature, validation_scorer  # noqa: F401  (re-exported)
@@ -115,7 +116,8 @@ def _cached_teacher(path: Path, key: dict, learner: Learner, seeds: list[int], r
     return ModelState(params, state.buffers, state.head, reference), record
 
 
-def train_teacher(target, cfg: TeacherConfig, *, zca=None, cache_dir: Path | None | object = _DEFAULT_CACHE) -> tuple[Learner, ModelState, dict]:
+def train_teacher(target, cfg: TeacherConfig, *, zca=None, cache_dir: Path | None | object = _DEFAULT_CACHE,
+                  progress: bool = False) -> tuple[Learner, ModelState, dict]:
     """Train (or reuse from the cache) an early-stopped teacher on ``target``'s training split.
 
     One model (seed ``model_seeds(cfg.seed, "teacher", 1)``), Adam, shuffled minibatches; after each
@@ -123,24 +125,25 @@ def train_teacher(target, cfg: TeacherConfig, *, zca=None, cache_dir: Path | Non
     ``cfg.patience`` epochs after it (or at ``cfg.epochs``). ``zca``: the protocol's whitening, applied
     to every split. Returns the learner, its one-model state and a record with its validation and test
     accuracy (%), the best epoch, the epochs trained and the cache file (``cache_dir``: default
-    :func:`teacher_cache_dir`; None: no cache).
+    :func:`teacher_cache_dir`; None: no cache). ``progress``: a bar over the epochs a training runs (none for a
+    cached teacher).
     """
-    learner, state, record, _ = _train_teacher(target, cfg, zca=zca, cache_dir=cache_dir, keep_epochs=False)
+    learner, state, record, _ = _train_teacher(target, cfg, zca=zca, cache_dir=cache_dir, keep_epochs=False, progress=progress)
     return learner, state, record
 
 
-def train_teacher_epochs(target, cfg: TeacherConfig, *, zca=None,
-                         cache_dir: Path | None | object = _DEFAULT_CACHE) -> tuple[Learner, dict[int, ModelState], dict]:
+def train_teacher_epochs(target, cfg: TeacherConfig, *, zca=None, cache_dir: Path | None | object = _DEFAULT_CACHE,
+                         progress: bool = False) -> tuple[Learner, dict[int, ModelState], dict]:
     """The same teacher as :func:`train_teacher` (the same training, bit for bit, and the same cache entry), with the
     weights after every epoch it trained: ``{epoch: state}`` (1-based; the best epoch's equal
     ``train_teacher``'s). They are kept in a second cache file beside the teacher's (``NAME.epochs.safetensors``);
     a teacher cached without them trains again once, the same way. For the choice of a teacher epoch by the
     students it labels (:func:`teacher_soft_labels` with ``epoch="auto"``)."""
-    learner, _, record, epochs = _train_teacher(target, cfg, zca=zca, cache_dir=cache_dir, keep_epochs=True)
+    learner, _, record, epochs = _train_teacher(target, cfg, zca=zca, cache_dir=cache_dir, keep_epochs=True, progress=progress)
     return learner, epochs, record  # type: ignore[return-value]
 
 
-def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep_epochs: bool
+def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep_epochs: bool, progress: bool = False
                    ) -> tuple[Learner, ModelState, dict, dict[int, ModelState] | None]:
     from .runs.files import atomic_write_bytes
 
@@ -176,10 +179,16 @@ def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep_epochs: b
     # interrupted training goes on from its last epoch, exactly as if it had not stopped.
     partial = None if path is None else path.with_name(path.stem + ".partial.safetensors")
     resume, before = _partial_teacher(partial, key, curve, best, reference=tx, kept=kept)
+    # A CIFAR-10 teacher trains for most of an hour of a CPU core: one tick an epoch, with its validation accuracy
+    # (each shown: epochs are rare, mininterval 0).
+    bar = tqdm(total=cfg.epochs, initial=max(curve, default=0), unit="epoch", leave=False, disable=not progress, mininterval=0,
+               desc=f"teacher {cfg.arch} on {target.name}")
 
     def observe(step: int, st: ModelState) -> bool:
         epoch = step // per_epoch
         curve[epoch] = float(accuracy(learner, st, vx, target.val.y)[0]) * 100
+        bar.set_postfix(val=f"{curve[epoch]:.2f}", refresh=False)
+        bar.update(1)
         if kept is not None:
             kept[epoch] = st.select(slice(None))
         if not best or curve[epoch] > best["val"]:
@@ -192,10 +201,11 @@ def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep_epochs: b
                              "best": {"val": best["val"], "epoch": best["epoch"], "params": b.params, "buffers": b.buffers, "head": b.head},
                              **({} if kept is None else {"epochs": _states_dict(kept)})})
 
-    train_models(learner, tx, torch.nn.functional.one_hot(target.train.y, target.num_classes).float(), 1, seeds, batch_size=batch,
-                 recipe=TrainRecipe(optimizer="adam", lr=cfg.lr, epochs=cfg.epochs),
-                 observe_at=[per_epoch * (e + 1) for e in range(cfg.epochs)], observer=observe,
-                 checkpoint=checkpoint if partial is not None else None, resume=resume)
+    with bar:
+        train_models(learner, tx, torch.nn.functional.one_hot(target.train.y, target.num_classes).float(), 1, seeds,
+                     batch_size=batch, recipe=TrainRecipe(optimizer="adam", lr=cfg.lr, epochs=cfg.epochs),
+                     observe_at=[per_epoch * (e + 1) for e in range(cfg.epochs)], observer=observe,
+                     checkpoint=checkpoint if partial is not None else None, resume=resume)
     state: ModelState = best["state"]
     state.reference = tx
     test_x = target.test.x if zca is None else zca.apply(target.test.x)
@@ -357,7 +367,8 @@ def parse_teacher_epoch(value: object, flag: str = "--teacher-epoch") -> int | s
 
 def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arch: str | None, epochs: int, patience: int,
                         temperature: float | str, batch: int, lr: float, ledger: Path | None = None,
-                        grid: tuple[float, ...] = TEMPERATURES, epoch: int | str = "best") -> tuple[torch.Tensor, dict]:
+                        grid: tuple[float, ...] = TEMPERATURES, epoch: int | str = "best",
+                        progress: bool = False) -> tuple[torch.Tensor, dict]:
     """The teacher's soft labels for ``problem``'s base images, and a record (the teacher's, the temperature and,
     with ``"auto"``, every candidate's validation accuracy).
 
@@ -374,16 +385,17 @@ def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arc
     temperature on :data:`TEACHER_EPOCHS` (those trained) and the best epoch. With both ``"auto"``, one coordinate
     step each: the temperature at the best epoch (the students ``epoch="best"`` trains, which the ledger keeps), the
     epoch at that temperature, then the temperature again at the chosen epoch where it is another.
+    ``progress``: bars over the teacher's epochs and each validation student's training.
     """
     target = problem.target
     arch = arch or default_teacher_arch(target.name, target.preprocessing.channels, int(target.train.x.shape[-1]))
     cfg = TeacherConfig(arch=arch, seed=seed, epochs=epochs, patience=patience)
     epoch = parse_teacher_epoch(epoch)
     if epoch == "best":
-        t_learner, t_state, teacher = train_teacher(target, cfg, zca=zca)
+        t_learner, t_state, teacher = train_teacher(target, cfg, zca=zca, progress=progress)
         states = {int(teacher["best_epoch"]): t_state}
     else:
-        t_learner, states, teacher = train_teacher_epochs(target, cfg, zca=zca)
+        t_learner, states, teacher = train_teacher_epochs(target, cfg, zca=zca, progress=progress)
         if isinstance(epoch, int) and epoch not in states:
             raise UserError(f"--teacher-epoch {epoch}: the teacher trained {max(states)} epochs (it stops {patience} after its "
                             f"best, epoch {teacher['best_epoch']}; --teacher-patience lets it go on).")
@@ -394,7 +406,8 @@ def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arc
     record: dict = {"teacher": teacher}
     score = None
     if temperature == "auto" or epoch == "auto":
-        score = validation_scorer(problem, proto=proto, student=student, seed=seed, batch=batch, lr=lr, zca=zca, ledger=ledger)
+        score = validation_scorer(problem, proto=proto, student=student, seed=seed, batch=batch, lr=lr, zca=zca, ledger=ledger,
+                                  progress=progress)
 
     def choose_t(e: int) -> tuple[float, dict]:
         t0 = time.perf_counter()

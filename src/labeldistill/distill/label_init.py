@@ -8,8 +8,9 @@ temperature rule), which the loop then refines with its meta-gradient.
 
 A start is computed once, when a run starts (a resumed run's labels come from its checkpoint);
 what it was (and the teacher's record) is kept in ``config.json`` and in the distilled set.
-Add one with ``@register_label_init("name")`` on ``fn(cfg, problem, *, ledger) -> (labels N x C or None, record)``
-(``ledger``: a folder where long evaluations may record finished models, or None).
+Add one with ``@register_label_init("name")`` on ``fn(cfg, problem, *, ledger, progress) -> (labels N x C or None, record)``
+(``ledger``: a folder where long evaluations may record finished models, or None; ``progress``: whether long work
+may show progress bars).
 """
 from __future__ import annotations
 
@@ -35,20 +36,21 @@ def list_label_inits() -> list[str]:
     return LABEL_INITS.names()
 
 
-def initial_labels(cfg, problem: Problem, *, ledger: Path | None = None) -> tuple[torch.Tensor | None, dict]:
+def initial_labels(cfg, problem: Problem, *, ledger: Path | None = None, progress: bool = False) -> tuple[torch.Tensor | None, dict]:
     """The labels a run starts from (None: the labels' own uniform start) and a record of how they were made;
-    ``ledger``: a folder (the run directory's) where a teacher's temperature choice keeps its finished models."""
-    labels, record = LABEL_INITS.get(cfg.label_init)(cfg, problem, ledger=ledger)
+    ``ledger``: a folder (the run directory's) where a teacher's temperature choice keeps its finished models;
+    ``progress``: bars over a teacher's training and its choice's students."""
+    labels, record = LABEL_INITS.get(cfg.label_init)(cfg, problem, ledger=ledger, progress=progress)
     return labels, {"label_init": cfg.label_init, **record}
 
 
 @register_label_init("uniform")
-def _uniform(cfg, problem: Problem, *, ledger: Path | None = None) -> tuple[None, dict]:
+def _uniform(cfg, problem: Problem, *, ledger: Path | None = None, progress: bool = False) -> tuple[None, dict]:
     return None, {}
 
 
 @register_label_init("onehot")
-def _onehot(cfg, problem: Problem, *, ledger: Path | None = None) -> tuple[torch.Tensor, dict]:
+def _onehot(cfg, problem: Problem, *, ledger: Path | None = None, progress: bool = False) -> tuple[torch.Tensor, dict]:
     if problem.cross_dataset:
         raise UserError("--label-init onehot needs the base images' classes in the target: a cross-dataset base set has none "
                         "(use uniform or teacher).")
@@ -56,7 +58,7 @@ def _onehot(cfg, problem: Problem, *, ledger: Path | None = None) -> tuple[torch
 
 
 @register_label_init("teacher")
-def _teacher(cfg, problem: Problem, *, ledger: Path | None = None) -> tuple[torch.Tensor, dict]:
+def _teacher(cfg, problem: Problem, *, ledger: Path | None = None, progress: bool = False) -> tuple[torch.Tensor, dict]:
     from ..engine import make_learner
     from ..protocols import get_protocol, target_zca
     from ..teacher import teacher_soft_labels
@@ -68,5 +70,6 @@ def _teacher(cfg, problem: Problem, *, ledger: Path | None = None) -> tuple[torc
     student = make_learner(cfg.arch if proto.is_paper else (proto.arch or cfg.arch), channels, size, t.num_classes, head="linear")
     labels, record = teacher_soft_labels(problem, proto=proto, zca=zca, student=student, seed=cfg.seed, arch=cfg.teacher_arch,
                                          epochs=cfg.teacher_epochs, patience=cfg.teacher_patience, temperature=cfg.temperature,
-                                         batch=cfg.inner_batch, lr=cfg.model_lr, ledger=ledger, epoch=cfg.teacher_epoch)
+                                         batch=cfg.inner_batch, lr=cfg.model_lr, ledger=ledger, epoch=cfg.teacher_epoch,
+                                         progress=progress)
     return labels, record

@@ -129,8 +129,9 @@ class RunSession:
                     old = read_json(run_dir / "config.json")
                     self.label_init = old.get("label_init") or {"label_init": "uniform"}
                 else:
-                    start, self.label_init = initial_labels(self.resolved, self.problem, ledger=None if run_dir is None else run_ledger(run_dir))
-                targets, self.target_labels = loop_targets(self.resolved, self.problem)  # again on resume: a cached teacher
+                    start, self.label_init = initial_labels(self.resolved, self.problem, progress=progress,
+                                                            ledger=None if run_dir is None else run_ledger(run_dir))
+                targets, self.target_labels = loop_targets(self.resolved, self.problem, progress=progress)  # again on resume: a cached teacher
                 self.distiller = Distiller(self.resolved, self.problem, model_factory=model, run_dir=run_dir, progress=progress,
                                            initial_labels=start, target_labels=targets)
                 self.start = self._start_candidate(start, resume)
@@ -157,7 +158,8 @@ class RunSession:
         if resume and run_dir is not None and (run_dir / START_FILE).exists():
             return StartCandidate.load(run_dir, self.problem.base_x.device)
         if start is None:
-            start, _ = initial_labels(cfg, self.problem, ledger=None if run_dir is None else run_ledger(run_dir))
+            start, _ = initial_labels(cfg, self.problem, ledger=None if run_dir is None else run_ledger(run_dir),
+                                      progress=self.distiller.progress)
         cand = score_start(self.distiller.learner, self.problem, start, seed=cfg.seed, batch=cfg.inner_batch, lr=cfg.model_lr,
                            score=self.distiller.score, models=cfg.validation_models, progress=self.distiller.progress,
                            steps=None if self.distiller.measures_t else self.distiller.monitor.estimate_steps())  # students: no T

@@ -15,8 +15,9 @@ import torch
 from ..problem import Problem
 
 
-def loop_targets(cfg, problem: Problem) -> tuple[torch.Tensor | None, dict]:
-    """The target labels of the loop's steps (None: the target's class indices) and a record of how they were made."""
+def loop_targets(cfg, problem: Problem, *, progress: bool = False) -> tuple[torch.Tensor | None, dict]:
+    """The target labels of the loop's steps (None: the target's class indices) and a record of how they were made
+    (``progress``: a bar over the teacher's training)."""
     if cfg.target_labels == "true":
         return None, {"target_labels": "true"}
     from ..teacher import TeacherConfig, default_teacher_arch, teacher_labels, train_teacher
@@ -24,7 +25,7 @@ def loop_targets(cfg, problem: Problem) -> tuple[torch.Tensor | None, dict]:
     t = problem.target
     arch = cfg.teacher_arch or default_teacher_arch(t.name, t.preprocessing.channels, int(t.train.x.shape[-1]))
     learner, state, record = train_teacher(t, TeacherConfig(arch=arch, seed=cfg.seed, epochs=cfg.teacher_epochs,
-                                                            patience=cfg.teacher_patience))
+                                                            patience=cfg.teacher_patience), progress=progress)
     probs = teacher_labels(learner, state, t.train.x, float(cfg.target_temperature)).to(t.train.x.device)
     agree = float((probs.argmax(-1) == t.train.y).float().mean())
     return probs, {"target_labels": "teacher", "temperature": float(cfg.target_temperature), "teacher": record,
