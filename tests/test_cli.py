@@ -172,3 +172,28 @@ def test_export_strips_target_paths_and_metrics(tmp_path):
     assert b"/private" not in raw and b"secret_path" not in raw and b"base_labels" not in raw
     back = load(tmp_path / "share.safetensors")
     assert torch.equal(back.labels, ds.labels) and back.steps == 77 and back.provenance["base_dataset"] == "mine.npz"
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("command, positional, default_on", [
+    ("distill", [], True), ("baseline", [], False), ("evaluate", ["RUN"], False), ("reproduce", ["1"], False),
+    ("sweep", ["--target", "mnist", "--base", "10"], False)])
+def test_progress_flag_means_the_same_in_every_command(monkeypatch, command, positional, default_on):
+    from labeldistill.cli import build_parser
+    from labeldistill.cli.common import show_progress
+
+    def shown(*flags: str) -> bool:
+        return show_progress(build_parser().parse_args([command, *positional, *flags]))
+
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a background run's log
+    assert shown() is default_on  # a distillation's bar goes into its log; the others' only onto a terminal
+    assert shown("--progress", "on") is True and shown("--progress", "on", "--json") is True
+    assert shown("--progress", "off") is False and shown("--progress", "auto") is False
+    monkeypatch.setattr(sys, "stderr", _Terminal())
+    assert shown("--progress", "auto") is True and shown("--progress", "auto", "--json") is False
+    if command == "distill":
+        assert shown("--no-progress") is False

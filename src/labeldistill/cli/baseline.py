@@ -3,13 +3,12 @@ under the paper's evaluation protocol or another (``--protocol``)."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..baselines import BaselineSettings, baseline
 from ..errors import UserError
 from ..protocols import get_protocol, list_protocols
 from ..selectors import list_selectors
-from .common import add_common, emit, fmt_acc, parse_split, read_toml
+from .common import add_common, emit, fmt_acc, parse_split, read_toml, show_progress
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -54,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     s: BaselineSettings = merge(BaselineSettings, toml, flags)
     if not 0.0 <= s.smoothing < 1.0:
         raise UserError(f"--smoothing must be in [0, 1), got {s.smoothing}.")
-    result = baseline(s, data_root=args.data_root, out=args.out, progress=not args.json and sys.stderr.isatty())
+    result = baseline(s, data_root=args.data_root, out=args.out, progress=show_progress(args))
     name = "Baseline" + (" RR" if s.head == "ridge" else "") + (" LS" if s.smoothing or s.labels == "smooth" else "")
     name += " (teacher labels)" if s.labels == "teacher" else ""
     chosen = "" if s.base_select == "random" else f", base set chosen by {s.base_select}"

@@ -16,7 +16,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 
-def add_common(p: argparse.ArgumentParser, *, seed: bool = True, arch: bool = True) -> None:
+def add_common(p: argparse.ArgumentParser, *, seed: bool = True, arch: bool = True, progress: str = "auto") -> None:
     p.add_argument("--data-root", default=None, help="folder with dataset files (else $LABELDISTILL_DATA, else the cache folder)")
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     if seed:
@@ -25,6 +25,22 @@ def add_common(p: argparse.ArgumentParser, *, seed: bool = True, arch: bool = Tr
         p.add_argument("--arch", default=None, help=f"architecture: {', '.join(list_models())} (default by dataset, as in the paper)")
     p.add_argument("--config", default=None, metavar="FILE", help="TOML file with any setting; flags override it")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line of output")
+    add_progress(p, default=progress)
+
+
+def add_progress(p: argparse.ArgumentParser, *, default: str = "auto") -> None:
+    """``--progress {auto,on,off}``: one meaning in every command (:func:`show_progress`)."""
+    p.add_argument("--progress", choices=("auto", "on", "off"), default=default,
+                   help=f"progress bars on stderr: on, off, or auto (where stderr is a terminal and --json is not given); "
+                        f"on writes them into a background run's log too (default {default})")
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Whether the command shows progress bars (``--progress``; distill's ``--no-progress`` is ``--progress off``)."""
+    mode = "off" if getattr(args, "no_progress", False) else getattr(args, "progress", "auto")
+    if mode == "auto":
+        return not getattr(args, "json", False) and sys.stderr.isatty()
+    return mode == "on"
 
 
 def parse_split(text: str | None) -> tuple[float, float, float] | None:

@@ -15,7 +15,7 @@ from ..errors import UserError
 from ..selectors import list_selectors
 from ..unrolled import METHODS as UNROLLED_METHODS
 from ..unrolled import UnrolledRunConfig, is_unrolled_record, run_unrolled
-from .common import add_common, emit, fmt_acc, merge, parse_split, read_toml
+from .common import add_common, emit, fmt_acc, merge, parse_split, read_toml, show_progress
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -105,8 +105,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="run directory (required unless --resume)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its last checkpoint")
     p.add_argument("--download", action="store_true", help="fetch missing datasets with torchvision")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_common(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (the same as --progress off)")
+    add_common(p, progress="on")  # a distillation's bar goes into its log too: a background run says where it is
     p.set_defaults(func=run)
 
 
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.out:
             raise UserError("distill needs --out DIR (the run directory), or --resume DIR.")
         out, cfg, data_root, resume = Path(args.out), config_from_args(args), args.data_root, False
-    ds = run_distillation(cfg, out=out, resume=resume, data_root=data_root, download=args.download, progress=not args.no_progress)
+    ds = run_distillation(cfg, out=out, resume=resume, data_root=data_root, download=args.download, progress=show_progress(args))
     r = ds.evaluation or {}
     learned = "" if r.get("learned", "labels") == "labels" else f", learning {r['learned']}"
     t = f"T={ds.steps}" if ds.steps is not None else f"{r.get('test_protocol')}'s fixed epochs, no T"
@@ -202,7 +202,7 @@ def run_dd(args: argparse.Namespace, record: dict | None = None) -> int:
             settings["split"] = tuple(settings["split"])
         cfg = UnrolledRunConfig.from_settings(method=method, **settings)
         out, data_root, resume = Path(args.out), args.data_root, False
-    ds = run_unrolled(cfg, out=out, resume=resume, data_root=data_root, download=args.download, progress=not args.no_progress)
+    ds = run_unrolled(cfg, out=out, resume=resume, data_root=data_root, download=args.download, progress=show_progress(args))
     r = ds.evaluation or {}
     text = (f"{r['method']} on {r['target']}: {r['base']} learned images, T={r['T']} learned steps: test accuracy {fmt_acc(r)} "
             f"({r['models']} networks, {r['seconds']:.0f} s). Run directory: {out}")

@@ -3,14 +3,13 @@ set by its learned schedule or one of the paper's sensitivity variants."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 from ..engine import HEADS
 from ..engine.recipe import OPTIMIZERS
 from ..lrsearch import SGD_LRS
 from ..evaluation import evaluate
 from ..protocols import list_protocols
-from .common import add_common, emit, fmt_acc, read_toml
+from .common import add_common, emit, fmt_acc, read_toml, show_progress
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -53,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     models = pick("models")
     r = evaluate(args.path, arch=pick("arch"), head=pick("head"), models=None if models is None else int(models), steps=pick("steps"),
                  target=pick("target"), data_root=pick("data_root"), device=pick("device") or "auto", seed=pick("seed"),
-                 variant=pick("variant"), protocol=pick("protocol"), progress=not args.json and sys.stderr.isatty(),
+                 variant=pick("variant"), protocol=pick("protocol"), progress=show_progress(args),
                  optimizer=pick("optimizer"), lr=pick("lr"), order=pick("order"), label_temperature=pick("label_temperature"),
                  snapshot=pick("snapshot"))
     at = f" (labels at temperature {r['label_temperature']:g})" if r.get("label_temperature") is not None else ""

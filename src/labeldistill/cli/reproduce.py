@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from ..selectors import list_selectors
-from .common import emit
+from .common import add_progress, emit, show_progress
 
 
 def add_executor_args(p: argparse.ArgumentParser) -> None:
@@ -78,6 +78,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--out", default="reproduce", help="folder for runs, cells and the table (default: ./reproduce)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line of output")
+    add_progress(p)
     add_executor_args(p)
     p.set_defaults(func=run)
 
@@ -131,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     spec = get_table(args.table)
     names = _select(spec, args.only)
     opts = Options(out=Path(args.out), quick=args.quick, stand_in=args.stand_in, data_root=args.data_root,
-                   device=args.device, progress=not args.json and sys.stderr.isatty(),
+                   device=args.device, progress=show_progress(args),
                    reuse_any_version=args.reuse_any_version, base_select=_base_select(spec, args.base_select),
                    seeds=_seeds(spec, args.seeds), batched=args.batched)
     data = DataView(args.data_root)

@@ -15,7 +15,7 @@ import itertools
 import sys
 from pathlib import Path
 
-from .common import emit
+from .common import add_progress, emit, show_progress
 from .reproduce import add_executor_args, make_executor
 
 METHOD_CELLS = {"ridge": "ld-rr", "second-order": "ld"}
@@ -40,6 +40,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reuse-any-version", action="store_true",
                    help="also reuse finished runs made with another numerics version (marked in the table)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line of output")
+    add_progress(p)
     add_executor_args(p)
     p.set_defaults(func=run)
 
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     epochs = _list(args.epochs, "epochs", int)
     test_models = _list(args.test_models, "test-models", int)
     out = Path(args.out)
-    opts = Options(out=out, data_root=args.data_root, device=args.device, progress=not args.json and sys.stderr.isatty(),
+    opts = Options(out=out, data_root=args.data_root, device=args.device, progress=show_progress(args),
                    reuse_any_version=args.reuse_any_version, batched=args.batched)
     data = DataView(args.data_root)
     points = list(itertools.product(targets, bases, seeds, methods, epochs, test_models))
