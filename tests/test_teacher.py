@@ -119,3 +119,51 @@ def test_default_teacher_is_the_datasets_cheap_architecture_where_it_fits():
     assert default_teacher_arch("mnist", 1, 28) == "lenet"  # under every protocol (ConvNet-3 costs ~60x more per epoch here)
     assert default_teacher_arch("cifar10", 3, 32) == "alexnet"
     assert default_teacher_arch("digits", 1, 8) == "convnet3"  # 8 px images as a dc protocol loads them: LeNet cannot take them
+
+
+def test_baseline_saves_its_labelled_set_which_evaluates_to_its_numbers(mnist_small, tmp_path, monkeypatch, capsys,
+                                                                         short_step_search):
+    """``baseline --save-set FILE``: the base images with the labels the baseline tested, as a distilled-set file;
+    evaluating it under the same protocol and seed trains the same models: the baseline's accuracies, exactly."""
+    from labeldistill.artifact import load
+    from labeldistill.cli import main
+    from labeldistill.data import load_for_arch
+    from labeldistill.problem import build_problem
+
+    short = dataclasses.replace(protocol_base.PROTOCOLS.get("dc-dsa"), epochs=2, arch="lenet")
+    monkeypatch.setitem(protocol_base.PROTOCOLS._items, "dc-dsa", short)
+    monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path / "cache"))
+    target = f"npz:{mnist_small}"
+    common = ["--target", target, "--base", "20", "--models", "2", "--device", "cpu", "--json"]
+
+    def last_json() -> dict:
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+    assert main(["baseline", *common, "--labels", "teacher", "--temperature", "2", "--teacher-epochs", "2",
+                 "--teacher-patience", "1", "--protocol", "dc-dsa", "--save-set", str(tmp_path / "teacher.safetensors")]) == 0
+    r = last_json()
+    ds = load(tmp_path / "teacher.safetensors")
+    problem = build_problem(load_for_arch(target, "lenet", seed=0, device="cpu"), 20, 0)
+    torch.testing.assert_close(ds.images, problem.base_x, rtol=0, atol=0)
+    learner, state, _ = train_teacher(problem.target, TeacherConfig(arch="lenet", seed=0, epochs=2, patience=1))  # the cached one
+    torch.testing.assert_close(ds.labels, teacher_labels(learner, state, problem.base_x, 2.0), rtol=0, atol=0)
+    assert ds.steps is None and ds.recipe["test_protocol"] == "dc-dsa" and ds.recipe["method"] == "baseline"
+    assert ds.provenance["labels"]["kind"] == "teacher" and ds.provenance["labels"]["temperature"] == 2.0
+    assert ds.provenance["base_indices"] == r["base_indices"] and r["saved_set"] == str(tmp_path / "teacher.safetensors")
+    assert main(["evaluate", str(tmp_path / "teacher.safetensors"), "--target", target, "--models", "2", "--device", "cpu",
+                 "--json"]) == 0
+    assert last_json()["accuracies"] == r["accuracies"]  # its own protocol, the same seeds: the same models
+
+    # The paper protocol's set carries the T its step search chose; true labels, smoothed as asked.
+    assert main(["baseline", *common, "--smoothing", "0.1", "--save-set", str(tmp_path / "ls.safetensors")]) == 0
+    r = last_json()
+    ds = load(tmp_path / "ls.safetensors")
+    assert ds.steps == r["steps"] and ds.recipe.get("test_protocol") is None and ds.provenance["labels"]["kind"] == "true"
+    torch.testing.assert_close(ds.labels.max(-1).values, torch.full((20,), 0.91), rtol=0, atol=1e-6)
+    assert main(["evaluate", str(tmp_path / "ls.safetensors"), "--target", target, "--models", "2", "--device", "cpu",
+                 "--json"]) == 0
+    assert last_json()["accuracies"] == r["accuracies"]
+
+    # A folder that is not there is said before any training, in one line.
+    assert main(["baseline", *common, "--save-set", str(tmp_path / "nowhere" / "x.safetensors")]) != 0
+    assert "does not exist" in capsys.readouterr().err

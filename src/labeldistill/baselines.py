@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import protocol
+from .artifact import DistilledSet
 from .data import load_for_arch
 from .engine import HEADS, Learner, evaluate_labels, make_learner
 from .errors import UserError, check_choice
@@ -102,17 +103,21 @@ class BaselineSettings:
 LABEL_KINDS = ("true", "smooth", "teacher")
 
 
-def baseline(s: BaselineSettings, *, data_root=None, out=None, progress: bool = False) -> dict:
+def baseline(s: BaselineSettings, *, data_root=None, out=None, progress: bool = False, save_set: str | Path | None = None) -> dict:
     """Run one baseline end to end (load data, same base set as ``distill`` with the same seed).
 
     With ``out`` (a run directory), a fixed-epoch protocol records each finished model in ``out/ledger/``
     (:class:`~labeldistill.runs.ledger.ModelLedger`): run again after an interruption, it trains only the
-    models it lacks. ``progress``: a progress bar over those models' training.
+    models it lacks. ``progress``: a progress bar over those models' training. ``save_set``: a file to write the
+    labelled base set to (:func:`labelled_set`; e.g. the teacher's labels on random real images, Qin et al.'s set),
+    which ``load``, ``evaluate`` and ``export`` read like a distilled set.
 
     Example:
         >>> baseline(BaselineSettings(target="mnist", base=100, smoothing=0.1), data_root="data")["accuracy_mean"]
     """
     pin_code_identity()  # its records name the code it started with
+    if save_set is not None and not Path(save_set).parent.is_dir():  # said now, not after an hour of training
+        raise UserError(f"--save-set {save_set}: the folder {Path(save_set).parent} does not exist.")
     device = resolve_device(s.device)
     check_choice("head", s.head, HEADS)
     s = dataclasses.replace(s, base_select=canonical_selector(s.base_select))
@@ -131,7 +136,10 @@ def baseline(s: BaselineSettings, *, data_root=None, out=None, progress: bool = 
     lock = RunLock(out).acquire() if out else None
     try:
         with float32_precision(s.allow_tf32) as floats:
-            result = _baseline(s, device, data_root, floats, ledger=run_ledger(out) if out else None, progress=progress)
+            result, labelled = _baseline(s, device, data_root, floats, ledger=run_ledger(out) if out else None, progress=progress)
+        if save_set is not None:
+            labelled.save(save_set)
+            result["saved_set"] = str(save_set)
         if out:
             atomic_write_json(Path(out) / "result.json", result)
         return result
@@ -140,7 +148,8 @@ def baseline(s: BaselineSettings, *, data_root=None, out=None, progress: bool = 
             lock.release()
 
 
-def _baseline(s: BaselineSettings, device: str, data_root, floats: dict, *, ledger: Path | None = None, progress: bool = False) -> dict:
+def _baseline(s: BaselineSettings, device: str, data_root, floats: dict, *, ledger: Path | None = None,
+              progress: bool = False) -> tuple[dict, DistilledSet]:
     """``ledger``: where fixed-epoch protocols record finished models (the run directory's), so a rerun resumes."""
     from .protocols import get_protocol, require_kornia, target_zca
 
@@ -161,7 +170,7 @@ def _baseline(s: BaselineSettings, device: str, data_root, floats: dict, *, ledg
     learner = make_learner(arch, int(problem.base_x.shape[1]), int(problem.base_x.shape[-1]), target.num_classes, head=s.head)
     cfg = BaselineConfig(smoothing=s.smoothing, models=s.models, batch_size=s.batch_size, seed=s.seed)
     zca = target_zca(proto, target, channels)
-    labels, teacher = None, None
+    labels, teacher = true_labels(problem.base_y, target.num_classes, s.smoothing), None
     if s.labels == "teacher":
         batch = s.batch_size or protocol.inner_batch_size(problem.n_base, target.name)
         labels, teacher = teacher_soft_labels(problem, proto=proto, zca=zca, student=learner, seed=s.seed, arch=s.teacher_arch,
@@ -178,7 +187,31 @@ def _baseline(s: BaselineSettings, device: str, data_root, floats: dict, *, ledg
     result.update(target=target.name, base=s.base, arch=arch, head=s.head, smoothing=s.smoothing, device=device,
                   settings=dataclasses.asdict(s), versions=versions(), float_settings=floats, base_indices=[int(i) for i in problem.base_index],
                   base_select=problem.base_select, base_sha256=problem.base_sha256)
-    return result
+    return result, labelled_set(s, problem, labels, result, proto=proto, arch=arch, zca=zca)
+
+
+def labelled_set(s: BaselineSettings, problem: Problem, labels: torch.Tensor, result: dict, *, proto, arch: str, zca) -> DistilledSet:
+    """The base images with a baseline's labels as a distilled-set file's content: what ``load`` / ``evaluate`` /
+    ``export`` read. Trained as the baseline tested them: the paper protocol at its chosen T (Adam), a fixed-epoch
+    protocol by its own epochs (no T; the set names the protocol, and carries its ZCA where it has one). The labels are
+    given, not learned (``recipe["method"]`` is ``"baseline"``, ``provenance["labels"]`` says which and how made)."""
+    batch = s.batch_size or protocol.inner_batch_size(problem.n_base, problem.target.name)  # as run_baseline trains
+    recipe = {"optimizer": "adam", "lr": result["config"]["lr"], "batch_size": batch,
+              "arch": arch, "head": s.head, "method": "baseline", "learned": "labels"}
+    if not proto.is_paper:
+        recipe["test_protocol"] = proto.name
+    made = {"kind": s.labels, "smoothing": s.smoothing}
+    if s.labels == "teacher":
+        made.update({k: result[k] for k in ("temperature", "epoch", "temperature_choice", "epoch_choice") if k in result})
+        made["teacher"] = {k: result["teacher"][k] for k in ("arch", "best_epoch", "val_accuracy", "test_accuracy", "config", "key")
+                           if k in result["teacher"]}
+    target = problem.target
+    provenance = {**problem.provenance(), "target": target.name, "base_classes": problem.base_class_names,
+                  "base_labels": [int(v) for v in problem.base_y.cpu()], "seed": s.seed, "labels": made}
+    return DistilledSet(images=problem.base_x.detach().cpu(), labels=labels.detach().float().cpu(),
+                        steps=int(result["steps"]) if proto.is_paper else None, preprocessing=target.preprocessing,
+                        class_names=list(target.class_names), recipe=recipe, provenance=provenance, learned="labels",
+                        zca=None if zca is None else zca.to("cpu"))
 
 
 def _protocol_baseline(proto, learner: Learner, problem: Problem, cfg: BaselineConfig, labels, zca, *, ledger: Path | None = None,

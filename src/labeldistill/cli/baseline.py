@@ -37,6 +37,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher-patience", type=int, default=None, help="epochs without a better validation accuracy before it stops (3)")
     p.add_argument("--teacher-epoch", default=None, help="which of the teacher's epochs labels (best: its best validation accuracy, the default; auto: the epoch whose labels train the best student on the validation split, Qin et al.'s early-stopped expert; or an epoch number)")
     p.add_argument("--out", default=None, help="run directory for result.json (optional)")
+    p.add_argument("--save-set", default=None, metavar="FILE",
+                   help="also write the base images with these labels as a distilled-set file (.safetensors), which load, "
+                        "evaluate and export read: e.g. a teacher's labels on random real images, for DD-Ranking")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -53,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     s: BaselineSettings = merge(BaselineSettings, toml, flags)
     if not 0.0 <= s.smoothing < 1.0:
         raise UserError(f"--smoothing must be in [0, 1), got {s.smoothing}.")
-    result = baseline(s, data_root=args.data_root, out=args.out, progress=show_progress(args))
+    result = baseline(s, data_root=args.data_root, out=args.out, progress=show_progress(args), save_set=args.save_set)
     name = "Baseline" + (" RR" if s.head == "ridge" else "") + (" LS" if s.smoothing or s.labels == "smooth" else "")
     name += " (teacher labels)" if s.labels == "teacher" else ""
     chosen = "" if s.base_select == "random" else f", base set chosen by {s.base_select}"
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     teacher = result.get("teacher")
     extra = "" if teacher is None else (f"; teacher {teacher['arch']}: validation {teacher['val_accuracy']:.2f} %, "
                                         f"test {teacher['test_accuracy']:.2f} %{' (cached)' if teacher['cache']['reused'] else ''}")
+    saved = f"\nThe labelled set: {args.save_set}" if args.save_set else ""
     emit(result, args.json, f"{name} on {result['target']} with {s.base} base examples: test accuracy {fmt_acc(result)} "
-                            f"({result['models']} models, {how}{chosen}{extra})")
+                            f"({result['models']} models, {how}{chosen}{extra}){saved}")
     return 0
