@@ -167,3 +167,17 @@ def test_baseline_saves_its_labelled_set_which_evaluates_to_its_numbers(mnist_sm
     # A folder that is not there is said before any training, in one line.
     assert main(["baseline", *common, "--save-set", str(tmp_path / "nowhere" / "x.safetensors")]) != 0
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_public_baseline_is_the_baselines_run(mnist_small, short_step_search):
+    import pytest
+
+    import labeldistill
+    from labeldistill.errors import UserError
+
+    s = BaselineSettings(target=f"npz:{mnist_small}", base=20, models=2, device="cpu", smoothing=0.1)
+    r = labeldistill.baseline(s.target, base=20, models=2, device="cpu", smoothing=0.1)
+    direct = baseline(s)
+    assert r["accuracies"] == direct["accuracies"] and r["steps"] == direct["steps"]
+    with pytest.raises(UserError, match="Unknown baseline setting"):
+        labeldistill.baseline(s.target, bases=20)

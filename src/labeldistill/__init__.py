@@ -8,6 +8,7 @@ Public API::
     labeldistill.load("runs/x")                               -> DistilledSet
     labeldistill.evaluate("runs/x", arch="lenet")             -> Evaluation
     labeldistill.evaluate("runs/dd", variant="first-steps:20")  (DD / SLDD sets: the paper's sensitivity variants)
+    labeldistill.baseline("mnist", base=100, labels="teacher", protocol="dc-dsa", save_set="t.safetensors")  -> dict
 """
 from ._version import __version__
 
@@ -48,5 +49,25 @@ def distill(target: str = "mnist", *, method: str = "second-order", **kwargs) ->
         return distill_unrolled(target, method=method, **kwargs)
     return _distill_labels(target, method=method, **kwargs)
 
-__all__ = ["DistilledSet", "DistillConfig", "UnrolledRunConfig", "distill", "distill_many", "evaluate", "list_datasets", "list_methods", "list_models",
+def baseline(target: str = "mnist", *, data_root=None, out=None, progress: bool = False, save_set=None, **settings) -> dict:
+    """A baseline on ``target``'s base images: true, smoothed or teacher labels (``settings``: the fields of
+    :class:`labeldistill.baselines.BaselineSettings`, e.g. ``base=100, labels="teacher", temperature="auto",
+    protocol="dc-dsa"``); its result (test accuracies, the chosen T or protocol, the teacher's record).
+    ``save_set``: also write the labelled base set as a distilled-set file (:func:`load` reads it).
+
+    Example:
+        >>> labeldistill.baseline("mnist", base=100, smoothing=0.1, data_root="data")["accuracy_mean"]
+    """
+    import dataclasses
+
+    from .baselines import BaselineSettings, baseline as run
+    from .errors import UserError
+
+    unknown = sorted(set(settings) - {f.name for f in dataclasses.fields(BaselineSettings)})
+    if unknown:
+        raise UserError(f"Unknown baseline setting(s): {', '.join(unknown)}; see labeldistill.baselines.BaselineSettings.")
+    return run(BaselineSettings(target=target, **settings), data_root=data_root, out=out, progress=progress, save_set=save_set)
+
+
+__all__ = ["DistilledSet", "DistillConfig", "UnrolledRunConfig", "baseline", "distill", "distill_many", "evaluate", "list_datasets", "list_methods", "list_models",
            "load", "train_on", "__version__"]
