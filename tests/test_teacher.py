@@ -153,6 +153,9 @@ def test_baseline_saves_its_labelled_set_which_evaluates_to_its_numbers(mnist_sm
     assert main(["evaluate", str(tmp_path / "teacher.safetensors"), "--target", target, "--models", "2", "--device", "cpu",
                  "--json"]) == 0
     assert last_json()["accuracies"] == r["accuracies"]  # its own protocol, the same seeds: the same models
+    assert main(["export", str(tmp_path / "teacher.safetensors"), "--out", str(tmp_path / "shared.safetensors")]) == 0
+    assert "a baseline's labels (not learned), no T (trains by dc-dsa)" in capsys.readouterr().out
+    torch.testing.assert_close(load(tmp_path / "shared.safetensors").labels, ds.labels, rtol=0, atol=0)
 
     # The paper protocol's set carries the T its step search chose; true labels, smoothed as asked.
     assert main(["baseline", *common, "--smoothing", "0.1", "--save-set", str(tmp_path / "ls.safetensors")]) == 0
