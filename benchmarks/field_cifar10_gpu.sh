@@ -7,6 +7,7 @@
 #      the teacher on every MNIST test model, session 31), distilled, selected and tested under dc-dsa;
 #   2b. (session 37) reproduce field --only 'cifar10/*-expert*': the same two from the teacher epoch chosen by its
 #      students (--teacher-epoch auto; on the CPU epoch 4 of 14 validated 0.9 above the best-accuracy epoch 11);
+#   (session 38: steps 1-2b were made on the CPU; ROWS below now starts with Qin et al.'s ConvNet-3 expert)
 #   3. the LD / LD RR rows with the time left (their loops are hours on a CPU; a cut run checkpoints but does not come
 #      back: files over 4 MiB stay on the machine, so only finished cells count).
 # (Until session 32 step 2 was LD RR from the teacher with --augment dsa, logits, the fitted scale and dc-dsa selection:
@@ -25,7 +26,7 @@
 #   rm -r records/runs records/in-progress   (they would not leave room; git checkout records restores them)
 # then three `run` calls in a row:  carry [".devdata/p1"], command "true";  carry [".devdata/p2"], command "true";
 #   carry [".devdata/p3"], command "bash benchmarks/field_cifar10_gpu.sh .devdata $OUT", timeout_s 600.
-# Rehearsal on a CPU (nothing finishes, the plumbing runs): DEVICE=cpu QUICK=1 T_BASELINES=60 T_IMPLICIT=60 T_REST=30 \
+# Rehearsal on a CPU (nothing finishes, the plumbing runs): DEVICE=cpu QUICK=1 ROWS="60:cifar10/baseline-mtt-expert*:mtt" \
 #   bash benchmarks/field_cifar10_gpu.sh DIR OUT
 set -u
 D=$(cd "$1" && pwd)
@@ -53,10 +54,18 @@ field() {  # field DEADLINE_S PATTERN NAME: the field table's CIFAR-10 cells mat
     --device "$DEV" --out "$W/field" --json > "$W/field-$3.log" 2>&1
   stamp "reproduce field $2: rc=$?"
 }
-field "${T_BASELINES:-200}" 'cifar10/baseline*' baselines
-field "${T_IMPLICIT:-300}" 'cifar10/implicit-teacher*' implicit
-field "${T_EXPERT:-200}" 'cifar10/*-expert*' expert  # session 37: the teacher epoch its students choose (Qin et al.'s expert)
-field "${T_REST:-60}" 'cifar10/ld*' ld
+# ROWS: "DEADLINE_S:PATTERN:NAME ..." in order. Since session 38 the default is what the CPU has not made: the CPU lanes
+# made the true-label, teacher, implicit and expert-epoch rows (docs/results.md), so a loan goes to Qin et al.'s expert
+# itself (a ConvNet-3 trained MTT's way, --teacher-recipe expert: ~30 CPU minutes an epoch), its labels refined by the
+# implicit method, then LD. The deadlines sum to 520 s: with the setup, under one call's 600. A second call with the
+# same WORK_DIR (while the machine is warm) goes on where the first stopped: the teacher's epochs, every finished
+# student (ledgers) and each distillation's checkpoint stay in WORK_DIR. The rows of sessions 32-37's order:
+#   ROWS="200:cifar10/baseline:true 200:cifar10/baseline-teacher*:teacher 300:cifar10/implicit-teacher*:implicit"
+ROWS=${ROWS:-"280:cifar10/baseline-mtt-expert*:mtt-expert 200:cifar10/implicit-mtt-expert*:mtt-implicit 40:cifar10/ld*:ld"}
+for row in $ROWS; do
+  IFS=: read -r deadline pattern name <<< "$row"
+  field "$deadline" "$pattern" "$name"
+done
 
 # Small files only: configs, results, metrics, distilled sets, ledgers, logs. A file comes back from $OUT only under
 # 16 MiB, so the data, the teacher cache and anything over 4 MiB stay behind (checkpoints; the ZCA cache is 38 MB).

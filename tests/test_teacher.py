@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
 import torch
 
 from labeldistill.baselines import BaselineSettings, TeacherConfig, baseline, teacher_labels, train_teacher
@@ -173,8 +174,6 @@ def test_baseline_saves_its_labelled_set_which_evaluates_to_its_numbers(mnist_sm
 
 
 def test_public_baseline_is_the_baselines_run(mnist_small, short_step_search):
-    import pytest
-
     import labeldistill
     from labeldistill.errors import UserError
 
@@ -184,3 +183,21 @@ def test_public_baseline_is_the_baselines_run(mnist_small, short_step_search):
     assert r["accuracies"] == direct["accuracies"] and r["steps"] == direct["steps"]
     with pytest.raises(UserError, match="Unknown baseline setting"):
         labeldistill.baseline(s.target, bases=20)
+
+
+def test_teacher_recipe_reaches_the_teacher_from_both_commands(mnist_small, tmp_path, monkeypatch, capsys, short_step_search):
+    from labeldistill.cli import main
+    from labeldistill.distill import DistillConfig
+    from labeldistill.errors import UserError
+
+    monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path / "cache"))
+    assert main(["baseline", "--target", f"npz:{mnist_small}", "--base", "20", "--labels", "teacher", "--teacher-recipe", "expert",
+                 "--teacher-lr", "0.01", "--teacher-epochs", "1", "--teacher-patience", "1", "--models", "2", "--device", "cpu",
+                 "--json"]) == 0
+    config = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["teacher"]["config"]
+    assert (config["optimizer"], config["lr"], config["augment"]) == ("sgd", 0.01, "dsa")
+    with pytest.raises(SystemExit):  # argparse names the two
+        main(["baseline", "--target", f"npz:{mnist_small}", "--teacher-recipe", "sgd"])
+    assert "invalid choice: 'sgd' (choose from 'adam', 'expert')" in capsys.readouterr().err
+    with pytest.raises(UserError, match="Unknown teacher recipe"):
+        DistillConfig(target="mnist", label_init="teacher", teacher_recipe="fast").validate()

@@ -171,3 +171,45 @@ def test_epoch_and_temperature_both_auto_take_one_coordinate_step_each(mnist_sma
     assert r["temperature_choice"]["epoch"] == early and r["temperature"] == 4.0 == r["temperature_choice"]["chosen"]
     assert r["epoch"] == early
     torch.testing.assert_close(labels, torch.softmax(logits[early] / 4.0, -1))
+
+
+def test_default_teacher_keeps_its_cache_key_and_the_expert_recipe_trains_with_sgd_on_dsa_views(mnist_small_target, tmp_path,
+                                                                                               monkeypatch, cut_teacher_training):
+    """The fields of session 38 (optimizer, momentum, augment) enter a teacher's key only where not the default: a
+    teacher trained the one way there was keeps its key and cache file. ``teacher_config(recipe="expert")`` trains
+    by plain SGD on DSA views (no flips for digits), cached apart, resumable bit for bit (the views' draws included)."""
+    import labeldistill.teacher as teacher_mod
+    from labeldistill.errors import UserError
+
+    cheap = teacher_mod.teacher_config("lenet", seed=0, epochs=2, patience=2)
+    assert cheap == TeacherConfig(arch="lenet", seed=0, epochs=2, patience=2)
+    key = teacher_mod._teacher_key(mnist_small_target, cheap, None)
+    assert sorted(key["teacher"]) == ["arch", "batch_size", "epochs", "lr", "patience", "seed"]  # as before session 38
+    expert = teacher_mod.teacher_config("lenet", seed=0, epochs=2, patience=2, recipe="expert")
+    assert (expert.optimizer, expert.lr, expert.momentum, expert.augment) == ("sgd", 1e-3, 0.0, "dsa")
+    assert teacher_mod.teacher_config("lenet", seed=0, epochs=2, patience=2, recipe="expert", lr=0.01).lr == 0.01
+    e_key = teacher_mod._teacher_key(mnist_small_target, expert, None)["teacher"]
+    assert (e_key["optimizer"], e_key["augment"]) == ("sgd", "dsa") and "momentum" not in e_key  # 0.0 is the default
+    with pytest.raises(UserError, match="Unknown teacher recipe"):
+        teacher_mod.teacher_config("lenet", seed=0, epochs=2, patience=2, recipe="sgd")
+
+    recipes = []
+    real = teacher_mod.train_models
+    monkeypatch.setattr(teacher_mod, "train_models", lambda *a, **k: recipes.append(k["recipe"]) or real(*a, **k))
+    _, whole, rec = train_teacher(mnist_small_target, expert, cache_dir=tmp_path / "whole")
+    r = recipes[-1]
+    assert (r.optimizer, r.lr, r.momentum, r.weight_decay) == ("sgd", 1e-3, 0.0, 0.0)
+    assert r.augmentation is not None and "flip" not in r.augmentation.strategy and "rotate" in r.augmentation.strategy
+    assert rec["config"]["augment"] == "dsa"
+    _, plain, _ = train_teacher(mnist_small_target, cheap, cache_dir=tmp_path / "whole")
+    assert recipes[-1].optimizer == "adam" and recipes[-1].augmentation is None
+    assert len(list((tmp_path / "whole").glob("*.safetensors"))) == 2  # two teachers, two cache files
+    monkeypatch.setattr(teacher_mod, "train_models", real)
+    cut_teacher_training(1)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(mnist_small_target, expert, cache_dir=tmp_path / "cut")
+    cut_teacher_training.restore()
+    _, resumed, rec_r = train_teacher(mnist_small_target, expert, cache_dir=tmp_path / "cut")
+    assert rec_r["resumed_after_epoch"] == 1 and rec_r["validation_curve"] == rec["validation_curve"]
+    for n, t in whole.params.items():
+        torch.testing.assert_close(resumed.params[n], t, rtol=0, atol=0)

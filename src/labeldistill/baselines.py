@@ -34,7 +34,7 @@ from .runs.ledger import run_ledger
 from .runs.provenance import pin_code_identity, resolve_device, versions
 from .selectors import canonical_selector
 from .stepsearch import choose_steps
-from .teacher import TeacherConfig, parse_teacher_epoch, parse_temperature, teacher_labels, teacher_soft_labels, train_teacher  # noqa: F401  (re-exported)
+from .teacher import TeacherConfig, parse_teacher_epoch, parse_temperature, teacher_config, teacher_labels, teacher_soft_labels, train_teacher  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,8 @@ class BaselineSettings:
     teacher_epochs: int = 30  # at most this many epochs over the training split ...
     teacher_patience: int = 3  # ... stopping after this many without a better validation accuracy
     teacher_epoch: int | str = "best"  # which epoch's weights label: "best" (validation accuracy), "auto" (students') or N
+    teacher_recipe: str = "adam"  # how the teacher trains (teacher.TEACHER_RECIPES): "adam" (cheap) or "expert" (SGD, DSA)
+    teacher_lr: float | None = None  # the teacher's lr; None: its recipe's
 
 
 LABEL_KINDS = ("true", "smooth", "teacher")
@@ -133,6 +135,7 @@ def baseline(s: BaselineSettings, *, data_root=None, out=None, progress: bool = 
     s = dataclasses.replace(s, temperature=parse_temperature(s.temperature), teacher_epoch=parse_teacher_epoch(s.teacher_epoch))
     if s.labels == "teacher" and (s.smoothing or s.teacher_epochs < 1 or s.teacher_patience < 1):
         raise UserError("--labels teacher takes at least one teacher epoch and patience, and no --smoothing.")
+    teacher_config("lenet", seed=0, epochs=1, patience=1, recipe=s.teacher_recipe, lr=s.teacher_lr)  # a clear error now
     lock = RunLock(out).acquire() if out else None
     try:
         with float32_precision(s.allow_tf32) as floats:
@@ -175,7 +178,8 @@ def _baseline(s: BaselineSettings, device: str, data_root, floats: dict, *, ledg
         batch = s.batch_size or protocol.inner_batch_size(problem.n_base, target.name)
         labels, teacher = teacher_soft_labels(problem, proto=proto, zca=zca, student=learner, seed=s.seed, arch=s.teacher_arch,
                                               epochs=s.teacher_epochs, patience=s.teacher_patience, temperature=s.temperature,
-                                              batch=batch, lr=cfg.lr, ledger=ledger, epoch=s.teacher_epoch, progress=progress)
+                                              batch=batch, lr=cfg.lr, ledger=ledger, epoch=s.teacher_epoch, progress=progress,
+                                              recipe=s.teacher_recipe, teacher_lr=s.teacher_lr)
     if proto.is_paper:
         result = run_baseline(learner, problem, cfg, labels=labels)
     else:

@@ -33,6 +33,7 @@ from .artifact import DistilledSet, load
 from .calibration import TEMPERATURES, choose_best, choose_temperature, grid_edge, parse_temperature, validation_scorer  # noqa: F401  (re-exported)
 from .engine import Learner, ModelState, RecipeCheckpoint, accuracy, make_learner, model_seeds, predict, train_models
 from .data import TargetData
+from .engine.augment import DSAParams
 from .engine.recipe import TrainRecipe
 from .errors import ArtifactError, UserError
 from .problem import run_target
@@ -45,8 +46,10 @@ from .runs.tensorstate import load_state, save_state
 
 @dataclass(frozen=True)
 class TeacherConfig:
-    """How a teacher trains: Adam, minibatches of ``batch_size`` over the whole training split, at most
-    ``epochs`` epochs, keeping the epoch of best validation accuracy and stopping ``patience`` epochs after it."""
+    """How a teacher trains: minibatches of ``batch_size`` over the whole training split, at most ``epochs`` epochs,
+    keeping the epoch of best validation accuracy and stopping ``patience`` epochs after it; by ``optimizer``
+    (``"adam"`` or ``"sgd"``) at ``lr`` with ``momentum`` (SGD), on the images as they are (``augment="none"``) or
+    on per-sample DSA views (``"dsa"``, no flips for one-channel images). :data:`TEACHER_RECIPES` names two ways."""
 
     arch: str
     seed: int = 0
@@ -54,6 +57,40 @@ class TeacherConfig:
     patience: int = 3
     batch_size: int = 256
     lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.0
+    augment: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "sgd") or self.augment not in ("none", "dsa"):
+            raise UserError(f"A teacher trains by adam or sgd, on images as they are (none) or DSA views (dsa); got "
+                            f"{self.optimizer!r}, {self.augment!r}.")
+        if not (self.lr > 0 and self.momentum >= 0):
+            raise UserError(f"The teacher's lr must be positive and its momentum at least 0 (got {self.lr}, {self.momentum}).")
+
+
+# How a teacher trains, by name (``--teacher-recipe``). "adam": the default, a cheap teacher (Adam, no augmentation).
+# "expert": the expert of MTT's buffer.py as Qin et al. 2024 train it for their CIFAR-10 labels (train_expert/buffer.py
+# and softlabel/sample_scripts.md of sunnytqin/no-distillation): plain SGD (no momentum, no weight decay) at lr 1e-3,
+# minibatches of 256, DSA views (color_crop_cutout_flip_scale_rotate), on ZCA-whitened images where the protocol
+# whitens; its labelling epoch is then chosen by the students (--teacher-epoch auto). Slow to converge by design: give
+# it --teacher-epochs (Qin et al.'s CIFAR-10 expert ran 400; its 1-image-a-class labels came from epoch 20).
+TEACHER_RECIPES: dict[str, dict] = {
+    "adam": {"optimizer": "adam", "lr": 1e-3, "momentum": 0.0, "augment": "none"},
+    "expert": {"optimizer": "sgd", "lr": 1e-3, "momentum": 0.0, "augment": "dsa"},
+}
+_ADDED_FIELDS = ("optimizer", "momentum", "augment")  # added in session 38: in a teacher's key only where not the default
+
+
+def teacher_config(arch: str, *, seed: int, epochs: int, patience: int, recipe: str = "adam",
+                   lr: float | None = None) -> TeacherConfig:
+    """The :class:`TeacherConfig` of a named recipe (:data:`TEACHER_RECIPES`), its lr replaced by ``lr`` when given."""
+    if recipe not in TEACHER_RECIPES:
+        raise UserError(f"Unknown teacher recipe {recipe!r}. Known: {', '.join(TEACHER_RECIPES)}.")
+    way = dict(TEACHER_RECIPES[recipe])
+    if lr is not None:
+        way["lr"] = float(lr)
+    return TeacherConfig(arch=arch, seed=seed, epochs=epochs, patience=patience, **way)
 
 
 _DEFAULT_CACHE = object()
@@ -85,8 +122,12 @@ def teacher_cache_dir() -> Path | None:
 def _teacher_key(target, cfg: TeacherConfig, zca) -> dict:
     from .selectors._cache import numerics_key
 
+    # The fields added since teachers were first cached count only where they differ from their default: a teacher
+    # trained the one way there was keeps its key, and its cache file.
+    defaults = {f.name: f.default for f in dataclasses.fields(TeacherConfig)}
+    teacher = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _ADDED_FIELDS or v != defaults[k]}
     key = {"target": target.name, "split_sha256": target.split_record.get("index_sha256"), "seed": cfg.seed,
-           "preprocessing": target.preprocessing.to_dict(), "teacher": dataclasses.asdict(cfg), "numerics": numerics_key(),
+           "preprocessing": target.preprocessing.to_dict(), "teacher": teacher, "numerics": numerics_key(),
            "zca": None if zca is None else {"eps": zca.eps, "fitted_on": zca.fitted_on}}
     return json.loads(json.dumps(key, sort_keys=True, default=str))
 
@@ -201,9 +242,11 @@ def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep_epochs: b
                              "best": {"val": best["val"], "epoch": best["epoch"], "params": b.params, "buffers": b.buffers, "head": b.head},
                              **({} if kept is None else {"epochs": _states_dict(kept)})})
 
+    dsa = None if cfg.augment == "none" else (DSAParams() if channels == 3 else DSAParams().without("flip"))
+    recipe = TrainRecipe(optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, epochs=cfg.epochs, augmentation=dsa)
     with bar:
         train_models(learner, tx, torch.nn.functional.one_hot(target.train.y, target.num_classes).float(), 1, seeds,
-                     batch_size=batch, recipe=TrainRecipe(optimizer="adam", lr=cfg.lr, epochs=cfg.epochs),
+                     batch_size=batch, recipe=recipe,
                      observe_at=[per_epoch * (e + 1) for e in range(cfg.epochs)], observer=observe,
                      checkpoint=checkpoint if partial is not None else None, resume=resume)
     state: ModelState = best["state"]
@@ -368,7 +411,8 @@ def parse_teacher_epoch(value: object, flag: str = "--teacher-epoch") -> int | s
 def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arch: str | None, epochs: int, patience: int,
                         temperature: float | str, batch: int, lr: float, ledger: Path | None = None,
                         grid: tuple[float, ...] = TEMPERATURES, epoch: int | str = "best",
-                        progress: bool = False) -> tuple[torch.Tensor, dict]:
+                        progress: bool = False, recipe: str = "adam", teacher_lr: float | None = None
+                        ) -> tuple[torch.Tensor, dict]:
     """The teacher's soft labels for ``problem``'s base images, and a record (the teacher's, the temperature and,
     with ``"auto"``, every candidate's validation accuracy).
 
@@ -386,10 +430,11 @@ def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arc
     step each: the temperature at the best epoch (the students ``epoch="best"`` trains, which the ledger keeps), the
     epoch at that temperature, then the temperature again at the chosen epoch where it is another.
     ``progress``: bars over the teacher's epochs and each validation student's training.
+    ``recipe`` / ``teacher_lr``: how the teacher trains (:data:`TEACHER_RECIPES`; its lr, else the recipe's).
     """
     target = problem.target
     arch = arch or default_teacher_arch(target.name, target.preprocessing.channels, int(target.train.x.shape[-1]))
-    cfg = TeacherConfig(arch=arch, seed=seed, epochs=epochs, patience=patience)
+    cfg = teacher_config(arch, seed=seed, epochs=epochs, patience=patience, recipe=recipe, lr=teacher_lr)
     epoch = parse_teacher_epoch(epoch)
     if epoch == "best":
         t_learner, t_state, teacher = train_teacher(target, cfg, zca=zca, progress=progress)

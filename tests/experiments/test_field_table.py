@@ -20,7 +20,7 @@ def test_field_table_cells_and_what_they_run(tmp_path):
     assert all(c.mean is None for c in spec.cells)  # ours only
     data, opts = DataView(tmp_path / "empty"), Options(out=tmp_path)
     plans = {c.cell: plan_cell(parse_cell(c.cell), opts, data) for c in spec.cells}
-    assert len(plans) == 18 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
+    assert len(plans) == 22 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
     true, teacher = plans["mnist/baseline/100@protocol=dc-dsa"], plans["mnist/baseline-teacher/100@protocol=dc-dsa"]
     for p in (true, teacher):  # baselines run under the protocol itself: its models, its architecture
         assert p.kind == "baseline" and p.evaluation is None and p.config.protocol == "dc-dsa" and p.config.models == 5
@@ -69,6 +69,13 @@ def test_field_table_cells_and_what_they_run(tmp_path):
         plan.protocol_seconds(dsa, 100, plan.EPOCH_STUDENTS))
     assert plan.run_seconds(implicit_expert, data) - plan.run_seconds(p, data) == pytest.approx(
         plan.protocol_seconds(dsa, 100, plan.EPOCH_STUDENTS))
+    # Qin et al.'s expert: a ConvNet-3 trained MTT's way for all of its 32 epochs (no early stop), for both rows.
+    for name in ("cifar10/baseline-mtt-expert/100@protocol=dc-dsa", "cifar10/implicit-mtt-expert/100@protocol=dc-dsa"):
+        want = {"teacher_arch": "convnet3", "teacher_recipe": "expert", "teacher_epochs": 32, "teacher_patience": 32,
+                "teacher_epoch": "auto", "temperature": "auto", "teacher_lr": None}
+        assert {k: plans[name].expected_config()[k] for k in want} == want
+        assert plan.teacher_seconds(plans[name]) == 32 * plan.TEACHER_EPOCH_SECONDS["convnet3"]
+    assert plans["cifar10/baseline-expert/100@protocol=dc-dsa"].expected_config()["teacher_recipe"] == "adam"
     p.config.refresh_every = 0  # never
     assert plan.run_seconds(p, data) == pytest.approx(plan.TEACHER_SECONDS["lenet"] + steps * plan.IMPLICIT_STEP_SECONDS
                                                        + plan.protocol_seconds(dsa, 100, plan.TEMPERATURE_STUDENTS + 1 + 1 + 1 + 5))

@@ -70,6 +70,8 @@ class DistillConfig:
     teacher_epochs: int = 30  # the teacher trains at most this many epochs ...
     teacher_patience: int = 3  # ... stopping this many after its best validation accuracy
     teacher_epoch: int | str = "best"  # which epoch's weights label: "best" (validation accuracy), "auto" (students') or N
+    teacher_recipe: str = "adam"  # how the teacher trains (teacher.TEACHER_RECIPES): "adam" (cheap) or "expert" (SGD, DSA)
+    teacher_lr: float | None = None  # the teacher's lr; None: its recipe's
     # The start labels as a label-selection candidate (distill/start.py): "auto" (on for any start but uniform,
     # label-only runs), "on" or "off". Resolved to "on" / "off"; records from before it existed mean "off".
     start_candidate: str = "auto"
@@ -262,6 +264,9 @@ class DistillConfig:
         from ..teacher import parse_teacher_epoch
 
         self.teacher_epoch = parse_teacher_epoch(self.teacher_epoch)
+        from ..teacher import teacher_config
+
+        teacher_config("lenet", seed=0, epochs=1, patience=1, recipe=self.teacher_recipe, lr=self.teacher_lr)  # a clear error now
         if self.teacher_arch is not None:
             from ..models import MODELS as _MODELS
 

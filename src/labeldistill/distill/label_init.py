@@ -71,5 +71,5 @@ def _teacher(cfg, problem: Problem, *, ledger: Path | None = None, progress: boo
     labels, record = teacher_soft_labels(problem, proto=proto, zca=zca, student=student, seed=cfg.seed, arch=cfg.teacher_arch,
                                          epochs=cfg.teacher_epochs, patience=cfg.teacher_patience, temperature=cfg.temperature,
                                          batch=cfg.inner_batch, lr=cfg.model_lr, ledger=ledger, epoch=cfg.teacher_epoch,
-                                         progress=progress)
+                                         progress=progress, recipe=cfg.teacher_recipe, teacher_lr=cfg.teacher_lr)
     return labels, record

@@ -20,12 +20,12 @@ def loop_targets(cfg, problem: Problem, *, progress: bool = False) -> tuple[torc
     (``progress``: a bar over the teacher's training)."""
     if cfg.target_labels == "true":
         return None, {"target_labels": "true"}
-    from ..teacher import TeacherConfig, default_teacher_arch, teacher_labels, train_teacher
+    from ..teacher import default_teacher_arch, teacher_config, teacher_labels, train_teacher
 
     t = problem.target
     arch = cfg.teacher_arch or default_teacher_arch(t.name, t.preprocessing.channels, int(t.train.x.shape[-1]))
-    learner, state, record = train_teacher(t, TeacherConfig(arch=arch, seed=cfg.seed, epochs=cfg.teacher_epochs,
-                                                            patience=cfg.teacher_patience), progress=progress)
+    learner, state, record = train_teacher(t, teacher_config(arch, seed=cfg.seed, epochs=cfg.teacher_epochs, patience=cfg.teacher_patience,
+                                                             recipe=cfg.teacher_recipe, lr=cfg.teacher_lr), progress=progress)
     probs = teacher_labels(learner, state, t.train.x, float(cfg.target_temperature)).to(t.train.x.device)
     agree = float((probs.argmax(-1) == t.train.y).float().mean())
     return probs, {"target_labels": "teacher", "temperature": float(cfg.target_temperature), "teacher": record,

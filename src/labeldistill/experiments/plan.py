@@ -87,7 +87,11 @@ IMPLICIT_STEP_SECONDS = 50.7
 # A teacher's training (Adam, minibatches of 256 over the training split, early-stopped), one thread beside one other job:
 # LeNet on MNIST about 15 epochs of 9 s; AlexCifarNet on CIFAR-10 14 epochs (best 11) in 37 minutes (session 34).
 TEACHER_SECONDS = {"lenet": 150.0, "alexnet": 2230.0}
+# One epoch of a teacher that runs all its epochs (patience >= epochs: the ConvNet-3 expert rows), one thread: LeNet on
+# MNIST 9 s, ConvNet-3 on MNIST 570 s (session 9; CIFAR-10's 32 x 32 images cost more), AlexCifarNet on CIFAR-10 160 s.
+TEACHER_EPOCH_SECONDS = {"lenet": 10.0, "alexnet": 160.0, "convnet3": 570.0}
 TEMPERATURE_STUDENTS = 4
+TEACHER_KEYS = ("teacher_arch", "teacher_epochs", "teacher_patience", "teacher_recipe")  # how a row's teacher trains, where it names one
 # --teacher-epoch auto: a student for each of 1, 2, 4, 8 and the best epoch (MNIST's LeNet: 12, CIFAR-10's AlexCifarNet:
 # 11), the best epoch's already trained for the temperature; then the temperature again at a chosen early epoch.
 EPOCH_STUDENTS = 4 + TEMPERATURE_STUDENTS - 1
@@ -323,7 +327,7 @@ def plan_cell(cell: Cell, opts: Options, data: DataView) -> Plan:
         learn = {"learn": info["learn"], "image_init": info["image_init"]} if "learn" in info else {}
         if learn:  # learned from uniform noise: no base selection applies
             select, named = "random", {"select": None}
-        start = {k: info[k] for k in ("label_init", "temperature", "teacher_epoch") if k in info}
+        start = {k: info[k] for k in ("label_init", "temperature", "teacher_epoch", *TEACHER_KEYS) if k in info}
         # A run made under its @protocol (students trained the test's way): that protocol tests and selects; its own epochs
         # (one over the target), which --quick leaves as they are (its cost is the protocol's training, not the loop's epochs).
         under = {"test_protocol": cell.protocol, "select_protocol": cell.protocol} if cell.distils_under_protocol else {}
@@ -345,7 +349,7 @@ def plan_cell(cell: Cell, opts: Options, data: DataView) -> Plan:
         proto = get_protocol(cell.protocol)
         default = protocol.default_arch(cell.target, channels) if proto.is_paper else proto.arch
         arch = cell.arch if cell.arch not in (None, default) else None
-        teacher = {k: info[k] for k in ("labels", "temperature", "teacher_epoch") if k in info}
+        teacher = {k: info[k] for k in ("labels", "temperature", "teacher_epoch", *TEACHER_KEYS) if k in info}
         config = BaselineSettings(target=target, base=cell.base, smoothing=info["smoothing"], head=info["head"], arch=arch,
                                   models=TEST_MODELS if proto.is_paper else proto.models, seed=seed, split=split, device=device,
                                   base_select=select, protocol=proto.name, **teacher)
@@ -423,7 +427,11 @@ def run_seconds(plan: Plan, data: DataView) -> float:
 def teacher_seconds(plan: Plan) -> float:
     """Estimated seconds of the plan's teacher: its ``teacher_arch``, else the dataset's architecture (the estimate does
     not model :func:`~labeldistill.teacher.default_teacher_arch`'s ConvNet-3 for images that architecture cannot take)."""
-    arch = getattr(plan.config, "teacher_arch", None) or protocol.default_arch(plan.config.target, plan.channels)  # type: ignore[union-attr]
+    cfg = plan.config
+    arch = getattr(cfg, "teacher_arch", None) or protocol.default_arch(cfg.target, plan.channels)  # type: ignore[union-attr]
+    epochs, patience = int(getattr(cfg, "teacher_epochs", 30)), int(getattr(cfg, "teacher_patience", 3))
+    if patience >= epochs:  # no early stop: every epoch is trained
+        return epochs * measured_seconds(TEACHER_EPOCH_SECONDS, arch)
     return measured_seconds(TEACHER_SECONDS, arch)
 
 
