@@ -34,7 +34,7 @@ from .runs.ledger import run_ledger
 from .runs.provenance import pin_code_identity, resolve_device, versions
 from .selectors import canonical_selector
 from .stepsearch import choose_steps
-from .teacher import TeacherConfig, parse_teacher_epoch, parse_temperature, teacher_config, teacher_labels, teacher_soft_labels, train_teacher  # noqa: F401  (re-exported)
+from .teacher import TeacherConfig, check_teacher_recipe, parse_teacher_epoch, parse_temperature, teacher_labels, teacher_soft_labels, train_teacher  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -135,7 +135,7 @@ def baseline(s: BaselineSettings, *, data_root=None, out=None, progress: bool = 
     s = dataclasses.replace(s, temperature=parse_temperature(s.temperature), teacher_epoch=parse_teacher_epoch(s.teacher_epoch))
     if s.labels == "teacher" and (s.smoothing or s.teacher_epochs < 1 or s.teacher_patience < 1):
         raise UserError("--labels teacher takes at least one teacher epoch and patience, and no --smoothing.")
-    teacher_config("lenet", seed=0, epochs=1, patience=1, recipe=s.teacher_recipe, lr=s.teacher_lr)  # a clear error now
+    check_teacher_recipe(s.teacher_recipe, s.teacher_lr)
     lock = RunLock(out).acquire() if out else None
     try:
         with float32_precision(s.allow_tf32) as floats:

@@ -82,6 +82,11 @@ TEACHER_RECIPES: dict[str, dict] = {
 _ADDED_FIELDS = ("optimizer", "momentum", "augment")  # added in session 38: in a teacher's key only where not the default
 
 
+def check_teacher_recipe(recipe: str, lr: float | None = None) -> None:
+    """A one-line error for an unknown recipe or a bad lr, before any work is done."""
+    teacher_config("any", seed=0, epochs=1, patience=1, recipe=recipe, lr=lr)
+
+
 def teacher_config(arch: str, *, seed: int, epochs: int, patience: int, recipe: str = "adam",
                    lr: float | None = None) -> TeacherConfig:
     """The :class:`TeacherConfig` of a named recipe (:data:`TEACHER_RECIPES`), its lr replaced by ``lr`` when given."""

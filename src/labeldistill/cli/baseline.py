@@ -8,8 +8,7 @@ from ..baselines import BaselineSettings, baseline
 from ..errors import UserError
 from ..protocols import get_protocol, list_protocols
 from ..selectors import list_selectors
-from ..teacher import TEACHER_RECIPES
-from .common import add_common, emit, fmt_acc, parse_split, read_toml, show_progress
+from .common import add_common, add_teacher_recipe, emit, fmt_acc, parse_split, read_toml, show_progress
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -36,8 +35,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher-arch", default=None, help="the teacher's architecture (default: the dataset's, a cheap one: lenet / alexnet; convnet3: the field's expert, slow on a CPU)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="most epochs the teacher trains (30)")
     p.add_argument("--teacher-patience", type=int, default=None, help="epochs without a better validation accuracy before it stops (3)")
-    p.add_argument("--teacher-recipe", default=None, choices=list(TEACHER_RECIPES), help="how the teacher trains: adam (the default: Adam lr 1e-3, no augmentation, a cheap teacher) or expert (Qin et al.'s expert, MTT's buffer.py: SGD lr 1e-3 without momentum, DSA views; with --teacher-arch convnet3 and more --teacher-epochs)")
-    p.add_argument("--teacher-lr", type=float, default=None, help="the teacher's learning rate (default: its recipe's, 1e-3)")
+    add_teacher_recipe(p)
     p.add_argument("--teacher-epoch", default=None, help="which of the teacher's epochs labels (best: its best validation accuracy, the default; auto: the epoch whose labels train the best student on the validation split, Qin et al.'s early-stopped expert; or an epoch number)")
     p.add_argument("--out", default=None, help="run directory for result.json (optional)")
     p.add_argument("--save-set", default=None, metavar="FILE",

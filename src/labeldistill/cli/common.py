@@ -28,6 +28,17 @@ def add_common(p: argparse.ArgumentParser, *, seed: bool = True, arch: bool = Tr
     add_progress(p, default=progress)
 
 
+def add_teacher_recipe(p: argparse.ArgumentParser, *, prefix: str = "") -> None:
+    """``--teacher-recipe`` and ``--teacher-lr`` (how a teacher trains: ``labeldistill.teacher.TEACHER_RECIPES``)."""
+    from ..teacher import TEACHER_RECIPES
+
+    p.add_argument("--teacher-recipe", default=None, choices=list(TEACHER_RECIPES),
+                   help=prefix + "how the teacher trains: adam (the default: Adam lr 1e-3, no augmentation, a cheap teacher) or "
+                        "expert (Qin et al.'s expert as MTT's buffer.py trains it: SGD lr 1e-3 without momentum, DSA views; "
+                        "with --teacher-arch convnet3 and more --teacher-epochs)")
+    p.add_argument("--teacher-lr", type=float, default=None, help=prefix + "the teacher's learning rate (default: its recipe's, 1e-3)")
+
+
 def add_progress(p: argparse.ArgumentParser, *, default: str = "auto") -> None:
     """``--progress {auto,on,off}``: one meaning in every command (:func:`show_progress`)."""
     p.add_argument("--progress", choices=("auto", "on", "off"), default=default,

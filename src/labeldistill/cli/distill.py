@@ -13,10 +13,9 @@ from ..protocols import canonical_protocol
 from ..runs import RunLock, read_json
 from ..errors import UserError
 from ..selectors import list_selectors
-from ..teacher import TEACHER_RECIPES
 from ..unrolled import METHODS as UNROLLED_METHODS
 from ..unrolled import UnrolledRunConfig, is_unrolled_record, run_unrolled
-from .common import add_common, emit, fmt_acc, merge, parse_split, read_toml, show_progress
+from .common import add_common, add_teacher_recipe, emit, fmt_acc, merge, parse_split, read_toml, show_progress
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -41,8 +40,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                    "the dataset's cheap one: lenet / alexnet, which --method implicit keeps; convnet3: the field's expert, slow on a CPU)")
     p.add_argument("--teacher-epochs", type=int, default=None, help="--label-init teacher: most epochs the teacher trains (30)")
     p.add_argument("--teacher-patience", type=int, default=None, help="--label-init teacher: epochs without a better validation accuracy before it stops (3)")
-    p.add_argument("--teacher-recipe", default=None, choices=list(TEACHER_RECIPES), help="--label-init teacher: " + "how the teacher trains: adam (the default: Adam lr 1e-3, no augmentation, a cheap teacher) or expert (Qin et al.'s expert, MTT's buffer.py: SGD lr 1e-3 without momentum, DSA views; with --teacher-arch convnet3 and more --teacher-epochs)")
-    p.add_argument("--teacher-lr", type=float, default=None, help="--label-init teacher: the teacher's learning rate (default: its recipe's, 1e-3)")
+    add_teacher_recipe(p, prefix="--label-init teacher: ")
     p.add_argument("--teacher-epoch", default=None, help="--label-init teacher: which of the teacher's epochs labels (best: its best validation accuracy, the default; auto: the epoch whose labels train the best student on the validation split, Qin et al.'s early-stopped expert; or an epoch number)")
     p.add_argument("--label-temperature", default=None,
                    help="softmax temperature of the final labels before the test: a number (1: as learned, the default) or auto "

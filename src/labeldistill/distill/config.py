@@ -264,9 +264,9 @@ class DistillConfig:
         from ..teacher import parse_teacher_epoch
 
         self.teacher_epoch = parse_teacher_epoch(self.teacher_epoch)
-        from ..teacher import teacher_config
+        from ..teacher import check_teacher_recipe
 
-        teacher_config("lenet", seed=0, epochs=1, patience=1, recipe=self.teacher_recipe, lr=self.teacher_lr)  # a clear error now
+        check_teacher_recipe(self.teacher_recipe, self.teacher_lr)
         if self.teacher_arch is not None:
             from ..models import MODELS as _MODELS
 
