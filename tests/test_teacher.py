@@ -44,8 +44,10 @@ def test_baseline_with_teacher_labels_end_to_end(mnist_small, tmp_path, monkeypa
     args = ["baseline", "--target", f"npz:{mnist_small}", "--base", "20", "--labels", "teacher", "--teacher-epochs", "2",
             "--teacher-patience", "1", "--models", "2", "--device", "cpu", "--json"]
     assert main(args) == 0
-    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    out = capsys.readouterr().out.strip().splitlines()
+    r = json.loads(out[-1])
     assert r["labels"] == "teacher" and r["protocol"] == "paper" and r["temperature"] == 1.0 and r["models"] == 2
+    assert f"labels of epoch {r['teacher']['best_epoch']} at temperature 1" in out[0]  # the summary says which labels
     assert r["teacher"]["arch"] == "lenet" and not r["teacher"]["cache"]["reused"] and r["accuracy_mean"] > 20
     assert main(args) == 0  # the same seed's second run shares the teacher
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

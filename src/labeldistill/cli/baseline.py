@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
         f"protocol {result['protocol']}, {result['steps']} steps"
     teacher = result.get("teacher")
     extra = "" if teacher is None else (f"; teacher {teacher['arch']}: validation {teacher['val_accuracy']:.2f} %, "
-                                        f"test {teacher['test_accuracy']:.2f} %{' (cached)' if teacher['cache']['reused'] else ''}")
+                                        f"test {teacher['test_accuracy']:.2f} %{' (cached)' if teacher['cache']['reused'] else ''}, "
+                                        f"labels of epoch {result.get('epoch', teacher['best_epoch'])} at temperature "
+                                        f"{result['temperature']:g}")
     saved = f"\nThe labelled set: {args.save_set}" if args.save_set else ""
     emit(result, args.json, f"{name} on {result['target']} with {s.base} base examples: test accuracy {fmt_acc(result)} "
                             f"({result['models']} models, {how}{chosen}{extra}){saved}")
