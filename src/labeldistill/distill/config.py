@@ -261,11 +261,9 @@ class DistillConfig:
         wanted(self.start_candidate, self.label_init, self.learn)  # a clear error for an impossible choice, before any work
         if self.teacher_epochs < 1 or self.teacher_patience < 1:
             raise UserError("--teacher-epochs and --teacher-patience must be at least 1.")
-        from ..teacher import parse_teacher_epoch
+        from ..teacher import check_teacher_recipe, parse_teacher_epoch
 
         self.teacher_epoch = parse_teacher_epoch(self.teacher_epoch)
-        from ..teacher import check_teacher_recipe
-
         check_teacher_recipe(self.teacher_recipe, self.teacher_lr)
         if self.teacher_arch is not None:
             from ..models import MODELS as _MODELS
