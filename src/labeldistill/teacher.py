@@ -62,11 +62,14 @@ class TeacherConfig:
     augment: str = "none"
 
     def __post_init__(self) -> None:
-        if self.optimizer not in ("adam", "sgd") or self.augment not in ("none", "dsa"):
-            raise UserError(f"A teacher trains by adam or sgd, on images as they are (none) or DSA views (dsa); got "
-                            f"{self.optimizer!r}, {self.augment!r}.")
-        if not (self.lr > 0 and self.momentum >= 0):
-            raise UserError(f"The teacher's lr must be positive and its momentum at least 0 (got {self.lr}, {self.momentum}).")
+        if self.augment not in ("none", "dsa"):
+            raise UserError(f"A teacher trains on images as they are (none) or on DSA views (dsa); got {self.augment!r}.")
+        self.train_recipe(3)  # the engine's own checks of the optimiser, lr and momentum, now rather than at training
+
+    def train_recipe(self, channels: int) -> TrainRecipe:
+        """The engine's :class:`TrainRecipe` of this training, for images with ``channels`` channels."""
+        dsa = None if self.augment == "none" else (DSAParams() if channels == 3 else DSAParams().without("flip"))
+        return TrainRecipe(optimizer=self.optimizer, lr=self.lr, momentum=self.momentum, epochs=self.epochs, augmentation=dsa)
 
 
 # How a teacher trains, by name (``--teacher-recipe``). "adam": the default, a cheap teacher (Adam, no augmentation).
@@ -247,11 +250,9 @@ def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep_epochs: b
                              "best": {"val": best["val"], "epoch": best["epoch"], "params": b.params, "buffers": b.buffers, "head": b.head},
                              **({} if kept is None else {"epochs": _states_dict(kept)})})
 
-    dsa = None if cfg.augment == "none" else (DSAParams() if channels == 3 else DSAParams().without("flip"))
-    recipe = TrainRecipe(optimizer=cfg.optimizer, lr=cfg.lr, momentum=cfg.momentum, epochs=cfg.epochs, augmentation=dsa)
     with bar:
         train_models(learner, tx, torch.nn.functional.one_hot(target.train.y, target.num_classes).float(), 1, seeds,
-                     batch_size=batch, recipe=recipe,
+                     batch_size=batch, recipe=cfg.train_recipe(channels),
                      observe_at=[per_epoch * (e + 1) for e in range(cfg.epochs)], observer=observe,
                      checkpoint=checkpoint if partial is not None else None, resume=resume)
     state: ModelState = best["state"]
