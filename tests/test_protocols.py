@@ -94,6 +94,17 @@ def test_registry_lists_protocols_and_bad_names_are_one_line_errors():
     assert DistillConfig().test_protocol == "paper"
 
 
+def test_baseline_settings_train_the_protocols_number_of_models_unless_told():
+    """The Python API as the CLI: a baseline under dc / dc-dsa / qin2024 trains their 5 models, under paper 20, and an
+    explicit number wins; the settings record the resolved number."""
+    from labeldistill.baselines import BaselineSettings
+
+    assert [BaselineSettings(protocol=n).models for n in ("paper", "dc", "dc-dsa", "qin2024")] == [20, 5, 5, 5]
+    assert BaselineSettings().models == 20 and BaselineSettings(protocol="dc-dsa", models=7).models == 7
+    with pytest.raises(UserError, match="Unknown evaluation protocol 'nope'"):
+        BaselineSettings(protocol="nope")
+
+
 def test_cli_bad_protocol_is_a_one_line_error(capsys):
     from labeldistill.cli import main
 
@@ -147,6 +158,53 @@ def test_sgd_momentum_weight_decay_through_engine_equals_torch_sgd():
     # ... and the model did move.
     start = learner.fresh_module(seed)
     assert any(not torch.allclose(p, state.params[n_][0]) for n_, p in start.named_parameters())
+
+
+def test_qin2024_is_their_evaluation():
+    """Qin et al.'s evaluate_synset (sunnytqin/no-distillation): dc-dsa's students and augmentation for 3,000 epochs
+    under a StepLR of a quarter of them (x 0.3), whose optimiser, momentum included, lives through the decays."""
+    q, dsa = get_protocol("qin2024"), get_protocol("dc-dsa")
+    assert (q.optimizer, q.lr, q.momentum, q.weight_decay, q.batch_size, q.epochs, q.arch, q.models) == \
+        ("sgd", 0.01, 0.9, 5e-4, 256, 3000, "convnet3", 5)
+    assert q.augmentation == dsa.augmentation and q.zca_eps == dsa.zca_eps and q.label_loss == dsa.label_loss
+    assert not q.is_paper and not q.search_steps
+    recipe = q.recipe(3, lr=1e-3)
+    assert recipe.lr_decay_epochs == (750, 1500, 2250) and not recipe.reset_momentum_at_decay
+    for e in range(3000):
+        assert recipe.lr_at(e) == pytest.approx(0.01 * 0.3 ** (e // 750), rel=1e-12)
+
+
+def test_step_decays_keeping_momentum_through_engine_equal_torch_steplr():
+    """The qin2024 kind of schedule, float64: several decays by 0.3 with one optimiser (momentum kept) through the
+    engine == torch.optim.SGD under torch.optim.lr_scheduler.StepLR on the plain module, the same shuffles."""
+    g = torch.Generator().manual_seed(2)
+    n, batch, epochs, every = 12, 5, 8, 2
+    x = torch.randn(n, 1, 8, 8, dtype=torch.float64, generator=g)
+    y = torch.softmax(2 * torch.randn(n, 3, dtype=torch.float64, generator=g), -1)
+    recipe = TrainRecipe(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, epochs=epochs,
+                         lr_decay_epochs=(2, 4, 6), lr_decay_factor=0.3, reset_momentum_at_decay=False)
+    learner = Learner(_small64)
+    seed = 5
+    state = train_models(learner, x, y, 1, [seed], batch_size=batch, recipe=recipe)
+
+    net = learner.fresh_module(seed)
+    gen = batch_generator(seed)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=every, gamma=0.3)
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        for j in range(0, n, batch):
+            b = order[j : j + batch]
+            opt.zero_grad()
+            soft_cross_entropy(net(x[b]), y[b]).backward()
+            opt.step()
+        sched.step()
+    for name, p in net.named_parameters():
+        torch.testing.assert_close(state.params[name][0], p.detach(), rtol=0, atol=1e-10, msg=name)
+    # ... and resetting the momentum at the decays, as dc / dc-dsa do, gives other weights.
+    reset = train_models(learner, x, y, 1, [seed], batch_size=batch,
+                         recipe=TrainRecipe(**{**recipe.__dict__, "reset_momentum_at_decay": True}))
+    assert any((reset.params[k][0] - state.params[k][0]).abs().max() > 1e-6 for k in state.params)
 
 
 def test_recipe_k_at_once_equals_each_alone_with_augmentation():

@@ -83,7 +83,7 @@ class BaselineSettings:
     smoothing: float = 0.0
     head: str = "linear"
     arch: str | None = None
-    models: int = 20
+    models: int | None = None  # test models; None: the protocol's (paper 20; dc, dc-dsa, qin2024 5)
     seed: int = 0
     batch_size: int | None = None
     split: tuple[float, float, float] | None = None
@@ -100,6 +100,12 @@ class BaselineSettings:
     teacher_epoch: int | str = "best"  # which epoch's weights label: "best" (validation accuracy), "auto" (students') or N
     teacher_recipe: str = "adam"  # how the teacher trains (teacher.TEACHER_RECIPES): "adam" (cheap) or "expert" (SGD, DSA)
     teacher_lr: float | None = None  # the teacher's lr; None: its recipe's
+
+    def __post_init__(self) -> None:
+        if self.models is None:  # resolved here, so the records name the number that trained
+            from .protocols import get_protocol
+
+            self.models = get_protocol(self.protocol).models
 
 
 LABEL_KINDS = ("true", "smooth", "teacher")

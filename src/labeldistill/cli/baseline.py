@@ -6,7 +6,7 @@ import argparse
 
 from ..baselines import BaselineSettings, baseline
 from ..errors import UserError
-from ..protocols import get_protocol, list_protocols
+from ..protocols import list_protocols
 from ..selectors import list_selectors
 from .common import add_common, add_teacher_recipe, emit, fmt_acc, parse_split, read_toml, show_progress
 
@@ -17,7 +17,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base", type=int, default=None, help="number of base examples N (default 100)")
     p.add_argument("--smoothing", type=float, default=None, help="label smoothing epsilon (paper's LS baseline: 0.1)")
     p.add_argument("--head", default=None, help="linear (standard) or ridge (RR baseline)")
-    p.add_argument("--models", type=int, default=None, help="fresh test models (20)")
+    p.add_argument("--models", type=int, default=None, help="fresh test models (default: the protocol's, paper 20, the others 5)")
     p.add_argument("--batch-size", type=int, default=None, help="N_i (paper rule by N)")
     p.add_argument("--split", default=None, help="TRAIN,VAL,TEST fractions for data without official splits")
     p.add_argument("--allow-tf32", action="store_true", default=None,
@@ -27,7 +27,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                         "main tables; paper-table7: the paper's optimised base sets, Table 7)")
     p.add_argument("--protocol", default=None, metavar="NAME",
                    help=f"how the test models train: {', '.join(list_protocols())} (default paper: T chosen on validation; "
-                        "dc / dc-dsa: ConvNet-3, SGD, fixed epochs, DSA / ZCA, 5 models)")
+                        "dc / dc-dsa / qin2024: ConvNet-3, SGD, fixed epochs, DSA / ZCA, 5 models)")
     p.add_argument("--labels", default=None, choices=["true", "smooth", "teacher"],
                    help="true (one-hot), smooth (label smoothing, --smoothing or 0.1) or teacher (softmax of a teacher trained on "
                         "the training split, early-stopped on validation; cached per target, architecture and seed)")
@@ -51,9 +51,6 @@ def run(args: argparse.Namespace) -> int:
     flags = dict(vars(args))
     flags["split"] = parse_split(args.split)
     toml = read_toml(args.config)
-    name = flags.get("protocol") or toml.get("protocol")
-    if flags.get("models") is None and "models" not in toml and name is not None:
-        flags["models"] = get_protocol(name).models  # the protocol's number of models (paper 20, dc / dc-dsa 5)
     s: BaselineSettings = merge(BaselineSettings, toml, flags)
     if not 0.0 <= s.smoothing < 1.0:
         raise UserError(f"--smoothing must be in [0, 1), got {s.smoothing}.")

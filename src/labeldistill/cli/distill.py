@@ -93,7 +93,7 @@ def add(sub: argparse._SubParsersAction) -> None:
                    help="how label selection scores each snapshot (and a start candidate): paper (default: one model trained T "
                         "steps) or dc / dc-dsa (--validation-models students of that protocol each; beyond the paper, slow on a CPU)")
     p.add_argument("--test-models", type=int, default=None, help="fresh test models of the paper protocol (20; dd / sldd: 200); a --test-protocol dc / dc-dsa trains its own 5")
-    p.add_argument("--test-protocol", default=None, metavar="NAME", help="how the final test trains fresh models: paper (default), dc, dc-dsa (labeldistill.protocols)")
+    p.add_argument("--test-protocol", default=None, metavar="NAME", help="how the final test trains fresh models: paper (default), dc, dc-dsa, qin2024 (labeldistill.protocols)")
     p.add_argument("--base-select", default=None, metavar="NAME",
                    help="how the base set is chosen: " + ", ".join(list_selectors()) + " (default random, the paper's draw)")
     p.add_argument("--allow-tf32", action="store_true", default=None,

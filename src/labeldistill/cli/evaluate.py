@@ -26,7 +26,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                         "or like-ld (Adam, minibatches of 10, T chosen on validation)")
     p.add_argument("--protocol", default=None, metavar="NAME",
                    help=f"how the fresh models train: {', '.join(list_protocols())} (default paper: Adam, T random minibatches, "
-                        "20 models; dc / dc-dsa: the DatasetCondensation / DSA / MTT protocol, ConvNet-3, 5 models)")
+                        "20 models; dc / dc-dsa: the DatasetCondensation / DSA / MTT protocol, ConvNet-3, 5 models; qin2024: Qin et al. 2024's, "
+                        "dc-dsa for 3,000 epochs)")
     p.add_argument("--optimizer", default=None, choices=OPTIMIZERS,
                    help="label sets: train the fresh models with this optimiser (sgd: plain SGD at one constant lr; default: "
                         "the set's, Adam)")
