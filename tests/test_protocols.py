@@ -207,6 +207,40 @@ def test_step_decays_keeping_momentum_through_engine_equal_torch_steplr():
     assert any((reset.params[k][0] - state.params[k][0]).abs().max() > 1e-6 for k in state.params)
 
 
+def _check_protocol(epochs: int, every: int | None):
+    import dataclasses
+
+    return dataclasses.replace(get_protocol("dc-dsa"), name="checks", epochs=epochs, lr_decay_at=(), batch_size=8,
+                               zca_eps=None, test_check_every=every)
+
+
+def test_test_checks_are_the_models_after_those_epochs_and_change_nothing(tmp_path):
+    """qin2024's test checks (every N epochs and the end, each model's best reported apart): a check after e epochs is
+    the model trained for e epochs (no decay here, so the same shuffles and DSA draws as a protocol of e epochs), the
+    final accuracies are those of training without checks, and a ledger gives the same checks back."""
+    from labeldistill.protocols.evaluate import evaluate_protocol
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(16, 1, 8, 8, generator=g)
+    y = torch.softmax(3 * torch.randn(16, 3, generator=g), -1)
+    tx, ty = torch.randn(60, 1, 8, 8, generator=g), torch.randint(0, 3, (60,), generator=g)
+    learner = Learner(lambda: build_model("convnet3", 1, 8, 3))
+    run = lambda p, **kw: evaluate_protocol(p, learner, x, y, tx, ty, steps=None, seed=0, models=2, **kw)  # noqa: E731
+    ev = run(_check_protocol(6, 2))
+    checks = ev.extra["test_checks"]
+    assert checks["epochs"] == [3, 5, 6] and [len(c) for c in checks["accuracies"]] == [3, 3]
+    assert ev.accuracies == run(_check_protocol(6, None)).accuracies  # testing on the way moved nothing
+    assert "test_checks" not in run(_check_protocol(6, None)).extra
+    for i, e in enumerate((3, 5)):
+        assert [c[i] for c in checks["accuracies"]] == run(_check_protocol(e, None)).accuracies
+    assert [c[-1] for c in checks["accuracies"]] == ev.accuracies
+    best = ev.extra["best_check"]
+    assert best["accuracies"] == [max(c) for c in checks["accuracies"]] and best["accuracy_mean"] >= ev.accuracy_mean
+    first = run(_check_protocol(6, 2), ledger=tmp_path)
+    again = run(_check_protocol(6, 2), ledger=tmp_path)
+    assert again.extra["models_from_ledger"] == 2 and again.extra["test_checks"] == first.extra["test_checks"] == checks
+
+
 def test_recipe_k_at_once_equals_each_alone_with_augmentation():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(12, 1, 8, 8, dtype=torch.float64, generator=g)

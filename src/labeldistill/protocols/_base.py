@@ -31,6 +31,10 @@ class Protocol:
         arch: the architecture the protocol tests with (None: the set's own / the dataset's default).
         search_steps: baselines choose T on the validation split (the paper's); else a
             protocol's fixed epochs are used as they are.
+        test_check_every: also test the models during training, after 0-based epochs ``every``, ``2 * every``, ...
+            (``every + 1`` epochs trained, as Qin et al.'s loop counts) and at the end, and report each model's best
+            check beside its final accuracy: their reporting, a choice made on the test set, so never the protocol's
+            number. None: no checks.
     """
 
     name: str
@@ -52,10 +56,13 @@ class Protocol:
     search_steps: bool = True
     label_loss: str = "soft-cross-entropy"
     references: tuple[str, ...] = field(default=())
+    test_check_every: int | None = None
 
     def __post_init__(self) -> None:
         if self.models < 5:
             raise UserError(f"protocol {self.name}: at least 5 models (got {self.models})")
+        if self.test_check_every is not None and (self.epochs is None or self.test_check_every < 1):
+            raise UserError(f"protocol {self.name}: test checks need fixed epochs and a positive interval")
 
     @property
     def is_paper(self) -> bool:
@@ -86,6 +93,14 @@ class Protocol:
                            lr_decay_factor=self.lr_decay_factor, reset_momentum_at_decay=self.reset_momentum_at_decay,
                            augmentation=self.augmentation_for(channels))
 
+    def check_steps(self, steps_per_epoch: int) -> tuple[int, ...]:
+        """The training steps after which the models are tested on the way (:attr:`test_check_every`), the last one
+        (the end of training) included; empty without checks."""
+        if self.test_check_every is None or self.epochs is None:
+            return ()
+        every = self.test_check_every
+        return tuple((e + 1) * steps_per_epoch for e in range(every, self.epochs, every)) + (self.epochs * steps_per_epoch,)
+
     def batch_for(self, n: int, default: int) -> int:
         return min(self.batch_size, n) if self.batch_size is not None else min(default, n)
 
@@ -94,6 +109,8 @@ class Protocol:
         d["augmentation"] = None if self.augmentation is None else self.augmentation.to_dict()
         d["lr_decay_at"] = list(self.lr_decay_at)
         d["references"] = list(self.references)
+        if self.test_check_every is None:  # absent, not null: the ledger keys of protocols without checks stay as they were
+            del d["test_check_every"]
         return d
 
 
