@@ -66,6 +66,21 @@ for row in $ROWS; do
   IFS=: read -r deadline pattern name <<< "$row"
   field "$deadline" "$pattern" "$name"
 done
+# QIN=SECONDS (session 39; default 0, off): the ConvNet-3 expert's sets again under Qin et al.'s own evaluation
+# (--protocol qin2024: 3,000 epochs, their StepLR, and their best-of-15-test-checks reporting beside the final
+# accuracy), so the comparison with their 46.3 is made under their protocol too: the implicit run's selected labels,
+# then its snapshot 0 (its start: the expert's labels themselves), each stopped at QIN seconds. For a second call
+# (same WORK_DIR, the machine still warm): ROWS="" QIN=250.
+if [ "${QIN:-0}" -gt 0 ]; then
+  run=$(ls -d "$W"/field/runs/cifar10_implicit-mtt-expert_* 2>/dev/null | head -n 1)
+  for snap in "" 0; do
+    [ -n "$run" ] || { stamp "qin2024: no implicit-mtt-expert run in $W/field"; break; }
+    timeout -s INT -k 20 "$QIN" $PY -m labeldistill evaluate "$run" --protocol qin2024 ${snap:+--snapshot $snap} \
+      --data-root "$W/data" --device "$DEV" --json >> "$W/qin2024.log" 2>&1
+    rc=$?  # before any command substitution below resets $?
+    stamp "evaluate --protocol qin2024 ${snap:+--snapshot $snap }$(basename "$run"): rc=$rc"
+  done
+fi
 
 # Small files only: configs, results, metrics, distilled sets, ledgers, logs. A file comes back from $OUT only under
 # 16 MiB, so the data, the teacher cache and anything over 4 MiB stay behind (checkpoints; the ZCA cache is 38 MB).

@@ -45,6 +45,9 @@ field) cat <<'EOF'
   2. carry [".devdata/p3", ".devdata/p4"]: true
   3. carry [".devdata/p5"], timeout_s = what is left (at most 600):
      WORK_DIR=/tmp/field bash benchmarks/field_cifar10_gpu.sh .devdata $OUT
+  4. only if status says 4+ minutes are left: carry [".devdata/p5"], timeout_s = what is left - 30:
+     ROWS="" QIN=<(that - 60) / 2> WORK_DIR=/tmp/field bash benchmarks/field_cifar10_gpu.sh .devdata $OUT
+     (the ConvNet-3 expert's sets under Qin et al.'s own evaluation, --protocol qin2024)
 EOF
 ;;
 dd) cat <<'EOF'
