@@ -128,6 +128,16 @@ def _small64():
     return build_model("convnet3", 1, 8, 3).double()
 
 
+def _reference_epoch(net, opt, x, y, batch, gen) -> None:
+    """One epoch as the field's code trains: a fresh shuffle from ``gen``, minibatches of ``batch`` (the last smaller)."""
+    order = torch.randperm(len(x), generator=gen)
+    for j in range(0, len(x), batch):
+        b = order[j : j + batch]
+        opt.zero_grad()
+        soft_cross_entropy(net(x[b]), y[b]).backward()
+        opt.step()
+
+
 def test_sgd_momentum_weight_decay_through_engine_equals_torch_sgd():
     """One model, float64: the engine's recipe path == torch.optim.SGD on the plain module with the same
     shuffles, a new optimiser at the lr decay (as the DC code), and the last, smaller minibatch of each epoch."""
@@ -147,12 +157,7 @@ def test_sgd_momentum_weight_decay_through_engine_equals_torch_sgd():
     for e in range(epochs):
         if e in (0, 3):
             opt = torch.optim.SGD(net.parameters(), lr=recipe.lr_at(e), momentum=0.9, weight_decay=5e-4)
-        order = torch.randperm(n, generator=gen)
-        for j in range(0, n, batch):
-            b = order[j : j + batch]
-            opt.zero_grad()
-            soft_cross_entropy(net(x[b]), y[b]).backward()
-            opt.step()
+        _reference_epoch(net, opt, x, y, batch, gen)
     for name, p in net.named_parameters():
         torch.testing.assert_close(state.params[name][0], p.detach(), rtol=0, atol=1e-10, msg=name)
     # ... and the model did move.
@@ -192,12 +197,7 @@ def test_step_decays_keeping_momentum_through_engine_equal_torch_steplr():
     opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     sched = torch.optim.lr_scheduler.StepLR(opt, step_size=every, gamma=0.3)
     for _ in range(epochs):
-        order = torch.randperm(n, generator=gen)
-        for j in range(0, n, batch):
-            b = order[j : j + batch]
-            opt.zero_grad()
-            soft_cross_entropy(net(x[b]), y[b]).backward()
-            opt.step()
+        _reference_epoch(net, opt, x, y, batch, gen)
         sched.step()
     for name, p in net.named_parameters():
         torch.testing.assert_close(state.params[name][0], p.detach(), rtol=0, atol=1e-10, msg=name)
@@ -225,7 +225,7 @@ def test_test_checks_are_the_models_after_those_epochs_and_change_nothing(tmp_pa
     y = torch.softmax(3 * torch.randn(16, 3, generator=g), -1)
     tx, ty = torch.randn(60, 1, 8, 8, generator=g), torch.randint(0, 3, (60,), generator=g)
     learner = Learner(lambda: build_model("convnet3", 1, 8, 3))
-    run = lambda p, **kw: evaluate_protocol(p, learner, x, y, tx, ty, steps=None, seed=0, models=2, **kw)  # noqa: E731
+    run = lambda p, **kw: evaluate_protocol(p, learner, x, y, tx, ty, steps=None, seed=0, models=2, **kw)
     ev = run(_check_protocol(6, 2))
     checks = ev.extra["test_checks"]
     assert checks["epochs"] == [3, 5, 6] and [len(c) for c in checks["accuracies"]] == [3, 3]

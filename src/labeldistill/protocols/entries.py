@@ -41,6 +41,6 @@ QIN2024 = register_protocol(Protocol(
     optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, epochs=3000, batch_size=256,
     lr_decay_at=(0.25, 0.5, 0.75), lr_decay_factor=0.3, reset_momentum_at_decay=False, augmentation=DSAParams(),
     flip_digits=False, zca_eps=0.1, models=5, arch="convnet3", search_steps=False, test_check_every=200,
-    references=("Qin, Deng & Alvarez-Melis 2024, A Label is Worth a Thousand Images in Dataset Distillation "
-                "(sunnytqin/no-distillation: softlabel/utils.py evaluate_synset, softlabel/sample_scripts.md)",),
+    references=(("Qin, Deng & Alvarez-Melis 2024, A Label is Worth a Thousand Images in Dataset Distillation "
+                 "(sunnytqin/no-distillation: softlabel/utils.py evaluate_synset, softlabel/sample_scripts.md)"),),
 ))

@@ -128,8 +128,8 @@ def evaluate_protocol(
         for group in groups:
             on_the_way: list[list[float]] = []  # the test checks before the end, one list over the group's models each
 
-            def observe(step: int, state, n: int = len(group)) -> None:  # None: True would stop training
-                if progress:
+            def observe(step: int, state: object, n: int = len(group), on_the_way: list = on_the_way) -> None:
+                if progress:  # (returns None: True would stop training)
                     bar.update(n)
                 if step in checks and step != total:  # testing reads the models, never their training state
                     on_the_way.append((accuracy(learner, state, tx, test_y).double().cpu() * 100).tolist())
