@@ -66,20 +66,42 @@ for row in $ROWS; do
   IFS=: read -r deadline pattern name <<< "$row"
   field "$deadline" "$pattern" "$name"
 done
-# QIN=SECONDS (session 39; default 0, off): the ConvNet-3 expert's sets again under Qin et al.'s own evaluation
+# QIN=SECONDS (session 39; default 0, off): the ConvNet-3 expert's two sets again under Qin et al.'s own evaluation
 # (--protocol qin2024: 3,000 epochs, their StepLR, and their best-of-15-test-checks reporting beside the final
-# accuracy), so the comparison with their 46.3 is made under their protocol too: the implicit run's selected labels,
-# then its snapshot 0 (its start: the expert's labels themselves), each stopped at QIN seconds. For a second call
-# (same WORK_DIR, the machine still warm): ROWS="" QIN=250.
+# accuracy), so the comparison with their 46.3 is made under their protocol too: the implicit run's selected labels
+# (evaluate), then the expert's labels themselves (a baseline with the teacher epoch and temperature its dc-dsa cell
+# chose, the teacher from the cache), each stopped at QIN seconds. For a second call (same WORK_DIR, the machine still
+# warm): ROWS="" QIN=250.
+qin() {  # qin NAME COMMAND...: one step under the QIN deadline, logged and stamped
+  local name=$1; shift
+  timeout -s INT -k 20 "$QIN" "$@" >> "$W/qin2024.log" 2>&1
+  local rc=$?
+  stamp "qin2024 $name: rc=$rc"
+}
 if [ "${QIN:-0}" -gt 0 ]; then
   run=$(ls -d "$W"/field/runs/cifar10_implicit-mtt-expert_* 2>/dev/null | head -n 1)
-  for snap in "" 0; do
-    [ -n "$run" ] || { stamp "qin2024: no implicit-mtt-expert run in $W/field"; break; }
-    timeout -s INT -k 20 "$QIN" $PY -m labeldistill evaluate "$run" --protocol qin2024 ${snap:+--snapshot $snap} \
-      --data-root "$W/data" --device "$DEV" --json >> "$W/qin2024.log" 2>&1
-    rc=$?  # before any command substitution below resets $?
-    stamp "evaluate --protocol qin2024 ${snap:+--snapshot $snap }$(basename "$run"): rc=$rc"
-  done
+  if [ -n "$run" ]; then
+    qin implicit $PY -m labeldistill evaluate "$run" --protocol qin2024 --data-root "$W/data" --device "$DEV" --json
+  else
+    stamp "qin2024: no implicit-mtt-expert run in $W/field"
+  fi
+  cell=$(ls -d "$W"/field/runs/cifar10_baseline-mtt-expert_* 2>/dev/null | head -n 1)
+  if [ -f "$cell/result.json" ]; then
+    qin teacher $PY -c '
+import json, sys, labeldistill
+r = json.load(open(sys.argv[1]))
+s = {k: v for k, v in r["settings"].items() if k not in ("target", "models", "protocol", "teacher_epoch", "temperature", "device")}
+s["split"] = None if s.get("split") is None else tuple(s["split"])
+try:  # the ledger in sys.argv[4] keeps each finished model: the same command later trains only the rest
+    out = labeldistill.baseline(r["settings"]["target"], **s, protocol="qin2024", teacher_epoch=r["epoch"],
+                                temperature=r["temperature"], device=sys.argv[3], data_root=sys.argv[2], out=sys.argv[4])
+except KeyboardInterrupt:
+    sys.exit("stopped at the deadline")
+print(json.dumps({k: out[k] for k in ("accuracy_mean", "accuracy_std", "accuracies", "best_check", "epoch", "temperature") if k in out}))
+' "$cell/result.json" "$W/data" "$DEV" "$W/qin2024-teacher"
+  else
+    stamp "qin2024: no finished baseline-mtt-expert cell in $W/field"
+  fi
 fi
 
 # Small files only: configs, results, metrics, distilled sets, ledgers, logs. A file comes back from $OUT only under
