@@ -68,7 +68,7 @@ class TeacherConfig:
 
     def train_recipe(self, channels: int) -> TrainRecipe:
         """The engine's :class:`TrainRecipe` of this training, for images with ``channels`` channels."""
-        dsa = None if self.augment == "none" else (DSAParams() if channels == 3 else DSAParams().without("flip"))
+        dsa = None if self.augment == "none" else DSAParams().for_channels(channels)
         return TrainRecipe(optimizer=self.optimizer, lr=self.lr, momentum=self.momentum, epochs=self.epochs, augmentation=dsa)
 
 

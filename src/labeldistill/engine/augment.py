@@ -65,6 +65,11 @@ class DSAParams:
 
         return replace(self, strategy=tuple(t for t in self.strategy if t != name))
 
+    def for_channels(self, channels: int, *, flip_digits: bool = False) -> DSAParams:
+        """These transforms for images of ``channels`` channels: one-channel (digit / character) images are not flipped
+        unless ``flip_digits`` (a flipped 2 is no 2; the field's code never flips them)."""
+        return self if (channels == 3 or flip_digits) else self.without("flip")
+
     def to_dict(self) -> dict:
         from dataclasses import asdict
 

@@ -80,7 +80,7 @@ class Protocol:
     def augmentation_for(self, channels: int) -> DSAParams | None:
         if self.augmentation is None:
             return None
-        return self.augmentation if (channels == 3 or self.flip_digits) else self.augmentation.without("flip")
+        return self.augmentation.for_channels(channels, flip_digits=self.flip_digits)
 
     def decay_epochs(self) -> tuple[int, ...]:
         """The epochs (0-based) from which each decay applies: ``int(fraction * epochs)``."""
@@ -93,13 +93,17 @@ class Protocol:
                            lr_decay_factor=self.lr_decay_factor, reset_momentum_at_decay=self.reset_momentum_at_decay,
                            augmentation=self.augmentation_for(channels))
 
-    def check_steps(self, steps_per_epoch: int) -> tuple[int, ...]:
-        """The training steps after which the models are tested on the way (:attr:`test_check_every`), the last one
-        (the end of training) included; empty without checks."""
+    def check_epochs(self) -> tuple[int, ...]:
+        """How many epochs the models have trained at each test check on the way (:attr:`test_check_every`), the end
+        of training included; empty without checks."""
         if self.test_check_every is None or self.epochs is None:
             return ()
         every = self.test_check_every
-        return tuple((e + 1) * steps_per_epoch for e in range(every, self.epochs, every)) + (self.epochs * steps_per_epoch,)
+        return tuple(e + 1 for e in range(every, self.epochs, every)) + (self.epochs,)
+
+    def check_steps(self, steps_per_epoch: int) -> tuple[int, ...]:
+        """The training steps after which those checks are made."""
+        return tuple(e * steps_per_epoch for e in self.check_epochs())
 
     def batch_for(self, n: int, default: int) -> int:
         return min(self.batch_size, n) if self.batch_size is not None else min(default, n)

@@ -152,7 +152,7 @@ def evaluate_protocol(
              "augmentation": None if recipe.augmentation is None else recipe.augmentation.to_dict(),
              "zca": None if zca is None else zca.document()}
     if checks:
-        extra.update(_best_checks(p, checks, [done[i]["checks"] for i in range(k)], total))
+        extra.update(_best_checks(p, [done[i]["checks"] for i in range(k)]))
     if book is not None:
         extra.update(ledger=str(book.path), models_from_ledger=k - len(todo))
     return Evaluation(
@@ -162,14 +162,14 @@ def evaluate_protocol(
     )
 
 
-def _best_checks(p: Protocol, checks: tuple[int, ...], curves: list[list[float]], total: int) -> dict:
+def _best_checks(p: Protocol, curves: list[list[float]]) -> dict:
     """The test checks on the way, and each model's best of them: the protocol's authors' reporting, chosen on the test set."""
     best = torch.tensor([max(c) for c in curves], dtype=torch.float64)
-    epochs = [round(s * p.epochs / total) for s in checks]  # type: ignore[operator]
+    epochs = list(p.check_epochs())
     return {"test_checks": {"epochs": epochs, "accuracies": curves},
             "best_check": {"accuracy_mean": float(best.mean()), "accuracy_std": float(best.std(unbiased=False)) if len(curves) > 1 else 0.0,
                            "accuracies": [round(float(b), 4) for b in best],
-                           "note": f"each model's best of its {len(checks)} test checks: {p.name}'s authors' reporting, a choice "
+                           "note": f"each model's best of its {len(epochs)} test checks: {p.name}'s authors' reporting, a choice "
                                    "made on the test set (accuracy_mean is the trained models' final accuracy)"}}
 
 
