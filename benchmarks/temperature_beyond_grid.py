@@ -19,7 +19,7 @@ import json
 import time
 from pathlib import Path
 
-from labeldistill import protocol
+from labeldistill import paper_defaults
 from labeldistill.baselines import BaselineConfig, BaselineSettings
 from labeldistill.data import load_for_arch
 from labeldistill.engine import make_learner
@@ -53,7 +53,7 @@ def main() -> None:
         zca = target_zca(proto, target, target.preprocessing.channels)
         _, rec = teacher_soft_labels(problem, proto=proto, zca=zca, student=learner, seed=s.seed, arch=s.teacher_arch,
                                      epochs=s.teacher_epochs, patience=s.teacher_patience, temperature="auto",
-                                     batch=protocol.inner_batch_size(problem.n_base, target.name), lr=BaselineConfig().lr,
+                                     batch=paper_defaults.inner_batch_size(problem.n_base, target.name), lr=BaselineConfig().lr,
                                      ledger=a.ledger, grid=tuple(sorted(a.temperatures)))
     out = {"settings": vars(a) | {"ledger": str(a.ledger), "out": str(a.out)}, "base_sha256": problem.base_sha256,
            "temperature_choice": rec["temperature_choice"], "teacher": rec["teacher"], "seconds": round(time.perf_counter() - t0, 1),

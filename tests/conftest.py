@@ -107,9 +107,9 @@ def cut_teacher_training(monkeypatch):
 def short_step_search(monkeypatch):
     """The paper's step search (one model validated at 10, 25, 50, ... 1,000 steps) cut to three checkpoints:
     the same code path (baselines' T, teacher temperatures, start scoring) at a CI test's cost."""
-    from labeldistill import protocol
+    from labeldistill import paper_defaults
 
-    monkeypatch.setattr(protocol, "baseline_checkpoints", lambda n_base: [10, 25, 50])
+    monkeypatch.setattr(paper_defaults, "baseline_checkpoints", lambda n_base: [10, 25, 50])
 
 
 @pytest.fixture

@@ -155,9 +155,9 @@ def test_schedule_variants_run_and_record_their_name(dd_run, variant, steps, mov
 
 
 def test_like_ld_chooses_steps_on_validation(dd_run, monkeypatch):
-    from labeldistill import protocol
+    from labeldistill import paper_defaults
 
-    monkeypatch.setattr(protocol, "baseline_checkpoints", lambda n: [10, 20, 30])  # the grid, shortened
+    monkeypatch.setattr(paper_defaults, "baseline_checkpoints", lambda n: [10, 20, 30])  # the grid, shortened
     r = labeldistill.evaluate(dd_run, variant="like-ld", models=2)
     assert r["variant"] == "like-ld" and r["optimizer"] == "adam" and r["batch_size"] == 10 and r["lr"] == 1e-3
     assert set(r["validation_curve"]) == {"10", "20", "30"}

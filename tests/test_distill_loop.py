@@ -231,16 +231,16 @@ def test_config_resolve_paper_defaults(base, target, channels, inner, epochs, wi
 def test_cifar100_stand_in_takes_cifar100s_settings(base):
     """Every protocol function gives the stand-in exactly CIFAR-100's value (and they differ
     from an unrelated target's where the paper singles CIFAR-100 out)."""
-    from labeldistill import protocol
+    from labeldistill import paper_defaults
 
-    for fn in (protocol.reset_window, protocol.inner_batch_size, protocol.epochs):
+    for fn in (paper_defaults.reset_window, paper_defaults.inner_batch_size, paper_defaults.epochs):
         assert fn(base, "cifar100-test-stand-in") == fn(base, "cifar100"), fn.__name__
     for channels in (1, 3):
-        assert protocol.default_arch("cifar100-test-stand-in", channels) == protocol.default_arch("cifar100", channels)
-    assert protocol.settings_name("cifar100-test-stand-in") == "cifar100" and protocol.settings_name("mnist") == "mnist"
-    assert protocol.reset_window(base, "cifar100-test-stand-in") == 100
+        assert paper_defaults.default_arch("cifar100-test-stand-in", channels) == paper_defaults.default_arch("cifar100", channels)
+    assert paper_defaults.settings_name("cifar100-test-stand-in") == "cifar100" and paper_defaults.settings_name("mnist") == "mnist"
+    assert paper_defaults.reset_window(base, "cifar100-test-stand-in") == 100
     if base <= 100:
-        assert protocol.epochs(base, "cifar100-test-stand-in") == 800 != protocol.epochs(base, "cifar10")
+        assert paper_defaults.epochs(base, "cifar100-test-stand-in") == 800 != paper_defaults.epochs(base, "cifar10")
     resolved = [DistillConfig(target=t, base=base).resolve(t, 3) for t in ("cifar100-test-stand-in", "cifar100")]
     assert [(r.inner_batch, r.epochs, r.reset_window, r.arch) for r in resolved][0] == \
         [(r.inner_batch, r.epochs, r.reset_window, r.arch) for r in resolved][1]

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import labeldistill
-from labeldistill import protocol
+from labeldistill import paper_defaults
 from labeldistill.cli import main
 from labeldistill.distill import DistillConfig
 from labeldistill.distill.start import START_FILE, StartCandidate, prefer_start, wanted
@@ -58,7 +58,7 @@ def test_a_onehot_start_beats_wrecked_labels_and_resume_keeps_the_decision(mnist
     assert r["config"]["start_candidate"] == "on" and cand["selected"] == "start"
     assert cand["val_accuracy"] > cand["learned_val_accuracy"]
     curve = {int(k): v for k, v in cand["curve"].items()}
-    assert sorted(curve) == protocol.baseline_checkpoints(20)  # scored as a baseline's set: the step search's checkpoints
+    assert sorted(curve) == paper_defaults.baseline_checkpoints(20)  # scored as a baseline's set: the step search's checkpoints
     best = max(curve.values())
     assert cand["T"] == min(s for s, v in curve.items() if v == best) and cand["val_accuracy"] == best
     # What is tested and saved is the start itself, at its own T.

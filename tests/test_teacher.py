@@ -95,7 +95,7 @@ def test_teacher_temperature_grid_scores_the_given_temperatures_as_auto_does(mni
     short = dataclasses.replace(protocol_base.PROTOCOLS.get("dc-dsa"), epochs=3, arch="lenet")
     monkeypatch.setitem(protocol_base.PROTOCOLS._items, "dc-dsa", short)
     monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path))
-    from labeldistill import protocol
+    from labeldistill import paper_defaults
     from labeldistill.data import load_for_arch
     from labeldistill.engine import make_learner
     from labeldistill.problem import build_problem
@@ -108,7 +108,7 @@ def test_teacher_temperature_grid_scores_the_given_temperatures_as_auto_does(mni
     problem = build_problem(target, 20, 0)
     learner = make_learner("lenet", 1, 28, 10)
     _, rec = teacher_soft_labels(problem, proto=short, zca=None, student=learner, seed=0, arch="lenet", epochs=1, patience=1,
-                                 temperature="auto", batch=protocol.inner_batch_size(20, target.name), lr=1e-3,
+                                 temperature="auto", batch=paper_defaults.inner_batch_size(20, target.name), lr=1e-3,
                                  grid=(0.5, 1.0, 16.0))
     choice = rec["temperature_choice"]
     assert auto["grid"] == list(TEMPERATURES) and choice["grid"] == [0.5, 1.0, 16.0]

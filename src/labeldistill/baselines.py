@@ -20,14 +20,14 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from . import protocol
+from . import paper_defaults
 from .artifact import DistilledSet
 from .data import load_for_arch
 from .engine import HEADS, Learner, evaluate_labels, make_learner
 from .errors import UserError, check_choice
 from .models import MODELS
 from .problem import Problem, build_problem
-from .protocol import default_arch
+from .paper_defaults import default_arch
 from .runs import RunLock, atomic_write_json
 from .numerics import float32_precision
 from .runs.ledger import run_ledger
@@ -60,7 +60,7 @@ def run_baseline(learner: Learner, problem: Problem, cfg: BaselineConfig = Basel
     if problem.cross_dataset:
         raise ValueError("baselines need true labels: use a within-dataset problem")
     t0 = time.perf_counter()
-    batch = cfg.batch_size or protocol.inner_batch_size(problem.n_base, problem.target.name)
+    batch = cfg.batch_size or paper_defaults.inner_batch_size(problem.n_base, problem.target.name)
     if labels is None:
         labels = true_labels(problem.base_y, problem.target.num_classes, cfg.smoothing)
     steps, curve = choose_steps(learner, problem, labels, seed=cfg.seed, lr=cfg.lr, batch=batch)
@@ -181,7 +181,7 @@ def _baseline(s: BaselineSettings, device: str, data_root, floats: dict, *, ledg
     zca = target_zca(proto, target, channels)
     labels, teacher = true_labels(problem.base_y, target.num_classes, s.smoothing), None
     if s.labels == "teacher":
-        batch = s.batch_size or protocol.inner_batch_size(problem.n_base, target.name)
+        batch = s.batch_size or paper_defaults.inner_batch_size(problem.n_base, target.name)
         labels, teacher = teacher_soft_labels(problem, proto=proto, zca=zca, student=learner, seed=s.seed, arch=s.teacher_arch,
                                               epochs=s.teacher_epochs, patience=s.teacher_patience, temperature=s.temperature,
                                               batch=batch, lr=cfg.lr, ledger=ledger, epoch=s.teacher_epoch, progress=progress,
@@ -205,7 +205,7 @@ def labelled_set(s: BaselineSettings, problem: Problem, labels: torch.Tensor, re
     ``export`` read. Trained as the baseline tested them: the paper protocol at its chosen T (Adam), a fixed-epoch
     protocol by its own epochs (no T; the set names the protocol, and carries its ZCA where it has one). The labels are
     given, not learned (``recipe["method"]`` is ``"baseline"``, ``provenance["labels"]`` says which and how made)."""
-    batch = s.batch_size or protocol.inner_batch_size(problem.n_base, problem.target.name)  # as run_baseline trains
+    batch = s.batch_size or paper_defaults.inner_batch_size(problem.n_base, problem.target.name)  # as run_baseline trains
     recipe = {"optimizer": "adam", "lr": result["config"]["lr"], "batch_size": batch,
               "arch": arch, "head": s.head, "method": "baseline", "learned": "labels"}
     if not proto.is_paper:
@@ -232,7 +232,7 @@ def _protocol_baseline(proto, learner: Learner, problem: Problem, cfg: BaselineC
     t0 = time.perf_counter()
     if labels is None:
         labels = true_labels(problem.base_y, problem.target.num_classes, cfg.smoothing)
-    batch = cfg.batch_size or protocol.inner_batch_size(problem.n_base, problem.target.name)
+    batch = cfg.batch_size or paper_defaults.inner_batch_size(problem.n_base, problem.target.name)
     test = problem.target.test
     ev = evaluate_protocol(proto, learner, problem.base_x, labels, test.x, test.y, steps=1, seed=cfg.seed, models=cfg.models,
                            batch_size=batch, lr=cfg.lr, zca=zca, ledger=ledger,

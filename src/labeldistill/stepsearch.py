@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
-from . import protocol
+from . import paper_defaults
 from .engine import Learner, ModelState, accuracy, model_seeds, train_models
 
 
@@ -20,7 +20,7 @@ def choose_steps(learner: Learner, problem, labels: torch.Tensor, *, seed: int, 
 
     ``problem``: anything with ``base_x``, ``n_base`` and ``target.val`` (a :class:`~labeldistill.problem.Problem`);
     ``progress``: a bar over the steps (minutes with a ConvNet-3 on a CPU), advanced at each checkpoint."""
-    checkpoints = protocol.baseline_checkpoints(problem.n_base)
+    checkpoints = paper_defaults.baseline_checkpoints(problem.n_base)
     val = problem.target.val
     curve: dict[int, float] = {}
     with tqdm(total=max(checkpoints), disable=not progress, unit="step", leave=False, desc="paper step search") as bar:

@@ -388,7 +388,7 @@ def default_teacher_arch(target_name: str, channels: int, image_size: int) -> st
     with LeNet and 570 s with ConvNet-3 (session 9), so an early-stopped ConvNet-3 expert, the field's
     (``--teacher-arch convnet3``), costs hours there, LeNet minutes (docs/design-notes.md, "Teacher labels")."""
     from .models import input_size_for
-    from .protocol import default_arch
+    from .paper_defaults import default_arch
 
     arch = default_arch(target_name, channels)
     need = input_size_for(arch, image_size)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labeldistill import protocol
+from labeldistill import paper_defaults
 from labeldistill.data import dataset_status, load_target
 from labeldistill.data.catalog import CATALOG, CIFAR100_STAND_IN
 from labeldistill.data.splits import index_sha256
@@ -31,8 +31,8 @@ def test_catalog_entry_matches_cifar100():
     assert (entry.kind, entry.size, entry.mean, entry.std, entry.class_names) == (
         real.kind, real.size, real.mean, real.std, real.class_names)
     assert entry.val_size is None and "STAND-IN" in entry.licence  # no official test part: split by fractions
-    # protocol.py gives it CIFAR-100's paper settings (reset window 100, inner batch 100, 800 epochs)
-    assert protocol.settings_name(CIFAR100_STAND_IN) == "cifar100"
+    # paper_defaults.py gives it CIFAR-100's paper settings (reset window 100, inner batch 100, 800 epochs)
+    assert paper_defaults.settings_name(CIFAR100_STAND_IN) == "cifar100"
 
 
 def test_loads_from_test_file_alone_and_ignores_names(tmp_path):

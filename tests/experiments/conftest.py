@@ -13,7 +13,7 @@ from labeldistill.data.catalog import CATALOG
 from labeldistill.distill import Interrupted
 from labeldistill.experiments import DataView, Options, TableSpec, run_cells, runner
 from labeldistill.experiments.report import collect, table_rows, write_report
-from labeldistill.protocol import default_arch
+from labeldistill.paper_defaults import default_arch
 from labeldistill.runs import atomic_write_json, read_json
 from labeldistill.runs.provenance import versions
 

@@ -20,7 +20,7 @@ from labeldistill.data import load_for_arch, load_source
 from labeldistill.experiments import DataView, Options, get_table, list_tables, parse_cell, plan_cell
 from labeldistill.problem import build_problem
 
-CIFAR100_STAND_IN = "cifar100-test-stand-in"  # the name protocol.py gives CIFAR-100's settings
+CIFAR100_STAND_IN = "cifar100-test-stand-in"  # the name paper_defaults.py gives CIFAR-100's settings
 _FAMILY = {"kuzushiji-49": "kuzushiji", "kmnist": "kuzushiji", CIFAR100_STAND_IN: "cifar100"}
 
 

@@ -222,7 +222,7 @@ _register(
     ),
     aliases=("cifar-100",),
 )
-# The name protocol.py maps to CIFAR-100's paper settings (reset window 100, inner batch 100, 800 epochs).
+# The name paper_defaults.py maps to CIFAR-100's paper settings (reset window 100, inner batch 100, 800 epochs).
 CIFAR100_STAND_IN = "cifar100-test-stand-in"
 # dataset -> the catalog stand-in made of its official test images (``reproduce --stand-in`` uses it
 # when the dataset's training split is missing).

@@ -362,7 +362,7 @@ def load_for_arch(spec: str, arch: str | None, **kwargs) -> TargetData:
     """``load_target`` at the input size an architecture needs (AlexCifarNet: 32 px; LeNet: at
     least 28 px, so 8x8 digits are resized); ``arch=None`` means the dataset's default model."""
     from ..models import input_size_for
-    from ..protocol import default_arch
+    from ..paper_defaults import default_arch
 
     target = load_target(spec, image_size=input_size_for(arch, None) if arch else None, **kwargs)
     name = arch or default_arch(target.name, target.preprocessing.channels)

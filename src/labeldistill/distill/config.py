@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from .. import protocol
+from .. import paper_defaults
 from ..errors import UserError
 from ..settings import from_dict
 
@@ -167,9 +167,9 @@ class DistillConfig:
             c.arch = c.arch or get_protocol(c.test_protocol).arch
             c.inner_batch = c.inner_batch or c.base
             c.epochs = c.epochs or 1
-        c.arch = c.arch or protocol.default_arch(target_name, channels)
-        c.epochs = c.epochs if c.epochs is not None else protocol.epochs(c.base, target_name)
-        c.inner_batch = c.inner_batch or protocol.inner_batch_size(c.base, target_name)
+        c.arch = c.arch or paper_defaults.default_arch(target_name, channels)
+        c.epochs = c.epochs if c.epochs is not None else paper_defaults.epochs(c.base, target_name)
+        c.inner_batch = c.inner_batch or paper_defaults.inner_batch_size(c.base, target_name)
         from .learned import IMAGE_RESET_WINDOW, LEARN, default_image_lr
 
         spec = LEARN.get(c.learn)
@@ -177,7 +177,7 @@ class DistillConfig:
             c.image_init = c.image_init or spec.default_image_init
             c.reset_window = c.reset_window or IMAGE_RESET_WINDOW
         else:
-            c.reset_window = c.reset_window or protocol.reset_window(c.base, target_name)
+            c.reset_window = c.reset_window or paper_defaults.reset_window(c.base, target_name)
         if c.image_lr is None:  # by the images' start; without learned images unused, recorded as before (1e-3)
             c.image_lr = default_image_lr(c.image_init if spec.images else None)
         if c.label_init == "teacher" and c.teacher_arch is None:
@@ -185,7 +185,7 @@ class DistillConfig:
             # as the run loads them (by default the dataset's own, a cheap teacher: LeNet / AlexCifarNet). Students trained
             # the test's way have the test's architecture (ConvNet-3: hours as a teacher on a CPU); their teacher is the
             # dataset's own, the one `baseline --labels teacher` trains.
-            c.teacher_arch = protocol.default_arch(target_name, channels) if strategy.persistent == "protocol" else c.arch
+            c.teacher_arch = paper_defaults.default_arch(target_name, channels) if strategy.persistent == "protocol" else c.arch
         c.validate()
         from .start import wanted
 

@@ -18,7 +18,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import protocol
+from .. import paper_defaults
 from ..baselines import BaselineSettings
 from ..data import dataset_status, resolve_data_root
 from ..data.catalog import CATALOG, TEST_IMAGE_STAND_INS
@@ -225,7 +225,7 @@ class Plan:
             return normalise_unrolled(resolved.to_dict())
         s = dataclasses.asdict(self.config)
         proto = get_protocol(s.get("protocol"))
-        s["arch"] = s["arch"] or (protocol.default_arch(self.config.target, self.channels) if proto.is_paper else proto.arch)
+        s["arch"] = s["arch"] or (paper_defaults.default_arch(self.config.target, self.channels) if proto.is_paper else proto.arch)
         return normalise_baseline(s)
 
 
@@ -347,7 +347,7 @@ def plan_cell(cell: Cell, opts: Options, data: DataView) -> Plan:
                                if v is not None})
     else:
         proto = get_protocol(cell.protocol)
-        default = protocol.default_arch(cell.target, channels) if proto.is_paper else proto.arch
+        default = paper_defaults.default_arch(cell.target, channels) if proto.is_paper else proto.arch
         arch = cell.arch if cell.arch not in (None, default) else None
         teacher = {k: info[k] for k in ("labels", "temperature", "teacher_epoch", *TEACHER_KEYS) if k in info}
         config = BaselineSettings(target=target, base=cell.base, smoothing=info["smoothing"], head=info["head"], arch=arch,
@@ -420,7 +420,7 @@ def run_seconds(plan: Plan, data: DataView) -> float:
     if not proto.is_paper:
         students = plan.config.models + (teacher_students(plan.config) if teacher else 0)  # type: ignore[union-attr]
         return protocol_seconds(proto, plan.cell.base, students) + (teacher_seconds(plan) if teacher else 0.0)
-    arch = plan.config.arch or protocol.default_arch(plan.config.target, plan.channels)  # type: ignore[union-attr]
+    arch = plan.config.arch or paper_defaults.default_arch(plan.config.target, plan.channels)  # type: ignore[union-attr]
     return BASELINE_SECONDS * ARCH_FACTOR.get(arch, 1.0) * (1 + TEMPERATURE_STUDENTS if teacher else 1) + (teacher_seconds(plan) if teacher else 0.0)
 
 
@@ -428,7 +428,7 @@ def teacher_seconds(plan: Plan) -> float:
     """Estimated seconds of the plan's teacher: its ``teacher_arch``, else the dataset's architecture (the estimate does
     not model :func:`~labeldistill.teacher.default_teacher_arch`'s ConvNet-3 for images that architecture cannot take)."""
     cfg = plan.config
-    arch = getattr(cfg, "teacher_arch", None) or protocol.default_arch(cfg.target, plan.channels)  # type: ignore[union-attr]
+    arch = getattr(cfg, "teacher_arch", None) or paper_defaults.default_arch(cfg.target, plan.channels)  # type: ignore[union-attr]
     epochs, patience = int(getattr(cfg, "teacher_epochs", 30)), int(getattr(cfg, "teacher_patience", 3))
     if patience >= epochs:  # no early stop: every epoch is trained
         return epochs * measured_seconds(TEACHER_EPOCH_SECONDS, arch)
@@ -462,7 +462,7 @@ def selection_seconds(plan: Plan) -> float:
     the choice is cached in OUT/selections and shared by every method)."""
     if plan.select == "random":
         return 0.0
-    arch = protocol.default_arch(plan.cell.target, plan.channels)
+    arch = paper_defaults.default_arch(plan.cell.target, plan.channels)
     return SELECT_SECONDS.get(plan.select, SELECT_SECONDS["other"]) * (1.7 if plan.cell.base > 100 else 1.0) * ARCH_FACTOR.get(arch, 1.0)
 
 
@@ -475,7 +475,7 @@ def evaluation_seconds(plan: Plan) -> float:
     proto = get_protocol(plan.evaluation.get("protocol"))
     if not proto.is_paper:
         return protocol_seconds(proto, plan.cell.base, proto.models)
-    arch = plan.evaluation.get("arch") or protocol.default_arch(plan.cell.target, plan.channels)
+    arch = plan.evaluation.get("arch") or paper_defaults.default_arch(plan.cell.target, plan.channels)
     search = 1.0 + len(SGD_LRS) * SEARCH_MODELS / TEST_MODELS if plan.evaluation.get("optimizer") == "sgd" else 1.0  # + the lr search
     return test_seconds(arch) * search
 

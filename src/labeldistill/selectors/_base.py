@@ -37,7 +37,7 @@ class SelectionContext:
 
     @classmethod
     def from_target(cls, target: TargetData, n_base: int, seed: int, arch: str | None = None) -> SelectionContext:
-        from ..protocol import default_arch
+        from ..paper_defaults import default_arch
 
         return cls(target.train, target.val, target.num_classes, int(n_base), int(seed), target.name,
                    arch or default_arch(target.name, target.preprocessing.channels))

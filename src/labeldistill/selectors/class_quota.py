@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import protocol
+from .. import paper_defaults
 from ..engine import make_learner, model_seeds, predict, train_models
 from ..errors import UserError
 from ..seeding import numpy_generator
@@ -77,7 +77,7 @@ class ClassQuota(Selector):
         at = torch.as_tensor(positions, device=ctx.device)
         x, onehot = ctx.train.x[at], F.one_hot(ctx.train.y[at], ctx.num_classes).to(ctx.train.x.dtype)
         state = train_models(learner, x, onehot, self.steps, model_seeds(ctx.seed, "base-select-quota-models", self.repeats),
-                             batch_size=protocol.inner_batch_size(ctx.n_base, ctx.target), lr=self.lr, mode=self.mode)
+                             batch_size=paper_defaults.inner_batch_size(ctx.n_base, ctx.target), lr=self.lr, mode=self.mode)
         wrong = (predict(learner, state, ctx.val.x).argmax(-1) != ctx.val.y).double().mean(0)  # per validation image
         y = ctx.val.y.cpu().numpy()
         w = wrong.cpu().numpy()

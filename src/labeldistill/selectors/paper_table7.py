@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import protocol
+from .. import paper_defaults
 from ..data.selection import select_base
 from ..engine import make_learner, model_seeds
 from ..seeding import numpy_generator
@@ -93,7 +93,7 @@ class PaperTable7(Selector):
         beside it (batched training equals training alone, bit for bit on the CPU).
         """
         c = len(sets)
-        batch = self.batch_size or protocol.inner_batch_size(ctx.n_base, ctx.target)
+        batch = self.batch_size or paper_defaults.inner_batch_size(ctx.n_base, ctx.target)
         learner = make_learner(ctx.arch, int(ctx.train.x.shape[1]), int(ctx.train.x.shape[-1]), ctx.num_classes)
         dev = ctx.device
         per_model = torch.as_tensor(np.repeat(sets, repeats, axis=0), device=dev)  # candidate-major

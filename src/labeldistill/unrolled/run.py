@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .. import protocol
+from .. import paper_defaults
 from ..artifact import DistilledSet
 from ..data import TargetData, load_for_arch
 from ..data.preprocess import Preprocessing
@@ -131,7 +131,7 @@ class UnrolledRunConfig:
             raise UserError(f"images_per_class = {k_given} disagrees with --base {self.base} ({preset.steps} steps x "
                             f"{num_classes} classes x {k}).")
         ucfg = dataclasses.replace(preset, images_per_class=k)
-        arch = self.arch or protocol.default_arch(target_name, channels)
+        arch = self.arch or paper_defaults.default_arch(target_name, channels)
         unrolled = {k: v for k, v in ucfg.to_dict().items() if k != "method"}  # the method is the run's
         return dataclasses.replace(self, arch=arch, epochs=ucfg.outer_epochs, unrolled=unrolled), ucfg
 
@@ -149,7 +149,7 @@ class UnrolledRunConfig:
 
 def _preset(target_name: str) -> str:
     """Which reference setting a target takes: its own (MNIST, CIFAR-10), else MNIST's."""
-    name = protocol.settings_name(target_name)
+    name = paper_defaults.settings_name(target_name)
     return name if name in _DATASET else "mnist"
 
 

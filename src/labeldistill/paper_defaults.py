@@ -1,6 +1,8 @@
-"""The paper's per-setting defaults (section 4.1 and DESIGN.md), in one place.
+"""The paper's per-setting defaults (section 4.1 and DESIGN.md), in one place: the loop's architecture, inner
+batch, epochs and reset window for a (dataset, N), and the baselines' validation checkpoints.
 
-Every value here is only a default: configs and flags override it.
+Every value here is only a default: configs and flags override it. How a finished set is *judged* (fresh models,
+their optimiser and epochs) is another matter: the evaluation protocols of :mod:`labeldistill.protocols`.
 """
 from __future__ import annotations
 
@@ -18,8 +20,7 @@ def settings_name(target: str) -> str:
 
 
 def default_arch(target: str, channels: int) -> str:
-    """LeNet for greyscale targets, AlexCifarNet for colour ones (as in the paper)."""
-    target = settings_name(target)
+    """LeNet for greyscale targets, AlexCifarNet for colour ones (as in the paper), whatever the dataset."""
     return "lenet" if channels == 1 else "alexnet"
 
 
