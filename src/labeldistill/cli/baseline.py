@@ -12,7 +12,7 @@ from .common import add_common, add_teacher_recipe, emit, fmt_acc, parse_split, 
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("baseline", help="true-label (or label-smoothing) baseline on the same base images")
+    p = sub.add_parser("baseline", help="true-label, label-smoothing or teacher-label baseline on the same base images")
     p.add_argument("--target", default=None, help="target dataset (default mnist)")
     p.add_argument("--base", type=int, default=None, help="number of base examples N (default 100)")
     p.add_argument("--smoothing", type=float, default=None, help="label smoothing epsilon (paper's LS baseline: 0.1)")

@@ -14,7 +14,7 @@ from .common import emit
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="distil labels on the embedded digits dataset (about a minute on a laptop CPU)")
+    p = sub.add_parser("demo", help="distil labels on the embedded digits dataset (no files, no network; a few minutes on a CPU)")
     p.add_argument("--method", default="ridge", help="ridge or second-order (default ridge)")
     p.add_argument("--base", type=int, default=20, help="base examples (default 20, two per class)")
     p.add_argument("--epochs", type=int, default=150, help="epochs over the digits training split (default 150)")

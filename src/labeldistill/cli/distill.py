@@ -19,7 +19,7 @@ from .common import add_common, add_teacher_recipe, emit, fmt_acc, merge, parse_
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("distill", help="learn soft labels for base images, or images (second-order or ridge regression)")
+    p = sub.add_parser("distill", help="learn soft labels for base images (the paper's LD / LD RR, and methods beyond it), or images too; or run original DD / SLDD")
     p.add_argument("--target", default=None, help="target dataset: catalog name, npz:FILE, folder:DIR (default mnist)")
     p.add_argument("--source", default=None, help="take the base images from this dataset (cross-dataset)")
     p.add_argument("--base", type=int, default=None,

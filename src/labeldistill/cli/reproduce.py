@@ -46,13 +46,21 @@ def make_executor(args: argparse.Namespace):
 
 
 def add(sub: argparse._SubParsersAction) -> None:
+    from ..experiments import tables  # noqa: F401  (registers every table, so the help names each one there is)
+    from ..experiments.spec import list_tables
+
+    tables = list_tables()
+    numbers = [t.number for t in tables if isinstance(t.number, int)]
+    ours = [t for t in tables if not isinstance(t.number, int)]
     p = sub.add_parser(
-        "reproduce", help="recompute a table of the paper (1 to 17, or ours: flexibility) beside the paper's numbers",
+        "reproduce", help=f"recompute a table of the paper ({min(numbers)} to {max(numbers)}) or of ours "
+                          f"({', '.join(t.key for t in ours)}) beside the paper's numbers",
         description="Recompute a table of the paper cell by cell (one run per cell, reused and resumed across "
                     "invocations) and print it beside the paper's numbers. Exit status 1 when some selected cell "
                     "could not be computed (missing data, failure, conflicting run directory).")
-    p.add_argument("table", metavar="TABLE", help="table number: 1, T1 or table1 (1 to 17; 4 is training time), or a table of ours by name: flexibility "
-                        "(DD against LD / LD RR under the same changes to training)")
+    p.add_argument("table", metavar="TABLE", help=f"table number: 1, T1 or table1 ({min(numbers)} to {max(numbers)}; 4 is "
+                                                  "training time), or a table of ours by name: "
+                                                  + "; ".join(f"{t.key} ({t.title})" for t in ours))
     p.add_argument("--quick", action="store_true", help="REDUCED protocol: 40 epochs instead of 400 / 800 (labelled as such)")
     p.add_argument("--only", nargs="+", metavar="CELL", default=None,
                    help="only these cells: exact names (mnist/ld-rr/100), prefixes (mnist/ld/) or globs ('mnist/*/100')")
