@@ -99,7 +99,7 @@ def test_teacher_start_end_to_end_and_resume_keeps_its_record(mnist_small, tmp_p
     saved = json.loads((out / "config.json").read_text())["label_init"]
     assert saved["label_init"] == "teacher" and saved["temperature"] == record["temperature"]
     assert ds.provenance["label_init"]["temperature"] == record["temperature"]
-    # The run's teacher for experiments on its images (benchmarks/): the same cached teacher gives the same start.
+    # The run's teacher for experiments on its images (studies/): the same cached teacher gives the same start.
     with run_teacher(out) as rt:
         assert rt.record["cache"]["reused"] and rt.temperature == record["temperature"] and rt.seed == 3
         torch.testing.assert_close(rt.labels(rt.run.images), start, rtol=0, atol=0)

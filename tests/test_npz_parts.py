@@ -1,4 +1,4 @@
-"""benchmarks/npz_parts.py: a dataset file split into parts and joined back is the same arrays; a wrong part is refused."""
+"""gpu/npz_parts.py: a dataset file split into parts and joined back is the same arrays; a wrong part is refused."""
 from __future__ import annotations
 
 import importlib.util
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-spec = importlib.util.spec_from_file_location("npz_parts", Path(__file__).parents[1] / "benchmarks" / "npz_parts.py")
+spec = importlib.util.spec_from_file_location("npz_parts", Path(__file__).parents[1] / "gpu" / "npz_parts.py")
 npz_parts = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(npz_parts)
 

@@ -90,7 +90,7 @@ def test_teacher_temperature_auto_under_a_dc_protocol(mnist_small, tmp_path, mon
 
 
 def test_teacher_temperature_grid_scores_the_given_temperatures_as_auto_does(mnist_small, tmp_path, monkeypatch):
-    """``grid=`` (the check beyond the default grid's end, benchmarks/temperature_beyond_grid.py) scores just those
+    """``grid=`` (the check beyond the default grid's end, studies/temperature_beyond_grid.py) scores just those
     temperatures, each as ``auto`` scores it: a temperature both grids hold scores the same, and the record names the grid."""
     short = dataclasses.replace(protocol_base.PROTOCOLS.get("dc-dsa"), epochs=3, arch="lenet")
     monkeypatch.setitem(protocol_base.PROTOCOLS._items, "dc-dsa", short)

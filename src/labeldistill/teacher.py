@@ -363,7 +363,7 @@ def run_teacher(run_dir: str | Path, device: str = "cpu", data_root: str | Path 
     """The teacher a run started from (``distill --label-init teacher``), with the run's set and target split, under the
     run's float settings for the block (the teacher cache's key records them): the same cached teacher, or the same
     teacher trained again where the cache lacks it. For experiments on a run's base images against its teacher
-    (``benchmarks/per_view_teacher.py``, ``benchmarks/implicit_labels.py``). A teacher of whitened images is refused
+    (``studies/per_view_teacher.py``, ``studies/implicit_labels.py``). A teacher of whitened images is refused
     (it labels whitened views, which these experiments do not make). ``data_root``: where the target is (default: where
     the run found it)."""
     run_dir = Path(run_dir)
@@ -429,7 +429,7 @@ def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arc
     ``ledger``: a folder where the temperature choice under a fixed-epoch protocol keeps each finished student
     (:class:`~labeldistill.runs.ledger.ModelLedger`), so an interrupted choice resumes;
     ``grid``: the temperatures ``"auto"`` scores (a check beyond the default grid's end:
-    ``benchmarks/temperature_beyond_grid.py``);
+    ``studies/temperature_beyond_grid.py``);
     ``epoch``: which of the teacher's weights label: ``"best"`` (its best validation accuracy), an epoch number, or
     ``"auto"``: the epoch whose labels train the best student (Qin et al.'s early-stopped expert), scored like a
     temperature on :data:`TEACHER_EPOCHS` (those trained) and the best epoch. With both ``"auto"``, one coordinate

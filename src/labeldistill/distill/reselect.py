@@ -3,7 +3,7 @@
 The loop writes every validated label snapshot to ``RUN_DIR/snapshots/`` and selection never
 feeds back into the loop, so selecting with M validation models per snapshot afterwards gives
 exactly what a run with ``validation_models = M`` would have selected, at the cost of the
-validation models alone (no second distillation). Used by ``benchmarks/selection_noise.py``.
+validation models alone (no second distillation). Used by ``studies/selection_noise.py``.
 """
 from __future__ import annotations
 

@@ -80,7 +80,7 @@ def train_models(
         images_per_model: ``images`` holds one image set per model (dim 0).
         view_labels: with a recipe only: each minibatch's labels computed from its images as the models see them
             (K x b x C x H x W, after augmentation) -> K x b x C, instead of ``labels``: a teacher labelling every
-            augmented view (the relabelling evaluation of SRe2L-style work; ``benchmarks/per_view_teacher.py``).
+            augmented view (the relabelling evaluation of SRe2L-style work; ``studies/per_view_teacher.py``).
     Example:
         >>> state = train_models(learner, x, y, steps=300, seeds=range(20))
     """

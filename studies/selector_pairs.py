@@ -1,7 +1,7 @@
 """Selectors compared seed by seed: one cell of `reproduce --base-select ...` runs, paired by seed (for docs/results.md).
 
 Usage:
-    python benchmarks/selector_pairs.py --cell mnist_ld-rr_10 random=OUT_A paper-table7=OUT_B table7-halving=OUT_C
+    python studies/selector_pairs.py --cell mnist_ld-rr_10 random=OUT_A paper-table7=OUT_B table7-halving=OUT_C
 
 Each NAME=OUT is a `reproduce` output folder; its finished runs of the cell (``OUT/runs/CELL``, ``CELL__seed=K``,
 ``CELL__select=...``, ``-quick`` suffixes included) are read from ``result.json`` / ``config.json``. Prints a

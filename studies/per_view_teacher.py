@@ -8,7 +8,7 @@ its cached LeNet teacher, ConvNet-3 under the protocol, the same model seeds and
 here compares model for model with that row (``--fixed`` trains the row's fixed labels instead, a control;
 ``--averaged V`` one label per image again, the mean of the teacher's labels over V views of it).
 
-    LABELDISTILL_CACHE=runs/s26/cache python benchmarks/per_view_teacher.py records/runs/mnist-field-lookahead-k1-100-s0 \\
+    LABELDISTILL_CACHE=runs/s26/cache python studies/per_view_teacher.py records/runs/mnist-field-lookahead-k1-100-s0 \\
         --temperature 8 --models 2 --out runs/s28/per_view_t8.json
 
 Measured result and what it says: docs/results.md ("Session 28: how far labels on these images can go").

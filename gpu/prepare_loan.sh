@@ -12,7 +12,7 @@
 #   call 1: MNIST's two files + p1 + p6 (the parked SLDD run; 49 MB with the code)  -> device_checks.sh
 #   call 2: p2 + p3 (63 MB)                                -> true
 #   call 3: p4 + p5 (test file, the parked DD run; 60 MB)  -> dd_cifar10_gpu.sh (issue 16)
-# Usage (repository root): bash benchmarks/prepare_loan.sh [--dd-only | --checks] [SHARED_DATA_DIR]   (default ../shared/data)
+# Usage (repository root): bash gpu/prepare_loan.sh [--dd-only | --checks] [SHARED_DATA_DIR]   (default ../shared/data)
 set -eu
 MODE=field
 case "${1:-}" in --dd-only) MODE=dd; shift ;; --checks) MODE=checks; shift ;; esac
@@ -22,7 +22,7 @@ mkdir -p .devdata
 for f in mnist_train mnist_test; do [ -f ".devdata/$f.npz" ] || cp "$S/$f.npz" .devdata/; done
 if [ ! -f .devdata/p4/cifar10_train.part4.npz ]; then
   rm -rf .devdata/p1 .devdata/p2 .devdata/p3 .devdata/p4
-  $PY benchmarks/npz_parts.py split "$S/cifar10_train.npz" .devdata --parts 4
+  $PY gpu/npz_parts.py split "$S/cifar10_train.npz" .devdata --parts 4
 fi
 mkdir -p .devdata/p5
 [ -f .devdata/p5/cifar10_test.npz ] || cp "$S/cifar10_test.npz" .devdata/p5/
@@ -44,9 +44,9 @@ field) cat <<'EOF'
   1. carry [".devdata/p1", ".devdata/p2"]: true
   2. carry [".devdata/p3", ".devdata/p4"]: true
   3. carry [".devdata/p5"], timeout_s = what is left (at most 600):
-     WORK_DIR=/tmp/field bash benchmarks/field_cifar10_gpu.sh .devdata $OUT
+     WORK_DIR=/tmp/field bash gpu/field_cifar10_gpu.sh .devdata $OUT
   4. only if status says 4+ minutes are left: carry [".devdata/p5"], timeout_s = what is left - 30:
-     ROWS="" QIN=<(that - 60) / 2> WORK_DIR=/tmp/field bash benchmarks/field_cifar10_gpu.sh .devdata $OUT
+     ROWS="" QIN=<(that - 60) / 2> WORK_DIR=/tmp/field bash gpu/field_cifar10_gpu.sh .devdata $OUT
      (the ConvNet-3 expert's sets under Qin et al.'s own evaluation, --protocol qin2024)
 EOF
 ;;
@@ -54,15 +54,15 @@ dd) cat <<'EOF'
   1. carry [".devdata/p1", ".devdata/p2"]: true
   2. carry [".devdata/p3", ".devdata/p4"]: true
   3. carry [".devdata/p5", ".devdata/p6"], timeout_s = what is left (at most 600; if time is left after it, the same command again):
-     DEADLINE=... WORK_DIR=/tmp/dd bash benchmarks/dd_cifar10_gpu.sh .devdata $OUT
+     DEADLINE=... WORK_DIR=/tmp/dd bash gpu/dd_cifar10_gpu.sh .devdata $OUT
 EOF
 ;;
 checks) cat <<'EOF'
   1. carry [".devdata/mnist_train.npz", ".devdata/mnist_test.npz", ".devdata/p1", ".devdata/p6"], timeout_s <= 600:
-     STAGES="tests grouped_conv profile_batched batched_ridge" DEADLINE=... WORK_DIR=/tmp/dc bash benchmarks/device_checks.sh .devdata $OUT
+     STAGES="tests grouped_conv profile_batched batched_ridge" DEADLINE=... WORK_DIR=/tmp/dc bash gpu/device_checks.sh .devdata $OUT
   2. carry [".devdata/p2", ".devdata/p3"]: true
   3. carry [".devdata/p4", ".devdata/p5"], timeout_s = what is left:
-     DEADLINE=... WORK_DIR=/tmp/dd bash benchmarks/dd_cifar10_gpu.sh .devdata $OUT
+     DEADLINE=... WORK_DIR=/tmp/dd bash gpu/dd_cifar10_gpu.sh .devdata $OUT
 EOF
 ;;
 esac

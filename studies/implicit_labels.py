@@ -19,7 +19,7 @@ on the labels (learned as logits, Adam), and the student continues on the new la
 protocol's final lr (it tracks theta*(Y)). The labels after each outer iteration are kept; the chosen ones are tested
 under ``dc-dsa`` on the field table's model seeds, so they compare model for model with its teacher row.
 
-    LABELDISTILL_CACHE=runs/s26/cache python benchmarks/implicit_labels.py records/runs/mnist-field-lookahead-k1-100-s0 \\
+    LABELDISTILL_CACHE=runs/s26/cache python studies/implicit_labels.py records/runs/mnist-field-lookahead-k1-100-s0 \\
         --outer 40 --out runs/s30/implicit.json
 
 Measured result and what it says: docs/results.md ("Session 30: the test's own student as the learner"). The method

@@ -7,7 +7,7 @@ set and the same cached teacher as ``baseline --labels teacher --temperature aut
 copy of that baseline's ``ledger/`` and the temperatures it already scored cost nothing: a key that matches there shows
 the check scores exactly what the baseline scored.
 
-    LABELDISTILL_CACHE=runs/s34/field-cifar10 python benchmarks/temperature_beyond_grid.py --target cifar10 \\
+    LABELDISTILL_CACHE=runs/s34/field-cifar10 python studies/temperature_beyond_grid.py --target cifar10 \\
         --protocol dc-dsa --temperatures 0.5 1 --ledger runs/s35/t05/ledger --out runs/s35/t05/result.json
 
 Measured result: docs/results.md ("The field table, CIFAR-10").

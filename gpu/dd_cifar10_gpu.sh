@@ -9,19 +9,19 @@
 #
 # The data do not fit one call (the checkout and its carried paths: 64 MiB; CIFAR-10's training file is 117 MB), so
 # they travel in parts over consecutive calls, while the machine stays warm (30 s after a call). Here:
-#   python benchmarks/npz_parts.py split ../shared/data/cifar10_train.npz .devdata --parts 4   # p1..p4: 28-31 MB each (LZMA)
+#   python gpu/npz_parts.py split ../shared/data/cifar10_train.npz .devdata --parts 4   # p1..p4: 28-31 MB each (LZMA)
 #   mkdir -p .devdata/p5 && cp ../shared/data/cifar10_test.npz .devdata/p5/                     # 23.5 MB
 #   python records/archive.py restore cifar10-dd-100-s0 .devdata/p5/dd_run                       # the parked run, 4.5 MB
 #   python records/archive.py restore cifar10-sldd-100-s0 .devdata/p6/sldd_run                   # the parked SLDD run, 4.5 MB
 #   rm -r records/runs records/in-progress   (they would not leave room; git checkout records restores them)
 # then three `run` calls in a row (session 26 did exactly this, the first call doing device_checks.sh's stages with the
 # MNIST files beside p1): carry [".devdata/p1", ".devdata/p6"], command "true";  carry [".devdata/p2", ".devdata/p3"], command "true";
-#   carry [".devdata/p4", ".devdata/p5"], command "DEADLINE=... WORK_DIR=/tmp/dd bash benchmarks/dd_cifar10_gpu.sh .devdata $OUT";
+#   carry [".devdata/p4", ".devdata/p5"], command "DEADLINE=... WORK_DIR=/tmp/dd bash gpu/dd_cifar10_gpu.sh .devdata $OUT";
 #   and, if the budget allows, the same command again (no carry needed: the data and /tmp/dd are still there).
 # Speed: eager, an outer iteration took 0.31 s on an H200 (session 26: 1,460 of 17,600 in 450 s, host-bound); the
 # trainer now replays each one as a CUDA graph (UnrolledDistiller(cuda_graph=True)), not yet timed on a GPU. The
 # log says how far a call got (outer iteration / 17,600).
-# Rehearsal on a CPU (tiny, nothing measured): DEVICE=cpu T_DD=60 T_SLDD=30 DEADLINE=150 bash benchmarks/dd_cifar10_gpu.sh DIR OUT
+# Rehearsal on a CPU (tiny, nothing measured): DEVICE=cpu T_DD=60 T_SLDD=30 DEADLINE=150 bash gpu/dd_cifar10_gpu.sh DIR OUT
 set -u
 D=$(cd "$1" && pwd)
 R=$(mkdir -p "$2" && cd "$2" && pwd)
@@ -40,7 +40,7 @@ pack() {  # small files only (a file comes back from $OUT only under 16 MiB): ch
 }
 progress() { grep -h '"outer"\|"iteration"' "$1"/runs/*/metrics.jsonl 2>/dev/null | tail -n 1 | cut -c1-160; }
 
-. benchmarks/cifar10_parts.sh
+. gpu/cifar10_parts.sh
 [ -f "$W/data/cifar10_train.npz" ] || cifar10_into "$D" "$W/data" || exit 1  # a later call of the loan has them already
 { nvidia-smi 2>/dev/null; $PY -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no gpu')"; } > "$W/machine.txt" 2>&1
 stamp "machine: $(tail -n 1 "$W/machine.txt")"

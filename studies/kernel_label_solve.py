@@ -8,7 +8,7 @@ cross-entropy, averaged over the K kernels); the snapshot with the best kernel a
 ``--val`` validation images is kept and written as a copy of the run with those labels, ready for
 ``labeldistill evaluate OUT --protocol dc``.
 
-    python benchmarks/kernel_label_solve.py results/runs/mnist-ldrr-100-s0 runs/krr --nets 2 --targets 3000 --val 1000 --steps 200
+    python studies/kernel_label_solve.py results/runs/mnist-ldrr-100-s0 runs/krr --nets 2 --targets 3000 --val 1000 --steps 200
 
 Measured result and what it says: docs/results.md ("A kernel label solve").
 """

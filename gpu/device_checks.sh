@@ -20,17 +20,17 @@
 # every stage (a stage that outlives the call must not take the earlier ones with it).
 #
 # Usage (repository root; DATA_DIR holds mnist_train.npz and mnist_test.npz):
-#   bash benchmarks/device_checks.sh DATA_DIR RESULTS_DIR
+#   bash gpu/device_checks.sh DATA_DIR RESULTS_DIR
 # On a lent machine: prepare here (the checkout with its run records, about 37 MB, and the two files, 11.5 MB, stay
 # under the 64 MiB a call carries), then one `run` call with carry [".devdata"] and timeout_s 600:
 #   mkdir -p .devdata && cp ../shared/data/{mnist_train,mnist_test}.npz .devdata/   (/.devdata/ is ignored)
-#   WORK_DIR=/tmp/dc bash benchmarks/device_checks.sh .devdata $OUT
+#   WORK_DIR=/tmp/dc bash gpu/device_checks.sh .devdata $OUT
 # RESULTS_DIR gets session.log and device_checks.tgz only (what comes back from $OUT is at most 8 files).
 # STAGES picks stages by name (default all, in this order): tests grouped_conv profile_batched batched_ridge batched_so lockstep
 # profile deterministic; e.g. STAGES="tests profile_batched batched_ridge" when a loan must leave time for other work.
 # Session 26's loan ran "tests batched_ridge batched_so": the batched stack of 8 did not finish within 146 s (the run
 # alone: 43 s), so profile_batched (what a batched round costs on the card: kernels, busy time, host time) goes first.
-# Rehearsal on a CPU (tiny settings, nothing measured): DEVICE=cpu EPOCHS=1 K=2 ROUNDS=3 bash benchmarks/device_checks.sh ...
+# Rehearsal on a CPU (tiny settings, nothing measured): DEVICE=cpu EPOCHS=1 K=2 ROUNDS=3 bash gpu/device_checks.sh ...
 set -u
 DR=$(cd "$1" && pwd)
 R=$(mkdir -p "$2" && cd "$2" && pwd)

@@ -5,8 +5,8 @@ training file is 117 MB. Carried part by part in consecutive calls (the machine 
 it stays warm), the parts are joined there into the original arrays, verified against the SHA-256 of the original's
 ``x`` and ``y`` recorded in the manifest.
 
-    python benchmarks/npz_parts.py split ../shared/data/cifar10_train.npz .devdata --parts 2   # .devdata/p1/, p2/
-    python benchmarks/npz_parts.py join .devdata cifar10_train .devdata/cifar10_train.npz     # there
+    python gpu/npz_parts.py split ../shared/data/cifar10_train.npz .devdata --parts 2   # .devdata/p1/, p2/
+    python gpu/npz_parts.py join .devdata cifar10_train .devdata/cifar10_train.npz     # there
 """
 from __future__ import annotations
 

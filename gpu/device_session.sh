@@ -5,7 +5,7 @@
 # with SIGINT (they write a checkpoint and can be resumed anywhere with --resume).
 #
 # Usage (repository root, data files in DATA_DIR as <name>_train.npz / <name>_test.npz):
-#   DEADLINE=520 bash benchmarks/device_session.sh DATA_DIR RESULTS_DIR
+#   DEADLINE=520 bash gpu/device_session.sh DATA_DIR RESULTS_DIR
 set -u
 DR=$(cd "$1" && pwd)
 R=$(mkdir -p "$2" && cd "$2" && pwd)

@@ -1,7 +1,7 @@
 """Does label selection with several validation models raise or steady test accuracy? (issue 14, item 5)
 
 Usage:
-    python benchmarks/selection_noise.py RUN_DIR [RUN_DIR ...] [--models 1 3 5] [--data-root DIR] [--json]
+    python studies/selection_noise.py RUN_DIR [RUN_DIR ...] [--models 1 3 5] [--data-root DIR] [--json]
 
 For each finished run (made with snapshots kept, i.e. from commit 93a4928 on), the validated
 label snapshots in ``RUN_DIR/snapshots/`` are re-selected with M = 1, 3, 5 validation models

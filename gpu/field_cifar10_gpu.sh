@@ -16,18 +16,18 @@
 #
 # The data do not fit one call (the checkout and its carried paths: 64 MiB; CIFAR-10's training file is 117 MB), so
 # they travel in parts over consecutive calls, while the machine stays warm (30 s after a call). Since session 32
-# `bash benchmarks/prepare_loan.sh` lays them out (four training parts, the test file and kornia's wheels in p5) and
+# `bash gpu/prepare_loan.sh` lays them out (four training parts, the test file and kornia's wheels in p5) and
 # prints the three calls; by hand, the two-part layout:
-#   python benchmarks/npz_parts.py split ../shared/data/cifar10_train.npz .devdata --parts 2   # p1, p2: 57.8 / 59.6 MB (LZMA)
+#   python gpu/npz_parts.py split ../shared/data/cifar10_train.npz .devdata --parts 2   # p1, p2: 57.8 / 59.6 MB (LZMA)
 #   mkdir -p .devdata/p3 && cp ../shared/data/cifar10_test.npz .devdata/p3/                     # 23.5 MB
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .devdata/p3/whl kornia==0.9.0 kornia_rs==0.2.0  # 7 MB
 #   (main's checkout is 2.8 MB: each call stays under 64 MiB; /.devdata/ is ignored)
 #   rm -r records/runs records/in-progress   (they would not leave room; git checkout records restores them)
 # then three `run` calls in a row:  carry [".devdata/p1"], command "true";  carry [".devdata/p2"], command "true";
-#   carry [".devdata/p3"], command "bash benchmarks/field_cifar10_gpu.sh .devdata $OUT", timeout_s 600.
+#   carry [".devdata/p3"], command "bash gpu/field_cifar10_gpu.sh .devdata $OUT", timeout_s 600.
 # Rehearsal on a CPU (nothing finishes, the plumbing runs): DEVICE=cpu QUICK=1 ROWS="60:cifar10/baseline-mtt-expert*:mtt" \
-#   bash benchmarks/field_cifar10_gpu.sh DIR OUT
+#   bash gpu/field_cifar10_gpu.sh DIR OUT
 set -u
 D=$(cd "$1" && pwd)
 R=$(mkdir -p "$2" && cd "$2" && pwd)
@@ -43,7 +43,7 @@ for whl in "$D"/p*/whl; do  # kornia's wheels, in whichever part carried them
   [ -d "$whl" ] && $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site "$whl"/*.whl \
     && export PYTHONPATH=$PYTHONPATH:/tmp/site
 done
-. benchmarks/cifar10_parts.sh
+. gpu/cifar10_parts.sh
 cifar10_into "$D" "$W/data" || exit 1
 { nvidia-smi 2>/dev/null; $PY -c "import torch, kornia; print('torch', torch.__version__, 'kornia', kornia.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'no gpu')"; } > "$W/machine.txt" 2>&1
 stamp "machine: $(tail -n 1 "$W/machine.txt")"
