@@ -1,11 +1,15 @@
 """A tiny name -> object registry, one per extension kind (models, datasets, strategies, tables).
 
-Registries are filled at import time by decorators in the modules that define the objects,
-so adding a model or a strategy is one new file with a decorator and nothing else edited.
+Registries are filled at import time by decorators in the modules that define the objects. A package
+that holds one kind calls :func:`import_plugins` on itself, so adding a model, a strategy, a selector,
+a protocol, an export format, an executor or a table is one new file with a decorator and nothing
+else edited (modules whose names start with ``_`` are the package's helpers, not plugins).
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import importlib
+import pkgutil
+from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
 from .errors import check_choice
@@ -46,3 +50,11 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def import_plugins(package: str, path: Iterable[str]) -> None:
+    """Import every module of ``package`` (its ``__name__`` and ``__path__``) whose name does not start
+    with ``_``, in name order, so that their decorators fill the package's registry."""
+    for mod in sorted(pkgutil.iter_modules(path), key=lambda m: m.name):
+        if not mod.name.startswith("_"):
+            importlib.import_module(f"{package}.{mod.name}")

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from ..registry import Registry
+from ..registry import Registry, import_plugins
 
 Writer = Callable[..., tuple[Path, list[str]]]
 FORMATS: Registry[Writer] = Registry("export format")
@@ -22,6 +22,6 @@ def list_formats() -> list[str]:
     return sorted(FORMATS.names(), key=lambda n: (n != "labeldistill", n))
 
 
-from . import ddranking, native  # noqa: E402,F401  (register the built-in formats)
+import_plugins(__name__, __path__)  # register the formats (one module each)
 
 __all__ = ["FORMATS", "register_format", "list_formats"]

@@ -11,9 +11,7 @@ Selectors see a :class:`SelectionContext`: the training and validation splits, n
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from ..registry import import_plugins
 from ._base import SELECTORS, Selection, SelectionContext, Selector, by_class, check_selection, register_selector
 from ._cache import default_cache_dir, selection_cache
 from ._choose import choose_base, content_sha256, get_selector
@@ -25,9 +23,7 @@ def _load() -> None:
     global _loaded
     if _loaded:
         return
-    for mod in pkgutil.iter_modules(__path__):
-        if not mod.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{mod.name}")
+    import_plugins(__name__, __path__)
     _loaded = True
 
 

@@ -1,6 +1,9 @@
-"""Meta-gradient strategies plugged into the one online loop (registered by name)."""
-from . import implicit, lookahead, ridge, second_order  # noqa: F401  (fill the registry)
+"""Meta-gradient strategies plugged into the one online loop (registered by name, one module each:
+adding one is one new file with ``@register_strategy``)."""
+from ...registry import import_plugins
 from .base import STRATEGIES, StepOutput, Strategy, register_strategy
+
+import_plugins(__name__, __path__)  # fill the registry
 
 
 def list_methods() -> list[str]:

@@ -23,24 +23,22 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ...errors import UserError
+from ...registry import Registry, import_plugins
 
-_EXECUTORS: dict[str, type] = {}
+EXECUTORS: Registry[type] = Registry("executor")
 
 
 def register_executor(name: str) -> Callable[[type], type]:
     """Class decorator: make an executor available under ``name`` (``--executor NAME``)."""
     def wrap(cls: type) -> type:
-        if name in _EXECUTORS and _EXECUTORS[name] is not cls:
-            raise ValueError(f"executor {name!r} is registered already")
         cls.name = name
-        _EXECUTORS[name] = cls
-        return cls
+        return EXECUTORS.register(name)(cls)
     return wrap
 
 
 def list_executors() -> list[str]:
     """The registered executors' names, the default (``local``) first."""
-    return sorted(_EXECUTORS, key=lambda n: (n != "local", n))
+    return sorted(EXECUTORS.names(), key=lambda n: (n != "local", n))
 
 
 def get_executor(executor: object = None, **options: object) -> object:
@@ -50,9 +48,9 @@ def get_executor(executor: object = None, **options: object) -> object:
         executor = "local"
     if not isinstance(executor, str):
         return executor
-    if executor not in _EXECUTORS:
+    if executor not in EXECUTORS:
         raise UserError(f"Unknown executor {executor!r}. Known: {', '.join(list_executors())}.")
-    return _EXECUTORS[executor](**options)
+    return EXECUTORS.get(executor)(**options)
 
 
 def stack_size(stack: object) -> int:
@@ -80,6 +78,6 @@ def run_plans(plans: list, opts, log: Callable[[str], None] | None = None, execu
     return get_executor(executor).run_plans(plans, opts, log or (lambda _msg: None))
 
 
-from . import local, ray  # noqa: E402,F401  (register the built-in executors)
+import_plugins(__name__, __path__)  # register the executors (one module each)
 
-__all__ = ["register_executor", "list_executors", "get_executor", "run_cells", "run_plans"]
+__all__ = ["EXECUTORS", "register_executor", "list_executors", "get_executor", "run_cells", "run_plans"]
