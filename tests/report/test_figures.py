@@ -49,6 +49,25 @@ def test_label_grid_bars_and_cap(tmp_path, data):
     check_png(F.label_grid(images, labels, DIGITS, tmp_path / "g.png", base_names=[str(v) for v in own], max_images=7, context="ctx"))
 
 
+@pytest.mark.parametrize("labels, expected", [
+    ([[0.93, 0.07]], (0.0, 1.0)),     # probabilities: 0 to the next tenth, never above 1
+    ([[1.0, 0.0]], (0.0, 1.0)),       # a one-hot label is not pushed to 1.1 by rounding
+    ([[0.15, 0.1, 0.75]], (0.0, 0.8)),
+    ([[0.12, 0.1, 0.1]], (0.0, 0.2)),  # at least 0.2
+    ([[2.98, -1.07], [0.3, 0.0]], (-1.1, 3.0)),  # SLDD's free vectors: nothing cut off at 0 or 1
+])
+def test_label_bar_limits_hold_every_entry(labels, expected):
+    lo, hi = F.label_bar_limits(np.array(labels))
+    assert (lo, hi) == pytest.approx(expected)
+    assert lo <= np.min(labels) and hi >= np.max(labels)
+
+
+def test_label_grid_draws_negative_and_large_label_entries(tmp_path, data):
+    images, labels, own = data
+    free = 3.0 * labels - 1.0  # entries from -1 to 2, as an SLDD set holds
+    check_png(F.label_grid(images, free, DIGITS, tmp_path / "g.png", base_names=[str(v) for v in own], max_images=7))
+
+
 def test_label_grid_many_classes_rgb(tmp_path):
     rng = np.random.default_rng(1)
     names = [f"class_{i}" for i in range(30)]

@@ -91,6 +91,15 @@ def segment_starts(steps: np.ndarray, reset_steps: np.ndarray) -> np.ndarray:
 
 # -- Figure 8: base images with their learned labels --------------------------------------
 
+def label_bar_limits(labels: np.ndarray) -> tuple[float, float]:
+    """The bar charts' y range, in tenths: from 0 (or below, for labels with negative entries: SLDD's are free
+    vectors) to the largest entry, at least 0.2. Probability labels stay within 0 to 1; no entry is cut off."""
+    lo, hi = float(np.min(labels)), float(np.max(labels))
+    ymin = min(0.0, math.floor(10 * lo + 1e-9) / 10)
+    ymax = max(0.2, math.ceil(10 * hi - 1e-9) / 10)
+    return ymin, ymax
+
+
 def label_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str], path: str | Path, *,
                base_names: Sequence[str] | None = None, same_classes: bool = True, max_images: int = MAX_GRID_IMAGES,
                title: str | None = None, context: str | None = None) -> Path:
@@ -103,14 +112,14 @@ def label_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str
     """
     images, labels = np.asarray(images), np.asarray(labels, dtype=np.float64)
     n, k = min(len(images), max_images), labels.shape[1]
-    ymax = float(min(1.0, max(0.2, math.ceil(10 * float(labels[:n].max()) - 1e-9) / 10)))  # one scale for all the bar charts
+    ymin, ymax = label_bar_limits(labels[:n])  # one scale for all the bar charts
     ncols = min(10, n)
     nrows = math.ceil(n / ncols)
     bars = k <= 20
     ticks = k <= 10
     img_h, lab_h = 1.35, ((0.95 if ticks else 0.6) if bars else 0.6)
     shown = f"first {n} of {len(images)} base images (capped at {max_images})" if n < len(images) else f"all {n} base images"
-    how = (f"bars: the learned label over the target classes (0 to {ymax:g}), largest in red" + (", true class outlined" if same_classes and base_names is not None else "")
+    how = (f"bars: the learned label over the target classes ({ymin:g} to {ymax:g}), largest in red" + (", true class outlined" if same_classes and base_names is not None else "")
            if bars else "the three largest entries of the learned label")
     own_kind = "true" if same_classes else "own (source)"
     lines = _notes(f"{context} · {shown}" if context else shown,
@@ -138,10 +147,13 @@ def label_grid(images: np.ndarray, labels: np.ndarray, class_names: Sequence[str
             own_idx = names.index(str(base_names[i])) if same_classes and base_names is not None and str(base_names[i]) in names else None
             if own_idx is not None:  # outline the true class's bar
                 lx.bar([own_idx], [labels[i, own_idx]], width=0.8, fill=False, edgecolor="black", linewidth=0.8)
-            lx.set_ylim(0, ymax)
+            lx.set_ylim(ymin, ymax)
             lx.set_xlim(-0.6, k - 0.4)
-            lx.set_yticks([0, ymax / 2, ymax])
-            lx.set_yticklabels(["0", f"{ymax / 2:g}", f"{ymax:g}"])
+            yticks = [ymin, 0, ymax] if ymin < 0 else [0, ymax / 2, ymax]
+            if ymin < 0:  # SLDD's free label vectors: where zero is
+                lx.axhline(0, color="0.3", linewidth=0.4)
+            lx.set_yticks(yticks)
+            lx.set_yticklabels([f"{v:g}" for v in yticks])
             lx.tick_params(axis="y", labelsize=5, length=2, pad=1)
             if c:
                 lx.set_yticklabels([])
