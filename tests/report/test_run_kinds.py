@@ -41,6 +41,7 @@ def test_dd_runs(tmp_path, method):
     assert (out / "labels_grid.png").exists() == (method == "sldd")
     text = md.read_text()
     assert text.startswith(f"# {method.upper()} report") and "77.30 ± 5.10 %" in text and "10.0 min on cpu" in text
+    assert "| images | 40 = 4 steps x 10 classes x 1 per class |" in text and "| inner steps T | 12 (4 steps x 3 epochs) |" in text
     assert "| first-steps:10 | lenet | 12 (10) | 35.60 ± 11.00 % | 4 |" in text and "average-lr" in text
     assert text.count("| 11 |") == 1 and "| 12 |" not in text  # one row per step of the schedule
     assert (out / "report.html").exists()

@@ -243,9 +243,11 @@ def _unrolled_report(run: Run, out: Path, max_images: int) -> Path:
     context = _describe_any(run)
     doc.para(context + ".")
     its = run.outer[-1]["iteration"] if run.outer else 0
+    steps, per_class = u.get("steps"), u.get("images_per_class")
+    classes = c["base"] // (steps * per_class) if c.get("base") and steps and per_class else "?"
     rows = [["run directory", str(run.path)], ["target", str(c.get("target"))], ["method", f"{method} (unrolled, labeldistill.unrolled)"],
-            ["architecture", str(c.get("arch"))], ["images", f"{c.get('base')} = {u.get('steps')} steps x classes x "
-                                                             f"{u.get('images_per_class')} per class"],
+            ["architecture", str(c.get("arch"))], ["images", f"{c.get('base')} = {steps} steps x {classes} classes x "
+                                                             f"{per_class} per class"],
             ["inner steps T", f"{(u.get('steps') or 0) * (u.get('epochs') or 0)} ({u.get('steps')} steps x {u.get('epochs')} epochs)"],
             ["outer iterations", f"{its} (of {c.get('epochs')} outer epochs)"],
             ["test accuracy", (f"{_fmt_acc(r.get('accuracy_mean'), r.get('accuracy_std'))} ({r.get('models')} networks, "
