@@ -17,8 +17,14 @@ def test_registry_names_aliases_and_refusals():
     assert r.get("uno") == 1 and r.canonical("uno") == "one" and "uno" in r and "three" not in r
     with pytest.raises(ValueError, match="duplicate thing name 'uno'"):
         r.register("uno")(3)
-    with pytest.raises(UserError, match="three"):
+    with pytest.raises(UserError) as err:
         r.get("three")
+    assert str(err.value) == "Unknown thing 'three'. Known: one, two (aliases: uno)."
+    other: Registry[int] = Registry("method", others="or dd (its own trainer)")
+    other.register("ridge")(1)
+    with pytest.raises(UserError) as err:
+        other.canonical("dd")
+    assert str(err.value) == "Unknown method 'dd'. Known: ridge; or dd (its own trainer)."
 
 
 def test_import_plugins_imports_each_public_module_once_and_skips_helpers(tmp_path, monkeypatch):

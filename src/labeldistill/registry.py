@@ -12,14 +12,18 @@ import pkgutil
 from collections.abc import Callable, Iterable, Iterator
 from typing import Generic, TypeVar
 
-from .errors import check_choice
+from .errors import UserError
 
 T = TypeVar("T")
 
 
 class Registry(Generic[T]):
-    def __init__(self, kind: str) -> None:
+    """Names (and aliases) -> objects of one kind. ``others``: the valid names that live elsewhere, for the
+    message about an unknown name (e.g. the methods with their own trainer beside the strategies)."""
+
+    def __init__(self, kind: str, *, others: str = "") -> None:
         self.kind = kind
+        self.others = others
         self._items: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
 
@@ -36,8 +40,14 @@ class Registry(Generic[T]):
         return deco
 
     def canonical(self, name: str) -> str:
+        """The registered name of ``name`` (itself or the name it is an alias of); a one-line UserError naming
+        the known names, then their aliases, when it is neither."""
         name = self._aliases.get(name, name)
-        return check_choice(self.kind, name, [*self._items, *self._aliases])
+        if name not in self._items:
+            aliases = f" (aliases: {', '.join(sorted(self._aliases))})" if self._aliases else ""
+            others = f"; {self.others}" if self.others else ""
+            raise UserError(f"Unknown {self.kind} '{name}'. Known: {', '.join(self.names())}{aliases}{others}.")
+        return name
 
     def get(self, name: str) -> T:
         return self._items[self.canonical(name)]

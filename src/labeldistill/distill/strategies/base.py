@@ -99,7 +99,7 @@ class Strategy(ABC):
         """One step: (xb, yb) the inner minibatch as the model sees it, (xt, yt) a target minibatch."""
 
 
-STRATEGIES: Registry[type[Strategy]] = Registry("method")
+STRATEGIES: Registry[type[Strategy]] = Registry("method", others="or dd, sldd (original DD and soft-label DD, their own trainer)")
 
 
 def register_strategy(name: str, aliases: tuple[str, ...] = ()):
