@@ -46,12 +46,12 @@ def make_executor(args: argparse.Namespace):
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    from ..experiments import tables  # noqa: F401  (registers every table, so the help names each one there is)
+    from ..experiments import tables as _register_tables  # noqa: F401  (so the help names each table there is)
     from ..experiments.spec import list_tables
 
-    tables = list_tables()
-    numbers = [t.number for t in tables if isinstance(t.number, int)]
-    ours = [t for t in tables if not isinstance(t.number, int)]
+    specs = list_tables()
+    numbers = [t.number for t in specs if isinstance(t.number, int)]
+    ours = [t for t in specs if not isinstance(t.number, int)]
     p = sub.add_parser(
         "reproduce", help=f"recompute a table of the paper ({min(numbers)} to {max(numbers)}) or of ours "
                           f"({', '.join(t.key for t in ours)}) beside the paper's numbers",
