@@ -248,7 +248,7 @@ def _unrolled_report(run: Run, out: Path, max_images: int) -> Path:
     rows = [["run directory", str(run.path)], ["target", str(c.get("target"))], ["method", f"{method} (unrolled, labeldistill.unrolled)"],
             ["architecture", str(c.get("arch"))], ["images", f"{c.get('base')} = {steps} steps x {classes} classes x "
                                                              f"{per_class} per class"],
-            ["inner steps T", f"{(u.get('steps') or 0) * (u.get('epochs') or 0)} ({u.get('steps')} steps x {u.get('epochs')} epochs)"],
+            ["inner steps T", f"{(steps or 0) * (u.get('epochs') or 0)} ({steps} steps x {u.get('epochs')} epochs)"],
             ["outer iterations", f"{its} (of {c.get('epochs')} outer epochs)"],
             ["test accuracy", (f"{_fmt_acc(r.get('accuracy_mean'), r.get('accuracy_std'))} ({r.get('models')} networks, "
                                f"{r.get('std', 'sample')} std)") if r else "- (no result.json yet)"]]
