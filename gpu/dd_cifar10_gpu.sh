@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Issue 16's GPU deliverable, as one prepared script for a loan (since session 36 only SLDD is left: DD finished on
-# CPUs, and runs here only from a parked run or with DD=1): original DD on CIFAR-10 (100 images = 10 steps x 10
+# Issue 16's GPU deliverable, as one prepared script for a loan (nothing is left for it since session 41: DD finished on
+# CPUs in session 36, SLDD in session 41; each runs here only from a parked run, or anew with DD=1 / SLDD=1): original DD on CIFAR-10 (100 images = 10 steps x 10
 # classes, 30 unrolled AlexCifarNet steps, 400 outer epochs = 17,600 outer iterations; paper's rerun 35.20 ± 1.09),
 # tested on 200 fresh AlexCifarNets and, from the same run, on 200 LeNets (Table 15: `reproduce 15`); then SLDD on
 # CIFAR-10 (Table 1's cell, paper 39.8 ± 0.8) with whatever time is left. Both runs checkpoint and resume: stopped at
@@ -66,7 +66,11 @@ fi
 if [ -f "$D/p6/sldd_run/checkpoint.safetensors" ] && [ ! -d "$W/t1/runs/cifar10_sldd_100" ]; then
   mkdir -p "$W/t1/runs" && cp -r "$D/p6/sldd_run" "$W/t1/runs/cifar10_sldd_100" && stamp "resuming the carried SLDD run: $(progress "$W/t1")"
 fi
-if [ "$(left)" -gt 30 ]; then
+# Only with a parked SLDD run carried, or SLDD=1: the CIFAR-10 SLDD run finished on CPUs in session 41
+# (records/runs/cifar10-sldd-100-s0), and without a parked run reproduce 1 would start a new one from scratch.
+if [ ! -d "$W/t1/runs/cifar10_sldd_100" ] && [ "${SLDD:-0}" != 1 ]; then
+  stamp "no parked SLDD run carried: SLDD skipped (SLDD=1 runs it from the start)"
+elif [ "$(left)" -gt 30 ]; then
   timeout -s INT -k 20 "$(cap "${T_SLDD:-540}")" $PY -m labeldistill reproduce 1 --only cifar10/sldd/100 --data-root "$W/data" \
     --device "$DEV" --out "$W/t1" --json >> "$W/t1.log" 2>&1
   stamp "reproduce 1 cifar10/sldd/100: rc=$? $(progress "$W/t1")"

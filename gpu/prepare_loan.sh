@@ -4,9 +4,9 @@
 # machine keeps what earlier calls carried while it stays warm (30 s after a call), so the data travel in parts.
 # The default (session 32): the loan goes to issue 18's CIFAR-10 field table, the one deliverable a CPU cannot make:
 #   call 1: p1 + p2 -> true;  call 2: p3 + p4 -> true;  call 3: p5 (test file, kornia's wheels) -> field_cifar10_gpu.sh
-# With --dd-only the whole loan goes to the unrolled runs: since session 36 (DD finished on CPUs) that is the parked
-# SLDD run (about 14,000 kernels an outer iteration, so some tens of ms each even as a graph: what is left of its
-# 15,400 iterations may need most of a loan):
+# With --dd-only the whole loan goes to the unrolled runs: since session 41 none is left (DD finished on CPUs in
+# session 36, SLDD in session 41), so only a rerun uses it (DD=1 / SLDD=1 in the command start them anew; about
+# 14,000 kernels an outer iteration, so some tens of ms each even as a graph: a run may need most of a loan):
 #   call 1: p1 + p2 -> true;  call 2: p3 + p4 -> true;  call 3: p5 + p6 -> dd_cifar10_gpu.sh
 # With --checks, the order of sessions 24-31 (issue 19's device checks, since resolved, then DD):
 #   call 1: MNIST's two files + p1 + p6 (the parked SLDD run; 49 MB with the code)  -> device_checks.sh
