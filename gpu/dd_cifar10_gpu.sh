@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Issue 16's GPU deliverable, as one prepared script for a loan (nothing is left for it since session 41: DD finished on
-# CPUs in session 36, SLDD in session 41; each runs here only from a parked run, or anew with DD=1 / SLDD=1): original DD on CIFAR-10 (100 images = 10 steps x 10
-# classes, 30 unrolled AlexCifarNet steps, 400 outer epochs = 17,600 outer iterations; paper's rerun 35.20 ± 1.09),
+# Issue 16's GPU deliverable, as one prepared script for a loan (nothing is left for it since session 41: DD finished
+# on CPUs in session 36, SLDD in session 41; each runs here only from a parked run, or anew with DD=1 / SLDD=1):
+# original DD on CIFAR-10 (100 images = 10 steps x 10 classes, 30 unrolled AlexCifarNet steps, 400 outer epochs =
+# 17,600 outer iterations; paper's rerun 35.20 ± 1.09),
 # tested on 200 fresh AlexCifarNets and, from the same run, on 200 LeNets (Table 15: `reproduce 15`); then SLDD on
 # CIFAR-10 (Table 1's cell, paper 39.8 ± 0.8) with whatever time is left. Both runs checkpoint and resume: stopped at
 # the deadline (SIGINT), the same command in a later call of the same loan (the machine still warm, the same WORK_DIR)
