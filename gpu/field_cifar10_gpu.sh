@@ -56,7 +56,7 @@ field() {  # field DEADLINE_S PATTERN NAME: the field table's CIFAR-10 cells mat
 }
 # ROWS: "DEADLINE_S:PATTERN:NAME ..." in order. Since session 38 the default is what the CPU has not made: the CPU lanes
 # made the true-label, teacher, implicit and expert-epoch rows (docs/results.md), so a loan goes to Qin et al.'s expert
-# itself (a ConvNet-3 trained MTT's way, --teacher-recipe expert: ~30 CPU minutes an epoch), its labels refined by the
+# itself (a ConvNet-3 trained MTT's way, --teacher-recipe expert: ~3 CPU minutes an epoch), its labels refined by the
 # implicit method, then LD. The deadlines sum to 520 s: with the setup, under one call's 600. A second call with the
 # same WORK_DIR (while the machine is warm) goes on where the first stopped: the teacher's epochs, every finished
 # student (ledgers) and each distillation's checkpoint stay in WORK_DIR. The rows of sessions 32-37's order:

@@ -79,7 +79,8 @@ METHODS: dict[str, dict] = {
                         "teacher_epoch": "auto", "distils_under_protocol": True, "paper": "Implicit (expert start)"},
     # Qin et al.'s expert itself: the students' architecture (ConvNet-3) trained as MTT's buffer.py trains experts (plain
     # SGD at lr 1e-3, DSA views, on whitened images where the protocol whitens: --teacher-recipe expert), 32 epochs, its
-    # labelling epoch chosen by the students. Slow to converge by design; a GPU's row (a ConvNet-3 epoch is ~30 CPU minutes).
+    # labelling epoch chosen by the students. Slow to converge by design (a ConvNet-3 epoch over CIFAR-10: ~3 minutes of
+    # one CPU thread, session 42; the 32 epochs about 95 minutes).
     "baseline-mtt-expert": {"kind": "baseline", "smoothing": 0.0, "head": "linear", "labels": "teacher", "temperature": "auto",
                             "teacher_epoch": "auto", "teacher_arch": "convnet3", "teacher_recipe": "expert",
                             "teacher_epochs": 32, "teacher_patience": 32, "paper": "Baseline (ConvNet-3 expert's labels)"},
