@@ -2,7 +2,8 @@
 # Lay out .devdata/ for a GPU loan of three calls (docs/benchmarks.md, "The next loans"), idempotently, and print the
 # calls. A call carries the checkout (about 3 MB without records/) and the paths it names, at most 64 MiB in all; the
 # machine keeps what earlier calls carried while it stays warm (30 s after a call), so the data travel in parts.
-# The default (session 32): the loan goes to issue 18's CIFAR-10 field table, the one deliverable a CPU cannot make:
+# The default (session 32): the loan goes to issue 18's CIFAR-10 field table, the issue's GPU deliverable (since
+# session 34 the CPU makes its rows too, in resumable parts over sessions; a loan makes them in minutes):
 #   call 1: p1 + p2 -> true;  call 2: p3 + p4 -> true;  call 3: p5 (test file, kornia's wheels) -> field_cifar10_gpu.sh
 # With --dd-only the whole loan goes to the unrolled runs: since session 41 none is left (DD finished on CPUs in
 # session 36, SLDD in session 41), so only a rerun uses it (DD=1 / SLDD=1 in the command start them anew; about
