@@ -81,6 +81,31 @@ def test_field_table_cells_and_what_they_run(tmp_path):
                                                        + plan.protocol_seconds(dsa, 100, plan.TEMPERATURE_STUDENTS + 1 + 1 + 1 + 5))
 
 
+def test_the_field_figure_shows_each_test_model_and_the_teacher_line(monkeypatch, tmp_path):
+    """A panel per dataset with a computed row, rows in the table's order (cells not computed left out), each test
+    model's accuracy, and the teacher-label row's mean as a line (plus Qin et al.'s 46.3 for scale on CIFAR-10)."""
+    import labeldistill.report.figures as figures
+
+    spec = get_table("field")
+    done = {"cifar10/implicit-expert/100@protocol=dc-dsa": [39.0, 40.0], "cifar10/baseline/100@protocol=dc-dsa": [32.0, 33.0],
+            "cifar10/baseline-teacher/100@protocol=dc-dsa": [35.0, 36.0], "mnist/ld/100@protocol=dc-dsa": [93.0, 93.5]}
+    rows = [{"cell": c.cell, "setting": c.label, "paper_mean": None, "paper_std": None, "status": "done" if c.cell in done else "not run",
+             "ours_mean": sum(done[c.cell]) / 2 if c.cell in done else None, "ours_std": 0.5 if c.cell in done else None,
+             "ours_accuracies": done.get(c.cell, []), "diff": None, "flag": False, "note": "", "stand_in": []} for c in spec.cells]
+    text, obj = write_report(spec, Options(out=tmp_path), rows)  # the real drawing
+    png = tmp_path / "table-field.png"
+    assert obj["figure"] == str(png) and png.read_bytes()[:4] == b"\x89PNG" and "](table-field.png)" in text
+    seen = {}
+    monkeypatch.setattr(figures, "model_accuracies", lambda panels, path, **kw: seen.update(panels=panels, **kw) or path)
+    spec.figure(rows, tmp_path / "again.png")
+    assert list(seen["panels"]) == ["MNIST", "CIFAR-10"]
+    assert seen["panels"]["MNIST"] == [("LD", [93.0, 93.5], 93.25, 0.5)]
+    assert [r[0] for r in seen["panels"]["CIFAR-10"]] == ["true labels", "teacher labels", "implicit, expert start"]
+    assert seen["panels"]["CIFAR-10"][2][1] == [39.0, 40.0]
+    assert seen["references"]["MNIST"] == []  # no teacher row computed there
+    assert [v for _, v in seen["references"]["CIFAR-10"]] == [35.5, 46.3]
+
+
 def test_cost_text():
     assert fmt_cost({"distill": 2520.0, "teacher": 150.0, "test": 5100.0}) == "distil 42 + teacher 2.5 + test 85 min"
     assert fmt_cost({"test": 30.0}) == "test 0.5 min"
@@ -116,7 +141,9 @@ def test_field_cells_end_to_end_on_digits(monkeypatch, tmp_path, short_step_sear
     assert implicit["result"]["models"] == 5 and implicit["result"]["arch"] == "convnet3"
     assert (implicit["run_config"]["test_protocol"], implicit["run_config"]["select_protocol"]) == ("dc", "dc")
     assert set(implicit["cost_seconds"]) == {"distill", "teacher", "test"}
-    text, _ = write_report(spec, opts, table_rows(spec, opts, collect(spec, opts, out, DataView(None))))
+    rows = table_rows(spec, opts, collect(spec, opts, out, DataView(None)))
+    assert [r["ours_accuracies"] for r in rows] == [o.record["result"]["accuracies"] for o in out]  # each test model, for the figure
+    text, _ = write_report(spec, opts, rows)
     assert "| Cost |" in text and text.count(" min |") == 4
     assert [o.action for o in run_cells(spec.names(), opts)] == ["stored cell"] * 4
     # Without its cell record, the re-tested cell finds the evaluation its run directory keeps.

@@ -82,12 +82,13 @@ def seed_rows(spec: TableSpec, opts: Options, groups: list[list[Outcome]]) -> li
             mean = sum(means) / len(means)
             std = math.sqrt(sum((m - mean) ** 2 for m in means) / len(means))
             paper = row["paper_mean"] is not None
-            row.update(ours_mean=mean, ours_std=std, diff=mean - row["paper_mean"] if paper else None,
+            row.update(ours_mean=mean, ours_std=std, ours_accuracies=means,  # over seeds, a point is a seed's mean
+                       diff=mean - row["paper_mean"] if paper else None,
                        flag=paper and flag(mean, std, row["paper_mean"], row["paper_std"] or 0.0),
                        cost_seconds=_mean_cost([r.get("cost_seconds") for _, r in done]))
             notes.append("seeds " + ", ".join(f"{k}: {r['ours_mean']:.2f}" for k, r in done))
         else:
-            row.update(ours_mean=None, ours_std=None, diff=None, flag=False, cost_seconds=None)
+            row.update(ours_mean=None, ours_std=None, ours_accuracies=[], diff=None, flag=False, cost_seconds=None)
             have = ", ".join(f"{k}: {r['ours_mean']:.2f}" for k, r in done) or "none"
             missing = [f"{k} ({r['status']})" for k, r in zip(seeds, per_seed) if r["status"] != "done"]
             notes.append(f"seeds done: {have}; not yet: {', '.join(missing)}")
@@ -131,7 +132,8 @@ def _row(p, o: Outcome, opts: Options) -> tuple[dict, list[str]]:
     if o.done and o.record:
         r = o.record["result"]
         paper = p.mean is not None
-        row.update(ours_mean=r["accuracy_mean"], ours_std=r["accuracy_std"], diff=r["accuracy_mean"] - p.mean if paper else None,
+        row.update(ours_mean=r["accuracy_mean"], ours_std=r["accuracy_std"], ours_accuracies=list(r.get("accuracies") or []),
+                   diff=r["accuracy_mean"] - p.mean if paper else None,
                    flag=paper and flag(r["accuracy_mean"], r["accuracy_std"], p.mean, p.std or 0.0), run_dir=o.record.get("run_dir"),
                    numerics_version=o.record.get("numerics_version"), git_commit=o.record.get("git_commit"),
                    cost_seconds=o.record.get("cost_seconds"))
@@ -142,7 +144,7 @@ def _row(p, o: Outcome, opts: Options) -> tuple[dict, list[str]]:
             notes.append(f"OTHER CODE: numerics version {o.record.get('numerics_version')} ({commit}), "
                          f"not the current {NUMERICS_VERSION}")
     else:
-        row.update(ours_mean=None, ours_std=None, diff=None, flag=False)
+        row.update(ours_mean=None, ours_std=None, ours_accuracies=[], diff=None, flag=False)
         notes.append(_status_note(o))
     notes += row["stand_in"]
     return row, notes

@@ -388,6 +388,48 @@ def accuracy_limits(values: Sequence[float], margin: float = 1.0) -> tuple[float
     return max(0.0, min(values) - margin), min(100.0, max(values) + margin)
 
 
+# -- a table's rows as points: each test model and the mean ---------------------------------
+
+def model_accuracies(panels: dict[str, Sequence[tuple[str, Sequence[float], float, float]]], path: str | Path, *,
+                     references: dict[str, Sequence[tuple[str, float]]] | None = None, title: str | None = None,
+                     context: str | None = None) -> Path:
+    """A table's rows as points, one panel per group (a dataset), rows top to bottom in the table's order: each test
+    model's accuracy as a small dot, the mean ± std as a marker with a bar. ``panels``: group -> [(row label,
+    accuracies, mean, std)] (rows without a result are the caller's to leave out); ``references``: group ->
+    [(label, value)], dashed vertical lines (another row's mean, a number from elsewhere for scale)."""
+    references = references or {}
+    groups = list(panels) or ["(none)"]
+    height = max([len(rows) for rows in panels.values()] + [1])
+    fig = _figure(7.0 * len(groups), 1.6 + 0.42 * height + _header_inches(_notes(context)))
+    axes = fig.subplots(1, len(groups), squeeze=False)[0]
+    for ax, group in zip(axes, groups):
+        rows = panels.get(group, [])
+        if not rows:
+            _no_data(ax, "no cell computed yet")
+            continue
+        values: list[float] = []
+        for y, (_, accs, mean, std) in enumerate(rows):
+            accs = [float(a) for a in accs]
+            ax.scatter(accs, [y] * len(accs), s=14, color="0.55", zorder=2)
+            ax.errorbar([mean], [y], xerr=[std], fmt="D", ms=6, capsize=4, color="tab:blue", zorder=3)
+            ax.text(mean, y - 0.22, f"{mean:.2f}", ha="center", va="bottom", fontsize=7, color="tab:blue")
+            values += accs + [mean - std, mean + std]
+        for i, (label, value) in enumerate(references.get(group, ())):
+            ax.axvline(value, color=COLOURS[(i + 1) % len(COLOURS)], ls="--", lw=1, label=label, zorder=1)
+            values.append(value)
+        ax.set_yticks(range(len(rows)), [r[0] for r in rows], fontsize=8)
+        ax.set_ylim(len(rows) - 0.5, -0.7)  # the table's first row on top
+        ax.set_xlim(*accuracy_limits(values, margin=0.5))
+        ax.set_xlabel("test accuracy (%)")
+        ax.set_title(group, fontsize=10)
+        ax.grid(alpha=0.3, axis="x")
+        if references.get(group):
+            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - _header_inches(_notes(context)) / fig.get_figheight()))
+    _header(fig, title or "Test accuracy of each row", _notes(context))
+    return _save(fig, path)
+
+
 # -- Figure 2a: test accuracy against training steps ---------------------------------------
 
 def steps_accuracy(series: dict[str, Sequence[tuple[int, float, float]]], path: str | Path, *, distilled_steps: int | None = None,
