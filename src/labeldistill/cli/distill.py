@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..distill import DistillConfig, list_learn, list_methods, run_distillation
+from ..distill.extend import extend_run
 from ..distill.label_init import list_label_inits
 from ..distill.learned import IMAGE_INITS
 from ..protocols import canonical_protocol
@@ -105,6 +106,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                         "arithmetic, slower; may change on --resume)")
     p.add_argument("--out", default=None, help="run directory (required unless --resume)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    p.add_argument("--extend", default=None, metavar="DIR",
+                   help="continue the run in DIR (stopped or finished) to --epochs N in a new run directory --out: the same "
+                        "as a run started with N epochs, paying only the new ones; its other settings are DIR's")
     p.add_argument("--download", action="store_true", help="fetch missing datasets with torchvision")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (the same as --progress off)")
     add_common(p, progress="on")  # a distillation's bar goes into its log too: a background run says where it is
@@ -125,6 +129,10 @@ def config_from_args(args: argparse.Namespace) -> DistillConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.extend:
+        if args.resume or not args.out:
+            raise UserError("--extend DIR makes a new run: give it --out NEW (and no --resume).")
+        args.resume = str(extend_run(args.extend, args.out, epochs=args.epochs, val_every=args.val_every))
     if args.resume:
         out = Path(args.resume)
         if not (out / "config.json").exists():
