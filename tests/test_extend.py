@@ -5,6 +5,7 @@ refused in one line, each shown to differ for real."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -88,8 +89,6 @@ def test_an_implicit_run_extends_unless_it_skipped_a_refresh_at_its_last_step(tm
     _implicit(tmp_path / "short", 2, refresh_every)
     # What a continuation would give (the loop resumed to 4 epochs in a copy): equal to the straight run exactly when
     # the short run skipped no refresh; extend_run allows exactly those.
-    import shutil
-
     shutil.copytree(tmp_path / "short", tmp_path / "copy")
     continued = _implicit(tmp_path / "copy", 4, refresh_every, resume=True)
     same = torch.equal(continued.labels.value, straight.labels.value)

@@ -25,8 +25,9 @@ from ..unrolled.run import is_unrolled_record
 from .config import DistillConfig
 from .loop import CHECKPOINT
 
-# What a continuation leaves behind: the source's test and set (the new run tests its own selection), its lock.
-_NOT_COPIED = {"result.json", "distilled.safetensors", "evaluations", ".lock", "machine.json"}
+# What a continuation leaves behind: the source's test and set (the new run tests its own selection), its lock. (Its
+# machine.json stays: the machines that took the steps so far.)
+_NOT_COPIED = {"result.json", "distilled.safetensors", "evaluations", ".lock"}
 
 
 def _snapshot_epochs(state: dict) -> list[int]:

@@ -88,6 +88,12 @@ METHODS: dict[str, dict] = {
                             "teacher_epoch": "auto", "teacher_arch": "convnet3", "teacher_recipe": "expert",
                             "teacher_epochs": 32, "teacher_patience": 32, "distils_under_protocol": True,
                             "paper": "Implicit (ConvNet-3 expert start)"},
+    # The same for two epochs of label steps, validated after each (a run of this cell continues one of the row above
+    # exactly: distill --extend, distill/extend.py).
+    "implicit-mtt-expert-e2": {"kind": "distill", "method": "implicit", "label_init": "teacher", "temperature": "auto",
+                               "teacher_epoch": "auto", "teacher_arch": "convnet3", "teacher_recipe": "expert",
+                               "teacher_epochs": 32, "teacher_patience": 32, "distils_under_protocol": True,
+                               "epochs": 2, "val_every": 1, "paper": "Implicit (ConvNet-3 expert start, 2 epochs)"},
 }
 KEYS = ("seed", "target-size", "arch", "head", "steps", "optimizer", "order", "variant", "protocol", "select")  # canonical order
 EVAL_KEYS = ("arch", "head", "steps", "optimizer", "order", "variant", "protocol")  # keys that make a distillation cell an evaluation

@@ -332,9 +332,12 @@ def plan_cell(cell: Cell, opts: Options, data: DataView) -> Plan:
         # (one over the target), which --quick leaves as they are (its cost is the protocol's training, not the loop's epochs).
         under = {"test_protocol": cell.protocol, "select_protocol": cell.protocol} if cell.distils_under_protocol else {}
         quick_epochs = QUICK_EPOCHS if opts.quick and not under else None
+        # A row may name its loop's epochs and validation interval (e.g. more label epochs than the method's default).
+        loop = {k: info[k] for k in ("epochs", "val_every") if k in info}
         config = DistillConfig(
             target=target, source=source, base=cell.base, method=info["method"], seed=seed, target_size=cell.target_size,
-            epochs=quick_epochs, test_models=TEST_MODELS, split=split, device=device, **learn, **start, **under)
+            epochs=loop.pop("epochs", quick_epochs), test_models=TEST_MODELS, split=split, device=device, **learn, **start,
+            **under, **loop)
         if select != "random" and distill_takes_select():
             config = dataclasses.replace(config, base_select=select)
         run_cell = cell.with_settings(arch=None, head=None, steps=None, optimizer=None, order=None,
