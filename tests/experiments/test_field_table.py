@@ -20,7 +20,7 @@ def test_field_table_cells_and_what_they_run(tmp_path):
     assert all(c.mean is None for c in spec.cells)  # ours only
     data, opts = DataView(tmp_path / "empty"), Options(out=tmp_path)
     plans = {c.cell: plan_cell(parse_cell(c.cell), opts, data) for c in spec.cells}
-    assert len(plans) == 24 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
+    assert len(plans) == 28 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
     true, teacher = plans["mnist/baseline/100@protocol=dc-dsa"], plans["mnist/baseline-teacher/100@protocol=dc-dsa"]
     for p in (true, teacher):  # baselines run under the protocol itself: its models, its architecture
         assert p.kind == "baseline" and p.evaluation is None and p.config.protocol == "dc-dsa" and p.config.models == 5
@@ -83,6 +83,11 @@ def test_field_table_cells_and_what_they_run(tmp_path):
     assert {k: v for k, v in c2.items() if k not in ("epochs", "val_every")} == {k: v for k, v in c1.items() if k not in ("epochs", "val_every")}
     assert two.run_slug == "cifar10_implicit-mtt-expert-e2_100__protocol=dc-dsa"
     assert plan.distill_steps(two, data)[1] == 2 * plan.distill_steps(one, data)[1]
+    # Both expert rows again from an expert at MTT's own lr: their teachers differ in that alone.
+    for kind in ("baseline", "implicit"):
+        at_1e3, at_1e2 = (plans[f"cifar10/{kind}-mtt-expert{v}/100@protocol=dc-dsa"].expected_config() for v in ("", "-lr1e-2"))
+        assert (at_1e3["teacher_lr"], at_1e2["teacher_lr"]) == (None, 0.01)
+        assert {k: v for k, v in at_1e2.items() if k != "teacher_lr"} == {k: v for k, v in at_1e3.items() if k != "teacher_lr"}
     p.config.refresh_every = 0  # never
     assert plan.run_seconds(p, data) == pytest.approx(plan.TEACHER_SECONDS["lenet"] + steps * plan.IMPLICIT_STEP_SECONDS
                                                        + plan.protocol_seconds(dsa, 100, plan.TEMPERATURE_STUDENTS + 1 + 1 + 1 + 5))

@@ -88,13 +88,17 @@ METHODS: dict[str, dict] = {
                             "teacher_epoch": "auto", "teacher_arch": "convnet3", "teacher_recipe": "expert",
                             "teacher_epochs": 32, "teacher_patience": 32, "distils_under_protocol": True,
                             "paper": "Implicit (ConvNet-3 expert start)"},
-    # The same for two epochs of label steps, validated after each (a run of this cell continues one of the row above
-    # exactly: distill --extend, distill/extend.py).
-    "implicit-mtt-expert-e2": {"kind": "distill", "method": "implicit", "label_init": "teacher", "temperature": "auto",
-                               "teacher_epoch": "auto", "teacher_arch": "convnet3", "teacher_recipe": "expert",
-                               "teacher_epochs": 32, "teacher_patience": 32, "distils_under_protocol": True,
-                               "epochs": 2, "val_every": 1, "paper": "Implicit (ConvNet-3 expert start, 2 epochs)"},
 }
+# Variants of the ConvNet-3 expert's rows, each the row it names with one thing changed:
+# - two epochs of label steps, validated after each (a run of it continues one of its row's exactly: distill --extend);
+# - MTT's own expert lr (buffer.py's default, 1e-2; Qin et al.'s scripts train at 1e-3): the 32 epochs then span far more
+#   of the expert's training (at 1e-3 its labels still improved at its last epoch, session 42).
+METHODS["implicit-mtt-expert-e2"] = {**METHODS["implicit-mtt-expert"], "epochs": 2, "val_every": 1,
+                                     "paper": "Implicit (ConvNet-3 expert start, 2 epochs)"}
+for _kind in ("baseline", "implicit"):
+    _row = METHODS[f"{_kind}-mtt-expert"]
+    METHODS[f"{_kind}-mtt-expert-lr1e-2"] = {**_row, "teacher_lr": 0.01, "paper": _row["paper"][:-1] + ", lr 1e-2)"}
+del _kind, _row
 KEYS = ("seed", "target-size", "arch", "head", "steps", "optimizer", "order", "variant", "protocol", "select")  # canonical order
 EVAL_KEYS = ("arch", "head", "steps", "optimizer", "order", "variant", "protocol")  # keys that make a distillation cell an evaluation
 LABEL_SET_KEYS = ("optimizer", "order", "protocol")  # evaluations of label sets only (a DD / SLDD set: @variant)

@@ -91,7 +91,7 @@ TEACHER_SECONDS = {"lenet": 150.0, "alexnet": 2230.0}
 # MNIST 9 s, ConvNet-3 on MNIST 570 s (session 9; CIFAR-10's 32 x 32 images cost more), AlexCifarNet on CIFAR-10 160 s.
 TEACHER_EPOCH_SECONDS = {"lenet": 10.0, "alexnet": 160.0, "convnet3": 570.0}
 TEMPERATURE_STUDENTS = 4
-TEACHER_KEYS = ("teacher_arch", "teacher_epochs", "teacher_patience", "teacher_recipe")  # how a row's teacher trains, where it names one
+TEACHER_KEYS = ("teacher_arch", "teacher_epochs", "teacher_patience", "teacher_recipe", "teacher_lr")  # how a row's teacher trains, where it names one
 # --teacher-epoch auto: a student for each of 1, 2, 4, 8 and the best epoch (MNIST's LeNet: 12, CIFAR-10's AlexCifarNet:
 # 11), the best epoch's already trained for the temperature; then the temperature again at a chosen early epoch.
 EPOCH_STUDENTS = 4 + TEMPERATURE_STUDENTS - 1
