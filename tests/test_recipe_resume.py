@@ -3,6 +3,7 @@ checkpoint=, resume=)``), through a state file; and a teacher's training, cut af
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import pytest
 import torch
@@ -102,3 +103,45 @@ def test_teacher_training_cut_after_an_epoch_resumes_to_the_same_teacher(mnist_s
     stale.rename(target.with_name(target.stem + ".partial.safetensors"))
     _, _, rec3 = train_teacher(mnist_small_target, other, cache_dir=tmp_path / "cut2")
     assert "resumed_after_epoch" not in rec3
+
+
+@pytest.mark.parametrize("recipe", ["adam", "expert"])  # expert: SGD on DSA views (the augmenter's streams go on too)
+def test_a_longer_teacher_goes_on_from_a_shorter_one_and_equals_its_own_training(mnist_small_target, tmp_path, recipe):
+    from labeldistill.teacher import FINAL, teacher_config, train_teacher_epochs
+
+    cfg = lambda epochs, patience: teacher_config("lenet", seed=0, epochs=epochs, patience=patience, recipe=recipe)  # noqa: E731
+    _, fresh, rec = train_teacher_epochs(mnist_small_target, cfg(4, 4), cache_dir=tmp_path / "fresh")
+    _, _, short = train_teacher_epochs(mnist_small_target, cfg(2, 2), cache_dir=tmp_path / "shared")
+    assert len(list((tmp_path / "shared").glob("*" + FINAL))) == 1 and "extended_from" not in short
+    _, went_on, rec2 = train_teacher_epochs(mnist_small_target, cfg(4, 4), cache_dir=tmp_path / "shared")
+    assert rec2["extended_from"]["epochs"] == 2 and "resumed_after_epoch" not in rec2
+    for k in ("val_accuracy", "best_epoch", "epochs_trained", "test_accuracy", "validation_curve"):
+        assert rec2[k] == rec[k], k
+    assert sorted(went_on) == sorted(fresh) == [1, 2, 3, 4]
+    for e, st in fresh.items():
+        for n, t in st.params.items():
+            assert torch.equal(went_on[e].params[n], t), (e, n)
+    assert len(list((tmp_path / "shared").glob("*" + FINAL))) == 2  # the longer one can be continued in turn
+
+
+def test_a_longer_teacher_whose_patience_would_have_stopped_it_earlier_trains_afresh(mnist_small_target, tmp_path):
+    from labeldistill.teacher import FINAL, _stops_by, teacher_config, train_teacher
+
+    assert _stops_by({1: 50.0, 2: 60.0, 3: 59.0, 4: 58.0}, 2) == 4 and _stops_by({1: 50.0, 2: 60.0, 3: 59.0}, 2) is None
+    assert _stops_by({1: 60.0, 2: 60.0}, 1) == 2  # a tie is no improvement (the observer's strict >)
+    cfg = lambda epochs, patience, **kw: teacher_config("lenet", seed=0, epochs=epochs, patience=patience, **kw)  # noqa: E731
+    train_teacher(mnist_small_target, cfg(3, 3), cache_dir=tmp_path / "a")
+    # The shorter teacher's record, as if its epoch 3 had not improved on epoch 2: a patience of 1 would have stopped
+    # a longer training there, so that one trains afresh; with a patience of 2 it goes on.
+    for patience, goes_on in ((1, False), (2, True)):
+        folder = tmp_path / f"p{patience}"
+        shutil.copytree(tmp_path / "a", folder)
+        final = next(folder.glob("*" + FINAL))
+        saved = load_state(final)
+        saved["curve"] = {"1": 50.0, "2": 60.0, "3": 59.0}
+        save_state(final, saved)
+        _, _, rec = train_teacher(mnist_small_target, cfg(5, patience), cache_dir=folder)
+        assert ("extended_from" in rec) == goes_on, patience
+    # Another setting (here the lr) is another teacher: never continued from this one.
+    _, _, other = train_teacher(mnist_small_target, cfg(5, 5, lr=3e-3), cache_dir=tmp_path / "a")
+    assert "extended_from" not in other

@@ -38,7 +38,8 @@ def test_epochs_kept_equal_the_teacher_and_its_cache(mnist_small_target, tmp_pat
             torch.testing.assert_close(again[e].params[n], t, rtol=0, atol=0)
     # The plain teacher still reads its own file (the epochs are a request, not another teacher).
     _, _, rec_b = train_teacher(mnist_small_target, cfg, cache_dir=tmp_path)
-    assert rec_b["cache"]["reused"] and len(list(tmp_path.glob("*.safetensors"))) == 2
+    assert rec_b["cache"]["reused"] and len(list(tmp_path.glob("*.safetensors"))) == 3  # + its last training state
+    assert len(list(tmp_path.glob("*" + teacher_mod.FINAL))) == 1
 
 
 def test_teacher_training_shows_its_epochs(mnist_small_target, tmp_path, capsys, cut_teacher_training):
@@ -203,7 +204,7 @@ def test_default_teacher_keeps_its_cache_key_and_the_expert_recipe_trains_with_s
     assert rec["config"]["augment"] == "dsa"
     _, plain, _ = train_teacher(mnist_small_target, cheap, cache_dir=tmp_path / "whole")
     assert recipes[-1].optimizer == "adam" and recipes[-1].augmentation is None
-    assert len(list((tmp_path / "whole").glob("*.safetensors"))) == 2  # two teachers, two cache files
+    assert len(list((tmp_path / "whole").glob("*.safetensors"))) == 4  # two teachers, each with its last training state
     monkeypatch.setattr(teacher_mod, "train_models", real)
     cut_teacher_training(1)
     with pytest.raises(KeyboardInterrupt):

@@ -228,6 +228,9 @@ def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep_epochs: b
     # interrupted training goes on from its last epoch, exactly as if it had not stopped.
     partial = None if path is None else path.with_name(path.stem + ".partial.safetensors")
     resume, before = _partial_teacher(partial, key, curve, best, reference=tx, kept=kept)
+    extended = None
+    if resume is None and path is not None:  # else a cached teacher of fewer epochs, trained them all, goes on
+        resume, before, extended = _shorter_teacher(path, key, cfg, curve, best, reference=tx, kept=kept)
     # A CIFAR-10 teacher trains for most of an hour of a CPU core: one tick an epoch, with its validation accuracy
     # (each shown: epochs are rare, mininterval 0).
     bar = tqdm(total=cfg.epochs, initial=max(curve, default=0), unit="epoch", leave=False, disable=not progress, mininterval=0,
@@ -244,11 +247,17 @@ def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep_epochs: b
             best.update(val=curve[epoch], epoch=epoch, state=st.select(slice(None)))
         return epoch - best["epoch"] >= cfg.patience
 
-    def checkpoint(ck: RecipeCheckpoint) -> None:
+    last: list[RecipeCheckpoint] = [] if resume is None else [resume]
+
+    def training_state(ck: RecipeCheckpoint, epochs: dict[int, ModelState] | None) -> dict:
         b = best["state"]
-        save_state(partial, {"key": key, "training": ck.to_dict(), "curve": curve, "seconds": before + time.perf_counter() - t0,
-                             "best": {"val": best["val"], "epoch": best["epoch"], "params": b.params, "buffers": b.buffers, "head": b.head},
-                             **({} if kept is None else {"epochs": _states_dict(kept)})})
+        return {"key": key, "training": ck.to_dict(), "curve": curve, "seconds": before + time.perf_counter() - t0,
+                "best": {"val": best["val"], "epoch": best["epoch"], "params": b.params, "buffers": b.buffers, "head": b.head},
+                **({} if epochs is None else {"epochs": _states_dict(epochs)})}
+
+    def checkpoint(ck: RecipeCheckpoint) -> None:
+        last[:] = [ck]
+        save_state(partial, training_state(ck, kept))
 
     with bar:
         train_models(learner, tx, torch.nn.functional.one_hot(target.train.y, target.num_classes).float(), 1, seeds,
@@ -262,7 +271,8 @@ def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep_epochs: b
               "test_accuracy": round(float(accuracy(learner, state, test_x, target.test.y)[0]) * 100, 4),
               "validation_curve": {str(k): round(v, 4) for k, v in curve.items()}, "config": dataclasses.asdict(cfg),
               "seconds": round(before + time.perf_counter() - t0, 3), "key": key, "versions": versions(),
-              **({"resumed_after_epoch": resume.step // per_epoch} if resume is not None else {})}
+              **({"resumed_after_epoch": resume.step // per_epoch} if resume is not None and extended is None else {}),
+              **({"extended_from": extended} if extended is not None else {})}
     if found is not None:  # trained again for its epochs: the cached teacher stays what runs made with it used
         same = all(torch.equal(state.params[n], t) for n, t in found[0].params.items())
         record["same_as_cached"] = same
@@ -278,6 +288,8 @@ def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep_epochs: b
             atomic_write_bytes(path, save(tensors, metadata={"record": json.dumps(record, sort_keys=True)}))
         if kept is not None:
             save_state(epochs_file, {"key": key, "epochs": _states_dict(kept)})  # type: ignore[arg-type]
+        if last and last[0].step == cfg.epochs * per_epoch:  # trained every epoch: a longer teacher may go on from here
+            save_state(path.with_name(path.stem + FINAL), training_state(last[0], None))
         partial.unlink(missing_ok=True)  # type: ignore[union-attr]  (a cache file has its partial file beside it)
     if kept is not None:
         for st in kept.values():
@@ -312,6 +324,60 @@ def _cached_epochs(path: Path | None, key: dict, reference: torch.Tensor) -> dic
     """The per-epoch weights cached beside a teacher (:func:`train_teacher_epochs`), or None."""
     saved = _keyed_state(path, key, reference)
     return None if saved is None else _states_from(saved["epochs"], reference)
+
+
+FINAL = ".final.safetensors"  # beside a teacher that trained all its epochs: its training's last state
+
+
+def _stops_by(curve: dict[int, float], patience: int) -> int | None:
+    """The epoch at which a training of this validation ``curve`` stops for ``patience`` (as ``_train_teacher``'s
+    observer decides: ``patience`` epochs after the first best), or None where it would not stop within it."""
+    best_epoch, best_val = 0, float("-inf")
+    for e in sorted(curve):
+        if curve[e] > best_val:
+            best_epoch, best_val = e, curve[e]
+        if e - best_epoch >= patience:
+            return e
+    return None
+
+
+def _without_length(key: dict) -> dict:
+    return {**key, "teacher": {k: v for k, v in key["teacher"].items() if k not in ("epochs", "patience")}}
+
+
+def _shorter_teacher(path: Path, key: dict, cfg: TeacherConfig, curve: dict[int, float], best: dict, *,
+                     reference: torch.Tensor, kept: dict[int, ModelState] | None = None
+                     ) -> tuple[RecipeCheckpoint | None, float, dict | None]:
+    """A cached teacher of every setting of this one (``key``) but fewer epochs, which trained all of them (its
+    ``FINAL`` file): the longest such, filling ``curve`` / ``best`` / ``kept`` as :func:`_partial_teacher` does, with its
+    last training state, seconds and a record of it. Going on from it equals training this teacher from the start: no
+    teacher recipe has a step that depends on the epochs still to come (no lr schedule; the minibatch orders come from
+    the seeds, epoch by epoch); and this teacher's ``patience`` must not have stopped it within those epochs.
+    (None, 0, None) where there is none."""
+    want, found = _without_length(key), None
+    for f in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*" + FINAL):
+        try:
+            saved = load_state(f, device=reference.device)
+        except ArtifactError:
+            continue
+        k = saved.get("key") or {}
+        epochs = int((k.get("teacher") or {}).get("epochs", 0))
+        if (k.get("teacher") and _without_length(k) == want and epochs < cfg.epochs
+                and _stops_by({int(e): float(v) for e, v in saved["curve"].items()}, cfg.patience) is None
+                and (found is None or epochs > found[1])):
+            found = (f, epochs, saved)
+    if found is None:
+        return None, 0.0, None
+    f, epochs, saved = found
+    if kept is not None:
+        those = _cached_epochs(f.with_name(f.name[: -len(FINAL)] + ".epochs.safetensors"), saved["key"], reference)
+        if those is None:
+            return None, 0.0, None
+        kept.update(those)
+    curve.update({int(e): float(v) for e, v in saved["curve"].items()})
+    b = saved["best"]
+    best.update(val=float(b["val"]), epoch=int(b["epoch"]), state=ModelState(b["params"], b["buffers"], b["head"], reference))
+    return RecipeCheckpoint.from_dict(saved["training"]), float(saved["seconds"]), {"file": f.name, "epochs": epochs}
 
 
 def _partial_teacher(partial: Path | None, key: dict, curve: dict[int, float], best: dict, *,
