@@ -191,3 +191,41 @@ def test_a_run_stopped_before_its_configuration_starts_again_and_adopts_its_sibl
     (other / "ledger").mkdir(parents=True)
     (other / "notes.txt").write_text("mine")
     assert run_cells(["mnist/ld-rr/10"], opts)[0].status == "conflict" and (other / "notes.txt").read_text() == "mine"
+
+
+def _as_finished_after(run_dir, *, epoch: int, step: int) -> None:
+    """The fake run's checkpoint replaced by the parts of a real one that an extension reads (a one-student implicit
+    run that validated its last epoch)."""
+    from labeldistill.runs import save_state
+
+    save_state(run_dir / "checkpoint.safetensors", {"epoch": epoch, "step": step, "students": {"followed": step},
+                                                    "selector": {"history": [{"epoch": epoch}], "pending": []}})
+
+
+@pytest.mark.parametrize("step", [3, 5])  # 5: a multiple of the refresh interval, skipped at the last step: not continued
+def test_a_cell_of_more_epochs_extends_the_run_of_fewer(fakes, opts, step):
+    from labeldistill.experiments import parse_cell, plan_cell
+    from labeldistill.experiments.runner import run_state
+
+    one, two = (f"mnist/implicit-mtt-expert{v}/100@protocol=dc-dsa" for v in ("", "-e2"))
+    run_cells([one], opts)
+    short = opts.out / "runs" / "mnist_implicit-mtt-expert_100__protocol=dc-dsa"
+    _as_finished_after(short, epoch=1, step=step)
+    before = (short / "result.json").read_text()
+    plan = plan_cell(parse_cell(two), opts, DataView(opts.data_root))
+    state, detail = run_state(plan, opts.out)
+    if step == 5:
+        assert (state, detail) == ("new", "")
+        return
+    assert (state, detail) == ("extend", str(short))
+    from labeldistill.experiments.runner import describe_action
+
+    assert describe_action(plan, opts).startswith(f"extend the run {short} into ")
+    [out] = run_cells([two], opts)
+    longer = plan.run_dir(opts.out)
+    assert out.status == "done" and out.action == f"extended the run {short}"
+    assert fakes.calls[-1] == ("distill", longer.name, True)  # resumed from the copy
+    rec = read_json(longer / "config.json")
+    assert (rec["config"]["epochs"], rec["config"]["val_every"]) == (2, 1) and rec["extended_from"][0]["run"] == str(short)
+    assert (short / "result.json").read_text() == before
+    assert run_state(plan, opts.out)[0] == "finished"

@@ -200,7 +200,7 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
     from ..experiments.plan import (distill_steps, evaluation_seconds, fmt_seconds, reduced_note, remaining_run_seconds,
                                     selection_seconds)
     from ..experiments.runner import selections_dir
-    from ..experiments.runner import load_cell_record, run_state
+    from ..experiments.runner import load_cell_record, progress_of, run_state
 
     counted: set[str] = set()
     selections: set[tuple] = set()
@@ -231,7 +231,7 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
                 action = f"reuse finished run {run_dir}"
                 counts["reuse"] += 1
             else:
-                seconds, done_epochs = remaining_run_seconds(plan, data, state, run_dir)
+                seconds, done_epochs = remaining_run_seconds(plan, data, *progress_of(plan, opts, state, detail))
                 key = (plan.cell.target, plan.cell.base, plan.cell.seed, plan.select)
                 if plan.select != "random" and key not in selections:
                     selections.add(key)
@@ -241,7 +241,7 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
                     action = ""
                 if plan.kind in ("unrolled", "distill"):
                     epochs, steps = distill_steps(plan, data)  # DD / SLDD: outer epochs and iterations
-                    verb = "distil" if state != "resume" else ("resume" if done_epochs else "resume (at most)")
+                    verb = {"resume": "resume" if done_epochs else "resume (at most)", "extend": f"extend {detail} to"}.get(state, "distil")
                     at = f" (done: {done_epochs} epochs)" if done_epochs else ""
                     if plan.kind == "unrolled":
                         resolved, _ = plan.config.resolve(plan.config.target, plan.num_classes, plan.channels)
@@ -251,7 +251,7 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
                         cfg = plan.config.resolve(plan.config.target, plan.channels)
                         what = f"{cfg.method}/{cfg.arch}" + (f", learning {cfg.learn} from {cfg.image_init}" if cfg.learn != "labels" else "")
                         action += f"{verb} {what}, {epochs} epoch{'s' * (epochs != 1)} = {steps} steps{at}, into {run_dir}"
-                    counts["resume" if state == "resume" else "distill"] += 1
+                    counts["resume" if state in ("resume", "extend") else "distill"] += 1
                 else:
                     action += f"baseline ({plan.config.head} head, smoothing {plan.config.smoothing}) into {run_dir}"
                     counts["baseline"] += 1

@@ -28,6 +28,7 @@ from pathlib import Path
 from .._version import __version__
 from ..baselines import baseline
 from ..distill import run_distillation
+from ..distill.extend import check_extension, extend_run
 from ..distill.loop import CHECKPOINT, Interrupted
 from ..errors import ArtifactError, UserError
 from ..numerics import NUMERICS_VERSION
@@ -109,13 +110,16 @@ _STARTED_ONLY = {".lock", "machine.json", RUN_LEDGER}
 
 
 def run_state(plan: Plan, out: Path, reuse_any_version: bool = False) -> tuple[str, str]:
-    """("finished" | "resume" | "new" | "stale" | "conflict", detail) of the plan's run directory.
+    """("finished" | "resume" | "extend" | "new" | "stale" | "conflict", detail) of the plan's run directory.
 
     "stale": the run (finished or not) was made with another numerics version; it is not reused
-    (unless ``reuse_any_version`` and it is finished) but moved aside and the cell is run again."""
+    (unless ``reuse_any_version`` and it is finished) but moved aside and the cell is run again.
+    "extend": no run yet, but another cell's run in ``out`` is this one with fewer epochs (detail: its directory),
+    which ``distill --extend`` continues exactly (:func:`shorter_run`)."""
     run_dir = plan.run_dir(out)
     if not run_dir.exists() or not any(p.name != ".lock" for p in run_dir.iterdir()):
-        return "new", ""
+        shorter = shorter_run(plan, out) if plan.kind == "distill" else None
+        return ("extend", str(shorter)) if shorter is not None else ("new", "")
     stored = stored_config(plan, run_dir)
     has_result = (run_dir / "result.json").exists()
     if stored is None:
@@ -137,6 +141,28 @@ def run_state(plan: Plan, out: Path, reuse_any_version: bool = False) -> tuple[s
     return "new", ""
 
 
+def shorter_run(plan: Plan, out: Path) -> Path | None:
+    """The run in ``out`` (another cell's: a row of one epoch for a row of two) of this distillation cell's configuration
+    but fewer epochs (and any ``val_every``), of this numerics version, that continued to this cell's epochs equals
+    this cell's run (:func:`~labeldistill.distill.extend.check_extension`); the longest such, or None."""
+    want = plan.expected_config()
+    found: tuple[int, Path] | None = None
+    for config_file in sorted((Path(out) / "runs").glob("*/config.json")):
+        run_dir = config_file.parent
+        stored = stored_config(plan, run_dir)
+        epochs = (stored or {}).get("epochs")
+        if (stored is None or not isinstance(epochs, int) or epochs >= want["epochs"] or run_dir == plan.run_dir(out)
+                or config_diff({**want, "epochs": epochs, "val_every": stored.get("val_every")}, stored)
+                or numerics_of(run_record(plan, run_dir)) != NUMERICS_VERSION or (found is not None and epochs <= found[0])):
+            continue
+        try:
+            check_extension(run_dir, epochs=want["epochs"], val_every=want["val_every"])
+        except (UserError, ArtifactError):
+            continue
+        found = (epochs, run_dir)
+    return None if found is None else found[1]
+
+
 def unit_seconds(plans: list[Plan], opts: Options, data: _plan.DataView) -> float:
     """Estimated seconds still to spend on one unit of work (plans sharing a run directory, or a stack
     of runs), the dry run's estimate: each distinct run once, as far as it is still to go (a finished
@@ -144,9 +170,14 @@ def unit_seconds(plans: list[Plan], opts: Options, data: _plan.DataView) -> floa
     runs: dict[str, float] = {}
     for plan in plans:
         if plan.run_slug not in runs:
-            state, _ = run_state(plan, opts.out, opts.reuse_any_version)
-            runs[plan.run_slug] = _plan.remaining_run_seconds(plan, data, state, plan.run_dir(opts.out))[0]
+            state, detail = run_state(plan, opts.out, opts.reuse_any_version)
+            runs[plan.run_slug] = _plan.remaining_run_seconds(plan, data, *progress_of(plan, opts, state, detail))[0]
     return sum(runs.values()) + sum(_plan.evaluation_seconds(plan) for plan in plans)
+
+
+def progress_of(plan: Plan, opts: Options, state: str, detail: str) -> tuple[str, Path]:
+    """(state, run directory) to estimate a run's remaining time from: an extension goes on where its source stands."""
+    return ("resume", Path(detail)) if state == "extend" else (state, plan.run_dir(opts.out))
 
 
 def set_aside(run_dir: Path, version: int | None) -> Path:
@@ -187,6 +218,12 @@ def ensure_run(plan: Plan, opts: Options, stacked: dict[str, str] | None = None)
     state, detail = run_state(plan, opts.out, opts.reuse_any_version)
     if state == "conflict":
         raise RunConflict(f"{detail}; move it away or use another --out.")
+    if state == "extend":  # the longer run made from the shorter one, then resumed as any run
+        extend_run(detail, run_dir, epochs=plan.expected_config()["epochs"], val_every=plan.expected_config()["val_every"])
+        state = "resume"
+        done = f"extended the run {detail}"
+    else:
+        done = {"finished": "reused run", "resume": "resumed run", "new": "ran", "stale": "ran"}[state]
     if state in ("new", "resume", "stale"):
         state = ready_run_dir(plan, opts, state)
         if plan.kind == "distill":
@@ -199,7 +236,7 @@ def ensure_run(plan: Plan, opts: Options, stacked: dict[str, str] | None = None)
     result = _read(run_dir / "result.json")
     if result is None:
         raise UserError(f"{run_dir} finished without a readable result.json.")
-    return result, {"finished": "reused run", "resume": "resumed run", "new": "ran"}[state]
+    return result, done
 
 
 def ready_run_dir(plan: Plan, opts: Options, state: str) -> str:
@@ -505,6 +542,7 @@ def describe_action(plan: Plan, opts: Options) -> str:
     where = plan.run_dir(opts.out)
     fresh = f"{'baseline' if plan.kind == 'baseline' else 'distil'} into {where}"
     what = {"finished": f"reuse finished run {where}", "resume": f"resume {plan.kind} run {where}", "new": fresh,
+            "extend": f"extend the run {detail} into {where}",
             "stale": f"set aside the run {detail}, {fresh}", "conflict": f"conflict: {detail}"}[state]
     if plan.evaluation:
         ev = ", ".join(f"{k}={v}" for k, v in plan.evaluation.items() if v is not None)
