@@ -98,7 +98,9 @@ def _table() -> TableSpec:
                "accuracy; the temperature chosen at the best epoch, then again at the epoch chosen.",
                "ConvNet-3 expert: the students' architecture as the teacher, trained as MTT's buffer.py trains experts (plain "
                "SGD at lr 1e-3 without momentum or weight decay, minibatches of 256, DSA views, on ZCA-whitened images for "
-               "colour data: Qin et al.'s CIFAR-10 expert), 32 epochs, its labelling epoch chosen as above.",
+               "colour data: Qin et al.'s CIFAR-10 expert), 32 epochs, its labelling epoch chosen as above. '2 epochs': "
+               "its implicit row with a second epoch of label steps, validated after each (reproduce continues the "
+               "one-epoch row's run: distill --extend); 'at lr 1e-2': the expert at MTT's own lr instead of 1e-3.",
                "For scale (not computed here): Qin et al. 2024 report 46.3 % on CIFAR-10 with 10 images per class (random "
                "real images, ConvNet-3 experts' labels, ZCA and DSA) under their own evaluation: 3,000 epochs with lr x 0.3 "
                "at each quarter, and each model's best of 15 test-set checks (the protocol qin2024, which reports that choice "
