@@ -39,8 +39,8 @@ def _due_epochs(done: int, val_every: int) -> list[int]:
     return [e for e in range(1, done + 1) if e % val_every == 0]
 
 
-def check_extension(source: str | Path, *, epochs: int, val_every: int | None = None) -> tuple[dict, int, int]:
-    """The source run's ``config.json`` record, its steps and its epochs so far, where continuing it to ``epochs`` epochs
+def check_extension(source: str | Path, *, epochs: int, val_every: int | None = None) -> tuple[dict, int, int, int]:
+    """The source run's ``config.json`` record, its steps and its epochs so far and the longer run's ``val_every``, where continuing it to ``epochs`` epochs
     (``val_every``: the longer run's, default the source's) equals a run started so; else a one-line UserError."""
     source = Path(source)
     if not (source / "config.json").is_file() or not (source / CHECKPOINT).is_file():
@@ -66,7 +66,7 @@ def check_extension(source: str | Path, *, epochs: int, val_every: int | None = 
     if followed is not None and every and done == cfg.epochs and int(followed) == step and step % every == 0:
         raise UserError(f"{source} skipped the student refresh due at its last step ({step}, a multiple of "
                         f"--refresh-every {every}), which a longer run makes: start the longer run afresh.")
-    return record, step, done
+    return record, step, done, val_every
 
 
 def extend_run(source: str | Path, out: str | Path, *, epochs: int, val_every: int | None = None) -> Path:
@@ -74,11 +74,10 @@ def extend_run(source: str | Path, out: str | Path, *, epochs: int, val_every: i
     the source's), ready for ``run_distillation(..., resume=True)``; refuse, in one line, what would not equal a
     run started so (:func:`check_extension`)."""
     source, out = Path(source), Path(out)
-    record, step, done = check_extension(source, epochs=epochs, val_every=val_every)
+    record, step, done, val_every = check_extension(source, epochs=epochs, val_every=val_every)
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out} is not empty; extend into a new run directory.")
     cfg = DistillConfig.from_dict(record["config"])
-    val_every = cfg.val_every if val_every is None else int(val_every)
     out.mkdir(parents=True, exist_ok=True)
     for item in source.iterdir():
         if item.name in _NOT_COPIED:

@@ -219,7 +219,8 @@ def ensure_run(plan: Plan, opts: Options, stacked: dict[str, str] | None = None)
     if state == "conflict":
         raise RunConflict(f"{detail}; move it away or use another --out.")
     if state == "extend":  # the longer run made from the shorter one, then resumed as any run
-        extend_run(detail, run_dir, epochs=plan.expected_config()["epochs"], val_every=plan.expected_config()["val_every"])
+        want = plan.expected_config()
+        extend_run(detail, run_dir, epochs=want["epochs"], val_every=want["val_every"])
         state = "resume"
         done = f"extended the run {detail}"
     else:
