@@ -110,10 +110,10 @@ def test_a_longer_teacher_goes_on_from_a_shorter_one_and_equals_its_own_training
     from labeldistill.teacher import FINAL, teacher_config, train_teacher_epochs
 
     cfg = lambda epochs, patience: teacher_config("lenet", seed=0, epochs=epochs, patience=patience, recipe=recipe)  # noqa: E731
-    _, fresh, rec = train_teacher_epochs(mnist_small_target, cfg(4, 4), cache_dir=tmp_path / "fresh")
-    _, _, short = train_teacher_epochs(mnist_small_target, cfg(2, 2), cache_dir=tmp_path / "shared")
+    _, fresh, rec = train_teacher_epochs(mnist_small_target, cfg(4, 4), cache_dir=tmp_path / "fresh", epochs=range(1, 5))
+    _, _, short = train_teacher_epochs(mnist_small_target, cfg(2, 2), cache_dir=tmp_path / "shared", epochs=range(1, 5))
     assert len(list((tmp_path / "shared").glob("*" + FINAL))) == 1 and "extended_from" not in short
-    _, went_on, rec2 = train_teacher_epochs(mnist_small_target, cfg(4, 4), cache_dir=tmp_path / "shared")
+    _, went_on, rec2 = train_teacher_epochs(mnist_small_target, cfg(4, 4), cache_dir=tmp_path / "shared", epochs=range(1, 5))
     assert rec2["extended_from"]["epochs"] == 2 and "resumed_after_epoch" not in rec2
     for k in ("val_accuracy", "best_epoch", "epochs_trained", "test_accuracy", "validation_curve"):
         assert rec2[k] == rec[k], k

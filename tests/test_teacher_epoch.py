@@ -1,5 +1,5 @@
-"""The teacher epoch that labels (``--teacher-epoch best | auto | N``): every epoch's weights kept beside the cached
-teacher, equal to the teacher trained without them, resumable; ``auto`` chooses the epoch whose labels train the best
+"""The teacher epoch that labels (``--teacher-epoch best | auto | N``): the weights of the epochs asked for kept beside
+the cached teacher, equal to the teacher trained without them, resumable; ``auto`` chooses the epoch whose labels train the best
 validation student (Qin et al.'s early-stopped expert), on real MNIST images."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ def test_epochs_kept_equal_the_teacher_and_its_cache(mnist_small_target, tmp_pat
 
     cfg = TeacherConfig(arch="lenet", seed=0, epochs=3, patience=3)
     _, best, rec = train_teacher(mnist_small_target, cfg, cache_dir=tmp_path)
-    learner, epochs, rec_e = teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path)
+    learner, epochs, rec_e = teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path, epochs=(1, 2, 3))
     # The cached teacher had no epochs file: it trained again, the same way, and wrote one beside it.
     assert not rec_e["cache"]["reused"] and sorted(epochs) == [1, 2, 3] == sorted(int(e) for e in rec["validation_curve"])
     assert len(list(tmp_path.glob("*.epochs.safetensors"))) == 1 and rec_e["same_as_cached"] is True
@@ -31,7 +31,7 @@ def test_epochs_kept_equal_the_teacher_and_its_cache(mnist_small_target, tmp_pat
         assert acc == pytest.approx(rec["validation_curve"][str(e)], abs=1e-3)
     assert any(not torch.equal(epochs[1].params[n], t) for n, t in epochs[3].params.items())  # epochs differ
     # Now both files are there: reused, the same weights.
-    _, again, rec_a = teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path)
+    _, again, rec_a = teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path, epochs=(1, 2, 3))
     assert rec_a["cache"]["reused"]
     for e in epochs:
         for n, t in epochs[e].params.items():
@@ -40,6 +40,37 @@ def test_epochs_kept_equal_the_teacher_and_its_cache(mnist_small_target, tmp_pat
     _, _, rec_b = train_teacher(mnist_small_target, cfg, cache_dir=tmp_path)
     assert rec_b["cache"]["reused"] and len(list(tmp_path.glob("*.safetensors"))) == 3  # + its last training state
     assert len(list(tmp_path.glob("*" + teacher_mod.FINAL))) == 1
+
+
+def test_only_the_epochs_asked_for_are_kept_and_a_later_request_adds_its_own(mnist_small_target, tmp_path,
+                                                                              cut_teacher_training):
+    """By default the grid ``auto`` scores (TEACHER_EPOCHS: 1, 2, 4, ...) and the best epoch, not every epoch: the
+    partial and epochs files hold those only; an epoch asked for later trains the teacher again (the same weights) and
+    the file then holds both requests' epochs; a partial file holding more epochs resumes, thinned."""
+    import labeldistill.teacher as teacher_mod
+
+    cfg = TeacherConfig(arch="lenet", seed=0, epochs=3, patience=3)
+    _, every, rec = teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path / "every", epochs=(1, 2, 3))
+    best = rec["best_epoch"]
+    cut_teacher_training(2)
+    with pytest.raises(KeyboardInterrupt):  # a partial file of every epoch so far (as teachers wrote them until session 45)
+        teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path / "grid", epochs=(1, 2, 3))
+    cut_teacher_training.restore()
+    _, grid, rec_g = teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path / "grid")
+    assert rec_g["resumed_after_epoch"] == 2 and sorted(grid) == sorted({1, 2, best})
+    epochs_file = next((tmp_path / "grid").glob("*.epochs.safetensors"))
+    assert sorted(load_state(epochs_file)["epochs"]) == [1, 2]  # 3 is not on the grid (the best is in the teacher's file)
+    for e, st in grid.items():
+        for n, t in st.params.items():
+            assert torch.equal(every[e].params[n], t), (e, n)
+    # Epoch 3 by number: not kept, so the teacher trains again and keeps it beside the grid's epochs.
+    _, third, rec_3 = teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path / "grid", epochs=(3,))
+    assert not rec_3["cache"]["reused"] and rec_3["same_as_cached"] and sorted(third) == sorted({3, best})
+    assert sorted(load_state(epochs_file)["epochs"]) == [1, 2, 3]
+    for n, t in third[3].params.items():
+        assert torch.equal(every[3].params[n], t), n
+    _, again, rec_a = teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path / "grid", epochs=(1, 3))
+    assert rec_a["cache"]["reused"] and sorted(again) == sorted({1, 3, best})
 
 
 def test_teacher_training_shows_its_epochs(mnist_small_target, tmp_path, capsys, cut_teacher_training):
@@ -63,7 +94,7 @@ def test_epochs_resume_from_a_cut_training(mnist_small_target, tmp_path, cut_tea
     import labeldistill.teacher as teacher_mod
 
     cfg = TeacherConfig(arch="lenet", seed=0, epochs=3, patience=3)
-    _, whole, _ = teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path / "whole")
+    _, whole, _ = teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path / "whole", epochs=(1, 2, 3))
     # A partial file without the epochs (a plain teacher's) cannot give them: the training starts afresh.
     cut_teacher_training(2)
     with pytest.raises(KeyboardInterrupt):
@@ -71,10 +102,10 @@ def test_epochs_resume_from_a_cut_training(mnist_small_target, tmp_path, cut_tea
     partial = next((tmp_path / "cut").glob("*.partial.safetensors"))
     assert "epochs" not in load_state(partial)
     with pytest.raises(KeyboardInterrupt):
-        teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path / "cut")
+        teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path / "cut", epochs=(1, 2, 3))
     assert sorted(load_state(partial)["epochs"]) == [1, 2]
     cut_teacher_training.restore()
-    _, resumed, rec = teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path / "cut")
+    _, resumed, rec = teacher_mod.train_teacher_epochs(mnist_small_target, cfg, cache_dir=tmp_path / "cut", epochs=(1, 2, 3))
     assert rec["resumed_after_epoch"] == 2 and sorted(resumed) == [1, 2, 3]
     for e in whole:
         for n, t in whole[e].params.items():

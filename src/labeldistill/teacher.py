@@ -20,11 +20,12 @@ import json
 import re
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -177,22 +178,34 @@ def train_teacher(target, cfg: TeacherConfig, *, zca=None, cache_dir: Path | Non
     :func:`teacher_cache_dir`; None: no cache). ``progress``: a bar over the epochs a training runs (none for a
     cached teacher).
     """
-    learner, state, record, _ = _train_teacher(target, cfg, zca=zca, cache_dir=cache_dir, keep_epochs=False, progress=progress)
+    learner, state, record, _ = _train_teacher(target, cfg, zca=zca, cache_dir=cache_dir, keep=None, progress=progress)
     return learner, state, record
 
 
 def train_teacher_epochs(target, cfg: TeacherConfig, *, zca=None, cache_dir: Path | None | object = _DEFAULT_CACHE,
-                         progress: bool = False) -> tuple[Learner, dict[int, ModelState], dict]:
+                         progress: bool = False, epochs: Iterable[int] | None = None
+                         ) -> tuple[Learner, dict[int, ModelState], dict]:
     """The same teacher as :func:`train_teacher` (the same training, bit for bit, and the same cache entry), with the
-    weights after every epoch it trained: ``{epoch: state}`` (1-based; the best epoch's equal
-    ``train_teacher``'s). They are kept in a second cache file beside the teacher's (``NAME.epochs.safetensors``);
-    a teacher cached without them trains again once, the same way. For the choice of a teacher epoch by the
-    students it labels (:func:`teacher_soft_labels` with ``epoch="auto"``)."""
-    learner, _, record, epochs = _train_teacher(target, cfg, zca=zca, cache_dir=cache_dir, keep_epochs=True, progress=progress)
-    return learner, epochs, record  # type: ignore[return-value]
+    weights after the given ``epochs`` (1-based; default :data:`TEACHER_EPOCHS`, the ones ``epoch="auto"`` scores)
+    that it trained, and after its best epoch: ``{epoch: state}`` (the best epoch's equal ``train_teacher``'s).
+    They are kept in a second cache file beside the teacher's (``NAME.epochs.safetensors``); a teacher cached
+    without them trains again once, the same way, and the file then holds the epochs of both requests. For the
+    choice of a teacher epoch by the students it labels (:func:`teacher_soft_labels` with ``epoch="auto"``).
+
+    Only those epochs, not every one: a teacher's weights are kept a log-spaced few at a time (a ConvNet-3 on CIFAR-10
+    is 1.3 MB an epoch, a larger teacher far more), so its cache files, rewritten each epoch while it trains, stay
+    small enough to park between sessions (``records/in-progress``)."""
+    keep = frozenset(int(e) for e in (TEACHER_EPOCHS if epochs is None else epochs))
+    learner, _, record, kept = _train_teacher(target, cfg, zca=zca, cache_dir=cache_dir, keep=keep, progress=progress)
+    return learner, kept, record  # type: ignore[return-value]
 
 
-def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep_epochs: bool, progress: bool = False
+def _holds(epochs: dict[int, Any] | None, keep: frozenset[int], trained: int) -> bool:
+    """Whether kept ``epochs`` (of a training that reached epoch ``trained``) include every one of ``keep`` it reached."""
+    return epochs is not None and all(e in epochs for e in keep if e <= trained)
+
+
+def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep: frozenset[int] | None, progress: bool = False
                    ) -> tuple[Learner, ModelState, dict, dict[int, ModelState] | None]:
     from .runs.files import atomic_write_bytes
 
@@ -203,16 +216,18 @@ def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep_epochs: b
     key = _teacher_key(target, cfg, zca)
     # The epochs are a request, not a setting: a teacher trained with them is the same teacher (same key, same file).
     shared, shared_key = _SHARED.get(), json.dumps(key, sort_keys=True, default=str)
-    if shared is not None and shared_key in shared and (not keep_epochs or shared[shared_key][3] is not None):
+    if shared is not None and shared_key in shared and (
+            keep is None or _holds(shared[shared_key][3], keep, int(shared[shared_key][2]["epochs_trained"]))):
         return shared[shared_key]
     folder = teacher_cache_dir() if cache_dir is _DEFAULT_CACHE else cache_dir
     path = None if folder is None else _teacher_file(folder, target.name, cfg, key)  # type: ignore[arg-type]
     epochs_file = None if path is None else path.with_name(path.stem + ".epochs.safetensors")
-    found = None
+    found, cached_epochs = None, None
     if path is not None and path.exists():
         found = _cached_teacher(path, key, learner, seeds, tx)
-        kept = _cached_epochs(epochs_file, key, tx) if found is not None and keep_epochs else None
-        if found is not None and (kept is not None or not keep_epochs):
+        cached_epochs = _cached_epochs(epochs_file, key, tx) if found is not None and keep is not None else None
+        if found is not None and (keep is None or _holds(cached_epochs, keep, int(found[1]["epochs_trained"]))):
+            kept = None if keep is None else _with_best(cached_epochs, keep, int(found[1]["best_epoch"]), found[0])  # type: ignore[arg-type]
             out = learner, found[0], {**found[1], "cache": {"file": str(path), "reused": True}}, kept
             if shared is not None:
                 shared[shared_key] = out
@@ -223,14 +238,14 @@ def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep_epochs: b
     per_epoch = TrainRecipe.steps_per_epoch(len(target.train), batch)
     curve: dict[int, float] = {}
     best: dict = {}
-    kept: dict[int, ModelState] | None = {} if keep_epochs else None
+    kept: dict[int, ModelState] | None = None if keep is None else {}
     # Each epoch's end is checkpointed beside the cache file (a CIFAR-10 teacher is an hour of a CPU core): an
     # interrupted training goes on from its last epoch, exactly as if it had not stopped.
     partial = None if path is None else path.with_name(path.stem + ".partial.safetensors")
-    resume, before = _partial_teacher(partial, key, curve, best, reference=tx, kept=kept)
+    resume, before = _partial_teacher(partial, key, curve, best, reference=tx, kept=kept, keep=keep)
     extended = None
     if resume is None and path is not None:  # else a cached teacher of fewer epochs, trained them all, goes on
-        resume, before, extended = _shorter_teacher(path, key, cfg, curve, best, reference=tx, kept=kept)
+        resume, before, extended = _shorter_teacher(path, key, cfg, curve, best, reference=tx, kept=kept, keep=keep)
     # A CIFAR-10 teacher trains for most of an hour of a CPU core: one tick an epoch, with its validation accuracy
     # (each shown: epochs are rare, mininterval 0).
     bar = tqdm(total=cfg.epochs, initial=max(curve, default=0), unit="epoch", leave=False, disable=not progress, mininterval=0,
@@ -241,7 +256,7 @@ def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep_epochs: b
         curve[epoch] = float(accuracy(learner, st, vx, target.val.y)[0]) * 100
         bar.set_postfix(val=f"{curve[epoch]:.2f}", refresh=False)
         bar.update(1)
-        if kept is not None:
+        if kept is not None and epoch in keep:  # type: ignore[operator]
             kept[epoch] = st.select(slice(None))
         if not best or curve[epoch] > best["val"]:
             best.update(val=curve[epoch], epoch=epoch, state=st.select(slice(None)))
@@ -286,18 +301,25 @@ def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep_epochs: b
         if found is None:
             tensors = {n: t.detach().cpu().contiguous() for n, t in state.params.items()}
             atomic_write_bytes(path, save(tensors, metadata={"record": json.dumps(record, sort_keys=True)}))
-        if kept is not None:
-            save_state(epochs_file, {"key": key, "epochs": _states_dict(kept)})  # type: ignore[arg-type]
+        if kept is not None:  # with the epochs an earlier request kept (trained again here, or the same weights)
+            save_state(epochs_file, {"key": key, "epochs": _states_dict({**(cached_epochs or {}), **kept})})
         if last and last[0].step == cfg.epochs * per_epoch:  # trained every epoch: a longer teacher may go on from here
             save_state(path.with_name(path.stem + FINAL), training_state(last[0], None))
         partial.unlink(missing_ok=True)  # type: ignore[union-attr]  (a cache file has its partial file beside it)
     if kept is not None:
+        kept = _with_best(kept, keep, best["epoch"], state)  # type: ignore[arg-type]
         for st in kept.values():
             st.reference = tx
     out = learner, state, {**record, "cache": {"file": None if path is None else str(path), "reused": False}}, kept
     if shared is not None:
         shared[shared_key] = out
     return out
+
+
+def _with_best(epochs: dict[int, ModelState], keep: frozenset[int], best_epoch: int, best: ModelState
+               ) -> dict[int, ModelState]:
+    """The ``keep`` epochs of ``epochs`` and the best epoch's weights (kept in the teacher's own file)."""
+    return {**{e: st for e, st in epochs.items() if e in keep}, best_epoch: best}
 
 
 def _states_dict(states: dict[int, ModelState]) -> dict:
@@ -346,8 +368,8 @@ def _without_length(key: dict) -> dict:
 
 
 def _shorter_teacher(path: Path, key: dict, cfg: TeacherConfig, curve: dict[int, float], best: dict, *,
-                     reference: torch.Tensor, kept: dict[int, ModelState] | None = None
-                     ) -> tuple[RecipeCheckpoint | None, float, dict | None]:
+                     reference: torch.Tensor, kept: dict[int, ModelState] | None = None,
+                     keep: frozenset[int] | None = None) -> tuple[RecipeCheckpoint | None, float, dict | None]:
     """A cached teacher of every setting of this one (``key``) but fewer epochs, which trained all of them (its
     ``FINAL`` file): the longest such, filling ``curve`` / ``best`` / ``kept`` as :func:`_partial_teacher` does, with its
     last training state, seconds and a record of it. Going on from it equals training this teacher from the start: no
@@ -371,9 +393,9 @@ def _shorter_teacher(path: Path, key: dict, cfg: TeacherConfig, curve: dict[int,
     f, epochs, saved = found
     if kept is not None:
         those = _cached_epochs(f.with_name(f.name[: -len(FINAL)] + ".epochs.safetensors"), saved["key"], reference)
-        if those is None:
+        if not _holds(those, keep, epochs):  # type: ignore[arg-type]
             return None, 0.0, None
-        kept.update(those)
+        kept.update({e: st for e, st in those.items() if e in keep})  # type: ignore[union-attr, operator]
     curve.update({int(e): float(v) for e, v in saved["curve"].items()})
     b = saved["best"]
     best.update(val=float(b["val"]), epoch=int(b["epoch"]), state=ModelState(b["params"], b["buffers"], b["head"], reference))
@@ -381,16 +403,20 @@ def _shorter_teacher(path: Path, key: dict, cfg: TeacherConfig, curve: dict[int,
 
 
 def _partial_teacher(partial: Path | None, key: dict, curve: dict[int, float], best: dict, *,
-                     reference: torch.Tensor, kept: dict[int, ModelState] | None = None) -> tuple[RecipeCheckpoint | None, float]:
+                     reference: torch.Tensor, kept: dict[int, ModelState] | None = None,
+                     keep: frozenset[int] | None = None) -> tuple[RecipeCheckpoint | None, float]:
     """An interrupted teacher training's last epoch (``partial``, written by :func:`train_teacher`): fills ``curve`` and
-    ``best`` (and ``kept``, the epochs' weights, when given) and returns the training's checkpoint and the seconds it
+    ``best`` (and ``kept``, the weights of the ``keep`` epochs, when given) and returns the training's checkpoint and the seconds it
     had run; (None, 0) where there is none, or one of another teacher (its key differs), one without the epochs
     ``kept`` asks for, or one that cannot be read (a training then starts afresh and overwrites it)."""
     saved = _keyed_state(partial, key, reference)
-    if saved is None or (kept is not None and "epochs" not in saved):
+    if saved is None:
         return None, 0.0
     if kept is not None:
-        kept.update(_states_from(saved["epochs"], reference))
+        those = _states_from(saved["epochs"], reference) if "epochs" in saved else None
+        if not _holds(those, keep, max(int(e) for e in saved["curve"])):  # type: ignore[arg-type]
+            return None, 0.0
+        kept.update({e: st for e, st in those.items() if e in keep})  # type: ignore[union-attr, operator]
     curve.update({int(e): float(v) for e, v in saved["curve"].items()})
     b = saved["best"]
     best.update(val=float(b["val"]), epoch=int(b["epoch"]), state=ModelState(b["params"], b["buffers"], b["head"], reference))
@@ -512,7 +538,9 @@ def teacher_soft_labels(problem, *, proto, zca, student: Learner, seed: int, arc
         t_learner, t_state, teacher = train_teacher(target, cfg, zca=zca, progress=progress)
         states = {int(teacher["best_epoch"]): t_state}
     else:
-        t_learner, states, teacher = train_teacher_epochs(target, cfg, zca=zca, progress=progress)
+        # The grid ``auto`` scores, and an epoch asked for by number (kept with them, for later requests).
+        wanted = set(TEACHER_EPOCHS) | ({epoch} if isinstance(epoch, int) else set())
+        t_learner, states, teacher = train_teacher_epochs(target, cfg, zca=zca, progress=progress, epochs=wanted)
         if isinstance(epoch, int) and epoch not in states:
             raise UserError(f"--teacher-epoch {epoch}: the teacher trained {max(states)} epochs (it stops {patience} after its "
                             f"best, epoch {teacher['best_epoch']}; --teacher-patience lets it go on).")
