@@ -124,6 +124,21 @@ def test_a_longer_teacher_goes_on_from_a_shorter_one_and_equals_its_own_training
     assert len(list((tmp_path / "shared").glob("*" + FINAL))) == 2  # the longer one can be continued in turn
 
 
+def test_a_teacher_stops_where_the_shared_rule_says(mnist_small_target, tmp_path, monkeypatch):
+    """The training's early stop is ``_stops_by``'s: a scripted validation curve (a tie with the best is no
+    improvement) stops a 6-epoch teacher of patience 2 at epoch 4, its best epoch 2."""
+    import labeldistill.teacher as teacher_mod
+    from labeldistill.teacher import _stops_by, teacher_config, train_teacher
+
+    script = iter([0.50, 0.60, 0.60, 0.59, 0.70, 0.71])
+    real = teacher_mod.accuracy
+    monkeypatch.setattr(teacher_mod, "accuracy",
+                        lambda learner, st, x, y: (next(script),) if x is mnist_small_target.val.x else real(learner, st, x, y))
+    _, _, rec = train_teacher(mnist_small_target, teacher_config("lenet", seed=0, epochs=6, patience=2), cache_dir=None)
+    curve = {int(e): v for e, v in rec["validation_curve"].items()}
+    assert rec["epochs_trained"] == 4 == _stops_by(curve, 2) and rec["best_epoch"] == 2 and sorted(curve) == [1, 2, 3, 4]
+
+
 def test_a_longer_teacher_whose_patience_would_have_stopped_it_earlier_trains_afresh(mnist_small_target, tmp_path):
     from labeldistill.teacher import FINAL, _stops_by, teacher_config, train_teacher
 

@@ -260,7 +260,7 @@ def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep: frozense
             kept[epoch] = st.select(slice(None))
         if not best or curve[epoch] > best["val"]:
             best.update(val=curve[epoch], epoch=epoch, state=st.select(slice(None)))
-        return epoch - best["epoch"] >= cfg.patience
+        return _stops_by(curve, cfg.patience) == epoch  # the one early-stop rule (a longer teacher replays it)
 
     last: list[RecipeCheckpoint] = [] if resume is None else [resume]
 
@@ -352,8 +352,9 @@ FINAL = ".final.safetensors"  # beside a teacher that trained all its epochs: it
 
 
 def _stops_by(curve: dict[int, float], patience: int) -> int | None:
-    """The epoch at which a training of this validation ``curve`` stops for ``patience`` (as ``_train_teacher``'s
-    observer decides: ``patience`` epochs after the first best), or None where it would not stop within it."""
+    """The epoch at which a training of this validation ``curve`` stops for ``patience`` (``patience`` epochs after its
+    first best: a tie is no improvement), or None where it would not stop within it. ``_train_teacher``'s observer
+    asks it after each epoch, and :func:`_shorter_teacher` of a finished teacher's curve, so both follow one rule."""
     best_epoch, best_val = 0, float("-inf")
     for e in sorted(curve):
         if curve[e] > best_val:
