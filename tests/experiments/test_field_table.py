@@ -20,7 +20,7 @@ def test_field_table_cells_and_what_they_run(tmp_path):
     assert all(c.mean is None for c in spec.cells)  # ours only
     data, opts = DataView(tmp_path / "empty"), Options(out=tmp_path)
     plans = {c.cell: plan_cell(parse_cell(c.cell), opts, data) for c in spec.cells}
-    assert len(plans) == 28 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
+    assert len(plans) == 32 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
     true, teacher = plans["mnist/baseline/100@protocol=dc-dsa"], plans["mnist/baseline-teacher/100@protocol=dc-dsa"]
     for p in (true, teacher):  # baselines run under the protocol itself: its models, its architecture
         assert p.kind == "baseline" and p.evaluation is None and p.config.protocol == "dc-dsa" and p.config.models == 5
@@ -88,6 +88,12 @@ def test_field_table_cells_and_what_they_run(tmp_path):
         at_1e3, at_1e2 = (plans[f"cifar10/{kind}-mtt-expert{v}/100@protocol=dc-dsa"].expected_config() for v in ("", "-lr1e-2"))
         assert (at_1e3["teacher_lr"], at_1e2["teacher_lr"]) == (None, 0.01)
         assert {k: v for k, v in at_1e2.items() if k != "teacher_lr"} == {k: v for k, v in at_1e3.items() if k != "teacher_lr"}
+        # ... and from an expert of twice the epochs at lr 1e-3: its teacher differs in its length alone.
+        long = plans[f"cifar10/{kind}-mtt-expert-t64/100@protocol=dc-dsa"]
+        t64, length = long.expected_config(), ("teacher_epochs", "teacher_patience")
+        assert (t64["teacher_epochs"], t64["teacher_patience"], t64["teacher_lr"]) == (64, 64, None)
+        assert {k: v for k, v in t64.items() if k not in length} == {k: v for k, v in at_1e3.items() if k not in length}
+        assert plan.teacher_seconds(long) == 64 * plan.TEACHER_EPOCH_SECONDS["convnet3"]
     p.config.refresh_every = 0  # never
     assert plan.run_seconds(p, data) == pytest.approx(plan.TEACHER_SECONDS["lenet"] + steps * plan.IMPLICIT_STEP_SECONDS
                                                        + plan.protocol_seconds(dsa, 100, plan.TEMPERATURE_STUDENTS + 1 + 1 + 1 + 5))

@@ -43,6 +43,8 @@ _ROWS = (  # (method, row label)
     ("implicit-mtt-expert-e2", "implicit, ConvNet-3 expert start, 2 epochs"),
     ("baseline-mtt-expert-lr1e-2", "teacher labels, ConvNet-3 expert at lr 1e-2"),
     ("implicit-mtt-expert-lr1e-2", "implicit, ConvNet-3 expert at lr 1e-2 start"),
+    ("baseline-mtt-expert-t64", "teacher labels, ConvNet-3 expert of 64 epochs"),
+    ("implicit-mtt-expert-t64", "implicit, ConvNet-3 expert of 64 epochs start"),
 )
 
 
