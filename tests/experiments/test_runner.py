@@ -4,7 +4,7 @@ import json
 import pytest
 
 from labeldistill.distill import Interrupted
-from labeldistill.experiments import DataView, Options, PaperCell, TableSpec, run_cells
+from labeldistill.experiments import DataView, Options, PaperCell, TableSpec, run_cells, runner
 from labeldistill.experiments.report import collect, markdown, table_rows, write_report
 from labeldistill.runs import atomic_write_json, read_json
 
@@ -159,6 +159,41 @@ def test_stale_cell_json_is_not_trusted(fakes, opts):
     atomic_write_json(path, rec)
     out = run_cells(["mnist/ld/10"], opts)
     assert out[0].action == "reused run" and read_json(path)["run_config"]["epochs"] == 400
+
+
+def test_a_cell_stored_before_a_setting_existed_stays_stored(fakes, opts):
+    """A cell stored by code that had no setting yet (its record lacks the key) is the run it names with that setting's
+    default, as the run itself is (run_state): it is not recorded again."""
+    names = ["mnist/ld/10", "mnist/baseline/10"]
+    run_cells(names, opts)
+    for slug, key in (("mnist_ld_10", "image_lr"), ("mnist_baseline_10", "teacher_recipe")):
+        path = opts.out / "cells" / f"{slug}.json"
+        rec = read_json(path)
+        del rec["run_config"][key]
+        atomic_write_json(path, rec)
+    before = {f.name: f.read_text() for f in (opts.out / "cells").iterdir()}
+    out = run_cells(names, opts)
+    assert [o.action for o in out] == ["stored cell", "stored cell"] and len(fakes.calls) == 2
+    assert {f.name: f.read_text() for f in (opts.out / "cells").iterdir()} == before
+
+
+def test_a_cell_recorded_again_from_its_stored_run_keeps_how_it_was_first_made(fakes, opts):
+    run_cells(["mnist/ld/10"], opts)
+    path = opts.out / "cells" / "mnist_ld_10.json"
+    first = read_json(path)
+    stale = {**first, "run_config": {**first["run_config"], "epochs": 3}}  # no longer this cell's: recorded again
+    atomic_write_json(path, stale)
+    assert run_cells(["mnist/ld/10"], opts)[0].action == "reused run"
+    again = read_json(path)
+    assert again["action"] == "reused run" and again["run_config"]["epochs"] == 400
+    assert again["first_made"] == {k: first.get(k) for k in runner.ORIGIN_KEYS} and again["first_made"]["action"] == "ran"
+    atomic_write_json(path, {**again, "run_config": stale["run_config"]})
+    run_cells(["mnist/ld/10"], opts)  # recorded a third time: still the first making, not the second record
+    assert read_json(path)["first_made"] == again["first_made"]
+    # other numbers in the replaced record (its run was made again since): nothing of it is carried over
+    atomic_write_json(path, {**stale, "result": {**first["result"], "accuracy_mean": 1.0}})
+    run_cells(["mnist/ld/10"], opts)
+    assert "first_made" not in read_json(path)
 
 
 def test_a_run_stopped_before_its_configuration_starts_again_and_adopts_its_siblings_models(fakes, opts, monkeypatch):

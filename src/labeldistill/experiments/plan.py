@@ -280,6 +280,12 @@ def normalise_baseline(d: dict) -> dict:
     return _normalise(_with_defaults(d, BaselineSettings), ("target",))
 
 
+def normalise_config(kind: str, d: dict) -> dict:
+    """A stored configuration of a run of this kind ("distill", "unrolled", "baseline") in the form the code compares:
+    settings added since it was written take the value its run had."""
+    return {"distill": normalise_distill, "unrolled": normalise_unrolled}.get(kind, normalise_baseline)(d)
+
+
 def config_diff(expected: dict, stored: dict) -> list[str]:
     keys = sorted(set(expected) | set(stored))
     return [f"{k}: {stored.get(k)!r} (wanted {expected.get(k)!r})" for k in keys if expected.get(k) != stored.get(k)]

@@ -40,7 +40,7 @@ from ..selectors import selection_cache
 from ..unrolled import is_unrolled_record, run_unrolled
 from . import plan as _plan
 from .machine import record_machine
-from .plan import Options, Plan, config_diff, normalise_baseline, normalise_distill, normalise_unrolled
+from .plan import Options, Plan, config_diff, normalise_baseline, normalise_config, normalise_distill, normalise_unrolled
 
 RESULT_KEYS = ("accuracy_mean", "accuracy_std", "accuracies", "models", "steps", "T", "seconds", "arch", "head",
                "steps_delta", "distilled_steps", "target", "method", "base", "source", "seed", "epochs", "smoothing",
@@ -197,7 +197,10 @@ def load_cell_record(plan: Plan, out: Path, reuse_any_version: bool = False) -> 
     rec = _read(plan.cell_file(out))
     if not rec or rec.get("cell") != plan.cell.name or not isinstance(rec.get("result"), dict):
         return None
-    same = (rec.get("reduced") == plan.reduced and rec.get("run_config") == plan.expected_config()
+    run_config = rec.get("run_config")
+    # A setting added since the cell was stored takes the value its run had, as for the run itself (run_state).
+    same_run = isinstance(run_config, dict) and not config_diff(plan.expected_config(), normalise_config(plan.kind, run_config))
+    same = (rec.get("reduced") == plan.reduced and same_run
             and rec.get("evaluation") == plan.evaluation and list(rec.get("stand_in") or []) == list(plan.stand_in))
     current = rec.get("numerics_version") == NUMERICS_VERSION
     return rec if same and (current or reuse_any_version) else None
@@ -405,8 +408,29 @@ def compute_cell(plan: Plan, opts: Options, stacked: dict[str, str] | None = Non
         "labeldistill_version": __version__,
         **made_by(plan, opts, result),
     }
+    first = first_made(plan, opts, record)
+    if first is not None:
+        record["first_made"] = first
     atomic_write_json(plan.cell_file(opts.out), record)
     return record, action
+
+
+ORIGIN_KEYS = ("action", "cell_seconds", "finished_at", "git_commit", "git_dirty", "labeldistill_version")
+
+
+def first_made(plan: Plan, opts: Options, record: dict) -> dict | None:
+    """How a cell was first made, when it is recorded again only from what is stored (its run and evaluation reused,
+    nothing computed: say a stored record no longer matched this code's form of its configuration) and the record it
+    replaces holds the same run and the same numbers: that record's action, seconds, time and commit (its own
+    ``first_made`` if it has one), so that recording a cell again never loses when and by what its numbers were made."""
+    if not record["action"].startswith("reused run") or record["action"].endswith(", evaluated"):
+        return None
+    old = _read(plan.cell_file(opts.out))
+    numbers = ("accuracies", "accuracy_mean", "accuracy_std")
+    if (not old or old.get("run_slug") != record["run_slug"] or not isinstance(old.get("result"), dict)
+            or any(old["result"].get(k) != record["result"].get(k) for k in numbers)):
+        return None
+    return old.get("first_made") or {k: old.get(k) for k in ORIGIN_KEYS}
 
 
 def precheck(plan: Plan, opts: Options) -> Outcome | None:
