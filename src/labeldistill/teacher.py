@@ -478,8 +478,8 @@ def default_teacher_arch(target_name: str, channels: int, image_size: int) -> st
     """The teacher's architecture when none is given: the target's default (LeNet for digits, AlexCifarNet for colour), under
     every protocol, where it takes the images at the size they are loaded (else ConvNet-3, which takes any size from 8 px).
     A cheap teacher by default: on one core of our 2-core CPU an MNIST epoch (50,000 images, minibatches of 256) takes 9 s
-    with LeNet and 570 s with ConvNet-3 (session 9), so an early-stopped ConvNet-3 expert, the field's
-    (``--teacher-arch convnet3``), costs hours there, LeNet minutes (docs/design-notes.md, "Teacher labels")."""
+    with LeNet and about 110 s with ConvNet-3 (session 45; 570 s with the code of session 9), so the field's ConvNet-3
+    expert (``--teacher-arch convnet3``, 32 epochs) costs an hour there, LeNet minutes (docs/design-notes.md, "Teacher labels")."""
     from .models import input_size_for
     from .paper_defaults import default_arch
 

@@ -54,6 +54,19 @@ def test_dry_run_lists_runs_without_running(capsys, monkeypatch, data_root, tmp_
     assert "uses the run above" in text and "ESTIMATE" in text and "Estimated time on this machine" in text
 
 
+def test_the_estimate_states_the_costs_it_uses(capsys, monkeypatch, data_root, tmp_path):
+    """The dry run's words about its cost model are the constants its estimate uses, not a copy of them."""
+    from labeldistill.experiments import plan
+
+    monkeypatch.setattr(plan, "PROTOCOL_STEP_SECONDS", 0.77)
+    monkeypatch.setitem(plan.TEACHER_EPOCH_SECONDS, "convnet3", 1234.0)
+    main(["reproduce", "field", "--dry-run", "--only", "mnist/baseline-mtt-expert", "--data-root", str(data_root),
+          "--out", str(tmp_path / "o"), "--json"])
+    text = capsys.readouterr().out
+    assert "fixed-epoch protocols 0.77 s a ConvNet-3 step" in text and "a ConvNet-3 teacher 1234 s an epoch" in text
+    assert last_json(text)["estimate_seconds"] > 32 * 1234.0  # the row's 32 teacher epochs, and its students
+
+
 def test_dry_run_quick_and_missing(capsys, data_root, tmp_path):
     rc = main(["reproduce", "1", "--dry-run", "--quick", "--only", "cifar10/ld/10", "mnist/ld/10", "--data-root", str(data_root),
                "--out", str(tmp_path)])

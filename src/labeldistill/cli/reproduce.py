@@ -269,12 +269,7 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
     lines.append(f"Would make: {counts['distill']} distillations, {counts['resume']} resumed, {counts['baseline']} baselines, "
                  f"{counts['evaluate']} evaluations; reuse {counts['reuse']} finished runs and {counts['stored']} stored cells; "
                  f"{counts['missing']} cells lack data; {counts['conflict']} conflicts.")
-    lines.append(f"Estimated time on this machine: about {fmt_seconds(total)}. This is an ESTIMATE from a per-step cost "
-                 "model (steps = epochs x ceil(train size / target batch); per step on one thread of a 2-core CPU, measured: ridge "
-                 "0.02 s, second-order 0.07 s, DD 0.18 s with LeNet on MNIST, 0.9 / 2.2 / 4.0 s with AlexCifarNet on CIFAR-10, "
-                 "implicit 51 s a student with ConvNet-3 on MNIST-100; fixed-epoch protocols 0.4 s a ConvNet-3 step; "
-                 "+25% validation; other networks scaled from LeNet, ResNet x24; ~30 s per 20-model test; learned images "
-                 "x1.5 is a guess), not a measurement.")
+    lines.append(f"Estimated time on this machine: about {fmt_seconds(total)}. This is an ESTIMATE {cost_model()}, not a measurement.")
     emit({"table": spec.number, "dry_run": True, "protocol": opts.protocol, "cells": rows, "counts": counts,
           "estimate_seconds": round(total, 1)}, as_json, "\n".join(lines))
     return 0
@@ -324,3 +319,18 @@ def _reproduce(spec, names: list[str], opts, data, as_json: bool, executor=None)
         tail.insert(1, f"(The printed table shows the {len(selected)} selected cells; {md_path} has all {len(rows)}.)")
     emit(obj, as_json, "\n" + text + "\n" + "\n".join(tail))
     return 1 if problems else 0
+
+
+def cost_model() -> str:
+    """What the dry run's estimate rests on, in words, from the measured constants it uses (experiments/plan.py)."""
+    from ..experiments import plan as p
+
+    step, it = p.STEP_SECONDS, p.UNROLLED_ITERATION_SECONDS
+    return ("from a per-step cost model (steps = epochs x ceil(train size / target batch); per step on one thread of a 2-core "
+            f"CPU beside another job, measured: ridge {step['ridge']['lenet']:.2f} s, second-order {step['second-order']['lenet']:.2f} s, "
+            f"DD {it['lenet']:g} s with LeNet on MNIST, {step['ridge']['alexnet']:.1f} / {step['second-order']['alexnet']:.1f} / "
+            f"{it['alexnet']:.1f} s with AlexCifarNet on CIFAR-10, implicit {p.IMPLICIT_STEP_SECONDS:.0f} s a student with ConvNet-3 "
+            f"on 100 images; fixed-epoch protocols {p.PROTOCOL_STEP_SECONDS:g} s a ConvNet-3 step; a ConvNet-3 teacher "
+            f"{p.TEACHER_EPOCH_SECONDS['convnet3']:.0f} s an epoch; +{round((p.VALIDATION_OVERHEAD - 1) * 100)}% validation; other "
+            f"networks scaled from LeNet, ResNet x{p.ARCH_FACTOR['resnet14']:.0f}; ~{p.TEST_SECONDS:.0f} s per 20-model test; "
+            f"learned images x{p.IMAGE_STEP_FACTOR:g} is a guess)")
