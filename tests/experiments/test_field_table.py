@@ -20,7 +20,7 @@ def test_field_table_cells_and_what_they_run(tmp_path):
     assert all(c.mean is None for c in spec.cells)  # ours only
     data, opts = DataView(tmp_path / "empty"), Options(out=tmp_path)
     plans = {c.cell: plan_cell(parse_cell(c.cell), opts, data) for c in spec.cells}
-    assert len(plans) == 32 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
+    assert len(plans) == 36 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
     true, teacher = plans["mnist/baseline/100@protocol=dc-dsa"], plans["mnist/baseline-teacher/100@protocol=dc-dsa"]
     for p in (true, teacher):  # baselines run under the protocol itself: its models, its architecture
         assert p.kind == "baseline" and p.evaluation is None and p.config.protocol == "dc-dsa" and p.config.models == 5
@@ -76,13 +76,14 @@ def test_field_table_cells_and_what_they_run(tmp_path):
         assert {k: plans[name].expected_config()[k] for k in want} == want
         assert plan.teacher_seconds(plans[name]) == 32 * plan.TEACHER_EPOCH_SECONDS["convnet3"]
     assert plans["cifar10/baseline-expert/100@protocol=dc-dsa"].expected_config()["teacher_recipe"] == "adam"
-    # Its implicit row again for two epochs of label steps, validated after each: the same run but for those two settings.
-    one, two = (plans[f"cifar10/implicit-mtt-expert{e}/100@protocol=dc-dsa"] for e in ("", "-e2"))
-    c1, c2 = one.expected_config(), two.expected_config()
-    assert (c1["epochs"], c1["val_every"], c2["epochs"], c2["val_every"]) == (1, 5, 2, 1)
-    assert {k: v for k, v in c2.items() if k not in ("epochs", "val_every")} == {k: v for k, v in c1.items() if k not in ("epochs", "val_every")}
-    assert two.run_slug == "cifar10_implicit-mtt-expert-e2_100__protocol=dc-dsa"
-    assert plan.distill_steps(two, data)[1] == 2 * plan.distill_steps(one, data)[1]
+    # Each expert's implicit row again for two epochs of label steps, validated after each: the same run but for those two settings.
+    for expert in ("", "-lr1e-2", "-t64"):
+        one, two = (plans[f"cifar10/implicit-mtt-expert{expert}{e}/100@protocol=dc-dsa"] for e in ("", "-e2"))
+        c1, c2 = one.expected_config(), two.expected_config()
+        assert (c1["epochs"], c1["val_every"], c2["epochs"], c2["val_every"]) == (1, 5, 2, 1)
+        assert {k: v for k, v in c2.items() if k not in ("epochs", "val_every")} == {k: v for k, v in c1.items() if k not in ("epochs", "val_every")}
+        assert two.run_slug == f"cifar10_implicit-mtt-expert{expert}-e2_100__protocol=dc-dsa"
+        assert plan.distill_steps(two, data)[1] == 2 * plan.distill_steps(one, data)[1]
     # Both expert rows again from an expert at MTT's own lr: their teachers differ in that alone.
     for kind in ("baseline", "implicit"):
         at_1e3, at_1e2 = (plans[f"cifar10/{kind}-mtt-expert{v}/100@protocol=dc-dsa"].expected_config() for v in ("", "-lr1e-2"))

@@ -90,19 +90,26 @@ METHODS: dict[str, dict] = {
                             "paper": "Implicit (ConvNet-3 expert start)"},
 }
 # Variants of the ConvNet-3 expert's rows, each the row it names with one thing changed:
-# - two epochs of label steps, validated after each (a run of it continues one of its row's exactly: distill --extend);
 # - MTT's own expert lr (buffer.py's default, 1e-2; Qin et al.'s scripts train at 1e-3): the 32 epochs then span far more
 #   of the expert's training (at 1e-3 its labels still improved at its last epoch, session 42);
 # - twice the expert's epochs at its own lr 1e-3 (64: the grid's next epoch), the other way to train it further (at lr 1e-2
-#   its epochs' labels validated below those of lr 1e-3's epoch 32 on CIFAR-10, session 45).
-METHODS["implicit-mtt-expert-e2"] = {**METHODS["implicit-mtt-expert"], "epochs": 2, "val_every": 1,
-                                     "paper": "Implicit (ConvNet-3 expert start, 2 epochs)"}
-for _kind in ("baseline", "implicit"):
-    _row = METHODS[f"{_kind}-mtt-expert"]
-    METHODS[f"{_kind}-mtt-expert-lr1e-2"] = {**_row, "teacher_lr": 0.01, "paper": _row["paper"][:-1] + ", lr 1e-2)"}
-    METHODS[f"{_kind}-mtt-expert-t64"] = {**_row, "teacher_epochs": 64, "teacher_patience": 64,
-                                          "paper": _row["paper"][:-1] + ", 64 epochs)"}
-del _kind, _row
+#   its epochs' labels validated below those of lr 1e-3's epoch 32 on CIFAR-10, session 45);
+# - for each expert, its implicit row for two epochs of label steps, validated after each (a run of it continues one of
+#   the one-epoch row's exactly: distill --extend, which reproduce does itself).
+_EXPERTS = {"-lr1e-2": ("lr 1e-2", {"teacher_lr": 0.01}), "-t64": ("expert of 64 epochs", {"teacher_epochs": 64, "teacher_patience": 64})}
+
+
+def _changed(row: dict, change: dict, words: str) -> dict:
+    return {**row, **change, "paper": f"{row['paper'][:-1]}, {words})"}
+
+
+for _variant, (_words, _change) in _EXPERTS.items():
+    for _kind in ("baseline", "implicit"):
+        METHODS[f"{_kind}-mtt-expert{_variant}"] = _changed(METHODS[f"{_kind}-mtt-expert"], _change, _words)
+for _variant in ("", *_EXPERTS):
+    METHODS[f"implicit-mtt-expert{_variant}-e2"] = _changed(METHODS[f"implicit-mtt-expert{_variant}"], {"epochs": 2, "val_every": 1},
+                                                            "2 epochs")
+del _variant, _words, _change, _kind
 KEYS = ("seed", "target-size", "arch", "head", "steps", "optimizer", "order", "variant", "protocol", "select")  # canonical order
 EVAL_KEYS = ("arch", "head", "steps", "optimizer", "order", "variant", "protocol")  # keys that make a distillation cell an evaluation
 LABEL_SET_KEYS = ("optimizer", "order", "protocol")  # evaluations of label sets only (a DD / SLDD set: @variant)

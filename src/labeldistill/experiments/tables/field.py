@@ -43,8 +43,10 @@ _ROWS = (  # (method, row label)
     ("implicit-mtt-expert-e2", "implicit, ConvNet-3 expert start, 2 epochs"),
     ("baseline-mtt-expert-lr1e-2", "teacher labels, ConvNet-3 expert at lr 1e-2"),
     ("implicit-mtt-expert-lr1e-2", "implicit, ConvNet-3 expert at lr 1e-2 start"),
+    ("implicit-mtt-expert-lr1e-2-e2", "implicit, ConvNet-3 expert at lr 1e-2 start, 2 epochs"),
     ("baseline-mtt-expert-t64", "teacher labels, ConvNet-3 expert of 64 epochs"),
     ("implicit-mtt-expert-t64", "implicit, ConvNet-3 expert of 64 epochs start"),
+    ("implicit-mtt-expert-t64-e2", "implicit, ConvNet-3 expert of 64 epochs start, 2 epochs"),
 )
 
 
