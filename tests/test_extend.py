@@ -1,7 +1,7 @@
 """``distill --extend SRC --epochs N --out NEW`` (distill/extend.py): a finished run continued to more epochs equals
 the run started with them, step for step and bit for bit; the source's record stays as it was; and the two cases in
-which a continuation would differ (the snapshots validated so far, the refresh a run skips at its last step) are
-refused in one line, each shown to differ for real."""
+which a continuation would differ (the snapshots validated so far; the refresh a run skips at its last step, in a
+checkpoint of code before session 46, which did not keep it) are refused in one line."""
 from __future__ import annotations
 
 import json
@@ -14,8 +14,10 @@ from labeldistill.artifact import load
 from labeldistill.cli import main
 from labeldistill.distill import Distiller
 from labeldistill.distill.extend import extend_run
+from labeldistill.distill.loop import CHECKPOINT
 from labeldistill.errors import UserError
 from labeldistill.runs import read_metrics
+from labeldistill.runs.tensorstate import load_state, save_state
 
 from test_distill_loop import TinyNet, _config, blob_problem
 from test_implicit import IMPLICIT, short_dsa  # noqa: F401  (a fixture)
@@ -84,18 +86,35 @@ def _implicit(run_dir, epochs: int, refresh_every: int, resume: bool = False) ->
 
 
 @pytest.mark.parametrize("refresh_every", [3, 4])  # 2 epochs of 4 label steps: 8 is a multiple of 4, not of 3
-def test_an_implicit_run_extends_unless_it_skipped_a_refresh_at_its_last_step(tmp_path, short_dsa, refresh_every):  # noqa: F811
+def test_an_implicit_run_extended_equals_the_longer_run_even_past_a_refresh_it_skipped(tmp_path, short_dsa, refresh_every):  # noqa: F811
+    """A run skips the refresh due at its last step (refresh_every 4); its checkpoint keeps what that refresh trains on,
+    and the continued run makes it on resuming: the labels after 4 epochs equal a 4-epoch run's, bit for bit."""
     straight = _implicit(tmp_path / "straight", 4, refresh_every)
-    _implicit(tmp_path / "short", 2, refresh_every)
-    # What a continuation would give (the loop resumed to 4 epochs in a copy): equal to the straight run exactly when
-    # the short run skipped no refresh; extend_run allows exactly those.
-    shutil.copytree(tmp_path / "short", tmp_path / "copy")
-    continued = _implicit(tmp_path / "copy", 4, refresh_every, resume=True)
-    same = torch.equal(continued.labels.value, straight.labels.value)
-    assert same == (refresh_every == 3)
-    if refresh_every == 3:
+    short = _implicit(tmp_path / "short", 2, refresh_every)
+    assert (short.students.owed is not None) == (refresh_every == 4)
+    extend_run(tmp_path / "short", tmp_path / "longer", epochs=4)
+    assert json.loads((tmp_path / "longer" / "config.json").read_text())["config"]["epochs"] == 4
+    continued = _implicit(tmp_path / "longer", 4, refresh_every, resume=True)
+    assert torch.equal(continued.labels.value, straight.labels.value)
+    mine, theirs = continued.students.state.params, straight.students.state.params
+    assert all(torch.equal(mine[n], theirs[n]) for n in mine)
+    owed = continued.students.owed, straight.students.owed  # the refresh each skipped at step 16 (refresh_every 4)
+    assert (owed[0] is None) == (owed[1] is None) == (refresh_every == 3)
+    if refresh_every == 4:
+        assert owed[0]["generation"] == owed[1]["generation"] == 3
+        assert torch.equal(owed[0]["x"], owed[1]["x"]) and torch.equal(owed[0]["y"], owed[1]["y"])
+
+
+def test_a_checkpoint_of_older_code_that_skipped_a_refresh_is_not_extended(tmp_path, short_dsa):  # noqa: F811
+    """Before session 46 a checkpoint did not keep the refresh it skipped: such a run is refused in one line, as its
+    continuation (here by resuming a copy with more epochs) would differ from the longer run."""
+    straight = _implicit(tmp_path / "straight", 4, 4)
+    _implicit(tmp_path / "short", 2, 4)
+    state = load_state(tmp_path / "short" / CHECKPOINT)
+    assert state["students"]["owed"] is not None
+    state["students"].pop("owed")
+    save_state(tmp_path / "short" / CHECKPOINT, state)
+    with pytest.raises(UserError, match="skipped the student refresh due at its last step"):
         extend_run(tmp_path / "short", tmp_path / "longer", epochs=4)
-        assert json.loads((tmp_path / "longer" / "config.json").read_text())["config"]["epochs"] == 4
-    else:
-        with pytest.raises(UserError, match="skipped the student refresh due at its last step"):
-            extend_run(tmp_path / "short", tmp_path / "longer", epochs=4)
+    shutil.copytree(tmp_path / "short", tmp_path / "copy")
+    assert not torch.equal(_implicit(tmp_path / "copy", 4, 4, resume=True).labels.value, straight.labels.value)

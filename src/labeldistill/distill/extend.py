@@ -12,7 +12,8 @@ The two exceptions, refused with the flag that makes the continuation exact:
   own ``val_every`` chose, and its last epoch when that chose nothing. The snapshots taken so far must be those the
   longer run takes (``--val-every`` says which it takes).
 * student refreshes (``--method implicit``): a run skips the refresh due at its last step (that student would never
-  give a gradient), which a longer run makes.
+  give a gradient), which a longer run makes. Since session 46 the checkpoint keeps that refresh's images and labels
+  and the continued run makes it on resuming (``distill/students.py``); only a checkpoint of older code is refused.
 """
 from __future__ import annotations
 
@@ -61,11 +62,13 @@ def check_extension(source: str | Path, *, epochs: int, val_every: int | None = 
         raise UserError(f"{source} validated its labels after epoch(s) {taken or 'none'}; a run of {epochs} epochs with "
                         f"--val-every {val_every} would have after {due or 'none'}: extend with --val-every "
                         f"{_matching_val_every(taken, done)}.")
-    followed = (state.get("students") or {}).get("followed")
-    every = cfg.refresh_every or 0
-    if followed is not None and every and done == cfg.epochs and int(followed) == step and step % every == 0:
+    students = state.get("students") or {}
+    followed, every = students.get("followed"), cfg.refresh_every or 0
+    if (followed is not None and every and done == cfg.epochs and int(followed) == step and step % every == 0
+            and students.get("owed") is None):  # a checkpoint from before skipped refreshes were kept
         raise UserError(f"{source} skipped the student refresh due at its last step ({step}, a multiple of "
-                        f"--refresh-every {every}), which a longer run makes: start the longer run afresh.")
+                        f"--refresh-every {every}), which a longer run makes, and its checkpoint (older code) does not "
+                        "keep what it would train on: start the longer run afresh.")
     return record, step, done, val_every
 
 

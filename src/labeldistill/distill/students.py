@@ -67,6 +67,10 @@ class ProtocolStudents:
         self.learner, self.protocol, self.zca, self.device = learner, protocol, zca, device
         self.n_base, self.follow_epochs, self.refresh_every, self.last_step = n_base, follow_epochs, refresh_every, last_step
         self.followed = 0  # label steps followed: when the next refresh comes, and which student it replaces
+        # The refresh due at the last step, skipped (that student would never give a gradient) but kept, with the images
+        # and labels it would train on, so that a longer run continued from here (distill --extend) makes it as one
+        # started longer does: {"generation": r, "x": ..., "y": ...}, or None.
+        self.owed: dict[str, Any] | None = None
         self.progress = progress  # a bar over a refresh's training (minutes on a CPU, inside one label step)
         self.recipe: TrainRecipe = protocol.recipe(channels, lr=1e-3)
         first = self.recipe if first_epochs is None else dataclasses.replace(protocol, epochs=first_epochs).recipe(channels, lr=1e-3)
@@ -140,9 +144,12 @@ class ProtocolStudents:
             losses.sum().backward()
             self.opt.step()
         self.followed += 1
-        if self.refresh_every and self.followed % self.refresh_every == 0 and (self.last_step is None or self.followed < self.last_step):
+        if self.refresh_every and self.followed % self.refresh_every == 0:
             r = self.followed // self.refresh_every - 1
-            self.refresh(r % self.k, x, y, generation=r)
+            if self.last_step is None or self.followed < self.last_step:
+                self.refresh(r % self.k, x, y, generation=r)
+            else:
+                self.owed = {"generation": r, "x": x.detach().clone(), "y": y.detach().clone()}
 
     def refresh_seed(self, k: int, generation: int) -> int:
         return derive_seed(self.seeds[k], "refresh", generation)
@@ -164,6 +171,7 @@ class ProtocolStudents:
     def state_dict(self) -> dict[str, Any]:
         return {"params": {n: t.detach() for n, t in self.state.params.items()}, "buffers": self.state.buffers,
                 "head": self.state.head, "opt": self.opt.state_dict(), "trained": self.trained, "followed": self.followed,
+                "owed": self.owed,
                 "follow_aug": self._follow_aug.state_dict() if self._follow_aug is not None else None,
                 "view_aug": self._view_aug.state_dict() if self._view_aug is not None else None}
 
@@ -172,6 +180,13 @@ class ProtocolStudents:
         self.opt.load_state_dict(s["opt"])
         self.trained = bool(s["trained"])
         self.followed = int(s.get("followed", 0))  # checkpoints before refreshes: only a refresh reads it
+        self.owed = s.get("owed")
+        if self.owed is not None and (self.last_step is None or self.followed < self.last_step):
+            # a run continued past the step whose refresh it skipped: made now, before the students give another gradient
+            # (nothing between that step and this point trains them or draws from their streams)
+            r = int(self.owed["generation"])
+            self.refresh(r % self.k, self.owed["x"].to(self.device), self.owed["y"].to(self.device), generation=r)
+            self.owed = None
         for aug, key in ((self._follow_aug, "follow_aug"), (self._view_aug, "view_aug")):
             if aug is not None:
                 aug.load_state_dict(s[key])
