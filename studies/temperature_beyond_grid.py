@@ -10,7 +10,10 @@ the check scores exactly what the baseline scored.
     LABELDISTILL_CACHE=runs/s34/field-cifar10 python studies/temperature_beyond_grid.py --target cifar10 \\
         --protocol dc-dsa --temperatures 0.5 1 --ledger runs/s35/t05/ledger --out runs/s35/t05/result.json
 
-Measured result: docs/results.md ("The field table, CIFAR-10").
+A row with its own teacher names it as the row does (``--teacher-arch convnet3 --teacher-recipe expert --teacher-epochs 64
+--teacher-patience 64``) and the labelling epoch the row chose (``--teacher-epoch 64``).
+
+Measured results: docs/results.md ("The field table, CIFAR-10"; session 46 for the 64-epoch expert).
 """
 from __future__ import annotations
 
@@ -41,9 +44,18 @@ def main() -> None:
     ap.add_argument("--data-root", default="../shared/data")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, required=True)
+    # the row's teacher, where it is not the default (the field table's ConvNet-3 expert rows: experiments/cells.py)
+    ap.add_argument("--teacher-arch", default=None)
+    ap.add_argument("--teacher-recipe", default="adam")
+    ap.add_argument("--teacher-epochs", type=int, default=BaselineSettings.teacher_epochs)
+    ap.add_argument("--teacher-patience", type=int, default=BaselineSettings.teacher_patience)
+    ap.add_argument("--teacher-lr", type=float, default=None)
+    ap.add_argument("--teacher-epoch", type=int, default=None, help="the labelling epoch the row chose (default: the best)")
     a = ap.parse_args()
     pin_code_identity()
-    s = BaselineSettings(target=a.target, base=a.base, seed=a.seed, protocol=a.protocol, labels="teacher", temperature="auto")
+    s = BaselineSettings(target=a.target, base=a.base, seed=a.seed, protocol=a.protocol, labels="teacher", temperature="auto",
+                         teacher_arch=a.teacher_arch, teacher_recipe=a.teacher_recipe, teacher_epochs=a.teacher_epochs,
+                         teacher_patience=a.teacher_patience, teacher_lr=a.teacher_lr)
     proto = get_protocol(s.protocol)
     t0 = time.perf_counter()
     with float32_precision(s.allow_tf32) as floats:  # as `baseline` does, so the students' ledger keys match
@@ -54,7 +66,9 @@ def main() -> None:
         _, rec = teacher_soft_labels(problem, proto=proto, zca=zca, student=learner, seed=s.seed, arch=s.teacher_arch,
                                      epochs=s.teacher_epochs, patience=s.teacher_patience, temperature="auto",
                                      batch=paper_defaults.inner_batch_size(problem.n_base, target.name), lr=BaselineConfig().lr,
-                                     ledger=a.ledger, grid=tuple(sorted(a.temperatures)))
+                                     ledger=a.ledger, grid=tuple(sorted(a.temperatures)),
+                                     epoch=a.teacher_epoch if a.teacher_epoch is not None else "best", recipe=s.teacher_recipe,
+                                     teacher_lr=s.teacher_lr)
     out = {"settings": vars(a) | {"ledger": str(a.ledger), "out": str(a.out)}, "base_sha256": problem.base_sha256,
            "temperature_choice": rec["temperature_choice"], "teacher": rec["teacher"], "seconds": round(time.perf_counter() - t0, 1),
            "versions": versions(), "float_settings": floats}
