@@ -20,7 +20,7 @@ def test_field_table_cells_and_what_they_run(tmp_path):
     assert all(c.mean is None for c in spec.cells)  # ours only
     data, opts = DataView(tmp_path / "empty"), Options(out=tmp_path)
     plans = {c.cell: plan_cell(parse_cell(c.cell), opts, data) for c in spec.cells}
-    assert len(plans) == 36 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
+    assert len(plans) == 42 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
     true, teacher = plans["mnist/baseline/100@protocol=dc-dsa"], plans["mnist/baseline-teacher/100@protocol=dc-dsa"]
     for p in (true, teacher):  # baselines run under the protocol itself: its models, its architecture
         assert p.kind == "baseline" and p.evaluation is None and p.config.protocol == "dc-dsa" and p.config.models == 5
@@ -77,7 +77,7 @@ def test_field_table_cells_and_what_they_run(tmp_path):
         assert plan.teacher_seconds(plans[name]) == 32 * plan.TEACHER_EPOCH_SECONDS["convnet3"]
     assert plans["cifar10/baseline-expert/100@protocol=dc-dsa"].expected_config()["teacher_recipe"] == "adam"
     # Each expert's implicit row again for two epochs of label steps, validated after each: the same run but for those two settings.
-    for expert in ("", "-lr1e-2", "-t64"):
+    for expert in ("", "-lr1e-2", "-t64", "-lr1e-2-t64"):
         one, two = (plans[f"cifar10/implicit-mtt-expert{expert}{e}/100@protocol=dc-dsa"] for e in ("", "-e2"))
         c1, c2 = one.expected_config(), two.expected_config()
         assert (c1["epochs"], c1["val_every"], c2["epochs"], c2["val_every"]) == (1, 5, 2, 1)
@@ -95,6 +95,10 @@ def test_field_table_cells_and_what_they_run(tmp_path):
         assert (t64["teacher_epochs"], t64["teacher_patience"], t64["teacher_lr"]) == (64, 64, None)
         assert {k: v for k, v in t64.items() if k not in length} == {k: v for k, v in at_1e3.items() if k not in length}
         assert plan.teacher_seconds(long) == 64 * plan.TEACHER_EPOCH_SECONDS["convnet3"]
+        # ... and both: the lr-1e-2 expert's row but for its length.
+        both = plans[f"cifar10/{kind}-mtt-expert-lr1e-2-t64/100@protocol=dc-dsa"].expected_config()
+        assert (both["teacher_epochs"], both["teacher_patience"], both["teacher_lr"]) == (64, 64, 0.01)
+        assert {k: v for k, v in both.items() if k not in length} == {k: v for k, v in at_1e2.items() if k not in length}
     p.config.refresh_every = 0  # never
     assert plan.run_seconds(p, data) == pytest.approx(plan.TEACHER_SECONDS["lenet"] + steps * plan.IMPLICIT_STEP_SECONDS
                                                        + plan.protocol_seconds(dsa, 100, plan.TEMPERATURE_STUDENTS + 1 + 1 + 1 + 5))

@@ -94,9 +94,13 @@ METHODS: dict[str, dict] = {
 #   of the expert's training (at 1e-3 its labels still improved at its last epoch, session 42);
 # - twice the expert's epochs at its own lr 1e-3 (64: the grid's next epoch), the other way to train it further (at lr 1e-2
 #   its epochs' labels validated below those of lr 1e-3's epoch 32 on CIFAR-10, session 45);
+# - both: 64 epochs at lr 1e-2 (on MNIST the lr-1e-2 expert's labels still improved at its epoch 32, session 45; it goes
+#   on from the 32-epoch expert's last training state where that is cached);
 # - for each expert, its implicit row for two epochs of label steps, validated after each (a run of it continues one of
 #   the one-epoch row's exactly: distill --extend, which reproduce does itself).
-_EXPERTS = {"-lr1e-2": ("lr 1e-2", {"teacher_lr": 0.01}), "-t64": ("expert of 64 epochs", {"teacher_epochs": 64, "teacher_patience": 64})}
+_T64 = {"teacher_epochs": 64, "teacher_patience": 64}
+_EXPERTS = {"-lr1e-2": ("lr 1e-2", {"teacher_lr": 0.01}), "-t64": ("expert of 64 epochs", _T64),
+            "-lr1e-2-t64": ("lr 1e-2, expert of 64 epochs", {"teacher_lr": 0.01, **_T64})}
 
 
 def _changed(row: dict, change: dict, words: str) -> dict:
@@ -109,7 +113,7 @@ for _variant, (_words, _change) in _EXPERTS.items():
 for _variant in ("", *_EXPERTS):
     METHODS[f"implicit-mtt-expert{_variant}-e2"] = _changed(METHODS[f"implicit-mtt-expert{_variant}"], {"epochs": 2, "val_every": 1},
                                                             "2 epochs")
-del _variant, _words, _change, _kind
+del _variant, _words, _change, _kind, _T64
 KEYS = ("seed", "target-size", "arch", "head", "steps", "optimizer", "order", "variant", "protocol", "select")  # canonical order
 EVAL_KEYS = ("arch", "head", "steps", "optimizer", "order", "variant", "protocol")  # keys that make a distillation cell an evaluation
 LABEL_SET_KEYS = ("optimizer", "order", "protocol")  # evaluations of label sets only (a DD / SLDD set: @variant)

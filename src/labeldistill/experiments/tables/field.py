@@ -47,6 +47,9 @@ _ROWS = (  # (method, row label)
     ("baseline-mtt-expert-t64", "teacher labels, ConvNet-3 expert of 64 epochs"),
     ("implicit-mtt-expert-t64", "implicit, ConvNet-3 expert of 64 epochs start"),
     ("implicit-mtt-expert-t64-e2", "implicit, ConvNet-3 expert of 64 epochs start, 2 epochs"),
+    ("baseline-mtt-expert-lr1e-2-t64", "teacher labels, ConvNet-3 expert at lr 1e-2 of 64 epochs"),
+    ("implicit-mtt-expert-lr1e-2-t64", "implicit, ConvNet-3 expert at lr 1e-2 of 64 epochs start"),
+    ("implicit-mtt-expert-lr1e-2-t64-e2", "implicit, ConvNet-3 expert at lr 1e-2 of 64 epochs start, 2 epochs"),
 )
 
 
