@@ -96,14 +96,22 @@ def test_bad_names_give_one_line_user_errors(text, words):
 
 
 NAMES = ["mnist/ld/10", "mnist/ld/100", "mnist/baseline/100", "cifar10/ld/100", "emnist-letters:mnist/ld/100",
-         "mnist/ld/100@steps=+50"]
+         "mnist/ld/100@steps=+50", "mnist/ld-rr/10", "mnist/implicit-t64/100", "mnist/implicit-t64-e2/100"]
 
 
 def test_only_exact_prefix_and_glob():
     assert match_cells(NAMES, ["mnist/ld/100"]) == ["mnist/ld/100"]  # exact wins over prefix
     assert match_cells(NAMES, ["MNIST/LD/10"]) == ["mnist/ld/10"]  # canonicalised
     assert match_cells(NAMES, ["mnist/ld/"]) == ["mnist/ld/10", "mnist/ld/100", "mnist/ld/100@steps=+50"]
-    assert match_cells(NAMES, ["mnist/*/100"]) == ["mnist/ld/100", "mnist/baseline/100"]
+    assert match_cells(NAMES, ["mnist/*/100"]) == ["mnist/ld/100", "mnist/baseline/100", "mnist/implicit-t64/100",
+                                                   "mnist/implicit-t64-e2/100"]
+    # a prefix ends where a part of the name does: a row's name selects that row, not the rows named after it
+    assert match_cells(NAMES, ["mnist/ld"]) == ["mnist/ld/10", "mnist/ld/100", "mnist/ld/100@steps=+50"]
+    assert match_cells(NAMES, ["mnist/implicit-t64"]) == ["mnist/implicit-t64/100"]
+    assert match_cells(NAMES, ["mnist/ld/100@steps"]) == ["mnist/ld/100@steps=+50"]
+    assert match_cells(NAMES, ["emnist-letters"]) == ["emnist-letters:mnist/ld/100"]
+    with pytest.raises(UserError, match="matches no cell"):
+        match_cells(NAMES, ["mnist/implicit-t6"])
     assert match_cells(NAMES, ["emnist-letters:*", "cifar10"]) == ["cifar10/ld/100", "emnist-letters:mnist/ld/100"]
     with pytest.raises(UserError, match="matches no cell"):
         match_cells(NAMES, ["kmnist/*"])

@@ -63,7 +63,8 @@ def add(sub: argparse._SubParsersAction) -> None:
                                                   + "; ".join(f"{t.key} ({t.title})" for t in ours))
     p.add_argument("--quick", action="store_true", help="REDUCED protocol: 40 epochs instead of 400 / 800 (labelled as such)")
     p.add_argument("--only", nargs="+", metavar="CELL", default=None,
-                   help="only these cells: exact names (mnist/ld-rr/100), prefixes (mnist/ld/) or globs ('mnist/*/100')")
+                   help="only these cells: exact names (mnist/ld-rr/100), prefixes of whole parts (mnist/ld: mnist/ld/10 and "
+                        "mnist/ld/100, not mnist/ld-rr/10) or globs ('mnist/*/100')")
     p.add_argument("--list", action="store_true", help="list the table's cells, the paper's numbers and whether their data are present")
     p.add_argument("--dry-run", action="store_true", help="show the runs it would make and an estimate of their time; run nothing")
     p.add_argument("--stand-in", action="store_true",

@@ -381,8 +381,18 @@ def parse_cell(text: str) -> Cell:
     return Cell(target, method, int(m["n"]), source, tuple((k, settings[k]) for k in KEYS if k in settings))
 
 
+_PART_ENDS = "/@:,="
+
+
+def _prefix_of_parts(prefix: str, name: str) -> bool:
+    return name.startswith(prefix) and (len(name) == len(prefix) or prefix[-1:] in _PART_ENDS or name[len(prefix)] in _PART_ENDS)
+
+
 def match_cells(names: list[str], patterns: list[str]) -> list[str]:
-    """The names selected by ``--only`` patterns: an exact (canonical) name, a prefix, or a glob."""
+    """The names selected by ``--only`` patterns: an exact (canonical) name, a prefix of whole parts, or a glob.
+    A prefix ends where a part of the name does (before ``/``, ``@``, ``:``, ``,`` or ``=``, or with one): ``mnist/ld``
+    selects ``mnist/ld/10`` and ``mnist/ld/100``, not ``mnist/ld-rr/10``, and a row's name never selects the rows
+    named after it (``implicit-mtt-expert-t64`` is not ``implicit-mtt-expert-t64-e2``)."""
     from fnmatch import fnmatchcase
 
     chosen: set[str] = set()
@@ -397,7 +407,7 @@ def match_cells(names: list[str], patterns: list[str]) -> list[str]:
                 exact = parse_cell(pat).name
             except UserError:
                 pass
-            hits = [n for n in names if n == exact] or [n for n in names if n.startswith(pat)]
+            hits = [n for n in names if n == exact] or [n for n in names if _prefix_of_parts(pat, n)]
         if not hits:
             raise UserError(f"--only '{pat}' matches no cell of this table; see the cell names with --list.")
         chosen.update(hits)
