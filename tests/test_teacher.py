@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from labeldistill.baselines import BaselineSettings, TeacherConfig, baseline, teacher_labels, train_teacher
-from labeldistill.teacher import FINAL
+from labeldistill.teacher import FINAL, trained_epochs
 from labeldistill.protocols import _base as protocol_base
 
 
@@ -36,6 +36,32 @@ def test_teacher_labels_are_probability_vectors_and_cached(mnist_small_target, t
     # Another seed is another teacher.
     _, _, rec3 = train_teacher(mnist_small_target, dataclasses.replace(cfg, seed=1), cache_dir=tmp_path)
     assert not rec3["cache"]["reused"] and len([f for f in tmp_path.iterdir() if not f.name.endswith(FINAL)]) == 2
+
+
+def test_what_the_cache_holds_of_a_teacher_is_what_its_training_finds(mnist_small_target, tmp_path, cut_teacher_training):
+    """``trained_epochs`` (the dry run's view, from the files' headers alone) says what the teacher's own training then
+    finds: nothing, an interrupted training's epochs, a finished teacher, a shorter teacher a longer one goes on from."""
+    cfg, name = TeacherConfig(arch="lenet", seed=0, epochs=3, patience=3), mnist_small_target.name
+    assert trained_epochs(tmp_path, name, cfg) == (False, 0) and trained_epochs(None, name, cfg) == (False, 0)
+    cut_teacher_training(2)
+    with pytest.raises(KeyboardInterrupt):
+        train_teacher(mnist_small_target, cfg, cache_dir=tmp_path)
+    assert trained_epochs(tmp_path, name, cfg) == (False, 2)
+    cut_teacher_training.restore()
+    _, _, rec = train_teacher(mnist_small_target, cfg, cache_dir=tmp_path)
+    assert rec["resumed_after_epoch"] == 2 and trained_epochs(tmp_path, name, cfg) == (True, 3)
+    longer = dataclasses.replace(cfg, epochs=5, patience=5)
+    assert trained_epochs(tmp_path, name, longer) == (False, 3)
+    _, _, rec = train_teacher(mnist_small_target, longer, cache_dir=tmp_path)
+    assert rec["extended_from"]["epochs"] == 3 and trained_epochs(tmp_path, name, longer) == (True, 5)
+    # Another seed, lr, target or numerics version is another teacher.
+    for other in (dataclasses.replace(cfg, seed=1), dataclasses.replace(cfg, lr=3e-3)):
+        assert trained_epochs(tmp_path, name, other) == (False, 0)
+    assert trained_epochs(tmp_path, name + "-other", cfg) == (False, 0)
+    import labeldistill.teacher as teacher_module
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(teacher_module, "NUMERICS_VERSION", teacher_module.NUMERICS_VERSION + 1)
+        assert trained_epochs(tmp_path, name, cfg) == (False, 0)
 
 
 def test_baseline_with_teacher_labels_end_to_end(mnist_small, tmp_path, monkeypatch, capsys, short_step_search):

@@ -38,10 +38,10 @@ from .engine.augment import DSAParams
 from .engine.recipe import TrainRecipe
 from .errors import ArtifactError, UserError
 from .problem import run_target
-from .numerics import float32_precision
+from .numerics import NUMERICS_VERSION, float32_precision
 from .runs import read_json
 from .runs.provenance import versions
-from .runs.tensorstate import load_state, save_state
+from .runs.tensorstate import load_state, read_state_document, save_state
 
 
 
@@ -131,20 +131,66 @@ def teacher_cache_dir() -> Path | None:
 def _teacher_key(target, cfg: TeacherConfig, zca) -> dict:
     from .selectors._cache import numerics_key
 
-    # The fields added since teachers were first cached count only where they differ from their default: a teacher
-    # trained the one way there was keeps its key, and its cache file.
-    defaults = {f.name: f.default for f in dataclasses.fields(TeacherConfig)}
-    teacher = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _ADDED_FIELDS or v != defaults[k]}
     key = {"target": target.name, "split_sha256": target.split_record.get("index_sha256"), "seed": cfg.seed,
-           "preprocessing": target.preprocessing.to_dict(), "teacher": teacher, "numerics": numerics_key(),
+           "preprocessing": target.preprocessing.to_dict(), "teacher": _settings_key(cfg), "numerics": numerics_key(),
            "zca": None if zca is None else {"eps": zca.eps, "fitted_on": zca.fitted_on}}
     return json.loads(json.dumps(key, sort_keys=True, default=str))
+
+
+def _settings_key(cfg: TeacherConfig) -> dict:
+    """The key's part that the settings alone make. The fields added since teachers were first cached count only where
+    they differ from their default: a teacher trained the one way there was keeps its key, and its cache file."""
+    defaults = {f.name: f.default for f in dataclasses.fields(TeacherConfig)}
+    teacher = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _ADDED_FIELDS or v != defaults[k]}
+    return json.loads(json.dumps(teacher, sort_keys=True, default=str))
+
+
+def trained_epochs(folder: Path | None, target_name: str, cfg: TeacherConfig) -> tuple[bool, int]:
+    """What the cache ``folder`` holds of this teacher: (cached, epochs trained). Cached: a finished teacher of these
+    settings (nothing left to train); else the epochs an interrupted training reached (its partial file) or the
+    longest shorter teacher trained all of its epochs (this one goes on from it; :func:`_shorter_teacher`), 0 where
+    none. For estimates (``reproduce --dry-run``), from the files' JSON headers alone: it matches the target's name,
+    the settings, seed and numerics version, not the key's parts that need the data loaded (the split's hash, the
+    preprocessing, the whitening), so a teacher of another split of the same dataset can count here."""
+    if folder is None or not Path(folder).is_dir():
+        return False, 0
+    want, stem = _settings_key(cfg), _teacher_file(Path(folder), target_name, cfg, {}).name.rsplit("-", 1)[0]
+    trained = 0
+    for f in Path(folder).glob(f"{stem}-*.safetensors"):
+        if f.name.endswith(".epochs.safetensors"):
+            continue
+        training = f.name.endswith((FINAL, PARTIAL))  # a training's last state, not a teacher
+        doc = read_state_document(f) if training else _teacher_record(f)
+        key = doc.get("key") or {}
+        if key.get("target") != target_name or (key.get("numerics") or {}).get("version") != NUMERICS_VERSION:
+            continue
+        if not training:
+            if key.get("teacher") == want:
+                return True, int(doc.get("epochs_trained") or cfg.epochs)
+            continue
+        curve = {int(e): float(v) for e, v in (doc.get("curve") or {}).items()}
+        epochs = max(curve, default=0)
+        if key.get("teacher") == want or (  # the same training interrupted, or a shorter one it goes on from
+                f.name.endswith(FINAL) and _without_length({"teacher": key.get("teacher") or {}}) == _without_length({"teacher": want})
+                and epochs < cfg.epochs and _stops_by(curve, cfg.patience) is None):
+            trained = max(trained, epochs)
+    return False, trained
 
 
 def _teacher_file(folder: Path, target_name: str, cfg: TeacherConfig, key: dict) -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(str(target_name).split(":", 1)[-1]).name)[:40]
     return Path(folder) / f"{stem}-{cfg.arch}-seed{cfg.seed}-{digest}.safetensors"
+
+
+def _teacher_record(path: Path) -> dict:
+    """A cached teacher's record (its file's JSON header), without reading its weights; {} where unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            return json.loads((json.loads(fh.read(n)).get("__metadata__") or {}).get("record") or "{}")
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return {}
 
 
 def _cached_teacher(path: Path, key: dict, learner: Learner, seeds: list[int], reference: torch.Tensor) -> tuple[ModelState, dict] | None:
@@ -241,7 +287,7 @@ def _train_teacher(target, cfg: TeacherConfig, *, zca, cache_dir, keep: frozense
     kept: dict[int, ModelState] | None = None if keep is None else {}
     # Each epoch's end is checkpointed beside the cache file (a CIFAR-10 teacher is an hour of a CPU core): an
     # interrupted training goes on from its last epoch, exactly as if it had not stopped.
-    partial = None if path is None else path.with_name(path.stem + ".partial.safetensors")
+    partial = None if path is None else path.with_name(path.stem + PARTIAL)
     resume, before = _partial_teacher(partial, key, curve, best, reference=tx, kept=kept, keep=keep)
     extended = None
     if resume is None and path is not None:  # else a cached teacher of fewer epochs, trained them all, goes on
@@ -349,6 +395,7 @@ def _cached_epochs(path: Path | None, key: dict, reference: torch.Tensor) -> dic
 
 
 FINAL = ".final.safetensors"  # beside a teacher that trained all its epochs: its training's last state
+PARTIAL = ".partial.safetensors"  # beside a teacher still training: its last epoch's state
 
 
 def _stops_by(curve: dict[int, float], patience: int) -> int | None:

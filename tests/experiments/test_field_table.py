@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+import torch
 
 from labeldistill import teacher as teacher_module
 from labeldistill.experiments import PaperCell, TableSpec, get_table, parse_cell, plan, run_cells
@@ -102,6 +103,46 @@ def test_field_table_cells_and_what_they_run(tmp_path):
     p.config.refresh_every = 0  # never
     assert plan.run_seconds(p, data) == pytest.approx(plan.TEACHER_SECONDS["lenet"] + steps * plan.IMPLICIT_STEP_SECONDS
                                                        + plan.protocol_seconds(dsa, 100, plan.TEMPERATURE_STUDENTS + 1 + 1 + 1 + 5))
+
+
+def test_an_estimate_pays_each_teacher_once_and_not_what_its_cache_holds(tmp_path):
+    """The dry run's teacher costs (:class:`plan.TeacherCosts`): rows that share a teacher pay it once; a cached teacher
+    costs nothing, a partial or shorter one the epochs it lacks; without the costs object, every row pays it whole."""
+    import json
+
+    from safetensors.torch import save
+    from labeldistill.runs.tensorstate import save_state
+
+    data, opts, cache = DataView(tmp_path / "empty"), Options(out=tmp_path), tmp_path / "teachers"
+    plans = {n: plan_cell(parse_cell(f"mnist/{n}/100@protocol=dc-dsa"), opts, data)
+             for n in ("baseline-mtt-expert", "implicit-mtt-expert", "baseline-mtt-expert-t64", "baseline-teacher")}
+    epoch = plan.TEACHER_EPOCH_SECONDS["convnet3"]
+    costs = plan.TeacherCosts(cache)  # nothing cached
+    assert [plan.teacher_seconds(plans[n], costs) for n in plans] == [32 * epoch, 0.0, 64 * epoch, plan.TEACHER_SECONDS["lenet"]]
+    assert plan.teacher_seconds(plans["implicit-mtt-expert"]) == 32 * epoch  # no costs object: the whole teacher
+
+    def teacher_of(p, epochs):
+        c = p.config
+        return teacher_module.teacher_config("convnet3", seed=0, epochs=epochs, patience=epochs, recipe=c.teacher_recipe, lr=c.teacher_lr)
+
+    def key(cfg):
+        return {"target": "mnist", "teacher": teacher_module._settings_key(cfg), "numerics": {"version": teacher_module.NUMERICS_VERSION}}
+
+    cache.mkdir()
+    short = teacher_of(plans["baseline-mtt-expert"], 32)
+    stem = teacher_module._teacher_file(cache, "mnist", short, {}).name.rsplit("-", 1)[0]
+    # An interrupted 32-epoch training at epoch 20: 12 epochs left, for the first row that needs it.
+    save_state(cache / f"{stem}-a{teacher_module.PARTIAL}", {"key": key(short), "curve": {e: 50.0 for e in range(1, 21)}})
+    costs = plan.TeacherCosts(cache)
+    assert [plan.teacher_seconds(plans[n], costs) for n in plans][:3] == [12 * epoch, 0.0, 64 * epoch]
+    # Finished: the 32-epoch teacher costs nothing, and the 64-epoch one goes on from its last state.
+    (cache / f"{stem}-a{teacher_module.PARTIAL}").unlink()
+    (cache / f"{stem}-a.safetensors").write_bytes(save({"w": torch.zeros(1)}, metadata={"record": json.dumps({"key": key(short), "epochs_trained": 32})}))
+    save_state(cache / f"{stem}-a{teacher_module.FINAL}", {"key": key(short), "curve": {e: 50.0 + e for e in range(1, 33)}})
+    costs = plan.TeacherCosts(cache)
+    assert [plan.teacher_seconds(plans[n], costs) for n in plans][:3] == [0.0, 0.0, 32 * epoch]
+    run = plan.run_seconds(plans["baseline-mtt-expert"], data)
+    assert plan.run_seconds(plans["baseline-mtt-expert"], data, plan.TeacherCosts(cache)) == pytest.approx(run - 32 * epoch)
 
 
 def test_the_field_figure_shows_each_test_model_and_the_teacher_line(monkeypatch, tmp_path):

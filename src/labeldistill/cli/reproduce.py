@@ -198,13 +198,15 @@ def _list(spec, names: list[str], opts, data, as_json: bool) -> int:
 
 def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
     from ..experiments import parse_cell, plan_cell
-    from ..experiments.plan import (distill_steps, evaluation_seconds, fmt_seconds, reduced_note, remaining_run_seconds,
-                                    selection_seconds)
+    from ..experiments.plan import (TeacherCosts, distill_steps, evaluation_seconds, fmt_seconds, reduced_note,
+                                    remaining_run_seconds, selection_seconds)
     from ..experiments.runner import selections_dir
+    from ..teacher import teacher_cache_dir
     from ..experiments.runner import load_cell_record, progress_of, run_state
 
     counted: set[str] = set()
     selections: set[tuple] = set()
+    teachers = TeacherCosts(teacher_cache_dir())  # each teacher paid once, and only what its cache lacks
     total = 0.0
     rows = []
     counts = {"stored": 0, "missing": 0, "distill": 0, "resume": 0, "baseline": 0, "reuse": 0, "evaluate": 0, "conflict": 0}
@@ -232,7 +234,7 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
                 action = f"reuse finished run {run_dir}"
                 counts["reuse"] += 1
             else:
-                seconds, done_epochs = remaining_run_seconds(plan, data, *progress_of(plan, opts, state, detail))
+                seconds, done_epochs = remaining_run_seconds(plan, data, *progress_of(plan, opts, state, detail), teachers)
                 key = (plan.cell.target, plan.cell.base, plan.cell.seed, plan.select)
                 if plan.select != "random" and key not in selections:
                     selections.add(key)
@@ -332,6 +334,6 @@ def cost_model() -> str:
             f"DD {it['lenet']:g} s with LeNet on MNIST, {step['ridge']['alexnet']:.1f} / {step['second-order']['alexnet']:.1f} / "
             f"{it['alexnet']:.1f} s with AlexCifarNet on CIFAR-10, implicit {p.IMPLICIT_STEP_SECONDS:.0f} s a student with ConvNet-3 "
             f"on 100 images; fixed-epoch protocols {p.PROTOCOL_STEP_SECONDS:g} s a ConvNet-3 step; a ConvNet-3 teacher "
-            f"{p.TEACHER_EPOCH_SECONDS['convnet3']:.0f} s an epoch; +{round((p.VALIDATION_OVERHEAD - 1) * 100)}% validation; other "
+            f"{p.TEACHER_EPOCH_SECONDS['convnet3']:.0f} s an epoch, each teacher counted once and for the epochs its cache lacks; +{round((p.VALIDATION_OVERHEAD - 1) * 100)}% validation; other "
             f"networks scaled from LeNet, ResNet x{p.ARCH_FACTOR['resnet14']:.0f}; ~{p.TEST_SECONDS:.0f} s per 20-model test; "
             f"learned images x{p.IMAGE_STEP_FACTOR:g} is a guess)")

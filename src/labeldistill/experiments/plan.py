@@ -410,51 +410,80 @@ def distill_steps(plan: Plan, data: DataView) -> tuple[int, int]:
     return int(cfg.epochs), int(cfg.epochs * math.ceil(n / cfg.target_batch))
 
 
-def run_seconds(plan: Plan, data: DataView) -> float:
-    """Estimated seconds of the plan's run (distillation + its 20-model test, or the baseline)."""
+def run_seconds(plan: Plan, data: DataView, teachers: TeacherCosts | None = None) -> float:
+    """Estimated seconds of the plan's run (distillation + its 20-model test, or the baseline); ``teachers``: what of
+    its teacher to count (:class:`TeacherCosts`; None: all of it)."""
     if plan.kind == "unrolled":
         resolved, _ = plan.config.resolve(plan.config.target, plan.num_classes, plan.channels)  # type: ignore[union-attr]
         arch = resolved.arch or "lenet"
         _, iterations = distill_steps(plan, data)
         return iterations * measured_seconds(UNROLLED_ITERATION_SECONDS, arch) + measured_seconds(UNROLLED_TEST_SECONDS, arch)
     if plan.kind == "distill" and plan.cell.distils_under_protocol:
-        return implicit_seconds(plan, data)
+        return implicit_seconds(plan, data, teachers)
     if plan.kind == "distill":
         cfg = plan.config.resolve(plan.config.target, plan.channels)  # type: ignore[union-attr]
         arch = cfg.arch or "lenet"
         per_arch = STEP_SECONDS.get(cfg.method, STEP_SECONDS["second-order"])  # lookahead: about a second-order step
         step = measured_seconds(per_arch, arch) * (IMAGE_STEP_FACTOR if cfg.learn != "labels" else 1.0)
         _, steps = distill_steps(plan, data)
-        start = teacher_seconds(plan) + TEMPERATURE_STUDENTS * BASELINE_SECONDS if cfg.label_init == "teacher" else 0.0
+        start = teacher_seconds(plan, teachers) + TEMPERATURE_STUDENTS * BASELINE_SECONDS if cfg.label_init == "teacher" else 0.0
         return steps * step * VALIDATION_OVERHEAD + test_seconds(arch) + start
     proto = get_protocol(plan.config.protocol)  # type: ignore[union-attr]
     teacher = plan.config.labels == "teacher"  # type: ignore[union-attr]
     if not proto.is_paper:
         students = plan.config.models + (teacher_students(plan.config) if teacher else 0)  # type: ignore[union-attr]
-        return protocol_seconds(proto, plan.cell.base, students) + (teacher_seconds(plan) if teacher else 0.0)
+        return protocol_seconds(proto, plan.cell.base, students) + (teacher_seconds(plan, teachers) if teacher else 0.0)
     arch = plan.config.arch or paper_defaults.default_arch(plan.config.target, plan.channels)  # type: ignore[union-attr]
-    return BASELINE_SECONDS * ARCH_FACTOR.get(arch, 1.0) * (1 + TEMPERATURE_STUDENTS if teacher else 1) + (teacher_seconds(plan) if teacher else 0.0)
+    return BASELINE_SECONDS * ARCH_FACTOR.get(arch, 1.0) * (1 + TEMPERATURE_STUDENTS if teacher else 1) + (teacher_seconds(plan, teachers) if teacher else 0.0)
 
 
-def teacher_seconds(plan: Plan) -> float:
+class TeacherCosts:
+    """The teachers an estimate has counted: one that several rows share (trained once, then cached) is paid once, and
+    what the teacher cache already holds of one (a finished teacher, an interrupted training, a shorter teacher it goes
+    on from: :func:`~labeldistill.teacher.trained_epochs`) is not paid again. Without it, every row pays its whole
+    teacher."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.folder, self.counted = folder, set()
+
+    def epochs_left(self, plan: Plan, arch: str, epochs: int, patience: int) -> int | None:
+        """Epochs of the plan's teacher still to train (0: nothing, it is cached or counted above); None where the
+        cache holds none of it and it is not counted yet."""
+        from ..teacher import teacher_config, trained_epochs
+
+        cfg = plan.config
+        teacher = teacher_config(arch, seed=int(cfg.seed), epochs=epochs, patience=patience,  # type: ignore[union-attr]
+                                 recipe=getattr(cfg, "teacher_recipe", "adam"), lr=getattr(cfg, "teacher_lr", None))
+        if (plan.cell.target, teacher) in self.counted:
+            return 0
+        self.counted.add((plan.cell.target, teacher))
+        cached, trained = trained_epochs(self.folder, plan.cell.target, teacher)
+        return 0 if cached else (max(0, epochs - trained) if trained else None)
+
+
+def teacher_seconds(plan: Plan, teachers: TeacherCosts | None = None) -> float:
     """Estimated seconds of the plan's teacher: its ``teacher_arch``, else the dataset's architecture (the estimate does
-    not model :func:`~labeldistill.teacher.default_teacher_arch`'s ConvNet-3 for images that architecture cannot take)."""
+    not model :func:`~labeldistill.teacher.default_teacher_arch`'s ConvNet-3 for images that architecture cannot take);
+    with ``teachers``, only what is left of it to train."""
     cfg = plan.config
     arch = getattr(cfg, "teacher_arch", None) or paper_defaults.default_arch(cfg.target, plan.channels)  # type: ignore[union-attr]
     epochs, patience = int(getattr(cfg, "teacher_epochs", 30)), int(getattr(cfg, "teacher_patience", 3))
-    if patience >= epochs:  # no early stop: every epoch is trained
-        return epochs * measured_seconds(TEACHER_EPOCH_SECONDS, arch)
-    return measured_seconds(TEACHER_SECONDS, arch)
+    left = None if teachers is None else teachers.epochs_left(plan, arch, epochs, patience)
+    if left == 0:
+        return 0.0
+    if patience >= epochs:  # no early stop: every epoch left is trained
+        return (epochs if left is None else left) * measured_seconds(TEACHER_EPOCH_SECONDS, arch)
+    return measured_seconds(TEACHER_SECONDS, arch)  # early-stopped: its length unknown, counted whole
 
 
-def implicit_seconds(plan: Plan, data: DataView) -> float:
+def implicit_seconds(plan: Plan, data: DataView, teachers: TeacherCosts | None = None) -> float:
     """Estimated seconds of a run made under its protocol (``--method implicit``): the teacher and its temperature
     students, the start candidate (its protocol students; no paper step search since session 32), the students' first
     training, the label steps, the refreshed students' trainings, the snapshots' protocol students and the protocol's test."""
     cfg = plan.config.resolve(plan.config.target, plan.channels)  # type: ignore[union-attr]
     proto, n = get_protocol(cfg.test_protocol), plan.cell.base
     _, steps = distill_steps(plan, data)
-    start = teacher_seconds(plan) + protocol_seconds(proto, n, teacher_students(cfg)) if cfg.label_init == "teacher" else 0.0
+    start = teacher_seconds(plan, teachers) + protocol_seconds(proto, n, teacher_students(cfg)) if cfg.label_init == "teacher" else 0.0
     if cfg.start_candidate == "on":
         start += protocol_seconds(proto, n, cfg.validation_models)
     snapshots = max(1, int(cfg.epochs) // cfg.val_every)
@@ -499,13 +528,14 @@ def test_seconds(arch: str) -> float:
     return TEST_MODELS * TYPICAL_TEST_STEPS * MODEL_STEP_SECONDS * ARCH_FACTOR.get(arch, 1.0)
 
 
-def remaining_run_seconds(plan: Plan, data: DataView, state: str, run_dir: Path) -> tuple[float, int | None]:
+def remaining_run_seconds(plan: Plan, data: DataView, state: str, run_dir: Path, teachers: TeacherCosts | None = None
+                          ) -> tuple[float, int | None]:
     """Estimated seconds still to spend on the plan's run in ``state`` (``runner.run_state``'s), and the epochs
     a resumed distillation has done: a finished run (or a conflict, which runs nothing) costs nothing, a
     resumed one what is left of its loop (its test and validations still to come scale alike)."""
     if state in ("finished", "conflict"):
         return 0.0, None
-    seconds, done = run_seconds(plan, data), None
+    seconds, done = run_seconds(plan, data, teachers), None
     if state == "resume" and plan.kind in ("unrolled", "distill"):
         epochs, _ = distill_steps(plan, data)
         done = last_epoch(run_dir / "metrics.jsonl")

@@ -33,8 +33,11 @@ def flatten(obj: Any, tensors: dict[str, torch.Tensor], prefix: str = "t") -> An
     return obj
 
 
-def unflatten(obj: Any, tensors: dict[str, torch.Tensor], device: str | torch.device | None = None) -> Any:
+def unflatten(obj: Any, tensors: dict[str, torch.Tensor] | None, device: str | torch.device | None = None) -> Any:
+    """``flatten``'s inverse; with ``tensors`` None, the placeholders stay (the JSON part alone)."""
     if isinstance(obj, dict) and "__tensor__" in obj:
+        if tensors is None:
+            return obj
         t = tensors[obj["__tensor__"]]
         return t.to(device) if device is not None else t
     if isinstance(obj, dict) and "__dict__" in obj:
@@ -78,6 +81,18 @@ def load_state(path: str | Path, device: str | torch.device | None = None) -> di
     if digest != meta.get("sha256"):
         raise ArtifactError(f"{path} does not match its recorded hash: it is corrupt or was modified.")
     return unflatten(json.loads(skeleton_json), tensors, device)
+
+
+def read_state_document(path: str | Path) -> dict[str, Any]:
+    """The JSON part of a :func:`save_state` file, read from its header alone (no tensor is read, nothing is verified;
+    tensors stay ``{"__tensor__": name}`` placeholders): for looking at large files cheaply. {} where unreadable."""
+    try:
+        with open(path, "rb") as fh:
+            n = int.from_bytes(fh.read(8), "little")
+            meta = json.loads(fh.read(n)).get("__metadata__") or {}
+        return unflatten(json.loads(meta["state"]), None)
+    except (OSError, KeyError, ValueError, UnicodeDecodeError, AttributeError):
+        return {}
 
 
 def content_digest(doc: str, tensors: dict[str, torch.Tensor]) -> str:
