@@ -10,51 +10,74 @@ bit for bit, as a distilled set that ``labeldistill evaluate`` tests like any ot
         runs/s44/field-mnist/runs/mnist_implicit-mtt-expert-lr1e-2_100__protocol=dc-dsa --out runs/s47/avg/avg.safetensors
     labeldistill evaluate runs/s47/avg/avg.safetensors --protocol dc-dsa --target mnist --seed 0 --json
 
-The set's cost is the sum of its parts' distillations; its provenance names each part by its content hash.
+(``labeldistill.average_labels``, the library's, as ``labeldistill export RUN_A RUN_B`` writes it.) The set's cost is
+the sum of its parts' distillations; its provenance names each part. With ``--validate TARGET``,
+each part and the mean are also scored as the runs chose their labels: one student of the set's test protocol trained
+on them and tested on the target's validation split (the same student seed for all, the runs' split seed 0), so the
+mean can be chosen without the test split (written to ``OUT.validation.json``).
 Measured results: docs/results.md (session 47).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import json
+import time
 from pathlib import Path
 
-import torch
-
+from labeldistill import average_labels
 from labeldistill.artifact import DistilledSet, load
 from labeldistill.errors import UserError
 
 
-def average(sets: list[DistilledSet], names: list[str]) -> DistilledSet:
-    """The first set with the mean of every set's labels; the sets must share images, classes, preprocessing and ZCA."""
-    first = sets[0]
-    for s, name in zip(sets[1:], names[1:]):
-        if not torch.equal(s.images, first.images):
-            raise UserError(f"{name}: its images differ from {names[0]}'s; only labels on the same images average.")
-        if s.class_names != first.class_names or s.preprocessing != first.preprocessing:
-            raise UserError(f"{name}: its classes or preprocessing differ from {names[0]}'s.")
-        if (s.zca is None) != (first.zca is None) or (s.zca is not None and not (
-                torch.equal(s.zca.matrix, first.zca.matrix) and s.zca.applied_to_images == first.zca.applied_to_images)):
-            raise UserError(f"{name}: its ZCA whitening differs from {names[0]}'s.")
-    labels = torch.stack([s.labels.double() for s in sets]).mean(0).float()
-    provenance = {**first.provenance, "averaged_from": names}
-    return dataclasses.replace(first, labels=labels, provenance=provenance, evaluation=None)
+def validate(sets: list[DistilledSet], names: list[str], target_name: str, *, data_root: str, device: str, seed: int = 0) -> dict:
+    """Validation accuracy (%) of one student of each set's test protocol (the same seed for every set), by name."""
+    from labeldistill.data import load_for_arch
+    from labeldistill.engine import make_learner
+    from labeldistill.protocols import evaluate_protocol, get_protocol
+
+    proto = get_protocol(sets[0].recipe["test_protocol"])
+    target = load_for_arch(target_name, proto.arch, data_root=data_root, seed=seed, split=None, device=device)
+    if target.preprocessing != sets[0].preprocessing:
+        raise UserError(f"{target_name} loads with other preprocessing than the sets' ({target.preprocessing} against {sets[0].preprocessing}).")
+    x = sets[0].images.to(device)
+    learner = make_learner(proto.arch, int(x.shape[1]), int(x.shape[-1]), target.num_classes)
+    zca = None if sets[0].zca is None else sets[0].zca.to(device)
+    out = {}
+    for s, name in zip(sets, names):
+        ev = evaluate_protocol(proto, learner, x, s.labels.to(device), target.val.x, target.val.y, steps=1, seed=seed, models=1,
+                               batch_size=len(s), lr=1e-3, zca=zca, purpose="validation-models")
+        out[name] = round(float(ev.accuracy_mean), 2)
+        print(f"validation {out[name]:.2f}  {name}", flush=True)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sets", nargs="+", help="run directories or distilled-set files, on the same images")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--validate", metavar="TARGET", help="also score each set and the mean on TARGET's validation split")
+    ap.add_argument("--data-root", default="../shared/data")
+    ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
     if len(a.sets) < 2:
         raise SystemExit("error: give two or more sets to average")
     try:
-        out = average([load(p) for p in a.sets], [str(p) for p in a.sets])
+        parts, names = [load(p) for p in a.sets], [str(p) for p in a.sets]
+        out = average_labels(parts, names)
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        out.save(a.out)
+        print(f"wrote {a.out}: the mean of {len(a.sets)} label sets on {len(out)} images")
+        if a.validate:
+            from labeldistill.runs.provenance import pin_code_identity, versions
+
+            pin_code_identity()
+            t0 = time.perf_counter()
+            scores = validate([*parts, out], [*names, str(a.out)], a.validate, data_root=a.data_root, device=a.device)
+            record = {"validation_accuracy": scores, "how": "one student of the sets' test protocol each, the same seed, "
+                      "on the validation split (split seed 0)", "seconds": round(time.perf_counter() - t0, 1), "versions": versions()}
+            a.out.with_suffix(".validation.json").write_text(json.dumps(record, indent=1) + "\n")
     except UserError as e:
         raise SystemExit(f"error: {e}") from None
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    out.save(a.out)
-    print(f"wrote {a.out}: the mean of {len(a.sets)} label sets on {len(out)} images")
 
 
 if __name__ == "__main__":

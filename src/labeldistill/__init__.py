@@ -6,6 +6,7 @@ Public API::
     labeldistill.distill("mnist", method="dd")                -> DistilledSet (DD / SLDD: images and a learned step schedule)
     labeldistill.distill_many([cfg0, cfg1, ...], outs=[...])  -> [DistilledSet, ...] (runs stepped together: seeds stacked)
     labeldistill.load("runs/x")                               -> DistilledSet
+    labeldistill.average_labels([load("runs/a"), load("runs/b")]) -> DistilledSet (the mean of label sets on the same images)
     labeldistill.evaluate("runs/x", arch="lenet")             -> Evaluation
     labeldistill.evaluate("runs/dd", variant="first-steps:20")  (DD / SLDD sets: the paper's sensitivity variants)
     labeldistill.baseline("mnist", base=100, labels="teacher", protocol="dc-dsa", save_set="t.safetensors")  -> dict
@@ -13,6 +14,7 @@ Public API::
 from ._version import __version__
 
 from .artifact import DistilledSet, load  # noqa: E402
+from .ensemble import average_labels  # noqa: E402
 from .data import list_datasets  # noqa: E402
 from .distill import DistillConfig, list_methods  # noqa: E402
 from .distill import distill as _distill_labels  # noqa: E402
@@ -69,5 +71,5 @@ def baseline(target: str = "mnist", *, data_root=None, out=None, progress: bool 
     return run(BaselineSettings(target=target, **settings), data_root=data_root, out=out, progress=progress, save_set=save_set)
 
 
-__all__ = ["DistilledSet", "DistillConfig", "UnrolledRunConfig", "baseline", "distill", "distill_many", "evaluate", "list_datasets", "list_methods", "list_models",
+__all__ = ["DistilledSet", "average_labels", "DistillConfig", "UnrolledRunConfig", "baseline", "distill", "distill_many", "evaluate", "list_datasets", "list_methods", "list_models",
            "load", "train_on", "__version__"]

@@ -225,6 +225,10 @@ class DistilledSet:
             out.update(self.zca.tensors())
         return {k: t.detach().float().cpu().contiguous() for k, t in out.items()}
 
+    def content_sha256(self) -> str:
+        """The hash :meth:`save` writes into the file (and :func:`load` verifies): of the document and every tensor."""
+        return content_digest(json.dumps(self._document(), sort_keys=True), self._tensors())
+
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         tensors = self._tensors()

@@ -12,15 +12,18 @@ from ..interop import FORMATS, list_formats
 # What may leave the private side: the base images' public provenance, not the target's
 # data, paths or results (the privacy use in the paper's Broader Impact section).
 # Learned images are the product itself, so they stay, with what was learned and how it started.
-SHAREABLE = ("base_dataset", "base_indices", "base_licence", "cross_dataset", "base_classes", "learned", "image_init")
+SHAREABLE = ("base_dataset", "base_indices", "base_licence", "cross_dataset", "base_classes", "learned", "image_init",
+             "averaged_from")
 RECIPE = ("optimizer", "lr", "batch_size", "arch", "head", "ridge_lambda", "ridge_step", "scale_lr", "method", "learned", "test_protocol")
 ZCA_NOTE = ("it holds the ZCA whitening its protocol uses, fitted on the target's training split: its mean and {d} x {d} matrix are "
             "second-order statistics of the target data (--no-zca leaves them out)")
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="write a shareable distilled-set file from a run")
-    p.add_argument("run_dir", metavar="RUN_DIR")
+    p = sub.add_parser("export", help="write a shareable distilled-set file from a run (or the mean of several runs' labels)")
+    p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
+                   help="a run (or set file); several: the mean of their labels on the same images (an ensemble of label "
+                        "sets: the images, classes, preprocessing, whitening and training must be the same)")
     p.add_argument("--out", required=True, metavar="PATH", help="the file (--format labeldistill) or folder (ddranking) to write")
     p.add_argument("--format", default="labeldistill", choices=list_formats(),
                    help="labeldistill (default: this library's safetensors file) or ddranking (images.pt / labels.pt for "
@@ -53,11 +56,17 @@ def shareable(ds: DistilledSet, *, zca: bool = True) -> DistilledSet:
 
 
 def run(args: argparse.Namespace) -> int:
-    full = load(args.run_dir)
+    full = load(args.run_dirs[0])
+    if len(args.run_dirs) > 1:
+        from ..ensemble import average_labels
+
+        full = average_labels([full, *(load(p) for p in args.run_dirs[1:])], list(args.run_dirs))
     ds = shareable(full, zca=not args.no_zca)
     # DD-Ranking's files hold only images (class-major, hence the classes) and labels: no paths, metrics or ZCA.
     _, lines = FORMATS.get(args.format)(ds if args.format == "labeldistill" else full, Path(args.out))
     print("\n".join(lines))
+    if len(args.run_dirs) > 1:
+        print(f"labels: the mean of {len(args.run_dirs)} sets' (provenance averaged_from: their content hashes)")
     if args.format != "labeldistill":
         return 0
     if ds.zca is not None:
