@@ -41,7 +41,7 @@ from .problem import run_target
 from .numerics import NUMERICS_VERSION, float32_precision
 from .runs import read_json
 from .runs.provenance import versions
-from .runs.tensorstate import load_state, read_state_document, save_state
+from .runs.tensorstate import header_metadata, load_state, read_state_document, save_state
 
 
 
@@ -186,10 +186,8 @@ def _teacher_file(folder: Path, target_name: str, cfg: TeacherConfig, key: dict)
 def _teacher_record(path: Path) -> dict:
     """A cached teacher's record (its file's JSON header), without reading its weights; {} where unreadable."""
     try:
-        with open(path, "rb") as fh:
-            n = int.from_bytes(fh.read(8), "little")
-            return json.loads((json.loads(fh.read(n)).get("__metadata__") or {}).get("record") or "{}")
-    except (OSError, ValueError, UnicodeDecodeError, AttributeError):
+        return json.loads(header_metadata(path).get("record") or "{}")
+    except ValueError:
         return {}
 
 

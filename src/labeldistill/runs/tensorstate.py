@@ -83,15 +83,23 @@ def load_state(path: str | Path, device: str | torch.device | None = None) -> di
     return unflatten(json.loads(skeleton_json), tensors, device)
 
 
-def read_state_document(path: str | Path) -> dict[str, Any]:
-    """The JSON part of a :func:`save_state` file, read from its header alone (no tensor is read, nothing is verified;
-    tensors stay ``{"__tensor__": name}`` placeholders): for looking at large files cheaply. {} where unreadable."""
+def header_metadata(path: str | Path) -> dict[str, str]:
+    """A safetensors file's metadata, read from its header alone (no tensor is read, nothing is verified): for looking
+    at large files cheaply. {} where unreadable."""
     try:
         with open(path, "rb") as fh:
             n = int.from_bytes(fh.read(8), "little")
-            meta = json.loads(fh.read(n)).get("__metadata__") or {}
-        return unflatten(json.loads(meta["state"]), None)
-    except (OSError, KeyError, ValueError, UnicodeDecodeError, AttributeError):
+            return dict(json.loads(fh.read(n)).get("__metadata__") or {})
+    except (OSError, ValueError, UnicodeDecodeError, AttributeError, TypeError):
+        return {}
+
+
+def read_state_document(path: str | Path) -> dict[str, Any]:
+    """The JSON part of a :func:`save_state` file from its header alone (:func:`header_metadata`; tensors stay
+    ``{"__tensor__": name}`` placeholders). {} where unreadable."""
+    try:
+        return unflatten(json.loads(header_metadata(path)["state"]), None)
+    except (KeyError, ValueError):
         return {}
 
 
