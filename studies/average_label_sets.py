@@ -29,8 +29,11 @@ from labeldistill.artifact import DistilledSet, load
 from labeldistill.errors import UserError
 
 
-def validate(sets: list[DistilledSet], names: list[str], target_name: str, *, data_root: str, device: str, seed: int = 0) -> dict:
-    """Validation accuracy (%) of one student of each set's test protocol (the same seed for every set), by name."""
+def validate(sets: list[DistilledSet], names: list[str], target_name: str, *, data_root: str, device: str, seed: int = 0,
+             models: int = 1, ledger: Path | None = None) -> dict:
+    """Validation accuracy (%) of ``models`` students of each set's test protocol (the same seeds for every set; the
+    first is the one student of ``models=1``), by name: their mean and each student's. ``ledger``: a folder keeping
+    each finished student, so a larger ``models`` later trains only the new ones."""
     from labeldistill.data import load_for_arch
     from labeldistill.engine import make_learner
     from labeldistill.protocols import evaluate_protocol, get_protocol
@@ -44,10 +47,10 @@ def validate(sets: list[DistilledSet], names: list[str], target_name: str, *, da
     zca = None if sets[0].zca is None else sets[0].zca.to(device)
     out = {}
     for s, name in zip(sets, names):
-        ev = evaluate_protocol(proto, learner, x, s.labels.to(device), target.val.x, target.val.y, steps=1, seed=seed, models=1,
-                               batch_size=len(s), lr=1e-3, zca=zca, purpose="validation-models")
-        out[name] = round(float(ev.accuracy_mean), 2)
-        print(f"validation {out[name]:.2f}  {name}", flush=True)
+        ev = evaluate_protocol(proto, learner, x, s.labels.to(device), target.val.x, target.val.y, steps=1, seed=seed,
+                               models=models, batch_size=len(s), lr=1e-3, zca=zca, purpose="validation-models", ledger=ledger)
+        out[name] = {"mean": round(float(ev.accuracy_mean), 2), "students": [round(float(a), 2) for a in ev.accuracies]}
+        print(f"validation {out[name]['mean']:.2f} {out[name]['students']}  {name}", flush=True)
     return out
 
 
@@ -56,6 +59,7 @@ def main() -> None:
     ap.add_argument("sets", nargs="+", help="run directories or distilled-set files, on the same images")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--validate", metavar="TARGET", help="also score each set and the mean on TARGET's validation split")
+    ap.add_argument("--validation-models", type=int, default=1, help="students per set on the validation split (1)")
     ap.add_argument("--data-root", default="../shared/data")
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
@@ -72,9 +76,10 @@ def main() -> None:
 
             pin_code_identity()
             t0 = time.perf_counter()
-            scores = validate([*parts, out], [*names, str(a.out)], a.validate, data_root=a.data_root, device=a.device)
-            record = {"validation_accuracy": scores, "how": "one student of the sets' test protocol each, the same seed, "
-                      "on the validation split (split seed 0)", "seconds": round(time.perf_counter() - t0, 1), "versions": versions()}
+            scores = validate([*parts, out], [*names, str(a.out)], a.validate, data_root=a.data_root, device=a.device,
+                              models=a.validation_models, ledger=a.out.with_suffix(".ledger"))
+            record = {"validation_accuracy": scores, "how": f"{a.validation_models} student(s) of the sets' test protocol "
+                      "each, the same seeds, on the validation split (split seed 0)", "seconds": round(time.perf_counter() - t0, 1), "versions": versions()}
             a.out.with_suffix(".validation.json").write_text(json.dumps(record, indent=1) + "\n")
     except UserError as e:
         raise SystemExit(f"error: {e}") from None
