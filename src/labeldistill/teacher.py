@@ -171,8 +171,7 @@ def trained_epochs(folder: Path | None, target_name: str, cfg: TeacherConfig) ->
         curve = {int(e): float(v) for e, v in (doc.get("curve") or {}).items()}
         epochs = max(curve, default=0)
         if key.get("teacher") == want or (  # the same training interrupted, or a shorter one it goes on from
-                f.name.endswith(FINAL) and _without_length({"teacher": key.get("teacher") or {}}) == _without_length({"teacher": want})
-                and epochs < cfg.epochs and _stops_by(curve, cfg.patience) is None):
+                f.name.endswith(FINAL) and _goes_on_from({"teacher": key.get("teacher")}, curve, {"teacher": want}, cfg)):
             trained = max(trained, epochs)
     return False, trained
 
@@ -192,16 +191,15 @@ def _teacher_record(path: Path) -> dict:
 
 
 def _cached_teacher(path: Path, key: dict, learner: Learner, seeds: list[int], reference: torch.Tensor) -> tuple[ModelState, dict] | None:
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    try:
-        with safe_open(str(path), "pt") as f:
-            record = json.loads((f.metadata() or {}).get("record", "{}"))
-        saved = load_file(str(path))
-    except (OSError, SafetensorError, json.JSONDecodeError):
-        return None
+    record = _teacher_record(path)
     if record.get("key") != key:
+        return None
+    try:
+        saved = load_file(str(path))
+    except (OSError, SafetensorError):
         return None
     state = learner.init(seeds, device=reference.device)
     if set(saved) != set(state.params):
@@ -413,6 +411,15 @@ def _without_length(key: dict) -> dict:
     return {**key, "teacher": {k: v for k, v in key["teacher"].items() if k not in ("epochs", "patience")}}
 
 
+def _goes_on_from(saved_key: dict, curve: dict[int, float], key: dict, cfg: TeacherConfig) -> bool:
+    """Whether the teacher of ``saved_key``, which trained all its epochs (validation ``curve``), is a shorter one this
+    teacher (``key``, ``cfg``) goes on from: every setting but the length the same, fewer epochs, and this teacher's
+    ``patience`` would not have stopped it within them."""
+    teacher = saved_key.get("teacher")
+    return (bool(teacher) and _without_length(saved_key) == _without_length(key)
+            and int(teacher.get("epochs", 0)) < cfg.epochs and _stops_by(curve, cfg.patience) is None)
+
+
 def _shorter_teacher(path: Path, key: dict, cfg: TeacherConfig, curve: dict[int, float], best: dict, *,
                      reference: torch.Tensor, kept: dict[int, ModelState] | None = None,
                      keep: frozenset[int] | None = None) -> tuple[RecipeCheckpoint | None, float, dict | None]:
@@ -422,7 +429,7 @@ def _shorter_teacher(path: Path, key: dict, cfg: TeacherConfig, curve: dict[int,
     teacher recipe has a step that depends on the epochs still to come (no lr schedule; the minibatch orders come from
     the seeds, epoch by epoch); and this teacher's ``patience`` must not have stopped it within those epochs.
     (None, 0, None) where there is none."""
-    want, found = _without_length(key), None
+    found = None
     for f in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*" + FINAL):
         try:
             saved = load_state(f, device=reference.device)
@@ -430,8 +437,7 @@ def _shorter_teacher(path: Path, key: dict, cfg: TeacherConfig, curve: dict[int,
             continue
         k = saved.get("key") or {}
         epochs = int((k.get("teacher") or {}).get("epochs", 0))
-        if (k.get("teacher") and _without_length(k) == want and epochs < cfg.epochs
-                and _stops_by({int(e): float(v) for e, v in saved["curve"].items()}, cfg.patience) is None
+        if (_goes_on_from(k, {int(e): float(v) for e, v in saved["curve"].items()}, key, cfg)
                 and (found is None or epochs > found[1])):
             found = (f, epochs, saved)
     if found is None:
