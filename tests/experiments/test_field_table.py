@@ -21,7 +21,7 @@ def test_field_table_cells_and_what_they_run(tmp_path):
     assert all(c.mean is None for c in spec.cells)  # ours only
     data, opts = DataView(tmp_path / "empty"), Options(out=tmp_path)
     plans = {c.cell: plan_cell(parse_cell(c.cell), opts, data) for c in spec.cells}
-    assert len(plans) == 42 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
+    assert len(plans) == 46 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
     true, teacher = plans["mnist/baseline/100@protocol=dc-dsa"], plans["mnist/baseline-teacher/100@protocol=dc-dsa"]
     for p in (true, teacher):  # baselines run under the protocol itself: its models, its architecture
         assert p.kind == "baseline" and p.evaluation is None and p.config.protocol == "dc-dsa" and p.config.models == 5
@@ -100,6 +100,16 @@ def test_field_table_cells_and_what_they_run(tmp_path):
         both = plans[f"cifar10/{kind}-mtt-expert-lr1e-2-t64/100@protocol=dc-dsa"].expected_config()
         assert (both["teacher_epochs"], both["teacher_patience"], both["teacher_lr"]) == (64, 64, 0.01)
         assert {k: v for k, v in both.items() if k not in length} == {k: v for k, v in at_1e2.items() if k not in length}
+    # The means of the experts' implicit sets: their parts are those rows' cells (the same runs), tested under the protocol;
+    # a mean's own cost is that test (its parts are rows of their own).
+    for target in ("mnist", "cifar10"):
+        two, three = (plans[f"{target}/mean-mtt-experts{k}/100@protocol=dc-dsa"] for k in ("", "-3"))
+        assert (two.kind, two.evaluation, two.run_slug) == ("mean", None, f"{target}_mean-mtt-experts_100__protocol=dc-dsa")
+        assert [q.run_slug for q in three.parts] == [plans[f"{target}/implicit-mtt-expert{e}-e2/100@protocol=dc-dsa"].run_slug
+                                                    for e in ("", "-t64", "-lr1e-2")]
+        assert two.parts == three.parts[:2] and list(two.expected_config()["parts"]) == [q.run_slug for q in two.parts]
+        assert (two.config.protocol, two.config.target, two.config.base) == ("dc-dsa", target, 100)
+        assert plan.run_seconds(three, data) == plan.protocol_seconds(dsa, 100, 5)
     p.config.refresh_every = 0  # never
     assert plan.run_seconds(p, data) == pytest.approx(plan.TEACHER_SECONDS["lenet"] + steps * plan.IMPLICIT_STEP_SECONDS
                                                        + plan.protocol_seconds(dsa, 100, plan.TEMPERATURE_STUDENTS + 1 + 1 + 1 + 5))

@@ -18,7 +18,10 @@ Grammar::
   ``implicit-teacher`` (``distill --method implicit`` from the teacher's labels: students trained the way
   ``@protocol`` trains, which it needs, so its ``@protocol`` names how it distils and is tested, not a re-test);
   ``baseline-expert`` / ``implicit-expert``: the same two from the teacher epoch the students choose
-  (``--teacher-epoch auto``: Qin et al.'s early-stopped expert) instead of its best-accuracy epoch.
+  (``--teacher-epoch auto``: Qin et al.'s early-stopped expert) instead of its best-accuracy epoch;
+  ``mean-mtt-experts`` / ``mean-mtt-experts-3``: the mean of other rows' label sets on the same images
+  (:func:`labeldistill.average_labels`; each such method names its rows, ``METHODS[m]["parts"]``), tested under
+  ``@protocol`` (:mod:`labeldistill.experiments.means`).
 * ``N``: number of base examples.
 * ``@KEY=VALUE``: the setting a supplementary table varies:
   ``seed=K`` (run seed), ``target-size=M|all`` (Table 8), ``arch=NAME`` (test architecture,
@@ -43,6 +46,7 @@ and seed serves every cell of Tables 1, 10, 11, 12 and 15, as in the paper).
 """
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -114,6 +118,13 @@ for _variant in ("", *_EXPERTS):
     METHODS[f"implicit-mtt-expert{_variant}-e2"] = _changed(METHODS[f"implicit-mtt-expert{_variant}"], {"epochs": 2, "val_every": 1},
                                                             "2 epochs")
 del _variant, _words, _change, _kind, _T64
+# The mean of rows' label sets (experiments/means.py): each expert's implicit row with its label epochs chosen on validation
+# (the -e2 rows keep one epoch or two), from the 32- and 64-epoch experts at lr 1e-3, then with the lr-1e-2 expert's too.
+# The rows were chosen as the experts' sets most unlike one another (different experts), not among candidates by test.
+METHODS["mean-mtt-experts"] = {"kind": "mean", "parts": ("implicit-mtt-expert-e2", "implicit-mtt-expert-t64-e2"),
+                               "paper": "Mean of the implicit sets from the 32- and 64-epoch ConvNet-3 experts"}
+METHODS["mean-mtt-experts-3"] = {"kind": "mean", "parts": (*METHODS["mean-mtt-experts"]["parts"], "implicit-mtt-expert-lr1e-2-e2"),
+                                 "paper": "Mean of the implicit sets from three ConvNet-3 experts"}
 KEYS = ("seed", "target-size", "arch", "head", "steps", "optimizer", "order", "variant", "protocol", "select")  # canonical order
 EVAL_KEYS = ("arch", "head", "steps", "optimizer", "order", "variant", "protocol")  # keys that make a distillation cell an evaluation
 LABEL_SET_KEYS = ("optimizer", "order", "protocol")  # evaluations of label sets only (a DD / SLDD set: @variant)
@@ -121,6 +132,7 @@ BASELINE_KEYS = ("seed", "arch", "select", "protocol")  # what a baseline cell m
 DISTILL_KINDS = ("distill", "unrolled")  # cells that name a distillation run (the rest: baselines)
 UNROLLED_KEYS = ("seed", "arch", "variant")  # what a DD / SLDD cell may vary
 UNDER_PROTOCOL_KEYS = ("seed", "target-size", "select", "protocol")  # what a cell distilled under its @protocol may vary
+MEAN_KEYS = UNDER_PROTOCOL_KEYS  # what a mean of rows' sets may vary: its parts' run, and the protocol that tests it
 
 _FORM = "[SOURCE:]TARGET/METHOD/N[@KEY=VALUE], e.g. mnist/ld-rr/100 or emnist-letters:mnist/ld/100@target-size=5000"
 _NAME = re.compile(r"^(?:(?P<source>[^:/@\s]+):)?(?P<target>[^:/@\s]+)/(?P<method>[^:/@\s]+)/(?P<n>[^:/@\s]+)(?P<rest>(?:@[^@\s]*)*)$")
@@ -263,6 +275,11 @@ class Cell:
         return METHODS[self.method]["kind"]
 
     @property
+    def parts(self) -> tuple[Cell, ...]:
+        """A mean cell's parts: the cells of the rows whose label sets it averages (the same settings); else none."""
+        return tuple(dataclasses.replace(self, method=m) for m in METHODS[self.method].get("parts", ()))
+
+    @property
     def distils_under_protocol(self) -> bool:
         """Whether the cell's run is made under its ``@protocol`` (its students train that way), not re-tested under it."""
         return bool(METHODS[self.method].get("distils_under_protocol"))
@@ -343,6 +360,18 @@ def parse_cell(text: str) -> Cell:
         extra = sorted(set(settings) - set(UNROLLED_KEYS))
         if extra:
             raise _bad(raw, f"a DD / SLDD cell takes only @seed, @arch and @variant, not @{extra[0]}")
+    if kind == "mean":
+        extra = sorted(set(settings) - set(MEAN_KEYS))
+        if extra:
+            raise _bad(raw, f"{method} is the mean of other rows' label sets, tested under its @protocol; it takes only @seed, "
+                            f"@target-size, @select and @protocol, not @{extra[0]}")
+        head = f"{source}:" if source else ""
+        tail = "".join(f"@{k}={v}" for k, v in settings.items())
+        for part in METHODS[method]["parts"]:  # each part must be a cell of its own, with these settings
+            try:
+                parse_cell(f"{head}{target}/{part}/{m['n']}{tail}")
+            except UserError as e:
+                raise UserError(f"Cell '{raw}' averages the label sets of another cell that is not valid: {e}") from None
     if METHODS[method].get("distils_under_protocol"):
         from ..protocols import get_protocol
 
@@ -355,7 +384,7 @@ def parse_cell(text: str) -> Cell:
                             "(dc, dc-dsa)")
     label_only = sorted(set(settings) & set(LABEL_SET_KEYS))
     if label_only and kind != "distill":
-        if not (kind == "baseline" and label_only == ["protocol"]):
+        if not (kind in ("baseline", "mean") and label_only == ["protocol"]):
             raise _bad(raw, f"@{label_only[0]} varies how a label set is tested; a DD / SLDD set has @variant, a baseline has "
                             "only @protocol")
     fixed = [k for k in ("head", "steps", "optimizer", "order") if k in settings]

@@ -7,7 +7,8 @@ A cell maps to exactly one run: ``ld`` / ``ld-rr`` -> a distillation (second-ord
 distillation cell add an evaluation of that run. Runs live in ``OUT/runs/<run slug>/`` and
 are shared by every cell that needs them (a Table 9 cell and a Table 1 cell use the same run).
 ``@protocol`` re-tests a label set under another evaluation protocol (ConvNet-3, fixed epochs, DSA:
-``labeldistill.protocols``) and runs a baseline under it.
+``labeldistill.protocols``) and runs a baseline under it. A ``mean`` cell's run is the mean of other cells' label sets
+(its ``parts``, planned here too), tested under its ``@protocol`` (:mod:`.means`).
 """
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ from ..protocols import get_protocol
 from ..runs.metrics import last_epoch
 from ..unrolled import UnrolledRunConfig
 from .cells import METHODS, Cell
+from .means import MeanSettings, mean_settings
+from . import means as _means
 from .tables._common import NAMES
 
 QUICK_EPOCHS = 40  # --quick: the reduced protocol's epochs (the paper: 400 / 800)
@@ -198,8 +201,8 @@ class Options:
 @dataclass
 class Plan:
     cell: Cell
-    kind: str  # "distill", "unrolled" (DD / SLDD) or "baseline"
-    config: DistillConfig | UnrolledRunConfig | BaselineSettings
+    kind: str  # "distill", "unrolled" (DD / SLDD), "baseline" or "mean" (of other cells' label sets)
+    config: DistillConfig | UnrolledRunConfig | BaselineSettings | MeanSettings
     run_cell: Cell  # the cell that names the run (no evaluation keys, no defaults)
     run_slug: str
     cell_slug: str
@@ -211,6 +214,7 @@ class Plan:
     needs: tuple[str, ...] = field(default=())
     select: str = "random"  # the base selector of the run
     num_classes: int = 10  # the target's classes (a DD / SLDD configuration depends on them)
+    parts: tuple[Plan, ...] = ()  # a mean's: the plans of the cells whose label sets it averages
 
     def run_dir(self, out: Path) -> Path:
         return Path(out) / "runs" / self.run_slug
@@ -226,6 +230,8 @@ class Plan:
         if self.kind == "unrolled":
             resolved, _ = self.config.resolve(self.config.target, self.num_classes, self.channels)  # type: ignore[union-attr]
             return normalise_unrolled(resolved.to_dict())
+        if self.kind == "mean":
+            return normalise_mean(dataclasses.asdict(self.config))
         s = dataclasses.asdict(self.config)
         proto = get_protocol(s.get("protocol"))
         s["arch"] = s["arch"] or (paper_defaults.default_arch(self.config.target, self.channels) if proto.is_paper else proto.arch)
@@ -283,10 +289,15 @@ def normalise_baseline(d: dict) -> dict:
     return _normalise(_with_defaults(d, BaselineSettings), ("target",))
 
 
+def normalise_mean(d: dict) -> dict:
+    """A mean's settings (:class:`~.means.MeanSettings`), comparable across writers."""
+    return _normalise(_means.normalised(_with_defaults(d, MeanSettings)), ("target",))
+
+
 def normalise_config(kind: str, d: dict) -> dict:
-    """A stored configuration of a run of this kind ("distill", "unrolled", "baseline") in the form the code compares:
-    settings added since it was written take the value its run had."""
-    return {"distill": normalise_distill, "unrolled": normalise_unrolled}.get(kind, normalise_baseline)(d)
+    """A stored configuration of a run of this kind ("distill", "unrolled", "baseline", "mean") in the form the code
+    compares: settings added since it was written take the value its run had."""
+    return {"distill": normalise_distill, "unrolled": normalise_unrolled, "mean": normalise_mean}.get(kind, normalise_baseline)(d)
 
 
 def config_diff(expected: dict, stored: dict) -> list[str]:
@@ -324,9 +335,17 @@ def plan_cell(cell: Cell, opts: Options, data: DataView) -> Plan:
     named = {"select": select if select != "random" else None}  # a run's name says how its base set was chosen
     drop = {"seed": None} if seed == 0 else {}
     evaluation: dict | None = None
-    if info["kind"] == "unrolled":  # DD / SLDD: no base set (images learned from noise), DD's 200 test networks
+    parts: tuple[Plan, ...] = ()
+    config: DistillConfig | UnrolledRunConfig | BaselineSettings | MeanSettings
+    if info["kind"] == "mean":  # the mean of its parts' label sets (their runs shared with their own cells), tested under @protocol
+        parts = tuple(plan_cell(part, opts, data) for part in cell.parts)
+        missing = tuple({m["dataset"]: m for p in parts for m in p.missing}.values())
+        notes = list(dict.fromkeys(n for p in parts for n in p.stand_in))
+        config = mean_settings(cell, list(parts), split, device)
+        run_cell = cell.with_settings(**drop, **named)
+    elif info["kind"] == "unrolled":  # DD / SLDD: no base set (images learned from noise), DD's 200 test networks
         select, named = "random", {"select": None}
-        config: DistillConfig | UnrolledRunConfig | BaselineSettings = UnrolledRunConfig(
+        config = UnrolledRunConfig(
             target=target, method=info["method"], base=cell.base, seed=seed, epochs=QUICK_EPOCHS if opts.quick else None,
             split=split, device=device, test_models=DD_TEST_MODELS)
         run_cell = cell.with_settings(arch=None, variant=None, **drop)
@@ -368,12 +387,12 @@ def plan_cell(cell: Cell, opts: Options, data: DataView) -> Plan:
         run_cell = cell.with_settings(arch=arch, **drop, **named)
     suffix = "-stand-in" if notes else ""
     # --quick does not change a baseline or a run made under its protocol: share the run
-    quick_run = opts.quick and info["kind"] != "baseline" and not cell.distils_under_protocol
+    quick_run = opts.quick and info["kind"] not in ("baseline", "mean") and not cell.distils_under_protocol
     return Plan(cell=cell, kind=info["kind"], config=config, run_cell=run_cell,
                 run_slug=run_cell.slug + suffix + ("-quick" if quick_run else ""),
                 cell_slug=cell.with_settings(**named).slug + suffix + ("-quick" if opts.quick else ""),
                 evaluation=evaluation, channels=channels, reduced=opts.quick, stand_in=tuple(notes), missing=missing, needs=needs,
-                select=select, num_classes=_num_classes(cell.target))
+                select=select, num_classes=_num_classes(cell.target), parts=parts)
 
 
 def _num_classes(target: str) -> int:
@@ -420,6 +439,9 @@ def run_seconds(plan: Plan, data: DataView, teachers: TeacherCosts | None = None
         return iterations * measured_seconds(UNROLLED_ITERATION_SECONDS, arch) + measured_seconds(UNROLLED_TEST_SECONDS, arch)
     if plan.kind == "distill" and plan.cell.distils_under_protocol:
         return implicit_seconds(plan, data, teachers)
+    if plan.kind == "mean":  # its own test (its parts are cells of their own: the dry run counts each run once)
+        proto = get_protocol(plan.config.protocol)  # type: ignore[union-attr]
+        return protocol_seconds(proto, plan.cell.base, proto.models)
     if plan.kind == "distill":
         cfg = plan.config.resolve(plan.config.target, plan.channels)  # type: ignore[union-attr]
         arch = cfg.arch or "lenet"

@@ -2,8 +2,9 @@
 
 State on disk (``OUT`` = ``--out``)::
 
-    OUT/runs/<run slug>/     a ``distill`` (label / image / DD / SLDD) or ``baseline`` run directory
-                             (config.json, result.json, ...; machine.json: the machine(s) reproduce ran it on)
+    OUT/runs/<run slug>/     a ``distill`` (label / image / DD / SLDD), ``baseline`` or ``mean`` (of other runs' label
+                             sets: experiments/means.py) run directory (config.json, result.json, ...; machine.json: the
+                             machine(s) reproduce ran it on)
     OUT/cells/<cell slug>.json   one finished cell: its run directory, configuration and result
 
 A cell whose JSON is present (and matches what the cell would run now) is never recomputed.
@@ -38,9 +39,11 @@ from ..runs.ledger import RUN_LEDGER, evaluation_ledger, evaluations_dir, ledger
 from ..runs.provenance import numerics_of
 from ..selectors import selection_cache
 from ..unrolled import is_unrolled_record, run_unrolled
+from . import means as _means
 from . import plan as _plan
 from .machine import record_machine
-from .plan import Options, Plan, config_diff, normalise_baseline, normalise_config, normalise_distill, normalise_unrolled
+from .plan import (Options, Plan, config_diff, normalise_baseline, normalise_config, normalise_distill, normalise_mean,
+                   normalise_unrolled)
 
 RESULT_KEYS = ("accuracy_mean", "accuracy_std", "accuracies", "models", "steps", "T", "seconds", "arch", "head",
                "steps_delta", "distilled_steps", "target", "method", "base", "source", "seed", "epochs", "smoothing",
@@ -83,6 +86,10 @@ def stored_config(plan: Plan, run_dir: Path) -> dict | None:
             if rec is not None and is_unrolled_record(rec):
                 return normalise_unrolled(rec["config"])
         return None
+    if plan.kind == "mean":
+        rec = _read(run_dir / "config.json") or {}
+        cfg = rec.get("config") if rec.get("format") == _means.FORMAT else None
+        return normalise_mean(cfg) if isinstance(cfg, dict) else None
     if plan.kind == "distill":
         rec = _read(run_dir / "config.json") or {}
         if is_unrolled_record(rec):
@@ -98,8 +105,8 @@ def stored_config(plan: Plan, run_dir: Path) -> dict | None:
 
 
 def run_record(plan: Plan, run_dir: Path) -> dict:
-    """The record that says which code made a run: config.json (distill, DD / SLDD) or result.json (baseline)."""
-    if plan.kind in ("distill", "unrolled"):
+    """The record that says which code made a run: config.json (distill, DD / SLDD, mean) or result.json (baseline)."""
+    if plan.kind in ("distill", "unrolled", "mean"):
         return _read(run_dir / "config.json") or {}
     return _read(run_dir / "result.json") or {}
 
@@ -134,6 +141,8 @@ def run_state(plan: Plan, out: Path, reuse_any_version: bool = False) -> tuple[s
     version = numerics_of(run_record(plan, run_dir))
     if version != NUMERICS_VERSION and not (reuse_any_version and has_result):
         return "stale", f"made with numerics version {version} (this code: {NUMERICS_VERSION})"
+    if has_result and plan.kind == "mean" and _means.changed_parts(plan, out):
+        return "new", ""  # a part's run was made again since: the mean of the sets as they are now (and its test)
     if has_result:
         return "finished", ""
     if plan.kind in ("distill", "unrolled") and (run_dir / CHECKPOINT).exists():
@@ -235,6 +244,8 @@ def ensure_run(plan: Plan, opts: Options, stacked: dict[str, str] | None = None)
         elif plan.kind == "unrolled":
             run_unrolled(dataclasses.replace(plan.config), out=run_dir, resume=state == "resume", data_root=opts.data_root,
                          progress=opts.progress)
+        elif plan.kind == "mean":  # its parts' runs first (each reused, resumed or made as its own cell would)
+            _means.make_mean(plan, opts, lambda part: ensure_run(part, opts, stacked)[0])
         else:
             baseline(plan.config, data_root=opts.data_root, out=run_dir)
     result = _read(run_dir / "result.json")
@@ -353,6 +364,14 @@ def cell_cost(plan: Plan, opts: Options, run_result: dict, result: dict) -> dict
 
     if plan.kind == "baseline":
         add_teacher(result)
+        add("test", result.get("seconds"))
+        return cost
+    if plan.kind == "mean":  # what made its parts' sets (not their tests), then its own test
+        for part in plan.parts:
+            part_result = _read(part.run_dir(opts.out) / "result.json") or {}
+            for key, value in cell_cost(part, opts, part_result, part_result).items():
+                if key != "test":
+                    add(key, value)
         add("test", result.get("seconds"))
         return cost
     add("distill", run_result.get("distill_seconds"))
@@ -482,10 +501,7 @@ def work_units(plans: list[Plan], opts: Options, stack: int = 1) -> list[list[in
     loops then step together: :func:`ensure_stacked_runs`). Cells needing no computing stay alone."""
     from ..distill import stack_groups
 
-    by_dir: dict[str, list[int]] = {}
-    for i, plan in enumerate(plans):
-        by_dir.setdefault(str(plan.run_dir(opts.out).absolute()), []).append(i)
-    groups = list(by_dir.values())
+    groups = _run_groups(plans, opts)
     if stack <= 1:
         return groups
     stackable = [gi for gi, g in enumerate(groups) if _stack_state(plans[g[0]], opts) is not None]  # group numbers
@@ -501,6 +517,31 @@ def work_units(plans: list[Plan], opts: Options, stack: int = 1) -> list[list[in
             placed.add(k)
             units.append([i for j in stacks[k] for i in groups[stackable[j]]])
     return units
+
+
+def _run_groups(plans: list[Plan], opts: Options) -> list[list[int]]:
+    """The plans' indices grouped by run directory, in order; a mean's group joins those of the runs it averages (one
+    worker computes them one after another: never two workers on one run)."""
+    def dirs(plan: Plan) -> list[str]:
+        return [str(p.run_dir(opts.out).absolute()) for p in (plan, *plan.parts)]
+
+    group_of: dict[str, int] = {}
+    groups: list[list[int]] = []
+    for i, plan in enumerate(plans):
+        joined = sorted({group_of[d] for d in dirs(plan) if d in group_of})
+        if not joined:
+            groups.append([i])
+            g = len(groups) - 1
+        else:  # merge every group it touches into the first
+            g = joined[0]
+            for other in joined[1:]:
+                groups[g].extend(groups[other])
+                groups[other] = []
+            groups[g].append(i)
+        for j in groups[g]:
+            for d in dirs(plans[j]):
+                group_of[d] = g
+    return [sorted(g) for g in groups if g]
 
 
 def _stack_state(plan: Plan, opts: Options) -> str | None:
@@ -565,7 +606,8 @@ def log_outcome(tag: str, o: Outcome, log: Callable[[str], None]) -> None:
 def describe_action(plan: Plan, opts: Options) -> str:
     state, detail = run_state(plan, opts.out, opts.reuse_any_version)
     where = plan.run_dir(opts.out)
-    fresh = f"{'baseline' if plan.kind == 'baseline' else 'distil'} into {where}"
+    verb = {"baseline": "baseline", "mean": f"the mean of {len(plan.parts)} runs' label sets"}.get(plan.kind, "distil")
+    fresh = f"{verb} into {where}"
     what = {"finished": f"reuse finished run {where}", "resume": f"resume {plan.kind} run {where}", "new": fresh,
             "extend": f"extend the run {detail} into {where}",
             "stale": f"set aside the run {detail}, {fresh}", "conflict": f"conflict: {detail}"}[state]
