@@ -429,17 +429,23 @@ def _shorter_teacher(path: Path, key: dict, cfg: TeacherConfig, curve: dict[int,
     teacher recipe has a step that depends on the epochs still to come (no lr schedule; the minibatch orders come from
     the seeds, epoch by epoch); and this teacher's ``patience`` must not have stopped it within those epochs.
     (None, 0, None) where there is none."""
-    found = None
+    candidates = []  # (epochs, file): their keys and curves from the headers alone; only the one taken is loaded whole
     for f in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*" + FINAL):
+        doc = read_state_document(f)
+        k = doc.get("key") or {}
         try:
-            saved = load_state(f, device=reference.device)
+            epochs, curve_ = int((k.get("teacher") or {}).get("epochs", 0)), {int(e): float(v) for e, v in (doc.get("curve") or {}).items()}
+        except (TypeError, ValueError, AttributeError):
+            continue
+        if _goes_on_from(k, curve_, key, cfg):
+            candidates.append((epochs, str(f)))
+    found = None
+    for epochs, name in sorted(candidates, reverse=True):  # the longest that loads (and verifies)
+        try:
+            found = (Path(name), epochs, load_state(name, device=reference.device))
+            break
         except ArtifactError:
             continue
-        k = saved.get("key") or {}
-        epochs = int((k.get("teacher") or {}).get("epochs", 0))
-        if (_goes_on_from(k, {int(e): float(v) for e, v in saved["curve"].items()}, key, cfg)
-                and (found is None or epochs > found[1])):
-            found = (f, epochs, saved)
     if found is None:
         return None, 0.0, None
     f, epochs, saved = found
