@@ -155,6 +155,39 @@ def test_an_estimate_pays_each_teacher_once_and_not_what_its_cache_holds(tmp_pat
     assert plan.run_seconds(plans["baseline-mtt-expert"], data, plan.TeacherCosts(cache)) == pytest.approx(run - 32 * epoch)
 
 
+def test_an_estimate_pays_each_choice_of_a_teachers_labels_once(tmp_path):
+    """Rows of one teacher whose labels are chosen under the same protocol (temperature, epoch) train the same choice
+    students, which the model ledgers beside them share: the estimate pays them once, and not at all after a finished
+    row (``TeacherCosts.paid``); a loop started from the labels chooses under the paper protocol, another choice."""
+    data, opts = DataView(tmp_path / "empty"), Options(out=tmp_path)
+    plans = {n: plan_cell(parse_cell(f"mnist/{n}/100@protocol=dc-dsa"), opts, data)
+             for n in ("baseline-mtt-expert", "implicit-mtt-expert", "baseline-teacher", "implicit-teacher", "ld-rr-teacher",
+                       "baseline-expert")}
+    dsa = get_protocol("dc-dsa")
+    students = {n: plan.protocol_seconds(dsa, 100, plan.teacher_students(p.config)) for n, p in plans.items()}
+    assert students["baseline-mtt-expert"] == plan.protocol_seconds(dsa, 100, plan.EPOCH_STUDENTS + plan.TEMPERATURE_STUDENTS) > 0
+    whole = {n: plan.run_seconds(p, data) for n, p in plans.items()}  # no costs object: every row pays all
+    costs = plan.TeacherCosts(tmp_path / "teachers")
+    once = {n: plan.run_seconds(p, data, costs) for n, p in plans.items()}
+    teacher = {n: plan.teacher_seconds(p) for n, p in plans.items()}
+    assert once["baseline-mtt-expert"] == pytest.approx(whole["baseline-mtt-expert"])  # the first pays teacher and students
+    # The implicit row of the same expert: neither the teacher nor its choice again.
+    assert once["implicit-mtt-expert"] == pytest.approx(whole["implicit-mtt-expert"] - teacher["implicit-mtt-expert"]
+                                                        - students["implicit-mtt-expert"])
+    assert once["baseline-teacher"] == pytest.approx(whole["baseline-teacher"])  # another teacher
+    assert once["implicit-teacher"] == pytest.approx(whole["implicit-teacher"] - teacher["implicit-teacher"] - students["implicit-teacher"])
+    # The loop's start (a paper-protocol choice) pays its own, as does the choice of another epoch (the expert epoch).
+    assert once["ld-rr-teacher"] == pytest.approx(whole["ld-rr-teacher"] - teacher["ld-rr-teacher"])
+    assert once["baseline-expert"] == pytest.approx(whole["baseline-expert"] - teacher["baseline-expert"])
+    # A finished row pays its choice: a row after it does not.
+    costs = plan.TeacherCosts(tmp_path / "teachers")
+    costs.paid(plans["baseline-mtt-expert"])
+    assert plan.choice_students(plans["implicit-mtt-expert"], costs) == 0
+    assert plan.choice_students(plans["baseline-teacher"], costs) == plan.teacher_students(plans["baseline-teacher"].config)
+    costs.paid(plan_cell(parse_cell("mnist/baseline/100@protocol=dc-dsa"), opts, data))  # no teacher: nothing paid
+    assert costs.chosen == {plan._choice_key(plans[n]) for n in ("baseline-mtt-expert", "baseline-teacher")}
+
+
 def test_the_field_figure_shows_each_test_model_and_the_teacher_line(monkeypatch, tmp_path):
     """A panel per dataset with a computed row, rows in the table's order (cells not computed left out), each test
     model's accuracy, and the teacher-label row's mean as a line (plus Qin et al.'s 46.3 for scale on CIFAR-10)."""

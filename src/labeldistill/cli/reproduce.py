@@ -222,6 +222,7 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
         elif load_cell_record(plan, opts.out, opts.reuse_any_version) is not None:
             action = f"stored in {plan.cell_file(opts.out)}"
             counts["stored"] += 1
+            teachers.paid(plan)
         else:
             state, detail = run_state(plan, opts.out, opts.reuse_any_version)
             run_dir = plan.run_dir(opts.out)
@@ -233,6 +234,7 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
             elif state == "finished":
                 action = f"reuse finished run {run_dir}"
                 counts["reuse"] += 1
+                teachers.paid(plan)
             else:
                 seconds, done_epochs = remaining_run_seconds(plan, data, *progress_of(plan, opts, state, detail), teachers)
                 key = (plan.cell.target, plan.cell.base, plan.cell.seed, plan.select)

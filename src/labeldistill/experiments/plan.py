@@ -453,7 +453,7 @@ def run_seconds(plan: Plan, data: DataView, teachers: TeacherCosts | None = None
     proto = get_protocol(plan.config.protocol)  # type: ignore[union-attr]
     teacher = plan.config.labels == "teacher"  # type: ignore[union-attr]
     if not proto.is_paper:
-        students = plan.config.models + (teacher_students(plan.config) if teacher else 0)  # type: ignore[union-attr]
+        students = plan.config.models + (choice_students(plan, teachers) if teacher else 0)  # type: ignore[union-attr]
         return protocol_seconds(proto, plan.cell.base, students) + (teacher_seconds(plan, teachers) if teacher else 0.0)
     arch = plan.config.arch or paper_defaults.default_arch(plan.config.target, plan.channels)  # type: ignore[union-attr]
     return BASELINE_SECONDS * ARCH_FACTOR.get(arch, 1.0) * (1 + TEMPERATURE_STUDENTS if teacher else 1) + (teacher_seconds(plan, teachers) if teacher else 0.0)
@@ -466,21 +466,62 @@ class TeacherCosts:
     teacher."""
 
     def __init__(self, folder: Path | None) -> None:
-        self.folder, self.counted = folder, set()
+        self.folder, self.counted, self.chosen = folder, set(), set()
 
     def epochs_left(self, plan: Plan, arch: str, epochs: int, patience: int) -> int | None:
         """Epochs of the plan's teacher still to train (0: nothing, it is cached or counted above); None where the
         cache holds none of it and it is not counted yet."""
-        from ..teacher import teacher_config, trained_epochs
+        from ..teacher import trained_epochs
 
-        cfg = plan.config
-        teacher = teacher_config(arch, seed=int(cfg.seed), epochs=epochs, patience=patience,  # type: ignore[union-attr]
-                                 recipe=getattr(cfg, "teacher_recipe", "adam"), lr=getattr(cfg, "teacher_lr", None))
+        teacher = _teacher_of(plan, arch, epochs, patience)
         if (plan.cell.target, teacher) in self.counted:
             return 0
         self.counted.add((plan.cell.target, teacher))
         cached, trained = trained_epochs(self.folder, plan.cell.target, teacher)
         return 0 if cached else (max(0, epochs - trained) if trained else None)
+
+
+    def choose(self, plan: Plan) -> bool:
+        """Whether the plan's choice of its teacher's labels (temperature, epoch) is still to be paid: not paid by a row
+        above (finished, or counted in this estimate) with the same teacher, protocol and choice, whose students the model
+        ledgers beside it then give (runner.sibling_ledgers). Marks it paid."""
+        key = _choice_key(plan)
+        if key in self.chosen:
+            return False
+        self.chosen.add(key)
+        return True
+
+    def paid(self, plan: Plan) -> None:
+        """A row with nothing left to run (finished, or stored): its teacher-label choice, if it made one, is paid."""
+        if "teacher" in (getattr(plan.config, "labels", None), getattr(plan.config, "label_init", None)):
+            self.choose(plan)
+
+
+def _teacher_of(plan: Plan, arch: str | None = None, epochs: int | None = None, patience: int | None = None):
+    """The plan's teacher's settings (:func:`~labeldistill.teacher.teacher_config`)."""
+    from ..teacher import teacher_config
+
+    cfg = plan.config
+    arch = arch or getattr(cfg, "teacher_arch", None) or paper_defaults.default_arch(cfg.target, plan.channels)  # type: ignore[union-attr]
+    epochs = int(getattr(cfg, "teacher_epochs", 30)) if epochs is None else epochs
+    patience = int(getattr(cfg, "teacher_patience", 3)) if patience is None else patience
+    return teacher_config(arch, seed=int(cfg.seed), epochs=epochs, patience=patience,  # type: ignore[union-attr]
+                          recipe=getattr(cfg, "teacher_recipe", "adam"), lr=getattr(cfg, "teacher_lr", None))
+
+
+def _choice_key(plan: Plan) -> tuple:
+    """What decides the students that choose a teacher's labels: the teacher, the protocol they train under (a baseline's
+    or a run made under its protocol: the cell's; a loop started from the labels: the paper's) and what they choose."""
+    under = plan.kind == "baseline" or plan.cell.distils_under_protocol
+    cfg = plan.config
+    return (plan.cell.target, _teacher_of(plan), plan.cell.protocol if under else None, str(getattr(cfg, "temperature", None)),
+            str(getattr(cfg, "teacher_epoch", "best")))
+
+
+def choice_students(plan: Plan, teachers: TeacherCosts | None = None) -> int:
+    """Students of the plan's teacher-label choice still to train: all (:func:`teacher_students`), or none where
+    ``teachers`` has it paid by a row above."""
+    return teacher_students(plan.config) if teachers is None or teachers.choose(plan) else 0
 
 
 def teacher_seconds(plan: Plan, teachers: TeacherCosts | None = None) -> float:
@@ -505,7 +546,7 @@ def implicit_seconds(plan: Plan, data: DataView, teachers: TeacherCosts | None =
     cfg = plan.config.resolve(plan.config.target, plan.channels)  # type: ignore[union-attr]
     proto, n = get_protocol(cfg.test_protocol), plan.cell.base
     _, steps = distill_steps(plan, data)
-    start = teacher_seconds(plan, teachers) + protocol_seconds(proto, n, teacher_students(cfg)) if cfg.label_init == "teacher" else 0.0
+    start = teacher_seconds(plan, teachers) + protocol_seconds(proto, n, choice_students(plan, teachers)) if cfg.label_init == "teacher" else 0.0
     if cfg.start_candidate == "on":
         start += protocol_seconds(proto, n, cfg.validation_models)
     snapshots = max(1, int(cfg.epochs) // cfg.val_every)
