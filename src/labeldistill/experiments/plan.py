@@ -480,7 +480,6 @@ class TeacherCosts:
         cached, trained = trained_epochs(self.folder, plan.cell.target, teacher)
         return 0 if cached else (max(0, epochs - trained) if trained else None)
 
-
     def choose(self, plan: Plan) -> bool:
         """Whether the plan's choice of its teacher's labels (temperature, epoch) is still to be paid: not paid by a row
         above (finished, or counted in this estimate) with the same teacher, protocol and choice, whose students the model
