@@ -1,4 +1,4 @@
-"""``--label-init``: where learned labels start (uniform, onehot, teacher), on real MNIST images;
+"""``--label-init``: where learned labels start (uniform, onehot, teacher, another set's labels), on real MNIST images;
 the temperature rule of teacher labels; resume keeps the start's record without recomputing it."""
 from __future__ import annotations
 
@@ -113,6 +113,37 @@ def test_teacher_start_end_to_end_and_resume_keeps_its_record(mnist_small, tmp_p
     monkeypatch.setattr(run_mod, "initial_labels", lambda *a: (_ for _ in ()).throw(AssertionError("recomputed on resume")))
     again = labeldistill.distill(out=out, resume=True, progress=False)
     assert torch.equal(again.labels, ds.labels) and again.provenance["label_init"] == ds.provenance["label_init"]
+
+
+def test_a_run_starts_from_another_sets_labels_on_the_same_images(mnist_small, tmp_path, monkeypatch):
+    """``--label-init set --label-set FILE``: a finished run's labels (here a ridge run's) start another run on the same
+    images exactly, its hash recorded and the start scored as a candidate; other images, or a missing file, are refused."""
+    first = labeldistill.distill(config=_cfg(mnist_small), out=tmp_path / "first", progress=False)
+    cfg = _cfg(mnist_small, label_init="set", label_set=str(tmp_path / "first"), method="second-order", epochs=1)
+    resolved, problem, _ = prepare(cfg)
+    assert resolved.start_candidate == "on"  # informative start labels: scored against the learned ones
+    start, record = initial_labels(resolved, problem)
+    assert torch.equal(start, first.labels) and not torch.equal(start, torch.full_like(start, 0.1))
+    assert record == {"label_init": "set", "label_set": str(tmp_path / "first"), "label_set_sha256": first.content_sha256()}
+    seen = []
+    orig = Distiller.__init__
+
+    def spy(self, *a, **k):
+        orig(self, *a, **k)
+        seen.append(self.labels.value.detach().clone())
+
+    monkeypatch.setattr(Distiller, "__init__", spy)
+    ds = labeldistill.distill(config=cfg, out=tmp_path / "second", progress=False)
+    torch.testing.assert_close(seen[0], first.labels, rtol=1e-6, atol=1e-7)  # the start, as the labels' parametrisation holds it
+    assert ds.provenance["label_init"]["label_set_sha256"] == first.content_sha256()
+    # The labels of other images (another seed's draw) never start a run.
+    other = labeldistill.distill(config=_cfg(mnist_small, seed=4, epochs=1), out=tmp_path / "other", progress=False)
+    with pytest.raises(UserError, match="labels other images than this run's base set"):
+        initial_labels(*prepare(dataclasses.replace(cfg, label_set=str(tmp_path / "other")))[:2])
+    assert not torch.equal(other.images, first.images)
+    for bad in (dict(label_init="set"), dict(label_set=str(tmp_path / "first"))):  # one without the other
+        with pytest.raises(UserError, match="give both or neither"):
+            _cfg(mnist_small, **bad).validate()
 
 
 def test_label_init_errors(mnist_small, shared_data, tmp_path, capsys):

@@ -35,7 +35,11 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--image-lr", type=float, default=None, help="Adam lr of learned images, pixel space (default 1e-3 from uniform noise, the paper's; 1e-4 from real images)")
     p.add_argument("--label-init", default=None, choices=list_label_inits(),
                    help="where learned labels start: uniform 1/C (default, the authors'), onehot (the base images' classes) or "
-                        "teacher (an early-stopped expert's soft labels, as baseline --labels teacher)")
+                        "teacher (an early-stopped expert's soft labels, as baseline --labels teacher) or set (the labels of "
+                        "--label-set)")
+    p.add_argument("--label-set", default=None, metavar="FILE",
+                   help="--label-init set: a distilled set (file or run directory) on the same base images whose labels start "
+                        "the run, e.g. the mean of two runs' sets (labeldistill export RUN_A RUN_B); its hash is recorded")
     p.add_argument("--temperature", default=None, help="--label-init teacher: softmax temperature, a number (1) or auto (chosen on validation)")
     p.add_argument("--teacher-arch", default=None, help="--label-init teacher: the teacher's architecture (default: the loop's, by default "
                    "the dataset's cheap one: lenet / alexnet, which --method implicit keeps; convnet3: the field's expert, slow on a CPU)")

@@ -63,8 +63,10 @@ class DistillConfig:
     # paper's DD), 1e-4 from the real base images (1e-3 rewrites them: -5 points on MNIST-100, docs/results.md).
     image_lr: float | None = None
     # Where learned labels start (distill/label_init.py): "uniform" 1/C (the authors'), "onehot" (the base
-    # images' classes; within-dataset) or "teacher" (an early-stopped expert's soft labels: teacher.py).
+    # images' classes; within-dataset), "teacher" (an early-stopped expert's soft labels: teacher.py) or "set" (the
+    # labels of another distilled set on the same images, label_set: say the mean of two runs' sets, to refine further).
     label_init: str = "uniform"
+    label_set: str | None = None  # --label-init set: the distilled set (file or run directory) whose labels start the run
     temperature: float | str = 1.0  # teacher labels' softmax temperature; "auto": chosen on the validation split
     teacher_arch: str | None = None  # None: the loop's architecture (by default the dataset's: lenet / alexnet), any protocol
     teacher_epochs: int = 30  # the teacher trains at most this many epochs ...
@@ -252,6 +254,9 @@ class DistillConfig:
         self.label_init = LABEL_INITS.canonical(self.label_init)
         if self.label_init != "uniform" and not LEARN.get(self.learn).labels:
             raise UserError(f"--label-init {self.label_init} applies to learned labels; --learn {self.learn} keeps them fixed.")
+        if (self.label_init == "set") != (self.label_set is not None):
+            raise UserError("--label-init set starts from the labels of --label-set FILE (a distilled set on the same images); "
+                            "give both or neither.")
         self.temperature = parse_temperature(self.temperature)
         self.label_temperature = parse_temperature(self.label_temperature, flag="--label-temperature")
         if self.label_temperature != 1.0 and not LEARN.get(self.learn).labels:

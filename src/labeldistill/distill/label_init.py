@@ -4,7 +4,9 @@
 bit for bit as before. ``onehot``: the base images' true classes (within-dataset only). ``teacher``:
 an early-stopped expert's soft labels (:mod:`labeldistill.teacher`), the same labels that
 ``baseline --labels teacher`` tests under the run's test protocol (same teacher architecture, ZCA,
-temperature rule), which the loop then refines with its meta-gradient.
+temperature rule), which the loop then refines with its meta-gradient. ``set``: the labels of another set on the same
+images (``--label-set FILE``: a finished run or a distilled-set file, say the mean of two runs' sets,
+``labeldistill export RUN_A RUN_B``), to refine further; its content hash is recorded.
 
 A start is computed once, when a run starts (a resumed run's labels come from its checkpoint);
 what it was (and the teacher's record) is kept in ``config.json`` and in the distilled set.
@@ -73,3 +75,20 @@ def _teacher(cfg, problem: Problem, *, ledger: Path | None = None, progress: boo
                                          batch=cfg.inner_batch, lr=cfg.model_lr, ledger=ledger, epoch=cfg.teacher_epoch,
                                          progress=progress, recipe=cfg.teacher_recipe, teacher_lr=cfg.teacher_lr)
     return labels, record
+
+
+@register_label_init("set")
+def _set(cfg, problem: Problem, *, ledger: Path | None = None, progress: bool = False) -> tuple[torch.Tensor, dict]:
+    from ..artifact import load
+
+    ds = load(cfg.label_set)
+    if ds.learned != "labels":
+        raise UserError(f"--label-set {cfg.label_set} learned {ds.learned}: a start needs labels learned on real images.")
+    x = problem.base_x.detach().cpu()
+    if tuple(ds.images.shape) != tuple(x.shape) or not torch.equal(ds.images.cpu().to(x.dtype), x):
+        raise UserError(f"--label-set {cfg.label_set} labels other images than this run's base set (its images differ: another "
+                        "target, seed, N, selector or preprocessing); only labels of the same images can start it.")
+    if ds.num_classes != problem.target.num_classes:
+        raise UserError(f"--label-set {cfg.label_set} has {ds.num_classes} classes; {problem.target.name} has {problem.target.num_classes}.")
+    return ds.labels.detach().to(problem.base_x.device, torch.get_default_dtype()), {
+        "label_set": str(cfg.label_set), "label_set_sha256": ds.content_sha256()}
