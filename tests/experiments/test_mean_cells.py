@@ -10,6 +10,7 @@ import torch
 
 from labeldistill import teacher as teacher_module
 from labeldistill.artifact import load
+from labeldistill.cli import main
 from labeldistill.errors import UserError
 from labeldistill.experiments import METHODS, parse_cell, run_cells
 from labeldistill.experiments.plan import DataView, Options, plan_cell
@@ -41,7 +42,7 @@ def test_a_mean_shares_a_unit_of_work_with_the_runs_it_averages(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_mean_cell_end_to_end_on_digits(monkeypatch, tmp_path, short_step_search):
+def test_a_mean_cell_end_to_end_on_digits(monkeypatch, tmp_path, short_step_search, capsys):
     """Real, tiny: two implicit runs from a teacher's labels at two temperatures, made by the mean cell itself, their
     mean written and tested under a shortened dc; the cell's cost is theirs and its test; stored, then made again when
     a part's set changes."""
@@ -71,6 +72,10 @@ def test_a_mean_cell_end_to_end_on_digits(monkeypatch, tmp_path, short_step_sear
     assert set(rec["cost_seconds"]) == {"distill", "teacher", "test"}
     assert rec["cost_seconds"]["distill"] == pytest.approx(distilled, abs=0.11)
     assert rec["cost_seconds"]["test"] == pytest.approx(rec["result"]["seconds"], abs=0.06)
+    # Not a training: report says so in one line and names the runs to report.
+    assert main(["report", str(runs / "digits_mean-t_20__target-size=300__protocol=dc")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the mean of other runs' label sets (digits_implicit-t1_20" in err[0]
     # The parts' own cells then reuse their runs; the mean's cell is stored.
     assert [o.action for o in run_cells(["digits/implicit-t1/20@target-size=300@protocol=dc"], opts)] == ["reused run"]
     assert [o.action for o in run_cells([name], opts)] == ["stored cell"]
