@@ -19,6 +19,10 @@ import torch
 from .artifact import DistilledSet
 from .errors import UserError
 
+# The format of a run directory whose set is the mean of other runs' sets (``reproduce``'s mean cells:
+# experiments/means.py): named here, where the mean is, so that readers of run directories know one without the planner.
+MEAN_RUN_FORMAT = "labeldistill-label-mean"
+
 # What trains a set: sets that differ here would be trained differently, so their labels' mean has no one recipe.
 TRAINING_FIELDS = ("optimizer", "lr", "batch_size", "arch", "head", "ridge_lambda", "ridge_step", "test_protocol")
 

@@ -18,9 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..ensemble import MEAN_RUN_FORMAT as FORMAT
 from ..errors import UserError
-
-FORMAT = "labeldistill-label-mean"
 
 
 @dataclass

@@ -142,10 +142,10 @@ def load_run(run_dir: str | Path, *, distilled: bool = True) -> Run:
         raise UserError(f"{path} is not a run directory (it is a file).")
     metrics = metrics_path(path)
     if metrics is None:
-        from ..experiments.means import FORMAT as MEAN_FORMAT
+        from ..ensemble import MEAN_RUN_FORMAT
 
         made = _read_json(path / "config.json", path) if (path / "config.json").is_file() else {}
-        if isinstance(made, dict) and made.get("format") == MEAN_FORMAT:  # reproduce's mean of other runs' sets: no training
+        if isinstance(made, dict) and made.get("format") == MEAN_RUN_FORMAT:  # reproduce's mean of other runs' sets: no training
             parts = ", ".join(str(p.get("run_slug")) for p in made.get("parts") or [])
             raise UserError(f"{path} holds the mean of other runs' label sets ({parts}), not a training to report: report "
                             "those runs; 'labeldistill evaluate' tests the mean.")
