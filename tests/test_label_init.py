@@ -55,6 +55,19 @@ def test_a_choice_at_the_end_of_the_grid_is_flagged_with_the_next_temperature():
         assert grid_edge(1.0, {"1.0": 90.0, "2.0": 90.0, "4.0": 80.0, "8.0": 70.0}, grid) is None
 
 
+def _start_labels_seen(monkeypatch) -> list[torch.Tensor]:
+    """The labels each Distiller made from now on starts with, in order."""
+    seen = []
+    orig = Distiller.__init__
+
+    def spy(self, *a, **k):
+        orig(self, *a, **k)
+        seen.append(self.labels.value.detach().clone())
+
+    monkeypatch.setattr(Distiller, "__init__", spy)
+    return seen
+
+
 def test_uniform_and_onehot_starts(mnist_small):
     cfg, problem, _ = prepare(_cfg(mnist_small, label_init="onehot"))
     start, record = initial_labels(cfg, problem)
@@ -86,14 +99,7 @@ def test_teacher_start_end_to_end_and_resume_keeps_its_record(mnist_small, tmp_p
     assert record["teacher"]["arch"] == "lenet" and 30 < record["teacher"]["val_accuracy"] <= 100
     # The run starts from exactly these labels (the teacher is cached; the choice is repeated the same).
     out = tmp_path / "run"
-    seen = []
-    orig = Distiller.__init__
-
-    def spy(self, *a, **k):
-        orig(self, *a, **k)
-        seen.append(self.labels.value.detach().clone())
-
-    monkeypatch.setattr(Distiller, "__init__", spy)
+    seen = _start_labels_seen(monkeypatch)
     ds = labeldistill.distill(config=cfg, out=out, progress=False)
     assert torch.equal(seen[0], start)
     saved = json.loads((out / "config.json").read_text())["label_init"]
@@ -125,14 +131,7 @@ def test_a_run_starts_from_another_sets_labels_on_the_same_images(mnist_small, t
     start, record = initial_labels(resolved, problem)
     assert torch.equal(start, first.labels) and not torch.equal(start, torch.full_like(start, 0.1))
     assert record == {"label_init": "set", "label_set": str(tmp_path / "first"), "label_set_sha256": first.content_sha256()}
-    seen = []
-    orig = Distiller.__init__
-
-    def spy(self, *a, **k):
-        orig(self, *a, **k)
-        seen.append(self.labels.value.detach().clone())
-
-    monkeypatch.setattr(Distiller, "__init__", spy)
+    seen = _start_labels_seen(monkeypatch)
     ds = labeldistill.distill(config=cfg, out=tmp_path / "second", progress=False)
     torch.testing.assert_close(seen[0], first.labels, rtol=1e-6, atol=1e-7)  # the start, as the labels' parametrisation holds it
     assert ds.provenance["label_init"]["label_set_sha256"] == first.content_sha256()
