@@ -159,21 +159,34 @@ def trained_epochs(folder: Path | None, target_name: str, cfg: TeacherConfig) ->
     for f in Path(folder).glob(f"{stem}-*.safetensors"):
         if f.name.endswith(".epochs.safetensors"):
             continue
-        training = f.name.endswith((FINAL, PARTIAL))  # a training's last state, not a teacher
-        doc = read_state_document(f) if training else _teacher_record(f)
-        key = doc.get("key") or {}
-        if key.get("target") != target_name or (key.get("numerics") or {}).get("version") != NUMERICS_VERSION:
+        if not f.name.endswith((FINAL, PARTIAL)):  # a teacher, not a training's last state
+            record = _teacher_record(f)
+            key = record.get("key") or {}
+            if _same_target(key, target_name) and key.get("teacher") == want:
+                return True, int(record.get("epochs_trained") or cfg.epochs)
             continue
-        if not training:
-            if key.get("teacher") == want:
-                return True, int(doc.get("epochs_trained") or cfg.epochs)
+        key, curve = _training_header(f)
+        if not _same_target(key, target_name):
             continue
-        curve = {int(e): float(v) for e, v in (doc.get("curve") or {}).items()}
         epochs = max(curve, default=0)
         if key.get("teacher") == want or (  # the same training interrupted, or a shorter one it goes on from
                 f.name.endswith(FINAL) and _goes_on_from({"teacher": key.get("teacher")}, curve, {"teacher": want}, cfg)):
             trained = max(trained, epochs)
     return False, trained
+
+
+def _same_target(key: dict, target_name: str) -> bool:
+    """Whether a cache file's key names this target and the current numerics version (what its header alone can tell)."""
+    return key.get("target") == target_name and (key.get("numerics") or {}).get("version") == NUMERICS_VERSION
+
+
+def _training_header(path: Path) -> tuple[dict, dict[int, float]]:
+    """A training state file's key and validation curve, from its header alone (({}, {}) where unreadable)."""
+    doc = read_state_document(path)
+    try:
+        return dict(doc.get("key") or {}), {int(e): float(v) for e, v in (doc.get("curve") or {}).items()}
+    except (TypeError, ValueError, AttributeError):
+        return {}, {}
 
 
 def _teacher_file(folder: Path, target_name: str, cfg: TeacherConfig, key: dict) -> Path:
@@ -431,14 +444,9 @@ def _shorter_teacher(path: Path, key: dict, cfg: TeacherConfig, curve: dict[int,
     (None, 0, None) where there is none."""
     candidates = []  # (epochs, file): their keys and curves from the headers alone; only the one taken is loaded whole
     for f in path.parent.glob(path.name.rsplit("-", 1)[0] + "-*" + FINAL):
-        doc = read_state_document(f)
-        k = doc.get("key") or {}
-        try:
-            epochs, curve_ = int((k.get("teacher") or {}).get("epochs", 0)), {int(e): float(v) for e, v in (doc.get("curve") or {}).items()}
-        except (TypeError, ValueError, AttributeError):
-            continue
+        k, curve_ = _training_header(f)
         if _goes_on_from(k, curve_, key, cfg):
-            candidates.append((epochs, str(f)))
+            candidates.append((int(k["teacher"].get("epochs", 0)), str(f)))
     found = None
     for epochs, name in sorted(candidates, reverse=True):  # the longest that loads (and verifies)
         try:

@@ -258,10 +258,13 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
                         action += f"{verb} {what}, {epochs} epoch{'s' * (epochs != 1)} = {steps} steps{at}, into {run_dir}"
                     counts["resume" if state in ("resume", "extend") else "distill"] += 1
                 elif plan.kind == "mean":
-                    todo = [p for p in plan.parts if p.run_slug not in counted and run_state(p, opts.out, opts.reuse_any_version)[0] != "finished"]
-                    for part in todo:  # parts not run above: the mean makes them first
-                        seconds += remaining_run_seconds(part, data, *progress_of(part, opts, *run_state(part, opts.out, opts.reuse_any_version)), teachers)[0]
-                        counted.add(part.run_slug)
+                    todo = []  # parts not run above: the mean makes them first
+                    for part in (p for p in plan.parts if p.run_slug not in counted):
+                        part_state = run_state(part, opts.out, opts.reuse_any_version)
+                        if part_state[0] != "finished":
+                            todo.append(part)
+                            seconds += remaining_run_seconds(part, data, *progress_of(part, opts, *part_state), teachers)[0]
+                            counted.add(part.run_slug)
                     first = f"make {', '.join(p.cell.name for p in todo)}, then " if todo else ""
                     action += f"{first}the mean of {len(plan.parts)} label sets, tested under {plan.config.protocol}, into {run_dir}"
                     counts["evaluate"] += 1

@@ -67,13 +67,15 @@ def make_mean(plan, opts, ensure_part: Callable[[object], dict]) -> None:
 
 def changed_parts(plan, out: Path) -> list[str]:
     """The finished parts of a mean whose sets are no longer the ones it averaged (their runs made again since): their
-    cells. A part not finished now is not compared (the mean is made again when it is, if it changed)."""
-    from ..artifact import load
+    cells. A part not finished now is not compared (the mean is made again when it is, if it changed). Each part's
+    hash is the one its set file records in its header (which ``load`` verifies): no set is read."""
+    from ..artifact import FILE_NAME
     from ..runs import read_json
+    from ..runs.tensorstate import header_metadata
 
     stored = {p.get("cell"): p.get("content_sha256") for p in (read_json(plan.run_dir(out) / "config.json").get("parts") or [])}
     return [p.cell.name for p in plan.parts if (p.run_dir(out) / "result.json").exists()
-            and load(p.run_dir(out)).content_sha256() != stored.get(p.cell.name)]
+            and header_metadata(p.run_dir(out) / FILE_NAME).get("sha256") != stored.get(p.cell.name)]
 
 
 def mean_settings(cell, parts: list, split, device: str) -> MeanSettings:
@@ -82,9 +84,4 @@ def mean_settings(cell, parts: list, split, device: str) -> MeanSettings:
                         protocol=cell.protocol or "paper", seed=cell.seed, split=split, device=device)
 
 
-def normalised(settings: dict) -> dict:
-    """A mean's settings as stored (lists for tuples), comparable with :meth:`Plan.expected_config`."""
-    return {**settings, "parts": list(settings.get("parts") or ())}
-
-
-__all__ = ["FORMAT", "MeanSettings", "changed_parts", "make_mean", "mean_settings", "normalised"]
+__all__ = ["FORMAT", "MeanSettings", "changed_parts", "make_mean", "mean_settings"]

@@ -32,7 +32,6 @@ from ..runs.metrics import last_epoch
 from ..unrolled import UnrolledRunConfig
 from .cells import METHODS, Cell
 from .means import MeanSettings, mean_settings
-from . import means as _means
 from .tables._common import NAMES
 
 QUICK_EPOCHS = 40  # --quick: the reduced protocol's epochs (the paper: 400 / 800)
@@ -291,7 +290,7 @@ def normalise_baseline(d: dict) -> dict:
 
 def normalise_mean(d: dict) -> dict:
     """A mean's settings (:class:`~.means.MeanSettings`), comparable across writers."""
-    return _normalise(_means.normalised(_with_defaults(d, MeanSettings)), ("target",))
+    return _normalise(_with_defaults(d, MeanSettings), ("target",))  # (its JSON round trip makes the parts a list)
 
 
 def normalise_config(kind: str, d: dict) -> dict:
@@ -468,17 +467,17 @@ class TeacherCosts:
     def __init__(self, folder: Path | None) -> None:
         self.folder, self.counted, self.chosen = folder, set(), set()
 
-    def epochs_left(self, plan: Plan, arch: str, epochs: int, patience: int) -> int | None:
+    def epochs_left(self, plan: Plan) -> int | None:
         """Epochs of the plan's teacher still to train (0: nothing, it is cached or counted above); None where the
         cache holds none of it and it is not counted yet."""
         from ..teacher import trained_epochs
 
-        teacher = _teacher_of(plan, arch, epochs, patience)
+        teacher = _teacher_of(plan)
         if (plan.cell.target, teacher) in self.counted:
             return 0
         self.counted.add((plan.cell.target, teacher))
         cached, trained = trained_epochs(self.folder, plan.cell.target, teacher)
-        return 0 if cached else (max(0, epochs - trained) if trained else None)
+        return 0 if cached else (max(0, teacher.epochs - trained) if trained else None)
 
     def choose(self, plan: Plan) -> bool:
         """Whether the plan's choice of its teacher's labels (temperature, epoch) is still to be paid: not paid by a row
@@ -496,16 +495,17 @@ class TeacherCosts:
             self.choose(plan)
 
 
-def _teacher_of(plan: Plan, arch: str | None = None, epochs: int | None = None, patience: int | None = None):
-    """The plan's teacher's settings (:func:`~labeldistill.teacher.teacher_config`)."""
+def _teacher_of(plan: Plan):
+    """The plan's teacher's settings (:func:`~labeldistill.teacher.teacher_config`): its ``teacher_arch``, else the
+    dataset's architecture (the estimate does not model :func:`~labeldistill.teacher.default_teacher_arch`'s ConvNet-3
+    for images that architecture cannot take)."""
     from ..teacher import teacher_config
 
     cfg = plan.config
-    arch = arch or getattr(cfg, "teacher_arch", None) or paper_defaults.default_arch(cfg.target, plan.channels)  # type: ignore[union-attr]
-    epochs = int(getattr(cfg, "teacher_epochs", 30)) if epochs is None else epochs
-    patience = int(getattr(cfg, "teacher_patience", 3)) if patience is None else patience
-    return teacher_config(arch, seed=int(cfg.seed), epochs=epochs, patience=patience,  # type: ignore[union-attr]
-                          recipe=getattr(cfg, "teacher_recipe", "adam"), lr=getattr(cfg, "teacher_lr", None))
+    arch = getattr(cfg, "teacher_arch", None) or paper_defaults.default_arch(cfg.target, plan.channels)  # type: ignore[union-attr]
+    return teacher_config(arch, seed=int(cfg.seed), epochs=int(getattr(cfg, "teacher_epochs", 30)),  # type: ignore[union-attr]
+                          patience=int(getattr(cfg, "teacher_patience", 3)), recipe=getattr(cfg, "teacher_recipe", "adam"),
+                          lr=getattr(cfg, "teacher_lr", None))
 
 
 def _choice_key(plan: Plan) -> tuple:
@@ -524,13 +524,10 @@ def choice_students(plan: Plan, teachers: TeacherCosts | None = None) -> int:
 
 
 def teacher_seconds(plan: Plan, teachers: TeacherCosts | None = None) -> float:
-    """Estimated seconds of the plan's teacher: its ``teacher_arch``, else the dataset's architecture (the estimate does
-    not model :func:`~labeldistill.teacher.default_teacher_arch`'s ConvNet-3 for images that architecture cannot take);
-    with ``teachers``, only what is left of it to train."""
-    cfg = plan.config
-    arch = getattr(cfg, "teacher_arch", None) or paper_defaults.default_arch(cfg.target, plan.channels)  # type: ignore[union-attr]
-    epochs, patience = int(getattr(cfg, "teacher_epochs", 30)), int(getattr(cfg, "teacher_patience", 3))
-    left = None if teachers is None else teachers.epochs_left(plan, arch, epochs, patience)
+    """Estimated seconds of the plan's teacher (:func:`_teacher_of`); with ``teachers``, only what is left of it to train."""
+    teacher = _teacher_of(plan)
+    arch, epochs, patience = teacher.arch, teacher.epochs, teacher.patience
+    left = None if teachers is None else teachers.epochs_left(plan)
     if left == 0:
         return 0.0
     if patience >= epochs:  # no early stop: every epoch left is trained
