@@ -81,7 +81,7 @@ def mnist_small_target(mnist_small):
 def cut_teacher_training(monkeypatch):
     """``cut(after_epochs)``: teacher trainings stop (KeyboardInterrupt) right after the checkpoint of that epoch
     (:func:`mnist_small_target`'s 2,400 images in minibatches of 256: 10 steps an epoch); ``restore()`` undoes it."""
-    import labeldistill.teacher as teacher_mod
+    import labeldistill.teacher.train as teacher_mod  # where the teacher's training calls train_models
 
     real = teacher_mod.train_models
 

@@ -73,7 +73,7 @@ def test_a_checkpoint_needs_a_recipe_and_the_same_augmentation(tmp_path):
 
 
 def test_teacher_training_cut_after_an_epoch_resumes_to_the_same_teacher(mnist_small_target, tmp_path, cut_teacher_training):
-    import labeldistill.teacher as teacher_mod
+    import labeldistill.teacher.cache as teacher_cache
 
     cfg = TeacherConfig(arch="lenet", seed=0, epochs=4, patience=4)
     _, whole, rec = train_teacher(mnist_small_target, cfg, cache_dir=tmp_path / "whole")
@@ -99,7 +99,7 @@ def test_teacher_training_cut_after_an_epoch_resumes_to_the_same_teacher(mnist_s
         train_teacher(mnist_small_target, cfg, cache_dir=tmp_path / "cut2")
     cut_teacher_training.restore()
     stale = next((tmp_path / "cut2").glob("*.partial.safetensors"))
-    target = teacher_mod._teacher_file(tmp_path / "cut2", mnist_small_target.name, other, teacher_mod._teacher_key(mnist_small_target, other, None))
+    target = teacher_cache._teacher_file(tmp_path / "cut2", mnist_small_target.name, other, teacher_cache._teacher_key(mnist_small_target, other, None))
     stale.rename(target.with_name(target.stem + ".partial.safetensors"))
     _, _, rec3 = train_teacher(mnist_small_target, other, cache_dir=tmp_path / "cut2")
     assert "resumed_after_epoch" not in rec3
@@ -127,12 +127,13 @@ def test_a_longer_teacher_goes_on_from_a_shorter_one_and_equals_its_own_training
 def test_a_teacher_stops_where_the_shared_rule_says(mnist_small_target, tmp_path, monkeypatch):
     """The training's early stop is ``_stops_by``'s: a scripted validation curve (a tie with the best is no
     improvement) stops a 6-epoch teacher of patience 2 at epoch 4, its best epoch 2."""
-    import labeldistill.teacher as teacher_mod
-    from labeldistill.teacher import _stops_by, teacher_config, train_teacher
+    import labeldistill.teacher.train as teacher_train
+    from labeldistill.teacher import teacher_config, train_teacher
+    from labeldistill.teacher.config import _stops_by
 
     script = iter([0.50, 0.60, 0.60, 0.59, 0.70, 0.71])
-    real = teacher_mod.accuracy
-    monkeypatch.setattr(teacher_mod, "accuracy",
+    real = teacher_train.accuracy
+    monkeypatch.setattr(teacher_train, "accuracy",
                         lambda learner, st, x, y: (next(script),) if x is mnist_small_target.val.x else real(learner, st, x, y))
     _, _, rec = train_teacher(mnist_small_target, teacher_config("lenet", seed=0, epochs=6, patience=2), cache_dir=None)
     curve = {int(e): v for e, v in rec["validation_curve"].items()}
@@ -140,7 +141,8 @@ def test_a_teacher_stops_where_the_shared_rule_says(mnist_small_target, tmp_path
 
 
 def test_a_longer_teacher_whose_patience_would_have_stopped_it_earlier_trains_afresh(mnist_small_target, tmp_path):
-    from labeldistill.teacher import FINAL, _stops_by, teacher_config, train_teacher
+    from labeldistill.teacher import FINAL, teacher_config, train_teacher
+    from labeldistill.teacher.config import _stops_by
 
     assert _stops_by({1: 50.0, 2: 60.0, 3: 59.0, 4: 58.0}, 2) == 4 and _stops_by({1: 50.0, 2: 60.0, 3: 59.0}, 2) is None
     assert _stops_by({1: 60.0, 2: 60.0}, 1) == 2  # a tie is no improvement (the observer's strict >)

@@ -99,11 +99,12 @@ def test_one_teacher_for_the_start_and_the_targets_trained_once(mnist_small, mon
     """--label-init teacher with --target-labels teacher asks twice for one teacher (the same key): with the disk cache
     off it is trained once per run (shared_teachers), and again by the next run, whose block is its own."""
     import labeldistill.teacher as teacher
+    import labeldistill.teacher.train as teacher_train  # where the teacher's training calls train_models
 
     monkeypatch.setenv("LABELDISTILL_CACHE", "off")
     trained = []
-    real = teacher.train_models
-    monkeypatch.setattr(teacher, "train_models", lambda *a, **k: (trained.append(1), real(*a, **k))[1])
+    real = teacher_train.train_models
+    monkeypatch.setattr(teacher_train, "train_models", lambda *a, **k: (trained.append(1), real(*a, **k))[1])
     cfg = _cfg(mnist_small, target_labels="teacher", label_init="teacher", temperature=2.0, epochs=1)
     session = RunSession(cfg, out=None, resume=False, progress=False)
     assert session.label_init["teacher"]["cache"]["file"] is None  # no disk cache was involved

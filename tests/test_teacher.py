@@ -58,9 +58,9 @@ def test_what_the_cache_holds_of_a_teacher_is_what_its_training_finds(mnist_smal
     for other in (dataclasses.replace(cfg, seed=1), dataclasses.replace(cfg, lr=3e-3)):
         assert trained_epochs(tmp_path, name, other) == (False, 0)
     assert trained_epochs(tmp_path, name + "-other", cfg) == (False, 0)
-    import labeldistill.teacher as teacher_module
+    import labeldistill.teacher.cache as teacher_cache
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(teacher_module, "NUMERICS_VERSION", teacher_module.NUMERICS_VERSION + 1)
+        mp.setattr(teacher_cache, "NUMERICS_VERSION", teacher_cache.NUMERICS_VERSION + 1)
         assert trained_epochs(tmp_path, name, cfg) == (False, 0)
 
 

@@ -9,9 +9,14 @@ import pytest
 import torch
 
 from labeldistill.baselines import BaselineSettings, TeacherConfig, baseline, train_teacher
+from labeldistill.engine import accuracy, predict
 from labeldistill.errors import UserError
 from labeldistill.protocols import _base as protocol_base
 from labeldistill.runs.tensorstate import load_state
+from labeldistill.teacher import cache as teacher_cache
+from labeldistill.teacher import config as teacher_config_module  # TEACHER_EPOCHS: read there at call time
+from labeldistill.teacher import labels as teacher_labels_module
+from labeldistill.teacher import train as teacher_train
 
 
 def test_epochs_kept_equal_the_teacher_and_its_cache(mnist_small_target, tmp_path):
@@ -27,7 +32,7 @@ def test_epochs_kept_equal_the_teacher_and_its_cache(mnist_small_target, tmp_pat
         torch.testing.assert_close(epochs[rec["best_epoch"]].params[n], t, rtol=0, atol=0)
     # Each epoch's weights score what the validation curve recorded for that epoch.
     for e, st in epochs.items():
-        acc = float(teacher_mod.accuracy(learner, st, mnist_small_target.val.x, mnist_small_target.val.y)[0]) * 100
+        acc = float(accuracy(learner, st, mnist_small_target.val.x, mnist_small_target.val.y)[0]) * 100
         assert acc == pytest.approx(rec["validation_curve"][str(e)], abs=1e-3)
     assert any(not torch.equal(epochs[1].params[n], t) for n, t in epochs[3].params.items())  # epochs differ
     # Now both files are there: reused, the same weights.
@@ -130,7 +135,7 @@ def test_teacher_epoch_auto_chooses_the_epoch_its_students_score_best(mnist_smal
         return real(proto, learner, x, labels, *a, **k)
 
     monkeypatch.setattr(protocols, "evaluate_protocol", spy)
-    monkeypatch.setattr(teacher_mod, "TEACHER_EPOCHS", (1, 2))  # with the best epoch (the teacher trains 3 epochs here)
+    monkeypatch.setattr(teacher_config_module, "TEACHER_EPOCHS", (1, 2))  # with the best epoch (the teacher trains 3 epochs here)
     s = BaselineSettings(target=f"npz:{mnist_small}", base=20, protocol="dc-dsa", models=1, device="cpu", labels="teacher",
                          temperature=2.0, teacher_arch="lenet", teacher_epochs=3, teacher_patience=3, teacher_epoch="auto")
     r = baseline(s)
@@ -149,7 +154,7 @@ def test_teacher_epoch_auto_chooses_the_epoch_its_students_score_best(mnist_smal
     assert [int(i) for i in problem.base_index] == r["base_indices"]
     bx = problem.base_x
     for e, y in zip(choice["grid"], scored):
-        torch.testing.assert_close(y, torch.softmax(teacher_mod.predict(learner, epochs[e], bx)[0].float() / 2.0, -1))
+        torch.testing.assert_close(y, torch.softmax(predict(learner, epochs[e], bx)[0].float() / 2.0, -1))
     # A given epoch: those weights, no student; an epoch the teacher never reached: a clear error.
     r2 = baseline(dataclasses.replace(s, teacher_epoch=1))
     assert r2["epoch"] == 1 and "epoch_choice" not in r2 and len(scored) == len(choice["grid"])
@@ -174,7 +179,7 @@ def test_epoch_and_temperature_both_auto_take_one_coordinate_step_each(mnist_sma
     from labeldistill.problem import build_problem
 
     monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path))
-    monkeypatch.setattr(teacher_mod, "TEACHER_EPOCHS", (1, 2))
+    monkeypatch.setattr(teacher_config_module, "TEACHER_EPOCHS", (1, 2))
     cfg = TeacherConfig(arch="lenet", seed=0, epochs=3, patience=3)
     learner, epochs, rec = teacher_mod.train_teacher_epochs(mnist_small_target, cfg)
     best = rec["best_epoch"]
@@ -184,7 +189,7 @@ def test_epoch_and_temperature_both_auto_take_one_coordinate_step_each(mnist_sma
     table[(best, 1.0)] = 60.0  # at the best epoch, T 1 wins ...
     table[(early, 1.0)] = 70.0  # ... at T 1 the early epoch beats it ...
     table[(early, 4.0)] = 80.0  # ... and at that epoch T 4 wins
-    logits = {e: teacher_mod.predict(learner, st, problem.base_x)[0].float() for e, st in epochs.items()}
+    logits = {e: predict(learner, st, problem.base_x)[0].float() for e, st in epochs.items()}
 
     def scripted(*a, **k):
         def score(y):
@@ -193,7 +198,7 @@ def test_epoch_and_temperature_both_auto_take_one_coordinate_step_each(mnist_sma
             return table[found[0]]
         return score
 
-    monkeypatch.setattr(teacher_mod, "validation_scorer", scripted)
+    monkeypatch.setattr(teacher_labels_module, "validation_scorer", scripted)
     student = make_learner("lenet", 1, 28, 10)
     labels, r = teacher_mod.teacher_soft_labels(problem, proto=None, zca=None, student=student, seed=0, arch="lenet", epochs=3,
                                                 patience=3, temperature="auto", batch=10, lr=1e-3, epoch="auto")
@@ -215,19 +220,19 @@ def test_default_teacher_keeps_its_cache_key_and_the_expert_recipe_trains_with_s
 
     cheap = teacher_mod.teacher_config("lenet", seed=0, epochs=2, patience=2)
     assert cheap == TeacherConfig(arch="lenet", seed=0, epochs=2, patience=2)
-    key = teacher_mod._teacher_key(mnist_small_target, cheap, None)
+    key = teacher_cache._teacher_key(mnist_small_target, cheap, None)
     assert sorted(key["teacher"]) == ["arch", "batch_size", "epochs", "lr", "patience", "seed"]  # as before session 38
     expert = teacher_mod.teacher_config("lenet", seed=0, epochs=2, patience=2, recipe="expert")
     assert (expert.optimizer, expert.lr, expert.momentum, expert.augment) == ("sgd", 1e-3, 0.0, "dsa")
     assert teacher_mod.teacher_config("lenet", seed=0, epochs=2, patience=2, recipe="expert", lr=0.01).lr == 0.01
-    e_key = teacher_mod._teacher_key(mnist_small_target, expert, None)["teacher"]
+    e_key = teacher_cache._teacher_key(mnist_small_target, expert, None)["teacher"]
     assert (e_key["optimizer"], e_key["augment"]) == ("sgd", "dsa") and "momentum" not in e_key  # 0.0 is the default
     with pytest.raises(UserError, match="Unknown teacher recipe"):
         teacher_mod.teacher_config("lenet", seed=0, epochs=2, patience=2, recipe="sgd")
 
     recipes = []
-    real = teacher_mod.train_models
-    monkeypatch.setattr(teacher_mod, "train_models", lambda *a, **k: recipes.append(k["recipe"]) or real(*a, **k))
+    real = teacher_train.train_models
+    monkeypatch.setattr(teacher_train, "train_models", lambda *a, **k: recipes.append(k["recipe"]) or real(*a, **k))
     _, whole, rec = train_teacher(mnist_small_target, expert, cache_dir=tmp_path / "whole")
     r = recipes[-1]
     assert (r.optimizer, r.lr, r.momentum, r.weight_decay) == ("sgd", 1e-3, 0.0, 0.0)
@@ -236,7 +241,7 @@ def test_default_teacher_keeps_its_cache_key_and_the_expert_recipe_trains_with_s
     _, plain, _ = train_teacher(mnist_small_target, cheap, cache_dir=tmp_path / "whole")
     assert recipes[-1].optimizer == "adam" and recipes[-1].augmentation is None
     assert len(list((tmp_path / "whole").glob("*.safetensors"))) == 4  # two teachers, each with its last training state
-    monkeypatch.setattr(teacher_mod, "train_models", real)
+    monkeypatch.setattr(teacher_train, "train_models", real)
     cut_teacher_training(1)
     with pytest.raises(KeyboardInterrupt):
         train_teacher(mnist_small_target, expert, cache_dir=tmp_path / "cut")

@@ -93,7 +93,7 @@ class BaselineSettings:
     # How test models train (labeldistill.protocols): "paper" (T chosen on validation, Adam) or "dc" / "dc-dsa".
     protocol: str = "paper"
     labels: str = "true"  # "true" (one-hot, smoothed by `smoothing`), "smooth" (smoothing, 0.1 unless given) or "teacher"
-    temperature: float | str = 1.0  # softmax temperature of teacher labels; "auto": chosen on validation (teacher.py)
+    temperature: float | str = 1.0  # softmax temperature of teacher labels; "auto": chosen on validation (teacher/labels.py)
     teacher_arch: str | None = None  # None: the target's default architecture (lenet / alexnet), under every protocol
     teacher_epochs: int = 30  # at most this many epochs over the training split ...
     teacher_patience: int = 3  # ... stopping after this many without a better validation accuracy

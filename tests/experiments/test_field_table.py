@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from labeldistill import teacher as teacher_module
+from labeldistill.teacher import cache as teacher_cache
+from labeldistill.teacher import labels as teacher_labels_module  # where the teacher's labels call train_teacher
 from labeldistill.experiments import PaperCell, TableSpec, get_table, parse_cell, plan, run_cells
 from labeldistill.experiments.plan import DataView, Options, plan_cell
 from labeldistill.experiments.report import collect, fmt_cost, table_rows, write_report
@@ -136,11 +138,11 @@ def test_an_estimate_pays_each_teacher_once_and_not_what_its_cache_holds(tmp_pat
         return teacher_module.teacher_config("convnet3", seed=0, epochs=epochs, patience=epochs, recipe=c.teacher_recipe, lr=c.teacher_lr)
 
     def key(cfg):
-        return {"target": "mnist", "teacher": teacher_module._settings_key(cfg), "numerics": {"version": teacher_module.NUMERICS_VERSION}}
+        return {"target": "mnist", "teacher": teacher_cache._settings_key(cfg), "numerics": {"version": teacher_cache.NUMERICS_VERSION}}
 
     cache.mkdir()
     short = teacher_of(plans["baseline-mtt-expert"], 32)
-    stem = teacher_module._teacher_file(cache, "mnist", short, {}).name.rsplit("-", 1)[0]
+    stem = teacher_cache._teacher_file(cache, "mnist", short, {}).name.rsplit("-", 1)[0]
     # An interrupted 32-epoch training at epoch 20: 12 epochs left, for the first row that needs it.
     save_state(cache / f"{stem}-a{teacher_module.PARTIAL}", {"key": key(short), "curve": {e: 50.0 for e in range(1, 21)}})
     costs = plan.TeacherCosts(cache)
@@ -227,8 +229,8 @@ def test_field_cells_end_to_end_on_digits(monkeypatch, tmp_path, short_step_sear
     monkeypatch.setattr(plan, "QUICK_EPOCHS", 2)
     monkeypatch.setattr(plan, "TEST_MODELS", 2)
     monkeypatch.setitem(PROTOCOLS._items, "dc", dataclasses.replace(get_protocol("dc"), epochs=2))
-    fit = teacher_module.train_teacher  # a two-epoch teacher: the cells' code path, not a converged teacher
-    monkeypatch.setattr(teacher_module, "train_teacher", lambda target, cfg, **kw: fit(target, dataclasses.replace(cfg, epochs=2, patience=1), **kw))
+    fit = teacher_labels_module.train_teacher  # a two-epoch teacher: the cells' code path, not a converged teacher
+    monkeypatch.setattr(teacher_labels_module, "train_teacher", lambda target, cfg, **kw: fit(target, dataclasses.replace(cfg, epochs=2, patience=1), **kw))
     names = ["digits/baseline-teacher/20@protocol=dc", "digits/ld-rr/20@protocol=dc", "digits/ld-rr-teacher/20@protocol=dc",
              "digits/implicit-teacher/20@target-size=300@protocol=dc"]
     spec = TableSpec(97, "digits field", tuple(PaperCell(n, None, None, n.split("/")[1], "dc") for n in names), cost=True)

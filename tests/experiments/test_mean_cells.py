@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from labeldistill import teacher as teacher_module
+from labeldistill.teacher import labels as teacher_labels_module  # where the teacher's labels call train_teacher
 from labeldistill.artifact import load
 from labeldistill.cli import main
 from labeldistill.errors import UserError
@@ -48,8 +48,8 @@ def test_a_mean_cell_end_to_end_on_digits(monkeypatch, tmp_path, short_step_sear
     a part's set changes."""
     monkeypatch.setenv("LABELDISTILL_CACHE", str(tmp_path / "cache"))
     monkeypatch.setitem(PROTOCOLS._items, "dc", dataclasses.replace(get_protocol("dc"), epochs=2))
-    fit = teacher_module.train_teacher  # a two-epoch teacher: the cells' code path, not a converged teacher
-    monkeypatch.setattr(teacher_module, "train_teacher", lambda target, cfg, **kw: fit(target, dataclasses.replace(cfg, epochs=2, patience=1), **kw))
+    fit = teacher_labels_module.train_teacher  # a two-epoch teacher: the cells' code path, not a converged teacher
+    monkeypatch.setattr(teacher_labels_module, "train_teacher", lambda target, cfg, **kw: fit(target, dataclasses.replace(cfg, epochs=2, patience=1), **kw))
     for t in (1.0, 4.0):
         monkeypatch.setitem(METHODS, f"implicit-t{t:g}", {**METHODS["implicit-teacher"], "temperature": t})
     monkeypatch.setitem(METHODS, "mean-t", {"kind": "mean", "parts": ("implicit-t1", "implicit-t4"), "paper": "mean"})

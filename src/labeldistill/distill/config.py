@@ -63,7 +63,7 @@ class DistillConfig:
     # paper's DD), 1e-4 from the real base images (1e-3 rewrites them: -5 points on MNIST-100, docs/results.md).
     image_lr: float | None = None
     # Where learned labels start (distill/label_init.py): "uniform" 1/C (the authors'), "onehot" (the base
-    # images' classes; within-dataset), "teacher" (an early-stopped expert's soft labels: teacher.py) or "set" (the
+    # images' classes; within-dataset), "teacher" (an early-stopped expert's soft labels: teacher/) or "set" (the
     # labels of another distilled set on the same images, label_set: say the mean of two runs' sets, to refine further).
     label_init: str = "uniform"
     label_set: str | None = None  # --label-init set: the distilled set (file or run directory) whose labels start the run
