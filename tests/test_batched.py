@@ -2,7 +2,6 @@
 run's checkpoint state in the single-run format (views into the stack), and a run handed back as a plain run."""
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest

@@ -102,7 +102,7 @@ def test_evaluate_auto_makes_the_choice_distill_makes(mnist_small, tmp_path):
     """The same labels, scorer and seeds: evaluating a run at temperature auto chooses as distilling with auto did."""
     plain, auto = tmp_path / "plain", tmp_path / "auto"
     labeldistill.distill(config=_cfg(mnist_small), out=plain, progress=False)
-    tuned = labeldistill.distill(config=_cfg(mnist_small, label_temperature="auto"), out=auto, progress=False)
+    labeldistill.distill(config=_cfg(mnist_small, label_temperature="auto"), out=auto, progress=False)
     chosen = json.loads((auto / "result.json").read_text())["label_temperature"]
     r = labeldistill.evaluate(plain, models=2, label_temperature="auto")
     assert r["label_temperature_choice"]["val_accuracy"] == chosen["val_accuracy"]

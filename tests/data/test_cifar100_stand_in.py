@@ -6,7 +6,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from labeldistill import paper_defaults
 from labeldistill.data import dataset_status, load_target

@@ -177,7 +177,7 @@ class BatchedStep(MetaStep):
 
     # -- the step -----------------------------------------------------------------------------
     def _compute(self, rows: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
-        k, ar = self.k, self._ar
+        ar = self._ar
         if self.shared_train:
             xt, yt = self.train_x[rows], self.train_y[rows]  # K x B x ...
         else:

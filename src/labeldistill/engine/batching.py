@@ -13,7 +13,7 @@ from typing import Any
 
 import torch
 from torch.func import vmap
-from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
+from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from ..errors import check_choice
 

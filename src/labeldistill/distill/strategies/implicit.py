@@ -26,7 +26,6 @@ the V N views, per student. Exact against central finite differences in float64 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
