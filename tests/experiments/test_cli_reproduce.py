@@ -56,10 +56,10 @@ def test_dry_run_lists_runs_without_running(capsys, monkeypatch, data_root, tmp_
 
 def test_the_estimate_states_the_costs_it_uses(capsys, monkeypatch, data_root, tmp_path):
     """The dry run's words about its cost model are the constants its estimate uses, not a copy of them."""
-    from labeldistill.experiments import plan
+    from labeldistill.experiments import estimate
 
-    monkeypatch.setattr(plan, "PROTOCOL_STEP_SECONDS", 0.77)
-    monkeypatch.setitem(plan.TEACHER_EPOCH_SECONDS, "convnet3", 1234.0)
+    monkeypatch.setattr(estimate, "PROTOCOL_STEP_SECONDS", 0.77)
+    monkeypatch.setitem(estimate.TEACHER_EPOCH_SECONDS, "convnet3", 1234.0)
     main(["reproduce", "field", "--dry-run", "--only", "mnist/baseline-mtt-expert", "--data-root", str(data_root),
           "--out", str(tmp_path / "o"), "--json"])
     text = capsys.readouterr().out

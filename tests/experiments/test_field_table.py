@@ -10,7 +10,7 @@ import torch
 from labeldistill import teacher as teacher_module
 from labeldistill.teacher import cache as teacher_cache
 from labeldistill.teacher import labels as teacher_labels_module  # where the teacher's labels call train_teacher
-from labeldistill.experiments import PaperCell, TableSpec, get_table, parse_cell, plan, run_cells
+from labeldistill.experiments import PaperCell, TableSpec, estimate, get_table, parse_cell, plan, run_cells
 from labeldistill.experiments.plan import DataView, Options, plan_cell
 from labeldistill.experiments.report import collect, fmt_cost, table_rows, write_report
 from labeldistill.protocols import get_protocol
@@ -51,33 +51,33 @@ def test_field_table_cells_and_what_they_run(tmp_path):
     assert plan_cell(parse_cell(p.cell.name), Options(out=tmp_path, quick=True), data).config.epochs is None  # --quick: same run
     # The time estimates count the protocol's models: 5 x 1,000 epochs of one step (100 images, batch 256).
     dsa = get_protocol("dc-dsa")
-    assert plan.evaluation_seconds(plans["mnist/ld/100@protocol=dc-dsa"]) == plan.protocol_seconds(dsa, 100, 5) == 5000 * plan.PROTOCOL_STEP_SECONDS
-    assert plan.run_seconds(teacher, data) == plan.protocol_seconds(dsa, 100, 5 + plan.TEMPERATURE_STUDENTS) + plan.TEACHER_SECONDS["lenet"]
+    assert estimate.evaluation_seconds(plans["mnist/ld/100@protocol=dc-dsa"]) == estimate.protocol_seconds(dsa, 100, 5) == 5000 * estimate.PROTOCOL_STEP_SECONDS
+    assert estimate.run_seconds(teacher, data) == estimate.protocol_seconds(dsa, 100, 5 + estimate.TEMPERATURE_STUDENTS) + estimate.TEACHER_SECONDS["lenet"]
     # CIFAR-10's teacher is its AlexCifarNet (measured apart: 15 times LeNet's on MNIST here).
     cifar_teacher = plans["cifar10/baseline-teacher/100@protocol=dc-dsa"]
-    assert plan.run_seconds(cifar_teacher, data) == plan.protocol_seconds(dsa, 100, 5 + plan.TEMPERATURE_STUDENTS) + plan.TEACHER_SECONDS["alexnet"]
+    assert estimate.run_seconds(cifar_teacher, data) == estimate.protocol_seconds(dsa, 100, 5 + estimate.TEMPERATURE_STUDENTS) + estimate.TEACHER_SECONDS["alexnet"]
     # Implicit: teacher + 4 temperature students, the start (1 student; no step search), 1 student's first training,
     # 1 snapshot student, the 5 test models, the label steps (one epoch of the 2,048-image target batches) and, by the
     # method's default, a fresh student every 5 label steps but none after the last (one first training each).
-    _, steps = plan.distill_steps(p, data)
+    _, steps = estimate.distill_steps(p, data)
     assert p.expected_config()["refresh_every"] == 5 and steps == 25
-    assert plan.run_seconds(p, data) == pytest.approx(plan.TEACHER_SECONDS["lenet"] + steps * plan.IMPLICIT_STEP_SECONDS
-                                                       + plan.protocol_seconds(dsa, 100, plan.TEMPERATURE_STUDENTS + 8 + 4))
+    assert estimate.run_seconds(p, data) == pytest.approx(estimate.TEACHER_SECONDS["lenet"] + steps * estimate.IMPLICIT_STEP_SECONDS
+                                                       + estimate.protocol_seconds(dsa, 100, estimate.TEMPERATURE_STUDENTS + 8 + 4))
     # The expert rows: the same two with the teacher epoch chosen by students (and its validation students counted).
     expert, implicit_expert = plans["mnist/baseline-expert/100@protocol=dc-dsa"], plans["mnist/implicit-expert/100@protocol=dc-dsa"]
     assert (expert.config.labels, expert.config.temperature, expert.config.teacher_epoch) == ("teacher", "auto", "auto")
     assert teacher.config.teacher_epoch == "best" and expert.run_slug == "mnist_baseline-expert_100__protocol=dc-dsa"
     assert implicit_expert.expected_config()["teacher_epoch"] == "auto" and p.expected_config()["teacher_epoch"] == "best"
-    assert plan.run_seconds(expert, data) - plan.run_seconds(teacher, data) == pytest.approx(
-        plan.protocol_seconds(dsa, 100, plan.EPOCH_STUDENTS))
-    assert plan.run_seconds(implicit_expert, data) - plan.run_seconds(p, data) == pytest.approx(
-        plan.protocol_seconds(dsa, 100, plan.EPOCH_STUDENTS))
+    assert estimate.run_seconds(expert, data) - estimate.run_seconds(teacher, data) == pytest.approx(
+        estimate.protocol_seconds(dsa, 100, estimate.EPOCH_STUDENTS))
+    assert estimate.run_seconds(implicit_expert, data) - estimate.run_seconds(p, data) == pytest.approx(
+        estimate.protocol_seconds(dsa, 100, estimate.EPOCH_STUDENTS))
     # Qin et al.'s expert: a ConvNet-3 trained MTT's way for all of its 32 epochs (no early stop), for both rows.
     for name in ("cifar10/baseline-mtt-expert/100@protocol=dc-dsa", "cifar10/implicit-mtt-expert/100@protocol=dc-dsa"):
         want = {"teacher_arch": "convnet3", "teacher_recipe": "expert", "teacher_epochs": 32, "teacher_patience": 32,
                 "teacher_epoch": "auto", "temperature": "auto", "teacher_lr": None}
         assert {k: plans[name].expected_config()[k] for k in want} == want
-        assert plan.teacher_seconds(plans[name]) == 32 * plan.TEACHER_EPOCH_SECONDS["convnet3"]
+        assert estimate.teacher_seconds(plans[name]) == 32 * estimate.TEACHER_EPOCH_SECONDS["convnet3"]
     assert plans["cifar10/baseline-expert/100@protocol=dc-dsa"].expected_config()["teacher_recipe"] == "adam"
     # Each expert's implicit row again for two epochs of label steps, validated after each: the same run but for those two settings.
     for expert in ("", "-lr1e-2", "-t64", "-lr1e-2-t64"):
@@ -86,7 +86,7 @@ def test_field_table_cells_and_what_they_run(tmp_path):
         assert (c1["epochs"], c1["val_every"], c2["epochs"], c2["val_every"]) == (1, 5, 2, 1)
         assert {k: v for k, v in c2.items() if k not in ("epochs", "val_every")} == {k: v for k, v in c1.items() if k not in ("epochs", "val_every")}
         assert two.run_slug == f"cifar10_implicit-mtt-expert{expert}-e2_100__protocol=dc-dsa"
-        assert plan.distill_steps(two, data)[1] == 2 * plan.distill_steps(one, data)[1]
+        assert estimate.distill_steps(two, data)[1] == 2 * estimate.distill_steps(one, data)[1]
     # Both expert rows again from an expert at MTT's own lr: their teachers differ in that alone.
     for kind in ("baseline", "implicit"):
         at_1e3, at_1e2 = (plans[f"cifar10/{kind}-mtt-expert{v}/100@protocol=dc-dsa"].expected_config() for v in ("", "-lr1e-2"))
@@ -97,7 +97,7 @@ def test_field_table_cells_and_what_they_run(tmp_path):
         t64, length = long.expected_config(), ("teacher_epochs", "teacher_patience")
         assert (t64["teacher_epochs"], t64["teacher_patience"], t64["teacher_lr"]) == (64, 64, None)
         assert {k: v for k, v in t64.items() if k not in length} == {k: v for k, v in at_1e3.items() if k not in length}
-        assert plan.teacher_seconds(long) == 64 * plan.TEACHER_EPOCH_SECONDS["convnet3"]
+        assert estimate.teacher_seconds(long) == 64 * estimate.TEACHER_EPOCH_SECONDS["convnet3"]
         # ... and both: the lr-1e-2 expert's row but for its length.
         both = plans[f"cifar10/{kind}-mtt-expert-lr1e-2-t64/100@protocol=dc-dsa"].expected_config()
         assert (both["teacher_epochs"], both["teacher_patience"], both["teacher_lr"]) == (64, 64, 0.01)
@@ -111,14 +111,14 @@ def test_field_table_cells_and_what_they_run(tmp_path):
                                                     for e in ("", "-t64", "-lr1e-2")]
         assert two.parts == three.parts[:2] and list(two.expected_config()["parts"]) == [q.run_slug for q in two.parts]
         assert (two.config.protocol, two.config.target, two.config.base) == ("dc-dsa", target, 100)
-        assert plan.run_seconds(three, data) == plan.protocol_seconds(dsa, 100, 5)
+        assert estimate.run_seconds(three, data) == estimate.protocol_seconds(dsa, 100, 5)
     p.config.refresh_every = 0  # never
-    assert plan.run_seconds(p, data) == pytest.approx(plan.TEACHER_SECONDS["lenet"] + steps * plan.IMPLICIT_STEP_SECONDS
-                                                       + plan.protocol_seconds(dsa, 100, plan.TEMPERATURE_STUDENTS + 1 + 1 + 1 + 5))
+    assert estimate.run_seconds(p, data) == pytest.approx(estimate.TEACHER_SECONDS["lenet"] + steps * estimate.IMPLICIT_STEP_SECONDS
+                                                       + estimate.protocol_seconds(dsa, 100, estimate.TEMPERATURE_STUDENTS + 1 + 1 + 1 + 5))
 
 
 def test_an_estimate_pays_each_teacher_once_and_not_what_its_cache_holds(tmp_path):
-    """The dry run's teacher costs (:class:`plan.TeacherCosts`): rows that share a teacher pay it once; a cached teacher
+    """The dry run's teacher costs (:class:`estimate.TeacherCosts`): rows that share a teacher pay it once; a cached teacher
     costs nothing, a partial or shorter one the epochs it lacks; without the costs object, every row pays it whole."""
     import json
 
@@ -128,10 +128,10 @@ def test_an_estimate_pays_each_teacher_once_and_not_what_its_cache_holds(tmp_pat
     data, opts, cache = DataView(tmp_path / "empty"), Options(out=tmp_path), tmp_path / "teachers"
     plans = {n: plan_cell(parse_cell(f"mnist/{n}/100@protocol=dc-dsa"), opts, data)
              for n in ("baseline-mtt-expert", "implicit-mtt-expert", "baseline-mtt-expert-t64", "baseline-teacher")}
-    epoch = plan.TEACHER_EPOCH_SECONDS["convnet3"]
-    costs = plan.TeacherCosts(cache)  # nothing cached
-    assert [plan.teacher_seconds(plans[n], costs) for n in plans] == [32 * epoch, 0.0, 64 * epoch, plan.TEACHER_SECONDS["lenet"]]
-    assert plan.teacher_seconds(plans["implicit-mtt-expert"]) == 32 * epoch  # no costs object: the whole teacher
+    epoch = estimate.TEACHER_EPOCH_SECONDS["convnet3"]
+    costs = estimate.TeacherCosts(cache)  # nothing cached
+    assert [estimate.teacher_seconds(plans[n], costs) for n in plans] == [32 * epoch, 0.0, 64 * epoch, estimate.TEACHER_SECONDS["lenet"]]
+    assert estimate.teacher_seconds(plans["implicit-mtt-expert"]) == 32 * epoch  # no costs object: the whole teacher
 
     def teacher_of(p, epochs):
         c = p.config
@@ -145,16 +145,16 @@ def test_an_estimate_pays_each_teacher_once_and_not_what_its_cache_holds(tmp_pat
     stem = teacher_cache._teacher_file(cache, "mnist", short, {}).name.rsplit("-", 1)[0]
     # An interrupted 32-epoch training at epoch 20: 12 epochs left, for the first row that needs it.
     save_state(cache / f"{stem}-a{teacher_module.PARTIAL}", {"key": key(short), "curve": {e: 50.0 for e in range(1, 21)}})
-    costs = plan.TeacherCosts(cache)
-    assert [plan.teacher_seconds(plans[n], costs) for n in plans][:3] == [12 * epoch, 0.0, 64 * epoch]
+    costs = estimate.TeacherCosts(cache)
+    assert [estimate.teacher_seconds(plans[n], costs) for n in plans][:3] == [12 * epoch, 0.0, 64 * epoch]
     # Finished: the 32-epoch teacher costs nothing, and the 64-epoch one goes on from its last state.
     (cache / f"{stem}-a{teacher_module.PARTIAL}").unlink()
     (cache / f"{stem}-a.safetensors").write_bytes(save({"w": torch.zeros(1)}, metadata={"record": json.dumps({"key": key(short), "epochs_trained": 32})}))
     save_state(cache / f"{stem}-a{teacher_module.FINAL}", {"key": key(short), "curve": {e: 50.0 + e for e in range(1, 33)}})
-    costs = plan.TeacherCosts(cache)
-    assert [plan.teacher_seconds(plans[n], costs) for n in plans][:3] == [0.0, 0.0, 32 * epoch]
-    run = plan.run_seconds(plans["baseline-mtt-expert"], data)
-    assert plan.run_seconds(plans["baseline-mtt-expert"], data, plan.TeacherCosts(cache)) == pytest.approx(run - 32 * epoch)
+    costs = estimate.TeacherCosts(cache)
+    assert [estimate.teacher_seconds(plans[n], costs) for n in plans][:3] == [0.0, 0.0, 32 * epoch]
+    run = estimate.run_seconds(plans["baseline-mtt-expert"], data)
+    assert estimate.run_seconds(plans["baseline-mtt-expert"], data, estimate.TeacherCosts(cache)) == pytest.approx(run - 32 * epoch)
 
 
 def test_an_estimate_pays_each_choice_of_a_teachers_labels_once(tmp_path):
@@ -166,12 +166,12 @@ def test_an_estimate_pays_each_choice_of_a_teachers_labels_once(tmp_path):
              for n in ("baseline-mtt-expert", "implicit-mtt-expert", "baseline-teacher", "implicit-teacher", "ld-rr-teacher",
                        "baseline-expert")}
     dsa = get_protocol("dc-dsa")
-    students = {n: plan.protocol_seconds(dsa, 100, plan.teacher_students(p.config)) for n, p in plans.items()}
-    assert students["baseline-mtt-expert"] == plan.protocol_seconds(dsa, 100, plan.EPOCH_STUDENTS + plan.TEMPERATURE_STUDENTS) > 0
-    whole = {n: plan.run_seconds(p, data) for n, p in plans.items()}  # no costs object: every row pays all
-    costs = plan.TeacherCosts(tmp_path / "teachers")
-    once = {n: plan.run_seconds(p, data, costs) for n, p in plans.items()}
-    teacher = {n: plan.teacher_seconds(p) for n, p in plans.items()}
+    students = {n: estimate.protocol_seconds(dsa, 100, estimate.teacher_students(p.config)) for n, p in plans.items()}
+    assert students["baseline-mtt-expert"] == estimate.protocol_seconds(dsa, 100, estimate.EPOCH_STUDENTS + estimate.TEMPERATURE_STUDENTS) > 0
+    whole = {n: estimate.run_seconds(p, data) for n, p in plans.items()}  # no costs object: every row pays all
+    costs = estimate.TeacherCosts(tmp_path / "teachers")
+    once = {n: estimate.run_seconds(p, data, costs) for n, p in plans.items()}
+    teacher = {n: estimate.teacher_seconds(p) for n, p in plans.items()}
     assert once["baseline-mtt-expert"] == pytest.approx(whole["baseline-mtt-expert"])  # the first pays teacher and students
     # The implicit row of the same expert: neither the teacher nor its choice again.
     assert once["implicit-mtt-expert"] == pytest.approx(whole["implicit-mtt-expert"] - teacher["implicit-mtt-expert"]
@@ -182,12 +182,12 @@ def test_an_estimate_pays_each_choice_of_a_teachers_labels_once(tmp_path):
     assert once["ld-rr-teacher"] == pytest.approx(whole["ld-rr-teacher"] - teacher["ld-rr-teacher"])
     assert once["baseline-expert"] == pytest.approx(whole["baseline-expert"] - teacher["baseline-expert"])
     # A finished row pays its choice: a row after it does not.
-    costs = plan.TeacherCosts(tmp_path / "teachers")
+    costs = estimate.TeacherCosts(tmp_path / "teachers")
     costs.paid(plans["baseline-mtt-expert"])
-    assert plan.choice_students(plans["implicit-mtt-expert"], costs) == 0
-    assert plan.choice_students(plans["baseline-teacher"], costs) == plan.teacher_students(plans["baseline-teacher"].config)
+    assert estimate.choice_students(plans["implicit-mtt-expert"], costs) == 0
+    assert estimate.choice_students(plans["baseline-teacher"], costs) == estimate.teacher_students(plans["baseline-teacher"].config)
     costs.paid(plan_cell(parse_cell("mnist/baseline/100@protocol=dc-dsa"), opts, data))  # no teacher: nothing paid
-    assert costs.chosen == {plan._choice_key(plans[n]) for n in ("baseline-mtt-expert", "baseline-teacher")}
+    assert costs.chosen == {estimate._choice_key(plans[n]) for n in ("baseline-mtt-expert", "baseline-teacher")}
 
 
 def test_the_field_figure_shows_each_test_model_and_the_teacher_line(monkeypatch, tmp_path):

@@ -2,8 +2,9 @@
 import pytest
 
 from labeldistill.experiments import DataView, Options, parse_cell, plan_cell
-from labeldistill.experiments.plan import (ARCH_FACTOR, MODEL_STEP_SECONDS, TEST_MODELS, TYPICAL_TEST_STEPS, distill_steps, evaluation_seconds,
-                                          longest_first, run_seconds)
+from labeldistill.experiments.estimate import (ARCH_FACTOR, MODEL_STEP_SECONDS, TYPICAL_TEST_STEPS, distill_steps, evaluation_seconds,
+                                              longest_first, run_seconds)
+from labeldistill.experiments.plan import TEST_MODELS
 from labeldistill.experiments.runner import unit_seconds
 
 
@@ -168,7 +169,7 @@ def test_a_record_from_before_a_setting_existed_matches_the_current_plan(data):
 def test_time_model_uses_measured_figures_where_there_are_some(tmp_path):
     # AlexCifarNet's steps and DD iterations were measured: they are used as they are, not LeNet's times ARCH_FACTOR;
     # an architecture without a figure of its own is scaled from LeNet's.
-    from labeldistill.experiments.plan import STEP_SECONDS, UNROLLED_ITERATION_SECONDS, UNROLLED_TEST_SECONDS, measured_seconds
+    from labeldistill.experiments.estimate import STEP_SECONDS, UNROLLED_ITERATION_SECONDS, UNROLLED_TEST_SECONDS, measured_seconds
 
     data = DataView(tmp_path / "empty")
     _, iterations = distill_steps(plan("cifar10/dd/100", data), data)

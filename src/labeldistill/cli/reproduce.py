@@ -198,8 +198,9 @@ def _list(spec, names: list[str], opts, data, as_json: bool) -> int:
 
 def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
     from ..experiments import parse_cell, plan_cell
-    from ..experiments.plan import (TeacherCosts, distill_steps, evaluation_seconds, fmt_seconds, reduced_note,
-                                    remaining_run_seconds, selection_seconds)
+    from ..experiments.estimate import (TeacherCosts, distill_steps, evaluation_seconds, fmt_seconds, remaining_run_seconds,
+                                        selection_seconds)
+    from ..experiments.plan import reduced_note
     from ..experiments.runner import selections_dir
     from ..teacher import teacher_cache_dir
     from ..experiments.runner import load_cell_record, progress_of, run_state
@@ -338,8 +339,8 @@ def _reproduce(spec, names: list[str], opts, data, as_json: bool, executor=None)
 
 
 def cost_model() -> str:
-    """What the dry run's estimate rests on, in words, from the measured constants it uses (experiments/plan.py)."""
-    from ..experiments import plan as p
+    """What the dry run's estimate rests on, in words, from the measured constants it uses (experiments/estimate.py)."""
+    from ..experiments import estimate as p
 
     step, it = p.STEP_SECONDS, p.UNROLLED_ITERATION_SECONDS
     return ("from a per-step cost model (steps = epochs x ceil(train size / target batch); per step on one thread of a 2-core "

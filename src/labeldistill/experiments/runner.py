@@ -40,6 +40,7 @@ from ..runs.provenance import numerics_of
 from ..selectors import selection_cache
 from ..unrolled import is_unrolled_record, run_unrolled
 from . import means as _means
+from . import estimate as _estimate
 from . import plan as _plan
 from .machine import record_machine
 from .plan import (Options, Plan, config_diff, normalise_baseline, normalise_config, normalise_distill, normalise_mean,
@@ -180,8 +181,8 @@ def unit_seconds(plans: list[Plan], opts: Options, data: _plan.DataView) -> floa
     for plan in plans:
         if plan.run_slug not in runs:
             state, detail = run_state(plan, opts.out, opts.reuse_any_version)
-            runs[plan.run_slug] = _plan.remaining_run_seconds(plan, data, *progress_of(plan, opts, state, detail))[0]
-    return sum(runs.values()) + sum(_plan.evaluation_seconds(plan) for plan in plans)
+            runs[plan.run_slug] = _estimate.remaining_run_seconds(plan, data, *progress_of(plan, opts, state, detail))[0]
+    return sum(runs.values()) + sum(_estimate.evaluation_seconds(plan) for plan in plans)
 
 
 def progress_of(plan: Plan, opts: Options, state: str, detail: str) -> tuple[str, Path]:

@@ -43,7 +43,8 @@ from pathlib import Path
 from ...errors import UserError
 from .. import runner
 from ..cells import parse_cell
-from ..plan import DataView, Options, Plan, longest_first, plan_cell
+from ..estimate import longest_first
+from ..plan import DataView, Options, Plan, plan_cell
 from . import register_executor, stack_size
 
 DEFAULT_GPUS_PER_CELL = 0.5
