@@ -27,8 +27,8 @@ def train_teacher(target, cfg: TeacherConfig, *, zca=None, cache_dir: Path | Non
                   progress: bool = False) -> tuple[Learner, ModelState, dict]:
     """Train (or reuse from the cache) an early-stopped teacher on ``target``'s training split.
 
-    One model (seed ``model_seeds(cfg.seed, "teacher", 1)``), Adam, shuffled minibatches; after each
-    epoch its validation accuracy is measured; the best epoch's weights are kept and training stops
+    One model (seed ``model_seeds(cfg.seed, "teacher", 1)``) trained by ``cfg``'s recipe (Adam or SGD, on the images or
+    on DSA views) on shuffled minibatches; after each epoch its validation accuracy is measured; the best epoch's weights are kept and training stops
     ``cfg.patience`` epochs after it (or at ``cfg.epochs``). ``zca``: the protocol's whitening, applied
     to every split. Returns the learner, its one-model state and a record with its validation and test
     accuracy (%), the best epoch, the epochs trained and the cache file (``cache_dir``: default
