@@ -119,7 +119,8 @@ def test_field_table_cells_and_what_they_run(tmp_path):
 
 def test_an_estimate_pays_each_teacher_once_and_not_what_its_cache_holds(tmp_path):
     """The dry run's teacher costs (:class:`estimate.TeacherCosts`): rows that share a teacher pay it once; a cached teacher
-    costs nothing, a partial or shorter one the epochs it lacks; without the costs object, every row pays it whole."""
+    costs nothing, a partial or shorter one (cached, or counted by a row above) the epochs it lacks; without the costs
+    object, every row pays it whole."""
     import json
 
     from safetensors.torch import save
@@ -129,8 +130,12 @@ def test_an_estimate_pays_each_teacher_once_and_not_what_its_cache_holds(tmp_pat
     plans = {n: plan_cell(parse_cell(f"mnist/{n}/100@protocol=dc-dsa"), opts, data)
              for n in ("baseline-mtt-expert", "implicit-mtt-expert", "baseline-mtt-expert-t64", "baseline-teacher")}
     epoch = estimate.TEACHER_EPOCH_SECONDS["convnet3"]
-    costs = estimate.TeacherCosts(cache)  # nothing cached
-    assert [estimate.teacher_seconds(plans[n], costs) for n in plans] == [32 * epoch, 0.0, 64 * epoch, estimate.TEACHER_SECONDS["lenet"]]
+    costs = estimate.TeacherCosts(cache)  # nothing cached: the 64-epoch teacher goes on from the 32-epoch one counted above
+    assert [estimate.teacher_seconds(plans[n], costs) for n in plans] == [32 * epoch, 0.0, 32 * epoch, estimate.TEACHER_SECONDS["lenet"]]
+    costs = estimate.TeacherCosts(cache)  # the longer first: it trains all its epochs, and the shorter one is another teacher
+    assert [estimate.teacher_seconds(plans[n], costs) for n in reversed(plans)][1:] == [64 * epoch, 32 * epoch, 0.0]
+    lr = plan_cell(parse_cell("mnist/baseline-mtt-expert-lr1e-2-t64/100@protocol=dc-dsa"), opts, data)
+    assert estimate.teacher_seconds(lr, costs) == 64 * epoch  # another lr: not a continuation of either
     assert estimate.teacher_seconds(plans["implicit-mtt-expert"]) == 32 * epoch  # no costs object: the whole teacher
 
     def teacher_of(p, epochs):
@@ -146,7 +151,7 @@ def test_an_estimate_pays_each_teacher_once_and_not_what_its_cache_holds(tmp_pat
     # An interrupted 32-epoch training at epoch 20: 12 epochs left, for the first row that needs it.
     save_state(cache / f"{stem}-a{teacher_module.PARTIAL}", {"key": key(short), "curve": {e: 50.0 for e in range(1, 21)}})
     costs = estimate.TeacherCosts(cache)
-    assert [estimate.teacher_seconds(plans[n], costs) for n in plans][:3] == [12 * epoch, 0.0, 64 * epoch]
+    assert [estimate.teacher_seconds(plans[n], costs) for n in plans][:3] == [12 * epoch, 0.0, 32 * epoch]
     # Finished: the 32-epoch teacher costs nothing, and the 64-epoch one goes on from its last state.
     (cache / f"{stem}-a{teacher_module.PARTIAL}").unlink()
     (cache / f"{stem}-a.safetensors").write_bytes(save({"w": torch.zeros(1)}, metadata={"record": json.dumps({"key": key(short), "epochs_trained": 32})}))

@@ -3,6 +3,7 @@ this project's 2-core CPU, from per-step figures measured here (``docs/benchmark
 model"), and the order in which units of work go to workers. Estimates only: nothing here runs anything."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -123,15 +124,18 @@ class TeacherCosts:
         self.folder, self.counted, self.chosen = folder, set(), set()
 
     def epochs_left(self, plan: Plan) -> int | None:
-        """Epochs of the plan's teacher still to train (0: nothing, it is cached or counted above); None where the
-        cache holds none of it and it is not counted yet."""
+        """Epochs of the plan's teacher still to train (0: nothing, it is cached or counted above; a shorter teacher it
+        goes on from, cached or counted above, pays for its epochs); None where neither the cache nor the estimate holds
+        any of it."""
         from ..teacher import trained_epochs
 
-        teacher = _teacher_of(plan)
-        if (plan.cell.target, teacher) in self.counted:
+        target, teacher = plan.cell.target, _teacher_of(plan)
+        if (target, teacher) in self.counted:
             return 0
-        self.counted.add((plan.cell.target, teacher))
-        cached, trained = trained_epochs(self.folder, plan.cell.target, teacher)
+        shorter = max((t.epochs for g, t in self.counted if g == target and _goes_on_from(t, teacher)), default=0)
+        self.counted.add((target, teacher))
+        cached, trained = trained_epochs(self.folder, target, teacher)
+        trained = max(trained, shorter)
         return 0 if cached else (max(0, teacher.epochs - trained) if trained else None)
 
     def choose(self, plan: Plan) -> bool:
@@ -148,6 +152,14 @@ class TeacherCosts:
         """A row with nothing left to run (finished, or stored): its teacher-label choice, if it made one, is paid."""
         if "teacher" in (getattr(plan.config, "labels", None), getattr(plan.config, "label_init", None)):
             self.choose(plan)
+
+
+def _goes_on_from(shorter, teacher) -> bool:
+    """Whether ``teacher`` goes on from ``shorter`` (both :class:`~labeldistill.teacher.TeacherConfig`) once that one has
+    trained, as the teacher cache lets it (``teacher.cache._goes_on_from``): every setting but the length the same, fewer
+    epochs, and neither stopped early (patience at least the epochs: the ConvNet-3 expert rows)."""
+    return (dataclasses.replace(shorter, epochs=teacher.epochs, patience=teacher.patience) == teacher
+            and shorter.epochs < teacher.epochs and shorter.patience >= shorter.epochs and teacher.patience >= teacher.epochs)
 
 
 def _teacher_of(plan: Plan):
