@@ -65,6 +65,7 @@ def teacher_students(cfg) -> int:
     """Validation students a teacher's labels cost: the temperature choice's, and the epoch choice's."""
     return TEMPERATURE_STUDENTS + (EPOCH_STUDENTS if getattr(cfg, "teacher_epoch", "best") == "auto" else 0)
 
+
 def measured_seconds(per_arch: dict[str, float], arch: str) -> float:
     """The measured figure for ``arch``, else LeNet's scaled by :data:`ARCH_FACTOR`."""
     return per_arch[arch] if arch in per_arch else per_arch["lenet"] * ARCH_FACTOR.get(arch, 1.0)
