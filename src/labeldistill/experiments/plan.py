@@ -46,6 +46,7 @@ def reduced_row() -> str:
     """The label of the reduced protocol on each table row."""
     return f"REDUCED ({QUICK_EPOCHS} epochs, --quick)"
 
+
 # Settings that change how a run computes, not what: same result up to floating-point rounding.
 IGNORED_KEYS = ("device", "checkpoint_minutes", "val_group", "cuda_graph", "meta_gradient", "checkpoint_every", "test_group")
 
