@@ -41,6 +41,21 @@ def test_a_mean_shares_a_unit_of_work_with_the_runs_it_averages(tmp_path):
     assert work_units(plans[3:4], opts) == [[0]]
 
 
+def test_a_mean_stopped_while_its_parts_were_made_starts_again(tmp_path):
+    """A mean's run directory holds only the lock and reproduce's machine note while its parts are made: stopped then, it
+    is a new run when run again, not a conflict (session 49's seed-1 lane met the conflict); anything else in it is one."""
+    opts, data = Options(out=tmp_path), DataView(tmp_path / "empty")
+    plan = plan_cell(parse_cell("cifar10/mean-mtt-experts/100@seed=1@protocol=dc-dsa"), opts, data)
+    run_dir = plan.run_dir(tmp_path)
+    run_dir.mkdir(parents=True)
+    (run_dir / ".lock").write_text("123")
+    (run_dir / "machine.json").write_text("{}")
+    assert run_state(plan, tmp_path)[0] == "new"
+    (run_dir / "stray.txt").write_text("not ours")
+    state, detail = run_state(plan, tmp_path)
+    assert state == "conflict" and "no readable configuration" in detail
+
+
 @pytest.mark.slow
 def test_a_mean_cell_end_to_end_on_digits(monkeypatch, tmp_path, short_step_search, capsys):
     """Real, tiny: two implicit runs from a teacher's labels at two temperatures, made by the mean cell itself, their

@@ -113,7 +113,8 @@ def run_record(plan: Plan, run_dir: Path) -> dict:
 
 
 # What a run directory holds when its run stopped before writing config.json: the lock, reproduce's machine note and
-# the finished models of its start (a teacher's temperature choice), which the run, started again, finds there.
+# the finished models of its start (a teacher's temperature choice), which the run, started again, finds there. A mean's
+# directory holds the first two while its parts are made.
 _STARTED_ONLY = {".lock", "machine.json", RUN_LEDGER}
 
 
@@ -133,8 +134,10 @@ def run_state(plan: Plan, out: Path, reuse_any_version: bool = False) -> tuple[s
     if stored is None:
         if plan.kind == "baseline" and not has_result:
             return "new", ""  # a baseline interrupted before it wrote anything: start again
-        if plan.kind in ("distill", "unrolled") and {p.name for p in run_dir.iterdir()} <= _STARTED_ONLY:
-            return "new", ""  # stopped before its configuration was written (a teacher start's temperature choice): start again
+        if plan.kind in ("distill", "unrolled", "mean") and {p.name for p in run_dir.iterdir()} <= _STARTED_ONLY:
+            # stopped before its configuration was written (a teacher start's temperature choice; a mean's parts, which
+            # it makes first): start again
+            return "new", ""
         return "conflict", f"{run_dir} is not a run directory of this kind (no readable configuration)"
     diff = config_diff(plan.expected_config(), stored)
     if diff:
