@@ -39,8 +39,8 @@ from ..runs.ledger import RUN_LEDGER, evaluation_ledger, evaluations_dir, ledger
 from ..runs.provenance import numerics_of
 from ..selectors import selection_cache
 from ..unrolled import is_unrolled_record, run_unrolled
-from . import means as _means
 from . import estimate as _estimate
+from . import means as _means
 from . import plan as _plan
 from .machine import record_machine
 from .plan import (Options, Plan, config_diff, normalise_baseline, normalise_config, normalise_distill, normalise_mean,
@@ -134,9 +134,9 @@ def run_state(plan: Plan, out: Path, reuse_any_version: bool = False) -> tuple[s
     if stored is None:
         if plan.kind == "baseline" and not has_result:
             return "new", ""  # a baseline interrupted before it wrote anything: start again
-        if plan.kind in ("distill", "unrolled", "mean") and {p.name for p in run_dir.iterdir()} <= _STARTED_ONLY:
-            # stopped before its configuration was written (a teacher start's temperature choice; a mean's parts, which
-            # it makes first): start again
+        if {p.name for p in run_dir.iterdir()} <= _STARTED_ONLY:
+            # any kind stopped before its configuration was written (a teacher start's temperature choice; a mean's
+            # parts, which it makes first): start again
             return "new", ""
         return "conflict", f"{run_dir} is not a run directory of this kind (no readable configuration)"
     diff = config_diff(plan.expected_config(), stored)
