@@ -14,7 +14,8 @@ from labeldistill.cli import main
 from labeldistill.errors import UserError
 from labeldistill.experiments import METHODS, parse_cell, run_cells
 from labeldistill.experiments.plan import DataView, Options, plan_cell
-from labeldistill.experiments.runner import run_state, work_units
+from labeldistill.experiments.rundirs import run_state
+from labeldistill.experiments.units import work_units
 from labeldistill.protocols import get_protocol
 from labeldistill.protocols._base import PROTOCOLS
 

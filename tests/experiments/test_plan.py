@@ -5,7 +5,7 @@ from labeldistill.experiments import DataView, Options, parse_cell, plan_cell
 from labeldistill.experiments.estimate import (ARCH_FACTOR, MODEL_STEP_SECONDS, TYPICAL_TEST_STEPS, distill_steps, evaluation_seconds,
                                               longest_first, run_seconds)
 from labeldistill.experiments.plan import TEST_MODELS
-from labeldistill.experiments.runner import unit_seconds
+from labeldistill.experiments.units import unit_seconds
 
 
 @pytest.fixture
@@ -109,7 +109,7 @@ def test_units_go_longest_first(tmp_path):
 def test_unit_estimates_count_only_what_is_left(tmp_path, monkeypatch):
     # A resumed run costs what is left of its loop (the dry run's rule: epochs done, read from its log), a finished
     # one only the evaluations still to make; so a half-done LD ranks below a fresh LD RR it would otherwise lead.
-    from labeldistill.experiments import runner
+    from labeldistill.experiments import units
 
     data = DataView(tmp_path / "empty")
     opts = Options(out=tmp_path / "out")
@@ -119,7 +119,7 @@ def test_unit_estimates_count_only_what_is_left(tmp_path, monkeypatch):
     run_dir.mkdir(parents=True)
     (run_dir / "metrics.jsonl").write_text('{"epoch": %d}\n{"step": 7}\n' % (epochs * 3 // 4))
     states = {ld.run_slug: "resume", ldrr.run_slug: "new"}
-    monkeypatch.setattr(runner, "run_state", lambda p, out, reuse=False: (states[p.run_slug], ""))
+    monkeypatch.setattr(units, "run_state", lambda p, out, reuse=False: (states[p.run_slug], ""))
     assert unit_seconds([ld], opts, data) == pytest.approx(run_seconds(ld, data) / 4 + evaluation_seconds(ld))
     assert longest_first([[0], [1]], [unit_seconds([p], opts, data) for p in (ld, ldrr)]) == [[1], [0]]
     states[ld.run_slug] = "finished"

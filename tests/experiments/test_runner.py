@@ -240,7 +240,7 @@ def _as_finished_after(run_dir, *, epoch: int, step: int) -> None:
 @pytest.mark.parametrize("step", [3, 5])  # 5: a multiple of the refresh interval, skipped at the last step: not continued
 def test_a_cell_of_more_epochs_extends_the_run_of_fewer(fakes, opts, step):
     from labeldistill.experiments import parse_cell, plan_cell
-    from labeldistill.experiments.runner import run_state
+    from labeldistill.experiments.rundirs import run_state
 
     one, two = (f"mnist/implicit-mtt-expert{v}/100@protocol=dc-dsa" for v in ("", "-e2"))
     run_cells([one], opts)

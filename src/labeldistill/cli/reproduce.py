@@ -158,7 +158,7 @@ def _list(spec, names: list[str], opts, data, as_json: bool) -> int:
     from dataclasses import replace
 
     from ..experiments import parse_cell, plan_cell
-    from ..experiments.runner import load_cell_record
+    from ..experiments.rundirs import load_cell_record
 
     rows, missing_sets = [], {}
     width = max(len(n) for n in names) + 2
@@ -201,9 +201,8 @@ def _dry_run(spec, names: list[str], opts, data, as_json: bool) -> int:
     from ..experiments.estimate import (TeacherCosts, distill_steps, evaluation_seconds, fmt_seconds, remaining_run_seconds,
                                         selection_seconds)
     from ..experiments.plan import reduced_note
-    from ..experiments.runner import selections_dir
+    from ..experiments.rundirs import load_cell_record, progress_of, run_state, selections_dir
     from ..teacher import teacher_cache_dir
-    from ..experiments.runner import load_cell_record, progress_of, run_state
 
     counted: set[str] = set()
     selections: set[tuple] = set()

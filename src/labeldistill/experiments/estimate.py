@@ -142,7 +142,7 @@ class TeacherCosts:
     def choose(self, plan: Plan) -> bool:
         """Whether the plan's choice of its teacher's labels (temperature, epoch) is still to be paid: not paid by a row
         above (finished, or counted in this estimate) with the same teacher, protocol and choice, whose students the model
-        ledgers beside it then give (runner.sibling_ledgers). Marks it paid."""
+        ledgers beside it then give (rundirs.sibling_ledgers). Marks it paid."""
         key = _choice_key(plan)
         if key in self.chosen:
             return False
@@ -257,7 +257,7 @@ def test_seconds(arch: str) -> float:
 
 def remaining_run_seconds(plan: Plan, data: DataView, state: str, run_dir: Path, teachers: TeacherCosts | None = None
                           ) -> tuple[float, int | None]:
-    """Estimated seconds still to spend on the plan's run in ``state`` (``runner.run_state``'s), and the epochs
+    """Estimated seconds still to spend on the plan's run in ``state`` (``rundirs.run_state``'s), and the epochs
     a resumed distillation has done: a finished run (or a conflict, which runs nothing) costs nothing, a
     resumed one what is left of its loop (its test and validations still to come scale alike)."""
     if state in ("finished", "conflict"):

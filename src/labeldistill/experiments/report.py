@@ -9,7 +9,8 @@ from ..numerics import NUMERICS_VERSION
 from ..runs import atomic_write_json
 from .cells import parse_cell
 from .plan import DataView, Options, plan_cell, reduced_note, reduced_row
-from .runner import Outcome, load_cell_record
+from .rundirs import load_cell_record
+from .runner import Outcome
 from .spec import TableSpec
 
 FLAG_RULE = ("flag '>2σ' where |ours − paper| > 2·sqrt(σ_paper² + σ_ours²): σ_paper and σ_ours are the standard "

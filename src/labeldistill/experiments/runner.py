@@ -1,19 +1,8 @@
 """Compute cells: reuse finished runs, resume interrupted ones, store one JSON per finished cell.
 
-State on disk (``OUT`` = ``--out``)::
-
-    OUT/runs/<run slug>/     a ``distill`` (label / image / DD / SLDD), ``baseline`` or ``mean`` (of other runs' label
-                             sets: experiments/means.py) run directory (config.json, result.json, ...; machine.json: the
-                             machine(s) reproduce ran it on)
-    OUT/cells/<cell slug>.json   one finished cell: its run directory, configuration and result
-
-A cell whose JSON is present (and matches what the cell would run now) is never recomputed.
-A run directory with ``result.json``, the same resolved configuration and the current numerics
-version (:mod:`labeldistill.numerics`) is reused, whoever made it (``reproduce``, ``labeldistill
-distill --out ...`` or ``labeldistill baseline --out ...``); one with a checkpoint but no result is
-resumed. A run of another numerics version is moved aside (``<dir>.numerics-<v>``) and run again,
-unless ``--reuse-any-version`` lets a finished one count (its cells are then marked). A run directory holding another configuration
-is left alone and the cell is reported as a conflict.
+What a run directory's state means, and where things live in ``--out``: :mod:`.rundirs`; units of work and stacks
+of runs stepped together: :mod:`.units`. A cell whose JSON is present (and matches what the cell would run now) is
+never recomputed; a finished run is reused, an interrupted one resumed, a stale one set aside and run again.
 """
 from __future__ import annotations
 
@@ -29,22 +18,29 @@ from pathlib import Path
 from .._version import __version__
 from ..baselines import baseline
 from ..distill import run_distillation
-from ..distill.extend import check_extension, extend_run
-from ..distill.loop import CHECKPOINT, Interrupted
-from ..errors import ArtifactError, UserError
-from ..numerics import NUMERICS_VERSION
+from ..distill.extend import extend_run
+from ..distill.loop import Interrupted
+from ..errors import UserError
 from ..evaluation import evaluate, label_evaluation_file, parse_steps
-from ..runs import atomic_write_json, read_json
-from ..runs.ledger import RUN_LEDGER, evaluation_ledger, evaluations_dir, ledger_sources, run_ledger
+from ..numerics import NUMERICS_VERSION
+from ..runs import atomic_write_json
+from ..runs.ledger import evaluations_dir, ledger_sources
 from ..runs.provenance import numerics_of
 from ..selectors import selection_cache
-from ..unrolled import is_unrolled_record, run_unrolled
-from . import estimate as _estimate
+from ..unrolled import run_unrolled
 from . import means as _means
 from . import plan as _plan
 from .machine import record_machine
-from .plan import (Options, Plan, config_diff, normalise_baseline, normalise_config, normalise_distill, normalise_mean,
-                   normalise_unrolled)
+from .plan import Options, Plan
+from .rundirs import (
+    _read,
+    load_cell_record,
+    run_record,
+    run_state,
+    selections_dir,
+    set_aside,
+    sibling_ledgers,
+)
 
 RESULT_KEYS = ("accuracy_mean", "accuracy_std", "accuracies", "models", "steps", "T", "seconds", "arch", "head",
                "steps_delta", "distilled_steps", "target", "method", "base", "source", "seed", "epochs", "smoothing",
@@ -68,158 +64,6 @@ class Outcome:
     def done(self) -> bool:
         return self.status == "done"
 
-
-# ---- reading what is on disk -------------------------------------------------------------------
-
-def _read(path: Path) -> dict | None:
-    try:
-        obj = read_json(path)
-    except ArtifactError:
-        return None
-    return obj if isinstance(obj, dict) else None
-
-
-def stored_config(plan: Plan, run_dir: Path) -> dict | None:
-    """The normalised resolved configuration stored in a run directory (None if none)."""
-    if plan.kind == "unrolled":  # a DD / SLDD run's config.json is not a DistillConfig: recognise it first
-        for name in ("config.json", "result.json"):
-            rec = _read(run_dir / name)
-            if rec is not None and is_unrolled_record(rec):
-                return normalise_unrolled(rec["config"])
-        return None
-    if plan.kind == "mean":
-        rec = _read(run_dir / "config.json") or {}
-        cfg = rec.get("config") if rec.get("format") == _means.FORMAT else None
-        return normalise_mean(cfg) if isinstance(cfg, dict) else None
-    if plan.kind == "distill":
-        rec = _read(run_dir / "config.json") or {}
-        if is_unrolled_record(rec):
-            return {"method": rec.get("method"), "unrolled": "a DD / SLDD run"}  # never equal to a DistillConfig
-        rec = rec or _read(run_dir / "result.json") or {}
-        cfg = rec.get("config")
-        return normalise_distill(cfg) if isinstance(cfg, dict) else None
-    res = _read(run_dir / "result.json") or {}
-    settings = res.get("settings")
-    if not isinstance(settings, dict):
-        return None
-    return normalise_baseline({**settings, "arch": res.get("arch") or settings.get("arch")})
-
-
-def run_record(plan: Plan, run_dir: Path) -> dict:
-    """The record that says which code made a run: config.json (distill, DD / SLDD, mean) or result.json (baseline)."""
-    if plan.kind in ("distill", "unrolled", "mean"):
-        return _read(run_dir / "config.json") or {}
-    return _read(run_dir / "result.json") or {}
-
-
-# What a run directory holds when its run stopped before writing config.json: the lock, reproduce's machine note and
-# the finished models of its start (a teacher's temperature choice), which the run, started again, finds there. A mean's
-# directory holds the first two while its parts are made.
-_STARTED_ONLY = {".lock", "machine.json", RUN_LEDGER}
-
-
-def run_state(plan: Plan, out: Path, reuse_any_version: bool = False) -> tuple[str, str]:
-    """("finished" | "resume" | "extend" | "new" | "stale" | "conflict", detail) of the plan's run directory.
-
-    "stale": the run (finished or not) was made with another numerics version; it is not reused
-    (unless ``reuse_any_version`` and it is finished) but moved aside and the cell is run again.
-    "extend": no run yet, but another cell's run in ``out`` is this one with fewer epochs (detail: its directory),
-    which ``distill --extend`` continues exactly (:func:`shorter_run`)."""
-    run_dir = plan.run_dir(out)
-    if not run_dir.exists() or not any(p.name != ".lock" for p in run_dir.iterdir()):
-        shorter = shorter_run(plan, out) if plan.kind == "distill" else None
-        return ("extend", str(shorter)) if shorter is not None else ("new", "")
-    stored = stored_config(plan, run_dir)
-    has_result = (run_dir / "result.json").exists()
-    if stored is None:
-        if plan.kind == "baseline" and not has_result:
-            return "new", ""  # a baseline interrupted before it wrote anything: start again
-        if {p.name for p in run_dir.iterdir()} <= _STARTED_ONLY:
-            # any kind stopped before its configuration was written (a teacher start's temperature choice; a mean's
-            # parts, which it makes first): start again
-            return "new", ""
-        return "conflict", f"{run_dir} is not a run directory of this kind (no readable configuration)"
-    diff = config_diff(plan.expected_config(), stored)
-    if diff:
-        return "conflict", f"{run_dir} holds a run with another configuration ({'; '.join(diff[:3])})"
-    version = numerics_of(run_record(plan, run_dir))
-    if version != NUMERICS_VERSION and not (reuse_any_version and has_result):
-        return "stale", f"made with numerics version {version} (this code: {NUMERICS_VERSION})"
-    if has_result and plan.kind == "mean" and _means.changed_parts(plan, out):
-        return "new", ""  # a part's run was made again since: the mean of the sets as they are now (and its test)
-    if has_result:
-        return "finished", ""
-    if plan.kind in ("distill", "unrolled") and (run_dir / CHECKPOINT).exists():
-        return "resume", ""
-    return "new", ""
-
-
-def shorter_run(plan: Plan, out: Path) -> Path | None:
-    """The run in ``out`` (another cell's: a row of one epoch for a row of two) of this distillation cell's configuration
-    but fewer epochs (and any ``val_every``), of this numerics version, that continued to this cell's epochs equals
-    this cell's run (:func:`~labeldistill.distill.extend.check_extension`); the longest such, or None."""
-    want = plan.expected_config()
-    found: tuple[int, Path] | None = None
-    for config_file in sorted((Path(out) / "runs").glob("*/config.json")):
-        run_dir = config_file.parent
-        stored = stored_config(plan, run_dir)
-        epochs = (stored or {}).get("epochs")
-        if (stored is None or not isinstance(epochs, int) or epochs >= want["epochs"] or run_dir == plan.run_dir(out)
-                or config_diff({**want, "epochs": epochs, "val_every": stored.get("val_every")}, stored)
-                or numerics_of(run_record(plan, run_dir)) != NUMERICS_VERSION or (found is not None and epochs <= found[0])):
-            continue
-        try:
-            check_extension(run_dir, epochs=want["epochs"], val_every=want["val_every"])
-        except (UserError, ArtifactError):
-            continue
-        found = (epochs, run_dir)
-    return None if found is None else found[1]
-
-
-def unit_seconds(plans: list[Plan], opts: Options, data: _plan.DataView) -> float:
-    """Estimated seconds still to spend on one unit of work (plans sharing a run directory, or a stack
-    of runs), the dry run's estimate: each distinct run once, as far as it is still to go (a finished
-    run reused, a resumed one what is left of its loop), plus every plan's evaluation."""
-    runs: dict[str, float] = {}
-    for plan in plans:
-        if plan.run_slug not in runs:
-            state, detail = run_state(plan, opts.out, opts.reuse_any_version)
-            runs[plan.run_slug] = _estimate.remaining_run_seconds(plan, data, *progress_of(plan, opts, state, detail))[0]
-    return sum(runs.values()) + sum(_estimate.evaluation_seconds(plan) for plan in plans)
-
-
-def progress_of(plan: Plan, opts: Options, state: str, detail: str) -> tuple[str, Path]:
-    """(state, run directory) to estimate a run's remaining time from: an extension goes on where its source stands."""
-    return ("resume", Path(detail)) if state == "extend" else (state, plan.run_dir(opts.out))
-
-
-def set_aside(run_dir: Path, version: int | None) -> Path:
-    """Move a run of another numerics version out of the way (nothing is deleted)."""
-    base = run_dir.with_name(f"{run_dir.name}.numerics-{version if version is not None else 'unversioned'}")
-    dest, i = base, 1
-    while dest.exists():
-        i += 1
-        dest = base.with_name(f"{base.name}-{i}")
-    run_dir.rename(dest)
-    return dest
-
-
-def load_cell_record(plan: Plan, out: Path, reuse_any_version: bool = False) -> dict | None:
-    """The stored cell JSON if it is finished, matches what this cell would run now and was made
-    with the current numerics version (any version with ``reuse_any_version``)."""
-    rec = _read(plan.cell_file(out))
-    if not rec or rec.get("cell") != plan.cell.name or not isinstance(rec.get("result"), dict):
-        return None
-    run_config = rec.get("run_config")
-    # A setting added since the cell was stored takes the value its run had, as for the run itself (run_state).
-    same_run = isinstance(run_config, dict) and not config_diff(plan.expected_config(), normalise_config(plan.kind, run_config))
-    same = (rec.get("reduced") == plan.reduced and same_run
-            and rec.get("evaluation") == plan.evaluation and list(rec.get("stand_in") or []) == list(plan.stand_in))
-    current = rec.get("numerics_version") == NUMERICS_VERSION
-    return rec if same and (current or reuse_any_version) else None
-
-
-# ---- computing ----------------------------------------------------------------------------------
 
 def ensure_run(plan: Plan, opts: Options, stacked: dict[str, str] | None = None) -> tuple[dict, str]:
     """Make sure the plan's run is finished; returns (its result.json, what was done).
@@ -388,20 +232,6 @@ def summary(result: dict) -> dict:
     return {k: result[k] for k in RESULT_KEYS if k in result}
 
 
-def selections_dir(opts: Options) -> Path:
-    """Where ``reproduce`` keeps chosen base sets: one per (target, N, seed, selector), shared by every method."""
-    return Path(opts.out) / "selections"
-
-
-def sibling_ledgers(run_dir: Path) -> list[Path]:
-    """The model ledgers of the other runs beside ``run_dir`` (their own and their evaluations'): a ledger is keyed by
-    everything that decides its models, so a cell may adopt what another cell's run finished (runs/ledger.py)."""
-    if not run_dir.parent.is_dir():
-        return []
-    others = sorted(d for d in run_dir.parent.iterdir() if d.is_dir() and d.name != run_dir.name)
-    return [f for d in others for f in (run_ledger(d), evaluation_ledger(d))]
-
-
 def compute_cell(plan: Plan, opts: Options, stacked: dict[str, str] | None = None) -> tuple[dict, str]:
     t0 = time.perf_counter()
     with selection_cache(selections_dir(opts)), ledger_sources(sibling_ledgers(plan.run_dir(opts.out))):
@@ -496,102 +326,7 @@ def _failure(name: str, e: BaseException, plan: Plan) -> Outcome:
     return Outcome(name, "failed", message=msg, plan=plan)
 
 
-# ---- stacks: distillation runs stepped together (--stack K) --------------------------------------
-
-def work_units(plans: list[Plan], opts: Options, stack: int = 1) -> list[list[int]]:
-    """The plans' indices in units of work, in order: the cells of one run directory (a run and its
-    evaluations) always share a unit; with ``stack`` > 1, up to ``stack`` distillation runs that
-    still need computing and share a :func:`~labeldistill.distill.stack_key` share one too (their
-    loops then step together: :func:`ensure_stacked_runs`). Cells needing no computing stay alone."""
-    from ..distill import stack_groups
-
-    groups = _run_groups(plans, opts)
-    if stack <= 1:
-        return groups
-    stackable = [gi for gi, g in enumerate(groups) if _stack_state(plans[g[0]], opts) is not None]  # group numbers
-    stacks = stack_groups([plans[groups[gi][0]].config for gi in stackable], stack)  # type: ignore[misc]
-    stack_of = {stackable[j]: k for k, st in enumerate(stacks) for j in st}
-    units: list[list[int]] = []
-    placed: set[int] = set()
-    for gi, g in enumerate(groups):
-        k = stack_of.get(gi)
-        if k is None:
-            units.append(g)
-        elif k not in placed:
-            placed.add(k)
-            units.append([i for j in stacks[k] for i in groups[stackable[j]]])
-    return units
-
-
-def _run_groups(plans: list[Plan], opts: Options) -> list[list[int]]:
-    """The plans' indices grouped by run directory, in order; a mean's group joins those of the runs it averages (one
-    worker computes them one after another: never two workers on one run)."""
-    def dirs(plan: Plan) -> list[str]:
-        return [str(p.run_dir(opts.out).absolute()) for p in (plan, *plan.parts)]
-
-    group_of: dict[str, int] = {}
-    groups: list[list[int]] = []
-    for i, plan in enumerate(plans):
-        joined = sorted({group_of[d] for d in dirs(plan) if d in group_of})
-        if not joined:
-            groups.append([i])
-            g = len(groups) - 1
-        else:  # merge every group it touches into the first
-            g = joined[0]
-            for other in joined[1:]:
-                groups[g].extend(groups[other])
-                groups[other] = []
-            groups[g].append(i)
-        for j in groups[g]:
-            for d in dirs(plans[j]):
-                group_of[d] = g
-    return [sorted(g) for g in groups if g]
-
-
-def _stack_state(plan: Plan, opts: Options) -> str | None:
-    """The run state ("new", "resume", "stale") of a distillation run that a stack may compute, else None."""
-    if plan.kind != "distill" or plan.missing or load_cell_record(plan, opts.out, opts.reuse_any_version) is not None:
-        return None
-    state = run_state(plan, opts.out, opts.reuse_any_version)[0]
-    return state if state in ("new", "resume", "stale") else None
-
-
-def ensure_stacked_runs(plans: list[Plan], opts: Options) -> dict[str, str | BaseException]:
-    """Run the distillation runs of these plans that need it (new, interrupted or stale), stepped
-    together (:func:`labeldistill.distill.distill_many`); what was done to each run directory (by
-    absolute path): "ran (stacked xK)" / "resumed run (stacked xK)", or the run's error. Fewer than
-    two such runs: nothing is done here (the cells compute their runs alone, as without stacking)."""
-    from ..distill import distill_many
-
-    todo: dict[str, tuple[Plan, str]] = {}
-    for plan in plans:
-        key = str(plan.run_dir(opts.out).absolute())
-        state = None if key in todo else _stack_state(plan, opts)
-        if state is not None:
-            todo[key] = (plan, state)
-    if len(todo) < 2:
-        return {}
-    done: dict[str, str | BaseException] = {}
-    resumes = []
-    for key, (plan, state) in todo.items():
-        state = ready_run_dir(plan, opts, state)
-        resumes.append(state == "resume")
-        done[key] = f"{'resumed run' if state == 'resume' else 'ran'} (stacked x{len(todo)}{', batched' if opts.batched else ''})"
-    plans_todo = [plan for plan, _ in todo.values()]
-    with selection_cache(selections_dir(opts)):
-        results = distill_many([p.config for p in plans_todo], outs=[p.run_dir(opts.out) for p in plans_todo], resume=resumes,
-                               data_root=opts.data_root, progress=opts.progress, errors="return", batched=opts.batched)
-    for key, r in zip(todo, results):
-        if isinstance(r, BaseException):
-            done[key] = r
-    return done
-
-
-def compute_unit(plans: list[Plan], opts: Options) -> list[Outcome]:
-    """The outcomes of one unit of :func:`work_units` (its stack run together first), in order."""
-    stacked = ensure_stacked_runs(plans, opts)
-    return [compute_outcome(plan, opts, stacked) for plan in plans]
-
+# ---- what a cell's line in the log says -----------------------------------------------------------
 
 def log_outcome(tag: str, o: Outcome, log: Callable[[str], None]) -> None:
     """The line a finished (or skipped) cell logs."""

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from .. import runner
 from ..cells import parse_cell
 from ..plan import DataView, Options, Plan, plan_cell
+from ..units import compute_unit, work_units
 from . import register_executor, stack_size
 
 
@@ -56,11 +57,11 @@ class LocalExecutor:
             else:
                 outcomes[i] = outcome
                 runner.log_outcome(f"[{i + 1}/{n}] {plan.cell.name}", outcome, log)
-        for unit in runner.work_units([plans[i] for i in todo], opts, self.stack):
+        for unit in work_units([plans[i] for i in todo], opts, self.stack):
             idx = [todo[j] for j in unit]
             for i in idx:
                 log(f"[{i + 1}/{n}] {plans[i].cell.name}: {runner.describe_action(plans[i], opts)} ...")
-            for i, outcome in zip(idx, runner.compute_unit([plans[i] for i in idx], opts)):
+            for i, outcome in zip(idx, compute_unit([plans[i] for i in idx], opts)):
                 outcomes[i] = outcome
                 runner.log_outcome(f"[{i + 1}/{n}] {plans[i].cell.name}", outcome, log)
         return outcomes

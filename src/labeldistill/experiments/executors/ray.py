@@ -45,6 +45,7 @@ from .. import runner
 from ..cells import parse_cell
 from ..estimate import longest_first
 from ..plan import DataView, Options, Plan, plan_cell
+from ..units import compute_unit, unit_seconds, work_units
 from . import register_executor, stack_size
 
 DEFAULT_GPUS_PER_CELL = 0.5
@@ -93,7 +94,7 @@ def run_group(plans: list[Plan], opts: Options, threads: int, lock_wait: float, 
     todo = [p for p, o in zip(plans, outcomes) if o is None]
     for run_dir in dict.fromkeys(p.run_dir(opts.out) for p in todo):
         wait_for_lock(run_dir, lock_wait)
-    computed = iter(runner.compute_unit(todo, opts))
+    computed = iter(compute_unit(todo, opts))
     outcomes = [next(computed) if o is None else o for o in outcomes]
     return code_identity(), [dataclasses.replace(o, plan=None) for o in outcomes]
 
@@ -148,11 +149,11 @@ class RayExecutor:
                 todo.append(i)
         if not todo:
             return outcomes
-        # One task per run directory, or per stack of runs (--stack K): runner.work_units.
+        # One task per run directory, or per stack of runs (--stack K): units.work_units.
         # Submitted longest first: Ray starts queued tasks of one shape largely in submission order.
-        units = [[todo[j] for j in unit] for unit in runner.work_units([plans[i] for i in todo], opts, self.stack)]
+        units = [[todo[j] for j in unit] for unit in work_units([plans[i] for i in todo], opts, self.stack)]
         data = DataView(opts.data_root)
-        groups = dict(enumerate(longest_first(units, [runner.unit_seconds([plans[i] for i in unit], opts, data) for unit in units])))
+        groups = dict(enumerate(longest_first(units, [unit_seconds([plans[i] for i in unit], opts, data) for unit in units])))
         started = not ray.is_initialized()
         if started:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=True)
