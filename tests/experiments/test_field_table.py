@@ -12,7 +12,7 @@ from labeldistill.teacher import cache as teacher_cache
 from labeldistill.teacher import labels as teacher_labels_module  # where the teacher's labels call train_teacher
 from labeldistill.experiments import PaperCell, TableSpec, estimate, get_table, parse_cell, plan, run_cells
 from labeldistill.experiments.plan import DataView, Options, plan_cell
-from labeldistill.experiments.report import collect, fmt_cost, table_rows, write_report
+from labeldistill.experiments.report import add_versus, collect, fmt_cost, fmt_versus, markdown, table_rows, write_report
 from labeldistill.protocols import get_protocol
 from labeldistill.protocols._base import PROTOCOLS
 
@@ -218,6 +218,49 @@ def test_the_field_figure_shows_each_test_model_and_the_teacher_line(monkeypatch
     assert seen["panels"]["CIFAR-10"][2][1] == [39.0, 40.0]
     assert seen["references"]["MNIST"] == []  # no teacher row computed there
     assert [v for _, v in seen["references"]["CIFAR-10"]] == [35.5, 46.3]
+
+
+def _rows(done: dict[str, list[float]], seeds: list[int] | None = None) -> list[dict]:
+    return [{"cell": c, "setting": c, "paper_mean": None, "paper_std": None, "status": "done", "ours_mean": sum(a) / len(a),
+             "ours_std": 0.0, "ours_accuracies": a, "diff": None, "flag": False, "note": "", "seeds": seeds or [0]}
+            for c, a in done.items()]
+
+
+def test_each_row_beside_the_teacher_row_model_for_model():
+    """The field table's "vs teacher labels": a row's test models minus the same models on the teacher row of its target
+    and settings (mean, population std, how many above); nothing for the teacher row itself, for a row whose target has
+    no teacher row, or for one whose models do not pair up."""
+    spec = get_table("field")
+    assert spec.versus == ("baseline-teacher", "teacher labels")
+    rows = add_versus(spec, _rows({"cifar10/baseline-teacher/100@protocol=dc-dsa": [35.0, 36.0, 37.0],
+                                   "cifar10/implicit-expert/100@protocol=dc-dsa": [36.5, 36.0, 39.0],
+                                   "cifar10/baseline/100@protocol=dc-dsa": [32.0, 33.0],
+                                   "mnist/ld/100@protocol=dc-dsa": [93.0, 93.5, 94.0]}))
+    teacher, implicit, true, ld = (r["versus"] for r in rows)
+    assert teacher is None and true is None and ld is None  # itself; 2 models against 3; no MNIST teacher row
+    diffs = [1.5, 0.0, 2.0]
+    mean = sum(diffs) / 3
+    assert implicit["mean"] == pytest.approx(mean) and implicit["std"] == pytest.approx((sum((d - mean) ** 2 for d in diffs) / 3) ** 0.5)
+    assert (implicit["above"], implicit["of"], implicit["unit"]) == (2, 3, "models")
+    assert implicit["cell"] == "cifar10/baseline-teacher/100@protocol=dc-dsa"
+    assert fmt_versus(implicit) == f"+{mean:.2f} ± {implicit['std']:.2f} (2/3)" and fmt_versus(None) == "—"
+    # Over seeds the pairs are seeds: each seed's mean against the same seed's teacher row.
+    over = add_versus(spec, _rows({"mnist/baseline-teacher/100@protocol=dc-dsa": [97.7, 97.9],
+                                   "mnist/mean-mtt-experts/100@protocol=dc-dsa": [98.5, 98.6]}, seeds=[0, 1]))[1]["versus"]
+    assert over["mean"] == pytest.approx(0.75) and over["std"] == pytest.approx(0.05) and over["unit"] == "seeds"
+
+
+def test_a_table_of_ours_alone_shows_no_paper_columns(tmp_path):
+    spec = get_table("field")
+    assert spec.ours_only and not get_table(1).ours_only
+    rows = add_versus(spec, _rows({"cifar10/baseline-teacher/100@protocol=dc-dsa": [35.0, 36.0],
+                                   "cifar10/implicit-expert/100@protocol=dc-dsa": [36.0, 37.5]}))
+    lines = markdown(spec, Options(out=tmp_path), rows).splitlines()
+    assert "| Cell | Setting | Ours | vs teacher labels | Cost | Note |" in lines
+    assert "| `cifar10/implicit-expert/100@protocol=dc-dsa` | cifar10/implicit-expert/100@protocol=dc-dsa | 36.75 ± 0.00 | " \
+           "+1.25 ± 0.25 (2/2) | — |  |" in lines
+    assert not any("Flag" in line or "flagged" in line for line in lines)
+    assert any(line.startswith("vs teacher labels: beside the `baseline-teacher` row") for line in lines)
 
 
 def test_cost_text():

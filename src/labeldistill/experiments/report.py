@@ -2,6 +2,7 @@
 and a flag where they differ by more than two combined standard deviations."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -69,7 +70,7 @@ def seed_rows(spec: TableSpec, opts: Options, groups: list[list[Outcome]]) -> li
     out = []
     for name, group in zip(spec.names(), groups):
         p = spec.paper(name)
-        made = [_row(p, o, opts) for o in group]
+        made = [_row(p, o, opts, spec.ours_only) for o in group]
         per_seed = [r for r, _ in made]
         # The notes that hold across seeds (protocol, paper, other code, stand-in), not each seed's status.
         notes = [n for (_, ns), o in zip(made, group) for n in ns if o.done or n != _status_note(o)]
@@ -95,7 +96,7 @@ def seed_rows(spec: TableSpec, opts: Options, groups: list[list[Outcome]]) -> li
             notes.append(f"seeds done: {have}; not yet: {', '.join(missing)}")
         row["note"] = "; ".join(dict.fromkeys(notes))
         out.append(row)
-    return out
+    return add_versus(spec, out)
 
 
 def _mean_cost(costs: list[dict | None]) -> dict | None:
@@ -106,14 +107,46 @@ def _mean_cost(costs: list[dict | None]) -> dict | None:
     return {k: round(sum(c.get(k, 0.0) for c in costs) / len(costs), 1) for k in keys}  # type: ignore[union-attr]
 
 
+def add_versus(spec: TableSpec, rows: list[dict]) -> list[dict]:
+    """With ``spec.versus`` = (method, what): each done row beside the done row of that method with the same target, base
+    and settings (the same base images, test-model seeds and augmentation streams), pair by pair: its test models'
+    accuracies minus the same models' there, or with several seeds each seed's mean minus that seed's there
+    (``ours_accuracies`` holds those, in the same order in both rows). ``row["versus"]``: the differences' mean, their
+    (population) std, how many are above, of how many, and whether they are models or seeds; None where there is no
+    such row, or it is the row itself."""
+    if spec.versus is None:
+        return rows
+    method = spec.versus[0]
+    by_cell = {r["cell"]: r for r in rows}
+    for r in rows:
+        r["versus"] = None
+        ref = by_cell.get(dataclasses.replace(parse_cell(r["cell"]), method=method).name)
+        if ref is None or ref is r or r.get("ours_mean") is None or ref.get("ours_mean") is None:
+            continue
+        ours, theirs = r.get("ours_accuracies") or [], ref.get("ours_accuracies") or []
+        if not ours or len(ours) != len(theirs):
+            continue
+        diffs = [a - b for a, b in zip(ours, theirs)]
+        mean = sum(diffs) / len(diffs)
+        r["versus"] = {"cell": ref["cell"], "mean": mean, "std": math.sqrt(sum((d - mean) ** 2 for d in diffs) / len(diffs)),
+                       "above": sum(d > 0 for d in diffs), "of": len(diffs),
+                       "unit": "seeds" if len(r.get("seeds") or ()) > 1 else "models"}
+    return rows
+
+
+def fmt_versus(v: dict | None) -> str:
+    """``+1.23 ± 0.20 (5/5)``: the mean difference ± its std, and how many models (or seeds) are above; "—" for none."""
+    return "—" if v is None else f"{v['mean']:+.2f} ± {v['std']:.2f} ({v['above']}/{v['of']})"
+
+
 def table_rows(spec: TableSpec, opts: Options, rows: list[Outcome]) -> list[dict]:
     """One row per outcome, beside the paper's number of its cell."""
     out = []
     for o in rows:
-        row, notes = _row(spec.paper(o.cell), o, opts)
+        row, notes = _row(spec.paper(o.cell), o, opts, spec.ours_only)
         row["note"] = "; ".join(notes)
         out.append(row)
-    return out
+    return add_versus(spec, out)
 
 
 def _status_note(o: Outcome) -> str:
@@ -121,14 +154,15 @@ def _status_note(o: Outcome) -> str:
     return f"{o.status.upper()}: {o.message}" if o.message else o.status.upper()
 
 
-def _row(p, o: Outcome, opts: Options) -> tuple[dict, list[str]]:
-    """The row of outcome ``o`` beside the paper's entry ``p``, and its notes in display order."""
+def _row(p, o: Outcome, opts: Options, ours_only: bool = False) -> tuple[dict, list[str]]:
+    """The row of outcome ``o`` beside the paper's entry ``p``, and its notes in display order (``ours_only``: the
+    table has no paper numbers at all, so a row does not say it is not in the paper's)."""
     row: dict = {"cell": o.cell, "setting": p.label, "paper_mean": p.mean, "paper_std": p.std, "status": o.status,
                  "reduced": opts.quick, "stand_in": list(o.plan.stand_in) if o.plan else [], "note": ""}
     notes = []
     if opts.quick:
         notes.append(reduced_row())
-    if p.mean is None:
+    if p.mean is None and not ours_only:
         notes.append("not in the paper's table (ours only)")
     if o.done and o.record:
         r = o.record["result"]
@@ -172,30 +206,43 @@ def markdown(spec: TableSpec, opts: Options, rows: list[dict]) -> str:
         lines += ["Protocol: full (the paper's settings).", ""]
     if opts.base_select:
         lines += [f"**Base sets chosen by `{opts.base_select}` (--base-select), not the paper's random draw for this table.**", ""]
+    paper = not spec.ours_only
     if opts.seeds and len(opts.seeds) == 1:
-        lines += [f"Ours: seed {opts.seeds[0]}'s test accuracy (%), mean ± std over its fresh test models; paper: mean ± std "
-                  f"over its fresh test models. Δ = ours − paper; {FLAG_RULE}.", ""]
+        lines += [f"Ours: seed {opts.seeds[0]}'s test accuracy (%), mean ± std over its fresh test models"
+                  + (f"; paper: mean ± std over its fresh test models. Δ = ours − paper; {FLAG_RULE}." if paper else "."), ""]
     elif opts.seeds:
         lines += [f"Ours: the mean over seeds {', '.join(map(str, opts.seeds))} of each seed's test accuracy (%), ± the std "
-                  f"over those seeds; paper: mean ± std over its fresh test models. Δ = ours − paper; {SEEDS_FLAG_RULE}.", ""]
+                  "over those seeds" + (f"; paper: mean ± std over its fresh test models. Δ = ours − paper; {SEEDS_FLAG_RULE}."
+                                        if paper else "."), ""]
     else:
-        lines += [f"Ours and paper: test accuracy (%), mean ± std over the fresh test models. Δ = ours − paper; {FLAG_RULE}.", ""]
+        lines += [(f"Ours and paper: test accuracy (%), mean ± std over the fresh test models. Δ = ours − paper; {FLAG_RULE}."
+                   if paper else "Ours: test accuracy (%), mean ± std over the fresh test models."), ""]
     cost = ["Cost"] if spec.cost else []
-    lines += ["| " + " | ".join(["Cell", "Paper setting", "Ours", "Paper", "Δ", "Flag", *cost, "Note"]) + " |",
-              "|" + "---|" * (7 + len(cost))]
+    versus = [f"vs {spec.versus[1]}"] if spec.versus else []
+    against_paper = ["Paper", "Δ", "Flag"] if paper else []
+    head = ["Cell", "Setting" if not paper else "Paper setting", "Ours", *versus, *against_paper, *cost, "Note"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         diff = "—" if r["diff"] is None else f"{r['diff']:+.2f}"
         spent = [fmt_cost(r.get("cost_seconds"))] if spec.cost else []
-        lines.append("| " + " | ".join([f"`{r['cell']}`", r["setting"], _pm(r["ours_mean"], r["ours_std"]),
-                                        _pm(r["paper_mean"], r["paper_std"]), diff, ">2σ" if r["flag"] else "", *spent, r["note"]])
-                     + " |")
+        against = [fmt_versus(r.get("versus"))] if spec.versus else []
+        beside = [_pm(r["paper_mean"], r["paper_std"]), diff, ">2σ" if r["flag"] else ""] if paper else []
+        lines.append("| " + " | ".join([f"`{r['cell']}`", r["setting"], _pm(r["ours_mean"], r["ours_std"]), *against,
+                                        *beside, *spent, r["note"]]) + " |")
     done = sum(r["status"] == "done" for r in rows)
     flagged = sum(bool(r["flag"]) for r in rows)
-    lines += ["", f"{done} of {len(rows)} cells computed; {flagged} flagged."]
+    lines += ["", f"{done} of {len(rows)} cells computed" + (f"; {flagged} flagged." if paper else ".")]
     missing = sum(r["status"] == "missing" for r in rows)
     if missing:
         lines.append(f"{missing} cells lack data (see their notes; "
                      "`labeldistill datasets` shows what is present, `--stand-in` substitutes available data where possible).")
+    if spec.versus:
+        pairs = ("each seed's mean minus the same seed's there, mean ± std over the seeds, and how many seeds are above"
+                 if opts.seeds and len(opts.seeds) > 1 else
+                 "each test model minus the same test model there (the same seed and augmentation streams), mean ± std "
+                 "over the models, and how many models are above")
+        lines += ["", f"vs {spec.versus[1]}: beside the `{spec.versus[0]}` row of the same target and settings (the same "
+                      f"base images), pair by pair: {pairs}."]
     if spec.cost:
         lines += ["", "Cost: minutes of this machine's computing behind each number (the run's distillation with its label "
                       "selection, the teacher's training and temperature choice, the test models), from the run records"

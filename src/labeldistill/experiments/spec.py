@@ -62,8 +62,16 @@ class TableSpec:
     references: tuple[Reference, ...] = field(default=())
     measure: str = "accuracy"  # "accuracy" (%, mean ± std) or "minutes" (training time: Table 4)
     cost: bool = False  # show what each cell cost (distillation, teacher, test minutes) in a column
+    # (method, what its labels are): every row beside the row of that method with the same target, base and settings,
+    # test model for test model (or seed for seed), in a column "vs <what>" (report.add_versus)
+    versus: tuple[str, str] | None = None
     # figure(rows, png_path) -> the PNG written, or None: a picture of the table's rows (report.write_report's rows)
     figure: Callable[[list[dict], Path], Path | None] | None = field(default=None, compare=False)
+
+    @property
+    def ours_only(self) -> bool:
+        """No cell has a paper number (a table of ours): no paper, difference or flag columns, no "ours only" notes."""
+        return all(c.mean is None for c in self.cells)
 
     @property
     def key(self) -> str:

@@ -90,7 +90,7 @@ def _table() -> TableSpec:
                   for target in TARGETS for method, label in _ROWS)
     return TableSpec(
         "field", f"Learned labels against teacher labels under the field's protocol ({PROTOCOL}, ConvNet-3, {N} random real images)",
-        cells, cost=True,
+        cells, cost=True, versus=("baseline-teacher", "teacher labels"),
         notes=(f"Not a table of the paper: every number is ours. Test: {PROTOCOL} (labeldistill.protocols): 5 ConvNet-3s, SGD "
                "(momentum 0.9, weight decay 5e-4), lr 0.01 x 0.1 at half of 1,000 epochs, minibatches of 256, DSA "
                "augmentation (no flip for digits), ZCA whitening for colour images, soft cross-entropy.",
