@@ -155,6 +155,33 @@ def test_seeds_show_the_mean_over_seeds(capsys, fakes, monkeypatch, data_root, t
     assert "| `mnist/ld-rr/10` | MNIST LD RR, N=10 | 54.00 ± 1.00 | 64.57 ± 2.67 | -10.57 | >2σ | seed 2 |" in text
 
 
+def test_seeds_set_each_row_beside_the_versus_row_seed_by_seed(fakes, monkeypatch, data_root, tmp_path):
+    """A table with ``versus``: over seeds, each seed's mean minus the same seed's on the compared row."""
+    import dataclasses
+
+    from labeldistill.experiments import get_table, runner
+    from labeldistill.experiments.plan import DataView, Options
+    from labeldistill.experiments.report import collect_seeds, seed_rows
+
+    plain = fakes.distill
+
+    def by_seed(cfg, **kw):  # LD RR scores 50 + 2k at seed k, LD 49 + k
+        fakes.accuracy[f"{cfg.target}/{cfg.method}"] = ((50.0 + 2 * cfg.seed) if cfg.method == "ridge" else (49.0 + cfg.seed), 1.0)
+        return plain(cfg, **kw)
+
+    monkeypatch.setattr(runner, "run_distillation", by_seed)
+    out_dir = tmp_path / "o"
+    assert main(["reproduce", "1", "--only", "mnist/ld-rr/10", "mnist/ld/10", "--seeds", "0,1,2", "--data-root", str(data_root),
+                 "--out", str(out_dir)]) == 0
+    spec = dataclasses.replace(get_table(1), versus=("ld", "LD"))
+    opts = Options(out=out_dir, seeds=(0, 1, 2))
+    rows = {r["cell"]: r for r in seed_rows(spec, opts, collect_seeds(spec, opts, [], DataView(data_root)))}
+    v = rows["mnist/ld-rr/10"]["versus"]
+    assert v["cell"] == "mnist/ld/10" and v["unit"] == "seeds" and (v["above"], v["of"]) == (3, 3)
+    assert v["mean"] == pytest.approx(2.0) and v["std"] == pytest.approx((2 / 3) ** 0.5)
+    assert rows["mnist/ld/10"]["versus"] is None and rows["mnist/ld-rr/100"]["versus"] is None  # itself; not run
+
+
 @pytest.mark.parametrize("args, words", [
     (["reproduce", "5", "--seeds", "0,1"], "name their own seeds"),
     (["reproduce", "4", "--seeds", "0,1"], "training times"),
