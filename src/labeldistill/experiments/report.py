@@ -121,8 +121,9 @@ def add_versus(spec: TableSpec, rows: list[dict]) -> list[dict]:
     for r in rows:
         r["versus"] = None
         ref = by_cell.get(dataclasses.replace(parse_cell(r["cell"]), method=method).name)
-        if ref is None or ref is r or r.get("ours_mean") is None or ref.get("ours_mean") is None:
+        if ref is None or ref is r:
             continue
+        # a row not done (or not done at every seed) has no accuracies: nothing to pair
         ours, theirs = r.get("ours_accuracies") or [], ref.get("ours_accuracies") or []
         if not ours or len(ours) != len(theirs):
             continue
