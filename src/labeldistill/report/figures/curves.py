@@ -10,6 +10,14 @@ import numpy as np
 from ._canvas import COLOURS, _figure, _header, _header_inches, _legend_on_top, _no_data, _notes, _save, accuracy_limits
 
 
+def _panel(ax, title: str, xlabel: str, ylabel: str) -> None:
+    """A training-curves panel's frame: its title, axis names and grid."""
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+
+
 # -- moving average (shared with the document) ------------------------------------------
 
 def moving_average(values: np.ndarray, window: int, segment_start: np.ndarray | None = None) -> np.ndarray:
@@ -63,11 +71,8 @@ def training_curves(steps: np.ndarray, errors: np.ndarray, path: str | Path, *, 
         ax.set_xlim(steps.min(), steps.max() + 1)
     else:
         _no_data(ax, "no step records yet")
-    ax.set_title("Target accuracy of the students (never reset)" if students else
-                 f"Target accuracy of the persistent model ({len(reset_steps)} resets)", fontsize=10)
-    ax.set_xlabel("step")
-    ax.set_ylabel("target minibatch accuracy (%)")
-    ax.grid(alpha=0.3)
+    _panel(ax, "Target accuracy of the students (never reset)" if students else
+           f"Target accuracy of the persistent model ({len(reset_steps)} resets)", "step", "target minibatch accuracy (%)")
 
     ax = axes[1]
     if len(validations):
@@ -88,10 +93,7 @@ def training_curves(steps: np.ndarray, errors: np.ndarray, path: str | Path, *, 
             ax.set_xlim(axes[0].get_xlim())
     else:
         _no_data(ax, "no validation records yet")
-    ax.set_title("Validation accuracy of fresh models trained on the labels (label selection)", fontsize=10)
-    ax.set_xlabel("step")
-    ax.set_ylabel("validation accuracy (%)")
-    ax.grid(alpha=0.3)
+    _panel(ax, "Validation accuracy of fresh models trained on the labels (label selection)", "step", "validation accuracy (%)")
     if students:
         _header(fig, title or "Training curves", lines)
         return _save(fig, path)
@@ -106,10 +108,7 @@ def training_curves(steps: np.ndarray, errors: np.ndarray, path: str | Path, *, 
             ax.set_xlim(axes[0].get_xlim())
     else:
         _no_data(ax, "no resets: T is the step count of the current model")
-    ax.set_title("Estimated training steps T_i at each reset", fontsize=10)
-    ax.set_xlabel("step of the reset")
-    ax.set_ylabel("T_i (steps)")
-    ax.grid(alpha=0.3)
+    _panel(ax, "Estimated training steps T_i at each reset", "step of the reset", "T_i (steps)")
     _header(fig, title or "Training curves", lines)
     return _save(fig, path)
 
