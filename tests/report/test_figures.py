@@ -116,3 +116,24 @@ def test_steps_accuracy_and_comparison(tmp_path):
              "val_accuracy": np.array([60.0, 70.0 + i]), "selected_step": 100} for i, n in enumerate(["a", "b"])]
     check_png(F.compare_curves(runs, tmp_path / "cc.png"))
     check_png(F.grad_variance([("rr", steps[::10], np.full(10, 1e-6)), ("so", steps[::10], np.full(10, 1e-4))], tmp_path / "gv.png"))
+
+
+@pytest.mark.parametrize("rows", [2, 16])
+def test_legend_below_sits_the_same_distance_under_short_and_tall_panels(rows):
+    """The field figure's legend: right under the axis name, not an axes fraction away (a gap under a tall panel)."""
+    from labeldistill.report.figures._canvas import _figure, _legend_below
+
+    fig = _figure(7.0, 1.6 + 0.42 * rows)
+    ax = fig.subplots(1, 1)
+    ax.plot([0, 1], [0, rows], label="teacher labels")
+    ax.set_xlabel("test accuracy (%)")
+    fig.tight_layout()
+    _legend_below(ax, inches=0.5)
+    fig.canvas.draw()  # axis names are placed when drawn
+    renderer = fig.canvas.get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    axis_bottom = ax.get_window_extent(renderer).y0
+    xlabel = ax.xaxis.label.get_window_extent(renderer)
+    dpi = fig.dpi
+    assert legend.y1 < xlabel.y0  # under the axis name, not over it
+    assert (axis_bottom - legend.y1) / dpi == pytest.approx(0.5, abs=0.15)  # the anchor, less the legend's border pad

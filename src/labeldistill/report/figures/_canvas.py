@@ -72,6 +72,14 @@ def _legend_on_top(ax, ncol: int = 3) -> None:
     ax.legend(loc="upper left", ncol=ncol, fontsize=8, framealpha=0.9)
 
 
+def _legend_below(ax, inches: float = 0.5, ncol: int = 2) -> None:
+    """A legend centred ``inches`` under the axis (below its tick labels and name) whatever the panel's height: an
+    offset in axes fraction grows with a short panel and leaves a gap under a tall one. Call it once the figure is laid
+    out; the saved figure (``bbox_inches="tight"``) grows to hold it."""
+    below = inches / (ax.get_position().height * ax.figure.get_figheight())
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -below), ncol=ncol, frameon=False)
+
+
 def _no_data(ax, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=10, color="0.4", transform=ax.transAxes)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._canvas import COLOURS, _figure, _header, _header_inches, _no_data, _notes, _save, accuracy_limits
+from ._canvas import COLOURS, _figure, _header, _header_inches, _legend_below, _no_data, _notes, _save, accuracy_limits
 
 
 # -- a table's rows as points: each test model and the mean ---------------------------------
@@ -43,9 +43,10 @@ def model_accuracies(panels: dict[str, Sequence[tuple[str, Sequence[float], floa
         ax.set_xlabel("test accuracy (%)")
         ax.set_title(group, fontsize=10)
         ax.grid(alpha=0.3, axis="x")
-        if references.get(group):
-            ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     fig.tight_layout(rect=(0, 0, 1, 1 - _header_inches(_notes(context)) / fig.get_figheight()))
+    for ax, group in zip(axes, groups):
+        if references.get(group):
+            _legend_below(ax)
     _header(fig, title or "Test accuracy of each row", _notes(context))
     return _save(fig, path)
 
