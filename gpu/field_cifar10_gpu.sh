@@ -8,7 +8,8 @@
 #   2b. (session 37) reproduce field --only 'cifar10/*-expert*': the same two from the teacher epoch chosen by its
 #      students (--teacher-epoch auto; on the CPU epoch 4 of 14 validated 0.9 above the best-accuracy epoch 11);
 #   (session 38: steps 1-2b were made on the CPU; ROWS below now starts with Qin et al.'s ConvNet-3 expert)
-#   (session 49: every row but LD's is made on the CPU for seed 0; the default is now the best row at seeds 1 and 2)
+#   (session 49: every row but LD's is made on the CPU for seed 0; the default was then the best row at seeds 1 and 2)
+#   (session 51: CPU lanes make seeds 1 and 2; the default is now step 3, at seed 0)
 #   3. the LD / LD RR rows with the time left (their loops are hours on a CPU; a cut run checkpoints but does not come
 #      back: files over 4 MiB stay on the machine, so only finished cells count).
 # (Until session 32 step 2 was LD RR from the teacher with --augment dsa, logits, the fitted scale and dc-dsa selection:
@@ -58,18 +59,21 @@ field() {  # field DEADLINE_S PATTERN NAME: the field table's CIFAR-10 cells mat
 # ROWS: "DEADLINE_S:PATTERN:NAME ..." in order; SEEDS: reproduce's --seeds for every row ("" for seed 0's cells alone).
 # A second call with the same WORK_DIR (while the machine is warm) goes on where the first stopped: the teachers'
 # epochs, every finished student (ledgers) and each distillation's checkpoint stay in WORK_DIR.
-# The default (session 49): the table's best row at the seeds the CPU has not made. Every row but LD's is made on the
-# CPU for seed 0 (docs/results.md), the best being the mean of the three ConvNet-3 experts' implicit sets
-# (cifar10/mean-mtt-experts-3: 46.78, about 9 hours of one CPU thread a seed); at seeds 1 and 2 the headline number
-# becomes a mean over seeds. The cells run seed by seed, each mean making its parts first (its three experts, their
-# label choices, the three implicit runs), then its test. Earlier defaults, for a rerun on a GPU:
+# The default (session 51): the rows no CPU lane can afford, the paper's loop at seed 0: LD, LD RR and both from the
+# teacher's labels (cifar10/ld, ld-rr, ld-teacher, ld-rr-teacher: 400 epochs of AlexCifarNet's loop, 9.5-17.7 hours of
+# one CPU thread each by the dry run's estimate), distilled as the paper does and tested under dc-dsa; the teacher
+# rows' AlexCifarNet teacher is trained here first. Every other row is made on the CPU for seed 0 (docs/results.md),
+# and CPU lanes make the best row and its teacher rows at seeds 1 and 2 (session 51). Earlier defaults, for a rerun:
+#   ROWS="540:cifar10/mean-mtt-experts-3:mean3" SEEDS=1,2
+#     (sessions 49-50: the best row at seeds 1 and 2, each mean making its parts first: its three experts, their label
+#     choices, the three implicit runs; then its test)
 #   ROWS="200:cifar10/baseline:true 200:cifar10/baseline-teacher*:teacher 300:cifar10/implicit-teacher*:implicit" SEEDS=""
 #     (sessions 32-37: the AlexCifarNet teacher's rows)
 #   ROWS="280:cifar10/baseline-mtt-expert*:mtt-expert 200:cifar10/implicit-mtt-expert*:mtt-implicit 40:cifar10/ld*:ld" SEEDS=""
 #     (sessions 38-48: Qin et al.'s expert, a ConvNet-3 trained MTT's way, its labels refined by the implicit method,
 #     then LD)
-SEEDS=${SEEDS-1,2}
-ROWS=${ROWS-"540:cifar10/mean-mtt-experts-3:mean3"}  # unset: the default; "": no rows (a QIN-only call)
+SEEDS=${SEEDS-}
+ROWS=${ROWS-"540:cifar10/ld*:ld"}  # unset: the default; "": no rows (a QIN-only call)
 for row in $ROWS; do
   IFS=: read -r deadline pattern name <<< "$row"
   field "$deadline" "$pattern" "$name"

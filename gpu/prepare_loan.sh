@@ -47,8 +47,9 @@ field) cat <<'EOF'
   3. carry [".devdata/p5"], timeout_s = what is left (at most 600):
      WORK_DIR=/tmp/field bash gpu/field_cifar10_gpu.sh .devdata $OUT
   4. only if status says 4+ minutes are left: carry [".devdata/p5"], timeout_s = what is left - 30:
-     ROWS="" QIN=<(that - 60) / 2> WORK_DIR=/tmp/field bash gpu/field_cifar10_gpu.sh .devdata $OUT
-     (the ConvNet-3 expert's sets under Qin et al.'s own evaluation, --protocol qin2024)
+     WORK_DIR=/tmp/field bash gpu/field_cifar10_gpu.sh .devdata $OUT
+     (the same rows go on where call 3 stopped: their checkpoints, teacher and ledgers stay in WORK_DIR; or, for
+     sets made here at seeds 1-2 with ROWS=... SEEDS=1,2: ROWS="" QIN=<(that - 60) / 2>, Qin et al.'s own evaluation)
 EOF
 ;;
 dd) cat <<'EOF'
