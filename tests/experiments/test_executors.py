@@ -111,6 +111,42 @@ def test_stack_option_errors(tmp_path, capsys):
     assert len(err) == 1 and "--stack must be at least 1" in err[0]
 
 
+def test_stored_executor_reads_finished_cells_beside_a_running_lane(tmp_path, capsys):
+    """--executor stored: a stored point is shown as it is, one not stored as not run (exit 0: nothing was attempted),
+    and nothing is computed or written under runs/, even where a live process holds a run directory's lock."""
+    one = ["sweep", "--target", "digits", "--base", "10", "--method", "ridge", "--epochs", "2", "--test-models", "2",
+           "--out", str(tmp_path)]
+    assert main(one + ["--seed", "0", "--json"]) == 0
+    made = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["points"][0]
+    runs = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    lock = RunLock(tmp_path / "runs" / runs[0]).acquire()  # a lane still running there
+    try:
+        assert main(one + ["--seed", "0,1", "--executor", "stored", "--json"]) == 0
+    finally:
+        lock.release()
+    out = capsys.readouterr()
+    seen = json.loads(out.out.strip().splitlines()[-1])["points"]
+    assert [(p["seed"], p["status"], p["action"]) for p in seen] == [(0, "done", "stored cell"), (1, "not run", "")]
+    assert seen[0]["accuracy_mean"] == made["accuracy_mean"] and "computes nothing" in seen[1]["message"]
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == runs  # seed 1's run was not started
+    assert "not run (not stored" in out.err
+    assert main(one + ["--seed", "0", "--executor", "stored", "--stack", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "computes nothing" in err[0]
+
+
+def test_stored_executor_table_with_nothing_stored(tmp_path, shared_data, capsys):
+    """reproduce --executor stored on an empty --out: every selected cell (each seed) not run, the table written,
+    exit 0, no run directory made."""
+    assert main(["reproduce", "field", "--only", "mnist/baseline-teacher", "--seeds", "0,1", "--executor", "stored",
+                 "--data-root", str(shared_data), "--out", str(tmp_path), "--json"]) == 0
+    out = capsys.readouterr()
+    obj = json.loads(out.out.strip().splitlines()[-1])
+    assert obj["selected"] == {"mnist/baseline-teacher/100@protocol=dc-dsa": "incomplete"}
+    assert "2 of 2 selected cells are not stored yet" in out.out
+    assert (tmp_path / "table-field-seeds0-1.md").exists() and not (tmp_path / "runs").exists()
+
+
 # ---- Ray -----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,9 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
     from ..experiments.executors import list_executors
 
     p.add_argument("--executor", default="local", choices=list_executors(),
-                   help="where cells run: local (default: this process, one after another) or ray (each run a Ray task on a "
-                        "cluster, same run directories and results; needs pip install 'labeldistill[ray]')")
+                   help="where cells run: local (default: this process, one after another), ray (each run a Ray task on a "
+                        "cluster, same run directories and results; needs pip install 'labeldistill[ray]') or stored "
+                        "(nowhere: the table from the cells already stored in --out, beside running lanes)")
     p.add_argument("--stack", type=int, default=1, metavar="K",
                    help="step up to K distillation runs together in one loop (runs that share data, method, N and schedule, "
                         "e.g. seeds): on a GPU they run side by side on one card; on a CPU the same numbers as one by one")
@@ -324,9 +325,12 @@ def _reproduce(spec, names: list[str], opts, data, as_json: bool, executor=None)
         text, obj = write_report(spec, opts, rows, extra)
         render = markdown
     md_path = obj["markdown"]
-    problems = [o for o in outcomes if not o.done]
+    problems = [o for o in outcomes if not o.done and o.status != "not run"]  # "not run": never attempted (stored)
     tail = [f"Wrote {md_path} and {Path(md_path).with_suffix('.json')}.",
             f"Wall time: {wall:.0f} s" + (f" ({reduced_note()})" if opts.quick else "") + "."]
+    not_run = sum(o.status == "not run" for o in outcomes)
+    if not_run:
+        tail.append(f"{not_run} of {len(outcomes)} selected cells are not stored yet (--dry-run: what making them takes).")
     if problems:
         kinds = sorted({o.status for o in problems})
         tail.append(f"{len(problems)} of {len(outcomes)} selected cells not computed ({', '.join(kinds)}); see the notes.")

@@ -75,7 +75,8 @@ def seed_rows(spec: TableSpec, opts: Options, groups: list[list[Outcome]]) -> li
         # The notes that hold across seeds (protocol, paper, other code, stand-in), not each seed's status.
         notes = [n for (_, ns), o in zip(made, group) for n in ns if o.done or n != _status_note(o)]
         row = {**per_seed[0], "cell": name, "seeds": seeds, "per_seed": [r.get("ours_mean") for r in per_seed],
-               "status": "done" if all(r["status"] == "done" for r in per_seed) else per_seed[0]["status"]}
+               # done only when every seed is; else the first seed's status that is not (a row half made is not done)
+               "status": next((r["status"] for r in per_seed if r["status"] != "done"), "done")}
         done = [(k, r) for k, r in zip(seeds, per_seed) if r["status"] == "done"]
         if len(done) == len(seeds) == 1:
             notes.append(f"seed {seeds[0]}")

@@ -334,6 +334,8 @@ def log_outcome(tag: str, o: Outcome, log: Callable[[str], None]) -> None:
         log(f"{tag}: MISSING DATA ({o.message})")
     elif o.status == "conflict":
         log(f"{tag}: CONFLICT: {o.message}")
+    elif o.status == "not run":
+        log(f"{tag}: not run ({o.message})")
     elif o.status != "done":
         log(f"{tag}: FAILED: {o.message}")
     elif o.action == "stored cell":

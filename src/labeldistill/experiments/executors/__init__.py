@@ -9,6 +9,8 @@ ran, and runs are reused and resumed across executors.
 * ``local`` (default): in this process, one cell after another (:mod:`.local`).
 * ``ray``: each run (the cells sharing a run directory) as a Ray task on a cluster (:mod:`.ray`;
   needs the ``ray`` extra: ``pip install "labeldistill[ray]"``).
+* ``stored``: nowhere: the cells already stored in ``OUT/cells``, the rest reported as not run (:mod:`.stored`; a
+  look at a table while lanes still compute it).
 
 Add one with :func:`register_executor`::
 
