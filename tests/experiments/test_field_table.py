@@ -23,7 +23,7 @@ def test_field_table_cells_and_what_they_run(tmp_path):
     assert all(c.mean is None for c in spec.cells)  # ours only
     data, opts = DataView(tmp_path / "empty"), Options(out=tmp_path)
     plans = {c.cell: plan_cell(parse_cell(c.cell), opts, data) for c in spec.cells}
-    assert len(plans) == 46 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
+    assert len(plans) == 50 and all(p.cell.protocol == "dc-dsa" for p in plans.values())
     true, teacher = plans["mnist/baseline/100@protocol=dc-dsa"], plans["mnist/baseline-teacher/100@protocol=dc-dsa"]
     for p in (true, teacher):  # baselines run under the protocol itself: its models, its architecture
         assert p.kind == "baseline" and p.evaluation is None and p.config.protocol == "dc-dsa" and p.config.models == 5
@@ -112,6 +112,13 @@ def test_field_table_cells_and_what_they_run(tmp_path):
         assert two.parts == three.parts[:2] and list(two.expected_config()["parts"]) == [q.run_slug for q in two.parts]
         assert (two.config.protocol, two.config.target, two.config.base) == ("dc-dsa", target, 100)
         assert estimate.run_seconds(three, data) == estimate.protocol_seconds(dsa, 100, 5)
+    # MNIST's best pair as a row: the default teacher's implicit row for two epochs (that row but for its epochs and
+    # validations), averaged with the lr-1e-2 expert's two-epoch set.
+    one, two = (plans[f"mnist/implicit-teacher{e}/100@protocol=dc-dsa"].expected_config() for e in ("", "-e2"))
+    assert {k for k in two if two[k] != one[k]} == {"epochs", "val_every"} and (two["epochs"], two["val_every"]) == (2, 1)
+    pair = plans["mnist/mean-teacher-expert/100@protocol=dc-dsa"]
+    assert [q.run_slug for q in pair.parts] == ["mnist_implicit-teacher-e2_100__protocol=dc-dsa",
+                                                "mnist_implicit-mtt-expert-lr1e-2-e2_100__protocol=dc-dsa"]
     p.config.refresh_every = 0  # never
     assert estimate.run_seconds(p, data) == pytest.approx(estimate.TEACHER_SECONDS["lenet"] + steps * estimate.IMPLICIT_STEP_SECONDS
                                                        + estimate.protocol_seconds(dsa, 100, estimate.TEMPERATURE_STUDENTS + 1 + 1 + 1 + 5))
