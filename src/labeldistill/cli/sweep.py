@@ -5,8 +5,9 @@
 Each point is one ``distill`` run directory ``DIR/runs/<slug>`` (and its record
 ``DIR/cells/<slug>.json``), computed, reused and resumed exactly like ``reproduce``'s runs
 (current numerics version only, unless ``--reuse-any-version``; a run of another version is set
-aside and run again), by the same executors (``--executor local|ray``; ``stored`` computes nothing and shows the stored points). Prints one row per
-point; ``--json`` prints one JSON object as the last line. Also writes ``DIR/sweep.json``.
+aside and run again), by the same executors (``--executor local|ray``; ``stored`` computes nothing and shows
+the points stored). Prints one row per point; ``--json`` prints one JSON object as the last line. Also writes
+``DIR/sweep.json``.
 """
 from __future__ import annotations
 

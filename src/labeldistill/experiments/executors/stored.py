@@ -20,7 +20,7 @@ NOT_STORED = "not stored in --out's cells (--executor stored computes nothing)"
 
 @register_executor("stored")
 class StoredExecutor:
-    computes = False  # its "not run" cells were never attempted: not failures (the CLI exits 0 for them)
+    """Outcomes of stored cells; every other cell "not run" (never attempted: ``reproduce`` / ``sweep`` exit 0 for it)."""
 
     def __init__(self, stack: int = 1, address: str | None = None, **_options: object) -> None:
         if int(stack) != 1 or address is not None:
