@@ -148,7 +148,8 @@ def test_fuzz_image_folder(fuzz_dir, fake, fmt):
 @pytest.mark.parametrize("flags", [1, 2, 8, 16])
 def test_cifar_batch_with_a_forged_dtype_state_is_refused(fuzz_dir, flags):
     """A dtype's pickled flags claiming Python objects (or other layouts) in a uint8 array: numpy would build an
-    inconsistent dtype (a fuzzed batch crashed the process this way, session 51); the reader refuses it in one line."""
+    inconsistent dtype (the path found after a fuzzed batch crashed the process in the unpickler, session 51); the
+    reader refuses it in one line."""
     blob = bytearray(pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, 2]}, protocol=2))
     state = blob.index(b"\x4a\xff\xff\xff\xff\x4a\xff\xff\xff\xff\x4b\x00")  # BININT -1, BININT -1, BININT1 0: elsize, alignment, flags
     blob[state + 11] = flags
