@@ -15,11 +15,18 @@ the sum of its parts' distillations; its provenance names each part. With ``--va
 each part and the mean are also scored as the runs chose their labels: one student of the set's test protocol trained
 on them and tested on the target's validation split (the same student seed for all, the runs' split seed 0), so the
 mean can be chosen without the test split (written to ``OUT.validation.json``).
-Measured results: docs/results.md (session 47).
+
+A mean of distributions is softer than its parts (its entropy is at least theirs on average), and learned labels can
+gain from sharpening (``docs/results.md``, session 11). With ``--temperatures T ...`` (and ``--validate``) the mean is
+also scored at each temperature (``softmax(log(labels) / T)``, the library's ``temper``) by the same students, the
+temperature that validates best is chosen (the first given on ties: list 1 first to prefer the mean as it is) and that
+set is written beside ``OUT`` (``OUT-T<t>.safetensors``), to be tested like any other.
+Measured results: docs/results.md (sessions 47, 52).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -54,17 +61,37 @@ def validate(sets: list[DistilledSet], names: list[str], target_name: str, *, da
     return out
 
 
+def _choose_temperature(mean: DistilledSet, out: Path, temperatures: list[float], target: str, **how) -> tuple[float, dict]:
+    """Score ``mean`` at each temperature on validation (the students of :func:`validate`), write the best-scoring one
+    (the first listed on ties) as ``OUT-T<t>.safetensors``; return it and the scores by name."""
+    from labeldistill.calibration import choose_best, temper
+
+    sets = {t: mean if t == 1 else dataclasses.replace(mean, labels=temper(mean.labels.double(), t).float()) for t in temperatures}
+    names = {t: f"{out.with_suffix('')}-T{t:g}.safetensors" for t in temperatures}
+    scores = validate(list(sets.values()), list(names.values()), target, ledger=out.with_suffix(".ledger"), **how)
+    best, _ = choose_best(temperatures, lambda t: scores[names[t]]["mean"])
+    sets[best].save(Path(names[best]))
+    print(f"temperature {best:g} validates best: wrote {names[best]}", flush=True)
+    return best, scores
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sets", nargs="+", help="run directories or distilled-set files, on the same images")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--validate", metavar="TARGET", help="also score each set and the mean on TARGET's validation split")
     ap.add_argument("--validation-models", type=int, default=1, help="students per set on the validation split (1)")
+    ap.add_argument("--temperatures", type=float, nargs="+", metavar="T",
+                    help="with --validate: also score the mean at these softmax temperatures and write the best one")
     ap.add_argument("--data-root", default="../shared/data")
     ap.add_argument("--device", default="cpu")
     a = ap.parse_args()
     if len(a.sets) < 2:
         raise SystemExit("error: give two or more sets to average")
+    if a.temperatures and not a.validate:
+        raise SystemExit("error: --temperatures are chosen on validation: give --validate TARGET")
+    if a.temperatures and not all(t > 0 for t in a.temperatures):
+        raise SystemExit("error: --temperatures must be positive")
     try:
         parts, names = [load(p) for p in a.sets], [str(p) for p in a.sets]
         out = average_labels(parts, names)
@@ -76,9 +103,13 @@ def main() -> None:
 
             pin_code_identity()
             t0 = time.perf_counter()
-            scores = validate([*parts, out], [*names, str(a.out)], a.validate, data_root=a.data_root, device=a.device,
-                              models=a.validation_models, ledger=a.out.with_suffix(".ledger"))
-            record = {"validation_accuracy": scores, "how": f"{a.validation_models} student(s) of the sets' test protocol "
+            how = dict(data_root=a.data_root, device=a.device, models=a.validation_models)
+            chosen = None
+            if a.temperatures:  # the mean at each temperature only (T 1: the mean as it is), not its parts
+                chosen, scores = _choose_temperature(out, a.out, a.temperatures, a.validate, **how)
+            else:
+                scores = validate([*parts, out], [*names, str(a.out)], a.validate, ledger=a.out.with_suffix(".ledger"), **how)
+            record = {"validation_accuracy": scores, "temperature_chosen": chosen, "how": f"{a.validation_models} student(s) of the sets' test protocol "
                       "each, the same seeds, on the validation split (split seed 0)", "seconds": round(time.perf_counter() - t0, 1), "versions": versions()}
             a.out.with_suffix(".validation.json").write_text(json.dumps(record, indent=1) + "\n")
     except UserError as e:
