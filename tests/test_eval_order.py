@@ -278,12 +278,17 @@ def test_cpu_chunk_is_sized_by_the_largest_intermediate():
 
 
 @pytest.mark.parametrize("arch", ["lenet", "convnet3", "alexnet"])
-def test_default_cpu_chunk_gives_the_same_logits_bit_for_bit(arch):
-    # Without batch norm each row's operations ignore the other rows, so the chunk (a speed choice) moves nothing.
+def test_default_cpu_chunk_moves_logits_by_rounding_only(arch):
+    # Without batch norm each row's result ignores the other rows, so the chunk (a speed choice) moves the logits by
+    # float32 rounding at most: bit for bit on the AMD EPYC CPUs of sessions 14-51, but oneDNN's kernels may block a
+    # convolution or matmul by its batch size, and on an Intel Xeon (session 52) chunks of 7 or 1 rows moved logits
+    # of size 0.9 by up to 7e-7. The classes, hence every accuracy, stay the same.
     side = 32 if arch == "alexnet" else 16 if arch == "convnet3" else 28
     learner = Learner(lambda: build_model(arch, 3, side, C))
     state = learner.init([0, 1])
     x = torch.randn(300, 3, side, side, generator=torch.Generator().manual_seed(0))
     default = predict(learner, state, x, mode="loop")
-    assert torch.equal(default, predict(learner, state, x, chunk=2048, mode="loop"))
-    assert torch.equal(default, predict(learner, state, x, chunk=7, mode="loop"))
+    for chunk in (2048, 7, 1):
+        other = predict(learner, state, x, chunk=chunk, mode="loop")
+        torch.testing.assert_close(other, default, rtol=1e-5, atol=1e-6)  # float32 rounding, not a different result
+        assert torch.equal(other.argmax(-1), default.argmax(-1))

@@ -291,8 +291,9 @@ def _copy_models(dst: ModelState, src: ModelState, which: list[int]) -> None:
 
 
 # On a CPU each chunk streams through every layer; one whose largest activation stays in cache is scored
-# up to 2x faster (ConvNet-3; benchmarks/bench_scoring_chunk.py, docs/benchmarks.md) and gives the same logits bit for bit:
-# without batch norm every row's operations ignore the other rows (tests/test_eval_order.py checks it).
+# up to 2x faster (ConvNet-3; benchmarks/bench_scoring_chunk.py, docs/benchmarks.md) and gives the same logits up to float32
+# rounding (bit for bit on AMD EPYC; oneDNN may block a kernel by batch size on other CPUs): without batch norm every
+# row's result ignores the other rows, and the chunk is set by the model, not the machine (tests/test_eval_order.py).
 CPU_CHUNK_BYTES = 8 << 20
 # The most rows scored in one pass on a CPU (and the loop's default chunk when the byte budget does not apply).
 CPU_MAX_CHUNK = 2048
