@@ -75,6 +75,18 @@ def test_extensions_that_would_differ_are_refused_in_one_line(mnist_small, tmp_p
         extend_run(tmp_path / "full", tmp_path / "y", epochs=2)
 
 
+
+def test_a_run_of_another_trainer_is_not_extended(tmp_path, capsys):
+    """DD / SLDD runs (their own trainer) are resumed, never extended: the record's method is no strategy of the loop."""
+    dd = tmp_path / "dd"
+    dd.mkdir()
+    (dd / "config.json").write_text(json.dumps({"method": "dd", "config": {"method": "dd", "epochs": 1, "unrolled": {}}}))
+    (dd / CHECKPOINT).write_bytes(b"")
+    code = main(["distill", "--extend", str(dd), "--epochs", "2", "--out", str(tmp_path / "x"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code != 0 and "not a label-distillation run" in err and "--resume" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x").exists()
+
 def _implicit(run_dir, epochs: int, refresh_every: int, resume: bool = False) -> Distiller:
     d = Distiller(_config("implicit", epochs=epochs, refresh_every=refresh_every, **IMPLICIT), blob_problem(),
                   model_factory=TinyNet, run_dir=run_dir, progress=False)

@@ -22,9 +22,9 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..runs import atomic_write_json, load_state, read_json
-from ..unrolled.run import is_unrolled_record
 from .config import DistillConfig
 from .loop import CHECKPOINT
+from .strategies import STRATEGIES
 
 # What a continuation leaves behind: the source's test and set (the new run tests its own selection), its lock. (Its
 # machine.json stays: the machines that took the steps so far.)
@@ -47,7 +47,9 @@ def check_extension(source: str | Path, *, epochs: int, val_every: int | None = 
     if not (source / "config.json").is_file() or not (source / CHECKPOINT).is_file():
         raise UserError(f"{source} is not a label-distillation run with a checkpoint; nothing to extend.")
     record = read_json(source / "config.json")
-    if "config" not in record or is_unrolled_record(record):
+    # A run of the loop names one of its strategies; DD / SLDD (unrolled/, their own trainer) name theirs, so the loop's
+    # package need not know the other trainer's records.
+    if not isinstance(record.get("config"), dict) or record["config"].get("method") not in STRATEGIES:
         raise UserError(f"{source} is not a label-distillation run; --extend continues those (DD / SLDD: --resume).")
     cfg = DistillConfig.from_dict(record["config"])
     if epochs is None or epochs <= cfg.epochs:
