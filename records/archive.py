@@ -3,6 +3,8 @@
     python records/archive.py store RUN_DIR NAME                 # a finished run -> records/runs/NAME
     python records/archive.py store RUN_DIR NAME --in-progress   # with its checkpoint -> records/in-progress/NAME
     python records/archive.py restore NAME RUN_DIR               # records/in-progress/NAME -> RUN_DIR (then resume)
+    python records/archive.py park OUT NAME                      # a reproduce --out folder (many runs) -> records/in-progress/NAME
+    python records/archive.py unpark NAME OUT                    # records/in-progress/NAME -> OUT (then the same reproduce command)
     python records/archive.py size                               # what records/ holds; runs/ against its budget
     python records/archive.py compact                            # old records' JSON with long lists on one line
 
@@ -108,6 +110,57 @@ def restore(name: str, run_dir: Path) -> None:
     print(f"restored {len(manifest['files'])} files into {run_dir}; resume it with the command in its record")
 
 
+def _caches(root: Path) -> set[Path]:
+    """Folders of ``root`` that the library remakes from the data alone, never parked: decoded datasets (a folder with
+    a ``.complete`` marker, data/cache.py) and ZCA fits (``zca/``)."""
+    return {p.parent for p in root.rglob(".complete")} | {p for p in root.rglob("zca") if p.is_dir()}
+
+
+def _parked_files(root: Path) -> dict[str, Path]:
+    caches = _caches(root)
+    return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name not in SKIP and not (p.name.startswith(".") and p.name.endswith(".tmp"))
+            and not any(c in p.parents for c in caches)}
+
+
+def park(out: Path, name: str, delete: bool) -> None:
+    """Mirror a folder of many runs (``reproduce --out``: cells, run directories with their checkpoints, teachers) into
+    ``records/in-progress/NAME`` as plain files, writing only those that changed, so a park's commit holds just what the
+    session made. Files the park has and OUT lacks are kept unless ``delete`` (a parked teacher's partial file, say,
+    that a later session finished): a park is never shrunk by a wrong OUT."""
+    if not out.is_dir():
+        sys.exit(f"error: {out} is not a folder")
+    dest = HERE / "in-progress" / name
+    if (dest / "MANIFEST.json").is_file():
+        sys.exit(f"error: records/in-progress/{name} is a parked run (store / restore), not a parked folder")
+    files, have = _parked_files(out), _parked_files(dest) if dest.is_dir() else {}
+    written = 0
+    for rel, src in files.items():
+        raw = src.read_bytes()
+        target = dest / rel
+        if rel in have and target.read_bytes() == raw:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(raw)
+        written += 1
+    gone = sorted(set(have) - set(files))
+    for rel in gone if delete else ():
+        (dest / rel).unlink()
+    print(f"records/in-progress/{name}: {written} files written, {len(files) - written} unchanged, {_size_mb(dest):.1f} MB"
+          + (f"; {len(gone)} not in {out} {'removed' if delete else 'kept (--delete removes them)'}" if gone else ""))
+
+
+def unpark(name: str, out: Path) -> None:
+    """Put a parked folder back where its reproduce command reads it (OUT new or empty)."""
+    src = HERE / "in-progress" / name
+    if not src.is_dir() or (src / "MANIFEST.json").is_file():
+        sys.exit(f"error: no parked folder {name!r} in {src.parent} (a parked run: restore)")
+    if out.exists() and any(out.iterdir()):
+        sys.exit(f"error: {out} exists and is not empty; unpark into a new folder")
+    shutil.copytree(src, out, dirs_exist_ok=True)
+    print(f"unparked {len(_parked_files(out))} files into {out}; go on with the reproduce command that made them")
+
+
 def compact() -> None:
     """Rewrite the records' JSON files that the library would now write shorter (runs.files.dumps: a long list of
     numbers on one line; a run's split indices took a line each, half of an MNIST record's bytes) with the very same
@@ -153,6 +206,13 @@ def main() -> None:
     r = sub.add_parser("restore")
     r.add_argument("name")
     r.add_argument("run_dir", type=Path)
+    k = sub.add_parser("park", help="mirror a folder of many runs (reproduce --out) into records/in-progress/NAME")
+    k.add_argument("out", type=Path)
+    k.add_argument("name")
+    k.add_argument("--delete", action="store_true", help="also remove parked files that OUT no longer has")
+    u = sub.add_parser("unpark")
+    u.add_argument("name")
+    u.add_argument("out", type=Path)
     sub.add_parser("size")
     sub.add_parser("compact", help="rewrite old records' JSON with long lists on one line (the same values)")
     a = ap.parse_args()
@@ -160,6 +220,10 @@ def main() -> None:
         store(a.run_dir, a.name, a.in_progress)
     elif a.cmd == "restore":
         restore(a.name, a.run_dir)
+    elif a.cmd == "park":
+        park(a.out, a.name, a.delete)
+    elif a.cmd == "unpark":
+        unpark(a.name, a.out)
     elif a.cmd == "compact":
         compact()
     else:

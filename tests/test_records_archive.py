@@ -87,3 +87,51 @@ def test_compact_keeps_values_and_restores(archive, tmp_path):
     assert json.loads((tmp_path / "back" / "config.json").read_text()) == json.loads(old)
     archive.compact()  # a second pass finds nothing shorter to write
     assert json.loads((dest / "MANIFEST.json").read_text()) == manifest
+
+
+def _field_out(root: Path) -> Path:
+    """A reproduce --out folder: a cell, a run with its checkpoint and lock, a teacher, and the caches never parked."""
+    out = root / "out"
+    for rel, data in {"cells/c.json": b"{}", "runs/r/checkpoint.safetensors": b"\x02" * 3_000_000,
+                      "runs/r/.lock": b"1", "teachers/t.partial.safetensors": b"\x03" * 100,
+                      "cifar10_train-abc/x.npy": b"\x04" * 100, "cifar10_train-abc/.complete": b"",
+                      "zca/f.safetensors": b"\x05" * 100}.items():
+        (out / rel).parent.mkdir(parents=True, exist_ok=True)
+        (out / rel).write_bytes(data)
+    return out
+
+
+def test_park_mirrors_a_folder_of_runs_without_caches_and_writes_only_changes(archive, tmp_path, capsys):
+    out = _field_out(tmp_path)
+    archive.park(out, "f", delete=False)
+    dest = tmp_path / "records" / "in-progress" / "f"
+    parked = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
+    assert parked == ["cells/c.json", "runs/r/checkpoint.safetensors", "teachers/t.partial.safetensors"]  # large files kept
+    assert "3 files written" in capsys.readouterr().out
+    # the next park: a changed cell, a teacher finished (its partial gone), nothing else touched
+    (out / "cells" / "c.json").write_bytes(b'{"done": 1}')
+    (out / "teachers" / "t.partial.safetensors").unlink()
+    (out / "teachers" / "t.safetensors").write_bytes(b"\x06")
+    archive.park(out, "f", delete=False)
+    said = capsys.readouterr().out
+    assert "2 files written, 1 unchanged" in said and "1 not in" in said and "kept" in said
+    assert (dest / "teachers" / "t.partial.safetensors").is_file() and (dest / "cells" / "c.json").read_bytes() == b'{"done": 1}'
+    archive.park(out, "f", delete=True)
+    assert not (dest / "teachers" / "t.partial.safetensors").exists()
+    # unpark: a new folder gets exactly the parked files; a non-empty one is refused
+    back = tmp_path / "back"
+    archive.unpark("f", back)
+    assert {p.relative_to(back).as_posix(): p.read_bytes() for p in back.rglob("*") if p.is_file()} == \
+        {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()}
+    with pytest.raises(SystemExit, match="not empty"):
+        archive.unpark("f", back)
+
+
+def test_park_refuses_a_missing_folder_and_a_parked_run(archive, tmp_path):
+    with pytest.raises(SystemExit, match="is not a folder"):
+        archive.park(tmp_path / "nothing", "f", delete=False)
+    archive.store(_run_dir(tmp_path), "r", in_progress=True)
+    with pytest.raises(SystemExit, match="is a parked run"):
+        archive.park(_field_out(tmp_path), "r", delete=False)
+    with pytest.raises(SystemExit, match="no parked folder"):
+        archive.unpark("r", tmp_path / "new")
