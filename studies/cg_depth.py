@@ -22,11 +22,9 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from labeldistill.artifact import load
-from labeldistill.distill.strategies.implicit import CHUNK, implicit_label_grad
-from labeldistill.distill.strategies.ridge import fitted_scale
+from labeldistill.distill.strategies.implicit import implicit_label_grad, target_grad
 from labeldistill.distill.start import START_FILE
 from labeldistill.distill.students import ProtocolStudents
 from labeldistill.engine import make_learner
@@ -76,15 +74,7 @@ def main() -> None:
         def logits_of(p, xx, buffers=buffers, head=head):
             return learner.logits(p, buffers, head, xx)
 
-        with torch.no_grad():
-            out_t = torch.cat([logits_of(theta, xt[c : c + CHUNK]) for c in range(0, xt.shape[0], CHUNK)])
-        scale = fitted_scale(out_t, yt).to(out_t.dtype)
-        leaves = {name: t.clone().requires_grad_() for name, t in theta.items()}
-        g_t = {name: torch.zeros_like(t) for name, t in theta.items()}
-        for c in range(0, xt.shape[0], CHUNK):
-            part = F.cross_entropy(scale * logits_of(leaves, xt[c : c + CHUNK]), yt[c : c + CHUNK], reduction="sum") / xt.shape[0]
-            for name, gr in zip(leaves, torch.autograd.grad(part, list(leaves.values()))):
-                g_t[name] += gr
+        g_t, _, _ = target_grad(logits_of, theta, xt, yt, fitted=cfg["target_scale"] == "fitted")
         for depth in a.depths:
             t1 = time.perf_counter()
             grad = implicit_label_grad(logits_of, theta, xv[k], int(cfg["views"]), g_t, damping=damping, cg_iters=depth,

@@ -116,6 +116,21 @@ def implicit_label_grad(logits_of: Callable[[Tensors, torch.Tensor], torch.Tenso
     return tangent.view(views, n, -1).mean(0) / n
 
 
+def target_grad(logits_of: Callable[[Tensors, torch.Tensor], torch.Tensor], theta: Tensors, xt: torch.Tensor, yt: torch.Tensor,
+                *, fitted: bool) -> tuple[Tensors, torch.Tensor, torch.Tensor]:
+    """The target loss's gradient in ``theta`` (cross-entropy of ``scale * logits`` on the target minibatch, in chunks of
+    ``CHUNK`` images), the logits themselves and the scale: the one minimising that loss when ``fitted``, else 1."""
+    with torch.no_grad():
+        out_t = torch.cat([logits_of(theta, xt[c : c + CHUNK]) for c in range(0, xt.shape[0], CHUNK)])
+    scale = fitted_scale(out_t, yt).to(out_t.dtype) if fitted else out_t.new_ones(())
+    leaves = {n: t.clone().requires_grad_() for n, t in theta.items()}
+    g_t = {n: torch.zeros_like(t) for n, t in theta.items()}
+    for c in range(0, xt.shape[0], CHUNK):
+        part = F.cross_entropy(scale * logits_of(leaves, xt[c : c + CHUNK]), yt[c : c + CHUNK], reduction="sum") / xt.shape[0]
+        for n, g in zip(leaves, torch.autograd.grad(part, list(leaves.values()))):
+            g_t[n] += g
+    return g_t, out_t, scale
+
 @register_strategy("implicit", aliases=("ld-implicit",))
 class Implicit(Strategy):
     head = "linear"
@@ -156,15 +171,7 @@ class Implicit(Strategy):
             def logits_of(p: Tensors, x: torch.Tensor) -> torch.Tensor:
                 return learner.logits(p, buffers, head, x)
 
-            with torch.no_grad():
-                out_t = torch.cat([logits_of(theta, xt[c : c + CHUNK]) for c in range(0, xt.shape[0], CHUNK)])
-            scale = fitted_scale(out_t, yt).to(out_t.dtype) if self.target_scale == "fitted" else out_t.new_ones(())
-            leaves = {n: t.clone().requires_grad_() for n, t in theta.items()}
-            g_t = {n: torch.zeros_like(t) for n, t in theta.items()}
-            for c in range(0, xt.shape[0], CHUNK):
-                part = F.cross_entropy(scale * logits_of(leaves, xt[c : c + CHUNK]), yt[c : c + CHUNK], reduction="sum") / xt.shape[0]
-                for n, g in zip(leaves, torch.autograd.grad(part, list(leaves.values()))):
-                    g_t[n] += g
+            g_t, out_t, scale = target_grad(logits_of, theta, xt, yt, fitted=self.target_scale == "fitted")
             grad_y += implicit_label_grad(logits_of, theta, xb[k], self.views, g_t, damping=self.weight_decay + self.damping,
                                           cg_iters=self.cg_iters, mode=self.meta_gradient) / k_students
             losses.append(F.cross_entropy(scale * out_t, yt))
