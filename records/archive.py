@@ -116,16 +116,25 @@ def _caches(root: Path) -> set[Path]:
     return {p.parent for p in root.rglob(".complete")} | {p for p in root.rglob("zca") if p.is_dir()}
 
 
+def _rewritten(p: Path) -> bool:
+    """A finished run's large set (a CIFAR-10 set carries its 38 MB ZCA) and its result, beside the run's checkpoint:
+    left out, since resuming the run from that checkpoint writes both again (session 50's parks did so by hand)."""
+    set_file = p.parent / "distilled.safetensors"
+    return (p.name in ("distilled.safetensors", "result.json") and (p.parent / "checkpoint.safetensors").is_file()
+            and set_file.is_file() and set_file.stat().st_size > LARGE_MB * 2**20)
+
+
 def _parked_files(root: Path) -> dict[str, Path]:
     caches = _caches(root)
     return {p.relative_to(root).as_posix(): p for p in sorted(root.rglob("*"))
             if p.is_file() and p.name not in SKIP and not (p.name.startswith(".") and p.name.endswith(".tmp"))
-            and not any(c in p.parents for c in caches)}
+            and not any(c in p.parents for c in caches) and not _rewritten(p)}
 
 
 def park(out: Path, name: str, delete: bool) -> None:
     """Mirror a folder of many runs (``reproduce --out``: cells, run directories with their checkpoints, teachers) into
-    ``records/in-progress/NAME`` as plain files, writing only those that changed, so a park's commit holds just what the
+    ``records/in-progress/NAME`` as plain files (but a finished run's large set and result beside its checkpoint, which
+    its resume rewrites), writing only those that changed, so a park's commit holds just what the
     session made. Files the park has and OUT lacks are kept unless ``delete`` (a parked teacher's partial file, say,
     that a later session finished): a park is never shrunk by a wrong OUT."""
     if not out.is_dir():
@@ -133,7 +142,8 @@ def park(out: Path, name: str, delete: bool) -> None:
     dest = HERE / "in-progress" / name
     if (dest / "MANIFEST.json").is_file():
         sys.exit(f"error: records/in-progress/{name} is a parked run (store / restore), not a parked folder")
-    files, have = _parked_files(out), _parked_files(dest) if dest.is_dir() else {}
+    files = _parked_files(out)
+    have = {q.relative_to(dest).as_posix(): q for q in dest.rglob("*") if q.is_file()} if dest.is_dir() else {}
     written = 0
     for rel, src in files.items():
         raw = src.read_bytes()

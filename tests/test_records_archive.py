@@ -94,6 +94,8 @@ def _field_out(root: Path) -> Path:
     out = root / "out"
     for rel, data in {"cells/c.json": b"{}", "runs/r/checkpoint.safetensors": b"\x02" * 3_000_000,
                       "runs/r/.lock": b"1", "teachers/t.partial.safetensors": b"\x03" * 100,
+                      "runs/r/distilled.safetensors": b"\x07" * 3_000_000, "runs/r/result.json": b"{}",  # rewritten by its resume
+                      "runs/s/distilled.safetensors": b"\x08" * 100, "runs/s/result.json": b"{}",  # a small set: kept
                       "cifar10_train-abc/x.npy": b"\x04" * 100, "cifar10_train-abc/.complete": b"",
                       "zca/f.safetensors": b"\x05" * 100}.items():
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -106,18 +108,21 @@ def test_park_mirrors_a_folder_of_runs_without_caches_and_writes_only_changes(ar
     archive.park(out, "f", delete=False)
     dest = tmp_path / "records" / "in-progress" / "f"
     parked = sorted(p.relative_to(dest).as_posix() for p in dest.rglob("*") if p.is_file())
-    assert parked == ["cells/c.json", "runs/r/checkpoint.safetensors", "teachers/t.partial.safetensors"]  # large files kept
-    assert "3 files written" in capsys.readouterr().out
+    assert parked == ["cells/c.json", "runs/r/checkpoint.safetensors", "runs/s/distilled.safetensors", "runs/s/result.json",
+                      "teachers/t.partial.safetensors"]  # large files kept, but a large set its checkpoint rewrites
+    assert "5 files written" in capsys.readouterr().out
     # the next park: a changed cell, a teacher finished (its partial gone), nothing else touched
     (out / "cells" / "c.json").write_bytes(b'{"done": 1}')
     (out / "teachers" / "t.partial.safetensors").unlink()
     (out / "teachers" / "t.safetensors").write_bytes(b"\x06")
     archive.park(out, "f", delete=False)
     said = capsys.readouterr().out
-    assert "2 files written, 1 unchanged" in said and "1 not in" in said and "kept" in said
+    assert "2 files written, 3 unchanged" in said and "1 not in" in said and "kept" in said
     assert (dest / "teachers" / "t.partial.safetensors").is_file() and (dest / "cells" / "c.json").read_bytes() == b'{"done": 1}'
+    (dest / "runs" / "r" / "distilled.safetensors").write_bytes(b"\x07" * 3_000_000)  # parked by hand before the rule
     archive.park(out, "f", delete=True)
     assert not (dest / "teachers" / "t.partial.safetensors").exists()
+    assert not (dest / "runs" / "r" / "distilled.safetensors").exists()
     # unpark: a new folder gets exactly the parked files; a non-empty one is refused
     back = tmp_path / "back"
     archive.unpark("f", back)
