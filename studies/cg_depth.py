@@ -6,7 +6,7 @@ steps favour the curvature's large directions; the exact inverse weights the fla
 trained student most. Whether that matters is a question about directions: this script trains the method's students
 the protocol's way on a run's start labels (its first label step's situation), then takes the label gradient on one
 target minibatch and one draw of views at several CG depths, with the library's own solver, and reports each one's
-cosine with the deepest (and the solve's relative residual). Two students give the scale that matters: the cosine
+cosine with the deepest. Two students give the scale that matters: the cosine
 between two students' gradients at the method's depth is the noise every step already averages over.
 
     OMP_NUM_THREADS=1 python studies/cg_depth.py records/runs/mnist-implicit-r5-e2-100-s0 --data-root ../shared/data \\
@@ -30,6 +30,7 @@ from labeldistill.distill.students import ProtocolStudents
 from labeldistill.engine import make_learner
 from labeldistill.problem import run_target
 from labeldistill.protocols import get_protocol
+from labeldistill.protocols.evaluate import target_zca
 from labeldistill.runs.provenance import versions
 from labeldistill.runs.tensorstate import load_state
 from labeldistill.seeding import derive_seed
@@ -44,7 +45,6 @@ def main() -> None:
     ap.add_argument("--data-root", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     a = ap.parse_args()
-    torch.manual_seed(0)  # nothing below draws from it; every draw has its own seeded generator
     record = json.loads((a.run / "config.json").read_text())
     cfg = record["config"]
     dev = torch.device("cpu")
@@ -56,13 +56,14 @@ def main() -> None:
     proto = get_protocol(cfg["test_protocol"])
     learner = make_learner(cfg["arch"], ch, size, target.num_classes, head="linear")
     students = ProtocolStudents(learner, proto, channels=ch, n_base=n, seed=int(cfg["seed"]), students=a.students,
-                                follow_epochs=int(cfg["follow_epochs"]), first_epochs=None, zca=None, device=dev, progress=True)
+                                follow_epochs=int(cfg["follow_epochs"]), first_epochs=None, zca=target_zca(proto, target, ch),
+                                device=dev, progress=True)  # whitened as the run's students, where the protocol whitens
     t0 = time.perf_counter()
     students.train_first(x, y, progress=True)
     trained_s = time.perf_counter() - t0
     g = torch.Generator().manual_seed(derive_seed(int(cfg["seed"]), "cg-depth-target"))
     pick = torch.randperm(target.train.x.shape[0], generator=g)[: int(cfg["target_batch"])]
-    xt, yt = target.train.x[pick].to(dev), target.train.y[pick].to(dev)
+    xt, yt = students.whiten(target.train.x[pick].to(dev)), target.train.y[pick].to(dev)  # the target as the students see it
     xv = students.views(x, int(cfg["views"]))
     damping = proto.weight_decay + float(cfg["damping"])
     rows = []

@@ -131,6 +131,7 @@ def target_grad(logits_of: Callable[[Tensors, torch.Tensor], torch.Tensor], thet
             g_t[n] += g
     return g_t, out_t, scale
 
+
 @register_strategy("implicit", aliases=("ld-implicit",))
 class Implicit(Strategy):
     head = "linear"
